@@ -1,0 +1,268 @@
+//! Vector envs: step many envs as one, into contiguous batch buffers.
+//!
+//! **Auto-reset is same-step** (Gymnasium's `AutoresetMode.SAME_STEP`): when env `i` ends an
+//! episode on a step, that step's `obs` row already holds the *first observation of the next
+//! episode*, and the episode's last observation is in `final_obs` row `i` (valid only where
+//! `terminated[i] || truncated[i]`). A learner bootstraps a truncated episode from
+//! `final_obs(i)`, never from `obs` — the mistake the next-step mode makes easy to avoid and
+//! the same-step mode makes impossible to hide. The finished episode's return and length are in
+//! `finished_return` / `finished_length` at the same index.
+//!
+//! Env `i` is seeded with `seed + i` on `reset(Some(seed))`, as in Gymnasium.
+
+mod sync;
+mod threaded;
+
+pub use sync::SyncVectorEnv;
+pub use threaded::ThreadedVectorEnv;
+
+use crate::env::Env;
+use crate::error::{EnvError, Result};
+use crate::space::{Action, Space};
+
+/// A batch of environments stepped together.
+pub trait VecEnv: Send {
+    fn num_envs(&self) -> usize;
+
+    /// The observation space of one env.
+    fn single_observation_space(&self) -> &Space;
+
+    /// The action space of one env.
+    fn single_action_space(&self) -> &Space;
+
+    /// Resets every env (env `i` with `seed + i` when a seed is given).
+    fn reset(&mut self, seed: Option<u64>) -> Result<()>;
+
+    /// Steps every env with its action; finished envs are reset in the same step.
+    fn step(&mut self, actions: Actions<'_>) -> Result<()>;
+
+    /// The buffers the last `reset`/`step` wrote.
+    fn batch(&self) -> &Batch;
+}
+
+/// One action per env, contiguous: `[num_envs]` integers or `[num_envs, action_dim]` values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Actions<'a> {
+    Discrete(&'a [i64]),
+    Continuous(&'a [f32]),
+    MultiDiscrete(&'a [i64]),
+}
+
+impl<'a> Actions<'a> {
+    fn len(&self) -> usize {
+        match self {
+            Actions::Discrete(v) | Actions::MultiDiscrete(v) => v.len(),
+            Actions::Continuous(v) => v.len(),
+        }
+    }
+
+    /// The action of env `i`, `per_env` values wide.
+    fn get(&self, i: usize, per_env: usize) -> Action<'a> {
+        let range = i * per_env..(i + 1) * per_env;
+        match *self {
+            Actions::Discrete(v) => Action::Discrete(v[i]),
+            Actions::Continuous(v) => Action::Continuous(&v[range]),
+            Actions::MultiDiscrete(v) => Action::MultiDiscrete(&v[range]),
+        }
+    }
+
+    /// The actions of envs `start..end`.
+    fn slice(&self, start: usize, end: usize, per_env: usize) -> Actions<'a> {
+        let (a, b) = (start * per_env, end * per_env);
+        match *self {
+            Actions::Discrete(v) => Actions::Discrete(&v[a..b]),
+            Actions::Continuous(v) => Actions::Continuous(&v[a..b]),
+            Actions::MultiDiscrete(v) => Actions::MultiDiscrete(&v[a..b]),
+        }
+    }
+}
+
+/// Checks there is exactly one action per env before anything is stepped.
+fn check_action_count(actions: &Actions<'_>, num_envs: usize, space: &Space) -> Result<usize> {
+    let per_env = match space {
+        Space::Discrete { .. } => 1,
+        other => other.flat_dim(),
+    };
+    let expected = num_envs * per_env;
+    if actions.len() != expected {
+        return Err(EnvError::ActionCount {
+            got: actions.len(),
+            expected,
+            num_envs,
+            per_env,
+        });
+    }
+    Ok(per_env)
+}
+
+/// The contiguous buffers of a vector env, one row per env.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub num_envs: usize,
+    pub obs_dim: usize,
+    /// `[num_envs, obs_dim]`: the current observation of each env.
+    pub obs: Vec<f32>,
+    pub rewards: Vec<f32>,
+    pub terminated: Vec<bool>,
+    pub truncated: Vec<bool>,
+    /// `[num_envs, obs_dim]`: the last observation of the episode that ended this step.
+    pub final_obs: Vec<f32>,
+    /// Return and length of the episode in progress.
+    pub episode_return: Vec<f64>,
+    pub episode_length: Vec<u64>,
+    /// Return and length of the episode that ended this step (valid where done).
+    pub finished_return: Vec<f64>,
+    pub finished_length: Vec<u64>,
+}
+
+impl Batch {
+    pub fn new(num_envs: usize, obs_dim: usize) -> Self {
+        Batch {
+            num_envs,
+            obs_dim,
+            obs: vec![0.0; num_envs * obs_dim],
+            rewards: vec![0.0; num_envs],
+            terminated: vec![false; num_envs],
+            truncated: vec![false; num_envs],
+            final_obs: vec![0.0; num_envs * obs_dim],
+            episode_return: vec![0.0; num_envs],
+            episode_length: vec![0; num_envs],
+            finished_return: vec![0.0; num_envs],
+            finished_length: vec![0; num_envs],
+        }
+    }
+
+    /// The observation row of env `i`.
+    pub fn obs_row(&self, i: usize) -> &[f32] {
+        &self.obs[i * self.obs_dim..(i + 1) * self.obs_dim]
+    }
+
+    /// True when env `i` ended an episode on the last step.
+    pub fn done(&self, i: usize) -> bool {
+        self.terminated[i] || self.truncated[i]
+    }
+
+    /// The final observation of the episode env `i` ended on the last step, if it ended one.
+    pub fn final_obs(&self, i: usize) -> Option<&[f32]> {
+        self.done(i)
+            .then(|| &self.final_obs[i * self.obs_dim..(i + 1) * self.obs_dim])
+    }
+
+    /// Returns and lengths of the episodes that ended on the last step.
+    pub fn finished_episodes(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        (0..self.num_envs)
+            .filter(|&i| self.done(i))
+            .map(|i| (self.finished_return[i], self.finished_length[i]))
+    }
+
+    /// Copies rows `0..other.num_envs` of `other` into rows `offset..` of `self`.
+    fn copy_rows_from(&mut self, other: &Batch, offset: usize) {
+        let (n, d) = (other.num_envs, self.obs_dim);
+        self.obs[offset * d..(offset + n) * d].copy_from_slice(&other.obs);
+        self.final_obs[offset * d..(offset + n) * d].copy_from_slice(&other.final_obs);
+        let rows = offset..offset + n;
+        self.rewards[rows.clone()].copy_from_slice(&other.rewards);
+        self.terminated[rows.clone()].copy_from_slice(&other.terminated);
+        self.truncated[rows.clone()].copy_from_slice(&other.truncated);
+        self.episode_return[rows.clone()].copy_from_slice(&other.episode_return);
+        self.episode_length[rows.clone()].copy_from_slice(&other.episode_length);
+        self.finished_return[rows.clone()].copy_from_slice(&other.finished_return);
+        self.finished_length[rows].copy_from_slice(&other.finished_length);
+    }
+}
+
+/// Resets `envs` into rows `0..envs.len()` of `batch`; env `j` gets `seed + first_index + j`.
+fn reset_envs<E: Env>(
+    envs: &mut [E],
+    seed: Option<u64>,
+    first_index: usize,
+    batch: &mut Batch,
+) -> Result<()> {
+    let d = batch.obs_dim;
+    for (j, (env, obs)) in envs
+        .iter_mut()
+        .zip(batch.obs.chunks_exact_mut(d))
+        .enumerate()
+    {
+        env.reset(seed.map(|s| s.wrapping_add((first_index + j) as u64)), obs)?;
+    }
+    let n = envs.len();
+    batch.rewards[..n].fill(0.0);
+    batch.terminated[..n].fill(false);
+    batch.truncated[..n].fill(false);
+    batch.episode_return[..n].fill(0.0);
+    batch.episode_length[..n].fill(0);
+    Ok(())
+}
+
+/// Steps `envs` with `actions` into rows `0..envs.len()` of `batch`, resetting finished envs
+/// in the same step. `first_index` is the global index of `envs[0]`, for error messages.
+fn step_envs<E: Env>(
+    envs: &mut [E],
+    actions: Actions<'_>,
+    per_env: usize,
+    first_index: usize,
+    batch: &mut Batch,
+) -> Result<()> {
+    let d = batch.obs_dim;
+    for (j, env) in envs.iter_mut().enumerate() {
+        let obs = &mut batch.obs[j * d..(j + 1) * d];
+        let result = env.step(actions.get(j, per_env), obs)?;
+        check_finite(env.name(), result.reward, obs, first_index + j)?;
+        batch.rewards[j] = result.reward as f32;
+        batch.terminated[j] = result.terminated;
+        batch.truncated[j] = result.truncated;
+        batch.episode_return[j] += result.reward;
+        batch.episode_length[j] += 1;
+        if result.done() {
+            batch.final_obs[j * d..(j + 1) * d].copy_from_slice(obs);
+            batch.finished_return[j] = batch.episode_return[j];
+            batch.finished_length[j] = batch.episode_length[j];
+            batch.episode_return[j] = 0.0;
+            batch.episode_length[j] = 0;
+            env.reset(None, obs)?;
+        }
+    }
+    Ok(())
+}
+
+/// Rejects NaN or infinite rewards and observations before they reach a learner.
+fn check_finite(env: &str, reward: f64, obs: &[f32], index: usize) -> Result<()> {
+    let non_finite = |what, value: f64| EnvError::NonFinite {
+        env: env.to_string(),
+        what,
+        value,
+        index,
+    };
+    if !reward.is_finite() {
+        return Err(non_finite("reward", reward));
+    }
+    match obs.iter().find(|x| !x.is_finite()) {
+        Some(&x) => Err(non_finite("observation", x as f64)),
+        None => Ok(()),
+    }
+}
+
+/// The spaces every env in a vector env must share; a mismatch is an error naming both.
+fn common_spaces<E: Env>(envs: &[E]) -> Result<(Space, Space)> {
+    let first = envs
+        .first()
+        .ok_or_else(|| EnvError::SpaceMismatch("a vector env needs at least one env".into()))?;
+    for (i, env) in envs.iter().enumerate().skip(1) {
+        if env.observation_space() != first.observation_space()
+            || env.action_space() != first.action_space()
+        {
+            return Err(EnvError::SpaceMismatch(format!(
+                "env {i} has spaces {} / {}, env 0 has {} / {}; all envs of a vector env must share their spaces",
+                env.observation_space(),
+                env.action_space(),
+                first.observation_space(),
+                first.action_space()
+            )));
+        }
+    }
+    Ok((
+        first.observation_space().clone(),
+        first.action_space().clone(),
+    ))
+}

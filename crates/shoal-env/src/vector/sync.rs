@@ -1,0 +1,57 @@
+use crate::env::Env;
+use crate::error::Result;
+use crate::space::Space;
+
+use super::{check_action_count, common_spaces, reset_envs, step_envs, Actions, Batch, VecEnv};
+
+/// Steps its envs one after another on the calling thread (Gymnasium's `SyncVectorEnv`).
+/// The right choice for cheap envs on few cores, and inside workers that own one core each.
+pub struct SyncVectorEnv<E = Box<dyn Env>> {
+    envs: Vec<E>,
+    batch: Batch,
+    observation_space: Space,
+    action_space: Space,
+}
+
+impl<E: Env> SyncVectorEnv<E> {
+    /// Fails when `envs` is empty or the envs' spaces differ.
+    pub fn new(envs: Vec<E>) -> Result<Self> {
+        let (observation_space, action_space) = common_spaces(&envs)?;
+        Ok(SyncVectorEnv {
+            batch: Batch::new(envs.len(), observation_space.flat_dim()),
+            envs,
+            observation_space,
+            action_space,
+        })
+    }
+
+    /// The envs, e.g. to read a wrapper's statistics.
+    pub fn envs(&self) -> &[E] {
+        &self.envs
+    }
+}
+
+impl<E: Env> VecEnv for SyncVectorEnv<E> {
+    fn num_envs(&self) -> usize {
+        self.envs.len()
+    }
+    fn single_observation_space(&self) -> &Space {
+        &self.observation_space
+    }
+    fn single_action_space(&self) -> &Space {
+        &self.action_space
+    }
+
+    fn reset(&mut self, seed: Option<u64>) -> Result<()> {
+        reset_envs(&mut self.envs, seed, 0, &mut self.batch)
+    }
+
+    fn step(&mut self, actions: Actions<'_>) -> Result<()> {
+        let per_env = check_action_count(&actions, self.envs.len(), &self.action_space)?;
+        step_envs(&mut self.envs, actions, per_env, 0, &mut self.batch)
+    }
+
+    fn batch(&self) -> &Batch {
+        &self.batch
+    }
+}
