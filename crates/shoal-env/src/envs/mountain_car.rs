@@ -172,10 +172,10 @@ impl Env for MountainCarContinuous {
             .state
             .ok_or_else(|| needs_reset("MountainCarContinuous"))?;
         let stored_f32 = !self.fresh;
-        // `force * power - 0.0025 * cos(3x)`: f32 arithmetic while the force is the f32 action
-        // itself; f64 when clipping replaced it by a Python float (never, for a valid action).
-        let dv =
-            (a.clamp(-1.0, 1.0) * Self::POWER - (0.0025 * (3.0 * position).cos()) as f32) as f64;
+        // `force * power - 0.0025 * cos(3x)` is f32 arithmetic (the force is the f32 action);
+        // `3x` is f32 too once the state has been stored as f32.
+        let three_x = round_if(stored_f32, 3.0 * position);
+        let dv = (a * Self::POWER - (0.0025 * three_x.cos()) as f32) as f64;
         velocity = round_if(stored_f32, velocity + dv).clamp(-MAX_SPEED, MAX_SPEED);
         position = round_if(stored_f32, position + velocity).clamp(MIN_POSITION, MAX_POSITION);
         if position == MIN_POSITION && velocity < 0.0 {
