@@ -11,8 +11,11 @@ use crate::error::{EnvError, Result};
 use crate::options::{EnvOptions, OptionValue};
 use crate::wrappers::TimeLimit;
 
-/// Builds an env from its options; the options it does not ask for are reported as unknown.
-pub type EnvFactory = Arc<dyn Fn(&mut EnvOptions) -> Result<Box<dyn Env>> + Send + Sync>;
+/// Builds an env from its options and optional time limit; the options it does not ask for
+/// are reported as unknown. The time limit is applied inside the factory, around the concrete
+/// env type, so stepping a registered env costs one dynamic call, not one per wrapper layer.
+pub type EnvFactory =
+    Arc<dyn Fn(&mut EnvOptions, Option<u64>) -> Result<Box<dyn Env>> + Send + Sync>;
 
 /// How to build one registered environment id.
 #[derive(Clone)]
@@ -39,7 +42,13 @@ impl EnvSpec {
             max_episode_steps: None,
             reward_threshold: None,
             default_options: Vec::new(),
-            factory: Arc::new(move |options| Ok(Box::new(factory(options)?) as Box<dyn Env>)),
+            factory: Arc::new(move |options, max_episode_steps| {
+                let env = factory(options)?;
+                Ok(match max_episode_steps {
+                    Some(n) => Box::new(TimeLimit::new(env, n)) as Box<dyn Env>,
+                    None => Box::new(env),
+                })
+            }),
         }
     }
 
@@ -73,12 +82,9 @@ impl EnvSpec {
             .count("max_episode_steps")?
             .or(self.max_episode_steps)
             .filter(|&n| n > 0);
-        let env = (self.factory)(&mut opts)?;
+        let env = (self.factory)(&mut opts, max_steps)?;
         opts.finish()?;
-        Ok(match max_steps {
-            Some(n) => Box::new(TimeLimit::new(env, n)),
-            None => env,
-        })
+        Ok(env)
     }
 }
 

@@ -163,10 +163,15 @@ impl Space {
 
     /// Checks `action` and returns it as the integer a `Discrete` space holds.
     pub fn discrete_action(&self, action: Action<'_>) -> Result<i64> {
-        self.check(action)?;
-        match action {
-            Action::Discrete(a) => Ok(a),
-            _ => Err(self.kind_mismatch(action)),
+        match (self, action) {
+            // The hot path of every discrete env step: one range check, no error built.
+            (Space::Discrete { n, start }, Action::Discrete(a)) if a >= *start && a < start + n => {
+                Ok(a)
+            }
+            _ => Err(self
+                .check(action)
+                .err()
+                .unwrap_or_else(|| self.kind_mismatch(action))),
         }
     }
 

@@ -1,1 +1,48 @@
-fn main() {}
+//! `shoal`: the command-line face of Shoal.
+//!
+//! Each subcommand lives in its own module under `commands/`; this file only parses arguments
+//! and dispatches, so `shoal --help` and the module list read as the same table of contents.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "shoal",
+    version,
+    about = "Distributed deep reinforcement learning in Rust"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every registered environment with its spaces, time limit and reward threshold.
+    Envs(commands::envs::Args),
+    /// Step one environment and print JSON lines: reset observations, then one line per step.
+    Rollout(commands::rollout::Args),
+    /// Measure performance.
+    #[command(subcommand)]
+    Bench(commands::bench::Bench),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Envs(args) => commands::envs::run(&args),
+        Command::Rollout(args) => commands::rollout::run(&args),
+        Command::Bench(bench) => commands::bench::run(&bench),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -122,13 +122,13 @@ fn build_model(
         }
     };
     let fail_rate = (1.0 - success_rate) / 2.0;
-    for row in 0..nrow {
-        for col in 0..ncol {
+    for (row, line) in tiles.iter().enumerate() {
+        for (col, &letter) in line.iter().enumerate() {
             let s = to_s(row, col);
-            model.initial[s] = if tiles[row][col] == b'S' { 1.0 } else { 0.0 };
+            model.initial[s] = if letter == b'S' { 1.0 } else { 0.0 };
             for a in 0..4 {
                 let outcomes = model.outcomes_mut(s, a);
-                if matches!(tiles[row][col], b'G' | b'H') {
+                if matches!(letter, b'G' | b'H') {
                     outcomes.push(Transition {
                         prob: 1.0,
                         next_state: s,

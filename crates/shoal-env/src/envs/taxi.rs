@@ -119,82 +119,96 @@ fn slip(row: usize, col: usize, (dr, dc): (isize, isize)) -> (usize, usize) {
 
 fn build_model(is_rainy: bool, rainy_probability: f64) -> TabularModel {
     let mut model = TabularModel::new(500, 6);
-    // Intended move, then the two lateral slips, per movement action (Gymnasium's `moves`).
-    let moves: [[(isize, isize); 3]; 4] = [
-        [(1, 0), (0, 1), (0, -1)],
-        [(-1, 0), (0, -1), (0, 1)],
-        [(0, 1), (-1, 0), (1, 0)],
-        [(0, -1), (1, 0), (-1, 0)],
-    ];
-    let lateral = (1.0 - rainy_probability) / 2.0;
-    for row in 0..=MAX_ROW {
-        for col in 0..=MAX_COL {
-            for pass_idx in 0..5 {
-                for dest in 0..4 {
-                    let s = encode(row, col, pass_idx, dest);
-                    if pass_idx < 4 && pass_idx != dest {
-                        model.initial[s] += 1.0;
-                    }
-                    for action in 0..6 {
-                        let can_move = match action {
-                            0 => row < MAX_ROW,
-                            1 => row > 0,
-                            2 => open_east(row, col),
-                            3 => open_west(row, col),
-                            _ => false,
-                        };
-                        let (mut new_row, mut new_col) = (row, col);
-                        let (mut new_pass, mut reward, mut terminated) = (pass_idx, -1.0, false);
-                        match action {
-                            0..=3 if can_move => {
-                                let (dr, dc) = moves[action][0];
-                                new_row = row.saturating_add_signed(dr).min(MAX_ROW);
-                                new_col = col.saturating_add_signed(dc).min(MAX_COL);
-                            }
-                            4 => (new_pass, reward) = pickup((row, col), pass_idx),
-                            5 => {
-                                (new_pass, reward, terminated) = dropoff((row, col), pass_idx, dest)
-                            }
-                            _ => {}
-                        }
-                        let intended = encode(new_row, new_col, new_pass, dest);
-                        let outcomes = model.outcomes_mut(s, action);
-                        if is_rainy && action <= 3 {
-                            let (left, right) = if can_move {
-                                (
-                                    slip(row, col, moves[action][1]),
-                                    slip(row, col, moves[action][2]),
-                                )
-                            } else {
-                                ((row, col), (row, col))
-                            };
-                            for (prob, next) in [
-                                (rainy_probability, intended),
-                                (lateral, encode(left.0, left.1, new_pass, dest)),
-                                (lateral, encode(right.0, right.1, new_pass, dest)),
-                            ] {
-                                outcomes.push(Transition {
-                                    prob,
-                                    next_state: next,
-                                    reward: -1.0,
-                                    terminated,
-                                });
-                            }
-                        } else {
-                            outcomes.push(Transition {
-                                prob: 1.0,
-                                next_state: intended,
-                                reward,
-                                terminated,
-                            });
-                        }
-                    }
-                }
-            }
+    for s in 0..500 {
+        let (row, col, pass_idx, dest) = decode(s);
+        if pass_idx < 4 && pass_idx != dest {
+            model.initial[s] += 1.0;
+        }
+        for action in 0..6 {
+            *model.outcomes_mut(s, action) = outcomes(
+                row,
+                col,
+                pass_idx,
+                dest,
+                action,
+                is_rainy,
+                rainy_probability,
+            );
         }
     }
     model.normalize_initial();
     model
+}
+
+/// Intended move, then the two lateral slips, per movement action (Gymnasium's `moves`).
+const MOVES: [[(isize, isize); 3]; 4] = [
+    [(1, 0), (0, 1), (0, -1)],
+    [(-1, 0), (0, -1), (0, 1)],
+    [(0, 1), (-1, 0), (1, 0)],
+    [(0, -1), (1, 0), (-1, 0)],
+];
+
+/// The outcomes of `action` in state (row, col, pass_idx, dest), as Gymnasium's
+/// `_build_dry_transitions` / `_build_rainy_transitions` list them.
+fn outcomes(
+    row: usize,
+    col: usize,
+    pass_idx: usize,
+    dest: usize,
+    action: usize,
+    is_rainy: bool,
+    rainy_probability: f64,
+) -> Vec<Transition> {
+    let can_move = match action {
+        0 => row < MAX_ROW,
+        1 => row > 0,
+        2 => open_east(row, col),
+        3 => open_west(row, col),
+        _ => false,
+    };
+    let (mut new_row, mut new_col) = (row, col);
+    let (mut new_pass, mut reward, mut terminated) = (pass_idx, -1.0, false);
+    match action {
+        0..=3 if can_move => {
+            let (dr, dc) = MOVES[action][0];
+            new_row = row.saturating_add_signed(dr).min(MAX_ROW);
+            new_col = col.saturating_add_signed(dc).min(MAX_COL);
+        }
+        4 => (new_pass, reward) = pickup((row, col), pass_idx),
+        5 => (new_pass, reward, terminated) = dropoff((row, col), pass_idx, dest),
+        _ => {}
+    }
+    let intended = encode(new_row, new_col, new_pass, dest);
+    if !(is_rainy && action <= 3) {
+        return vec![Transition {
+            prob: 1.0,
+            next_state: intended,
+            reward,
+            terminated,
+        }];
+    }
+    let (left, right) = if can_move {
+        (
+            slip(row, col, MOVES[action][1]),
+            slip(row, col, MOVES[action][2]),
+        )
+    } else {
+        ((row, col), (row, col))
+    };
+    let lateral = (1.0 - rainy_probability) / 2.0;
+    [
+        (rainy_probability, intended),
+        (lateral, encode(left.0, left.1, new_pass, dest)),
+        (lateral, encode(right.0, right.1, new_pass, dest)),
+    ]
+    .into_iter()
+    .map(|(prob, next_state)| Transition {
+        prob,
+        next_state,
+        reward: -1.0,
+        terminated,
+    })
+    .collect()
 }
 
 impl Env for Taxi {

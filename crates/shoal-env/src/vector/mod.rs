@@ -155,71 +155,84 @@ impl Batch {
             .map(|i| (self.finished_return[i], self.finished_length[i]))
     }
 
-    /// Copies rows `0..other.num_envs` of `other` into rows `offset..` of `self`.
-    fn copy_rows_from(&mut self, other: &Batch, offset: usize) {
-        let (n, d) = (other.num_envs, self.obs_dim);
-        self.obs[offset * d..(offset + n) * d].copy_from_slice(&other.obs);
-        self.final_obs[offset * d..(offset + n) * d].copy_from_slice(&other.final_obs);
-        let rows = offset..offset + n;
-        self.rewards[rows.clone()].copy_from_slice(&other.rewards);
-        self.terminated[rows.clone()].copy_from_slice(&other.terminated);
-        self.truncated[rows.clone()].copy_from_slice(&other.truncated);
-        self.episode_return[rows.clone()].copy_from_slice(&other.episode_return);
-        self.episode_length[rows.clone()].copy_from_slice(&other.episode_length);
-        self.finished_return[rows.clone()].copy_from_slice(&other.finished_return);
-        self.finished_length[rows].copy_from_slice(&other.finished_length);
+    /// A mutable view of every row, for stepping on one thread.
+    fn all_rows(&mut self) -> Rows<'_> {
+        Rows {
+            obs_dim: self.obs_dim,
+            obs: &mut self.obs,
+            rewards: &mut self.rewards,
+            terminated: &mut self.terminated,
+            truncated: &mut self.truncated,
+            final_obs: &mut self.final_obs,
+            episode_return: &mut self.episode_return,
+            episode_length: &mut self.episode_length,
+            finished_return: &mut self.finished_return,
+            finished_length: &mut self.finished_length,
+        }
     }
 }
 
-/// Resets `envs` into rows `0..envs.len()` of `batch`; env `j` gets `seed + first_index + j`.
+/// Mutable views of a contiguous range of rows of a [`Batch`]: what one thread writes.
+struct Rows<'a> {
+    obs_dim: usize,
+    obs: &'a mut [f32],
+    rewards: &'a mut [f32],
+    terminated: &'a mut [bool],
+    truncated: &'a mut [bool],
+    final_obs: &'a mut [f32],
+    episode_return: &'a mut [f64],
+    episode_length: &'a mut [u64],
+    finished_return: &'a mut [f64],
+    finished_length: &'a mut [u64],
+}
+
+/// Resets `envs` into `rows`; env `j` gets `seed + first_index + j`.
 fn reset_envs<E: Env>(
     envs: &mut [E],
     seed: Option<u64>,
     first_index: usize,
-    batch: &mut Batch,
+    rows: Rows<'_>,
 ) -> Result<()> {
-    let d = batch.obs_dim;
     for (j, (env, obs)) in envs
         .iter_mut()
-        .zip(batch.obs.chunks_exact_mut(d))
+        .zip(rows.obs.chunks_exact_mut(rows.obs_dim))
         .enumerate()
     {
         env.reset(seed.map(|s| s.wrapping_add((first_index + j) as u64)), obs)?;
     }
-    let n = envs.len();
-    batch.rewards[..n].fill(0.0);
-    batch.terminated[..n].fill(false);
-    batch.truncated[..n].fill(false);
-    batch.episode_return[..n].fill(0.0);
-    batch.episode_length[..n].fill(0);
+    rows.rewards.fill(0.0);
+    rows.terminated.fill(false);
+    rows.truncated.fill(false);
+    rows.episode_return.fill(0.0);
+    rows.episode_length.fill(0);
     Ok(())
 }
 
-/// Steps `envs` with `actions` into rows `0..envs.len()` of `batch`, resetting finished envs
-/// in the same step. `first_index` is the global index of `envs[0]`, for error messages.
+/// Steps `envs` with `actions` into `rows`, resetting finished envs in the same step.
+/// `first_index` is the global index of `envs[0]`, for error messages.
 fn step_envs<E: Env>(
     envs: &mut [E],
     actions: Actions<'_>,
     per_env: usize,
     first_index: usize,
-    batch: &mut Batch,
+    rows: Rows<'_>,
 ) -> Result<()> {
-    let d = batch.obs_dim;
+    let d = rows.obs_dim;
     for (j, env) in envs.iter_mut().enumerate() {
-        let obs = &mut batch.obs[j * d..(j + 1) * d];
+        let obs = &mut rows.obs[j * d..(j + 1) * d];
         let result = env.step(actions.get(j, per_env), obs)?;
-        check_finite(env.name(), result.reward, obs, first_index + j)?;
-        batch.rewards[j] = result.reward as f32;
-        batch.terminated[j] = result.terminated;
-        batch.truncated[j] = result.truncated;
-        batch.episode_return[j] += result.reward;
-        batch.episode_length[j] += 1;
+        check_finite(env, result.reward, obs, first_index + j)?;
+        rows.rewards[j] = result.reward as f32;
+        rows.terminated[j] = result.terminated;
+        rows.truncated[j] = result.truncated;
+        rows.episode_return[j] += result.reward;
+        rows.episode_length[j] += 1;
         if result.done() {
-            batch.final_obs[j * d..(j + 1) * d].copy_from_slice(obs);
-            batch.finished_return[j] = batch.episode_return[j];
-            batch.finished_length[j] = batch.episode_length[j];
-            batch.episode_return[j] = 0.0;
-            batch.episode_length[j] = 0;
+            rows.final_obs[j * d..(j + 1) * d].copy_from_slice(obs);
+            rows.finished_return[j] = rows.episode_return[j];
+            rows.finished_length[j] = rows.episode_length[j];
+            rows.episode_return[j] = 0.0;
+            rows.episode_length[j] = 0;
             env.reset(None, obs)?;
         }
     }
@@ -227,9 +240,9 @@ fn step_envs<E: Env>(
 }
 
 /// Rejects NaN or infinite rewards and observations before they reach a learner.
-fn check_finite(env: &str, reward: f64, obs: &[f32], index: usize) -> Result<()> {
+fn check_finite<E: Env>(env: &E, reward: f64, obs: &[f32], index: usize) -> Result<()> {
     let non_finite = |what, value: f64| EnvError::NonFinite {
-        env: env.to_string(),
+        env: env.name().to_string(),
         what,
         value,
         index,

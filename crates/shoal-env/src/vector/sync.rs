@@ -43,12 +43,12 @@ impl<E: Env> VecEnv for SyncVectorEnv<E> {
     }
 
     fn reset(&mut self, seed: Option<u64>) -> Result<()> {
-        reset_envs(&mut self.envs, seed, 0, &mut self.batch)
+        reset_envs(&mut self.envs, seed, 0, self.batch.all_rows())
     }
 
     fn step(&mut self, actions: Actions<'_>) -> Result<()> {
         let per_env = check_action_count(&actions, self.envs.len(), &self.action_space)?;
-        step_envs(&mut self.envs, actions, per_env, 0, &mut self.batch)
+        step_envs(&mut self.envs, actions, per_env, 0, self.batch.all_rows())
     }
 
     fn batch(&self) -> &Batch {

@@ -1,0 +1,149 @@
+//! `shoal bench …`: throughput measurements. Benchmarks, not tests: they print figures that
+//! `bench/` scripts compare against Python peers run on the same machine in the same session.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::Subcommand;
+use rand::SeedableRng;
+use shoal_env::{Actions, OwnedAction};
+
+/// The benchmarks.
+#[derive(Subcommand)]
+pub enum Bench {
+    /// Batched env stepping: prints `env_steps_per_sec: <number>` last.
+    Env(EnvArgs),
+}
+
+/// Arguments of `shoal bench env`.
+#[derive(clap::Args)]
+pub struct EnvArgs {
+    #[arg(long, default_value = "CartPole-v1")]
+    env: String,
+    #[arg(long, default_value_t = 256)]
+    num_envs: usize,
+    /// Threads stepping envs, the caller's included (1 = synchronous).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Measured duration, after a short warm-up.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Env option as key=value, repeatable.
+    #[arg(long = "opt")]
+    options: Vec<String>,
+}
+
+pub fn run(bench: &Bench) -> Result<()> {
+    match bench {
+        Bench::Env(args) => bench_env(args),
+    }
+}
+
+/// A fixed pool of random action batches, cycled during the run so that drawing actions is not
+/// what gets measured.
+enum ActionPool {
+    Discrete(Vec<Vec<i64>>),
+    Continuous(Vec<Vec<f32>>),
+    MultiDiscrete(Vec<Vec<i64>>),
+}
+
+impl ActionPool {
+    const BATCHES: usize = 64;
+
+    fn sample(space: &shoal_env::Space, num_envs: usize) -> Self {
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(0);
+        let batches: Vec<Vec<OwnedAction>> = (0..Self::BATCHES)
+            .map(|_| (0..num_envs).map(|_| space.sample(&mut rng)).collect())
+            .collect();
+        match batches[0][0] {
+            OwnedAction::Discrete(_) => ActionPool::Discrete(
+                batches
+                    .iter()
+                    .map(|b| {
+                        b.iter()
+                            .map(|a| {
+                                if let OwnedAction::Discrete(x) = a {
+                                    *x
+                                } else {
+                                    0
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            ),
+            OwnedAction::Continuous(_) => ActionPool::Continuous(
+                batches
+                    .iter()
+                    .map(|b| {
+                        b.iter()
+                            .flat_map(|a| {
+                                if let OwnedAction::Continuous(v) = a {
+                                    v.clone()
+                                } else {
+                                    Vec::new()
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            ),
+            OwnedAction::MultiDiscrete(_) => ActionPool::MultiDiscrete(
+                batches
+                    .iter()
+                    .map(|b| {
+                        b.iter()
+                            .flat_map(|a| {
+                                if let OwnedAction::MultiDiscrete(v) = a {
+                                    v.clone()
+                                } else {
+                                    Vec::new()
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn get(&self, i: usize) -> Actions<'_> {
+        match self {
+            ActionPool::Discrete(b) => Actions::Discrete(&b[i % b.len()]),
+            ActionPool::Continuous(b) => Actions::Continuous(&b[i % b.len()]),
+            ActionPool::MultiDiscrete(b) => Actions::MultiDiscrete(&b[i % b.len()]),
+        }
+    }
+}
+
+fn bench_env(args: &EnvArgs) -> Result<()> {
+    let options = super::parse_env_options(&args.options)?;
+    let mut vec_env = shoal_env::make_vec(&args.env, &options, args.num_envs, args.threads)?;
+    let pool = ActionPool::sample(vec_env.single_action_space(), args.num_envs);
+    vec_env.reset(Some(0))?;
+    let run_for =
+        |vec_env: &mut Box<dyn shoal_env::VecEnv>, duration: Duration| -> Result<(u64, f64)> {
+            let start = Instant::now();
+            let mut batches = 0u64;
+            loop {
+                for _ in 0..16 {
+                    vec_env.step(pool.get(batches as usize))?;
+                    batches += 1;
+                }
+                let elapsed = start.elapsed();
+                if elapsed >= duration {
+                    return Ok((batches, elapsed.as_secs_f64()));
+                }
+            }
+        };
+    run_for(&mut vec_env, Duration::from_secs_f64(0.3))?;
+    let (batches, seconds) = run_for(&mut vec_env, Duration::from_secs_f64(args.seconds))?;
+    let steps = batches * args.num_envs as u64;
+    println!("env: {}", args.env);
+    println!("num_envs: {}", args.num_envs);
+    println!("threads: {}", args.threads);
+    println!("seconds: {seconds:.3}");
+    println!("env_steps: {steps}");
+    println!("env_steps_per_sec: {:.0}", steps as f64 / seconds);
+    Ok(())
+}

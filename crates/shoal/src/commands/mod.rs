@@ -1,0 +1,19 @@
+//! One module per `shoal` subcommand.
+
+pub mod bench;
+pub mod envs;
+pub mod rollout;
+
+use anyhow::{bail, Result};
+use shoal_env::OptionValue;
+
+/// Parses repeated `--opt key=value` flags into env options.
+pub fn parse_env_options(pairs: &[String]) -> Result<Vec<(&str, OptionValue)>> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key, OptionValue::parse(value))),
+            _ => bail!("--opt takes key=value (e.g. --opt is_slippery=false), got `{pair}`"),
+        })
+        .collect()
+}
