@@ -1,0 +1,71 @@
+//! Hidden-layer activations, applied fused with the bias add.
+
+use crate::scalar::Scalar;
+
+/// The nonlinearity between layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `tanh` (the fast approximation in `f32`): CleanRL's and SB3's default for PPO/A2C.
+    Tanh,
+    /// `max(0, x)`: the usual choice for DQN.
+    Relu,
+}
+
+impl Activation {
+    /// Parses `"tanh"` or `"relu"`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "tanh" => Some(Activation::Tanh),
+            "relu" => Some(Activation::Relu),
+            _ => None,
+        }
+    }
+
+    /// Adds `bias` to every row of `z` (`[rows, bias.len()]`) and applies the activation in place.
+    pub(crate) fn bias_activate<T: Scalar>(self, z: &mut [T], bias: &[T]) {
+        let width = bias.len();
+        match self {
+            Activation::Tanh => {
+                for row in z.chunks_exact_mut(width) {
+                    for (x, &b) in row.iter_mut().zip(bias) {
+                        *x = T::tanh_act(*x + b);
+                    }
+                }
+            }
+            Activation::Relu => {
+                for row in z.chunks_exact_mut(width) {
+                    for (x, &b) in row.iter_mut().zip(bias) {
+                        *x = (*x + b).max(T::zero());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Turns `∂L/∂y` into `∂L/∂z` in place, using the outputs `y = f(z)`.
+    pub(crate) fn backprop<T: Scalar>(self, grad: &mut [T], outputs: &[T]) {
+        match self {
+            Activation::Tanh => {
+                for (g, &y) in grad.iter_mut().zip(outputs) {
+                    *g *= T::one() - y * y;
+                }
+            }
+            Activation::Relu => {
+                for (g, &y) in grad.iter_mut().zip(outputs) {
+                    if y <= T::zero() {
+                        *g = T::zero();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds `bias` to every row of `z` (an output layer: no activation).
+pub(crate) fn add_bias<T: Scalar>(z: &mut [T], bias: &[T]) {
+    for row in z.chunks_exact_mut(bias.len()) {
+        for (x, &b) in row.iter_mut().zip(bias) {
+            *x += b;
+        }
+    }
+}

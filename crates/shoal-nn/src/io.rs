@@ -1,0 +1,196 @@
+//! Checkpoints: a model's parameters and its optimizer's state in one safetensors file.
+//!
+//! Parameters are stored under their layout names (`actor.0.weight`, …, as PyTorch names
+//! them), optimizer state as `optim.<buffer>.<tensor>`, and the metadata header records the
+//! optimizer and its step count plus any caller metadata. Files are written to a temporary
+//! sibling, fsynced and atomically renamed, so a crash never leaves a torn checkpoint.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+
+use crate::error::{NnError, Result};
+use crate::layout::ParamLayout;
+use crate::model::Model;
+use crate::optim::Optimizer;
+
+const OPTIMIZER_KEY: &str = "shoal.optimizer";
+const STEPS_KEY: &str = "shoal.optimizer_steps";
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NnError + '_ {
+    move |source| NnError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn format_err(path: &Path, problem: impl ToString) -> NnError {
+    NnError::Format {
+        path: path.display().to_string(),
+        problem: problem.to_string(),
+    }
+}
+
+/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename, fsync
+/// of the directory.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
+    file.write_all(bytes).map_err(io_err(&tmp))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    // Persist the rename itself; not every platform can open a directory, so this is best effort.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn le_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Saves `model` (and `optimizer`, if given) to `path`, with extra string `metadata`.
+pub fn save(
+    path: &Path,
+    model: &dyn Model<f32>,
+    optimizer: Option<&dyn Optimizer<f32>>,
+    metadata: &HashMap<String, String>,
+) -> Result<()> {
+    let layout = model.layout();
+    let mut entries: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for t in layout.tensors() {
+        entries.push((
+            t.name.clone(),
+            t.shape.clone(),
+            le_bytes(&model.params()[t.range()]),
+        ));
+    }
+    let mut info = metadata.clone();
+    if let Some(opt) = optimizer {
+        info.insert(OPTIMIZER_KEY.into(), opt.name().into());
+        info.insert(STEPS_KEY.into(), opt.steps().to_string());
+        for (buffer, values) in opt.buffers() {
+            layout.check_len("optimizer state", values.len())?;
+            for t in layout.tensors() {
+                entries.push((
+                    format!("optim.{buffer}.{}", t.name),
+                    t.shape.clone(),
+                    le_bytes(&values[t.range()]),
+                ));
+            }
+        }
+    }
+    let views = entries
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| format_err(path, e))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = safetensors::serialize(views, Some(info)).map_err(|e| format_err(path, e))?;
+    atomic_write(path, &bytes)
+}
+
+/// Loads parameters (and optimizer state, if `optimizer` is given) saved by [`save`] into
+/// `model`; returns the file's metadata. A file whose tensors differ from the model's layout is
+/// an error naming the first differing tensor; the model is left unchanged then.
+pub fn load(
+    path: &Path,
+    model: &mut dyn Model<f32>,
+    optimizer: Option<&mut dyn Optimizer<f32>>,
+) -> Result<HashMap<String, String>> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| format_err(path, e))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| format_err(path, e))?;
+    let layout = model.layout().clone();
+    let params = read_tensors(&file, &layout, "", path)?;
+    let extra = file
+        .names()
+        .into_iter()
+        .find(|n| !n.starts_with("optim.") && layout.get(n).is_none());
+    if let Some(name) = extra {
+        return Err(NnError::Layout {
+            tensor: name.to_string(),
+            problem: format!("{} has it, the model does not", path.display()),
+        });
+    }
+    if let Some(opt) = optimizer {
+        let saved = metadata
+            .get(OPTIMIZER_KEY)
+            .map(String::as_str)
+            .unwrap_or("none");
+        if saved != opt.name() {
+            return Err(format_err(
+                path,
+                format!(
+                    "holds `{saved}` optimizer state, but the run uses `{}`",
+                    opt.name()
+                ),
+            ));
+        }
+        let steps = metadata
+            .get(STEPS_KEY)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let names: Vec<&'static str> = opt.buffers().iter().map(|(n, _)| *n).collect();
+        let buffers = names
+            .iter()
+            .map(|name| {
+                read_tensors(&file, &layout, &format!("optim.{name}."), path).map(|v| (*name, v))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let views: Vec<(&str, &[f32])> = buffers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        opt.load(steps, &views)?;
+    }
+    model.params_mut().copy_from_slice(&params);
+    Ok(metadata)
+}
+
+/// Reads every layout tensor (with `prefix`) into one flat vector, checking names and shapes.
+fn read_tensors(
+    file: &SafeTensors<'_>,
+    layout: &ParamLayout,
+    prefix: &str,
+    path: &Path,
+) -> Result<Vec<f32>> {
+    let mut flat = vec![0.0f32; layout.len()];
+    for t in layout.tensors() {
+        let name = format!("{prefix}{}", t.name);
+        let view = file.tensor(&name).map_err(|_| NnError::Layout {
+            tensor: name.clone(),
+            problem: format!("missing from {}", path.display()),
+        })?;
+        if view.dtype() != Dtype::F32 || view.shape() != t.shape.as_slice() {
+            return Err(NnError::Layout {
+                tensor: name,
+                problem: format!(
+                    "{} has {:?} {:?}, the model expects F32 {:?}",
+                    path.display(),
+                    view.dtype(),
+                    view.shape(),
+                    t.shape
+                ),
+            });
+        }
+        for (dst, chunk) in flat[t.range()].iter_mut().zip(view.data().chunks_exact(4)) {
+            *dst = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+    }
+    Ok(flat)
+}

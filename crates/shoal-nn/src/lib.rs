@@ -1,0 +1,45 @@
+//! # shoal-nn
+//!
+//! A native engine for the small networks reinforcement learning runs on CPU. General tensor
+//! frameworks spend most of a 64-unit MLP's time in per-operation overhead; this crate fuses
+//! each layer's matrix product, bias and activation, keeps every buffer between calls, and
+//! stores parameters, gradients and optimizer moments as single flat `f32` vectors.
+//!
+//! - [`Model`]: the trait algorithms train through (batched forward, gradient of a named
+//!   [`Loss`], flat params and grads). [`ActorCritic`] and [`QNetwork`] implement it.
+//! - [`PolicyHead`]: categorical and diagonal-Gaussian action distributions.
+//! - [`loss`]: PPO, A2C, TD (MSE/Huber, importance-weighted) and distillation losses.
+//! - [`optim`]: Adam, SGD, RMSProp with PyTorch's rules; gradient clipping; schedules.
+//! - [`io`]: safetensors checkpoints with atomic writes.
+//!
+//! Everything is generic over [`Scalar`] (`f32` to train, `f64` to check gradients against
+//! finite differences).
+//!
+//! **Not covered here, by design:** convolutional networks for pixel observations and GPU
+//! training. They belong behind the same [`Model`] trait in a `burn`-backed implementation
+//! enabled by a cargo feature (a later issue): flat parameters in and out, so algorithms, the
+//! parameter server and checkpoints are unchanged.
+
+pub mod activation;
+pub mod error;
+pub mod gemm;
+pub mod init;
+pub mod io;
+pub mod layout;
+pub mod loss;
+pub mod mlp;
+pub mod model;
+pub mod models;
+pub mod optim;
+pub mod policy;
+pub mod scalar;
+
+pub use activation::Activation;
+pub use error::{NnError, Result};
+pub use layout::{ParamLayout, TensorSpec};
+pub use loss::{PolicyObjective, TdLoss};
+pub use model::{DistillBatch, Loss, LossStats, Model, Outputs, PolicyGradientBatch, TdBatch};
+pub use models::{ActorCritic, ActorCriticConfig, QNetwork, QNetworkConfig};
+pub use optim::{clip_grad_norm, Adam, LinearSchedule, Optimizer, RmsProp, Sgd};
+pub use policy::PolicyHead;
+pub use scalar::Scalar;

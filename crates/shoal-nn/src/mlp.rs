@@ -1,0 +1,243 @@
+//! A multilayer perceptron over a slice of a flat parameter vector, with fused
+//! bias + activation and a reusable workspace (no allocation once the batch size is seen).
+//!
+//! Weights are stored `[out, in]` row-major like PyTorch's `nn.Linear`, so checkpoints map
+//! one to one. Forward: `Z = X·Wᵀ + b`, `A = f(Z)`. Backward: `∂Z = ∂A ⊙ f'(A)`,
+//! `∂W += ∂Zᵀ·X`, `∂b += Σ_rows ∂Z`, `∂X = ∂Z·W`.
+
+use rand::Rng;
+
+use crate::activation::{add_bias, Activation};
+use crate::gemm::{gemm, Mat};
+use crate::init::orthogonal;
+use crate::layout::ParamLayout;
+use crate::scalar::Scalar;
+
+/// One fully connected layer: where its weight and bias live in the flat vector.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub in_dim: usize,
+    pub out_dim: usize,
+    weight: usize,
+    bias: usize,
+}
+
+impl Linear {
+    fn weight<'a, T>(&self, params: &'a [T]) -> &'a [T] {
+        &params[self.weight..self.weight + self.in_dim * self.out_dim]
+    }
+    fn bias<'a, T>(&self, params: &'a [T]) -> &'a [T] {
+        &params[self.bias..self.bias + self.out_dim]
+    }
+}
+
+/// Layers `sizes[0] → sizes[1] → … → sizes[last]` with an activation after every layer except,
+/// unless `activate_output`, the last.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    layers: Vec<Linear>,
+    activation: Activation,
+    activate_output: bool,
+}
+
+/// Per-call buffers of one [`Mlp`]: layer outputs kept for the backward pass, and gradients.
+#[derive(Debug, Clone, Default)]
+pub struct MlpWorkspace<T> {
+    outputs: Vec<Vec<T>>,
+    grad: Vec<T>,
+    grad_next: Vec<T>,
+}
+
+impl<T: Scalar> MlpWorkspace<T> {
+    /// The network's output from the last `forward`.
+    pub fn output(&self) -> &[T] {
+        self.outputs.last().map_or(&[], |v| v.as_slice())
+    }
+
+    /// Buffer for `∂L/∂output`, sized for `rows`, to fill before `backward`.
+    pub fn output_grad(&mut self, rows: usize, width: usize) -> &mut [T] {
+        resize(&mut self.grad, rows * width);
+        &mut self.grad
+    }
+
+    /// The last output and the buffer for its gradient, together (a loss reads one and writes
+    /// the other).
+    pub fn output_and_grad(&mut self, rows: usize, width: usize) -> (&[T], &mut [T]) {
+        resize(&mut self.grad, rows * width);
+        (
+            self.outputs.last().map_or(&[], |v| v.as_slice()),
+            &mut self.grad,
+        )
+    }
+
+    /// `∂L/∂input` from the last `backward` with `input_grad = true`.
+    pub fn input_grad(&self) -> &[T] {
+        &self.grad
+    }
+}
+
+/// Grows (never shrinks the capacity of) a buffer to `len` elements.
+fn resize<T: Scalar>(buf: &mut Vec<T>, len: usize) {
+    buf.resize(len, T::zero());
+}
+
+impl Mlp {
+    /// Registers the layers' tensors as `{prefix}.{i}.weight` / `{prefix}.{i}.bias`.
+    pub fn new(
+        layout: &mut ParamLayout,
+        prefix: &str,
+        sizes: &[usize],
+        activation: Activation,
+        activate_output: bool,
+    ) -> Self {
+        let layers = sizes
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| Linear {
+                in_dim: w[0],
+                out_dim: w[1],
+                weight: layout.push(format!("{prefix}.{i}.weight"), &[w[1], w[0]]),
+                bias: layout.push(format!("{prefix}.{i}.bias"), &[w[1]]),
+            })
+            .collect();
+        Mlp {
+            layers,
+            activation,
+            activate_output,
+        }
+    }
+
+    pub fn in_dim(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.in_dim)
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.out_dim)
+    }
+
+    pub fn layers(&self) -> &[Linear] {
+        &self.layers
+    }
+
+    /// Multiply-adds of one forward pass per row (for GFLOP/s figures).
+    pub fn macs_per_row(&self) -> usize {
+        self.layers.iter().map(|l| l.in_dim * l.out_dim).sum()
+    }
+
+    /// Orthogonal weights (`hidden_gain` for hidden layers, `output_gain` for the last), zero biases.
+    pub fn init<T: Scalar, R: Rng + ?Sized>(
+        &self,
+        params: &mut [T],
+        hidden_gain: f64,
+        output_gain: f64,
+        rng: &mut R,
+    ) {
+        for (i, layer) in self.layers.iter().enumerate() {
+            let gain = if i + 1 == self.layers.len() {
+                output_gain
+            } else {
+                hidden_gain
+            };
+            let w = orthogonal(layer.out_dim, layer.in_dim, gain, rng);
+            let dst = &mut params[layer.weight..layer.weight + w.len()];
+            dst.iter_mut().zip(&w).for_each(|(d, &s)| *d = T::of(s));
+            params[layer.bias..layer.bias + layer.out_dim].fill(T::zero());
+        }
+    }
+
+    fn activated(&self, layer: usize) -> bool {
+        layer + 1 < self.layers.len() || self.activate_output
+    }
+
+    /// Runs `rows` inputs (`x`: `[rows, in_dim]`) forward; the result is `ws.output()`.
+    pub fn forward<T: Scalar>(&self, params: &[T], x: &[T], rows: usize, ws: &mut MlpWorkspace<T>) {
+        ws.outputs.resize_with(self.layers.len(), Vec::new);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (before, after) = ws.outputs.split_at_mut(i);
+            let input = if i == 0 { x } else { &before[i - 1] };
+            let z = &mut after[0];
+            resize(z, rows * layer.out_dim);
+            let w = Mat::rows(layer.weight(params), layer.out_dim, layer.in_dim);
+            gemm(
+                T::one(),
+                Mat::rows(input, rows, layer.in_dim),
+                w.t(),
+                T::zero(),
+                z,
+            );
+            if self.activated(i) {
+                self.activation.bias_activate(z, layer.bias(params));
+            } else {
+                add_bias(z, layer.bias(params));
+            }
+        }
+    }
+
+    /// Backpropagates `ws.output_grad` (filled by the caller after `forward` on the same `x`),
+    /// accumulating into `grads`. With `input_grad`, leaves `∂L/∂x` in `ws.input_grad()`.
+    pub fn backward<T: Scalar>(
+        &self,
+        params: &[T],
+        grads: &mut [T],
+        x: &[T],
+        rows: usize,
+        ws: &mut MlpWorkspace<T>,
+        input_grad: bool,
+    ) {
+        for (i, layer) in self.layers.iter().enumerate().rev() {
+            if self.activated(i) {
+                self.activation.backprop(&mut ws.grad, &ws.outputs[i]);
+            }
+            let input = if i == 0 { x } else { &ws.outputs[i - 1] };
+            let dz = Mat::rows(&ws.grad[..rows * layer.out_dim], rows, layer.out_dim);
+            let gw = &mut grads[layer.weight..layer.weight + layer.in_dim * layer.out_dim];
+            gemm(
+                T::one(),
+                dz.t(),
+                Mat::rows(input, rows, layer.in_dim),
+                T::one(),
+                gw,
+            );
+            let gb = &mut grads[layer.bias..layer.bias + layer.out_dim];
+            for row in ws.grad[..rows * layer.out_dim].chunks_exact(layer.out_dim) {
+                gb.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
+            }
+            if i > 0 || input_grad {
+                resize(&mut ws.grad_next, rows * layer.in_dim);
+                let w = Mat::rows(layer.weight(params), layer.out_dim, layer.in_dim);
+                gemm(T::one(), dz, w, T::zero(), &mut ws.grad_next);
+                std::mem::swap(&mut ws.grad, &mut ws.grad_next);
+            }
+        }
+    }
+}
+
+/// A trunk feeding two heads (actor-critic with a shared body, dueling Q-network): runs the
+/// heads' backward passes, sums their input gradients into the trunk's output gradient, and
+/// backpropagates the trunk. The heads' output gradients must already be filled.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_two_heads<T: Scalar>(
+    (trunk, trunk_ws): (&Mlp, &mut MlpWorkspace<T>),
+    (head_a, ws_a): (&Mlp, &mut MlpWorkspace<T>),
+    (head_b, ws_b): (&Mlp, &mut MlpWorkspace<T>),
+    params: &[T],
+    grads: &mut [T],
+    x: &[T],
+    rows: usize,
+) {
+    let width = trunk.out_dim();
+    let features = std::mem::take(&mut trunk_ws.outputs);
+    let hidden = features.last().map_or(&[][..], |v| v.as_slice());
+    head_a.backward(params, grads, hidden, rows, ws_a, true);
+    head_b.backward(params, grads, hidden, rows, ws_b, true);
+    trunk_ws.outputs = features;
+    let d_hidden = trunk_ws.output_grad(rows, width);
+    for ((d, &a), &b) in d_hidden
+        .iter_mut()
+        .zip(ws_a.input_grad())
+        .zip(ws_b.input_grad())
+    {
+        *d = a + b;
+    }
+    trunk.backward(params, grads, x, rows, trunk_ws, false);
+}

@@ -1,0 +1,372 @@
+//! An actor-critic: a policy head and a value head, on separate MLPs or a shared trunk.
+
+use crate::activation::Activation;
+use crate::error::{check_len, NnError, Result};
+use crate::layout::ParamLayout;
+use crate::loss::{distill_kl, policy_loss, value_loss, PolicySamples};
+use crate::mlp::{backward_two_heads, Mlp, MlpWorkspace};
+use crate::model::{DistillBatch, Loss, LossStats, Model, Outputs, PolicyGradientBatch};
+use crate::policy::PolicyHead;
+use crate::scalar::Scalar;
+
+use super::{check_sizes, init_rng, HIDDEN_GAIN};
+
+/// The shape of an [`ActorCritic`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActorCriticConfig {
+    pub obs_dim: usize,
+    pub head: PolicyHead,
+    /// Hidden layer widths, e.g. `[64, 64]`.
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    /// One trunk for both heads (fewer parameters) instead of separate actor and critic MLPs
+    /// (CleanRL's and SB3's default for PPO on vector observations).
+    pub shared_trunk: bool,
+    /// Initial log-std of a Gaussian policy.
+    pub init_log_std: f64,
+    /// Fixes the initial parameters.
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Body {
+    /// Tensors `actor.*` and `critic.*`.
+    Separate { actor: Mlp, critic: Mlp },
+    /// Tensors `trunk.*`, `policy.*`, `value.*`.
+    Shared { trunk: Mlp, policy: Mlp, value: Mlp },
+}
+
+/// Policy and value function over one flat parameter vector.
+#[derive(Debug, Clone)]
+pub struct ActorCritic<T> {
+    config: ActorCriticConfig,
+    layout: ParamLayout,
+    params: Vec<T>,
+    grads: Vec<T>,
+    body: Body,
+    /// Where the Gaussian log-std lives (tensor `log_std`).
+    log_std: Option<std::ops::Range<usize>>,
+    /// Workspaces: actor | trunk, critic | policy head, value head.
+    ws: [MlpWorkspace<T>; 3],
+}
+
+impl<T: Scalar> ActorCritic<T> {
+    pub fn new(config: ActorCriticConfig) -> Result<Self> {
+        let out = config.head.out_dim();
+        check_sizes(
+            "actor-critic",
+            &[&[config.obs_dim, out][..], &config.hidden].concat(),
+        )?;
+        let mut layout = ParamLayout::new();
+        let sizes = |last: usize| [&[config.obs_dim][..], &config.hidden, &[last]].concat();
+        let body = if config.shared_trunk {
+            if config.hidden.is_empty() {
+                return Err(NnError::Config(
+                    "a shared trunk needs at least one hidden layer".into(),
+                ));
+            }
+            let width = *config.hidden.last().unwrap_or(&config.obs_dim);
+            Body::Shared {
+                trunk: Mlp::new(
+                    &mut layout,
+                    "trunk",
+                    &[&[config.obs_dim][..], &config.hidden].concat(),
+                    config.activation,
+                    true,
+                ),
+                policy: Mlp::new(
+                    &mut layout,
+                    "policy",
+                    &[width, out],
+                    config.activation,
+                    false,
+                ),
+                value: Mlp::new(&mut layout, "value", &[width, 1], config.activation, false),
+            }
+        } else {
+            Body::Separate {
+                actor: Mlp::new(&mut layout, "actor", &sizes(out), config.activation, false),
+                critic: Mlp::new(&mut layout, "critic", &sizes(1), config.activation, false),
+            }
+        };
+        let log_std = match config.head {
+            PolicyHead::Gaussian { dim } => {
+                let start = layout.push("log_std", &[dim]);
+                Some(start..start + dim)
+            }
+            PolicyHead::Categorical { .. } => None,
+        };
+        let mut params = vec![T::zero(); layout.len()];
+        let mut rng = init_rng(config.seed);
+        match &body {
+            Body::Separate { actor, critic } => {
+                actor.init(&mut params, HIDDEN_GAIN, 0.01, &mut rng);
+                critic.init(&mut params, HIDDEN_GAIN, 1.0, &mut rng);
+            }
+            Body::Shared {
+                trunk,
+                policy,
+                value,
+            } => {
+                trunk.init(&mut params, HIDDEN_GAIN, HIDDEN_GAIN, &mut rng);
+                policy.init(&mut params, HIDDEN_GAIN, 0.01, &mut rng);
+                value.init(&mut params, HIDDEN_GAIN, 1.0, &mut rng);
+            }
+        }
+        if let Some(range) = &log_std {
+            params[range.clone()].fill(T::of(config.init_log_std));
+        }
+        Ok(ActorCritic {
+            grads: vec![T::zero(); layout.len()],
+            config,
+            layout,
+            params,
+            body,
+            log_std,
+            ws: Default::default(),
+        })
+    }
+
+    pub fn config(&self) -> &ActorCriticConfig {
+        &self.config
+    }
+
+    pub fn head(&self) -> &PolicyHead {
+        &self.config.head
+    }
+
+    /// The Gaussian policy's log-std (empty for a categorical policy).
+    pub fn log_std(&self) -> &[T] {
+        self.log_std.clone().map_or(&[], |r| &self.params[r])
+    }
+
+    /// Multiply-adds per row of a full forward pass (policy and value).
+    pub fn macs_per_row(&self) -> usize {
+        match &self.body {
+            Body::Separate { actor, critic } => actor.macs_per_row() + critic.macs_per_row(),
+            Body::Shared {
+                trunk,
+                policy,
+                value,
+            } => trunk.macs_per_row() + policy.macs_per_row() + value.macs_per_row(),
+        }
+    }
+
+    /// Runs only the policy (what an actor needs to act): returns `[rows, out_dim]`.
+    pub fn forward_policy(&mut self, obs: &[T], rows: usize) -> Result<&[T]> {
+        check_len("observations", obs.len(), rows, self.config.obs_dim)?;
+        let [ws0, ws1, _] = &mut self.ws;
+        Ok(match &self.body {
+            Body::Separate { actor, .. } => {
+                actor.forward(&self.params, obs, rows, ws0);
+                ws0.output()
+            }
+            Body::Shared { trunk, policy, .. } => {
+                trunk.forward(&self.params, obs, rows, ws0);
+                policy.forward(&self.params, ws0.output(), rows, ws1);
+                ws1.output()
+            }
+        })
+    }
+
+    /// Runs policy and value: `(policy outputs, values)`.
+    fn forward_both(&mut self, obs: &[T], rows: usize) -> Result<(&[T], &[T])> {
+        check_len("observations", obs.len(), rows, self.config.obs_dim)?;
+        let [ws0, ws1, ws2] = &mut self.ws;
+        Ok(match &self.body {
+            Body::Separate { actor, critic } => {
+                actor.forward(&self.params, obs, rows, ws0);
+                critic.forward(&self.params, obs, rows, ws1);
+                (ws0.output(), ws1.output())
+            }
+            Body::Shared {
+                trunk,
+                policy,
+                value,
+            } => {
+                trunk.forward(&self.params, obs, rows, ws0);
+                policy.forward(&self.params, ws0.output(), rows, ws1);
+                value.forward(&self.params, ws0.output(), rows, ws2);
+                (ws1.output(), ws2.output())
+            }
+        })
+    }
+
+    /// The workspaces of the policy output and the value output.
+    fn head_workspaces(&mut self) -> (&mut MlpWorkspace<T>, &mut MlpWorkspace<T>) {
+        let [ws0, ws1, ws2] = &mut self.ws;
+        match self.body {
+            Body::Separate { .. } => (ws0, ws1),
+            Body::Shared { .. } => (ws1, ws2),
+        }
+    }
+
+    fn policy_gradient(&mut self, batch: &PolicyGradientBatch<'_, T>) -> Result<LossStats> {
+        let rows = batch.rows;
+        let head = self.config.head;
+        check_len("actions", batch.actions.len(), rows, head.action_dim())?;
+        for (what, len) in [
+            ("old_log_probs", batch.old_log_probs.len()),
+            ("advantages", batch.advantages.len()),
+            ("returns", batch.returns.len()),
+            ("old_values", batch.old_values.len()),
+        ] {
+            check_len(what, len, rows, 1)?;
+        }
+        self.forward_both(batch.obs, rows)?;
+        self.grads.fill(T::zero());
+        let log_std = self.log_std.clone();
+        let params = std::mem::take(&mut self.params);
+        let mut grads = std::mem::take(&mut self.grads);
+        let (policy_ws, value_ws) = self.head_workspaces();
+        let (outputs, d_out) = policy_ws.output_and_grad(rows, head.out_dim());
+        let (ls, d_ls) = match &log_std {
+            Some(r) => (&params[r.clone()], &mut grads[r.clone()]),
+            None => (&[][..], &mut [][..]),
+        };
+        let samples = PolicySamples {
+            actions: batch.actions,
+            advantages: batch.advantages,
+            old_log_probs: batch.old_log_probs,
+        };
+        let policy = policy_loss(
+            &head,
+            outputs,
+            ls,
+            rows,
+            samples,
+            batch.objective,
+            batch.ent_coef,
+            d_out,
+            d_ls,
+        );
+        let (values, d_values) = value_ws.output_and_grad(rows, 1);
+        let value = value_loss(
+            values,
+            batch.returns,
+            batch.old_values,
+            batch.value_clip,
+            batch.vf_coef,
+            d_values,
+        );
+        self.backward_all(&params, &mut grads, batch.obs, rows);
+        self.params = params;
+        self.grads = grads;
+        Ok(LossStats {
+            total: policy.loss + batch.vf_coef * value,
+            policy: policy.loss + batch.ent_coef * policy.entropy,
+            value,
+            entropy: policy.entropy,
+            approx_kl: policy.approx_kl,
+            clip_fraction: policy.clip_fraction,
+            td: 0.0,
+        })
+    }
+
+    /// Backpropagates both heads' output gradients through the whole body.
+    fn backward_all(&mut self, params: &[T], grads: &mut [T], obs: &[T], rows: usize) {
+        let [ws0, ws1, ws2] = &mut self.ws;
+        match &self.body {
+            Body::Separate { actor, critic } => {
+                actor.backward(params, grads, obs, rows, ws0, false);
+                critic.backward(params, grads, obs, rows, ws1, false);
+            }
+            Body::Shared {
+                trunk,
+                policy,
+                value,
+            } => backward_two_heads(
+                (trunk, ws0),
+                (policy, ws1),
+                (value, ws2),
+                params,
+                grads,
+                obs,
+                rows,
+            ),
+        }
+    }
+
+    fn distill(&mut self, batch: &DistillBatch<'_, T>) -> Result<LossStats> {
+        let PolicyHead::Categorical { n } = self.config.head else {
+            return Err(NnError::UnsupportedLoss {
+                model: "actor-critic with a Gaussian policy",
+                loss: "distillation",
+            });
+        };
+        check_len("teacher_logits", batch.teacher_logits.len(), batch.rows, n)?;
+        self.forward_policy(batch.obs, batch.rows)?;
+        self.grads.fill(T::zero());
+        let rows = batch.rows;
+        let [ws0, ws1, _] = &mut self.ws;
+        let kl = match &self.body {
+            Body::Separate { actor, .. } => {
+                let (student, d) = ws0.output_and_grad(rows, n);
+                let kl = distill_kl(student, batch.teacher_logits, n, batch.temperature, d);
+                actor.backward(&self.params, &mut self.grads, batch.obs, rows, ws0, false);
+                kl
+            }
+            Body::Shared { trunk, policy, .. } => {
+                let (student, d) = ws1.output_and_grad(rows, n);
+                let kl = distill_kl(student, batch.teacher_logits, n, batch.temperature, d);
+                let features = std::mem::take(ws0);
+                policy.backward(
+                    &self.params,
+                    &mut self.grads,
+                    features.output(),
+                    rows,
+                    ws1,
+                    true,
+                );
+                *ws0 = features;
+                ws0.output_grad(rows, trunk.out_dim())
+                    .copy_from_slice(ws1.input_grad());
+                trunk.backward(&self.params, &mut self.grads, batch.obs, rows, ws0, false);
+                kl
+            }
+        };
+        Ok(LossStats {
+            total: kl,
+            td: kl,
+            ..Default::default()
+        })
+    }
+}
+
+impl<T: Scalar> Model<T> for ActorCritic<T> {
+    fn name(&self) -> &'static str {
+        "actor-critic"
+    }
+    fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+    fn params(&self) -> &[T] {
+        &self.params
+    }
+    fn params_mut(&mut self) -> &mut [T] {
+        &mut self.params
+    }
+    fn grads(&self) -> &[T] {
+        &self.grads
+    }
+
+    fn forward(&mut self, obs: &[T], rows: usize) -> Result<Outputs<'_, T>> {
+        let (policy, value) = self.forward_both(obs, rows)?;
+        Ok(Outputs {
+            policy: Some(policy),
+            value: Some(value),
+            q: None,
+        })
+    }
+
+    fn loss_and_grad(&mut self, loss: Loss<'_, T>) -> Result<LossStats> {
+        match loss {
+            Loss::PolicyGradient(batch) => self.policy_gradient(&batch),
+            Loss::Distill(batch) => self.distill(&batch),
+            other => Err(NnError::UnsupportedLoss {
+                model: "actor-critic",
+                loss: other.name(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Ready-made models: actor-critic (PPO, A2C, A3C) and Q-networks (DQN, Ape-X).
+
+mod actor_critic;
+mod q_network;
+
+pub use actor_critic::{ActorCritic, ActorCriticConfig};
+pub use q_network::{QNetwork, QNetworkConfig};
+
+use rand::SeedableRng;
+
+use crate::error::{NnError, Result};
+
+/// The initialization RNG: a seed fixes the initial parameters exactly.
+pub(crate) fn init_rng(seed: u64) -> rand_pcg::Pcg64Mcg {
+    rand_pcg::Pcg64Mcg::seed_from_u64(seed)
+}
+
+/// Rejects empty layers and zero-sized inputs before any buffer is sized from them.
+pub(crate) fn check_sizes(what: &str, sizes: &[usize]) -> Result<()> {
+    if sizes.contains(&0) {
+        return Err(NnError::Config(format!(
+            "{what} sizes {sizes:?} contain a zero"
+        )));
+    }
+    Ok(())
+}
+
+/// `√2`: the hidden-layer gain CleanRL uses with orthogonal init.
+pub(crate) const HIDDEN_GAIN: f64 = std::f64::consts::SQRT_2;

@@ -1,0 +1,272 @@
+//! Q-networks for DQN and Ape-X: a plain MLP, or the dueling architecture
+//! `Q(s,a) = V(s) + A(s,a) − mean_a' A(s,a')` (Wang et al., 2016).
+
+use crate::activation::Activation;
+use crate::error::{check_len, NnError, Result};
+use crate::layout::ParamLayout;
+use crate::loss::td_loss;
+use crate::mlp::{backward_two_heads, Mlp, MlpWorkspace};
+use crate::model::{Loss, LossStats, Model, Outputs, TdBatch};
+use crate::scalar::Scalar;
+
+use super::{check_sizes, init_rng, HIDDEN_GAIN};
+
+/// The shape of a [`QNetwork`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct QNetworkConfig {
+    pub obs_dim: usize,
+    pub n_actions: usize,
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    pub dueling: bool,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Body {
+    /// Tensors `q.*`.
+    Plain(Mlp),
+    /// Tensors `trunk.*`, `value.*`, `advantage.*`.
+    Dueling {
+        trunk: Mlp,
+        value: Mlp,
+        advantage: Mlp,
+    },
+}
+
+/// Action values over one flat parameter vector.
+#[derive(Debug, Clone)]
+pub struct QNetwork<T> {
+    config: QNetworkConfig,
+    layout: ParamLayout,
+    params: Vec<T>,
+    grads: Vec<T>,
+    body: Body,
+    ws: [MlpWorkspace<T>; 3],
+    /// Dueling Q-values and their gradient (the plain body's live in its workspace).
+    q: Vec<T>,
+    d_q: Vec<T>,
+    td_errors: Vec<T>,
+}
+
+impl<T: Scalar> QNetwork<T> {
+    pub fn new(config: QNetworkConfig) -> Result<Self> {
+        check_sizes(
+            "Q-network",
+            &[&[config.obs_dim, config.n_actions][..], &config.hidden].concat(),
+        )?;
+        let mut layout = ParamLayout::new();
+        let trunk_sizes = [&[config.obs_dim][..], &config.hidden].concat();
+        let body = if config.dueling {
+            let width = *config.hidden.last().ok_or_else(|| {
+                NnError::Config("a dueling network needs at least one hidden layer".into())
+            })?;
+            Body::Dueling {
+                trunk: Mlp::new(&mut layout, "trunk", &trunk_sizes, config.activation, true),
+                value: Mlp::new(&mut layout, "value", &[width, 1], config.activation, false),
+                advantage: Mlp::new(
+                    &mut layout,
+                    "advantage",
+                    &[width, config.n_actions],
+                    config.activation,
+                    false,
+                ),
+            }
+        } else {
+            Body::Plain(Mlp::new(
+                &mut layout,
+                "q",
+                &[&trunk_sizes[..], &[config.n_actions]].concat(),
+                config.activation,
+                false,
+            ))
+        };
+        let mut params = vec![T::zero(); layout.len()];
+        let mut rng = init_rng(config.seed);
+        match &body {
+            Body::Plain(net) => net.init(&mut params, HIDDEN_GAIN, 1.0, &mut rng),
+            Body::Dueling {
+                trunk,
+                value,
+                advantage,
+            } => {
+                trunk.init(&mut params, HIDDEN_GAIN, HIDDEN_GAIN, &mut rng);
+                value.init(&mut params, HIDDEN_GAIN, 1.0, &mut rng);
+                advantage.init(&mut params, HIDDEN_GAIN, 1.0, &mut rng);
+            }
+        }
+        Ok(QNetwork {
+            grads: vec![T::zero(); layout.len()],
+            config,
+            layout,
+            params,
+            body,
+            ws: Default::default(),
+            q: Vec::new(),
+            d_q: Vec::new(),
+            td_errors: Vec::new(),
+        })
+    }
+
+    pub fn config(&self) -> &QNetworkConfig {
+        &self.config
+    }
+
+    /// `[rows, n_actions]` Q-values.
+    pub fn q_values(&mut self, obs: &[T], rows: usize) -> Result<&[T]> {
+        check_len("observations", obs.len(), rows, self.config.obs_dim)?;
+        let n = self.config.n_actions;
+        let [ws0, ws1, ws2] = &mut self.ws;
+        Ok(match &self.body {
+            Body::Plain(net) => {
+                net.forward(&self.params, obs, rows, ws0);
+                ws0.output()
+            }
+            Body::Dueling {
+                trunk,
+                value,
+                advantage,
+            } => {
+                trunk.forward(&self.params, obs, rows, ws0);
+                value.forward(&self.params, ws0.output(), rows, ws1);
+                advantage.forward(&self.params, ws0.output(), rows, ws2);
+                self.q.resize(rows * n, T::zero());
+                for ((q, a), &v) in self
+                    .q
+                    .chunks_exact_mut(n)
+                    .zip(ws2.output().chunks_exact(n))
+                    .zip(ws1.output())
+                {
+                    let mean = a.iter().copied().sum::<T>() / T::of(n as f64);
+                    q.iter_mut().zip(a).for_each(|(q, &a)| *q = v + a - mean);
+                }
+                &self.q
+            }
+        })
+    }
+
+    fn td(&mut self, batch: &TdBatch<'_, T>) -> Result<LossStats> {
+        let (rows, n) = (batch.rows, self.config.n_actions);
+        check_len("actions", batch.actions.len(), rows, 1)?;
+        check_len("targets", batch.targets.len(), rows, 1)?;
+        if let Some(w) = batch.weights {
+            check_len("weights", w.len(), rows, 1)?;
+        }
+        if let Some(bad) = batch
+            .actions
+            .iter()
+            .find(|a| !(a.as_f64() >= 0.0 && (a.as_f64() as usize) < n))
+        {
+            return Err(NnError::Config(format!(
+                "action {bad:?} is not an index in 0..{n}"
+            )));
+        }
+        self.q_values(batch.obs, rows)?;
+        self.grads.fill(T::zero());
+        self.td_errors.resize(rows, T::zero());
+        let [ws0, ws1, ws2] = &mut self.ws;
+        let loss = match &self.body {
+            Body::Plain(net) => {
+                let (q, d_q) = ws0.output_and_grad(rows, n);
+                let loss = td_loss(
+                    q,
+                    n,
+                    batch.actions,
+                    batch.targets,
+                    batch.weights,
+                    batch.kind,
+                    d_q,
+                    &mut self.td_errors,
+                );
+                net.backward(&self.params, &mut self.grads, batch.obs, rows, ws0, false);
+                loss
+            }
+            Body::Dueling {
+                trunk,
+                value,
+                advantage,
+            } => {
+                self.d_q.resize(rows * n, T::zero());
+                let loss = td_loss(
+                    &self.q,
+                    n,
+                    batch.actions,
+                    batch.targets,
+                    batch.weights,
+                    batch.kind,
+                    &mut self.d_q,
+                    &mut self.td_errors,
+                );
+                // ∂V = Σ_a ∂Q(·,a);  ∂A(·,a) = ∂Q(·,a) − mean_a' ∂Q(·,a').
+                let d_v = ws1.output_grad(rows, 1);
+                let d_a = ws2.output_grad(rows, n);
+                for ((dq, dv), da) in self
+                    .d_q
+                    .chunks_exact(n)
+                    .zip(d_v.iter_mut())
+                    .zip(d_a.chunks_exact_mut(n))
+                {
+                    let sum = dq.iter().copied().sum::<T>();
+                    *dv = sum;
+                    let mean = sum / T::of(n as f64);
+                    da.iter_mut().zip(dq).for_each(|(da, &g)| *da = g - mean);
+                }
+                backward_two_heads(
+                    (trunk, ws0),
+                    (value, ws1),
+                    (advantage, ws2),
+                    &self.params,
+                    &mut self.grads,
+                    batch.obs,
+                    rows,
+                );
+                loss
+            }
+        };
+        Ok(LossStats {
+            total: loss,
+            td: loss,
+            ..Default::default()
+        })
+    }
+}
+
+impl<T: Scalar> Model<T> for QNetwork<T> {
+    fn name(&self) -> &'static str {
+        "Q-network"
+    }
+    fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+    fn params(&self) -> &[T] {
+        &self.params
+    }
+    fn params_mut(&mut self) -> &mut [T] {
+        &mut self.params
+    }
+    fn grads(&self) -> &[T] {
+        &self.grads
+    }
+
+    fn forward(&mut self, obs: &[T], rows: usize) -> Result<Outputs<'_, T>> {
+        let q = self.q_values(obs, rows)?;
+        Ok(Outputs {
+            q: Some(q),
+            ..Default::default()
+        })
+    }
+
+    fn loss_and_grad(&mut self, loss: Loss<'_, T>) -> Result<LossStats> {
+        match loss {
+            Loss::Td(batch) => self.td(&batch),
+            other => Err(NnError::UnsupportedLoss {
+                model: "Q-network",
+                loss: other.name(),
+            }),
+        }
+    }
+
+    fn td_errors(&self) -> &[T] {
+        &self.td_errors
+    }
+}

@@ -1,0 +1,317 @@
+//! Optimizers over flat vectors, with PyTorch's exact update rules (so hyperparameters from
+//! papers and from CleanRL/SB3 transfer), global-norm gradient clipping and LR annealing.
+//!
+//! State is a few named flat vectors laid out like the parameters, plus a step count; that is
+//! what checkpoints store and what a parameter server keeps per shard.
+
+use crate::error::{NnError, Result};
+use crate::scalar::Scalar;
+
+/// An update rule `params ← params − f(grads)` with internal state.
+pub trait Optimizer<T: Scalar = f32>: Send {
+    /// `adam`, `sgd` or `rmsprop`.
+    fn name(&self) -> &'static str;
+
+    /// Applies one update with learning rate `lr`.
+    fn step(&mut self, params: &mut [T], grads: &[T], lr: T);
+
+    /// Number of updates applied so far.
+    fn steps(&self) -> u64;
+
+    /// The named state vectors, each as long as the parameters.
+    fn buffers(&self) -> Vec<(&'static str, &[T])>;
+
+    /// Restores state saved from `steps()` and `buffers()`.
+    fn load(&mut self, steps: u64, buffers: &[(&str, &[T])]) -> Result<()>;
+}
+
+/// Copies saved buffers into `targets` by name, checking names and lengths.
+fn load_buffers<T: Scalar>(
+    optimizer: &str,
+    targets: &mut [(&'static str, &mut Vec<T>)],
+    saved: &[(&str, &[T])],
+) -> Result<()> {
+    for (name, target) in targets.iter_mut() {
+        let Some((_, data)) = saved.iter().find(|(n, _)| n == name) else {
+            return Err(NnError::Layout {
+                tensor: format!("optim.{name}"),
+                problem: format!("missing from the saved {optimizer} state"),
+            });
+        };
+        if data.len() != target.len() {
+            return Err(NnError::Layout {
+                tensor: format!("optim.{name}"),
+                problem: format!(
+                    "saved {} values, the model has {}",
+                    data.len(),
+                    target.len()
+                ),
+            });
+        }
+        target.copy_from_slice(data);
+    }
+    Ok(())
+}
+
+/// Adam (Kingma & Ba, 2015) as `torch.optim.Adam`: bias-corrected moments, `eps` added to
+/// `√v̂` (outside the square root).
+#[derive(Debug, Clone)]
+pub struct Adam<T> {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    steps: u64,
+    exp_avg: Vec<T>,
+    exp_avg_sq: Vec<T>,
+}
+
+impl<T: Scalar> Adam<T> {
+    /// PyTorch's defaults are `beta1 = 0.9`, `beta2 = 0.999`, `eps = 1e-8`; CleanRL's PPO uses `eps = 1e-5`.
+    pub fn new(len: usize, beta1: f64, beta2: f64, eps: f64) -> Self {
+        Adam {
+            beta1,
+            beta2,
+            eps,
+            steps: 0,
+            exp_avg: vec![T::zero(); len],
+            exp_avg_sq: vec![T::zero(); len],
+        }
+    }
+}
+
+impl<T: Scalar> Optimizer<T> for Adam<T> {
+    fn name(&self) -> &'static str {
+        "adam"
+    }
+
+    fn step(&mut self, params: &mut [T], grads: &[T], lr: T) {
+        self.steps += 1;
+        let t = self.steps as i32;
+        let (b1, b2) = (T::of(self.beta1), T::of(self.beta2));
+        let (one_b1, one_b2) = (T::one() - b1, T::one() - b2);
+        let step_size = lr / T::of(1.0 - self.beta1.powi(t));
+        let bias2_sqrt = T::of((1.0 - self.beta2.powi(t)).sqrt());
+        let eps = T::of(self.eps);
+        for (((p, &g), m), v) in params
+            .iter_mut()
+            .zip(grads)
+            .zip(&mut self.exp_avg)
+            .zip(&mut self.exp_avg_sq)
+        {
+            *m = b1 * *m + one_b1 * g;
+            *v = b2 * *v + one_b2 * g * g;
+            *p -= step_size * *m / (v.sqrt() / bias2_sqrt + eps);
+        }
+    }
+
+    fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    fn buffers(&self) -> Vec<(&'static str, &[T])> {
+        vec![("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)]
+    }
+
+    fn load(&mut self, steps: u64, buffers: &[(&str, &[T])]) -> Result<()> {
+        load_buffers(
+            "adam",
+            &mut [
+                ("exp_avg", &mut self.exp_avg),
+                ("exp_avg_sq", &mut self.exp_avg_sq),
+            ],
+            buffers,
+        )?;
+        self.steps = steps;
+        Ok(())
+    }
+}
+
+/// SGD with (optionally Nesterov) momentum, as `torch.optim.SGD` with zero dampening.
+#[derive(Debug, Clone)]
+pub struct Sgd<T> {
+    pub momentum: f64,
+    pub nesterov: bool,
+    steps: u64,
+    momentum_buffer: Vec<T>,
+}
+
+impl<T: Scalar> Sgd<T> {
+    pub fn new(len: usize, momentum: f64, nesterov: bool) -> Self {
+        Sgd {
+            momentum,
+            nesterov,
+            steps: 0,
+            momentum_buffer: vec![T::zero(); len],
+        }
+    }
+}
+
+impl<T: Scalar> Optimizer<T> for Sgd<T> {
+    fn name(&self) -> &'static str {
+        "sgd"
+    }
+
+    fn step(&mut self, params: &mut [T], grads: &[T], lr: T) {
+        self.steps += 1;
+        let mu = T::of(self.momentum);
+        for ((p, &g), buf) in params.iter_mut().zip(grads).zip(&mut self.momentum_buffer) {
+            let update = if self.momentum == 0.0 {
+                g
+            } else {
+                *buf = mu * *buf + g;
+                if self.nesterov {
+                    g + mu * *buf
+                } else {
+                    *buf
+                }
+            };
+            *p -= lr * update;
+        }
+    }
+
+    fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    fn buffers(&self) -> Vec<(&'static str, &[T])> {
+        vec![("momentum_buffer", &self.momentum_buffer)]
+    }
+
+    fn load(&mut self, steps: u64, buffers: &[(&str, &[T])]) -> Result<()> {
+        load_buffers(
+            "sgd",
+            &mut [("momentum_buffer", &mut self.momentum_buffer)],
+            buffers,
+        )?;
+        self.steps = steps;
+        Ok(())
+    }
+}
+
+/// RMSProp as `torch.optim.RMSprop`; `centered` divides by the estimated standard deviation
+/// of the gradient instead of its root mean square (the variant A3C used).
+#[derive(Debug, Clone)]
+pub struct RmsProp<T> {
+    pub alpha: f64,
+    pub eps: f64,
+    pub centered: bool,
+    pub momentum: f64,
+    steps: u64,
+    square_avg: Vec<T>,
+    grad_avg: Vec<T>,
+    momentum_buffer: Vec<T>,
+}
+
+impl<T: Scalar> RmsProp<T> {
+    /// PyTorch's defaults are `alpha = 0.99`, `eps = 1e-8`; SB3's A2C uses `alpha = 0.99, eps = 1e-5`.
+    pub fn new(len: usize, alpha: f64, eps: f64, centered: bool, momentum: f64) -> Self {
+        let zeros = vec![T::zero(); len];
+        RmsProp {
+            alpha,
+            eps,
+            centered,
+            momentum,
+            steps: 0,
+            square_avg: zeros.clone(),
+            grad_avg: zeros.clone(),
+            momentum_buffer: zeros,
+        }
+    }
+}
+
+impl<T: Scalar> Optimizer<T> for RmsProp<T> {
+    fn name(&self) -> &'static str {
+        "rmsprop"
+    }
+
+    fn step(&mut self, params: &mut [T], grads: &[T], lr: T) {
+        self.steps += 1;
+        let (alpha, one_alpha, eps, mu) = (
+            T::of(self.alpha),
+            T::of(1.0 - self.alpha),
+            T::of(self.eps),
+            T::of(self.momentum),
+        );
+        for (i, (p, &g)) in params.iter_mut().zip(grads).enumerate() {
+            let sq = &mut self.square_avg[i];
+            *sq = alpha * *sq + one_alpha * g * g;
+            let avg = if self.centered {
+                let ga = &mut self.grad_avg[i];
+                *ga = alpha * *ga + one_alpha * g;
+                (*sq - *ga * *ga).sqrt() + eps
+            } else {
+                sq.sqrt() + eps
+            };
+            if self.momentum > 0.0 {
+                let buf = &mut self.momentum_buffer[i];
+                *buf = mu * *buf + g / avg;
+                *p -= lr * *buf;
+            } else {
+                *p -= lr * g / avg;
+            }
+        }
+    }
+
+    fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    fn buffers(&self) -> Vec<(&'static str, &[T])> {
+        vec![
+            ("square_avg", &self.square_avg),
+            ("grad_avg", &self.grad_avg),
+            ("momentum_buffer", &self.momentum_buffer),
+        ]
+    }
+
+    fn load(&mut self, steps: u64, buffers: &[(&str, &[T])]) -> Result<()> {
+        load_buffers(
+            "rmsprop",
+            &mut [
+                ("square_avg", &mut self.square_avg),
+                ("grad_avg", &mut self.grad_avg),
+                ("momentum_buffer", &mut self.momentum_buffer),
+            ],
+            buffers,
+        )?;
+        self.steps = steps;
+        Ok(())
+    }
+}
+
+/// Scales `grads` so their global L2 norm is at most `max_norm` (`clip_grad_norm_`, same
+/// `1e-6` guard); returns the norm before clipping.
+pub fn clip_grad_norm<T: Scalar>(grads: &mut [T], max_norm: f64) -> f64 {
+    let norm = grads
+        .iter()
+        .map(|g| g.as_f64() * g.as_f64())
+        .sum::<f64>()
+        .sqrt();
+    let coef = max_norm / (norm + 1e-6);
+    if coef < 1.0 {
+        let coef = T::of(coef);
+        grads.iter_mut().for_each(|g| *g *= coef);
+    }
+    norm
+}
+
+/// A value moving linearly from `start` to `end` over the first `fraction` of training, then
+/// held: LR annealing (`fraction = 1`) and ε-greedy exploration schedules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinearSchedule {
+    pub start: f64,
+    pub end: f64,
+    pub fraction: f64,
+}
+
+impl LinearSchedule {
+    /// The value at `progress` ∈ [0, 1] of the training budget.
+    pub fn value(&self, progress: f64) -> f64 {
+        let t = if self.fraction > 0.0 {
+            (progress / self.fraction).clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        self.start * (1.0 - t) + self.end * t
+    }
+}

@@ -1,0 +1,189 @@
+//! The number types the engine runs on: `f32` for speed, `f64` for gradient checks.
+//!
+//! Everything numeric in the engine is generic over [`Scalar`], so the exact code that trains
+//! in `f32` is verified against finite differences in `f64`, where a tight tolerance means
+//! something. The two types differ only in their GEMM routine and their `tanh`: `f32` uses a
+//! fast rational approximation (see [`fast_tanh`]), `f64` the exact function.
+
+use std::fmt::Debug;
+use std::iter::Sum;
+use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
+
+use num_traits::Float;
+
+/// A floating-point type the engine computes in.
+pub trait Scalar:
+    Float
+    + Default
+    + Debug
+    + Send
+    + Sync
+    + Sum
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + DivAssign
+    + 'static
+{
+    /// Converts a constant (always representable closely enough for our purposes).
+    fn of(x: f64) -> Self;
+
+    /// Converts to `f64` for reporting.
+    fn as_f64(self) -> f64;
+
+    /// The `tanh` used by the tanh activation.
+    fn tanh_act(x: Self) -> Self;
+
+    /// `C ← α·A·B + β·C` for strided matrices: `A` is `m×k`, `B` is `k×n`, `C` is `m×n`.
+    ///
+    /// # Safety
+    /// Every element addressed through the pointers and strides must be in bounds, and `c`
+    /// must not alias `a` or `b`. Call through [`crate::gemm::gemm`], which checks this.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+impl Scalar for f32 {
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+    fn as_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn tanh_act(x: Self) -> Self {
+        fast_tanh(x)
+    }
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    ) {
+        // SAFETY: forwarded contract (bounds and aliasing checked by `gemm::gemm`).
+        unsafe {
+            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        }
+    }
+}
+
+impl Scalar for f64 {
+    fn of(x: f64) -> Self {
+        x
+    }
+    fn as_f64(self) -> f64 {
+        self
+    }
+    fn tanh_act(x: Self) -> Self {
+        x.tanh()
+    }
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    ) {
+        // SAFETY: forwarded contract (bounds and aliasing checked by `gemm::gemm`).
+        unsafe {
+            matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        }
+    }
+}
+
+/// `tanh` as a rational function: `x·P(x²)/Q(x²)` with a degree-13 odd numerator and a
+/// degree-6 even denominator, inputs clamped to ±7.9053 (where `tanh` is 1 in `f32`).
+///
+/// This is the minimax approximation used by Eigen and XNNPACK. Branch-free and written
+/// without `mul_add` (a library call on CPUs targeted without FMA), so the compiler vectorizes
+/// loops over it; libm's `tanhf` is a scalar call per element and dominated the profile of the
+/// fused update. **Maximum absolute error against `f64::tanh` over all of
+/// `[-10, 10]`: below 5e-7** (≤ 8 `f32` ulps of 1, at |x| ≈ 5.8; below 2e-7 for |x| < 1), checked by a test over 2 million points.
+#[inline(always)]
+pub fn fast_tanh(x: f32) -> f32 {
+    const CLAMP: f32 = 7.905_311;
+    const A1: f32 = 4.893_524_6e-3;
+    const A3: f32 = 6.372_619_3e-4;
+    const A5: f32 = 1.485_722_4e-5;
+    const A7: f32 = 5.122_297e-8;
+    const A9: f32 = -8.604_672e-11;
+    const A11: f32 = 2.000_188e-13;
+    const A13: f32 = -2.760_768_5e-16;
+    const B0: f32 = 4.893_525e-3;
+    const B2: f32 = 2.268_434_7e-3;
+    const B4: f32 = 1.185_347e-4;
+    const B6: f32 = 1.198_258_4e-6;
+    let x = x.clamp(-CLAMP, CLAMP);
+    let x2 = x * x;
+    let p = x2 * A13 + A11;
+    let p = x2 * p + A9;
+    let p = x2 * p + A7;
+    let p = x2 * p + A5;
+    let p = x2 * p + A3;
+    let p = x2 * p + A1;
+    let p = x * p;
+    let q = x2 * B6 + B4;
+    let q = x2 * q + B2;
+    let q = x2 * q + B0;
+    p / q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_tanh_error_is_below_5e7_everywhere() {
+        let n = 2_000_000;
+        let mut worst = (0.0f64, 0.0f32);
+        let mut worst_small = 0.0f64;
+        for i in 0..=n {
+            let x = -10.0 + 20.0 * i as f64 / n as f64;
+            let err = (fast_tanh(x as f32) as f64 - (x as f32 as f64).tanh()).abs();
+            if err > worst.0 {
+                worst = (err, x as f32);
+            }
+            if x.abs() < 1.0 {
+                worst_small = worst_small.max(err);
+            }
+        }
+        assert!(worst.0 < 5e-7, "max error {} at x = {}", worst.0, worst.1);
+        assert!(worst_small < 2e-7, "max error {worst_small} on (-1, 1)");
+        assert_eq!(fast_tanh(0.0), 0.0);
+        assert!(fast_tanh(f32::INFINITY) <= 1.0 && fast_tanh(f32::NEG_INFINITY) >= -1.0);
+    }
+}
