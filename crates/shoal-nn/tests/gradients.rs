@@ -27,7 +27,7 @@ fn check<M: Model<f64> + Clone>(mut model: M, loss: Loss<'_, f64>) -> f64 {
     let base = model.params().to_vec();
     let mut worst: f64 = 0.0;
     for i in 0..base.len() {
-        let mut eval = |delta: f64| {
+        let eval = |delta: f64| {
             let mut m = model.clone();
             m.params_mut()[i] = base[i] + delta;
             m.loss_and_grad(loss).unwrap().total
