@@ -8,7 +8,7 @@
 use rand::Rng;
 
 use crate::activation::{add_bias, Activation};
-use crate::gemm::{gemm, Mat};
+use crate::gemm::{acc_dzt_x, dz_w, x_wt};
 use crate::init::orthogonal;
 use crate::layout::ParamLayout;
 use crate::scalar::Scalar;
@@ -157,12 +157,12 @@ impl Mlp {
             let input = if i == 0 { x } else { &before[i - 1] };
             let z = &mut after[0];
             resize(z, rows * layer.out_dim);
-            let w = Mat::rows(layer.weight(params), layer.out_dim, layer.in_dim);
-            gemm(
-                T::one(),
-                Mat::rows(input, rows, layer.in_dim),
-                w.t(),
-                T::zero(),
+            x_wt(
+                input,
+                layer.weight(params),
+                rows,
+                layer.in_dim,
+                layer.out_dim,
                 z,
             );
             if self.activated(i) {
@@ -189,23 +189,23 @@ impl Mlp {
                 self.activation.backprop(&mut ws.grad, &ws.outputs[i]);
             }
             let input = if i == 0 { x } else { &ws.outputs[i - 1] };
-            let dz = Mat::rows(&ws.grad[..rows * layer.out_dim], rows, layer.out_dim);
+            let dz = &ws.grad[..rows * layer.out_dim];
             let gw = &mut grads[layer.weight..layer.weight + layer.in_dim * layer.out_dim];
-            gemm(
-                T::one(),
-                dz.t(),
-                Mat::rows(input, rows, layer.in_dim),
-                T::one(),
-                gw,
-            );
+            acc_dzt_x(dz, input, rows, layer.in_dim, layer.out_dim, gw);
             let gb = &mut grads[layer.bias..layer.bias + layer.out_dim];
             for row in ws.grad[..rows * layer.out_dim].chunks_exact(layer.out_dim) {
                 gb.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
             }
             if i > 0 || input_grad {
                 resize(&mut ws.grad_next, rows * layer.in_dim);
-                let w = Mat::rows(layer.weight(params), layer.out_dim, layer.in_dim);
-                gemm(T::one(), dz, w, T::zero(), &mut ws.grad_next);
+                dz_w(
+                    dz,
+                    layer.weight(params),
+                    rows,
+                    layer.in_dim,
+                    layer.out_dim,
+                    &mut ws.grad_next,
+                );
                 std::mem::swap(&mut ws.grad, &mut ws.grad_next);
             }
         }

@@ -13,6 +13,8 @@ use shoal_env::{Actions, OwnedAction};
 pub enum Bench {
     /// Batched env stepping: prints `env_steps_per_sec: <number>` last.
     Env(EnvArgs),
+    /// The network engine: PPO minibatch update and batched inference of an actor-critic.
+    Nn(super::bench_nn::NnArgs),
 }
 
 /// Arguments of `shoal bench env`.
@@ -36,6 +38,7 @@ pub struct EnvArgs {
 pub fn run(bench: &Bench) -> Result<()> {
     match bench {
         Bench::Env(args) => bench_env(args),
+        Bench::Nn(args) => super::bench_nn::run(args),
     }
 }
 
