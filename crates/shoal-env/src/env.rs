@@ -8,6 +8,8 @@
 
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{EnvError, Result};
 use crate::space::{Action, Space};
@@ -54,12 +56,71 @@ pub trait Env: Send {
     /// keep the default, which reports the operation as unsupported.
     fn reset_to_state(&mut self, state: &[f64], obs: &mut [f32]) -> Result<()> {
         let _ = (state, obs);
-        Err(EnvError::Unsupported {
-            env: self.name().to_string(),
-            operation: "reset_to_state",
-        })
+        Err(EnvError::Unsupported { env: self.name().to_string(), operation: "reset_to_state" })
+    }
+
+    /// The env's complete dynamic state (simulation state, RNG, counters of wrappers), so a
+    /// checkpointed run resumes bit for bit. Envs that cannot keep the default, which reports
+    /// the operation as unsupported.
+    fn snapshot(&self) -> Result<Snapshot> {
+        Err(EnvError::Unsupported { env: self.name().to_string(), operation: "snapshot" })
+    }
+
+    /// Restores a [`Env::snapshot`] taken from an env built with the same id and options.
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
+        let _ = snapshot;
+        Err(EnvError::Unsupported { env: self.name().to_string(), operation: "restore" })
     }
 }
+
+/// A serialized env state, as JSON so it can sit in a checkpoint's manifest.
+pub type Snapshot = serde_json::Value;
+
+/// Serializes `fields` as an env snapshot.
+pub(crate) fn to_snapshot<S: Serialize>(env: &str, fields: &S) -> Result<Snapshot> {
+    serde_json::to_value(fields).map_err(|e| snapshot_error(env, e))
+}
+
+/// Reads `snapshot` back into the fields it was made from.
+pub(crate) fn from_snapshot<S: DeserializeOwned>(env: &str, snapshot: &Snapshot) -> Result<S> {
+    S::deserialize(snapshot).map_err(|e| snapshot_error(env, e))
+}
+
+fn snapshot_error(env: &str, e: serde_json::Error) -> EnvError {
+    EnvError::SpaceMismatch(format!(
+        "{env} snapshot does not match this env ({e}); was it taken from another env id or version?"
+    ))
+}
+
+/// Implements `snapshot`/`restore` for an env whose dynamic state is the listed fields (all
+/// `Serialize + Deserialize`); with `inner;` first, for a wrapper, the inner env's too.
+macro_rules! snapshot_fields {
+    (inner; $($field:ident),*) => {
+        fn snapshot(&self) -> crate::error::Result<crate::env::Snapshot> {
+            let inner = self.inner.snapshot()?;
+            crate::env::to_snapshot(self.name(), &(inner, $(&self.$field,)*))
+        }
+        fn restore(&mut self, snapshot: &crate::env::Snapshot) -> crate::error::Result<()> {
+            let (inner, $($field,)*): (crate::env::Snapshot, $(crate::env::snapshot_fields!(@infer $field),)*) =
+                crate::env::from_snapshot(self.name(), snapshot)?;
+            self.inner.restore(&inner)?;
+            $(self.$field = $field;)*
+            Ok(())
+        }
+    };
+    (@infer $field:ident) => { _ };
+    ($($field:ident),+) => {
+        fn snapshot(&self) -> crate::error::Result<crate::env::Snapshot> {
+            crate::env::to_snapshot(self.name(), &($(&self.$field,)+))
+        }
+        fn restore(&mut self, snapshot: &crate::env::Snapshot) -> crate::error::Result<()> {
+            let ($($field,)+) = crate::env::from_snapshot(self.name(), snapshot)?;
+            $(self.$field = $field;)+
+            Ok(())
+        }
+    };
+}
+pub(crate) use snapshot_fields;
 
 impl<E: Env + ?Sized> Env for Box<E> {
     fn name(&self) -> &str {
@@ -79,6 +140,12 @@ impl<E: Env + ?Sized> Env for Box<E> {
     }
     fn reset_to_state(&mut self, state: &[f64], obs: &mut [f32]) -> Result<()> {
         (**self).reset_to_state(state, obs)
+    }
+    fn snapshot(&self) -> Result<Snapshot> {
+        (**self).snapshot()
+    }
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
+        (**self).restore(snapshot)
     }
 }
 
@@ -109,27 +176,37 @@ impl EnvRng {
     }
 }
 
+/// The generator's 128-bit state goes through a string: JSON numbers (and `serde_json::Value`)
+/// stop at 64 bits.
+impl Serialize for EnvRng {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(&self.0).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(&text)
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvRng {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        serde_json::from_str(&text).map(EnvRng).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Views a caller's observation buffer as a fixed-size array, with a clear error when the
 /// buffer has the wrong length (instead of an index panic).
 pub(crate) fn obs_array<const N: usize>(obs: &mut [f32]) -> Result<&mut [f32; N]> {
     let got = obs.len();
-    obs.try_into()
-        .map_err(|_| EnvError::ObsBuffer { got, expected: N })
+    obs.try_into().map_err(|_| EnvError::ObsBuffer { got, expected: N })
 }
 
 /// Checks a raw state passed to `reset_to_state` has the expected length.
 pub(crate) fn state_array<const N: usize>(env: &str, state: &[f64]) -> Result<[f64; N]> {
-    state.try_into().map_err(|_| {
-        EnvError::SpaceMismatch(format!("{env} state has {N} values, got {}", state.len()))
-    })
+    state.try_into().map_err(|_| EnvError::SpaceMismatch(format!("{env} state has {N} values, got {}", state.len())))
 }
 
 /// The error for `step` before the first `reset`.
 pub(crate) fn needs_reset(env: &str) -> EnvError {
-    EnvError::NeedsReset {
-        env: env.to_string(),
-        when: "before the first reset",
-    }
+    EnvError::NeedsReset { env: env.to_string(), when: "before the first reset" }
 }
 
 impl std::fmt::Debug for dyn Env {

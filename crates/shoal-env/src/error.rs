@@ -10,10 +10,7 @@ use thiserror::Error;
 pub enum EnvError {
     /// `make` was called with an id nobody registered.
     #[error("unknown environment id `{id}`{}; run `shoal envs` to list every registered id", suggestion_text(.suggestions))]
-    UnknownEnv {
-        id: String,
-        suggestions: Vec<String>,
-    },
+    UnknownEnv { id: String, suggestions: Vec<String> },
 
     /// `register` was called with an id that is taken.
     #[error("environment id `{0}` is already registered; pick another id or version suffix")]
@@ -21,38 +18,19 @@ pub enum EnvError {
 
     /// An option key the environment does not accept.
     #[error("environment `{env}` has no option `{key}`; accepted options: {}", list_or_none(.accepted))]
-    UnknownOption {
-        env: String,
-        key: String,
-        accepted: Vec<String>,
-    },
+    UnknownOption { env: String, key: String, accepted: Vec<String> },
 
     /// An option with a value of the wrong kind or out of range.
     #[error("option `{key}` of environment `{env}`: {problem}")]
-    BadOption {
-        env: String,
-        key: String,
-        problem: String,
-    },
+    BadOption { env: String, key: String, problem: String },
 
     /// An action that is not an element of the action space.
     #[error("action {action} is outside the action space {space}; {hint}")]
-    InvalidAction {
-        action: String,
-        space: String,
-        hint: String,
-    },
+    InvalidAction { action: String, space: String, hint: String },
 
     /// A vector env got a different number of actions than it has envs (times the action size).
-    #[error(
-        "got {got} action values for {num_envs} envs, expected {expected} ({per_env} per env)"
-    )]
-    ActionCount {
-        got: usize,
-        expected: usize,
-        num_envs: usize,
-        per_env: usize,
-    },
+    #[error("got {got} action values for {num_envs} envs, expected {expected} ({per_env} per env)")]
+    ActionCount { got: usize, expected: usize, num_envs: usize, per_env: usize },
 
     /// A caller-provided observation buffer of the wrong length.
     #[error("observation buffer has {got} values, the observation space needs {expected}")]
@@ -64,12 +42,7 @@ pub enum EnvError {
 
     /// The environment produced a NaN or infinite value: a bug in the env or a diverged simulation.
     #[error("environment `{env}` returned a non-finite {what} ({value}) at env index {index}; check the env's dynamics or the actions fed to it")]
-    NonFinite {
-        env: String,
-        what: &'static str,
-        value: f64,
-        index: usize,
-    },
+    NonFinite { env: String, what: &'static str, value: f64, index: usize },
 
     /// A wrapper or vector env was combined with a space it cannot handle.
     #[error("{0}")]
@@ -77,10 +50,7 @@ pub enum EnvError {
 
     /// The env does not support the requested operation (for example restoring a raw state).
     #[error("environment `{env}` does not support {operation}")]
-    Unsupported {
-        env: String,
-        operation: &'static str,
-    },
+    Unsupported { env: String, operation: &'static str },
 
     /// A worker thread of a threaded vector env died; the vector env is unusable afterwards.
     #[error("vector env worker thread failed: {0}; rebuild the vector env")]
@@ -91,14 +61,7 @@ fn suggestion_text(suggestions: &[String]) -> String {
     if suggestions.is_empty() {
         String::new()
     } else {
-        format!(
-            " (did you mean {}?)",
-            suggestions
-                .iter()
-                .map(|s| format!("`{s}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        format!(" (did you mean {}?)", suggestions.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "))
     }
 }
 

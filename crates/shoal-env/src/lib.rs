@@ -33,7 +33,7 @@ pub mod space;
 pub mod vector;
 pub mod wrappers;
 
-pub use env::{Env, EnvRng, StepResult};
+pub use env::{Env, EnvRng, Snapshot, StepResult};
 pub use error::{EnvError, Result};
 pub use options::{EnvOptions, OptionValue};
 pub use registry::{make, make_with, register, spec, specs, EnvSpec};
@@ -42,16 +42,9 @@ pub use vector::{Actions, Batch, SyncVectorEnv, ThreadedVectorEnv, VecEnv};
 
 /// Builds `num_envs` copies of a registered env as one vector env on `threads` threads
 /// (1 = synchronous on the calling thread).
-pub fn make_vec(
-    id: &str,
-    options: &[(&str, OptionValue)],
-    num_envs: usize,
-    threads: usize,
-) -> Result<Box<dyn VecEnv>> {
+pub fn make_vec(id: &str, options: &[(&str, OptionValue)], num_envs: usize, threads: usize) -> Result<Box<dyn VecEnv>> {
     let spec = registry::spec(id)?;
-    let envs = (0..num_envs)
-        .map(|_| spec.make(options))
-        .collect::<Result<Vec<_>>>()?;
+    let envs = (0..num_envs).map(|_| spec.make(options)).collect::<Result<Vec<_>>>()?;
     Ok(if threads <= 1 {
         Box::new(SyncVectorEnv::new(envs)?)
     } else {

@@ -92,10 +92,7 @@ pub struct EnvOptions {
 impl EnvOptions {
     /// Options for the env named `env` (the name appears in error messages).
     pub fn new(env: &str) -> Self {
-        EnvOptions {
-            env: env.to_string(),
-            ..Default::default()
-        }
+        EnvOptions { env: env.to_string(), ..Default::default() }
     }
 
     /// Adds or replaces an option.
@@ -116,11 +113,7 @@ impl EnvOptions {
     }
 
     fn bad(&self, key: &str, problem: String) -> EnvError {
-        EnvError::BadOption {
-            env: self.env.clone(),
-            key: key.to_string(),
-            problem,
-        }
+        EnvError::BadOption { env: self.env.clone(), key: key.to_string(), problem }
     }
 
     /// A boolean option.
@@ -128,10 +121,7 @@ impl EnvOptions {
         match self.take(key) {
             None => Ok(default),
             Some(OptionValue::Bool(b)) => Ok(b),
-            Some(other) => Err(self.bad(
-                key,
-                format!("expected true or false, got {} `{other}`", other.kind()),
-            )),
+            Some(other) => Err(self.bad(key, format!("expected true or false, got {} `{other}`", other.kind()))),
         }
     }
 
@@ -141,10 +131,7 @@ impl EnvOptions {
             None => Ok(default),
             Some(OptionValue::Float(x)) => Ok(x),
             Some(OptionValue::Int(i)) => Ok(i as f64),
-            Some(other) => Err(self.bad(
-                key,
-                format!("expected a number, got {} `{other}`", other.kind()),
-            )),
+            Some(other) => Err(self.bad(key, format!("expected a number, got {} `{other}`", other.kind()))),
         }
     }
 
@@ -152,10 +139,7 @@ impl EnvOptions {
     pub fn float_in(&mut self, key: &str, default: f64, lo: f64, hi: f64) -> Result<f64> {
         let x = self.float(key, default)?;
         if !(lo..=hi).contains(&x) {
-            return Err(self.bad(
-                key,
-                format!("{x} is outside the allowed range [{lo}, {hi}]"),
-            ));
+            return Err(self.bad(key, format!("{x} is outside the allowed range [{lo}, {hi}]")));
         }
         Ok(x)
     }
@@ -165,13 +149,9 @@ impl EnvOptions {
         match self.take(key) {
             None => Ok(None),
             Some(OptionValue::Int(i)) if i >= 0 => Ok(Some(i as u64)),
-            Some(other) => Err(self.bad(
-                key,
-                format!(
-                    "expected a non-negative integer, got {} `{other}`",
-                    other.kind()
-                ),
-            )),
+            Some(other) => {
+                Err(self.bad(key, format!("expected a non-negative integer, got {} `{other}`", other.kind())))
+            }
         }
     }
 
@@ -180,10 +160,7 @@ impl EnvOptions {
         match self.take(key) {
             None => Ok(default.to_string()),
             Some(OptionValue::Str(s)) if choices.contains(&s.as_str()) => Ok(s),
-            Some(other) => Err(self.bad(
-                key,
-                format!("`{other}` is not one of: {}", choices.join(", ")),
-            )),
+            Some(other) => Err(self.bad(key, format!("`{other}` is not one of: {}", choices.join(", ")))),
         }
     }
 
@@ -193,10 +170,7 @@ impl EnvOptions {
             None => Ok(None),
             Some(OptionValue::List(items)) => Ok(Some(items)),
             Some(OptionValue::Str(s)) => Ok(Some(vec![s])),
-            Some(other) => Err(self.bad(
-                key,
-                format!("expected a list of strings, got {} `{other}`", other.kind()),
-            )),
+            Some(other) => Err(self.bad(key, format!("expected a list of strings, got {} `{other}`", other.kind()))),
         }
     }
 
@@ -208,11 +182,7 @@ impl EnvOptions {
                 let mut accepted = self.asked;
                 accepted.sort();
                 accepted.dedup();
-                Err(EnvError::UnknownOption {
-                    env: self.env,
-                    key,
-                    accepted,
-                })
+                Err(EnvError::UnknownOption { env: self.env, key, accepted })
             }
         }
     }
@@ -228,10 +198,7 @@ mod tests {
         assert_eq!(OptionValue::parse("12"), OptionValue::Int(12));
         assert_eq!(OptionValue::parse("0.5"), OptionValue::Float(0.5));
         assert_eq!(OptionValue::parse("8x8"), OptionValue::Str("8x8".into()));
-        assert_eq!(
-            OptionValue::parse("SF,FG"),
-            OptionValue::List(vec!["SF".into(), "FG".into()])
-        );
+        assert_eq!(OptionValue::parse("SF,FG"), OptionValue::List(vec!["SF".into(), "FG".into()]));
     }
 
     #[test]
@@ -239,19 +206,13 @@ mod tests {
         let mut o = EnvOptions::new("FrozenLake").with("is_slipery", true);
         assert!(o.bool("is_slippery", true).unwrap());
         let err = o.finish().unwrap_err().to_string();
-        assert!(
-            err.contains("no option `is_slipery`") && err.contains("is_slippery"),
-            "{err}"
-        );
+        assert!(err.contains("no option `is_slipery`") && err.contains("is_slippery"), "{err}");
     }
 
     #[test]
     fn wrong_type_names_key_and_value() {
         let mut o = EnvOptions::new("FrozenLake").with("is_slippery", "maybe");
         let err = o.bool("is_slippery", true).unwrap_err().to_string();
-        assert!(
-            err.contains("`is_slippery`") && err.contains("maybe"),
-            "{err}"
-        );
+        assert!(err.contains("`is_slippery`") && err.contains("maybe"), "{err}");
     }
 }

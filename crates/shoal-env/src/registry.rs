@@ -14,8 +14,7 @@ use crate::wrappers::TimeLimit;
 /// Builds an env from its options and optional time limit; the options it does not ask for
 /// are reported as unknown. The time limit is applied inside the factory, around the concrete
 /// env type, so stepping a registered env costs one dynamic call, not one per wrapper layer.
-pub type EnvFactory =
-    Arc<dyn Fn(&mut EnvOptions, Option<u64>) -> Result<Box<dyn Env>> + Send + Sync>;
+pub type EnvFactory = Arc<dyn Fn(&mut EnvOptions, Option<u64>) -> Result<Box<dyn Env>> + Send + Sync>;
 
 /// How to build one registered environment id.
 #[derive(Clone)]
@@ -78,10 +77,7 @@ impl EnvSpec {
         for (key, value) in options {
             opts.set(key, value.clone());
         }
-        let max_steps = opts
-            .count("max_episode_steps")?
-            .or(self.max_episode_steps)
-            .filter(|&n| n > 0);
+        let max_steps = opts.count("max_episode_steps")?.or(self.max_episode_steps).filter(|&n| n > 0);
         let env = (self.factory)(&mut opts, max_steps)?;
         opts.finish()?;
         Ok(env)
@@ -102,19 +98,13 @@ impl std::fmt::Debug for EnvSpec {
 /// The ids Gymnasium 1.4 registers for the built-in envs, with its limits and thresholds.
 fn builtin_specs() -> Vec<EnvSpec> {
     vec![
-        EnvSpec::new("CartPole-v1", envs::CartPole::new)
-            .max_episode_steps(500)
-            .reward_threshold(475.0),
-        EnvSpec::new("MountainCar-v0", envs::MountainCar::new)
-            .max_episode_steps(200)
-            .reward_threshold(-110.0),
+        EnvSpec::new("CartPole-v1", envs::CartPole::new).max_episode_steps(500).reward_threshold(475.0),
+        EnvSpec::new("MountainCar-v0", envs::MountainCar::new).max_episode_steps(200).reward_threshold(-110.0),
         EnvSpec::new("MountainCarContinuous-v0", envs::MountainCarContinuous::new)
             .max_episode_steps(999)
             .reward_threshold(90.0),
         EnvSpec::new("Pendulum-v1", envs::Pendulum::new).max_episode_steps(200),
-        EnvSpec::new("Acrobot-v1", envs::Acrobot::new)
-            .max_episode_steps(500)
-            .reward_threshold(-100.0),
+        EnvSpec::new("Acrobot-v1", envs::Acrobot::new).max_episode_steps(500).reward_threshold(-100.0),
         EnvSpec::new("FrozenLake-v1", envs::frozen_lake)
             .max_episode_steps(100)
             .reward_threshold(0.70)
@@ -124,11 +114,8 @@ fn builtin_specs() -> Vec<EnvSpec> {
             .reward_threshold(0.85)
             .default_option("map_name", "8x8"),
         EnvSpec::new("CliffWalking-v1", envs::cliff_walking),
-        EnvSpec::new("CliffWalkingSlippery-v1", envs::cliff_walking)
-            .default_option("is_slippery", true),
-        EnvSpec::new("Taxi-v4", envs::Taxi::new)
-            .max_episode_steps(200)
-            .reward_threshold(8.0),
+        EnvSpec::new("CliffWalkingSlippery-v1", envs::cliff_walking).default_option("is_slippery", true),
+        EnvSpec::new("Taxi-v4", envs::Taxi::new).max_episode_steps(200).reward_threshold(8.0),
     ]
 }
 
@@ -139,9 +126,7 @@ fn registry() -> &'static RwLock<Vec<EnvSpec>> {
 
 /// Adds a user environment to the global registry, so `make` and the CLI can build it.
 pub fn register(spec: EnvSpec) -> Result<()> {
-    let mut specs = registry()
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut specs = registry().write().unwrap_or_else(|poisoned| poisoned.into_inner());
     if specs.iter().any(|s| s.id == spec.id) {
         return Err(EnvError::AlreadyRegistered(spec.id));
     }
@@ -151,10 +136,7 @@ pub fn register(spec: EnvSpec) -> Result<()> {
 
 /// Every registered spec, built-ins first.
 pub fn specs() -> Vec<EnvSpec> {
-    registry()
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .clone()
+    registry().read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
 }
 
 /// The spec registered under `id`, or an error suggesting close ids.
@@ -165,22 +147,13 @@ pub fn spec(id: &str) -> Result<EnvSpec> {
     }
     let mut scored: Vec<(usize, &str)> = specs
         .iter()
-        .map(|s| {
-            (
-                strsim::levenshtein(&s.id.to_lowercase(), &id.to_lowercase()),
-                s.id.as_str(),
-            )
-        })
+        .map(|s| (strsim::levenshtein(&s.id.to_lowercase(), &id.to_lowercase()), s.id.as_str()))
         .filter(|(d, s)| *d <= 4 || s.split('-').next() == id.split('-').next())
         .collect();
     scored.sort();
     Err(EnvError::UnknownEnv {
         id: id.to_string(),
-        suggestions: scored
-            .into_iter()
-            .take(3)
-            .map(|(_, s)| s.to_string())
-            .collect(),
+        suggestions: scored.into_iter().take(3).map(|(_, s)| s.to_string()).collect(),
     })
 }
 
@@ -210,10 +183,7 @@ mod tests {
     #[test]
     fn unknown_id_suggests_close_matches() {
         let err = make("CartPole-v0").unwrap_err().to_string();
-        assert!(
-            err.contains("unknown environment id `CartPole-v0`"),
-            "{err}"
-        );
+        assert!(err.contains("unknown environment id `CartPole-v0`"), "{err}");
         assert!(err.contains("`CartPole-v1`"), "{err}");
         let err = make("Taxi-v3").unwrap_err().to_string();
         assert!(err.contains("`Taxi-v4`"), "{err}");
@@ -222,18 +192,13 @@ mod tests {
     #[test]
     fn unknown_option_is_an_error() {
         let err = make_with("FrozenLake-v1", &[("slippery", false.into())]).unwrap_err();
-        assert!(
-            matches!(err, EnvError::UnknownOption { ref key, .. } if key == "slippery"),
-            "{err}"
-        );
+        assert!(matches!(err, EnvError::UnknownOption { ref key, .. } if key == "slippery"), "{err}");
         assert!(err.to_string().contains("is_slippery"), "{err}");
     }
 
     #[test]
     fn bad_option_value_is_an_error() {
-        let err = make_with("FrozenLake-v1", &[("map_name", "5x5".into())])
-            .unwrap_err()
-            .to_string();
+        let err = make_with("FrozenLake-v1", &[("map_name", "5x5".into())]).unwrap_err().to_string();
         assert!(err.contains("`5x5` is not one of: 4x4, 8x8"), "{err}");
     }
 
@@ -246,9 +211,7 @@ mod tests {
         let mut steps = 0;
         loop {
             steps += 1;
-            let r = env
-                .step(crate::Action::Discrete((steps % 2) as i64), &mut obs)
-                .unwrap();
+            let r = env.step(crate::Action::Discrete((steps % 2) as i64), &mut obs).unwrap();
             if r.done() {
                 assert!(r.truncated && steps == 10);
                 break;

@@ -18,11 +18,7 @@ pub enum Space {
     /// Integers `start, start+1, …, start+n-1` (Gymnasium's `Discrete(n, start)`).
     Discrete { n: i64, start: i64 },
     /// A box of `f32` values with per-element bounds (which may be infinite).
-    Box {
-        low: Vec<f32>,
-        high: Vec<f32>,
-        shape: Vec<usize>,
-    },
+    Box { low: Vec<f32>, high: Vec<f32>, shape: Vec<usize> },
     /// A vector of integers, element `i` in `0..nvec[i]`.
     MultiDiscrete { nvec: Vec<i64> },
 }
@@ -79,11 +75,7 @@ impl Space {
     /// A box whose elements all share the same bounds.
     pub fn box_uniform(low: f32, high: f32, shape: Vec<usize>) -> Self {
         let len = shape.iter().product();
-        Space::Box {
-            low: vec![low; len],
-            high: vec![high; len],
-            shape,
-        }
+        Space::Box { low: vec![low; len], high: vec![high; len], shape }
     }
 
     /// How many `f32` values one element of this space occupies in a flat buffer.
@@ -110,34 +102,21 @@ impl Space {
 
     /// Checks that `action` belongs to this space, with an error that says how it does not.
     pub fn check(&self, action: Action<'_>) -> Result<()> {
-        let invalid = |hint: String| EnvError::InvalidAction {
-            action: action.to_string(),
-            space: self.to_string(),
-            hint,
-        };
+        let invalid =
+            |hint: String| EnvError::InvalidAction { action: action.to_string(), space: self.to_string(), hint };
         match (self, action) {
             (Space::Discrete { n, start }, Action::Discrete(a)) => {
                 if a < *start || a >= start + n {
-                    return Err(invalid(format!(
-                        "valid actions are {} to {}",
-                        start,
-                        start + n - 1
-                    )));
+                    return Err(invalid(format!("valid actions are {} to {}", start, start + n - 1)));
                 }
             }
             (Space::Box { low, high, .. }, Action::Continuous(v)) => {
                 if v.len() != low.len() {
-                    return Err(invalid(format!(
-                        "expected {} values, got {}",
-                        low.len(),
-                        v.len()
-                    )));
+                    return Err(invalid(format!("expected {} values, got {}", low.len(), v.len())));
                 }
                 for (i, ((&x, &lo), &hi)) in v.iter().zip(low).zip(high).enumerate() {
                     if !x.is_finite() {
-                        return Err(invalid(format!(
-                            "element {i} is {x}; actions must be finite numbers"
-                        )));
+                        return Err(invalid(format!("element {i} is {x}; actions must be finite numbers")));
                     }
                     if x < lo || x > hi {
                         return Err(invalid(format!("element {i} = {x} is outside [{lo}, {hi}]; clip actions (ClipAction wrapper) or fix the policy's output scaling")));
@@ -146,11 +125,7 @@ impl Space {
             }
             (Space::MultiDiscrete { nvec }, Action::MultiDiscrete(v)) => {
                 if v.len() != nvec.len() {
-                    return Err(invalid(format!(
-                        "expected {} values, got {}",
-                        nvec.len(),
-                        v.len()
-                    )));
+                    return Err(invalid(format!("expected {} values, got {}", nvec.len(), v.len())));
                 }
                 if let Some(i) = v.iter().zip(nvec).position(|(&a, &n)| a < 0 || a >= n) {
                     return Err(invalid(format!("element {i} must be in 0..{}", nvec[i])));
@@ -165,13 +140,8 @@ impl Space {
     pub fn discrete_action(&self, action: Action<'_>) -> Result<i64> {
         match (self, action) {
             // The hot path of every discrete env step: one range check, no error built.
-            (Space::Discrete { n, start }, Action::Discrete(a)) if a >= *start && a < start + n => {
-                Ok(a)
-            }
-            _ => Err(self
-                .check(action)
-                .err()
-                .unwrap_or_else(|| self.kind_mismatch(action))),
+            (Space::Discrete { n, start }, Action::Discrete(a)) if a >= *start && a < start + n => Ok(a),
+            _ => Err(self.check(action).err().unwrap_or_else(|| self.kind_mismatch(action))),
         }
     }
 
@@ -188,10 +158,7 @@ impl Space {
         EnvError::InvalidAction {
             action: action.to_string(),
             space: self.to_string(),
-            hint: format!(
-                "the action kind does not match; this space takes {}",
-                self.action_kind()
-            ),
+            hint: format!("the action kind does not match; this space takes {}", self.action_kind()),
         }
     }
 
@@ -208,12 +175,9 @@ impl Space {
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> OwnedAction {
         match self {
             Space::Discrete { n, start } => OwnedAction::Discrete(start + rng.random_range(0..*n)),
-            Space::Box { low, high, .. } => OwnedAction::Continuous(
-                low.iter()
-                    .zip(high)
-                    .map(|(&lo, &hi)| sample_interval(rng, lo, hi))
-                    .collect(),
-            ),
+            Space::Box { low, high, .. } => {
+                OwnedAction::Continuous(low.iter().zip(high).map(|(&lo, &hi)| sample_interval(rng, lo, hi)).collect())
+            }
             Space::MultiDiscrete { nvec } => {
                 OwnedAction::MultiDiscrete(nvec.iter().map(|&n| rng.random_range(0..n)).collect())
             }
@@ -239,16 +203,9 @@ impl fmt::Display for Space {
             Space::Box { low, high, shape } => {
                 let shape = match shape.as_slice() {
                     [d] => format!("({d},)"),
-                    dims => format!(
-                        "({})",
-                        dims.iter()
-                            .map(|d| d.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    dims => format!("({})", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
                 };
-                let uniform =
-                    low.windows(2).all(|w| w[0] == w[1]) && high.windows(2).all(|w| w[0] == w[1]);
+                let uniform = low.windows(2).all(|w| w[0] == w[1]) && high.windows(2).all(|w| w[0] == w[1]);
                 match (uniform, low.first(), high.first()) {
                     (true, Some(lo), Some(hi)) => {
                         write!(f, "Box({lo:?}, {hi:?}, {shape}, float32)")
@@ -279,17 +236,11 @@ mod tests {
     fn box_rejects_nan_out_of_range_and_wrong_length() {
         let s = Space::box_uniform(-2.0, 2.0, vec![1]);
         assert!(s.contains(Action::Continuous(&[1.5])));
-        let nan = s
-            .check(Action::Continuous(&[f32::NAN]))
-            .unwrap_err()
-            .to_string();
+        let nan = s.check(Action::Continuous(&[f32::NAN])).unwrap_err().to_string();
         assert!(nan.contains("finite"), "{nan}");
         let out = s.check(Action::Continuous(&[2.5])).unwrap_err().to_string();
         assert!(out.contains("outside [-2, 2]"), "{out}");
-        let len = s
-            .check(Action::Continuous(&[0.0, 0.0]))
-            .unwrap_err()
-            .to_string();
+        let len = s.check(Action::Continuous(&[0.0, 0.0])).unwrap_err().to_string();
         assert!(len.contains("expected 1 values, got 2"), "{len}");
     }
 
@@ -316,9 +267,6 @@ mod tests {
     #[test]
     fn display_matches_gymnasium() {
         assert_eq!(Space::discrete(2).to_string(), "Discrete(2)");
-        assert_eq!(
-            Space::box_uniform(-2.0, 2.0, vec![1]).to_string(),
-            "Box(-2.0, 2.0, (1,), float32)"
-        );
+        assert_eq!(Space::box_uniform(-2.0, 2.0, vec![1]).to_string(), "Box(-2.0, 2.0, (1,), float32)");
     }
 }

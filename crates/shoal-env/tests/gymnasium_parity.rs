@@ -63,9 +63,7 @@ struct ModelFixture {
 }
 
 fn load(name: &str) -> Fixture {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(format!("{name}.json"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -90,10 +88,7 @@ fn options(fixture: &Fixture) -> Vec<(&str, OptionValue)> {
 /// Replays every episode of the fixture and returns how many steps were compared.
 fn replay(name: &str) -> usize {
     let fixture = load(name);
-    assert!(
-        fixture.episodes.len() >= 50,
-        "{name}: fixture needs at least 50 episodes"
-    );
+    assert!(fixture.episodes.len() >= 50, "{name}: fixture needs at least 50 episodes");
     let mut env = make_with(&fixture.id, &options(&fixture)).unwrap();
     let mut obs = vec![0.0f32; env.observation_space().flat_dim()];
     let mut steps = 0;
@@ -122,18 +117,8 @@ fn replay(name: &str) -> usize {
                 result.reward,
                 ep.rewards[t]
             );
-            assert_eq!(
-                result.terminated,
-                ep.terminated[t],
-                "{}: terminated",
-                ctx(t + 1)
-            );
-            assert_eq!(
-                result.truncated,
-                ep.truncated[t],
-                "{}: truncated",
-                ctx(t + 1)
-            );
+            assert_eq!(result.terminated, ep.terminated[t], "{}: terminated", ctx(t + 1));
+            assert_eq!(result.truncated, ep.truncated[t], "{}: truncated", ctx(t + 1));
             steps += 1;
         }
     }
@@ -143,19 +128,14 @@ fn replay(name: &str) -> usize {
 fn assert_close(got: &[f32], want: &[f64], context: &str) {
     assert_eq!(got.len(), want.len(), "{context}: observation length");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g as f64 - w).abs() <= OBS_TOLERANCE,
-            "{context}: obs[{i}] = {g}, Gymnasium {w}"
-        );
+        assert!((g as f64 - w).abs() <= OBS_TOLERANCE, "{context}: obs[{i}] = {g}, Gymnasium {w}");
     }
 }
 
 /// The first observations over many seeds must be distributed like Gymnasium's.
 fn reset_distribution(name: &str) {
     let fixture = load(name);
-    let stats = fixture
-        .reset_obs_stats
-        .expect("classic fixtures record reset statistics");
+    let stats = fixture.reset_obs_stats.expect("classic fixtures record reset statistics");
     let mut env = make_with(&fixture.id, &[]).unwrap();
     let dim = env.observation_space().flat_dim();
     let mut obs = vec![0.0f32; dim];
@@ -175,25 +155,11 @@ fn reset_distribution(name: &str) {
         let spread = (stats.max[i] - stats.min[i]).max(1e-12);
         let ctx = format!("{name} reset obs[{i}]");
         // Same support: extremes within 2% of the range (4000 uniform draws reach within ~0.1%).
-        assert!(
-            (min - stats.min[i]).abs() <= 0.02 * spread,
-            "{ctx}: min {min} vs Gymnasium {}",
-            stats.min[i]
-        );
-        assert!(
-            (max - stats.max[i]).abs() <= 0.02 * spread,
-            "{ctx}: max {max} vs Gymnasium {}",
-            stats.max[i]
-        );
+        assert!((min - stats.min[i]).abs() <= 0.02 * spread, "{ctx}: min {min} vs Gymnasium {}", stats.min[i]);
+        assert!((max - stats.max[i]).abs() <= 0.02 * spread, "{ctx}: max {max} vs Gymnasium {}", stats.max[i]);
         // Same location and scale: two independent sample means differ by < 5 standard errors.
-        let se = (stats.std[i].powi(2) / n + std.powi(2) / n)
-            .sqrt()
-            .max(1e-12);
-        assert!(
-            (mean - stats.mean[i]).abs() <= 5.0 * se,
-            "{ctx}: mean {mean} vs Gymnasium {}",
-            stats.mean[i]
-        );
+        let se = (stats.std[i].powi(2) / n + std.powi(2) / n).sqrt().max(1e-12);
+        assert!((mean - stats.mean[i]).abs() <= 5.0 * se, "{ctx}: mean {mean} vs Gymnasium {}", stats.mean[i]);
         assert!(
             (std - stats.std[i]).abs() <= 0.05 * stats.std[i].max(1e-12),
             "{ctx}: std {std} vs Gymnasium {}",
@@ -204,29 +170,13 @@ fn reset_distribution(name: &str) {
 
 fn assert_same_model(name: &str, model: &TabularModel) {
     let want = load(name).model.expect("tabular fixtures record the model");
-    assert_eq!(
-        (model.n_states, model.n_actions),
-        (want.n_states, want.n_actions),
-        "{name}: table size"
-    );
+    assert_eq!((model.n_states, model.n_actions), (want.n_states, want.n_actions), "{name}: table size");
     for (i, (got, want)) in model.transitions.iter().zip(&want.transitions).enumerate() {
         let (s, a) = (i / want_n_actions(model), i % want_n_actions(model));
-        assert_eq!(
-            got.len(),
-            want.len(),
-            "{name}: outcome count of state {s} action {a}"
-        );
+        assert_eq!(got.len(), want.len(), "{name}: outcome count of state {s} action {a}");
         for (g, &(prob, next, reward, terminated)) in got.iter().zip(want) {
-            assert!(
-                (g.prob - prob).abs() < 1e-12,
-                "{name}: P[{s}][{a}] prob {} vs {prob}",
-                g.prob
-            );
-            assert_eq!(
-                (g.next_state, g.reward, g.terminated),
-                (next, reward, terminated),
-                "{name}: P[{s}][{a}]"
-            );
+            assert!((g.prob - prob).abs() < 1e-12, "{name}: P[{s}][{a}] prob {} vs {prob}", g.prob);
+            assert_eq!((g.next_state, g.reward, g.terminated), (next, reward, terminated), "{name}: P[{s}][{a}]");
         }
     }
     for (s, (g, w)) in model.initial.iter().zip(&want.initial).enumerate() {
@@ -247,18 +197,11 @@ fn frozen_lake_model(options: &[(&str, OptionValue)]) -> TabularModel {
 }
 
 fn taxi_model(is_rainy: bool) -> TabularModel {
-    Taxi::new(&mut EnvOptions::new("Taxi").with("is_rainy", is_rainy))
-        .unwrap()
-        .model()
-        .clone()
+    Taxi::new(&mut EnvOptions::new("Taxi").with("is_rainy", is_rainy)).unwrap().model().clone()
 }
 
 /// Pearson chi-square statistic of observed next-state counts against the table's probabilities.
-fn chi_square(
-    counts: &std::collections::BTreeMap<usize, usize>,
-    expected: &[(usize, f64)],
-    n: usize,
-) -> f64 {
+fn chi_square(counts: &std::collections::BTreeMap<usize, usize>, expected: &[(usize, f64)], n: usize) -> f64 {
     expected
         .iter()
         .map(|&(state, p)| {
@@ -277,10 +220,7 @@ fn sampled_frequencies_match(env: &mut dyn Env, model: &TabularModel, pairs: &[(
     for &(s, a) in pairs {
         let mut expected: Vec<(usize, f64)> = Vec::new();
         for t in model.outcomes(s, a) {
-            match expected
-                .iter_mut()
-                .find(|(state, _)| *state == t.next_state)
-            {
+            match expected.iter_mut().find(|(state, _)| *state == t.next_state) {
                 Some(entry) => entry.1 += t.prob,
                 None => expected.push((t.next_state, t.prob)),
             }
@@ -297,10 +237,7 @@ fn sampled_frequencies_match(env: &mut dyn Env, model: &TabularModel, pairs: &[(
         );
         // 99.9% quantile of chi-square with ≤ 2 degrees of freedom is 13.8.
         let stat = chi_square(&counts, &expected, n);
-        assert!(
-            stat < 13.8,
-            "state {s} action {a}: chi-square {stat} for counts {counts:?} vs {expected:?}"
-        );
+        assert!(stat < 13.8, "state {s} action {a}: chi-square {stat} for counts {counts:?} vs {expected:?}");
     }
 }
 
@@ -340,28 +277,15 @@ fn frozen_lake_matches_gymnasium() {
     replay("FrozenLake-v1-8x8");
     let slippery4 = frozen_lake_model(&[("map_name", "4x4".into()), ("is_slippery", true.into())]);
     assert_same_model("FrozenLake-v1-4x4-slippery", &slippery4);
-    assert_same_model(
-        "FrozenLake-v1-4x4",
-        &frozen_lake_model(&[("is_slippery", false.into())]),
-    );
-    assert_same_model(
-        "FrozenLake-v1-8x8-slippery",
-        &frozen_lake_model(&[("map_name", "8x8".into())]),
-    );
+    assert_same_model("FrozenLake-v1-4x4", &frozen_lake_model(&[("is_slippery", false.into())]));
+    assert_same_model("FrozenLake-v1-8x8-slippery", &frozen_lake_model(&[("map_name", "8x8".into())]));
     assert_same_model(
         "FrozenLake-v1-8x8",
         &frozen_lake_model(&[("map_name", "8x8".into()), ("is_slippery", false.into())]),
     );
-    assert_same_model(
-        "FrozenLake8x8-v1",
-        &frozen_lake_model(&[("map_name", "8x8".into())]),
-    );
+    assert_same_model("FrozenLake8x8-v1", &frozen_lake_model(&[("map_name", "8x8".into())]));
     let mut env = make_with("FrozenLake-v1", &[]).unwrap();
-    sampled_frequencies_match(
-        env.as_mut(),
-        &slippery4,
-        &[(0, 0), (0, 2), (6, 1), (14, 2), (9, 3)],
-    );
+    sampled_frequencies_match(env.as_mut(), &slippery4, &[(0, 0), (0, 2), (6, 1), (14, 2), (9, 3)]);
 }
 
 #[test]
@@ -370,18 +294,11 @@ fn cliff_walking_matches_gymnasium() {
     let mut obs = [0.0];
     let mut env = make_with("CliffWalkingSlippery-v1", &[]).unwrap();
     env.reset(Some(0), &mut obs).unwrap();
-    let model = shoal_env::envs::cliff_walking(
-        &mut EnvOptions::new("CliffWalking").with("is_slippery", true),
-    )
-    .unwrap();
+    let model = shoal_env::envs::cliff_walking(&mut EnvOptions::new("CliffWalking").with("is_slippery", true)).unwrap();
     assert_same_model("CliffWalkingSlippery-v1", model.model());
     let plain = shoal_env::envs::cliff_walking(&mut EnvOptions::new("CliffWalking")).unwrap();
     assert_same_model("CliffWalking-v1", plain.model());
-    sampled_frequencies_match(
-        env.as_mut(),
-        model.model(),
-        &[(36, 1), (24, 2), (25, 1), (0, 0)],
-    );
+    sampled_frequencies_match(env.as_mut(), model.model(), &[(36, 1), (24, 2), (25, 1), (0, 0)]);
 }
 
 #[test]
@@ -391,11 +308,7 @@ fn taxi_matches_gymnasium() {
     let rainy = taxi_model(true);
     assert_same_model("Taxi-v4-rainy", &rainy);
     let mut env = make_with("Taxi-v4", &[("is_rainy", true.into())]).unwrap();
-    sampled_frequencies_match(
-        env.as_mut(),
-        &rainy,
-        &[(0, 0), (123, 2), (321, 3), (250, 1)],
-    );
+    sampled_frequencies_match(env.as_mut(), &rainy, &[(0, 0), (123, 2), (321, 3), (250, 1)]);
 }
 
 #[test]
@@ -409,13 +322,8 @@ fn taxi_reset_distribution_matches_gymnasium() {
         env.reset(Some(seed), &mut obs).unwrap();
         *counts.entry(obs[0] as usize).or_insert(0) += 1;
     }
-    let support: Vec<(usize, f64)> = model
-        .initial
-        .iter()
-        .enumerate()
-        .filter(|(_, &p)| p > 0.0)
-        .map(|(s, &p)| (s, p))
-        .collect();
+    let support: Vec<(usize, f64)> =
+        model.initial.iter().enumerate().filter(|(_, &p)| p > 0.0).map(|(s, &p)| (s, p)).collect();
     assert_eq!(support.len(), 300);
     assert!(counts.keys().all(|s| model.initial[*s] > 0.0));
     // 299 degrees of freedom: mean 299, sd 24.5; 99.9% quantile ≈ 383.

@@ -27,21 +27,12 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn vector_env_steps_allocate_nothing() {
-    for (id, threads) in [
-        ("CartPole-v1", 1),
-        ("CartPole-v1", 2),
-        ("Pendulum-v1", 2),
-        ("Taxi-v4", 2),
-    ] {
+    for (id, threads) in [("CartPole-v1", 1), ("CartPole-v1", 2), ("Pendulum-v1", 2), ("Taxi-v4", 2)] {
         let mut v = make_vec(id, &[], 16, threads).unwrap();
         v.reset(Some(0)).unwrap();
         let discrete = vec![0i64; 16];
         let continuous = vec![0.5f32; 16];
-        let actions = if id == "Pendulum-v1" {
-            Actions::Continuous(&continuous)
-        } else {
-            Actions::Discrete(&discrete)
-        };
+        let actions = if id == "Pendulum-v1" { Actions::Continuous(&continuous) } else { Actions::Discrete(&discrete) };
         for _ in 0..10 {
             v.step(actions).unwrap();
         }
@@ -50,9 +41,6 @@ fn vector_env_steps_allocate_nothing() {
             v.step(actions).unwrap();
         }
         let during = ALLOCATIONS.load(Ordering::SeqCst) - before;
-        assert_eq!(
-            during, 0,
-            "{id} with {threads} threads allocated {during} times in 2000 steps"
-        );
+        assert_eq!(during, 0, "{id} with {threads} threads allocated {during} times in 2000 steps");
     }
 }

@@ -5,10 +5,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
-use shoal_env::{
-    make, Action, Actions, Env, EnvError, Space, StepResult, SyncVectorEnv, ThreadedVectorEnv,
-    VecEnv,
-};
+use shoal_env::{make, Action, Actions, Env, EnvError, Space, StepResult, SyncVectorEnv, ThreadedVectorEnv, VecEnv};
 
 /// Steps `n` envs of `id` one by one with the same seeds and actions as a vector env would.
 struct Reference {
@@ -26,12 +23,7 @@ impl Reference {
         for (i, (env, o)) in envs.iter_mut().zip(&mut obs).enumerate() {
             env.reset(Some(seed + i as u64), o).unwrap();
         }
-        Reference {
-            envs,
-            obs,
-            returns: vec![0.0; n],
-            lengths: vec![0; n],
-        }
+        Reference { envs, obs, returns: vec![0.0; n], lengths: vec![0; n] }
     }
 }
 
@@ -47,39 +39,23 @@ fn check_against_reference(vec_env: &mut dyn VecEnv, id: &str, steps: usize) -> 
         vec_env.step(Actions::Discrete(&actions)).unwrap();
         let batch = vec_env.batch();
         for i in 0..n {
-            let r: StepResult = reference.envs[i]
-                .step(Action::Discrete(actions[i]), &mut reference.obs[i])
-                .unwrap();
+            let r: StepResult = reference.envs[i].step(Action::Discrete(actions[i]), &mut reference.obs[i]).unwrap();
             reference.returns[i] += r.reward;
             reference.lengths[i] += 1;
             assert_eq!(batch.rewards[i], r.reward as f32, "step {t} env {i}");
-            assert_eq!(
-                (batch.terminated[i], batch.truncated[i]),
-                (r.terminated, r.truncated),
-                "step {t} env {i}"
-            );
+            assert_eq!((batch.terminated[i], batch.truncated[i]), (r.terminated, r.truncated), "step {t} env {i}");
             if r.done() {
                 episodes += 1;
-                assert_eq!(
-                    batch.final_obs(i).unwrap(),
-                    &reference.obs[i][..],
-                    "final obs, step {t} env {i}"
-                );
+                assert_eq!(batch.final_obs(i).unwrap(), &reference.obs[i][..], "final obs, step {t} env {i}");
                 assert_eq!(batch.finished_return[i], reference.returns[i]);
                 assert_eq!(batch.finished_length[i], reference.lengths[i]);
-                reference.envs[i]
-                    .reset(None, &mut reference.obs[i])
-                    .unwrap();
+                reference.envs[i].reset(None, &mut reference.obs[i]).unwrap();
                 reference.returns[i] = 0.0;
                 reference.lengths[i] = 0;
             } else {
                 assert!(batch.final_obs(i).is_none());
             }
-            assert_eq!(
-                batch.obs_row(i),
-                &reference.obs[i][..],
-                "obs, step {t} env {i}"
-            );
+            assert_eq!(batch.obs_row(i), &reference.obs[i][..], "obs, step {t} env {i}");
             assert_eq!(batch.episode_length[i], reference.lengths[i]);
         }
     }
@@ -99,10 +75,7 @@ fn threaded_vector_env_matches_single_envs_for_any_thread_count() {
         let envs = (0..7).map(|_| make("CartPole-v1").unwrap()).collect();
         let mut v = ThreadedVectorEnv::new(envs, threads).unwrap();
         assert_eq!(v.threads(), threads);
-        assert!(
-            check_against_reference(&mut v, "CartPole-v1", 400) > 30,
-            "threads {threads}"
-        );
+        assert!(check_against_reference(&mut v, "CartPole-v1", 400) > 30, "threads {threads}");
     }
 }
 
@@ -119,26 +92,10 @@ fn wrong_action_count_is_an_error() {
     let mut v = shoal_env::make_vec("CartPole-v1", &[], 4, 2).unwrap();
     v.reset(Some(0)).unwrap();
     let err = v.step(Actions::Discrete(&[0, 1, 0])).unwrap_err();
-    assert_eq!(
-        err,
-        EnvError::ActionCount {
-            got: 3,
-            expected: 4,
-            num_envs: 4,
-            per_env: 1
-        }
-    );
-    assert!(err
-        .to_string()
-        .contains("got 3 action values for 4 envs, expected 4"));
-    let err = v
-        .step(Actions::Discrete(&[0, 1, 2, 0]))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("action 2 is outside the action space Discrete(2)"),
-        "{err}"
-    );
+    assert_eq!(err, EnvError::ActionCount { got: 3, expected: 4, num_envs: 4, per_env: 1 });
+    assert!(err.to_string().contains("got 3 action values for 4 envs, expected 4"));
+    let err = v.step(Actions::Discrete(&[0, 1, 2, 0])).unwrap_err().to_string();
+    assert!(err.contains("action 2 is outside the action space Discrete(2)"), "{err}");
 }
 
 #[test]
@@ -174,56 +131,78 @@ impl Env for Faulty {
             "nan" => obs[0] = f32::NAN,
             _ => obs[0] = 1.0,
         }
-        Ok(StepResult {
-            reward: 0.0,
-            terminated: false,
-            truncated: false,
-        })
+        Ok(StepResult { reward: 0.0, terminated: false, truncated: false })
     }
 }
 
 #[test]
 fn nan_from_an_env_is_an_error_naming_the_env() {
-    let envs = vec![
-        Faulty {
-            mode: "ok",
-            space: Space::discrete(2),
-        },
-        Faulty {
-            mode: "nan",
-            space: Space::discrete(2),
-        },
-    ];
+    let envs =
+        vec![Faulty { mode: "ok", space: Space::discrete(2) }, Faulty { mode: "nan", space: Space::discrete(2) }];
     let mut v = SyncVectorEnv::new(envs).unwrap();
     v.reset(None).unwrap();
     let err = v.step(Actions::Discrete(&[0, 0])).unwrap_err().to_string();
-    assert!(
-        err.contains("`Faulty` returned a non-finite observation (NaN) at env index 1"),
-        "{err}"
-    );
+    assert!(err.contains("`Faulty` returned a non-finite observation (NaN) at env index 1"), "{err}");
 }
 
 #[test]
 fn a_panicking_env_fails_the_step_instead_of_hanging() {
-    let envs = vec![
-        Faulty {
-            mode: "ok",
-            space: Space::discrete(2),
-        },
-        Faulty {
-            mode: "panic",
-            space: Space::discrete(2),
-        },
-    ];
+    let envs =
+        vec![Faulty { mode: "ok", space: Space::discrete(2) }, Faulty { mode: "panic", space: Space::discrete(2) }];
     let mut v = ThreadedVectorEnv::new(envs, 2).unwrap();
     v.reset(None).unwrap();
     let err = v.step(Actions::Discrete(&[0, 0])).unwrap_err().to_string();
-    assert!(
-        err.contains("simulated bug") && err.contains("rebuild the vector env"),
-        "{err}"
-    );
-    assert!(
-        v.step(Actions::Discrete(&[0, 0])).is_err(),
-        "a failed vector env stays failed"
-    );
+    assert!(err.contains("simulated bug") && err.contains("rebuild the vector env"), "{err}");
+    assert!(v.step(Actions::Discrete(&[0, 0])).is_err(), "a failed vector env stays failed");
+}
+
+/// Steps `v` with seeded random actions and returns everything it wrote.
+fn run_steps(v: &mut dyn VecEnv, steps: usize, seed: u64) -> Vec<shoal_env::Batch> {
+    let mut rng = Pcg64Mcg::seed_from_u64(seed);
+    let space = v.single_action_space().clone();
+    (0..steps)
+        .map(|_| {
+            let actions: Vec<shoal_env::OwnedAction> = (0..v.num_envs()).map(|_| space.sample(&mut rng)).collect();
+            match &actions[0] {
+                shoal_env::OwnedAction::Discrete(_) => {
+                    let a: Vec<i64> = actions
+                        .iter()
+                        .map(|a| if let shoal_env::OwnedAction::Discrete(x) = a { *x } else { 0 })
+                        .collect();
+                    v.step(Actions::Discrete(&a)).unwrap();
+                }
+                _ => {
+                    let a: Vec<f32> = actions
+                        .iter()
+                        .flat_map(|a| if let shoal_env::OwnedAction::Continuous(x) = a { x.clone() } else { vec![] })
+                        .collect();
+                    v.step(Actions::Continuous(&a)).unwrap();
+                }
+            }
+            v.batch().clone()
+        })
+        .collect()
+}
+
+#[test]
+fn snapshot_and_restore_resume_bit_for_bit() {
+    for id in ["CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCarContinuous-v0", "FrozenLake-v1", "Taxi-v4"] {
+        for threads in [1, 2] {
+            let mut original = shoal_env::make_vec(id, &[], 5, threads).unwrap();
+            original.reset(Some(7)).unwrap();
+            run_steps(original.as_mut(), 137, 1);
+            let snapshot = original.snapshot().unwrap();
+            let expected = run_steps(original.as_mut(), 300, 2);
+
+            // A fresh vector env, reset with another seed, then restored.
+            let mut resumed = shoal_env::make_vec(id, &[], 5, 3 - threads).unwrap();
+            resumed.reset(Some(99)).unwrap();
+            resumed.restore(&snapshot).unwrap();
+            assert_eq!(run_steps(resumed.as_mut(), 300, 2), expected, "{id} with {threads} threads");
+        }
+    }
+    let mut four = shoal_env::make_vec("CartPole-v1", &[], 4, 1).unwrap();
+    let snapshot = shoal_env::make_vec("CartPole-v1", &[], 5, 1).unwrap().snapshot().unwrap();
+    let err = four.restore(&snapshot).unwrap_err().to_string();
+    assert!(err.contains("holds 5 envs, this vector env has 4"), "{err}");
 }

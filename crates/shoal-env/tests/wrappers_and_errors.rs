@@ -2,8 +2,8 @@
 
 use shoal_env::envs::CartPole;
 use shoal_env::wrappers::{
-    ClipAction, NormalizeObservation, NormalizeReward, RecordEpisodeStatistics, RunningMeanStd,
-    TimeLimit, TransformObservation, TransformReward,
+    ClipAction, NormalizeObservation, NormalizeReward, RecordEpisodeStatistics, RunningMeanStd, TimeLimit,
+    TransformObservation, TransformReward,
 };
 use shoal_env::{make, make_with, Action, Env, EnvError, EnvOptions};
 
@@ -13,10 +13,7 @@ fn cartpole() -> CartPole {
 
 #[test]
 fn time_limit_truncates_at_the_limit() {
-    let mut env = TimeLimit::new(
-        make_with("Pendulum-v1", &[("max_episode_steps", 0i64.into())]).unwrap(),
-        7,
-    );
+    let mut env = TimeLimit::new(make_with("Pendulum-v1", &[("max_episode_steps", 0i64.into())]).unwrap(), 7);
     let mut obs = [0.0; 3];
     env.reset(Some(0), &mut obs).unwrap();
     for t in 1..=7 {
@@ -37,9 +34,7 @@ fn record_episode_statistics_sums_rewards_and_counts_steps() {
         let mut total = 0.0;
         let mut length = 0;
         loop {
-            let r = env
-                .step(Action::Discrete((length % 2) as i64), &mut obs)
-                .unwrap();
+            let r = env.step(Action::Discrete((length % 2) as i64), &mut obs).unwrap();
             total += r.reward;
             length += 1;
             if r.done() {
@@ -66,13 +61,8 @@ fn clip_action_clips_to_the_bounds() {
         let r2 = reference.step(Action::Continuous(&[2.0]), &mut b).unwrap();
         assert_eq!((a, r1), (b, r2));
     }
-    assert!(clipped
-        .step(Action::Continuous(&[f32::NAN]), &mut a)
-        .is_err());
-    let err = ClipAction::new(make("CartPole-v1").unwrap())
-        .err()
-        .unwrap()
-        .to_string();
+    assert!(clipped.step(Action::Continuous(&[f32::NAN]), &mut a).is_err());
+    let err = ClipAction::new(make("CartPole-v1").unwrap()).err().unwrap().to_string();
     assert!(err.contains("ClipAction needs a Box action space"), "{err}");
 }
 
@@ -116,11 +106,7 @@ fn normalize_reward_scales_by_discounted_return_std() {
 
 #[test]
 fn transform_wrappers_apply_their_functions() {
-    let inner = TransformObservation::new(
-        cartpole(),
-        |obs: &mut [f32]| obs.iter_mut().for_each(|x| *x *= 10.0),
-        None,
-    );
+    let inner = TransformObservation::new(cartpole(), |obs: &mut [f32]| obs.iter_mut().for_each(|x| *x *= 10.0), None);
     let mut env = TransformReward::new(inner, |r| r * -2.0);
     let (mut obs, mut raw) = ([0.0; 4], [0.0; 4]);
     let mut reference = cartpole();
@@ -134,30 +120,17 @@ fn transform_wrappers_apply_their_functions() {
 
 #[test]
 fn step_before_reset_is_an_error() {
-    for id in [
-        "CartPole-v1",
-        "MountainCar-v0",
-        "Acrobot-v1",
-        "FrozenLake-v1",
-        "Taxi-v4",
-        "CliffWalking-v1",
-    ] {
+    for id in ["CartPole-v1", "MountainCar-v0", "Acrobot-v1", "FrozenLake-v1", "Taxi-v4", "CliffWalking-v1"] {
         let mut env = make(id).unwrap();
         let mut obs = vec![0.0; env.observation_space().flat_dim()];
         let err = env.step(Action::Discrete(0), &mut obs).unwrap_err();
         assert!(matches!(err, EnvError::NeedsReset { .. }), "{id}: {err}");
-        assert!(
-            err.to_string().contains("call `reset` first"),
-            "{id}: {err}"
-        );
+        assert!(err.to_string().contains("call `reset` first"), "{id}: {err}");
     }
     for id in ["Pendulum-v1", "MountainCarContinuous-v0"] {
         let mut env = make(id).unwrap();
         let mut obs = vec![0.0; env.observation_space().flat_dim()];
-        assert!(matches!(
-            env.step(Action::Continuous(&[0.0]), &mut obs),
-            Err(EnvError::NeedsReset { .. })
-        ));
+        assert!(matches!(env.step(Action::Continuous(&[0.0]), &mut obs), Err(EnvError::NeedsReset { .. })));
     }
 }
 
@@ -166,34 +139,19 @@ fn actions_outside_the_space_are_errors() {
     let mut env = make("CartPole-v1").unwrap();
     let mut obs = [0.0; 4];
     env.reset(Some(0), &mut obs).unwrap();
-    let err = env
-        .step(Action::Discrete(2), &mut obs)
-        .unwrap_err()
-        .to_string();
-    assert_eq!(
-        err,
-        "action 2 is outside the action space Discrete(2); valid actions are 0 to 1"
-    );
-    let err = env
-        .step(Action::Continuous(&[1.0]), &mut obs)
-        .unwrap_err()
-        .to_string();
+    let err = env.step(Action::Discrete(2), &mut obs).unwrap_err().to_string();
+    assert_eq!(err, "action 2 is outside the action space Discrete(2); valid actions are 0 to 1");
+    let err = env.step(Action::Continuous(&[1.0]), &mut obs).unwrap_err().to_string();
     assert!(err.contains("this space takes one integer"), "{err}");
 
     let mut env = make("Pendulum-v1").unwrap();
     let mut obs = [0.0; 3];
     env.reset(Some(0), &mut obs).unwrap();
     for bad in [f32::NAN, f32::INFINITY] {
-        let err = env
-            .step(Action::Continuous(&[bad]), &mut obs)
-            .unwrap_err()
-            .to_string();
+        let err = env.step(Action::Continuous(&[bad]), &mut obs).unwrap_err().to_string();
         assert!(err.contains("actions must be finite numbers"), "{err}");
     }
-    let err = env
-        .step(Action::Continuous(&[2.5]), &mut obs)
-        .unwrap_err()
-        .to_string();
+    let err = env.step(Action::Continuous(&[2.5]), &mut obs).unwrap_err().to_string();
     assert!(err.contains("outside [-2, 2]"), "{err}");
 }
 
@@ -201,11 +159,5 @@ fn actions_outside_the_space_are_errors() {
 fn wrong_observation_buffer_is_an_error_not_a_panic() {
     let mut env = make("CartPole-v1").unwrap();
     let mut obs = [0.0; 3];
-    assert_eq!(
-        env.reset(Some(0), &mut obs).unwrap_err(),
-        EnvError::ObsBuffer {
-            got: 3,
-            expected: 4
-        }
-    );
+    assert_eq!(env.reset(Some(0), &mut obs).unwrap_err(), EnvError::ObsBuffer { got: 3, expected: 4 });
 }

@@ -15,24 +15,12 @@ pub struct Mat<'a, T> {
 impl<'a, T> Mat<'a, T> {
     /// A row-major `rows × cols` matrix.
     pub fn rows(data: &'a [T], rows: usize, cols: usize) -> Self {
-        Mat {
-            data,
-            rows,
-            cols,
-            rs: cols,
-            cs: 1,
-        }
+        Mat { data, rows, cols, rs: cols, cs: 1 }
     }
 
     /// The transpose (no copy: swaps the strides).
     pub fn t(self) -> Self {
-        Mat {
-            data: self.data,
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-        }
+        Mat { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
     }
 
     fn span(&self) -> usize {
@@ -51,10 +39,7 @@ impl<'a, T> Mat<'a, T> {
 pub fn gemm<T: Scalar>(alpha: T, a: Mat<'_, T>, b: Mat<'_, T>, beta: T, c: &mut [T]) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "gemm: inner dimensions differ");
-    assert!(
-        a.span() <= a.data.len() && b.span() <= b.data.len(),
-        "gemm: operand out of bounds"
-    );
+    assert!(a.span() <= a.data.len() && b.span() <= b.data.len(), "gemm: operand out of bounds");
     assert!(c.len() >= m * n, "gemm: output buffer too short");
     if m == 0 || n == 0 {
         return;
@@ -92,84 +77,40 @@ pub const SMALL_ROWS: usize = 4;
 /// `z[rows, out] = x[rows, in] · wᵀ` with `w` stored `[out, in]` (a layer's forward product).
 pub fn x_wt<T: Scalar>(x: &[T], w: &[T], rows: usize, in_dim: usize, out_dim: usize, z: &mut [T]) {
     if rows <= SMALL_ROWS {
-        for (xr, zr) in x
-            .chunks_exact(in_dim)
-            .zip(z.chunks_exact_mut(out_dim))
-            .take(rows)
-        {
+        for (xr, zr) in x.chunks_exact(in_dim).zip(z.chunks_exact_mut(out_dim)).take(rows) {
             for (zo, wo) in zr.iter_mut().zip(w.chunks_exact(in_dim)) {
                 *zo = dot(xr, wo);
             }
         }
     } else {
-        gemm(
-            T::one(),
-            Mat::rows(x, rows, in_dim),
-            Mat::rows(w, out_dim, in_dim).t(),
-            T::zero(),
-            z,
-        );
+        gemm(T::one(), Mat::rows(x, rows, in_dim), Mat::rows(w, out_dim, in_dim).t(), T::zero(), z);
     }
 }
 
 /// `gw[out, in] += dzᵀ · x` (a layer's weight gradient).
-pub fn acc_dzt_x<T: Scalar>(
-    dz: &[T],
-    x: &[T],
-    rows: usize,
-    in_dim: usize,
-    out_dim: usize,
-    gw: &mut [T],
-) {
+pub fn acc_dzt_x<T: Scalar>(dz: &[T], x: &[T], rows: usize, in_dim: usize, out_dim: usize, gw: &mut [T]) {
     if rows <= SMALL_ROWS {
-        for (dzr, xr) in dz
-            .chunks_exact(out_dim)
-            .zip(x.chunks_exact(in_dim))
-            .take(rows)
-        {
+        for (dzr, xr) in dz.chunks_exact(out_dim).zip(x.chunks_exact(in_dim)).take(rows) {
             for (&d, gwo) in dzr.iter().zip(gw.chunks_exact_mut(in_dim)) {
                 axpy(d, xr, gwo);
             }
         }
     } else {
-        gemm(
-            T::one(),
-            Mat::rows(dz, rows, out_dim).t(),
-            Mat::rows(x, rows, in_dim),
-            T::one(),
-            gw,
-        );
+        gemm(T::one(), Mat::rows(dz, rows, out_dim).t(), Mat::rows(x, rows, in_dim), T::one(), gw);
     }
 }
 
 /// `dx[rows, in] = dz[rows, out] · w` (the gradient passed to the layer below).
-pub fn dz_w<T: Scalar>(
-    dz: &[T],
-    w: &[T],
-    rows: usize,
-    in_dim: usize,
-    out_dim: usize,
-    dx: &mut [T],
-) {
+pub fn dz_w<T: Scalar>(dz: &[T], w: &[T], rows: usize, in_dim: usize, out_dim: usize, dx: &mut [T]) {
     if rows <= SMALL_ROWS {
-        for (dzr, dxr) in dz
-            .chunks_exact(out_dim)
-            .zip(dx.chunks_exact_mut(in_dim))
-            .take(rows)
-        {
+        for (dzr, dxr) in dz.chunks_exact(out_dim).zip(dx.chunks_exact_mut(in_dim)).take(rows) {
             dxr.fill(T::zero());
             for (&d, wo) in dzr.iter().zip(w.chunks_exact(in_dim)) {
                 axpy(d, wo, dxr);
             }
         }
     } else {
-        gemm(
-            T::one(),
-            Mat::rows(dz, rows, out_dim),
-            Mat::rows(w, out_dim, in_dim),
-            T::zero(),
-            dx,
-        );
+        gemm(T::one(), Mat::rows(dz, rows, out_dim), Mat::rows(w, out_dim, in_dim), T::zero(), dx);
     }
 }
 
@@ -187,12 +128,7 @@ fn axpy<T: Scalar>(a: T, x: &[T], y: &mut [T]) {
 fn dot<T: Scalar>(a: &[T], b: &[T]) -> T {
     let mut lanes = [T::zero(); 8];
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: T = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(&x, &y)| x * y)
-        .sum();
+    let tail: T = a8.remainder().iter().zip(b8.remainder()).map(|(&x, &y)| x * y).sum();
     for (ca, cb) in a8.zip(b8) {
         for ((lane, &x), &y) in lanes.iter_mut().zip(ca).zip(cb) {
             *lane += x * y;
@@ -210,15 +146,9 @@ mod tests {
     fn small_and_large_paths_agree() {
         let (in_dim, out_dim) = (13, 7);
         for rows in [1, SMALL_ROWS, SMALL_ROWS + 1, 40] {
-            let x: Vec<f64> = (0..rows * in_dim)
-                .map(|i| ((i * 7 % 11) as f64 - 5.0) / 3.0)
-                .collect();
-            let w: Vec<f64> = (0..out_dim * in_dim)
-                .map(|i| ((i * 5 % 13) as f64 - 6.0) / 4.0)
-                .collect();
-            let dz: Vec<f64> = (0..rows * out_dim)
-                .map(|i| ((i * 3 % 7) as f64 - 3.0) / 2.0)
-                .collect();
+            let x: Vec<f64> = (0..rows * in_dim).map(|i| ((i * 7 % 11) as f64 - 5.0) / 3.0).collect();
+            let w: Vec<f64> = (0..out_dim * in_dim).map(|i| ((i * 5 % 13) as f64 - 6.0) / 4.0).collect();
+            let dz: Vec<f64> = (0..rows * out_dim).map(|i| ((i * 3 % 7) as f64 - 3.0) / 2.0).collect();
             let mut z = vec![0.0; rows * out_dim];
             x_wt(&x, &w, rows, in_dim, out_dim, &mut z);
             let mut gw = vec![1.0; out_dim * in_dim];
@@ -227,24 +157,17 @@ mod tests {
             dz_w(&dz, &w, rows, in_dim, out_dim, &mut dx);
             for r in 0..rows {
                 for o in 0..out_dim {
-                    let want: f64 = (0..in_dim)
-                        .map(|k| x[r * in_dim + k] * w[o * in_dim + k])
-                        .sum();
+                    let want: f64 = (0..in_dim).map(|k| x[r * in_dim + k] * w[o * in_dim + k]).sum();
                     assert!((z[r * out_dim + o] - want).abs() < 1e-12, "rows {rows}");
                 }
                 for k in 0..in_dim {
-                    let want: f64 = (0..out_dim)
-                        .map(|o| dz[r * out_dim + o] * w[o * in_dim + k])
-                        .sum();
+                    let want: f64 = (0..out_dim).map(|o| dz[r * out_dim + o] * w[o * in_dim + k]).sum();
                     assert!((dx[r * in_dim + k] - want).abs() < 1e-12, "rows {rows}");
                 }
             }
             for o in 0..out_dim {
                 for k in 0..in_dim {
-                    let want: f64 = 1.0
-                        + (0..rows)
-                            .map(|r| dz[r * out_dim + o] * x[r * in_dim + k])
-                            .sum::<f64>();
+                    let want: f64 = 1.0 + (0..rows).map(|r| dz[r * out_dim + o] * x[r * in_dim + k]).sum::<f64>();
                     assert!((gw[o * in_dim + k] - want).abs() < 1e-12, "rows {rows}");
                 }
             }
@@ -256,13 +179,7 @@ mod tests {
         let a: Vec<f64> = (0..6).map(|x| x as f64).collect(); // 2×3
         let b: Vec<f64> = (0..12).map(|x| (x as f64) * 0.5 - 2.0).collect(); // 4×3 (used transposed)
         let mut c = vec![1.0; 8];
-        gemm(
-            2.0,
-            Mat::rows(&a, 2, 3),
-            Mat::rows(&b, 4, 3).t(),
-            1.0,
-            &mut c,
-        );
+        gemm(2.0, Mat::rows(&a, 2, 3), Mat::rows(&b, 4, 3).t(), 1.0, &mut c);
         for i in 0..2 {
             for j in 0..4 {
                 let dot: f64 = (0..3).map(|k| a[i * 3 + k] * b[j * 3 + k]).sum();

@@ -12,9 +12,7 @@ use rand_distr::StandardNormal;
 pub fn orthogonal<R: Rng + ?Sized>(rows: usize, cols: usize, gain: f64, rng: &mut R) -> Vec<f64> {
     let (tall, short) = (rows.max(cols), rows.min(cols));
     // `short` column vectors of length `tall`.
-    let mut q: Vec<Vec<f64>> = (0..short)
-        .map(|_| (0..tall).map(|_| rng.sample(StandardNormal)).collect())
-        .collect();
+    let mut q: Vec<Vec<f64>> = (0..short).map(|_| (0..tall).map(|_| rng.sample(StandardNormal)).collect()).collect();
     for j in 0..short {
         let (done, rest) = q.split_at_mut(j);
         let v = &mut rest[0];
@@ -46,22 +44,15 @@ mod tests {
         // W Wᵀ = I for wide matrices, Wᵀ W = I for tall ones: check the Gram matrix of the
         // shorter side's vectors.
         let vectors: Vec<Vec<f64>> = if rows <= cols {
-            (0..rows)
-                .map(|r| w[r * cols..(r + 1) * cols].to_vec())
-                .collect()
+            (0..rows).map(|r| w[r * cols..(r + 1) * cols].to_vec()).collect()
         } else {
-            (0..cols)
-                .map(|c| (0..rows).map(|r| w[r * cols + c]).collect())
-                .collect()
+            (0..cols).map(|c| (0..rows).map(|r| w[r * cols + c]).collect()).collect()
         };
         for (i, u) in vectors.iter().enumerate() {
             for (j, v) in vectors.iter().enumerate() {
                 let dot: f64 = u.iter().zip(v).map(|(a, b)| a * b).sum();
                 let want = if i == j { 1.0 } else { 0.0 };
-                assert!(
-                    (dot - want).abs() < 1e-10,
-                    "{rows}x{cols}: ({i},{j}) = {dot}"
-                );
+                assert!((dot - want).abs() < 1e-10, "{rows}x{cols}: ({i},{j}) = {dot}");
             }
         }
     }

@@ -22,30 +22,18 @@ const OPTIMIZER_KEY: &str = "shoal.optimizer";
 const STEPS_KEY: &str = "shoal.optimizer_steps";
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NnError + '_ {
-    move |source| NnError::Io {
-        path: path.display().to_string(),
-        source,
-    }
+    move |source| NnError::Io { path: path.display().to_string(), source }
 }
 
 fn format_err(path: &Path, problem: impl ToString) -> NnError {
-    NnError::Format {
-        path: path.display().to_string(),
-        problem: problem.to_string(),
-    }
+    NnError::Format { path: path.display().to_string(), problem: problem.to_string() }
 }
 
 /// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename, fsync
 /// of the directory.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
     file.write_all(bytes).map_err(io_err(&tmp))?;
@@ -73,11 +61,7 @@ pub fn save(
     let layout = model.layout();
     let mut entries: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for t in layout.tensors() {
-        entries.push((
-            t.name.clone(),
-            t.shape.clone(),
-            le_bytes(&model.params()[t.range()]),
-        ));
+        entries.push((t.name.clone(), t.shape.clone(), le_bytes(&model.params()[t.range()])));
     }
     let mut info = metadata.clone();
     if let Some(opt) = optimizer {
@@ -86,11 +70,7 @@ pub fn save(
         for (buffer, values) in opt.buffers() {
             layout.check_len("optimizer state", values.len())?;
             for t in layout.tensors() {
-                entries.push((
-                    format!("optim.{buffer}.{}", t.name),
-                    t.shape.clone(),
-                    le_bytes(&values[t.range()]),
-                ));
+                entries.push((format!("optim.{buffer}.{}", t.name), t.shape.clone(), le_bytes(&values[t.range()])));
             }
         }
     }
@@ -120,10 +100,7 @@ pub fn load(
     let file = SafeTensors::deserialize(&bytes).map_err(|e| format_err(path, e))?;
     let layout = model.layout().clone();
     let params = read_tensors(&file, &layout, "", path)?;
-    let extra = file
-        .names()
-        .into_iter()
-        .find(|n| !n.starts_with("optim.") && layout.get(n).is_none());
+    let extra = file.names().into_iter().find(|n| !n.starts_with("optim.") && layout.get(n).is_none());
     if let Some(name) = extra {
         return Err(NnError::Layout {
             tensor: name.to_string(),
@@ -131,29 +108,18 @@ pub fn load(
         });
     }
     if let Some(opt) = optimizer {
-        let saved = metadata
-            .get(OPTIMIZER_KEY)
-            .map(String::as_str)
-            .unwrap_or("none");
+        let saved = metadata.get(OPTIMIZER_KEY).map(String::as_str).unwrap_or("none");
         if saved != opt.name() {
             return Err(format_err(
                 path,
-                format!(
-                    "holds `{saved}` optimizer state, but the run uses `{}`",
-                    opt.name()
-                ),
+                format!("holds `{saved}` optimizer state, but the run uses `{}`", opt.name()),
             ));
         }
-        let steps = metadata
-            .get(STEPS_KEY)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let steps = metadata.get(STEPS_KEY).and_then(|s| s.parse().ok()).unwrap_or(0);
         let names: Vec<&'static str> = opt.buffers().iter().map(|(n, _)| *n).collect();
         let buffers = names
             .iter()
-            .map(|name| {
-                read_tensors(&file, &layout, &format!("optim.{name}."), path).map(|v| (*name, v))
-            })
+            .map(|name| read_tensors(&file, &layout, &format!("optim.{name}."), path).map(|v| (*name, v)))
             .collect::<Result<Vec<_>>>()?;
         let views: Vec<(&str, &[f32])> = buffers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
         opt.load(steps, &views)?;
@@ -163,12 +129,7 @@ pub fn load(
 }
 
 /// Reads every layout tensor (with `prefix`) into one flat vector, checking names and shapes.
-fn read_tensors(
-    file: &SafeTensors<'_>,
-    layout: &ParamLayout,
-    prefix: &str,
-    path: &Path,
-) -> Result<Vec<f32>> {
+fn read_tensors(file: &SafeTensors<'_>, layout: &ParamLayout, prefix: &str, path: &Path) -> Result<Vec<f32>> {
     let mut flat = vec![0.0f32; layout.len()];
     for t in layout.tensors() {
         let name = format!("{prefix}{}", t.name);

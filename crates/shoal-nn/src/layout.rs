@@ -46,11 +46,7 @@ impl ParamLayout {
     /// Appends a tensor and returns its offset.
     pub fn push(&mut self, name: impl Into<String>, shape: &[usize]) -> usize {
         let offset = self.len;
-        let spec = TensorSpec {
-            name: name.into(),
-            shape: shape.to_vec(),
-            offset,
-        };
+        let spec = TensorSpec { name: name.into(), shape: shape.to_vec(), offset };
         self.len += spec.len();
         self.tensors.push(spec);
         offset
@@ -111,17 +107,11 @@ impl ParamLayout {
             std::cmp::Ordering::Equal => Ok(()),
             std::cmp::Ordering::Greater => {
                 let missing = &self.tensors[other.tensors.len()];
-                Err(NnError::Layout {
-                    tensor: missing.name.clone(),
-                    problem: "missing".into(),
-                })
+                Err(NnError::Layout { tensor: missing.name.clone(), problem: "missing".into() })
             }
             std::cmp::Ordering::Less => {
                 let extra = &other.tensors[self.tensors.len()];
-                Err(NnError::Layout {
-                    tensor: extra.name.clone(),
-                    problem: "not part of this model".into(),
-                })
+                Err(NnError::Layout { tensor: extra.name.clone(), problem: "not part of this model".into() })
             }
         }
     }

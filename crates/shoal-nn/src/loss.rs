@@ -58,10 +58,7 @@ pub fn policy_loss<T: Scalar>(
         let out = &outputs[i * width..(i + 1) * width];
         let d = &mut d_out[i * width..(i + 1) * width];
         let action = &samples.actions[i * action_dim..(i + 1) * action_dim];
-        let (advantage, old_logp) = (
-            samples.advantages[i].as_f64(),
-            samples.old_log_probs[i].as_f64(),
-        );
+        let (advantage, old_logp) = (samples.advantages[i].as_f64(), samples.old_log_probs[i].as_f64());
         // ∂loss/∂log π for this sample, and the sample's loss.
         let (coef, loss) = {
             let logp = head.log_prob(out, log_std, action);
@@ -132,14 +129,7 @@ pub fn value_loss<T: Scalar>(
                     (error * error, error)
                 } else {
                     // The clipped branch moves with v only inside the clip range.
-                    (
-                        clipped_error * clipped_error,
-                        if delta.abs() < eps {
-                            clipped_error
-                        } else {
-                            0.0
-                        },
-                    )
+                    (clipped_error * clipped_error, if delta.abs() < eps { clipped_error } else { 0.0 })
                 }
             }
         };
@@ -193,13 +183,7 @@ pub fn td_loss<T: Scalar>(
 
 /// Policy distillation (Rusu et al., 2016): `mean KL(softmax(t/τ) ‖ softmax(s/τ))` from teacher
 /// logits `t` to student logits `s`, both `[rows, n]`. Writes `∂/∂s` into `d_student`.
-pub fn distill_kl<T: Scalar>(
-    student: &[T],
-    teacher: &[T],
-    n: usize,
-    temperature: f64,
-    d_student: &mut [T],
-) -> f64 {
+pub fn distill_kl<T: Scalar>(student: &[T], teacher: &[T], n: usize, temperature: f64, d_student: &mut [T]) -> f64 {
     let rows = student.len() / n;
     let mut total = 0.0;
     let mut p_t = vec![0.0; n];
@@ -220,14 +204,8 @@ pub fn distill_kl<T: Scalar>(
 
 /// `log_softmax(z / τ)` into `out`, in `f64`.
 fn log_softmax_scaled<T: Scalar>(z: &[T], temperature: f64, out: &mut [f64]) {
-    let max = z
-        .iter()
-        .map(|x| x.as_f64() / temperature)
-        .fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = z
-        .iter()
-        .map(|x| (x.as_f64() / temperature - max).exp())
-        .sum();
+    let max = z.iter().map(|x| x.as_f64() / temperature).fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = z.iter().map(|x| (x.as_f64() / temperature - max).exp()).sum();
     let lse = max + sum.ln();
     for (o, x) in out.iter_mut().zip(z) {
         *o = x.as_f64() / temperature - lse;

@@ -64,10 +64,7 @@ impl<T: Scalar> MlpWorkspace<T> {
     /// the other).
     pub fn output_and_grad(&mut self, rows: usize, width: usize) -> (&[T], &mut [T]) {
         resize(&mut self.grad, rows * width);
-        (
-            self.outputs.last().map_or(&[], |v| v.as_slice()),
-            &mut self.grad,
-        )
+        (self.outputs.last().map_or(&[], |v| v.as_slice()), &mut self.grad)
     }
 
     /// `∂L/∂input` from the last `backward` with `input_grad = true`.
@@ -100,11 +97,7 @@ impl Mlp {
                 bias: layout.push(format!("{prefix}.{i}.bias"), &[w[1]]),
             })
             .collect();
-        Mlp {
-            layers,
-            activation,
-            activate_output,
-        }
+        Mlp { layers, activation, activate_output }
     }
 
     pub fn in_dim(&self) -> usize {
@@ -125,19 +118,9 @@ impl Mlp {
     }
 
     /// Orthogonal weights (`hidden_gain` for hidden layers, `output_gain` for the last), zero biases.
-    pub fn init<T: Scalar, R: Rng + ?Sized>(
-        &self,
-        params: &mut [T],
-        hidden_gain: f64,
-        output_gain: f64,
-        rng: &mut R,
-    ) {
+    pub fn init<T: Scalar, R: Rng + ?Sized>(&self, params: &mut [T], hidden_gain: f64, output_gain: f64, rng: &mut R) {
         for (i, layer) in self.layers.iter().enumerate() {
-            let gain = if i + 1 == self.layers.len() {
-                output_gain
-            } else {
-                hidden_gain
-            };
+            let gain = if i + 1 == self.layers.len() { output_gain } else { hidden_gain };
             let w = orthogonal(layer.out_dim, layer.in_dim, gain, rng);
             let dst = &mut params[layer.weight..layer.weight + w.len()];
             dst.iter_mut().zip(&w).for_each(|(d, &s)| *d = T::of(s));
@@ -157,14 +140,7 @@ impl Mlp {
             let input = if i == 0 { x } else { &before[i - 1] };
             let z = &mut after[0];
             resize(z, rows * layer.out_dim);
-            x_wt(
-                input,
-                layer.weight(params),
-                rows,
-                layer.in_dim,
-                layer.out_dim,
-                z,
-            );
+            x_wt(input, layer.weight(params), rows, layer.in_dim, layer.out_dim, z);
             if self.activated(i) {
                 self.activation.bias_activate(z, layer.bias(params));
             } else {
@@ -198,14 +174,7 @@ impl Mlp {
             }
             if i > 0 || input_grad {
                 resize(&mut ws.grad_next, rows * layer.in_dim);
-                dz_w(
-                    dz,
-                    layer.weight(params),
-                    rows,
-                    layer.in_dim,
-                    layer.out_dim,
-                    &mut ws.grad_next,
-                );
+                dz_w(dz, layer.weight(params), rows, layer.in_dim, layer.out_dim, &mut ws.grad_next);
                 std::mem::swap(&mut ws.grad, &mut ws.grad_next);
             }
         }
@@ -232,11 +201,7 @@ pub(crate) fn backward_two_heads<T: Scalar>(
     head_b.backward(params, grads, hidden, rows, ws_b, true);
     trunk_ws.outputs = features;
     let d_hidden = trunk_ws.output_grad(rows, width);
-    for ((d, &a), &b) in d_hidden
-        .iter_mut()
-        .zip(ws_a.input_grad())
-        .zip(ws_b.input_grad())
-    {
+    for ((d, &a), &b) in d_hidden.iter_mut().zip(ws_a.input_grad()).zip(ws_b.input_grad()) {
         *d = a + b;
     }
     trunk.backward(params, grads, x, rows, trunk_ws, false);

@@ -41,11 +41,7 @@ fn load_buffers<T: Scalar>(
         if data.len() != target.len() {
             return Err(NnError::Layout {
                 tensor: format!("optim.{name}"),
-                problem: format!(
-                    "saved {} values, the model has {}",
-                    data.len(),
-                    target.len()
-                ),
+                problem: format!("saved {} values, the model has {}", data.len(), target.len()),
             });
         }
         target.copy_from_slice(data);
@@ -68,14 +64,7 @@ pub struct Adam<T> {
 impl<T: Scalar> Adam<T> {
     /// PyTorch's defaults are `beta1 = 0.9`, `beta2 = 0.999`, `eps = 1e-8`; CleanRL's PPO uses `eps = 1e-5`.
     pub fn new(len: usize, beta1: f64, beta2: f64, eps: f64) -> Self {
-        Adam {
-            beta1,
-            beta2,
-            eps,
-            steps: 0,
-            exp_avg: vec![T::zero(); len],
-            exp_avg_sq: vec![T::zero(); len],
-        }
+        Adam { beta1, beta2, eps, steps: 0, exp_avg: vec![T::zero(); len], exp_avg_sq: vec![T::zero(); len] }
     }
 }
 
@@ -92,12 +81,7 @@ impl<T: Scalar> Optimizer<T> for Adam<T> {
         let step_size = lr / T::of(1.0 - self.beta1.powi(t));
         let bias2_sqrt = T::of((1.0 - self.beta2.powi(t)).sqrt());
         let eps = T::of(self.eps);
-        for (((p, &g), m), v) in params
-            .iter_mut()
-            .zip(grads)
-            .zip(&mut self.exp_avg)
-            .zip(&mut self.exp_avg_sq)
-        {
+        for (((p, &g), m), v) in params.iter_mut().zip(grads).zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq) {
             *m = b1 * *m + one_b1 * g;
             *v = b2 * *v + one_b2 * g * g;
             *p -= step_size * *m / (v.sqrt() / bias2_sqrt + eps);
@@ -113,14 +97,7 @@ impl<T: Scalar> Optimizer<T> for Adam<T> {
     }
 
     fn load(&mut self, steps: u64, buffers: &[(&str, &[T])]) -> Result<()> {
-        load_buffers(
-            "adam",
-            &mut [
-                ("exp_avg", &mut self.exp_avg),
-                ("exp_avg_sq", &mut self.exp_avg_sq),
-            ],
-            buffers,
-        )?;
+        load_buffers("adam", &mut [("exp_avg", &mut self.exp_avg), ("exp_avg_sq", &mut self.exp_avg_sq)], buffers)?;
         self.steps = steps;
         Ok(())
     }
@@ -137,12 +114,7 @@ pub struct Sgd<T> {
 
 impl<T: Scalar> Sgd<T> {
     pub fn new(len: usize, momentum: f64, nesterov: bool) -> Self {
-        Sgd {
-            momentum,
-            nesterov,
-            steps: 0,
-            momentum_buffer: vec![T::zero(); len],
-        }
+        Sgd { momentum, nesterov, steps: 0, momentum_buffer: vec![T::zero(); len] }
     }
 }
 
@@ -178,11 +150,7 @@ impl<T: Scalar> Optimizer<T> for Sgd<T> {
     }
 
     fn load(&mut self, steps: u64, buffers: &[(&str, &[T])]) -> Result<()> {
-        load_buffers(
-            "sgd",
-            &mut [("momentum_buffer", &mut self.momentum_buffer)],
-            buffers,
-        )?;
+        load_buffers("sgd", &mut [("momentum_buffer", &mut self.momentum_buffer)], buffers)?;
         self.steps = steps;
         Ok(())
     }
@@ -226,12 +194,8 @@ impl<T: Scalar> Optimizer<T> for RmsProp<T> {
 
     fn step(&mut self, params: &mut [T], grads: &[T], lr: T) {
         self.steps += 1;
-        let (alpha, one_alpha, eps, mu) = (
-            T::of(self.alpha),
-            T::of(1.0 - self.alpha),
-            T::of(self.eps),
-            T::of(self.momentum),
-        );
+        let (alpha, one_alpha, eps, mu) =
+            (T::of(self.alpha), T::of(1.0 - self.alpha), T::of(self.eps), T::of(self.momentum));
         for (i, (p, &g)) in params.iter_mut().zip(grads).enumerate() {
             let sq = &mut self.square_avg[i];
             *sq = alpha * *sq + one_alpha * g * g;
@@ -257,11 +221,7 @@ impl<T: Scalar> Optimizer<T> for RmsProp<T> {
     }
 
     fn buffers(&self) -> Vec<(&'static str, &[T])> {
-        vec![
-            ("square_avg", &self.square_avg),
-            ("grad_avg", &self.grad_avg),
-            ("momentum_buffer", &self.momentum_buffer),
-        ]
+        vec![("square_avg", &self.square_avg), ("grad_avg", &self.grad_avg), ("momentum_buffer", &self.momentum_buffer)]
     }
 
     fn load(&mut self, steps: u64, buffers: &[(&str, &[T])]) -> Result<()> {
@@ -282,11 +242,7 @@ impl<T: Scalar> Optimizer<T> for RmsProp<T> {
 /// Scales `grads` so their global L2 norm is at most `max_norm` (`clip_grad_norm_`, same
 /// `1e-6` guard); returns the norm before clipping.
 pub fn clip_grad_norm<T: Scalar>(grads: &mut [T], max_norm: f64) -> f64 {
-    let norm = grads
-        .iter()
-        .map(|g| g.as_f64() * g.as_f64())
-        .sum::<f64>()
-        .sqrt();
+    let norm = grads.iter().map(|g| g.as_f64() * g.as_f64()).sum::<f64>().sqrt();
     let coef = max_norm / (norm + 1e-6);
     if coef < 1.0 {
         let coef = T::of(coef);
@@ -307,11 +263,7 @@ pub struct LinearSchedule {
 impl LinearSchedule {
     /// The value at `progress` ∈ [0, 1] of the training budget.
     pub fn value(&self, progress: f64) -> f64 {
-        let t = if self.fraction > 0.0 {
-            (progress / self.fraction).clamp(0.0, 1.0)
-        } else {
-            1.0
-        };
+        let t = if self.fraction > 0.0 { (progress / self.fraction).clamp(0.0, 1.0) } else { 1.0 };
         self.start * (1.0 - t) + self.end * t
     }
 }

@@ -61,14 +61,9 @@ impl PolicyHead {
         match self {
             PolicyHead::Categorical { .. } => {
                 let lse = log_sum_exp(out);
-                -out.iter()
-                    .map(|&z| (z.as_f64() - lse).exp() * (z.as_f64() - lse))
-                    .sum::<f64>()
+                -out.iter().map(|&z| (z.as_f64() - lse).exp() * (z.as_f64() - lse)).sum::<f64>()
             }
-            PolicyHead::Gaussian { .. } => log_std
-                .iter()
-                .map(|&ls| 0.5 + HALF_LN_2PI + ls.as_f64())
-                .sum(),
+            PolicyHead::Gaussian { .. } => log_std.iter().map(|&ls| 0.5 + HALF_LN_2PI + ls.as_f64()).sum(),
         }
     }
 
@@ -90,10 +85,7 @@ impl PolicyHead {
             PolicyHead::Categorical { .. } => {
                 let lse = log_sum_exp(out);
                 let taken = action[0].as_f64() as usize;
-                let entropy = -out
-                    .iter()
-                    .map(|&z| (z.as_f64() - lse).exp() * (z.as_f64() - lse))
-                    .sum::<f64>();
+                let entropy = -out.iter().map(|&z| (z.as_f64() - lse).exp() * (z.as_f64() - lse)).sum::<f64>();
                 for (j, (d, &z)) in d_out.iter_mut().zip(out).enumerate() {
                     let logp = z.as_f64() - lse;
                     let p = logp.exp();
@@ -116,13 +108,7 @@ impl PolicyHead {
     }
 
     /// Draws an action into `action` and returns its log-probability.
-    pub fn sample<T: Scalar, R: Rng + ?Sized>(
-        &self,
-        out: &[T],
-        log_std: &[T],
-        rng: &mut R,
-        action: &mut [T],
-    ) -> f64 {
+    pub fn sample<T: Scalar, R: Rng + ?Sized>(&self, out: &[T], log_std: &[T], rng: &mut R, action: &mut [T]) -> f64 {
         match self {
             PolicyHead::Categorical { .. } => {
                 let lse = log_sum_exp(out);
@@ -152,16 +138,13 @@ impl PolicyHead {
     pub fn mode<T: Scalar>(&self, out: &[T], action: &mut [T]) {
         match self {
             PolicyHead::Categorical { .. } => {
-                let best = out
-                    .iter()
-                    .enumerate()
-                    .fold((0, f64::NEG_INFINITY), |best, (j, &z)| {
-                        if z.as_f64() > best.1 {
-                            (j, z.as_f64())
-                        } else {
-                            best
-                        }
-                    });
+                let best = out.iter().enumerate().fold((0, f64::NEG_INFINITY), |best, (j, &z)| {
+                    if z.as_f64() > best.1 {
+                        (j, z.as_f64())
+                    } else {
+                        best
+                    }
+                });
                 action[0] = T::of(best.0 as f64);
             }
             PolicyHead::Gaussian { .. } => action.copy_from_slice(out),
@@ -170,9 +153,6 @@ impl PolicyHead {
 }
 
 fn log_sum_exp<T: Scalar>(z: &[T]) -> f64 {
-    let max = z
-        .iter()
-        .map(|x| x.as_f64())
-        .fold(f64::NEG_INFINITY, f64::max);
+    let max = z.iter().map(|x| x.as_f64()).fold(f64::NEG_INFINITY, f64::max);
     max + z.iter().map(|x| (x.as_f64() - max).exp()).sum::<f64>().ln()
 }

@@ -13,17 +13,7 @@ use num_traits::Float;
 
 /// A floating-point type the engine computes in.
 pub trait Scalar:
-    Float
-    + Default
-    + Debug
-    + Send
-    + Sync
-    + Sum
-    + AddAssign
-    + SubAssign
-    + MulAssign
-    + DivAssign
-    + 'static
+    Float + Default + Debug + Send + Sync + Sum + AddAssign + SubAssign + MulAssign + DivAssign + 'static
 {
     /// Converts a constant (always representable closely enough for our purposes).
     fn of(x: f64) -> Self;
@@ -82,9 +72,7 @@ impl Scalar for f32 {
                 // SAFETY: the CPU supports the features the function was compiled for.
                 return unsafe { simd::bias_tanh_avx512(z, bias) };
             }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                 // SAFETY: as above.
                 return unsafe { simd::bias_tanh_avx2(z, bias) };
             }
@@ -108,9 +96,7 @@ impl Scalar for f32 {
         csc: isize,
     ) {
         // SAFETY: forwarded contract (bounds and aliasing checked by `gemm::gemm`).
-        unsafe {
-            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-        }
+        unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
 }
 
@@ -141,9 +127,7 @@ impl Scalar for f64 {
         csc: isize,
     ) {
         // SAFETY: forwarded contract (bounds and aliasing checked by `gemm::gemm`).
-        unsafe {
-            matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-        }
+        unsafe { matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
 }
 

@@ -10,8 +10,8 @@
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use shoal_nn::{
-    Activation, ActorCritic, ActorCriticConfig, DistillBatch, Loss, Model, PolicyGradientBatch,
-    PolicyHead, PolicyObjective, QNetwork, QNetworkConfig, TdBatch, TdLoss,
+    Activation, ActorCritic, ActorCriticConfig, DistillBatch, Loss, Model, PolicyGradientBatch, PolicyHead,
+    PolicyObjective, QNetwork, QNetworkConfig, TdBatch, TdLoss,
 };
 
 const H: f64 = 1e-6;
@@ -34,14 +34,7 @@ fn check<M: Model<f64> + Clone>(mut model: M, loss: Loss<'_, f64>) -> f64 {
         };
         let numeric = (eval(H) - eval(-H)) / (2.0 * H);
         let err = (numeric - analytic[i]).abs();
-        let tensor = model
-            .layout()
-            .tensors()
-            .iter()
-            .find(|t| t.range().contains(&i))
-            .unwrap()
-            .name
-            .clone();
+        let tensor = model.layout().tensors().iter().find(|t| t.range().contains(&i)).unwrap().name.clone();
         assert!(
             err <= 1e-7 + 1e-6 * analytic[i].abs(),
             "param {i} ({tensor}): analytic {} vs numeric {numeric}",
@@ -49,10 +42,7 @@ fn check<M: Model<f64> + Clone>(mut model: M, loss: Loss<'_, f64>) -> f64 {
         );
         worst = worst.max(err);
     }
-    assert!(
-        analytic.iter().any(|g| g.abs() > 1e-4),
-        "gradient is trivially zero"
-    );
+    assert!(analytic.iter().any(|g| g.abs() > 1e-4), "gradient is trivially zero");
     stats.total
 }
 
@@ -105,10 +95,7 @@ fn pg_data(model: &mut ActorCritic<f64>, rng: &mut Pcg64Mcg) -> PgData {
     PgData {
         advantages: random(rng, ROWS, 2.0),
         returns: random(rng, ROWS, 2.0),
-        old_values: values
-            .iter()
-            .map(|v| v + rng.random_range(-0.4..0.4))
-            .collect(),
+        old_values: values.iter().map(|v| v + rng.random_range(-0.4..0.4)).collect(),
         obs,
         actions,
         old_log_probs,
@@ -134,19 +121,13 @@ fn pg_loss(d: &PgData, objective: PolicyObjective, value_clip: Option<f64>) -> L
 #[test]
 fn ppo_loss_gradients_categorical_and_gaussian_separate_and_shared() {
     let mut rng = Pcg64Mcg::seed_from_u64(1);
-    for head in [
-        PolicyHead::Categorical { n: 4 },
-        PolicyHead::Gaussian { dim: 2 },
-    ] {
+    for head in [PolicyHead::Categorical { n: 4 }, PolicyHead::Gaussian { dim: 2 }] {
         for shared in [false, true] {
             for activation in [Activation::Tanh, Activation::Relu] {
                 let mut model = actor_critic(head, activation, shared);
                 let data = pg_data(&mut model, &mut rng);
                 let objective = PolicyObjective::Clipped { clip: 0.2 };
-                let stats = model
-                    .clone()
-                    .loss_and_grad(pg_loss(&data, objective, Some(0.2)))
-                    .unwrap();
+                let stats = model.clone().loss_and_grad(pg_loss(&data, objective, Some(0.2))).unwrap();
                 assert!(
                     stats.clip_fraction > 0.1 && stats.clip_fraction < 0.9,
                     "both clip branches exercised: {stats:?}"
@@ -160,10 +141,7 @@ fn ppo_loss_gradients_categorical_and_gaussian_separate_and_shared() {
 #[test]
 fn a2c_loss_gradients() {
     let mut rng = Pcg64Mcg::seed_from_u64(2);
-    for head in [
-        PolicyHead::Categorical { n: 3 },
-        PolicyHead::Gaussian { dim: 3 },
-    ] {
+    for head in [PolicyHead::Categorical { n: 3 }, PolicyHead::Gaussian { dim: 3 }] {
         let mut model = actor_critic(head, Activation::Tanh, false);
         let data = pg_data(&mut model, &mut rng);
         check(model, pg_loss(&data, PolicyObjective::Vanilla, None));
@@ -212,10 +190,7 @@ fn td_loss_gradients_mse_and_huber_plain_and_dueling() {
                 kind: TdLoss::Mse,
             });
             m.loss_and_grad(loss).unwrap();
-            assert!(
-                m.td_errors().iter().any(|e| e.abs() > 1.0)
-                    && m.td_errors().iter().any(|e| e.abs() < 1.0)
-            );
+            assert!(m.td_errors().iter().any(|e| e.abs() > 1.0) && m.td_errors().iter().any(|e| e.abs() < 1.0));
         }
     }
 }
@@ -230,12 +205,7 @@ fn distillation_kl_gradients() {
         for temperature in [1.0, 2.5] {
             let kl = check(
                 model.clone(),
-                Loss::Distill(DistillBatch {
-                    obs: &obs,
-                    rows: ROWS,
-                    teacher_logits: &teacher,
-                    temperature,
-                }),
+                Loss::Distill(DistillBatch { obs: &obs, rows: ROWS, teacher_logits: &teacher, temperature }),
             );
             assert!(kl > 0.0);
         }
@@ -262,13 +232,7 @@ fn losses_a_model_cannot_compute_are_errors() {
             temperature: 1.0,
         }))
         .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "model `Q-network` does not support the distillation loss"
-    );
+    assert_eq!(err.to_string(), "model `Q-network` does not support the distillation loss");
     let err = q.forward(&[0.0; 3], 2).unwrap_err().to_string();
-    assert!(
-        err.contains("observations has 3 values, expected 4 (2 rows × 2)"),
-        "{err}"
-    );
+    assert!(err.contains("observations has 3 values, expected 4 (2 rows × 2)"), "{err}");
 }

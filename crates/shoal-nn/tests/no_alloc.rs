@@ -8,9 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use shoal_nn::gemm::SMALL_ROWS;
-use shoal_nn::{
-    Activation, ActorCritic, ActorCriticConfig, Model, PolicyHead, QNetwork, QNetworkConfig,
-};
+use shoal_nn::{Activation, ActorCritic, ActorCriticConfig, Model, PolicyHead, QNetwork, QNetworkConfig};
 
 struct Counting;
 
@@ -59,15 +57,8 @@ fn inference_allocates_nothing_after_warm_up() {
             let n = count(|| {
                 ac.forward(&obs[..rows * 4], rows).unwrap();
             });
-            let expected = if rows <= SMALL_ROWS {
-                0
-            } else {
-                100 * products
-            };
-            assert_eq!(
-                n, expected,
-                "actor-critic (shared {shared_trunk}) batch {rows}: {n} allocations in 100 calls"
-            );
+            let expected = if rows <= SMALL_ROWS { 0 } else { 100 * products };
+            assert_eq!(n, expected, "actor-critic (shared {shared_trunk}) batch {rows}: {n} allocations in 100 calls");
         }
     }
     let mut q: QNetwork<f32> = QNetwork::new(QNetworkConfig {
@@ -80,8 +71,5 @@ fn inference_allocates_nothing_after_warm_up() {
     })
     .unwrap();
     let obs = vec![0.1f32; 4];
-    assert_eq!(
-        count(|| assert!(q.forward(&obs, 1).unwrap().q.is_some())),
-        0
-    );
+    assert_eq!(count(|| assert!(q.forward(&obs, 1).unwrap().q.is_some())), 0);
 }

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use shoal_nn::{
-    clip_grad_norm, io, Activation, ActorCritic, ActorCriticConfig, Adam, LinearSchedule, Loss,
-    Model, NnError, Optimizer, PolicyGradientBatch, PolicyHead, PolicyObjective, RmsProp, Sgd,
+    clip_grad_norm, io, Activation, ActorCritic, ActorCriticConfig, Adam, LinearSchedule, Loss, Model, NnError,
+    Optimizer, PolicyGradientBatch, PolicyHead, PolicyObjective, RmsProp, Sgd,
 };
 
 fn run<O: Optimizer<f64>>(opt: &mut O, steps: usize, lr: f64) -> Vec<Vec<f64>> {
@@ -108,15 +108,8 @@ fn gradient_clipping_and_schedules() {
     let mut small = vec![0.3f32, 0.4];
     clip_grad_norm(&mut small, 1.0);
     assert_eq!(small, [0.3, 0.4]);
-    let s = LinearSchedule {
-        start: 1.0,
-        end: 0.05,
-        fraction: 0.5,
-    };
-    assert_eq!(
-        (s.value(0.0), s.value(0.25), s.value(0.9)),
-        (1.0, 0.525, 0.05)
-    );
+    let s = LinearSchedule { start: 1.0, end: 0.05, fraction: 0.5 };
+    assert_eq!((s.value(0.0), s.value(0.25), s.value(0.9)), (1.0, 0.525, 0.05));
 }
 
 fn model(obs_dim: usize, hidden: Vec<usize>) -> ActorCritic<f32> {
@@ -194,39 +187,19 @@ fn loading_another_layout_names_the_first_mismatching_tensor() {
     let mut other = model(6, vec![16, 16]);
     let before = other.params().to_vec();
     let err = io::load(&path, &mut other, None).unwrap_err();
-    assert!(
-        matches!(err, NnError::Layout { ref tensor, .. } if tensor == "actor.0.weight"),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains("[16, 4]") && err.to_string().contains("[16, 6]"),
-        "{err}"
-    );
-    assert_eq!(
-        other.params(),
-        &before[..],
-        "a failed load leaves the model unchanged"
-    );
+    assert!(matches!(err, NnError::Layout { ref tensor, .. } if tensor == "actor.0.weight"), "{err}");
+    assert!(err.to_string().contains("[16, 4]") && err.to_string().contains("[16, 6]"), "{err}");
+    assert_eq!(other.params(), &before[..], "a failed load leaves the model unchanged");
 
     let mut wider = model(4, vec![16, 32]);
     let err = io::load(&path, &mut wider, None).unwrap_err().to_string();
     assert!(err.contains("`actor.1.weight`"), "{err}");
 
     let mut adam = Adam::new(m.layout().len(), 0.9, 0.999, 1e-5);
-    let err = io::load(&path, &mut model(4, vec![16, 16]), Some(&mut adam))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("holds `none` optimizer state, but the run uses `adam`"),
-        "{err}"
-    );
+    let err = io::load(&path, &mut model(4, vec![16, 16]), Some(&mut adam)).unwrap_err().to_string();
+    assert!(err.contains("holds `none` optimizer state, but the run uses `adam`"), "{err}");
 
-    let err = io::load(
-        &dir.path().join("missing.safetensors"),
-        &mut model(4, vec![16, 16]),
-        None,
-    )
-    .unwrap_err()
-    .to_string();
+    let err =
+        io::load(&dir.path().join("missing.safetensors"), &mut model(4, vec![16, 16]), None).unwrap_err().to_string();
     assert!(err.contains("missing.safetensors"), "{err}");
 }

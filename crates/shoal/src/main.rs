@@ -10,11 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "shoal",
-    version,
-    about = "Distributed deep reinforcement learning in Rust"
-)]
+#[command(name = "shoal", version, about = "Distributed deep reinforcement learning in Rust")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

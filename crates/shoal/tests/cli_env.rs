@@ -6,22 +6,12 @@ use serde_json::Value;
 use shoal_env::{make, Action};
 
 fn shoal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
-        .output()
-        .expect("run shoal")
+    Command::new(env!("CARGO_BIN_EXE_shoal")).args(args).output().expect("run shoal")
 }
 
 fn stdout_lines(output: &Output) -> Vec<Value> {
-    assert!(
-        output.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 fn stderr(output: &Output) -> String {
@@ -47,10 +37,7 @@ fn envs_lists_every_registered_env_with_its_spaces() {
     ] {
         assert!(text.contains(id), "missing {id} in:\n{text}");
     }
-    assert!(
-        text.contains("Discrete(2)") && text.contains("Box(-2.0, 2.0, (1,), float32)"),
-        "{text}"
-    );
+    assert!(text.contains("Discrete(2)") && text.contains("Box(-2.0, 2.0, (1,), float32)"), "{text}");
     let json = stdout_lines(&shoal(&["envs", "--json"]));
     let cartpole = json.iter().find(|v| v["id"] == "CartPole-v1").unwrap();
     assert_eq!(cartpole["max_episode_steps"], 500);
@@ -59,15 +46,7 @@ fn envs_lists_every_registered_env_with_its_spaces() {
 
 #[test]
 fn rollout_prints_reset_then_steps_and_is_reproducible() {
-    let args = [
-        "rollout",
-        "--env",
-        "CartPole-v1",
-        "--seed",
-        "3",
-        "--steps",
-        "40",
-    ];
+    let args = ["rollout", "--env", "CartPole-v1", "--seed", "3", "--steps", "40"];
     let lines = stdout_lines(&shoal(&args));
     assert_eq!(lines, stdout_lines(&shoal(&args)), "same seed, same output");
     assert_eq!(lines[0]["reset_obs"].as_array().unwrap().len(), 4);
@@ -84,15 +63,8 @@ fn rollout_prints_reset_then_steps_and_is_reproducible() {
             continue;
         }
         assert_eq!(line["step"], steps);
-        let r = env
-            .step(Action::Discrete(line["action"].as_i64().unwrap()), &mut obs)
-            .unwrap();
-        let printed: Vec<f32> = line["obs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect();
+        let r = env.step(Action::Discrete(line["action"].as_i64().unwrap()), &mut obs).unwrap();
+        let printed: Vec<f32> = line["obs"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
         assert_eq!(printed, obs);
         assert_eq!(line["reward"].as_f64().unwrap(), r.reward);
         assert_eq!(line["terminated"], r.terminated);
@@ -108,45 +80,16 @@ fn rollout_takes_actions_from_a_file() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("actions.json");
     std::fs::write(&file, "[[0.5], [-2.0], [1.25]]").unwrap();
-    let lines = stdout_lines(&shoal(&[
-        "rollout",
-        "--env",
-        "Pendulum-v1",
-        "--steps",
-        "3",
-        "--actions",
-        file.to_str().unwrap(),
-    ]));
-    let actions: Vec<f64> = lines[1..]
-        .iter()
-        .map(|l| l["action"][0].as_f64().unwrap())
-        .collect();
+    let lines =
+        stdout_lines(&shoal(&["rollout", "--env", "Pendulum-v1", "--steps", "3", "--actions", file.to_str().unwrap()]));
+    let actions: Vec<f64> = lines[1..].iter().map(|l| l["action"][0].as_f64().unwrap()).collect();
     assert_eq!(actions, [0.5, -2.0, 1.25]);
 
     std::fs::write(&file, "[0, 1, 7]").unwrap();
-    let err = stderr(&shoal(&[
-        "rollout",
-        "--env",
-        "CartPole-v1",
-        "--steps",
-        "3",
-        "--actions",
-        file.to_str().unwrap(),
-    ]));
-    assert!(
-        err.contains("action 2") && err.contains("outside the action space Discrete(2)"),
-        "{err}"
-    );
+    let err = stderr(&shoal(&["rollout", "--env", "CartPole-v1", "--steps", "3", "--actions", file.to_str().unwrap()]));
+    assert!(err.contains("action 2") && err.contains("outside the action space Discrete(2)"), "{err}");
 
-    let err = stderr(&shoal(&[
-        "rollout",
-        "--env",
-        "CartPole-v1",
-        "--steps",
-        "5",
-        "--actions",
-        file.to_str().unwrap(),
-    ]));
+    let err = stderr(&shoal(&["rollout", "--env", "CartPole-v1", "--steps", "5", "--actions", file.to_str().unwrap()]));
     assert!(err.contains("has 3 actions but --steps is 5"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -171,61 +114,23 @@ fn rollout_passes_env_options() {
 fn bad_input_gets_clear_errors() {
     let err = stderr(&shoal(&["rollout", "--env", "CartPole-v0"]));
     assert!(
-        err.contains("unknown environment id `CartPole-v0`")
-            && err.contains("did you mean `CartPole-v1`"),
+        err.contains("unknown environment id `CartPole-v0`") && err.contains("did you mean `CartPole-v1`"),
         "{err}"
     );
-    let err = stderr(&shoal(&[
-        "rollout",
-        "--env",
-        "FrozenLake-v1",
-        "--opt",
-        "slippery=false",
-    ]));
-    assert!(
-        err.contains("has no option `slippery`") && err.contains("is_slippery"),
-        "{err}"
-    );
-    let err = stderr(&shoal(&[
-        "rollout",
-        "--env",
-        "FrozenLake-v1",
-        "--opt",
-        "is_slippery",
-    ]));
+    let err = stderr(&shoal(&["rollout", "--env", "FrozenLake-v1", "--opt", "slippery=false"]));
+    assert!(err.contains("has no option `slippery`") && err.contains("is_slippery"), "{err}");
+    let err = stderr(&shoal(&["rollout", "--env", "FrozenLake-v1", "--opt", "is_slippery"]));
     assert!(err.contains("--opt takes key=value"), "{err}");
-    let err = stderr(&shoal(&[
-        "bench",
-        "env",
-        "--env",
-        "Taxi-v3",
-        "--seconds",
-        "0.1",
-    ]));
+    let err = stderr(&shoal(&["bench", "env", "--env", "Taxi-v3", "--seconds", "0.1"]));
     assert!(err.contains("did you mean `Taxi-v4`"), "{err}");
 }
 
 #[test]
 fn bench_env_prints_throughput_last() {
-    let out = shoal(&[
-        "bench",
-        "env",
-        "--env",
-        "CartPole-v1",
-        "--num-envs",
-        "8",
-        "--threads",
-        "2",
-        "--seconds",
-        "0.2",
-    ]);
+    let out = shoal(&["bench", "env", "--env", "CartPole-v1", "--num-envs", "8", "--threads", "2", "--seconds", "0.2"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     let last = text.lines().last().unwrap();
-    let rate: f64 = last
-        .strip_prefix("env_steps_per_sec: ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let rate: f64 = last.strip_prefix("env_steps_per_sec: ").unwrap().parse().unwrap();
     assert!(rate > 0.0);
 }

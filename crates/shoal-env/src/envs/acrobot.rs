@@ -7,7 +7,7 @@ use std::f64::consts::PI;
 
 use rand::Rng;
 
-use crate::env::{needs_reset, obs_array, state_array, Env, EnvRng, StepResult};
+use crate::env::{needs_reset, obs_array, snapshot_fields, state_array, Env, EnvRng, StepResult};
 use crate::error::Result;
 use crate::options::EnvOptions;
 use crate::space::{Action, Space};
@@ -60,25 +60,13 @@ impl Acrobot {
 
 /// Time derivative of (θ₁, θ₂, θ̇₁, θ̇₂) under torque `a` on the second joint.
 fn dsdt(s: &[f64; 4], a: f64) -> [f64; 4] {
-    let (m1, m2, l1, lc1, lc2, i1, i2, g) = (
-        LINK_MASS_1,
-        LINK_MASS_2,
-        LINK_LENGTH_1,
-        LINK_COM_POS_1,
-        LINK_COM_POS_2,
-        LINK_MOI,
-        LINK_MOI,
-        9.8,
-    );
+    let (m1, m2, l1, lc1, lc2, i1, i2, g) =
+        (LINK_MASS_1, LINK_MASS_2, LINK_LENGTH_1, LINK_COM_POS_1, LINK_COM_POS_2, LINK_MOI, LINK_MOI, 9.8);
     let [theta1, theta2, dtheta1, dtheta2] = *s;
-    let d1 = m1 * lc1.powi(2)
-        + m2 * (l1.powi(2) + lc2.powi(2) + 2.0 * l1 * lc2 * theta2.cos())
-        + i1
-        + i2;
+    let d1 = m1 * lc1.powi(2) + m2 * (l1.powi(2) + lc2.powi(2) + 2.0 * l1 * lc2 * theta2.cos()) + i1 + i2;
     let d2 = m2 * (lc2.powi(2) + l1 * lc2 * theta2.cos()) + i2;
     let phi2 = m2 * lc2 * g * (theta1 + theta2 - PI / 2.0).cos();
-    let phi1 = -m2 * l1 * lc2 * dtheta2.powi(2) * theta2.sin()
-        - 2.0 * m2 * l1 * lc2 * dtheta2 * dtheta1 * theta2.sin()
+    let phi1 = -m2 * l1 * lc2 * dtheta2.powi(2) * theta2.sin() - 2.0 * m2 * l1 * lc2 * dtheta2 * dtheta1 * theta2.sin()
         + (m1 * lc1 + m2 * l1) * g * (theta1 - PI / 2.0).cos()
         + phi2;
     let ddtheta2 = (a + d2 / d1 * phi1 - m2 * l1 * lc2 * dtheta1.powi(2) * theta2.sin() - phi2)
@@ -111,6 +99,8 @@ fn wrap(mut x: f64, lo: f64, hi: f64) -> f64 {
 }
 
 impl Env for Acrobot {
+    snapshot_fields!(state, rng);
+
     fn name(&self) -> &str {
         "Acrobot"
     }
@@ -124,8 +114,7 @@ impl Env for Acrobot {
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<()> {
         let rng = self.rng.reseed(seed);
         // Gymnasium casts the initial state to float32.
-        let state: [f64; 4] =
-            std::array::from_fn(|_| rng.random_range(-RESET_BOUND..RESET_BOUND) as f32 as f64);
+        let state: [f64; 4] = std::array::from_fn(|_| rng.random_range(-RESET_BOUND..RESET_BOUND) as f32 as f64);
         self.reset_to_state(&state, obs)
     }
 
@@ -148,10 +137,6 @@ impl Env for Acrobot {
         Self::write_obs(&ns, obs)?;
         self.state = Some(ns);
         let terminated = Self::terminal(&ns);
-        Ok(StepResult {
-            reward: if terminated { 0.0 } else { -1.0 },
-            terminated,
-            truncated: false,
-        })
+        Ok(StepResult { reward: if terminated { 0.0 } else { -1.0 }, terminated, truncated: false })
     }
 }

@@ -5,7 +5,7 @@
 
 use rand::Rng;
 
-use crate::env::{needs_reset, obs_array, state_array, Env, EnvRng, StepResult};
+use crate::env::{needs_reset, obs_array, snapshot_fields, state_array, Env, EnvRng, StepResult};
 use crate::error::Result;
 use crate::options::EnvOptions;
 use crate::space::{Action, Space};
@@ -41,12 +41,7 @@ impl CartPole {
     /// Builds the env; option `sutton_barto_reward` (bool) switches to the 0 / −1 reward.
     pub fn new(options: &mut EnvOptions) -> Result<Self> {
         let sutton_barto_reward = options.bool("sutton_barto_reward", false)?;
-        let high = [
-            (X_THRESHOLD * 2.0) as f32,
-            f32::INFINITY,
-            (THETA_THRESHOLD * 2.0) as f32,
-            f32::INFINITY,
-        ];
+        let high = [(X_THRESHOLD * 2.0) as f32, f32::INFINITY, (THETA_THRESHOLD * 2.0) as f32, f32::INFINITY];
         Ok(CartPole {
             state: None,
             sutton_barto_reward,
@@ -64,6 +59,8 @@ impl CartPole {
 }
 
 impl Env for CartPole {
+    snapshot_fields!(state, steps_beyond_terminated, rng);
+
     fn name(&self) -> &str {
         "CartPole"
     }
@@ -98,12 +95,7 @@ impl Env for CartPole {
             / (LENGTH * (4.0 / 3.0 - MASS_POLE * (costheta * costheta) / TOTAL_MASS));
         let xacc = temp - POLE_MASS_LENGTH * thetaacc * costheta / TOTAL_MASS;
         // Explicit Euler, Gymnasium's default `kinematics_integrator`.
-        let state = [
-            x + TAU * x_dot,
-            x_dot + TAU * xacc,
-            theta + TAU * theta_dot,
-            theta_dot + TAU * thetaacc,
-        ];
+        let state = [x + TAU * x_dot, x_dot + TAU * xacc, theta + TAU * theta_dot, theta_dot + TAU * thetaacc];
         Self::write_obs(&state, obs)?;
         self.state = Some(state);
 
@@ -133,10 +125,6 @@ impl Env for CartPole {
                 0.0
             }
         };
-        Ok(StepResult {
-            reward,
-            terminated,
-            truncated: false,
-        })
+        Ok(StepResult { reward, terminated, truncated: false })
     }
 }

@@ -23,30 +23,16 @@ pub fn cliff_walking(options: &mut EnvOptions) -> Result<TabularEnv> {
     for s in 0..ROWS * COLS {
         let (row, col) = (s / COLS, s % COLS);
         for a in 0..4 {
-            let moves: Vec<usize> = if is_slippery {
-                vec![(a + 3) % 4, a, (a + 1) % 4]
-            } else {
-                vec![a]
-            };
+            let moves: Vec<usize> = if is_slippery { vec![(a + 3) % 4, a, (a + 1) % 4] } else { vec![a] };
             let prob = 1.0 / moves.len() as f64;
             let outcomes = moves.iter().map(|&m| {
                 let (dr, dc) = MOVES[m];
                 let r = row.saturating_add_signed(dr).min(ROWS - 1);
                 let c = col.saturating_add_signed(dc).min(COLS - 1);
                 if is_cliff(r, c) {
-                    Transition {
-                        prob,
-                        next_state: START,
-                        reward: -100.0,
-                        terminated: false,
-                    }
+                    Transition { prob, next_state: START, reward: -100.0, terminated: false }
                 } else {
-                    Transition {
-                        prob,
-                        next_state: r * COLS + c,
-                        reward: -1.0,
-                        terminated: (r, c) == GOAL,
-                    }
+                    Transition { prob, next_state: r * COLS + c, reward: -1.0, terminated: (r, c) == GOAL }
                 }
             });
             model.outcomes_mut(s, a).extend(outcomes);

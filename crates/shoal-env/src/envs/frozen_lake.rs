@@ -16,10 +16,9 @@ const UP: usize = 3;
 pub fn builtin_map(name: &str) -> Option<&'static [&'static str]> {
     match name {
         "4x4" => Some(&["SFFF", "FHFH", "FFFH", "HFFG"]),
-        "8x8" => Some(&[
-            "SFFFFFFF", "FFFFFFFF", "FFFHFFFF", "FFFFFHFF", "FFFHFFFF", "FHHFFFHF", "FHFFHFHF",
-            "FFFHFFFG",
-        ]),
+        "8x8" => {
+            Some(&["SFFFFFFF", "FFFFFFFF", "FFFHFFFF", "FFFFFHFF", "FFFHFFFF", "FHHFFFHF", "FHFFHFHF", "FFFHFFFG"])
+        }
         _ => None,
     }
 }
@@ -31,11 +30,7 @@ pub fn frozen_lake(options: &mut EnvOptions) -> Result<TabularEnv> {
     let map_name = options.choice("map_name", "4x4", &["4x4", "8x8"])?;
     let desc: Vec<String> = match options.list("desc")? {
         Some(rows) => rows,
-        None => builtin_map(&map_name)
-            .unwrap_or_default()
-            .iter()
-            .map(|r| r.to_string())
-            .collect(),
+        None => builtin_map(&map_name).unwrap_or_default().iter().map(|r| r.to_string()).collect(),
     };
     let is_slippery = options.bool("is_slippery", true)?;
     let success_rate = options.float_in("success_rate", 1.0 / 3.0, 0.0, 1.0)?;
@@ -43,44 +38,27 @@ pub fn frozen_lake(options: &mut EnvOptions) -> Result<TabularEnv> {
         None => [1.0, 0.0, 0.0],
         Some(items) => parse_schedule(&items)?,
     };
-    Ok(TabularEnv::new(
-        "FrozenLake",
-        build_model(&desc, is_slippery, success_rate, reward_schedule)?,
-    ))
+    Ok(TabularEnv::new("FrozenLake", build_model(&desc, is_slippery, success_rate, reward_schedule)?))
 }
 
 fn parse_schedule(items: &[String]) -> Result<[f64; 3]> {
     let bad = || EnvError::BadOption {
         env: "FrozenLake".into(),
         key: "reward_schedule".into(),
-        problem: format!(
-            "expected three numbers (goal,hole,frozen), got `{}`",
-            items.join(",")
-        ),
+        problem: format!("expected three numbers (goal,hole,frozen), got `{}`", items.join(",")),
     };
-    let values: Vec<f64> = items
-        .iter()
-        .map(|s| s.parse().map_err(|_| bad()))
-        .collect::<Result<_>>()?;
+    let values: Vec<f64> = items.iter().map(|s| s.parse().map_err(|_| bad())).collect::<Result<_>>()?;
     values.try_into().map_err(|_| bad())
 }
 
 fn validate_desc(desc: &[String]) -> Result<(usize, usize)> {
-    let bad = |problem: String| EnvError::BadOption {
-        env: "FrozenLake".into(),
-        key: "desc".into(),
-        problem,
-    };
+    let bad = |problem: String| EnvError::BadOption { env: "FrozenLake".into(), key: "desc".into(), problem };
     let nrow = desc.len();
     let ncol = desc.first().map_or(0, |r| r.len());
     if nrow == 0 || ncol == 0 || desc.iter().any(|r| r.len() != ncol) {
         return Err(bad("rows must be non-empty and of equal length".into()));
     }
-    if let Some(c) = desc
-        .iter()
-        .flat_map(|r| r.chars())
-        .find(|c| !"SFHG".contains(*c))
-    {
+    if let Some(c) = desc.iter().flat_map(|r| r.chars()).find(|c| !"SFHG".contains(*c)) {
         return Err(bad(format!("unknown tile `{c}`; tiles are S, F, H, G")));
     }
     if !desc.iter().any(|r| r.contains('S')) {
@@ -114,12 +92,7 @@ fn build_model(
             b'H' => reward_schedule[1],
             _ => reward_schedule[2],
         };
-        Transition {
-            prob,
-            next_state: to_s(r, c),
-            reward,
-            terminated: letter == b'G' || letter == b'H',
-        }
+        Transition { prob, next_state: to_s(r, c), reward, terminated: letter == b'G' || letter == b'H' }
     };
     let fail_rate = (1.0 - success_rate) / 2.0;
     for (row, line) in tiles.iter().enumerate() {
@@ -129,20 +102,10 @@ fn build_model(
             for a in 0..4 {
                 let outcomes = model.outcomes_mut(s, a);
                 if matches!(letter, b'G' | b'H') {
-                    outcomes.push(Transition {
-                        prob: 1.0,
-                        next_state: s,
-                        reward: 0.0,
-                        terminated: true,
-                    });
+                    outcomes.push(Transition { prob: 1.0, next_state: s, reward: 0.0, terminated: true });
                 } else if is_slippery {
                     for b in [(a + 3) % 4, a, (a + 1) % 4] {
-                        outcomes.push(outcome(
-                            if b == a { success_rate } else { fail_rate },
-                            row,
-                            col,
-                            b,
-                        ));
+                        outcomes.push(outcome(if b == a { success_rate } else { fail_rate }, row, col, b));
                     }
                 } else {
                     outcomes.push(outcome(1.0, row, col, a));

@@ -6,7 +6,7 @@
 
 use rand::Rng;
 
-use crate::env::{needs_reset, obs_array, state_array, Env, EnvRng, StepResult};
+use crate::env::{needs_reset, obs_array, snapshot_fields, state_array, Env, EnvRng, StepResult};
 use crate::error::Result;
 use crate::options::EnvOptions;
 use crate::space::{Action, Space};
@@ -19,18 +19,11 @@ const GRAVITY: f64 = 0.0025;
 pub const RESET_POSITION: (f64, f64) = (-0.6, -0.4);
 
 fn observation_space() -> Space {
-    Space::box_from_bounds(
-        vec![MIN_POSITION as f32, -MAX_SPEED as f32],
-        vec![MAX_POSITION as f32, MAX_SPEED as f32],
-    )
+    Space::box_from_bounds(vec![MIN_POSITION as f32, -MAX_SPEED as f32], vec![MAX_POSITION as f32, MAX_SPEED as f32])
 }
 
 fn draw_start(rng: &mut EnvRng, seed: Option<u64>) -> [f64; 2] {
-    [
-        rng.reseed(seed)
-            .random_range(RESET_POSITION.0..RESET_POSITION.1),
-        0.0,
-    ]
+    [rng.reseed(seed).random_range(RESET_POSITION.0..RESET_POSITION.1), 0.0]
 }
 
 /// Discrete MountainCar: actions push left, do nothing, push right; −1 per step.
@@ -60,6 +53,8 @@ impl MountainCar {
 }
 
 impl Env for MountainCar {
+    snapshot_fields!(state, rng);
+
     fn name(&self) -> &str {
         "MountainCar"
     }
@@ -96,11 +91,7 @@ impl Env for MountainCar {
         let state = [position, velocity];
         *obs_array::<2>(obs)? = state.map(|x| x as f32);
         self.state = Some(state);
-        Ok(StepResult {
-            reward: -1.0,
-            terminated,
-            truncated: false,
-        })
+        Ok(StepResult { reward: -1.0, terminated, truncated: false })
     }
 }
 
@@ -143,6 +134,8 @@ fn round_if(f32_arithmetic: bool, x: f64) -> f64 {
 }
 
 impl Env for MountainCarContinuous {
+    snapshot_fields!(state, fresh, rng);
+
     fn name(&self) -> &str {
         "MountainCarContinuous"
     }
@@ -168,9 +161,7 @@ impl Env for MountainCarContinuous {
 
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<StepResult> {
         let a = self.action_space.continuous_action(action)?[0];
-        let [mut position, mut velocity] = self
-            .state
-            .ok_or_else(|| needs_reset("MountainCarContinuous"))?;
+        let [mut position, mut velocity] = self.state.ok_or_else(|| needs_reset("MountainCarContinuous"))?;
         let stored_f32 = !self.fresh;
         // `force * power - 0.0025 * cos(3x)` is f32 arithmetic (the force is the f32 action);
         // `3x` is f32 too once the state has been stored as f32.
@@ -187,10 +178,6 @@ impl Env for MountainCarContinuous {
         *obs_array::<2>(obs)? = state.map(|x| x as f32);
         self.state = Some(state);
         self.fresh = false;
-        Ok(StepResult {
-            reward,
-            terminated,
-            truncated: false,
-        })
+        Ok(StepResult { reward, terminated, truncated: false })
     }
 }

@@ -7,7 +7,7 @@ use std::f64::consts::PI;
 
 use rand::Rng;
 
-use crate::env::{needs_reset, obs_array, state_array, Env, EnvRng, StepResult};
+use crate::env::{needs_reset, obs_array, snapshot_fields, state_array, Env, EnvRng, StepResult};
 use crate::error::Result;
 use crate::options::EnvOptions;
 use crate::space::{Action, Space};
@@ -56,6 +56,8 @@ fn angle_normalize(x: f64) -> f64 {
 }
 
 impl Env for Pendulum {
+    snapshot_fields!(state, rng);
+
     fn name(&self) -> &str {
         "Pendulum"
     }
@@ -84,17 +86,12 @@ impl Env for Pendulum {
         let [th, thdot] = self.state.ok_or_else(|| needs_reset("Pendulum"))?;
         let costs = angle_normalize(th).powi(2) + 0.1 * thdot.powi(2) + (0.001f32 * (u * u)) as f64;
         let torque_term = ((3.0 / (MASS * LENGTH.powi(2))) as f32 * u) as f64;
-        let newthdot = (thdot
-            + (3.0 * self.gravity / (2.0 * LENGTH) * th.sin() + torque_term) * DT)
-            .clamp(-MAX_SPEED, MAX_SPEED);
+        let newthdot =
+            (thdot + (3.0 * self.gravity / (2.0 * LENGTH) * th.sin() + torque_term) * DT).clamp(-MAX_SPEED, MAX_SPEED);
         let newth = th + newthdot * DT;
         let state = [newth, newthdot];
         Self::write_obs(&state, obs)?;
         self.state = Some(state);
-        Ok(StepResult {
-            reward: -costs,
-            terminated: false,
-            truncated: false,
-        })
+        Ok(StepResult { reward: -costs, terminated: false, truncated: false })
     }
 }

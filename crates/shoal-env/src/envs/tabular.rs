@@ -6,7 +6,7 @@
 
 use rand::Rng;
 
-use crate::env::{needs_reset, obs_array, Env, EnvRng, StepResult};
+use crate::env::{needs_reset, obs_array, snapshot_fields, Env, EnvRng, StepResult};
 use crate::error::{EnvError, Result};
 use crate::space::{Action, Space};
 
@@ -60,10 +60,7 @@ impl TabularModel {
 
 /// Gymnasium's `categorical_sample`: the first index whose cumulative probability exceeds one
 /// uniform draw. Kept identical so the same uniform draw picks the same outcome.
-pub fn categorical_sample<R: Rng + ?Sized>(
-    probs: impl IntoIterator<Item = f64>,
-    rng: &mut R,
-) -> usize {
+pub fn categorical_sample<R: Rng + ?Sized>(probs: impl IntoIterator<Item = f64>, rng: &mut R) -> usize {
     let u: f64 = rng.random();
     let mut cumulative = 0.0;
     for (i, p) in probs.into_iter().enumerate() {
@@ -133,6 +130,8 @@ impl TabularEnv {
 }
 
 impl Env for TabularEnv {
+    snapshot_fields!(state, rng);
+
     fn name(&self) -> &str {
         self.name
     }
@@ -164,10 +163,6 @@ impl Env for TabularEnv {
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<StepResult> {
         let t = self.sample_step(action)?;
         self.set_state(t.next_state, obs)?;
-        Ok(StepResult {
-            reward: t.reward,
-            terminated: t.terminated,
-            truncated: false,
-        })
+        Ok(StepResult { reward: t.reward, terminated: t.terminated, truncated: false })
     }
 }

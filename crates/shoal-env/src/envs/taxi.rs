@@ -7,21 +7,14 @@
 
 use rand::Rng;
 
-use crate::env::{Env, StepResult};
+use crate::env::{from_snapshot, to_snapshot, Env, Snapshot, StepResult};
 use crate::envs::tabular::{TabularEnv, TabularModel, Transition};
 use crate::error::Result;
 use crate::options::EnvOptions;
 use crate::space::{Action, Space};
 
-const MAP: [&[u8]; 7] = [
-    b"+---------+",
-    b"|R: | : :G|",
-    b"| : | : : |",
-    b"| : : : : |",
-    b"| | : | : |",
-    b"|Y| : |B: |",
-    b"+---------+",
-];
+const MAP: [&[u8]; 7] =
+    [b"+---------+", b"|R: | : :G|", b"| : | : : |", b"| : : : : |", b"| | : | : |", b"|Y| : |B: |", b"+---------+"];
 /// Pickup/dropoff locations R, G, Y, B as (row, col).
 pub const LOCS: [(usize, usize); 4] = [(0, 0), (0, 4), (4, 0), (4, 3)];
 const MAX_ROW: usize = 4;
@@ -96,11 +89,7 @@ fn dropoff(taxi: (usize, usize), pass_idx: usize, dest: usize) -> (usize, f64, b
     if taxi == LOCS[dest] && pass_idx == IN_TAXI {
         (dest, 20.0, true)
     } else if pass_idx == IN_TAXI && LOCS.contains(&taxi) {
-        (
-            LOCS.iter().position(|&l| l == taxi).unwrap_or(pass_idx),
-            -1.0,
-            false,
-        )
+        (LOCS.iter().position(|&l| l == taxi).unwrap_or(pass_idx), -1.0, false)
     } else {
         (pass_idx, -10.0, false)
     }
@@ -125,15 +114,7 @@ fn build_model(is_rainy: bool, rainy_probability: f64) -> TabularModel {
             model.initial[s] += 1.0;
         }
         for action in 0..6 {
-            *model.outcomes_mut(s, action) = outcomes(
-                row,
-                col,
-                pass_idx,
-                dest,
-                action,
-                is_rainy,
-                rainy_probability,
-            );
+            *model.outcomes_mut(s, action) = outcomes(row, col, pass_idx, dest, action, is_rainy, rainy_probability);
         }
     }
     model.normalize_initial();
@@ -141,12 +122,8 @@ fn build_model(is_rainy: bool, rainy_probability: f64) -> TabularModel {
 }
 
 /// Intended move, then the two lateral slips, per movement action (Gymnasium's `moves`).
-const MOVES: [[(isize, isize); 3]; 4] = [
-    [(1, 0), (0, 1), (0, -1)],
-    [(-1, 0), (0, -1), (0, 1)],
-    [(0, 1), (-1, 0), (1, 0)],
-    [(0, -1), (1, 0), (-1, 0)],
-];
+const MOVES: [[(isize, isize); 3]; 4] =
+    [[(1, 0), (0, 1), (0, -1)], [(-1, 0), (0, -1), (0, 1)], [(0, 1), (-1, 0), (1, 0)], [(0, -1), (1, 0), (-1, 0)]];
 
 /// The outcomes of `action` in state (row, col, pass_idx, dest), as Gymnasium's
 /// `_build_dry_transitions` / `_build_rainy_transitions` list them.
@@ -180,18 +157,10 @@ fn outcomes(
     }
     let intended = encode(new_row, new_col, new_pass, dest);
     if !(is_rainy && action <= 3) {
-        return vec![Transition {
-            prob: 1.0,
-            next_state: intended,
-            reward,
-            terminated,
-        }];
+        return vec![Transition { prob: 1.0, next_state: intended, reward, terminated }];
     }
     let (left, right) = if can_move {
-        (
-            slip(row, col, MOVES[action][1]),
-            slip(row, col, MOVES[action][2]),
-        )
+        (slip(row, col, MOVES[action][1]), slip(row, col, MOVES[action][2]))
     } else {
         ((row, col), (row, col))
     };
@@ -202,12 +171,7 @@ fn outcomes(
         (lateral, encode(right.0, right.1, new_pass, dest)),
     ]
     .into_iter()
-    .map(|(prob, next_state)| Transition {
-        prob,
-        next_state,
-        reward: -1.0,
-        terminated,
-    })
+    .map(|(prob, next_state)| Transition { prob, next_state, reward: -1.0, terminated })
     .collect()
 }
 
@@ -224,14 +188,24 @@ impl Env for Taxi {
 
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<()> {
         self.table.reset(seed, obs)?;
-        self.fickle_step = self.fickle_passenger
-            && self.table.rng().get().random::<f64>() < self.fickle_probability;
+        self.fickle_step = self.fickle_passenger && self.table.rng().get().random::<f64>() < self.fickle_probability;
         Ok(())
     }
 
     fn reset_to_state(&mut self, state: &[f64], obs: &mut [f32]) -> Result<()> {
         self.fickle_step = false;
         self.table.reset_to_state(state, obs)
+    }
+
+    fn snapshot(&self) -> Result<Snapshot> {
+        to_snapshot(self.name(), &(self.table.snapshot()?, self.fickle_step))
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
+        let (table, fickle_step): (Snapshot, bool) = from_snapshot(self.name(), snapshot)?;
+        self.table.restore(&table)?;
+        self.fickle_step = fickle_step;
+        Ok(())
     }
 
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<StepResult> {
@@ -250,10 +224,6 @@ impl Env for Taxi {
             }
         }
         self.table.set_state(next, obs)?;
-        Ok(StepResult {
-            reward: t.reward,
-            terminated: t.terminated,
-            truncated: false,
-        })
+        Ok(StepResult { reward: t.reward, terminated: t.terminated, truncated: false })
     }
 }

@@ -16,7 +16,9 @@ mod threaded;
 pub use sync::SyncVectorEnv;
 pub use threaded::ThreadedVectorEnv;
 
-use crate::env::Env;
+use serde::{Deserialize, Serialize};
+
+use crate::env::{Env, Snapshot};
 use crate::error::{EnvError, Result};
 use crate::space::{Action, Space};
 
@@ -38,6 +40,32 @@ pub trait VecEnv: Send {
 
     /// The buffers the last `reset`/`step` wrote.
     fn batch(&self) -> &Batch;
+
+    /// Every env's state and the batch buffers, so a checkpointed run resumes bit for bit.
+    fn snapshot(&mut self) -> Result<Snapshot>;
+
+    /// Restores a [`VecEnv::snapshot`] of a vector env built the same way.
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<()>;
+}
+
+/// The JSON layout of a vector env snapshot: `{"envs": [...], "batch": {...}}`.
+fn pack_snapshot(envs: Vec<Snapshot>, batch: &Batch) -> Result<Snapshot> {
+    let batch = serde_json::to_value(batch).map_err(|e| EnvError::SpaceMismatch(format!("batch snapshot: {e}")))?;
+    Ok(serde_json::json!({ "envs": envs, "batch": batch }))
+}
+
+/// Splits a vector env snapshot, checking it holds `num_envs` envs.
+fn unpack_snapshot(snapshot: &Snapshot, num_envs: usize) -> Result<(Vec<Snapshot>, Batch)> {
+    let bad = |problem: String| EnvError::SpaceMismatch(format!("vector env snapshot: {problem}"));
+    let envs = snapshot.get("envs").and_then(|e| e.as_array()).ok_or_else(|| bad("no `envs` list".into()))?;
+    if envs.len() != num_envs {
+        return Err(bad(format!("holds {} envs, this vector env has {num_envs}", envs.len())));
+    }
+    let batch: Batch = snapshot
+        .get("batch")
+        .map(|b| Batch::deserialize(b).map_err(|e| bad(e.to_string())))
+        .ok_or_else(|| bad("no `batch`".into()))??;
+    Ok((envs.clone(), batch))
 }
 
 /// One action per env, contiguous: `[num_envs]` integers or `[num_envs, action_dim]` values.
@@ -85,18 +113,13 @@ fn check_action_count(actions: &Actions<'_>, num_envs: usize, space: &Space) -> 
     };
     let expected = num_envs * per_env;
     if actions.len() != expected {
-        return Err(EnvError::ActionCount {
-            got: actions.len(),
-            expected,
-            num_envs,
-            per_env,
-        });
+        return Err(EnvError::ActionCount { got: actions.len(), expected, num_envs, per_env });
     }
     Ok(per_env)
 }
 
 /// The contiguous buffers of a vector env, one row per env.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
     pub num_envs: usize,
     pub obs_dim: usize,
@@ -144,15 +167,12 @@ impl Batch {
 
     /// The final observation of the episode env `i` ended on the last step, if it ended one.
     pub fn final_obs(&self, i: usize) -> Option<&[f32]> {
-        self.done(i)
-            .then(|| &self.final_obs[i * self.obs_dim..(i + 1) * self.obs_dim])
+        self.done(i).then(|| &self.final_obs[i * self.obs_dim..(i + 1) * self.obs_dim])
     }
 
     /// Returns and lengths of the episodes that ended on the last step.
     pub fn finished_episodes(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
-        (0..self.num_envs)
-            .filter(|&i| self.done(i))
-            .map(|i| (self.finished_return[i], self.finished_length[i]))
+        (0..self.num_envs).filter(|&i| self.done(i)).map(|i| (self.finished_return[i], self.finished_length[i]))
     }
 
     /// A mutable view of every row, for stepping on one thread.
@@ -187,17 +207,8 @@ struct Rows<'a> {
 }
 
 /// Resets `envs` into `rows`; env `j` gets `seed + first_index + j`.
-fn reset_envs<E: Env>(
-    envs: &mut [E],
-    seed: Option<u64>,
-    first_index: usize,
-    rows: Rows<'_>,
-) -> Result<()> {
-    for (j, (env, obs)) in envs
-        .iter_mut()
-        .zip(rows.obs.chunks_exact_mut(rows.obs_dim))
-        .enumerate()
-    {
+fn reset_envs<E: Env>(envs: &mut [E], seed: Option<u64>, first_index: usize, rows: Rows<'_>) -> Result<()> {
+    for (j, (env, obs)) in envs.iter_mut().zip(rows.obs.chunks_exact_mut(rows.obs_dim)).enumerate() {
         env.reset(seed.map(|s| s.wrapping_add((first_index + j) as u64)), obs)?;
     }
     rows.rewards.fill(0.0);
@@ -241,12 +252,7 @@ fn step_envs<E: Env>(
 
 /// Rejects NaN or infinite rewards and observations before they reach a learner.
 fn check_finite<E: Env>(env: &E, reward: f64, obs: &[f32], index: usize) -> Result<()> {
-    let non_finite = |what, value: f64| EnvError::NonFinite {
-        env: env.name().to_string(),
-        what,
-        value,
-        index,
-    };
+    let non_finite = |what, value: f64| EnvError::NonFinite { env: env.name().to_string(), what, value, index };
     if !reward.is_finite() {
         return Err(non_finite("reward", reward));
     }
@@ -258,13 +264,9 @@ fn check_finite<E: Env>(env: &E, reward: f64, obs: &[f32], index: usize) -> Resu
 
 /// The spaces every env in a vector env must share; a mismatch is an error naming both.
 fn common_spaces<E: Env>(envs: &[E]) -> Result<(Space, Space)> {
-    let first = envs
-        .first()
-        .ok_or_else(|| EnvError::SpaceMismatch("a vector env needs at least one env".into()))?;
+    let first = envs.first().ok_or_else(|| EnvError::SpaceMismatch("a vector env needs at least one env".into()))?;
     for (i, env) in envs.iter().enumerate().skip(1) {
-        if env.observation_space() != first.observation_space()
-            || env.action_space() != first.action_space()
-        {
+        if env.observation_space() != first.observation_space() || env.action_space() != first.action_space() {
             return Err(EnvError::SpaceMismatch(format!(
                 "env {i} has spaces {} / {}, env 0 has {} / {}; all envs of a vector env must share their spaces",
                 env.observation_space(),
@@ -274,8 +276,5 @@ fn common_spaces<E: Env>(envs: &[E]) -> Result<(Space, Space)> {
             )));
         }
     }
-    Ok((
-        first.observation_space().clone(),
-        first.action_space().clone(),
-    ))
+    Ok((first.observation_space().clone(), first.action_space().clone()))
 }

@@ -1,4 +1,4 @@
-use crate::env::Env;
+use crate::env::{Env, Snapshot};
 use crate::error::Result;
 use crate::space::Space;
 
@@ -49,6 +49,20 @@ impl<E: Env> VecEnv for SyncVectorEnv<E> {
     fn step(&mut self, actions: Actions<'_>) -> Result<()> {
         let per_env = check_action_count(&actions, self.envs.len(), &self.action_space)?;
         step_envs(&mut self.envs, actions, per_env, 0, self.batch.all_rows())
+    }
+
+    fn snapshot(&mut self) -> Result<Snapshot> {
+        let envs = self.envs.iter().map(|env| env.snapshot()).collect::<Result<Vec<_>>>()?;
+        super::pack_snapshot(envs, &self.batch)
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
+        let (envs, batch) = super::unpack_snapshot(snapshot, self.envs.len())?;
+        for (env, s) in self.envs.iter_mut().zip(&envs) {
+            env.restore(s)?;
+        }
+        self.batch = batch;
+        Ok(())
     }
 
     fn batch(&self) -> &Batch {

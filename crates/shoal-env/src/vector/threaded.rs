@@ -18,13 +18,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use crate::env::Env;
+use crate::env::{Env, Snapshot};
 use crate::error::{EnvError, Result};
 use crate::space::Space;
 
-use super::{
-    check_action_count, common_spaces, reset_envs, step_envs, Actions, Batch, Rows, VecEnv,
-};
+use super::{check_action_count, common_spaces, reset_envs, step_envs, Actions, Batch, Rows, VecEnv};
 
 /// Spins before a waiting thread parks (worker) or yields (caller): long enough to cover a
 /// step of a cheap env batch, short enough not to burn a core while a learner trains.
@@ -34,6 +32,10 @@ const SPIN_LIMIT: u32 = 1 << 14;
 enum Command {
     Reset(Option<u64>),
     Step,
+    /// Serialize the worker's envs into `Chunk::snapshots`.
+    Snapshot,
+    /// Restore the worker's envs from `Chunk::snapshots`.
+    Restore,
     Stop,
 }
 
@@ -65,12 +67,8 @@ impl RawActions {
         unsafe {
             match self {
                 RawActions::Discrete(p, n) => Actions::Discrete(std::slice::from_raw_parts(p, n)),
-                RawActions::Continuous(p, n) => {
-                    Actions::Continuous(std::slice::from_raw_parts(p, n))
-                }
-                RawActions::MultiDiscrete(p, n) => {
-                    Actions::MultiDiscrete(std::slice::from_raw_parts(p, n))
-                }
+                RawActions::Continuous(p, n) => Actions::Continuous(std::slice::from_raw_parts(p, n)),
+                RawActions::MultiDiscrete(p, n) => Actions::MultiDiscrete(std::slice::from_raw_parts(p, n)),
             }
         }
     }
@@ -130,14 +128,8 @@ impl BatchPtrs {
                 final_obs: std::slice::from_raw_parts_mut(self.final_obs.add(start * d), len * d),
                 episode_return: std::slice::from_raw_parts_mut(self.episode_return.add(start), len),
                 episode_length: std::slice::from_raw_parts_mut(self.episode_length.add(start), len),
-                finished_return: std::slice::from_raw_parts_mut(
-                    self.finished_return.add(start),
-                    len,
-                ),
-                finished_length: std::slice::from_raw_parts_mut(
-                    self.finished_length.add(start),
-                    len,
-                ),
+                finished_return: std::slice::from_raw_parts_mut(self.finished_return.add(start), len),
+                finished_length: std::slice::from_raw_parts_mut(self.finished_length.add(start), len),
             }
         }
     }
@@ -152,11 +144,24 @@ struct Chunk<E> {
     /// Where this command's rows live, and its actions (set by the caller per command).
     batch: Option<BatchPtrs>,
     actions: Option<(RawActions, usize)>,
+    /// Env snapshots passed out (`Snapshot`) or in (`Restore`).
+    snapshots: Vec<Snapshot>,
     result: Result<()>,
 }
 
 impl<E: Env> Chunk<E> {
     fn run(&mut self) -> Result<()> {
+        match self.command {
+            Command::Snapshot => {
+                self.snapshots = self.envs.iter().map(|env| env.snapshot()).collect::<Result<_>>()?;
+                return Ok(());
+            }
+            Command::Restore => {
+                let snapshots = std::mem::take(&mut self.snapshots);
+                return self.envs.iter_mut().zip(&snapshots).try_for_each(|(env, s)| env.restore(s));
+            }
+            _ => {}
+        }
         let Some(batch) = self.batch.take() else {
             return Ok(());
         };
@@ -264,8 +269,7 @@ fn worker_loop<E: Env>(shared: Arc<Shared<E>>) {
         if let Command::Stop = chunk.command {
             return;
         }
-        chunk.result = catch_unwind(AssertUnwindSafe(|| chunk.run()))
-            .unwrap_or_else(|panic| Err(panic_error(panic)));
+        chunk.result = catch_unwind(AssertUnwindSafe(|| chunk.run())).unwrap_or_else(|panic| Err(panic_error(panic)));
         shared.completed.store(command_number, Ordering::Release);
     }
 }
@@ -288,9 +292,8 @@ impl<E: Env + 'static> ThreadedVectorEnv<E> {
         let num_envs = envs.len();
         let obs_dim = observation_space.flat_dim();
         let threads = threads.clamp(1, num_envs);
-        let sizes: Vec<usize> = (0..threads)
-            .map(|t| num_envs / threads + usize::from(t < num_envs % threads))
-            .collect();
+        let sizes: Vec<usize> =
+            (0..threads).map(|t| num_envs / threads + usize::from(t < num_envs % threads)).collect();
         let mut rest = envs.split_off(sizes[0]);
         let mut workers = Vec::with_capacity(threads - 1);
         let mut first_index = sizes[0];
@@ -302,6 +305,7 @@ impl<E: Env + 'static> ThreadedVectorEnv<E> {
                 command: Command::Step,
                 batch: None,
                 actions: None,
+                snapshots: Vec::new(),
                 result: Ok(()),
             };
             first_index += size;
@@ -314,13 +318,8 @@ impl<E: Env + 'static> ThreadedVectorEnv<E> {
             let handle = thread::Builder::new()
                 .name(format!("shoal-vecenv-{t}"))
                 .spawn(move || worker_loop(for_thread))
-                .map_err(|e| {
-                    EnvError::WorkerFailed(format!("could not start a worker thread: {e}"))
-                })?;
-            workers.push(Worker {
-                shared,
-                handle: Some(handle),
-            });
+                .map_err(|e| EnvError::WorkerFailed(format!("could not start a worker thread: {e}")))?;
+            workers.push(Worker { shared, handle: Some(handle) });
         }
         Ok(ThreadedVectorEnv {
             local_envs: envs,
@@ -353,10 +352,7 @@ impl<E: Env + 'static> ThreadedVectorEnv<E> {
             chunk.command = command;
             chunk.batch = Some(batch);
             chunk.actions = actions.map(|(a, per_env)| (RawActions::new(a), per_env));
-            worker
-                .shared
-                .issued
-                .store(self.command_number, Ordering::Release);
+            worker.shared.issued.store(self.command_number, Ordering::Release);
             if let Some(handle) = &worker.handle {
                 handle.thread().unpark();
             }
@@ -369,13 +365,9 @@ impl<E: Env + 'static> ThreadedVectorEnv<E> {
             let rows = unsafe { batch.rows(0, count) };
             match (command, actions) {
                 (Command::Reset(seed), _) => reset_envs(local_envs, seed, 0, rows),
-                (Command::Step, Some((actions, per_env))) => step_envs(
-                    local_envs,
-                    actions.slice(0, count, per_env),
-                    per_env,
-                    0,
-                    rows,
-                ),
+                (Command::Step, Some((actions, per_env))) => {
+                    step_envs(local_envs, actions.slice(0, count, per_env), per_env, 0, rows)
+                }
                 _ => Ok(()),
             }
         }));
@@ -383,8 +375,7 @@ impl<E: Env + 'static> ThreadedVectorEnv<E> {
         for worker in &self.workers {
             let finished = wait_for(worker, self.command_number);
             // SAFETY: `wait_for` succeeded, so the worker completed this command and is idle.
-            let worker_result =
-                finished.and_then(|()| unsafe { worker.shared.caller_chunk() }.result.clone());
+            let worker_result = finished.and_then(|()| unsafe { worker.shared.caller_chunk() }.result.clone());
             if result.is_ok() {
                 result = worker_result;
             }
@@ -441,6 +432,32 @@ impl<E: Env + 'static> VecEnv for ThreadedVectorEnv<E> {
     fn step(&mut self, actions: Actions<'_>) -> Result<()> {
         let per_env = check_action_count(&actions, self.batch.num_envs, &self.action_space)?;
         self.run(Command::Step, Some((actions, per_env)))
+    }
+
+    fn snapshot(&mut self) -> Result<Snapshot> {
+        self.run(Command::Snapshot, None)?;
+        let mut envs = self.local_envs.iter().map(|env| env.snapshot()).collect::<Result<Vec<_>>>()?;
+        for worker in &self.workers {
+            // SAFETY: `run` returned, so every worker completed the command and is idle.
+            envs.append(&mut unsafe { worker.shared.caller_chunk() }.snapshots);
+        }
+        super::pack_snapshot(envs, &self.batch)
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
+        let (envs, batch) = super::unpack_snapshot(snapshot, self.batch.num_envs)?;
+        let mut rest = envs.into_iter();
+        for env in &mut self.local_envs {
+            env.restore(&rest.next().unwrap_or_default())?;
+        }
+        for worker in &self.workers {
+            // SAFETY: no command is in flight (`run` always waits), so every worker is idle.
+            let chunk = unsafe { worker.shared.caller_chunk() };
+            chunk.snapshots = rest.by_ref().take(chunk.envs.len()).collect();
+        }
+        self.run(Command::Restore, None)?;
+        self.batch = batch;
+        Ok(())
     }
 
     fn batch(&self) -> &Batch {

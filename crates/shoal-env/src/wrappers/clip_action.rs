@@ -27,13 +27,7 @@ impl<E: Env> ClipAction<E> {
             )));
         };
         let action_space = Space::box_uniform(f32::NEG_INFINITY, f32::INFINITY, shape);
-        Ok(ClipAction {
-            clipped: vec![0.0; low.len()],
-            low,
-            high,
-            inner,
-            action_space,
-        })
+        Ok(ClipAction { clipped: vec![0.0; low.len()], low, high, inner, action_space })
     }
 
     pub fn inner(&self) -> &E {
@@ -42,6 +36,8 @@ impl<E: Env> ClipAction<E> {
 }
 
 impl<E: Env> Env for ClipAction<E> {
+    crate::env::snapshot_fields!(inner; );
+
     forward_env!(name, observation_space, reset, reset_to_state);
 
     fn action_space(&self) -> &Space {
@@ -49,25 +45,12 @@ impl<E: Env> Env for ClipAction<E> {
     }
 
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<StepResult> {
-        let values = self
-            .action_space
-            .continuous_action(action)
-            .or_else(|e| match action {
-                // Out-of-range is this wrapper's job; only the kind, length and NaN checks apply.
-                Action::Continuous(v)
-                    if v.len() == self.low.len() && v.iter().all(|x| !x.is_nan()) =>
-                {
-                    Ok(v)
-                }
-                _ => Err(e),
-            })?;
-        for (((out, &x), &lo), &hi) in self
-            .clipped
-            .iter_mut()
-            .zip(values)
-            .zip(&self.low)
-            .zip(&self.high)
-        {
+        let values = self.action_space.continuous_action(action).or_else(|e| match action {
+            // Out-of-range is this wrapper's job; only the kind, length and NaN checks apply.
+            Action::Continuous(v) if v.len() == self.low.len() && v.iter().all(|x| !x.is_nan()) => Ok(v),
+            _ => Err(e),
+        })?;
+        for (((out, &x), &lo), &hi) in self.clipped.iter_mut().zip(values).zip(&self.low).zip(&self.high) {
             *out = x.clamp(lo, hi);
         }
         self.inner.step(Action::Continuous(&self.clipped), obs)

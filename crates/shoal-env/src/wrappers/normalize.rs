@@ -6,7 +6,7 @@ use super::forward_env;
 
 /// Running mean and variance over batches (Chan et al.'s parallel update), exactly as
 /// Gymnasium's `RunningMeanStd`: count starts at `1e-4`, mean at 0, variance at 1.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunningMeanStd {
     pub mean: Vec<f64>,
     pub var: Vec<f64>,
@@ -15,11 +15,7 @@ pub struct RunningMeanStd {
 
 impl RunningMeanStd {
     pub fn new(dim: usize) -> Self {
-        RunningMeanStd {
-            mean: vec![0.0; dim],
-            var: vec![1.0; dim],
-            count: 1e-4,
-        }
+        RunningMeanStd { mean: vec![0.0; dim], var: vec![1.0; dim], count: 1e-4 }
     }
 
     /// Folds in one sample.
@@ -99,6 +95,8 @@ impl<E: Env> NormalizeObservation<E> {
 }
 
 impl<E: Env> Env for NormalizeObservation<E> {
+    crate::env::snapshot_fields!(inner; rms, update);
+
     forward_env!(name, action_space);
 
     fn observation_space(&self) -> &Space {
@@ -139,14 +137,7 @@ pub struct NormalizeReward<E> {
 impl<E: Env> NormalizeReward<E> {
     /// Gymnasium's defaults are `gamma = 0.99`, `epsilon = 1e-8`.
     pub fn new(inner: E, gamma: f64, epsilon: f64) -> Self {
-        NormalizeReward {
-            inner,
-            rms: RunningMeanStd::new(1),
-            discounted_return: 0.0,
-            gamma,
-            epsilon,
-            update: true,
-        }
+        NormalizeReward { inner, rms: RunningMeanStd::new(1), discounted_return: 0.0, gamma, epsilon, update: true }
     }
 
     pub fn inner(&self) -> &E {
@@ -165,6 +156,8 @@ impl<E: Env> NormalizeReward<E> {
 }
 
 impl<E: Env> Env for NormalizeReward<E> {
+    crate::env::snapshot_fields!(inner; rms, discounted_return, update);
+
     forward_env!(name, observation_space, action_space, reset, reset_to_state);
 
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<StepResult> {
@@ -198,15 +191,7 @@ mod tests {
         let total = c + n;
         let expect_mean = mean * n / total;
         let expect_var = (c * 1.0 + n * var + mean * mean * c * n / total) / total;
-        assert!(
-            (rms.mean[0] - expect_mean).abs() < 1e-12,
-            "{} vs {expect_mean}",
-            rms.mean[0]
-        );
-        assert!(
-            (rms.var[0] - expect_var).abs() < 1e-9,
-            "{} vs {expect_var}",
-            rms.var[0]
-        );
+        assert!((rms.mean[0] - expect_mean).abs() < 1e-12, "{} vs {expect_mean}", rms.mean[0]);
+        assert!((rms.var[0] - expect_var).abs() < 1e-9, "{} vs {expect_var}", rms.var[0]);
     }
 }

@@ -7,7 +7,7 @@ use crate::space::Action;
 use super::forward_env;
 
 /// The return and length of one finished episode.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpisodeStats {
     pub episode_return: f64,
     pub length: u64,
@@ -54,13 +54,14 @@ impl<E: Env> RecordEpisodeStatistics<E> {
 
     /// Mean return over the recent window, `None` before the first episode ends.
     pub fn mean_return(&self) -> Option<f64> {
-        (!self.recent.is_empty()).then(|| {
-            self.recent.iter().map(|e| e.episode_return).sum::<f64>() / self.recent.len() as f64
-        })
+        (!self.recent.is_empty())
+            .then(|| self.recent.iter().map(|e| e.episode_return).sum::<f64>() / self.recent.len() as f64)
     }
 }
 
 impl<E: Env> Env for RecordEpisodeStatistics<E> {
+    crate::env::snapshot_fields!(inner; episode_return, length, last, recent);
+
     forward_env!(name, observation_space, action_space);
 
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<()> {
@@ -79,10 +80,7 @@ impl<E: Env> Env for RecordEpisodeStatistics<E> {
         self.length += 1;
         self.last = None;
         if result.done() {
-            let stats = EpisodeStats {
-                episode_return: self.episode_return,
-                length: self.length,
-            };
+            let stats = EpisodeStats { episode_return: self.episode_return, length: self.length };
             self.last = Some(stats);
             if self.recent.len() == self.window {
                 self.recent.pop_front();

@@ -15,11 +15,7 @@ pub struct TimeLimit<E> {
 
 impl<E: Env> TimeLimit<E> {
     pub fn new(inner: E, max_episode_steps: u64) -> Self {
-        TimeLimit {
-            inner,
-            max_episode_steps,
-            elapsed: 0,
-        }
+        TimeLimit { inner, max_episode_steps, elapsed: 0 }
     }
 
     pub fn inner(&self) -> &E {
@@ -37,6 +33,8 @@ impl<E: Env> TimeLimit<E> {
 }
 
 impl<E: Env> Env for TimeLimit<E> {
+    crate::env::snapshot_fields!(inner; elapsed);
+
     forward_env!(name, observation_space, action_space);
 
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<()> {

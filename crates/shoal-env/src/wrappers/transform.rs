@@ -15,13 +15,8 @@ pub struct TransformObservation<E, F> {
 impl<E: Env, F: FnMut(&mut [f32]) + Send> TransformObservation<E, F> {
     /// `observation_space: None` keeps the inner env's space.
     pub fn new(inner: E, func: F, observation_space: Option<Space>) -> Self {
-        let observation_space =
-            observation_space.unwrap_or_else(|| inner.observation_space().clone());
-        TransformObservation {
-            inner,
-            func,
-            observation_space,
-        }
+        let observation_space = observation_space.unwrap_or_else(|| inner.observation_space().clone());
+        TransformObservation { inner, func, observation_space }
     }
 
     pub fn inner(&self) -> &E {
@@ -30,6 +25,8 @@ impl<E: Env, F: FnMut(&mut [f32]) + Send> TransformObservation<E, F> {
 }
 
 impl<E: Env, F: FnMut(&mut [f32]) + Send> Env for TransformObservation<E, F> {
+    crate::env::snapshot_fields!(inner;);
+
     forward_env!(name, action_space);
 
     fn observation_space(&self) -> &Space {
@@ -72,6 +69,8 @@ impl<E: Env, F: FnMut(f64) -> f64 + Send> TransformReward<E, F> {
 }
 
 impl<E: Env, F: FnMut(f64) -> f64 + Send> Env for TransformReward<E, F> {
+    crate::env::snapshot_fields!(inner;);
+
     forward_env!(name, observation_space, action_space, reset, reset_to_state);
 
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<StepResult> {

@@ -53,17 +53,12 @@ pub struct ActorCritic<T> {
 impl<T: Scalar> ActorCritic<T> {
     pub fn new(config: ActorCriticConfig) -> Result<Self> {
         let out = config.head.out_dim();
-        check_sizes(
-            "actor-critic",
-            &[&[config.obs_dim, out][..], &config.hidden].concat(),
-        )?;
+        check_sizes("actor-critic", &[&[config.obs_dim, out][..], &config.hidden].concat())?;
         let mut layout = ParamLayout::new();
         let sizes = |last: usize| [&[config.obs_dim][..], &config.hidden, &[last]].concat();
         let body = if config.shared_trunk {
             if config.hidden.is_empty() {
-                return Err(NnError::Config(
-                    "a shared trunk needs at least one hidden layer".into(),
-                ));
+                return Err(NnError::Config("a shared trunk needs at least one hidden layer".into()));
             }
             let width = *config.hidden.last().unwrap_or(&config.obs_dim);
             Body::Shared {
@@ -74,13 +69,7 @@ impl<T: Scalar> ActorCritic<T> {
                     config.activation,
                     true,
                 ),
-                policy: Mlp::new(
-                    &mut layout,
-                    "policy",
-                    &[width, out],
-                    config.activation,
-                    false,
-                ),
+                policy: Mlp::new(&mut layout, "policy", &[width, out], config.activation, false),
                 value: Mlp::new(&mut layout, "value", &[width, 1], config.activation, false),
             }
         } else {
@@ -103,11 +92,7 @@ impl<T: Scalar> ActorCritic<T> {
                 actor.init(&mut params, HIDDEN_GAIN, 0.01, &mut rng);
                 critic.init(&mut params, HIDDEN_GAIN, 1.0, &mut rng);
             }
-            Body::Shared {
-                trunk,
-                policy,
-                value,
-            } => {
+            Body::Shared { trunk, policy, value } => {
                 trunk.init(&mut params, HIDDEN_GAIN, HIDDEN_GAIN, &mut rng);
                 policy.init(&mut params, HIDDEN_GAIN, 0.01, &mut rng);
                 value.init(&mut params, HIDDEN_GAIN, 1.0, &mut rng);
@@ -144,11 +129,9 @@ impl<T: Scalar> ActorCritic<T> {
     pub fn macs_per_row(&self) -> usize {
         match &self.body {
             Body::Separate { actor, critic } => actor.macs_per_row() + critic.macs_per_row(),
-            Body::Shared {
-                trunk,
-                policy,
-                value,
-            } => trunk.macs_per_row() + policy.macs_per_row() + value.macs_per_row(),
+            Body::Shared { trunk, policy, value } => {
+                trunk.macs_per_row() + policy.macs_per_row() + value.macs_per_row()
+            }
         }
     }
 
@@ -179,11 +162,7 @@ impl<T: Scalar> ActorCritic<T> {
                 critic.forward(&self.params, obs, rows, ws1);
                 (ws0.output(), ws1.output())
             }
-            Body::Shared {
-                trunk,
-                policy,
-                value,
-            } => {
+            Body::Shared { trunk, policy, value } => {
                 trunk.forward(&self.params, obs, rows, ws0);
                 policy.forward(&self.params, ws0.output(), rows, ws1);
                 value.forward(&self.params, ws0.output(), rows, ws2);
@@ -224,31 +203,11 @@ impl<T: Scalar> ActorCritic<T> {
             Some(r) => (&params[r.clone()], &mut grads[r.clone()]),
             None => (&[][..], &mut [][..]),
         };
-        let samples = PolicySamples {
-            actions: batch.actions,
-            advantages: batch.advantages,
-            old_log_probs: batch.old_log_probs,
-        };
-        let policy = policy_loss(
-            &head,
-            outputs,
-            ls,
-            rows,
-            samples,
-            batch.objective,
-            batch.ent_coef,
-            d_out,
-            d_ls,
-        );
+        let samples =
+            PolicySamples { actions: batch.actions, advantages: batch.advantages, old_log_probs: batch.old_log_probs };
+        let policy = policy_loss(&head, outputs, ls, rows, samples, batch.objective, batch.ent_coef, d_out, d_ls);
         let (values, d_values) = value_ws.output_and_grad(rows, 1);
-        let value = value_loss(
-            values,
-            batch.returns,
-            batch.old_values,
-            batch.value_clip,
-            batch.vf_coef,
-            d_values,
-        );
+        let value = value_loss(values, batch.returns, batch.old_values, batch.value_clip, batch.vf_coef, d_values);
         self.backward_all(&params, &mut grads, batch.obs, rows);
         self.params = params;
         self.grads = grads;
@@ -271,19 +230,9 @@ impl<T: Scalar> ActorCritic<T> {
                 actor.backward(params, grads, obs, rows, ws0, false);
                 critic.backward(params, grads, obs, rows, ws1, false);
             }
-            Body::Shared {
-                trunk,
-                policy,
-                value,
-            } => backward_two_heads(
-                (trunk, ws0),
-                (policy, ws1),
-                (value, ws2),
-                params,
-                grads,
-                obs,
-                rows,
-            ),
+            Body::Shared { trunk, policy, value } => {
+                backward_two_heads((trunk, ws0), (policy, ws1), (value, ws2), params, grads, obs, rows)
+            }
         }
     }
 
@@ -310,26 +259,14 @@ impl<T: Scalar> ActorCritic<T> {
                 let (student, d) = ws1.output_and_grad(rows, n);
                 let kl = distill_kl(student, batch.teacher_logits, n, batch.temperature, d);
                 let features = std::mem::take(ws0);
-                policy.backward(
-                    &self.params,
-                    &mut self.grads,
-                    features.output(),
-                    rows,
-                    ws1,
-                    true,
-                );
+                policy.backward(&self.params, &mut self.grads, features.output(), rows, ws1, true);
                 *ws0 = features;
-                ws0.output_grad(rows, trunk.out_dim())
-                    .copy_from_slice(ws1.input_grad());
+                ws0.output_grad(rows, trunk.out_dim()).copy_from_slice(ws1.input_grad());
                 trunk.backward(&self.params, &mut self.grads, batch.obs, rows, ws0, false);
                 kl
             }
         };
-        Ok(LossStats {
-            total: kl,
-            td: kl,
-            ..Default::default()
-        })
+        Ok(LossStats { total: kl, td: kl, ..Default::default() })
     }
 }
 
@@ -352,21 +289,14 @@ impl<T: Scalar> Model<T> for ActorCritic<T> {
 
     fn forward(&mut self, obs: &[T], rows: usize) -> Result<Outputs<'_, T>> {
         let (policy, value) = self.forward_both(obs, rows)?;
-        Ok(Outputs {
-            policy: Some(policy),
-            value: Some(value),
-            q: None,
-        })
+        Ok(Outputs { policy: Some(policy), value: Some(value), q: None })
     }
 
     fn loss_and_grad(&mut self, loss: Loss<'_, T>) -> Result<LossStats> {
         match loss {
             Loss::PolicyGradient(batch) => self.policy_gradient(&batch),
             Loss::Distill(batch) => self.distill(&batch),
-            other => Err(NnError::UnsupportedLoss {
-                model: "actor-critic",
-                loss: other.name(),
-            }),
+            other => Err(NnError::UnsupportedLoss { model: "actor-critic", loss: other.name() }),
         }
     }
 }

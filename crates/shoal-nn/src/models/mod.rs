@@ -18,9 +18,7 @@ pub(crate) fn init_rng(seed: u64) -> rand_pcg::Pcg64Mcg {
 /// Rejects empty layers and zero-sized inputs before any buffer is sized from them.
 pub(crate) fn check_sizes(what: &str, sizes: &[usize]) -> Result<()> {
     if sizes.contains(&0) {
-        return Err(NnError::Config(format!(
-            "{what} sizes {sizes:?} contain a zero"
-        )));
+        return Err(NnError::Config(format!("{what} sizes {sizes:?} contain a zero")));
     }
     Ok(())
 }

@@ -27,11 +27,7 @@ enum Body {
     /// Tensors `q.*`.
     Plain(Mlp),
     /// Tensors `trunk.*`, `value.*`, `advantage.*`.
-    Dueling {
-        trunk: Mlp,
-        value: Mlp,
-        advantage: Mlp,
-    },
+    Dueling { trunk: Mlp, value: Mlp, advantage: Mlp },
 }
 
 /// Action values over one flat parameter vector.
@@ -51,26 +47,18 @@ pub struct QNetwork<T> {
 
 impl<T: Scalar> QNetwork<T> {
     pub fn new(config: QNetworkConfig) -> Result<Self> {
-        check_sizes(
-            "Q-network",
-            &[&[config.obs_dim, config.n_actions][..], &config.hidden].concat(),
-        )?;
+        check_sizes("Q-network", &[&[config.obs_dim, config.n_actions][..], &config.hidden].concat())?;
         let mut layout = ParamLayout::new();
         let trunk_sizes = [&[config.obs_dim][..], &config.hidden].concat();
         let body = if config.dueling {
-            let width = *config.hidden.last().ok_or_else(|| {
-                NnError::Config("a dueling network needs at least one hidden layer".into())
-            })?;
+            let width = *config
+                .hidden
+                .last()
+                .ok_or_else(|| NnError::Config("a dueling network needs at least one hidden layer".into()))?;
             Body::Dueling {
                 trunk: Mlp::new(&mut layout, "trunk", &trunk_sizes, config.activation, true),
                 value: Mlp::new(&mut layout, "value", &[width, 1], config.activation, false),
-                advantage: Mlp::new(
-                    &mut layout,
-                    "advantage",
-                    &[width, config.n_actions],
-                    config.activation,
-                    false,
-                ),
+                advantage: Mlp::new(&mut layout, "advantage", &[width, config.n_actions], config.activation, false),
             }
         } else {
             Body::Plain(Mlp::new(
@@ -85,11 +73,7 @@ impl<T: Scalar> QNetwork<T> {
         let mut rng = init_rng(config.seed);
         match &body {
             Body::Plain(net) => net.init(&mut params, HIDDEN_GAIN, 1.0, &mut rng),
-            Body::Dueling {
-                trunk,
-                value,
-                advantage,
-            } => {
+            Body::Dueling { trunk, value, advantage } => {
                 trunk.init(&mut params, HIDDEN_GAIN, HIDDEN_GAIN, &mut rng);
                 value.init(&mut params, HIDDEN_GAIN, 1.0, &mut rng);
                 advantage.init(&mut params, HIDDEN_GAIN, 1.0, &mut rng);
@@ -122,21 +106,12 @@ impl<T: Scalar> QNetwork<T> {
                 net.forward(&self.params, obs, rows, ws0);
                 ws0.output()
             }
-            Body::Dueling {
-                trunk,
-                value,
-                advantage,
-            } => {
+            Body::Dueling { trunk, value, advantage } => {
                 trunk.forward(&self.params, obs, rows, ws0);
                 value.forward(&self.params, ws0.output(), rows, ws1);
                 advantage.forward(&self.params, ws0.output(), rows, ws2);
                 self.q.resize(rows * n, T::zero());
-                for ((q, a), &v) in self
-                    .q
-                    .chunks_exact_mut(n)
-                    .zip(ws2.output().chunks_exact(n))
-                    .zip(ws1.output())
-                {
+                for ((q, a), &v) in self.q.chunks_exact_mut(n).zip(ws2.output().chunks_exact(n)).zip(ws1.output()) {
                     let mean = a.iter().copied().sum::<T>() / T::of(n as f64);
                     q.iter_mut().zip(a).for_each(|(q, &a)| *q = v + a - mean);
                 }
@@ -152,14 +127,8 @@ impl<T: Scalar> QNetwork<T> {
         if let Some(w) = batch.weights {
             check_len("weights", w.len(), rows, 1)?;
         }
-        if let Some(bad) = batch
-            .actions
-            .iter()
-            .find(|a| !(a.as_f64() >= 0.0 && (a.as_f64() as usize) < n))
-        {
-            return Err(NnError::Config(format!(
-                "action {bad:?} is not an index in 0..{n}"
-            )));
+        if let Some(bad) = batch.actions.iter().find(|a| !(a.as_f64() >= 0.0 && (a.as_f64() as usize) < n)) {
+            return Err(NnError::Config(format!("action {bad:?} is not an index in 0..{n}")));
         }
         self.q_values(batch.obs, rows)?;
         self.grads.fill(T::zero());
@@ -168,24 +137,12 @@ impl<T: Scalar> QNetwork<T> {
         let loss = match &self.body {
             Body::Plain(net) => {
                 let (q, d_q) = ws0.output_and_grad(rows, n);
-                let loss = td_loss(
-                    q,
-                    n,
-                    batch.actions,
-                    batch.targets,
-                    batch.weights,
-                    batch.kind,
-                    d_q,
-                    &mut self.td_errors,
-                );
+                let loss =
+                    td_loss(q, n, batch.actions, batch.targets, batch.weights, batch.kind, d_q, &mut self.td_errors);
                 net.backward(&self.params, &mut self.grads, batch.obs, rows, ws0, false);
                 loss
             }
-            Body::Dueling {
-                trunk,
-                value,
-                advantage,
-            } => {
+            Body::Dueling { trunk, value, advantage } => {
                 self.d_q.resize(rows * n, T::zero());
                 let loss = td_loss(
                     &self.q,
@@ -200,12 +157,7 @@ impl<T: Scalar> QNetwork<T> {
                 // ∂V = Σ_a ∂Q(·,a);  ∂A(·,a) = ∂Q(·,a) − mean_a' ∂Q(·,a').
                 let d_v = ws1.output_grad(rows, 1);
                 let d_a = ws2.output_grad(rows, n);
-                for ((dq, dv), da) in self
-                    .d_q
-                    .chunks_exact(n)
-                    .zip(d_v.iter_mut())
-                    .zip(d_a.chunks_exact_mut(n))
-                {
+                for ((dq, dv), da) in self.d_q.chunks_exact(n).zip(d_v.iter_mut()).zip(d_a.chunks_exact_mut(n)) {
                     let sum = dq.iter().copied().sum::<T>();
                     *dv = sum;
                     let mean = sum / T::of(n as f64);
@@ -223,11 +175,7 @@ impl<T: Scalar> QNetwork<T> {
                 loss
             }
         };
-        Ok(LossStats {
-            total: loss,
-            td: loss,
-            ..Default::default()
-        })
+        Ok(LossStats { total: loss, td: loss, ..Default::default() })
     }
 }
 
@@ -250,19 +198,13 @@ impl<T: Scalar> Model<T> for QNetwork<T> {
 
     fn forward(&mut self, obs: &[T], rows: usize) -> Result<Outputs<'_, T>> {
         let q = self.q_values(obs, rows)?;
-        Ok(Outputs {
-            q: Some(q),
-            ..Default::default()
-        })
+        Ok(Outputs { q: Some(q), ..Default::default() })
     }
 
     fn loss_and_grad(&mut self, loss: Loss<'_, T>) -> Result<LossStats> {
         match loss {
             Loss::Td(batch) => self.td(&batch),
-            other => Err(NnError::UnsupportedLoss {
-                model: "Q-network",
-                loss: other.name(),
-            }),
+            other => Err(NnError::UnsupportedLoss { model: "Q-network", loss: other.name() }),
         }
     }
 

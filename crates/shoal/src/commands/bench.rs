@@ -55,24 +55,13 @@ impl ActionPool {
 
     fn sample(space: &shoal_env::Space, num_envs: usize) -> Self {
         let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(0);
-        let batches: Vec<Vec<OwnedAction>> = (0..Self::BATCHES)
-            .map(|_| (0..num_envs).map(|_| space.sample(&mut rng)).collect())
-            .collect();
+        let batches: Vec<Vec<OwnedAction>> =
+            (0..Self::BATCHES).map(|_| (0..num_envs).map(|_| space.sample(&mut rng)).collect()).collect();
         match batches[0][0] {
             OwnedAction::Discrete(_) => ActionPool::Discrete(
                 batches
                     .iter()
-                    .map(|b| {
-                        b.iter()
-                            .map(|a| {
-                                if let OwnedAction::Discrete(x) = a {
-                                    *x
-                                } else {
-                                    0
-                                }
-                            })
-                            .collect()
-                    })
+                    .map(|b| b.iter().map(|a| if let OwnedAction::Discrete(x) = a { *x } else { 0 }).collect())
                     .collect(),
             ),
             OwnedAction::Continuous(_) => ActionPool::Continuous(
@@ -80,13 +69,7 @@ impl ActionPool {
                     .iter()
                     .map(|b| {
                         b.iter()
-                            .flat_map(|a| {
-                                if let OwnedAction::Continuous(v) = a {
-                                    v.clone()
-                                } else {
-                                    Vec::new()
-                                }
-                            })
+                            .flat_map(|a| if let OwnedAction::Continuous(v) = a { v.clone() } else { Vec::new() })
                             .collect()
                     })
                     .collect(),
@@ -96,13 +79,7 @@ impl ActionPool {
                     .iter()
                     .map(|b| {
                         b.iter()
-                            .flat_map(|a| {
-                                if let OwnedAction::MultiDiscrete(v) = a {
-                                    v.clone()
-                                } else {
-                                    Vec::new()
-                                }
-                            })
+                            .flat_map(|a| if let OwnedAction::MultiDiscrete(v) = a { v.clone() } else { Vec::new() })
                             .collect()
                     })
                     .collect(),
@@ -124,21 +101,20 @@ fn bench_env(args: &EnvArgs) -> Result<()> {
     let mut vec_env = shoal_env::make_vec(&args.env, &options, args.num_envs, args.threads)?;
     let pool = ActionPool::sample(vec_env.single_action_space(), args.num_envs);
     vec_env.reset(Some(0))?;
-    let run_for =
-        |vec_env: &mut Box<dyn shoal_env::VecEnv>, duration: Duration| -> Result<(u64, f64)> {
-            let start = Instant::now();
-            let mut batches = 0u64;
-            loop {
-                for _ in 0..16 {
-                    vec_env.step(pool.get(batches as usize))?;
-                    batches += 1;
-                }
-                let elapsed = start.elapsed();
-                if elapsed >= duration {
-                    return Ok((batches, elapsed.as_secs_f64()));
-                }
+    let run_for = |vec_env: &mut Box<dyn shoal_env::VecEnv>, duration: Duration| -> Result<(u64, f64)> {
+        let start = Instant::now();
+        let mut batches = 0u64;
+        loop {
+            for _ in 0..16 {
+                vec_env.step(pool.get(batches as usize))?;
+                batches += 1;
             }
-        };
+            let elapsed = start.elapsed();
+            if elapsed >= duration {
+                return Ok((batches, elapsed.as_secs_f64()));
+            }
+        }
+    };
     run_for(&mut vec_env, Duration::from_secs_f64(0.3))?;
     let (batches, seconds) = run_for(&mut vec_env, Duration::from_secs_f64(args.seconds))?;
     let steps = batches * args.num_envs as u64;

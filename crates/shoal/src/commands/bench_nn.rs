@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 use shoal_nn::{
-    clip_grad_norm, Activation, ActorCritic, ActorCriticConfig, Adam, Loss, Model, Optimizer,
-    PolicyGradientBatch, PolicyHead, PolicyObjective,
+    clip_grad_norm, Activation, ActorCritic, ActorCriticConfig, Adam, Loss, Model, Optimizer, PolicyGradientBatch,
+    PolicyHead, PolicyObjective,
 };
 
 /// Arguments of `shoal bench nn`.
@@ -51,10 +51,7 @@ fn time_per_call(seconds: f64, mut f: impl FnMut()) -> f64 {
 
 pub fn run(args: &NnArgs) -> Result<()> {
     let Some(activation) = Activation::parse(&args.activation) else {
-        bail!(
-            "--activation must be tanh or relu, got `{}`",
-            args.activation
-        );
+        bail!("--activation must be tanh or relu, got `{}`", args.activation);
     };
     let mut model: ActorCritic<f32> = ActorCritic::new(ActorCriticConfig {
         obs_dim: args.obs_dim,
@@ -67,15 +64,9 @@ pub fn run(args: &NnArgs) -> Result<()> {
     })?;
     let n = args.batch;
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(0);
-    let obs: Vec<f32> = (0..n * args.obs_dim)
-        .map(|_| rng.random_range(-1.0..1.0))
-        .collect();
-    let actions: Vec<f32> = (0..n)
-        .map(|_| rng.random_range(0..args.actions) as f32)
-        .collect();
-    let old_log_probs: Vec<f32> = (0..n)
-        .map(|_| -(args.actions as f32).ln() + rng.random_range(-0.1..0.1))
-        .collect();
+    let obs: Vec<f32> = (0..n * args.obs_dim).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let actions: Vec<f32> = (0..n).map(|_| rng.random_range(0..args.actions) as f32).collect();
+    let old_log_probs: Vec<f32> = (0..n).map(|_| -(args.actions as f32).ln() + rng.random_range(-0.1..0.1)).collect();
     let advantages: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
     let returns: Vec<f32> = (0..n).map(|_| rng.random_range(0.0..10.0)).collect();
     let old_values: Vec<f32> = (0..n).map(|_| rng.random_range(0.0..10.0)).collect();
@@ -96,11 +87,7 @@ pub fn run(args: &NnArgs) -> Result<()> {
             ent_coef: 0.01,
             vf_coef: 0.5,
         };
-        black_box(
-            model
-                .loss_and_grad(Loss::PolicyGradient(batch))
-                .expect("shapes are consistent"),
-        );
+        black_box(model.loss_and_grad(Loss::PolicyGradient(batch)).expect("shapes are consistent"));
         grads.copy_from_slice(model.grads());
         clip_grad_norm(&mut grads, 0.5);
         adam.step(model.params_mut(), &grads, 2.5e-4);
@@ -112,12 +99,7 @@ pub fn run(args: &NnArgs) -> Result<()> {
         "model: actor {obs}→{h}→{a}, critic {obs}→{h}→1, {act}, {} parameters",
         model.layout().len(),
         obs = args.obs_dim,
-        h = args
-            .hidden
-            .iter()
-            .map(|w| w.to_string())
-            .collect::<Vec<_>>()
-            .join("→"),
+        h = args.hidden.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("→"),
         a = args.actions,
         act = args.activation,
     );
@@ -127,19 +109,11 @@ pub fn run(args: &NnArgs) -> Result<()> {
         let input = &obs[..rows.min(n) * args.obs_dim];
         let rows = input.len() / args.obs_dim;
         let us = time_per_call(args.seconds / 2.0, || {
-            black_box(
-                model
-                    .forward(input, rows)
-                    .expect("shapes are consistent")
-                    .policy,
-            );
+            black_box(model.forward(input, rows).expect("shapes are consistent").policy);
         });
         println!("inference_batch{rows}_us: {us:.2}");
         if rows == 256 {
-            println!(
-                "inference_batch256_gflops: {:.2}",
-                2.0 * macs * rows as f64 / us / 1e3
-            );
+            println!("inference_batch256_gflops: {:.2}", 2.0 * macs * rows as f64 / us / 1e3);
         }
     }
     Ok(())

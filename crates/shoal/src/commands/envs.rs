@@ -13,12 +13,8 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     for spec in shoal_env::specs() {
         let env = spec.make(&[])?;
-        let limit = spec
-            .max_episode_steps
-            .map_or("none".to_string(), |n| n.to_string());
-        let threshold = spec
-            .reward_threshold
-            .map_or("none".to_string(), |r| r.to_string());
+        let limit = spec.max_episode_steps.map_or("none".to_string(), |n| n.to_string());
+        let threshold = spec.reward_threshold.map_or("none".to_string(), |r| r.to_string());
         if args.json {
             let line = serde_json::json!({
                 "id": spec.id,

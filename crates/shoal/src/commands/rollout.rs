@@ -47,9 +47,7 @@ pub fn run(args: &Args) -> Result<()> {
             Some(actions) => actions[step].clone(),
             None => env.action_space().sample(&mut rng),
         };
-        let result = env
-            .step(action.as_action(), &mut obs)
-            .with_context(|| format!("at step {step}"))?;
+        let result = env.step(action.as_action(), &mut obs).with_context(|| format!("at step {step}"))?;
         let line = json!({
             "step": step,
             "action": action_json(&action),
@@ -78,14 +76,9 @@ fn action_json(action: &OwnedAction) -> Value {
 
 /// Reads a JSON array of actions and checks each belongs to the action space.
 fn read_actions(path: &PathBuf, space: &Space, steps: usize) -> Result<Vec<OwnedAction>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading actions file {}", path.display()))?;
-    let values: Vec<Value> = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} must hold a JSON array of actions, e.g. [0, 1, 1]",
-            path.display()
-        )
-    })?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading actions file {}", path.display()))?;
+    let values: Vec<Value> = serde_json::from_str(&text)
+        .with_context(|| format!("{} must hold a JSON array of actions, e.g. [0, 1, 1]", path.display()))?;
     if values.len() < steps {
         bail!(
             "{} has {} actions but --steps is {steps}; give more actions or fewer steps",
@@ -97,11 +90,8 @@ fn read_actions(path: &PathBuf, space: &Space, steps: usize) -> Result<Vec<Owned
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            let action = parse_action(v, space)
-                .with_context(|| format!("{} action {i} (`{v}`)", path.display()))?;
-            space
-                .check(action.as_action())
-                .with_context(|| format!("{} action {i}", path.display()))?;
+            let action = parse_action(v, space).with_context(|| format!("{} action {i} (`{v}`)", path.display()))?;
+            space.check(action.as_action()).with_context(|| format!("{} action {i}", path.display()))?;
             Ok(action)
         })
         .collect()
@@ -125,10 +115,7 @@ fn parse_action(value: &Value, space: &Space) -> Result<OwnedAction> {
         Space::MultiDiscrete { .. } => {
             let items = value.as_array().context("expected an array of integers")?;
             OwnedAction::MultiDiscrete(
-                items
-                    .iter()
-                    .map(|x| x.as_i64().context("expected integers"))
-                    .collect::<Result<_>>()?,
+                items.iter().map(|x| x.as_i64().context("expected integers")).collect::<Result<_>>()?,
             )
         }
     })
