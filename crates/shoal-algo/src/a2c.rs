@@ -1,0 +1,152 @@
+//! Advantage Actor-Critic (Mnih et al., 2016), synchronous: every `num_steps` steps of all envs
+//! make one gradient step on `−E[A·log π(a|s)] − c_ent·H[π] + c_vf·½·E[(V−R)²]` with RMSProp,
+//! as Stable-Baselines3's A2C (GAE with λ = 1 is the plain n-step return).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use shoal_nn::{clip_grad_norm, Loss, Model, Optimizer, PolicyGradientBatch, PolicyObjective, RmsProp};
+
+use crate::agent::{section, Agent, Metrics};
+use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
+use crate::episodes::EpisodeTracker;
+use crate::error::Result;
+use crate::on_policy::OnPolicyCore;
+
+/// A2C hyperparameters (Stable-Baselines3's defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct A2cConfig {
+    pub learning_rate: f64,
+    pub anneal_lr: bool,
+    pub num_steps: usize,
+    pub gamma: f64,
+    pub gae_lambda: f64,
+    pub ent_coef: f64,
+    pub vf_coef: f64,
+    pub max_grad_norm: f64,
+    pub norm_adv: bool,
+    /// RMSProp smoothing and epsilon (SB3: 0.99, 1e-5).
+    pub rms_alpha: f64,
+    pub rms_eps: f64,
+    pub shared_trunk: bool,
+    pub init_log_std: f64,
+    pub net: NetConfig,
+}
+
+impl Default for A2cConfig {
+    fn default() -> Self {
+        A2cConfig {
+            learning_rate: 7e-4,
+            anneal_lr: false,
+            num_steps: 5,
+            gamma: 0.99,
+            gae_lambda: 1.0,
+            ent_coef: 0.0,
+            vf_coef: 0.5,
+            max_grad_norm: 0.5,
+            norm_adv: false,
+            rms_alpha: 0.99,
+            rms_eps: 1e-5,
+            shared_trunk: false,
+            init_log_std: 0.0,
+            net: NetConfig::default(),
+        }
+    }
+}
+
+/// An A2C agent.
+pub struct A2c {
+    cfg: A2cConfig,
+    core: OnPolicyCore,
+    optimizer: RmsProp<f32>,
+    grads: Vec<f32>,
+    advantages: Vec<f32>,
+}
+
+impl A2c {
+    pub fn new(config: &TrainConfig) -> Result<Self> {
+        let cfg = section(&config.a2c, "a2c")?.clone();
+        check_range("a2c.learning_rate", cfg.learning_rate, 0.0, 1.0)?;
+        check_range("a2c.gamma", cfg.gamma, 0.0, 1.0)?;
+        check_range("a2c.gae_lambda", cfg.gae_lambda, 0.0, 1.0)?;
+        check_range("a2c.rms_alpha", cfg.rms_alpha, 0.0, 1.0)?;
+        check_positive("a2c.num_steps", cfg.num_steps)?;
+        let core = OnPolicyCore::new(config, &cfg.net, "a2c", cfg.shared_trunk, cfg.init_log_std, cfg.num_steps)?;
+        let params = core.model.layout().len();
+        Ok(A2c {
+            optimizer: RmsProp::new(params, cfg.rms_alpha, cfg.rms_eps, false, 0.0),
+            grads: vec![0.0; params],
+            advantages: Vec::new(),
+            cfg,
+            core,
+        })
+    }
+}
+
+impl Agent for A2c {
+    fn algo(&self) -> Algo {
+        Algo::A2c
+    }
+
+    fn train_iteration(&mut self, progress: f64) -> Result<Metrics> {
+        let cfg = &self.cfg;
+        let lr = if cfg.anneal_lr { cfg.learning_rate * (1.0 - progress) } else { cfg.learning_rate };
+        self.core.collect(cfg.gamma, cfg.gae_lambda)?;
+        self.advantages.clear();
+        self.advantages.extend_from_slice(&self.core.advantages);
+        if cfg.norm_adv {
+            let n = self.advantages.len() as f64;
+            let mean = self.advantages.iter().map(|&a| a as f64).sum::<f64>() / n;
+            let std = (self.advantages.iter().map(|&a| (a as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+            self.advantages.iter_mut().for_each(|a| *a = ((*a as f64 - mean) / (std + 1e-8)) as f32);
+        }
+        let rows = self.core.values.len();
+        let stats = self.core.model.loss_and_grad(Loss::PolicyGradient(PolicyGradientBatch {
+            obs: &self.core.obs,
+            rows,
+            actions: &self.core.actions,
+            old_log_probs: &self.core.log_probs,
+            advantages: &self.advantages,
+            returns: &self.core.returns,
+            old_values: &self.core.values,
+            objective: PolicyObjective::Vanilla,
+            value_clip: None,
+            ent_coef: cfg.ent_coef,
+            vf_coef: cfg.vf_coef,
+        }))?;
+        self.grads.copy_from_slice(self.core.model.grads());
+        let grad_norm = clip_grad_norm(&mut self.grads, cfg.max_grad_norm);
+        self.optimizer.step(self.core.model.params_mut(), &self.grads, lr as f32);
+        Ok(vec![
+            ("loss/policy", stats.policy),
+            ("loss/value", stats.value),
+            ("loss/entropy", stats.entropy),
+            ("loss/explained_variance", self.core.explained_variance()),
+            ("loss/grad_norm", grad_norm),
+            ("charts/learning_rate", lr),
+        ])
+    }
+
+    fn env_steps(&self) -> u64 {
+        self.core.env_steps
+    }
+    fn episodes(&self) -> &EpisodeTracker {
+        &self.core.episodes
+    }
+    fn obs_dim(&self) -> usize {
+        self.core.obs_dim
+    }
+    fn action_dim(&self) -> usize {
+        self.core.act_dim
+    }
+    fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
+        self.core.predict(obs, rows, deterministic, actions)
+    }
+    fn save(&mut self, dir: &Path) -> Result<()> {
+        self.core.save(dir, &self.optimizer)
+    }
+    fn load(&mut self, dir: &Path) -> Result<()> {
+        self.core.load(dir, &mut self.optimizer)
+    }
+}

@@ -1,0 +1,186 @@
+//! The shape every algorithm shares (Stable-Baselines3's `learn` / `predict` / `save` /
+//! `load`), and the training loop that drives it until a stop criterion is met.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Algo, StopConfig, TrainConfig};
+use crate::episodes::EpisodeTracker;
+use crate::error::{config_err, Result};
+
+/// Named scalars of one training iteration (`loss/policy`, `charts/learning_rate`, …).
+pub type Metrics = Vec<(&'static str, f64)>;
+
+/// A reinforcement learning algorithm bound to its environments and model.
+pub trait Agent: Send {
+    fn algo(&self) -> Algo;
+
+    /// One iteration: collect experience and learn from it. `progress` ∈ [0, 1] is the
+    /// fraction of the env-step budget used so far (for learning-rate and ε schedules).
+    fn train_iteration(&mut self, progress: f64) -> Result<Metrics>;
+
+    /// Environment steps taken so far, over all envs.
+    fn env_steps(&self) -> u64;
+
+    /// Finished training episodes.
+    fn episodes(&self) -> &EpisodeTracker;
+
+    /// Width of one observation row, as `predict` takes it.
+    fn obs_dim(&self) -> usize;
+
+    /// Width of one action row, as `predict` writes it (1 for a discrete action index).
+    fn action_dim(&self) -> usize;
+
+    /// Actions for `rows` observations: the greedy / mean action when `deterministic`,
+    /// otherwise sampled as during training. Discrete actions are written as their index.
+    fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()>;
+
+    /// Writes the complete training state (model, optimizer, RNG, env states, counters,
+    /// replay) into the directory `dir`, so [`Agent::load`] resumes bit for bit.
+    fn save(&mut self, dir: &Path) -> Result<()>;
+
+    /// Restores what [`Agent::save`] wrote.
+    fn load(&mut self, dir: &Path) -> Result<()>;
+}
+
+/// What a callback sees after each iteration.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    pub iteration: u64,
+    pub env_steps: u64,
+    /// Wall-clock seconds of the whole run, earlier sessions of a resumed run included.
+    pub wall_seconds: f64,
+    pub episode_return_mean: Option<f64>,
+    pub episode_len_mean: Option<f64>,
+    pub episodes: u64,
+    pub metrics: &'a Metrics,
+}
+
+/// Whether the loop goes on after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop,
+}
+
+/// Hooks run after every iteration: logging, checkpointing, progress bars, Ctrl-C handling.
+pub trait Callback {
+    fn on_iteration(&mut self, agent: &mut dyn Agent, progress: &Progress<'_>) -> Result<Control>;
+}
+
+/// Why training ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    EnvSteps,
+    WallTime,
+    ReturnReached,
+    Callback,
+}
+
+/// The outcome of [`learn`], as `summary.json` records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub env_steps: u64,
+    pub iterations: u64,
+    pub wall_seconds: f64,
+    pub env_steps_per_sec: f64,
+    pub episodes: u64,
+    pub final_episode_return_mean: Option<f64>,
+    pub best_episode_return_mean: Option<f64>,
+    pub stop_reason: StopReason,
+}
+
+/// Counters the loop keeps across a resume.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoopState {
+    pub iteration: u64,
+    pub wall_seconds: f64,
+    pub best_return_mean: Option<f64>,
+}
+
+/// Trains `agent` until a criterion of `stop` is met or a callback stops it.
+pub fn learn(
+    agent: &mut dyn Agent,
+    stop: &StopConfig,
+    state: &mut LoopState,
+    callbacks: &mut [&mut dyn Callback],
+) -> Result<Summary> {
+    let start = Instant::now();
+    let wall_before = state.wall_seconds;
+    let steps_before = agent.env_steps();
+    let reason = loop {
+        let progress = stop.env_steps.map_or(0.0, |total| (agent.env_steps() as f64 / total as f64).min(1.0));
+        let metrics = agent.train_iteration(progress)?;
+        state.iteration += 1;
+        state.wall_seconds = wall_before + start.elapsed().as_secs_f64();
+        let mean = agent.episodes().mean_return();
+        if let Some(m) = mean {
+            state.best_return_mean = Some(state.best_return_mean.map_or(m, |b| b.max(m)));
+        }
+        let report = Progress {
+            iteration: state.iteration,
+            env_steps: agent.env_steps(),
+            wall_seconds: state.wall_seconds,
+            episode_return_mean: mean,
+            episode_len_mean: agent.episodes().mean_length(),
+            episodes: agent.episodes().total(),
+            metrics: &metrics,
+        };
+        let mut stopped = false;
+        for callback in callbacks.iter_mut() {
+            stopped |= callback.on_iteration(agent, &report)? == Control::Stop;
+        }
+        if stopped {
+            break StopReason::Callback;
+        }
+        if stop.env_steps.is_some_and(|n| agent.env_steps() >= n) {
+            break StopReason::EnvSteps;
+        }
+        if stop.wall_seconds.is_some_and(|s| state.wall_seconds >= s) {
+            break StopReason::WallTime;
+        }
+        if let (Some(target), Some(m)) = (stop.episode_return_mean, mean) {
+            if m >= target && agent.episodes().total() >= EpisodeTracker::WINDOW as u64 {
+                break StopReason::ReturnReached;
+            }
+        }
+    };
+    let session_seconds = start.elapsed().as_secs_f64().max(1e-9);
+    Ok(Summary {
+        env_steps: agent.env_steps(),
+        iterations: state.iteration,
+        wall_seconds: state.wall_seconds,
+        env_steps_per_sec: (agent.env_steps() - steps_before) as f64 / session_seconds,
+        episodes: agent.episodes().total(),
+        final_episode_return_mean: agent.episodes().mean_return(),
+        best_episode_return_mean: state.best_return_mean,
+        stop_reason: reason,
+    })
+}
+
+/// Builds the agent a config describes.
+pub fn build_agent(config: &TrainConfig) -> Result<Box<dyn Agent>> {
+    Ok(match config.algo {
+        Algo::Ppo => Box::new(crate::ppo::Ppo::new(config)?),
+        Algo::A2c => Box::new(crate::a2c::A2c::new(config)?),
+        Algo::Dqn => Box::new(crate::dqn::Dqn::new(config)?),
+        Algo::QLearning => Box::new(crate::q_learning::QLearning::new(config)?),
+    })
+}
+
+/// Builds the config's vector env, seeded with the config's seed.
+pub fn build_vec_env(config: &TrainConfig) -> Result<Box<dyn shoal_env::VecEnv>> {
+    let options = config.env_options()?;
+    let options: Vec<(&str, shoal_env::OptionValue)> = options.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let mut env = shoal_env::make_vec(&config.env.id, &options, config.env.num_envs, config.env.threads)?;
+    env.reset(Some(config.seed))?;
+    Ok(env)
+}
+
+/// The `[section]` of the chosen algorithm (always present after parsing).
+pub(crate) fn section<'a, T>(section: &'a Option<T>, name: &str) -> Result<&'a T> {
+    section.as_ref().ok_or_else(|| config_err(format!("missing [{name}] section")))
+}

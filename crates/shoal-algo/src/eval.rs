@@ -1,0 +1,138 @@
+//! Evaluating a trained agent: run whole episodes with its `predict` and report what RL
+//! practitioners compare — mean and spread of returns, cumulative return, episode length,
+//! success rate, and steps per second.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use shoal_env::{Action, Env, Space};
+
+use crate::agent::Agent;
+use crate::config::TrainConfig;
+use crate::error::Result;
+
+/// What counts as success in an env: reaching the goal, or surviving to the time limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuccessRule {
+    /// The episode terminated with a positive last reward (reached a goal, not a hole).
+    ReachedGoal,
+    /// The episode terminated (the task's end condition is the goal: swing-up, flag, drop-off).
+    Terminated,
+    /// The episode ran to its time limit without failing (CartPole's balance).
+    Survived,
+}
+
+/// The success rule of a registered env id, if it has one (Pendulum does not).
+pub fn success_rule(env_id: &str) -> Option<SuccessRule> {
+    let name = env_id.split('-').next().unwrap_or(env_id);
+    match name {
+        "CartPole" => Some(SuccessRule::Survived),
+        "FrozenLake" | "FrozenLake8x8" => Some(SuccessRule::ReachedGoal),
+        "MountainCar" | "MountainCarContinuous" | "Acrobot" | "CliffWalking" | "CliffWalkingSlippery" | "Taxi" => {
+            Some(SuccessRule::Terminated)
+        }
+        _ => None,
+    }
+}
+
+/// The result of [`evaluate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub episodes: usize,
+    pub deterministic: bool,
+    pub episode_return_mean: f64,
+    pub episode_return_std: f64,
+    pub episode_return_min: f64,
+    pub episode_return_max: f64,
+    /// Sum of all episodes' returns.
+    pub cumulative_return: f64,
+    pub episode_len_mean: f64,
+    /// `None` for envs without a success notion.
+    pub success_rate: Option<f64>,
+    pub env_steps: u64,
+    pub env_steps_per_sec: f64,
+}
+
+/// Runs `episodes` episodes of the config's env (seeded `seed`, `seed + 1`, …) with `agent`.
+pub fn evaluate(
+    agent: &mut dyn Agent,
+    config: &TrainConfig,
+    episodes: usize,
+    deterministic: bool,
+    seed: u64,
+) -> Result<EvalReport> {
+    let options = config.env_options()?;
+    let options: Vec<(&str, shoal_env::OptionValue)> = options.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let mut env = shoal_env::make_with(&config.env.id, &options)?;
+    let rule = success_rule(&config.env.id);
+    let discrete = matches!(env.action_space(), Space::Discrete { .. });
+    let mut obs = vec![0.0f32; env.observation_space().flat_dim()];
+    let mut action = vec![0.0f32; agent.action_dim()];
+    let (mut returns, mut lengths, mut successes) = (Vec::new(), Vec::new(), 0usize);
+    let start = Instant::now();
+    for episode in 0..episodes {
+        env.reset(Some(seed.wrapping_add(episode as u64)), &mut obs)?;
+        let (mut total, mut length) = (0.0, 0u64);
+        loop {
+            agent.predict(&obs, 1, deterministic, &mut action)?;
+            let a = if discrete { Action::Discrete(action[0] as i64) } else { Action::Continuous(&action) };
+            let step = env.step(a, &mut obs)?;
+            total += step.reward;
+            length += 1;
+            if step.done() {
+                let success = match rule {
+                    Some(SuccessRule::ReachedGoal) => step.terminated && step.reward > 0.0,
+                    Some(SuccessRule::Terminated) => step.terminated,
+                    Some(SuccessRule::Survived) => step.truncated && !step.terminated,
+                    None => false,
+                };
+                successes += usize::from(success);
+                break;
+            }
+        }
+        returns.push(total);
+        lengths.push(length);
+    }
+    let n = episodes.max(1) as f64;
+    let mean = returns.iter().sum::<f64>() / n;
+    let steps: u64 = lengths.iter().sum();
+    Ok(EvalReport {
+        episodes,
+        deterministic,
+        episode_return_mean: mean,
+        episode_return_std: (returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n).sqrt(),
+        episode_return_min: returns.iter().cloned().fold(f64::INFINITY, f64::min),
+        episode_return_max: returns.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+        cumulative_return: returns.iter().sum(),
+        episode_len_mean: steps as f64 / n,
+        success_rate: rule.map(|_| successes as f64 / n),
+        env_steps: steps,
+        env_steps_per_sec: steps as f64 / start.elapsed().as_secs_f64().max(1e-9),
+    })
+}
+
+/// Runs `episodes` with a fresh env and returns only the mean return (for tests and tuning).
+pub fn mean_return(agent: &mut dyn Agent, config: &TrainConfig, episodes: usize) -> Result<f64> {
+    Ok(evaluate(agent, config, episodes, true, 10_000)?.episode_return_mean)
+}
+
+impl EvalReport {
+    /// A human-readable table (what `shoal eval` prints without `--json`).
+    pub fn table(&self) -> String {
+        let mut lines = vec![
+            format!("episodes:             {}", self.episodes),
+            format!("deterministic:        {}", self.deterministic),
+            format!("episode_return_mean:  {:.3}", self.episode_return_mean),
+            format!("episode_return_std:   {:.3}", self.episode_return_std),
+            format!("episode_return_min:   {:.3}", self.episode_return_min),
+            format!("episode_return_max:   {:.3}", self.episode_return_max),
+            format!("cumulative_return:    {:.3}", self.cumulative_return),
+            format!("episode_len_mean:     {:.2}", self.episode_len_mean),
+        ];
+        if let Some(rate) = self.success_rate {
+            lines.push(format!("success_rate:         {rate:.4}"));
+        }
+        lines.push(format!("env_steps_per_sec:    {:.0}", self.env_steps_per_sec));
+        lines.join("\n")
+    }
+}

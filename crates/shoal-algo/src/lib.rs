@@ -1,0 +1,27 @@
+//! # shoal-algo
+//!
+//! Reinforcement learning algorithms over `shoal-env` environments and `shoal-nn` models, one
+//! file each, readable top to bottom like CleanRL: [`q_learning`], [`dqn`], [`a2c`], [`ppo`].
+//! They share one shape ([`Agent`]: `train_iteration`, `predict`, `save`, `load`) and one
+//! training loop ([`learn`]) with stop criteria and callbacks, configured by a TOML file
+//! ([`TrainConfig`]).
+
+pub mod a2c;
+pub mod agent;
+pub mod checkpoint;
+pub mod config;
+pub mod dqn;
+pub mod episodes;
+pub mod error;
+pub mod eval;
+mod on_policy;
+pub mod ppo;
+pub mod q_learning;
+pub mod replay;
+
+pub use agent::{
+    build_agent, build_vec_env, learn, Agent, Callback, Control, LoopState, Metrics, Progress, StopReason, Summary,
+};
+pub use config::{Algo, TrainConfig};
+pub use episodes::EpisodeTracker;
+pub use error::{AlgoError, Result};

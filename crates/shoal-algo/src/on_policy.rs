@@ -1,0 +1,278 @@
+//! The actor side shared by PPO and A2C: step a vector env with the current policy for
+//! `num_steps`, store the rollout contiguously, and compute GAE(λ) advantages.
+//!
+//! Truncated episodes are bootstrapped as Stable-Baselines3 does: at a time-limit truncation
+//! the reward gets `γ·V(final_obs)` added, and the step then counts as an episode end.
+
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand_pcg::Pcg64Mcg;
+use shoal_env::{Actions, Space, VecEnv};
+use shoal_nn::{io, ActorCritic, ActorCriticConfig, Model, Optimizer, PolicyHead};
+
+use crate::agent::build_vec_env;
+use crate::checkpoint::{read_json, write_json, CommonState};
+use crate::config::{NetConfig, TrainConfig};
+use crate::episodes::EpisodeTracker;
+use crate::error::{config_err, Result};
+
+/// How an env takes the policy's actions.
+enum ActionKind {
+    Discrete,
+    /// Gaussian samples are clipped into these bounds before stepping (the stored action, and
+    /// its log-probability, stay unclipped).
+    Continuous {
+        low: Vec<f32>,
+        high: Vec<f32>,
+    },
+}
+
+/// Policy, env and rollout storage of an on-policy algorithm.
+pub(crate) struct OnPolicyCore {
+    pub env: Box<dyn VecEnv>,
+    pub model: ActorCritic<f32>,
+    pub rng: Pcg64Mcg,
+    pub episodes: EpisodeTracker,
+    pub env_steps: u64,
+    pub num_envs: usize,
+    pub num_steps: usize,
+    pub obs_dim: usize,
+    pub act_dim: usize,
+    head: PolicyHead,
+    kind: ActionKind,
+    /// Rollout, step-major (`[num_steps, num_envs, …]`).
+    pub obs: Vec<f32>,
+    pub actions: Vec<f32>,
+    pub log_probs: Vec<f32>,
+    pub values: Vec<f32>,
+    pub rewards: Vec<f32>,
+    pub dones: Vec<f32>,
+    pub advantages: Vec<f32>,
+    pub returns: Vec<f32>,
+    // Scratch reused every step.
+    policy_out: Vec<f32>,
+    log_std: Vec<f32>,
+    env_discrete: Vec<i64>,
+    env_continuous: Vec<f32>,
+    final_rows: Vec<usize>,
+    final_obs: Vec<f32>,
+    next_values: Vec<f32>,
+}
+
+impl OnPolicyCore {
+    pub fn new(
+        config: &TrainConfig,
+        net: &NetConfig,
+        section: &str,
+        shared_trunk: bool,
+        init_log_std: f64,
+        num_steps: usize,
+    ) -> Result<Self> {
+        let env = build_vec_env(config)?;
+        let obs_dim = match env.single_observation_space() {
+            Space::Box { low, .. } => low.len(),
+            other => {
+                return Err(config_err(format!(
+                    "{section} needs a Box observation space, but {} has {other}; use algo = \"q_learning\" for tabular envs",
+                    config.env.id
+                )))
+            }
+        };
+        let (head, kind) = match env.single_action_space() {
+            Space::Discrete { n, start: 0 } => (PolicyHead::Categorical { n: *n as usize }, ActionKind::Discrete),
+            Space::Box { low, high, .. } => (
+                PolicyHead::Gaussian { dim: low.len() },
+                ActionKind::Continuous { low: low.clone(), high: high.clone() },
+            ),
+            other => {
+                return Err(config_err(format!(
+                    "{section} does not support the action space {other} of {}",
+                    config.env.id
+                )))
+            }
+        };
+        let model = ActorCritic::new(ActorCriticConfig {
+            obs_dim,
+            head,
+            hidden: net.hidden.clone(),
+            activation: net.activation(section)?,
+            shared_trunk,
+            init_log_std,
+            seed: config.seed,
+        })?;
+        let num_envs = config.env.num_envs;
+        let rows = num_steps * num_envs;
+        let act_dim = head.action_dim();
+        Ok(OnPolicyCore {
+            env,
+            model,
+            rng: Pcg64Mcg::seed_from_u64(config.seed.wrapping_add(0x5eed)),
+            episodes: EpisodeTracker::default(),
+            env_steps: 0,
+            num_envs,
+            num_steps,
+            obs_dim,
+            act_dim,
+            head,
+            kind,
+            obs: vec![0.0; rows * obs_dim],
+            actions: vec![0.0; rows * act_dim],
+            log_probs: vec![0.0; rows],
+            values: vec![0.0; rows],
+            rewards: vec![0.0; rows],
+            dones: vec![0.0; rows],
+            advantages: vec![0.0; rows],
+            returns: vec![0.0; rows],
+            policy_out: Vec::new(),
+            log_std: Vec::new(),
+            env_discrete: vec![0; num_envs],
+            env_continuous: vec![0.0; num_envs * act_dim],
+            final_rows: Vec::new(),
+            final_obs: Vec::new(),
+            next_values: vec![0.0; num_envs],
+        })
+    }
+
+    /// Converts policy actions into the env's action batch (clipping continuous ones).
+    fn env_actions<'a>(
+        kind: &ActionKind,
+        actions: &[f32],
+        discrete: &'a mut [i64],
+        continuous: &'a mut [f32],
+    ) -> Actions<'a> {
+        match kind {
+            ActionKind::Discrete => {
+                discrete.iter_mut().zip(actions).for_each(|(d, &a)| *d = a as i64);
+                Actions::Discrete(discrete)
+            }
+            ActionKind::Continuous { low, high } => {
+                for (i, (c, &a)) in continuous.iter_mut().zip(actions).enumerate() {
+                    let k = i % low.len();
+                    *c = a.clamp(low[k], high[k]);
+                }
+                Actions::Continuous(continuous)
+            }
+        }
+    }
+
+    /// Runs `num_steps` steps of every env and computes advantages and returns.
+    pub fn collect(&mut self, gamma: f64, gae_lambda: f64) -> Result<()> {
+        let (n, od, ad, width) = (self.num_envs, self.obs_dim, self.act_dim, self.head.out_dim());
+        for t in 0..self.num_steps {
+            let rows = t * n..(t + 1) * n;
+            self.obs[t * n * od..(t + 1) * n * od].copy_from_slice(&self.env.batch().obs);
+            self.log_std.clear();
+            self.log_std.extend_from_slice(self.model.log_std());
+            let out = self.model.forward(&self.obs[t * n * od..(t + 1) * n * od], n)?;
+            self.values[rows.clone()].copy_from_slice(out.value.unwrap_or_default());
+            self.policy_out.clear();
+            self.policy_out.extend_from_slice(out.policy.unwrap_or_default());
+            for i in 0..n {
+                let action = &mut self.actions[(t * n + i) * ad..(t * n + i + 1) * ad];
+                let logp = self.head.sample(
+                    &self.policy_out[i * width..(i + 1) * width],
+                    &self.log_std,
+                    &mut self.rng,
+                    action,
+                );
+                self.log_probs[t * n + i] = logp as f32;
+            }
+            let actions = &self.actions[t * n * ad..(t + 1) * n * ad];
+            let env_actions = Self::env_actions(&self.kind, actions, &mut self.env_discrete, &mut self.env_continuous);
+            self.env.step(env_actions)?;
+            self.env_steps += n as u64;
+            let batch = self.env.batch();
+            self.episodes.record_batch(batch);
+            self.final_rows.clear();
+            self.final_obs.clear();
+            for i in 0..n {
+                self.rewards[t * n + i] = batch.rewards[i];
+                self.dones[t * n + i] = if batch.done(i) { 1.0 } else { 0.0 };
+                if batch.truncated[i] && !batch.terminated[i] {
+                    self.final_rows.push(i);
+                    self.final_obs.extend_from_slice(batch.final_obs(i).unwrap_or_default());
+                }
+            }
+            if !self.final_rows.is_empty() {
+                let values = self.model.forward(&self.final_obs, self.final_rows.len())?.value.unwrap_or_default();
+                for (&i, &v) in self.final_rows.iter().zip(values) {
+                    self.rewards[t * n + i] += (gamma * v as f64) as f32;
+                }
+            }
+        }
+        let next = self.model.forward(&self.env.batch().obs, n)?.value.unwrap_or_default();
+        self.next_values.copy_from_slice(next);
+        self.compute_gae(gamma, gae_lambda);
+        Ok(())
+    }
+
+    /// GAE(λ) (Schulman et al., 2016): `δ_t = r_t + γ·V(s_{t+1})·(1 − d_t) − V(s_t)`,
+    /// `A_t = δ_t + γλ·(1 − d_t)·A_{t+1}`; returns `R_t = A_t + V(s_t)`.
+    fn compute_gae(&mut self, gamma: f64, gae_lambda: f64) {
+        let n = self.num_envs;
+        for i in 0..n {
+            let mut last = 0.0f64;
+            for t in (0..self.num_steps).rev() {
+                let k = t * n + i;
+                let not_done = 1.0 - self.dones[k] as f64;
+                let next_value = if t + 1 == self.num_steps { self.next_values[i] } else { self.values[k + n] } as f64;
+                let delta = self.rewards[k] as f64 + gamma * next_value * not_done - self.values[k] as f64;
+                last = delta + gamma * gae_lambda * not_done * last;
+                self.advantages[k] = last as f32;
+                self.returns[k] = (last + self.values[k] as f64) as f32;
+            }
+        }
+    }
+
+    /// `1 − Var(R − V) / Var(R)` over the rollout: how much of the return the critic explains.
+    pub fn explained_variance(&self) -> f64 {
+        let var = |xs: &mut dyn Iterator<Item = f64>| {
+            let v: Vec<f64> = xs.collect();
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64
+        };
+        let var_r = var(&mut self.returns.iter().map(|&r| r as f64));
+        let var_diff = var(&mut self.returns.iter().zip(&self.values).map(|(&r, &v)| (r - v) as f64));
+        if var_r == 0.0 {
+            f64::NAN
+        } else {
+            1.0 - var_diff / var_r
+        }
+    }
+
+    pub fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
+        let (width, ad) = (self.head.out_dim(), self.act_dim);
+        self.log_std.clear();
+        self.log_std.extend_from_slice(self.model.log_std());
+        let out = self.model.forward_policy(obs, rows)?;
+        for i in 0..rows {
+            let (row, action) = (&out[i * width..(i + 1) * width], &mut actions[i * ad..(i + 1) * ad]);
+            if deterministic {
+                self.head.mode(row, action);
+            } else {
+                self.head.sample(row, &self.log_std, &mut self.rng, action);
+            }
+            if let ActionKind::Continuous { low, high } = &self.kind {
+                action.iter_mut().zip(low.iter().zip(high)).for_each(|(a, (&lo, &hi))| *a = a.clamp(lo, hi));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn save(&mut self, dir: &Path, optimizer: &dyn Optimizer<f32>) -> Result<()> {
+        io::save(&dir.join("model.safetensors"), &self.model, Some(optimizer), &Default::default())?;
+        let state = CommonState::capture(self.env_steps, &self.rng, &self.episodes, self.env.as_mut())?;
+        write_json(&dir.join("state.json"), &state)
+    }
+
+    pub fn load(&mut self, dir: &Path, optimizer: &mut dyn Optimizer<f32>) -> Result<()> {
+        let state: CommonState = read_json(&dir.join("state.json"))?;
+        io::load(&dir.join("model.safetensors"), &mut self.model, Some(optimizer))?;
+        self.env.restore(&state.env)?;
+        self.env_steps = state.env_steps;
+        self.rng = state.rng;
+        self.episodes = state.episodes;
+        Ok(())
+    }
+}

@@ -1,0 +1,38 @@
+//! Learning tests: fixed seeds, real thresholds, evaluated on fresh episodes after training.
+//! Each trains from the repository's own config files, so the configs are tested too.
+
+use std::path::PathBuf;
+
+use shoal_algo::eval::evaluate;
+use shoal_algo::{build_agent, learn, LoopState, TrainConfig};
+
+fn config(name: &str, overrides: &[&str]) -> TrainConfig {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(name);
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    TrainConfig::load(&path, &overrides).unwrap()
+}
+
+/// Trains with `seed` and returns (deterministic eval over `episodes`, env steps used).
+fn train_and_eval(name: &str, seed: u64, episodes: usize, overrides: &[&str]) -> (shoal_algo::eval::EvalReport, u64) {
+    let seed_override = format!("seed={seed}");
+    let mut all: Vec<&str> = overrides.to_vec();
+    all.push(&seed_override);
+    let config = config(name, &all);
+    let mut agent = build_agent(&config).unwrap();
+    let summary = learn(agent.as_mut(), &config.stop, &mut LoopState::default(), &mut []).unwrap();
+    let report = evaluate(agent.as_mut(), &config, episodes, true, 1_000_000 + seed).unwrap();
+    eprintln!(
+        "{name} seed {seed}: eval {:.1} after {} env steps ({:.1}s)",
+        report.episode_return_mean, summary.env_steps, summary.wall_seconds
+    );
+    (report, summary.env_steps)
+}
+
+#[test]
+fn ppo_solves_cartpole_for_5_of_5_seeds_within_150k_steps() {
+    for seed in 1..=5 {
+        let (report, steps) = train_and_eval("cartpole-ppo.toml", seed, 100, &[]);
+        assert!(steps <= 150_000);
+        assert!(report.episode_return_mean >= 475.0, "seed {seed}: {report:?}");
+    }
+}
