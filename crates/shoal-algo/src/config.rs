@@ -93,7 +93,7 @@ pub struct StopConfig {
 }
 
 /// Bookkeeping of a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
     /// Write a checkpoint every this many env steps (0: only at the end).
@@ -101,11 +101,6 @@ pub struct RunConfig {
     pub checkpoint_every: u64,
 }
 
-impl Default for RunConfig {
-    fn default() -> Self {
-        RunConfig { checkpoint_every: 0 }
-    }
-}
 
 /// The network every neural algorithm builds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

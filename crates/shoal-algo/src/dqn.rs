@@ -242,6 +242,12 @@ impl Dqn {
             weights: None,
             kind: self.loss,
         }))?;
+        if !stats.td.is_finite() {
+            return Err(AlgoError::Diverged(format!(
+                "the TD loss is {} at update {}; lower dqn.learning_rate or raise dqn.target_network_frequency",
+                stats.td, self.updates
+            )));
+        }
         self.grads.copy_from_slice(self.q.grads());
         if self.cfg.max_grad_norm > 0.0 {
             clip_grad_norm(&mut self.grads, self.cfg.max_grad_norm);

@@ -11,6 +11,9 @@ pub enum AlgoError {
     Env(#[from] shoal_env::EnvError),
     #[error(transparent)]
     Nn(#[from] shoal_nn::NnError),
+    /// Training produced non-finite numbers; the message names the hyperparameters to change.
+    #[error("training diverged: {0}")]
+    Diverged(String),
     /// Reading or writing a checkpoint or run file.
     #[error("{path}: {message}")]
     Io { path: String, message: String },

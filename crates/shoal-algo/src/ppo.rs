@@ -165,8 +165,10 @@ impl Ppo {
         })
     }
 
-    /// Fisher–Yates shuffle with the agent's RNG (so runs are reproducible).
+    /// A fresh Fisher–Yates permutation from the agent's RNG (so runs are reproducible and
+    /// the permutation depends on nothing a checkpoint does not hold).
     fn shuffle(order: &mut [usize], rng: &mut impl Rng) {
+        order.iter_mut().enumerate().for_each(|(i, o)| *o = i);
         for i in (1..order.len()).rev() {
             order.swap(i, rng.random_range(0..=i));
         }

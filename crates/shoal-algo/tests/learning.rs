@@ -36,3 +36,31 @@ fn ppo_solves_cartpole_for_5_of_5_seeds_within_150k_steps() {
         assert!(report.episode_return_mean >= 475.0, "seed {seed}: {report:?}");
     }
 }
+
+#[test]
+fn dqn_solves_cartpole_for_4_of_5_seeds_within_150k_steps() {
+    let mut solved = 0;
+    for seed in 1..=5 {
+        let (report, steps) = train_and_eval("cartpole-dqn.toml", seed, 100, &[]);
+        assert!(steps <= 150_000);
+        solved += usize::from(report.episode_return_mean >= 475.0);
+    }
+    assert!(solved >= 4, "DQN solved CartPole for {solved} of 5 seeds");
+}
+
+#[test]
+fn q_learning_solves_frozen_lake_cliff_walking_and_taxi() {
+    let (frozen, _) = train_and_eval("frozenlake-q.toml", 1, 1000, &[]);
+    let rate = frozen.success_rate.unwrap();
+    assert!(rate >= 0.70, "FrozenLake 4x4 slippery success rate {rate}");
+    let (cliff, _) = train_and_eval("cliffwalking-q.toml", 1, 10, &[]);
+    assert_eq!(cliff.episode_return_mean, -13.0, "CliffWalking greedy return");
+    let (taxi, _) = train_and_eval("taxi-q.toml", 1, 1000, &[]);
+    assert!(taxi.episode_return_mean >= 7.0, "Taxi mean return {}", taxi.episode_return_mean);
+}
+
+#[test]
+fn a2c_solves_cartpole() {
+    let (report, _) = train_and_eval("cartpole-a2c.toml", 1, 100, &[]);
+    assert!(report.episode_return_mean >= 475.0, "{report:?}");
+}
