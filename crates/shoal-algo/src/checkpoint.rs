@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use shoal_env::{Snapshot, VecEnv};
 
-use crate::agent::Agent;
+use crate::agent::{Agent, LoopState};
 use crate::episodes::EpisodeTracker;
 use crate::error::{io_err, AlgoError, Result};
 
@@ -52,8 +52,9 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     dir.with_file_name(format!(".{name}.{suffix}"))
 }
 
-/// Saves `agent` into the directory `dir`, replacing any previous checkpoint there atomically.
-pub fn save_checkpoint(agent: &mut dyn Agent, dir: &Path) -> Result<()> {
+/// Saves `agent` and the training loop's counters into the directory `dir`, replacing any
+/// previous checkpoint there atomically.
+pub fn save_checkpoint(agent: &mut dyn Agent, loop_state: &LoopState, dir: &Path) -> Result<()> {
     let tmp = sibling(dir, "tmp");
     let old = sibling(dir, "old");
     if tmp.exists() {
@@ -61,6 +62,7 @@ pub fn save_checkpoint(agent: &mut dyn Agent, dir: &Path) -> Result<()> {
     }
     fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
     agent.save(&tmp)?;
+    write_json(&tmp.join("loop.json"), loop_state)?;
     if dir.exists() {
         if old.exists() {
             fs::remove_dir_all(&old).map_err(io_err(&old))?;
@@ -74,9 +76,10 @@ pub fn save_checkpoint(agent: &mut dyn Agent, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Loads a checkpoint directory into `agent`. If a crash interrupted a save between its two
-/// renames, the previous checkpoint is still complete under its `.old` name and is used.
-pub fn load_checkpoint(agent: &mut dyn Agent, dir: &Path) -> Result<()> {
+/// Loads a checkpoint directory into `agent` and returns the loop's counters. If a crash
+/// interrupted a save between its two renames, the previous checkpoint is still complete
+/// under its `.old` name and is used.
+pub fn load_checkpoint(agent: &mut dyn Agent, dir: &Path) -> Result<LoopState> {
     let old = sibling(dir, "old");
     let source = if !dir.exists() && old.exists() { old } else { dir.to_path_buf() };
     if !source.join("state.json").exists() {
@@ -85,5 +88,6 @@ pub fn load_checkpoint(agent: &mut dyn Agent, dir: &Path) -> Result<()> {
             message: "no checkpoint here (state.json missing)".into(),
         });
     }
-    agent.load(&source)
+    agent.load(&source)?;
+    read_json(&source.join("loop.json"))
 }

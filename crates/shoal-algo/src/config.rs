@@ -101,7 +101,6 @@ pub struct RunConfig {
     pub checkpoint_every: u64,
 }
 
-
 /// The network every neural algorithm builds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,8 +157,15 @@ impl TrainConfig {
         for item in overrides {
             apply_override(&mut table, item)?;
         }
-        let mut config: TrainConfig =
-            table.try_into().map_err(|e: toml::de::Error| config_err(e.message().to_string()))?;
+        let mut config: TrainConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().message().to_string();
+            if path == "." {
+                config_err(message)
+            } else {
+                config_err(format!("{path}: {message}"))
+            }
+        })?;
         config.fill_algo_section();
         config.validate()?;
         Ok(config)

@@ -293,9 +293,11 @@ impl Agent for Dqn {
         for _ in 0..self.cfg.train_frequency {
             self.collect_step(epsilon)?;
         }
-        let mut metrics = vec![("charts/epsilon", epsilon), ("replay/size", self.replay.len() as f64)];
+        // Every iteration reports the same keys (NaN before learning starts), so metric
+        // files keep fixed columns.
+        let (mut loss, mut q) = (f64::NAN, f64::NAN);
         if self.env_steps > self.cfg.learning_starts {
-            let (mut loss, mut q) = (0.0, 0.0);
+            (loss, q) = (0.0, 0.0);
             for _ in 0..self.cfg.gradient_steps {
                 let (l, m) = self.update(self.cfg.learning_rate as f32)?;
                 loss += l;
@@ -303,12 +305,15 @@ impl Agent for Dqn {
                 self.maybe_update_target();
             }
             let steps = self.cfg.gradient_steps.max(1) as f64;
-            metrics.extend([
-                ("loss/td", loss / steps),
-                ("loss/q_values", q / steps),
-                ("charts/updates", self.updates as f64),
-            ]);
+            (loss, q) = (loss / steps, q / steps);
         }
+        let metrics = vec![
+            ("loss/td", loss),
+            ("loss/q_values", q),
+            ("charts/epsilon", epsilon),
+            ("charts/updates", self.updates as f64),
+            ("replay/size", self.replay.len() as f64),
+        ];
         Ok(metrics)
     }
 

@@ -22,7 +22,7 @@ fn steps(n: u64) -> StopConfig {
 fn saved_state(agent: &mut dyn Agent) -> Vec<(String, Vec<u8>)> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ckpt");
-    save_checkpoint(agent, &path).unwrap();
+    save_checkpoint(agent, &LoopState::default(), &path).unwrap();
     let mut out = Vec::new();
     for entry in std::fs::read_dir(&path).unwrap() {
         let file = entry.unwrap().path();
@@ -64,10 +64,10 @@ fn check_resume(name: &str, overrides: &[&str], k: u64, total: u64) {
     let mut state = LoopState::default();
     learn(first.as_mut(), &budget, &mut state, &mut [&mut StopAt(k)]).unwrap();
     assert!(first.env_steps() < total);
-    save_checkpoint(first.as_mut(), &ckpt).unwrap();
+    save_checkpoint(first.as_mut(), &state, &ckpt).unwrap();
     drop(first);
     let mut resumed = build_agent(&config).unwrap();
-    load_checkpoint(resumed.as_mut(), &ckpt).unwrap();
+    let mut state = load_checkpoint(resumed.as_mut(), &ckpt).unwrap();
     learn(resumed.as_mut(), &budget, &mut state, &mut []).unwrap();
 
     assert_eq!(resumed.env_steps(), straight.env_steps());

@@ -4,6 +4,7 @@
 //! and dispatches, so `shoal --help` and the module list read as the same table of contents.
 
 mod commands;
+mod run;
 
 use std::process::ExitCode;
 
@@ -18,6 +19,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train an agent from a TOML config (see configs/) into a run directory.
+    Train(commands::train::Args),
+    /// Evaluate a trained agent: mean/std return, cumulative return, length, success rate.
+    Eval(commands::eval::Args),
     /// List every registered environment with its spaces, time limit and reward threshold.
     Envs(commands::envs::Args),
     /// Step one environment and print JSON lines: reset observations, then one line per step.
@@ -30,6 +35,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Train(args) => commands::train::run(&args),
+        Command::Eval(args) => commands::eval::run(&args),
         Command::Envs(args) => commands::envs::run(&args),
         Command::Rollout(args) => commands::rollout::run(&args),
         Command::Bench(bench) => commands::bench::run(&bench),

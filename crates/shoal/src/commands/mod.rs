@@ -3,7 +3,9 @@
 pub mod bench;
 pub mod bench_nn;
 pub mod envs;
+pub mod eval;
 pub mod rollout;
+pub mod train;
 
 use anyhow::{bail, Result};
 use shoal_env::OptionValue;

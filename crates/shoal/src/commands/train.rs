@@ -1,0 +1,186 @@
+//! `shoal train`: train an agent from a TOML config into a run directory, with metrics,
+//! TensorBoard events, a progress bar, periodic atomic checkpoints, Ctrl-C handling and
+//! `--resume`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use shoal_algo::checkpoint::{load_checkpoint, save_checkpoint, write_json};
+use shoal_algo::{build_agent, learn, Agent, Callback, Control, LoopState, Progress, StopReason, TrainConfig};
+
+use crate::run::csv::CsvWriter;
+use crate::run::tensorboard::EventWriter;
+use crate::run::RunDir;
+
+/// Arguments of `shoal train`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The config file, e.g. configs/cartpole-ppo.toml (not needed with --resume).
+    config: Option<PathBuf>,
+    /// Override a config key, repeatable: --set ppo.learning_rate=3e-4.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Override the config's seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run directory (default: runs/<config name>-s<seed>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this directory from its latest checkpoint.
+    #[arg(long, conflicts_with_all = ["config", "out", "seed"])]
+    resume: Option<PathBuf>,
+}
+
+/// Writes each iteration to `metrics.csv` and TensorBoard.
+struct MetricsLogger {
+    csv: CsvWriter,
+    events: EventWriter,
+}
+
+impl Callback for MetricsLogger {
+    fn on_iteration(&mut self, _: &mut dyn Agent, p: &Progress<'_>) -> shoal_algo::Result<Control> {
+        let mut row: Vec<(&str, f64)> = vec![
+            ("iteration", p.iteration as f64),
+            ("env_steps", p.env_steps as f64),
+            ("wall_seconds", p.wall_seconds),
+            ("episode_return_mean", p.episode_return_mean.unwrap_or(f64::NAN)),
+            ("episode_len_mean", p.episode_len_mean.unwrap_or(f64::NAN)),
+            ("episodes", p.episodes as f64),
+        ];
+        row.extend(p.metrics.iter().copied());
+        let io =
+            |e: anyhow::Error| shoal_algo::AlgoError::Io { path: "run directory".into(), message: format!("{e:#}") };
+        self.csv.row(&row).map_err(io)?;
+        self.events.scalars(p.env_steps, &row[3..]).map_err(io)?;
+        Ok(Control::Continue)
+    }
+}
+
+/// Saves a checkpoint every `every` env steps; stops the loop on Ctrl-C.
+struct Checkpointer {
+    dir: PathBuf,
+    every: u64,
+    next: u64,
+    interrupted: Arc<AtomicBool>,
+    state: LoopState,
+}
+
+impl Callback for Checkpointer {
+    fn on_iteration(&mut self, agent: &mut dyn Agent, p: &Progress<'_>) -> shoal_algo::Result<Control> {
+        self.state.iteration = p.iteration;
+        self.state.wall_seconds = p.wall_seconds;
+        if let Some(m) = p.episode_return_mean {
+            self.state.best_return_mean = Some(self.state.best_return_mean.map_or(m, |b| b.max(m)));
+        }
+        if self.interrupted.load(Ordering::SeqCst) {
+            return Ok(Control::Stop);
+        }
+        if self.every > 0 && p.env_steps >= self.next {
+            save_checkpoint(agent, &self.state, &self.dir)?;
+            while self.next <= p.env_steps {
+                self.next += self.every;
+            }
+        }
+        Ok(Control::Continue)
+    }
+}
+
+/// The progress bar (drawn only when stderr is a terminal).
+struct ProgressReporter {
+    bar: ProgressBar,
+}
+
+impl Callback for ProgressReporter {
+    fn on_iteration(&mut self, _: &mut dyn Agent, p: &Progress<'_>) -> shoal_algo::Result<Control> {
+        self.bar.set_position(p.env_steps);
+        let ret = p.episode_return_mean.map_or("-".into(), |r| format!("{r:.1}"));
+        self.bar.set_message(format!("return {ret}  episodes {}", p.episodes));
+        Ok(Control::Continue)
+    }
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let (run_dir, config, resuming) = match &args.resume {
+        Some(dir) => {
+            let run_dir = RunDir::open(dir)?;
+            let config = TrainConfig::load(&run_dir.config(), &args.set)?;
+            (run_dir, config, true)
+        }
+        None => {
+            let path = args
+                .config
+                .as_deref()
+                .context("give a config file (e.g. configs/cartpole-ppo.toml) or --resume RUN_DIR")?;
+            let mut overrides = args.set.clone();
+            if let Some(seed) = args.seed {
+                overrides.push(format!("seed={seed}"));
+            }
+            let config = TrainConfig::load(path, &overrides)?;
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+            let run_dir = RunDir::create(args.out.as_deref(), &format!("{stem}-s{}", config.seed))?;
+            (run_dir, config, false)
+        }
+    };
+    let mut agent = build_agent(&config)?;
+    let mut state = LoopState::default();
+    if resuming {
+        state = load_checkpoint(agent.as_mut(), &run_dir.checkpoint())
+            .with_context(|| format!("resuming from {}", run_dir.checkpoint().display()))?;
+        eprintln!("resumed {} at {} env steps", run_dir.root.display(), agent.env_steps());
+    }
+    std::fs::write(run_dir.config(), config.to_toml())
+        .with_context(|| format!("writing {}", run_dir.config().display()))?;
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    // A second handler cannot be installed in one process (tests run `run` once per process).
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+
+    let bar = match config.stop.env_steps {
+        Some(total) => ProgressBar::new(total),
+        None => ProgressBar::no_length(),
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} steps ({per_sec}, eta {eta}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(agent.env_steps());
+    let mut logger =
+        MetricsLogger { csv: CsvWriter::open(&run_dir.metrics())?, events: EventWriter::create(&run_dir.root)? };
+    let every = config.run.checkpoint_every;
+    let mut checkpointer = Checkpointer {
+        dir: run_dir.checkpoint(),
+        every,
+        next: agent.env_steps().checked_div(every).map_or(u64::MAX, |k| (k + 1) * every),
+        interrupted: Arc::clone(&interrupted),
+        state,
+    };
+    let mut progress = ProgressReporter { bar: bar.clone() };
+    let summary =
+        learn(agent.as_mut(), &config.stop, &mut state, &mut [&mut logger, &mut checkpointer, &mut progress])?;
+    bar.finish_and_clear();
+
+    save_checkpoint(agent.as_mut(), &state, &run_dir.checkpoint())?;
+    write_json(&run_dir.summary(), &summary)?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    if summary.stop_reason == StopReason::Callback && interrupted.load(Ordering::SeqCst) {
+        eprintln!("interrupted: checkpoint saved; continue with `shoal train --resume {}`", run_dir.root.display());
+    } else {
+        eprintln!("run saved in {}", run_dir.root.display());
+    }
+    Ok(())
+}
+
+/// The checkpoint directory for a path given to `eval`: a checkpoint itself or a run directory.
+pub fn checkpoint_dir(path: &Path) -> PathBuf {
+    if path.join("state.json").exists() {
+        path.to_path_buf()
+    } else {
+        path.join("checkpoints").join("latest")
+    }
+}

@@ -1,0 +1,85 @@
+//! A run directory: everything one training run leaves behind.
+//!
+//! ```text
+//! runs/cartpole-ppo-s1/
+//!   config.toml            the resolved config (after --set and --seed)
+//!   metrics.csv            one row per iteration
+//!   events.out.tfevents.*  the same scalars for TensorBoard (one file per session)
+//!   checkpoints/latest/    the newest checkpoint (replaced atomically)
+//!   summary.json           env steps, wall time, final and best return, steps/s
+//! ```
+
+pub mod csv;
+pub mod tensorboard;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// Paths inside a run directory.
+pub struct RunDir {
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    /// A new run directory: `out`, or `runs/<name>` (with `-2`, `-3`, … if taken).
+    pub fn create(out: Option<&Path>, name: &str) -> Result<Self> {
+        let root = match out {
+            Some(path) => path.to_path_buf(),
+            None => {
+                let base = PathBuf::from("runs").join(name);
+                let mut candidate = base.clone();
+                let mut n = 2;
+                while candidate.exists() {
+                    candidate = PathBuf::from(format!("{}-{n}", base.display()));
+                    n += 1;
+                }
+                candidate
+            }
+        };
+        if root.join("config.toml").exists() {
+            anyhow::bail!(
+                "{} already holds a run; continue it with --resume {0} or pick another --out",
+                root.display()
+            );
+        }
+        std::fs::create_dir_all(root.join("checkpoints")).with_context(|| format!("creating {}", root.display()))?;
+        Ok(RunDir { root })
+    }
+
+    /// An existing run directory, for `--resume`.
+    pub fn open(root: &Path) -> Result<Self> {
+        if !root.join("config.toml").exists() {
+            anyhow::bail!(
+                "{} is not a run directory (no config.toml); pass the directory `shoal train` created",
+                root.display()
+            );
+        }
+        Ok(RunDir { root: root.to_path_buf() })
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+
+    pub fn metrics(&self) -> PathBuf {
+        self.root.join("metrics.csv")
+    }
+
+    pub fn checkpoint(&self) -> PathBuf {
+        self.root.join("checkpoints").join("latest")
+    }
+
+    pub fn summary(&self) -> PathBuf {
+        self.root.join("summary.json")
+    }
+}
+
+/// Finds the `config.toml` that belongs to a checkpoint or run directory.
+pub fn find_config(path: &Path) -> Result<PathBuf> {
+    path.ancestors()
+        .take(4)
+        .map(|dir| dir.join("config.toml"))
+        .find(|candidate| candidate.exists())
+        .with_context(|| format!("no config.toml in {} or its parent directories", path.display()))
+}

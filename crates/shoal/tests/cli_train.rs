@@ -1,0 +1,182 @@
+//! `shoal train` / `shoal eval` as a user runs them: run directories, resume, Ctrl-C, and
+//! config errors that name the key.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn shoal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shoal")).args(args).output().expect("run shoal")
+}
+
+fn configs() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs")
+}
+
+fn config(name: &str) -> String {
+    configs().join(name).display().to_string()
+}
+
+fn ok(output: &Output) -> String {
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn err(output: &Output) -> String {
+    assert!(!output.status.success(), "expected failure, stdout: {}", String::from_utf8_lossy(&output.stdout));
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn summary(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn train_writes_a_run_directory_and_eval_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = ok(&shoal(&[
+        "train",
+        &config("cartpole-ppo.toml"),
+        "--set",
+        "stop.env_steps=4096",
+        "--seed",
+        "3",
+        "--out",
+        run.to_str().unwrap(),
+    ]));
+    assert!(out.contains("\"env_steps\": 4096"), "{out}");
+    for file in [
+        "config.toml",
+        "metrics.csv",
+        "summary.json",
+        "checkpoints/latest/model.safetensors",
+        "checkpoints/latest/state.json",
+    ] {
+        assert!(run.join(file).exists(), "missing {file}");
+    }
+    let resolved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(resolved.contains("seed = 3") && resolved.contains("env_steps = 4096"), "{resolved}");
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(csv.starts_with("iteration,env_steps,wall_seconds,episode_return_mean"), "{csv}");
+    assert_eq!(csv.lines().count(), 1 + 16, "a header and 16 iterations of 256 steps");
+    assert!(std::fs::read_dir(&run).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("events.out.tfevents.")));
+
+    let report: serde_json::Value = serde_json::from_str(&ok(&shoal(&[
+        "eval",
+        run.to_str().unwrap(),
+        "--episodes",
+        "5",
+        "--deterministic",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(report["episodes"], 5);
+    assert!(report["episode_return_mean"].as_f64().unwrap() > 0.0);
+    assert!(report["success_rate"].is_number());
+    let table = ok(&shoal(&["eval", run.join("checkpoints/latest").to_str().unwrap(), "--episodes", "2"]));
+    assert!(table.contains("episode_return_mean:") && table.contains("env: CartPole-v1"), "{table}");
+}
+
+#[test]
+fn resume_continues_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let run_arg = run.to_str().unwrap();
+    ok(&shoal(&["train", &config("cartpole-dqn.toml"), "--set", "stop.env_steps=2000", "--out", run_arg]));
+    assert_eq!(summary(&run)["env_steps"], 2000);
+    ok(&shoal(&["train", "--resume", run_arg, "--set", "stop.env_steps=4000"]));
+    assert_eq!(summary(&run)["env_steps"], 4000);
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let iterations: Vec<u64> = csv.lines().skip(1).map(|l| l.split(',').next().unwrap().parse().unwrap()).collect();
+    assert_eq!(iterations, (1..=1000).collect::<Vec<_>>(), "iterations continue across the resume");
+    let err = err(&shoal(&["train", &config("cartpole-dqn.toml"), "--out", run_arg]));
+    assert!(err.contains("already holds a run") && err.contains("--resume"), "{err}");
+}
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_to_resume_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let run_arg = run.to_str().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["train", &config("cartpole-ppo.toml"), "--set", "stop.env_steps=100000000", "--out", run_arg])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::fs::read_to_string(run.join("metrics.csv")).map_or(0, |t| t.lines().count()) < 5 {
+        assert!(start.elapsed() < Duration::from_secs(60), "training did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = err_or_ok(&output);
+    assert!(stderr.contains("interrupted: checkpoint saved"), "{stderr}");
+    let steps = summary(&run)["env_steps"].as_u64().unwrap();
+    assert!(steps > 0 && steps < 100_000_000);
+    ok(&shoal(&["train", "--resume", run_arg, "--set", &format!("stop.env_steps={}", steps + 512)]));
+    assert_eq!(summary(&run)["env_steps"].as_u64().unwrap(), steps + 512);
+}
+
+fn err_or_ok(output: &Output) -> String {
+    assert!(output.status.success(), "Ctrl-C should end training cleanly: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn bad_configs_fail_before_training_and_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let cases = [
+        (
+            "algo = \"ppo\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 10\n[ppo]\nlearnig_rate = 1e-3\n",
+            "unknown field `learnig_rate`",
+        ),
+        (
+            "algo = \"ppo\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 10\n[ppo]\nlearning_rate = \"fast\"\n",
+            "learning_rate",
+        ),
+        (
+            "algo = \"ppo\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 10\n[ppo]\nclip_coef = -1.0\n",
+            "ppo.clip_coef = -1 is out of range",
+        ),
+        (
+            "algo = \"dqn\"\n[env]\nid = \"Pendulum-v1\"\n[stop]\nenv_steps = 10\n",
+            "dqn needs a Discrete action space, but Pendulum-v1 has Box",
+        ),
+        (
+            "algo = \"q_learning\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 10\n",
+            "q_learning needs a Discrete observation space",
+        ),
+        (
+            "algo = \"ppo\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 10\n[dqn]\n",
+            "section [dqn] is given but algo = \"ppo\"",
+        ),
+        ("algo = \"ppo\"\n[env]\nid = \"CartPole-v1\"\n", "[stop] needs at least one of"),
+        ("algo = \"sac\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 10\n", "unknown variant `sac`"),
+        ("algo = \"ppo\"\n[env]\nid = \"CartPole-v9\"\n[stop]\nenv_steps = 10\n", "did you mean `CartPole-v1`"),
+        (
+            "algo = \"ppo\"\n[env]\nid = \"FrozenLake-v1\"\noptions = { slippery = true }\n[stop]\nenv_steps = 10\n",
+            "has no option `slippery`",
+        ),
+    ];
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        let path = write(&format!("c{i}.toml"), text);
+        let run = dir.path().join(format!("run{i}"));
+        let message = err(&shoal(&["train", &path, "--out", run.to_str().unwrap()]));
+        assert!(message.contains(expected), "case {i}: expected `{expected}` in: {message}");
+        assert!(!run.join("metrics.csv").exists(), "case {i}: training must not start");
+    }
+    let message = err(&shoal(&["train", &config("cartpole-ppo.toml"), "--set", "ppo.num_minibatches=3"]));
+    assert!(message.contains("ppo.num_minibatches = 3 must divide"), "{message}");
+}
