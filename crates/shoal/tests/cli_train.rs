@@ -103,7 +103,7 @@ fn ctrl_c_saves_a_checkpoint_to_resume_from() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let run_arg = run.to_str().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+    let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
         .args(["train", &config("cartpole-ppo.toml"), "--set", "stop.env_steps=100000000", "--out", run_arg])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
