@@ -23,6 +23,8 @@ enum Command {
     Train(commands::train::Args),
     /// Evaluate a trained agent: mean/std return, cumulative return, length, success rate.
     Eval(commands::eval::Args),
+    /// Plot learning curves of one or more runs to a PNG.
+    Plot(commands::plot::Args),
     /// List every registered environment with its spaces, time limit and reward threshold.
     Envs(commands::envs::Args),
     /// Step one environment and print JSON lines: reset observations, then one line per step.
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => commands::train::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
+        Command::Plot(args) => commands::plot::run(&args),
         Command::Envs(args) => commands::envs::run(&args),
         Command::Rollout(args) => commands::rollout::run(&args),
         Command::Bench(bench) => commands::bench::run(&bench),

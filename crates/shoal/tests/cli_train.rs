@@ -180,3 +180,27 @@ fn bad_configs_fail_before_training_and_name_the_key() {
     let message = err(&shoal(&["train", &config("cartpole-ppo.toml"), "--set", "ppo.num_minibatches=3"]));
     assert!(message.contains("ppo.num_minibatches = 3 must divide"), "{message}");
 }
+
+#[test]
+fn plot_draws_learning_curves_of_several_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for (run, seed) in [(&a, "1"), (&b, "2")] {
+        ok(&shoal(&[
+            "train",
+            &config("cartpole-a2c.toml"),
+            "--set",
+            "stop.env_steps=4000",
+            "--seed",
+            seed,
+            "--out",
+            run.to_str().unwrap(),
+        ]));
+    }
+    let png = dir.path().join("curves.png");
+    ok(&shoal(&["plot", a.to_str().unwrap(), b.to_str().unwrap(), "--out", png.to_str().unwrap()]));
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000, "{} bytes", bytes.len());
+    let message = err(&shoal(&["plot", dir.path().to_str().unwrap()]));
+    assert!(message.contains("metrics.csv"), "{message}");
+}

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_nn;
 pub mod envs;
 pub mod eval;
+pub mod plot;
 pub mod rollout;
 pub mod train;
 
