@@ -1,5 +1,8 @@
 //! Stepping a vector env allocates nothing after warm-up (counted by a global allocator).
-//! Its own test binary, so no other test's allocations are counted.
+//! Its own test binary, so no other test's allocations are counted. The counter is global, so
+//! the test harness's own threads can add a stray allocation now and then on a loaded machine:
+//! each case measures three windows of 2000 steps and requires one of them to be clean (an
+//! allocation per step, or per episode, would show in every window).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,11 +39,16 @@ fn vector_env_steps_allocate_nothing() {
         for _ in 0..10 {
             v.step(actions).unwrap();
         }
-        let before = ALLOCATIONS.load(Ordering::SeqCst);
-        for _ in 0..2000 {
-            v.step(actions).unwrap();
-        }
-        let during = ALLOCATIONS.load(Ordering::SeqCst) - before;
+        let during = (0..3)
+            .map(|_| {
+                let before = ALLOCATIONS.load(Ordering::SeqCst);
+                for _ in 0..2000 {
+                    v.step(actions).unwrap();
+                }
+                ALLOCATIONS.load(Ordering::SeqCst) - before
+            })
+            .min()
+            .unwrap();
         assert_eq!(during, 0, "{id} with {threads} threads allocated {during} times in 2000 steps");
     }
 }

@@ -29,13 +29,21 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Allocations in 100 calls of `f` after a warm-up call: the least of three windows, because
+/// the counter is global and the test harness's threads can add a stray allocation on a
+/// loaded machine (what `f` itself allocates shows in every window).
 fn count(mut f: impl FnMut()) -> usize {
     f();
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
-    for _ in 0..100 {
-        f();
-    }
-    ALLOCATIONS.load(Ordering::SeqCst) - before
+    (0..3)
+        .map(|_| {
+            let before = ALLOCATIONS.load(Ordering::SeqCst);
+            for _ in 0..100 {
+                f();
+            }
+            ALLOCATIONS.load(Ordering::SeqCst) - before
+        })
+        .min()
+        .unwrap_or(0)
 }
 
 #[test]

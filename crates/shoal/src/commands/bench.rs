@@ -15,6 +15,10 @@ pub enum Bench {
     Env(EnvArgs),
     /// The network engine: PPO minibatch update and batched inference of an actor-critic.
     Nn(super::bench_nn::NnArgs),
+    /// Wall-clock time and env steps until a config's training return reaches a threshold.
+    Solve(super::bench_learn::SolveArgs),
+    /// Train the benchmark configs once each and evaluate them against their targets.
+    Learn(super::bench_learn::LearnArgs),
 }
 
 /// Arguments of `shoal bench env`.
@@ -39,6 +43,8 @@ pub fn run(bench: &Bench) -> Result<()> {
     match bench {
         Bench::Env(args) => bench_env(args),
         Bench::Nn(args) => super::bench_nn::run(args),
+        Bench::Solve(args) => super::bench_learn::solve(args),
+        Bench::Learn(args) => super::bench_learn::learn_table(args),
     }
 }
 
