@@ -32,13 +32,18 @@ def unwrap_state(env):
 
 
 def heuristic_action(env_id, obs, rng):
-    """A simple controller that reaches the goal, to exercise termination rules."""
+    """A simple controller that reaches the goal (or, for CartPole, the time limit), so the
+    fixtures exercise termination and truncation rules that random play never reaches."""
     if env_id == "MountainCar-v0":
         return 2 if obs[1] >= 0 else 0
     if env_id == "MountainCarContinuous-v0":
         return np.array([1.0 if obs[1] >= 0 else -1.0], dtype=np.float32) * np.float32(rng.uniform(0.5, 1.0))
     if env_id == "Acrobot-v1":
-        return 2 if obs[4] >= 0 else 0
+        # Torque along the second joint's velocity pumps energy until the tip swings up.
+        return 2 if obs[5] > 0 else 0
+    if env_id == "CartPole-v1":
+        # Push towards where the pole is falling: balances until the time limit.
+        return 1 if obs[2] + 0.5 * obs[3] > 0 else 0
     return None
 
 

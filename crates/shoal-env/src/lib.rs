@@ -43,11 +43,5 @@ pub use vector::{Actions, Batch, SyncVectorEnv, ThreadedVectorEnv, VecEnv};
 /// Builds `num_envs` copies of a registered env as one vector env on `threads` threads
 /// (1 = synchronous on the calling thread).
 pub fn make_vec(id: &str, options: &[(&str, OptionValue)], num_envs: usize, threads: usize) -> Result<Box<dyn VecEnv>> {
-    let spec = registry::spec(id)?;
-    let envs = (0..num_envs).map(|_| spec.make(options)).collect::<Result<Vec<_>>>()?;
-    Ok(if threads <= 1 {
-        Box::new(SyncVectorEnv::new(envs)?)
-    } else {
-        Box::new(ThreadedVectorEnv::new(envs, threads)?)
-    })
+    registry::spec(id)?.make_vec(options, num_envs, threads)
 }

@@ -3,18 +3,83 @@
 //! Each id maps to a factory plus the metadata Gymnasium keeps in its `EnvSpec` (time limit,
 //! reward threshold, default options). Users add their own env types with [`register`].
 
+use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::env::Env;
 use crate::envs;
 use crate::error::{EnvError, Result};
 use crate::options::{EnvOptions, OptionValue};
+use crate::vector::{SyncVectorEnv, ThreadedVectorEnv, VecEnv};
 use crate::wrappers::TimeLimit;
 
-/// Builds an env from its options and optional time limit; the options it does not ask for
-/// are reported as unknown. The time limit is applied inside the factory, around the concrete
-/// env type, so stepping a registered env costs one dynamic call, not one per wrapper layer.
-pub type EnvFactory = Arc<dyn Fn(&mut EnvOptions, Option<u64>) -> Result<Box<dyn Env>> + Send + Sync>;
+/// Builds one env, or a vector of them, from options and an optional time limit; the options
+/// the env does not ask for are reported as unknown.
+///
+/// Both keep the concrete env type until the last moment: a single env is boxed once around
+/// `TimeLimit<E>`, and a vector env is built over `Vec<TimeLimit<E>>` itself, so stepping it
+/// inlines the env into the vector env's loop with no dynamic call per env step at all.
+trait Builder: Send + Sync {
+    fn one(&self, options: &mut EnvOptions, max_episode_steps: Option<u64>) -> Result<Box<dyn Env>>;
+    fn vector(
+        &self,
+        options: &EnvOptions,
+        max_episode_steps: Option<u64>,
+        num_envs: usize,
+        threads: usize,
+    ) -> Result<Box<dyn VecEnv>>;
+}
+
+/// A [`Builder`] from a constructor of the concrete env type `E`.
+struct Typed<F, E>(F, PhantomData<fn() -> E>);
+
+/// Builds `num_envs` envs of one type, each from its own copy of the options.
+fn build_all<E, F: Fn(&mut EnvOptions) -> Result<E>>(options: &EnvOptions, num_envs: usize, make: F) -> Result<Vec<E>> {
+    (0..num_envs)
+        .map(|_| {
+            let mut opts = options.clone();
+            let env = make(&mut opts)?;
+            opts.finish()?;
+            Ok(env)
+        })
+        .collect()
+}
+
+/// A synchronous vector env for one thread, a threaded one otherwise.
+fn vectorize<E: Env + 'static>(envs: Vec<E>, threads: usize) -> Result<Box<dyn VecEnv>> {
+    Ok(if threads <= 1 {
+        Box::new(SyncVectorEnv::new(envs)?)
+    } else {
+        Box::new(ThreadedVectorEnv::new(envs, threads)?)
+    })
+}
+
+impl<F, E> Builder for Typed<F, E>
+where
+    F: Fn(&mut EnvOptions) -> Result<E> + Send + Sync,
+    E: Env + 'static,
+{
+    fn one(&self, options: &mut EnvOptions, max_episode_steps: Option<u64>) -> Result<Box<dyn Env>> {
+        let env = (self.0)(options)?;
+        Ok(match max_episode_steps {
+            Some(n) => Box::new(TimeLimit::new(env, n)),
+            None => Box::new(env),
+        })
+    }
+
+    fn vector(
+        &self,
+        options: &EnvOptions,
+        max_episode_steps: Option<u64>,
+        num_envs: usize,
+        threads: usize,
+    ) -> Result<Box<dyn VecEnv>> {
+        match max_episode_steps {
+            Some(n) => vectorize(build_all(options, num_envs, |o| Ok(TimeLimit::new((self.0)(o)?, n)))?, threads),
+            None => vectorize(build_all(options, num_envs, &self.0)?, threads),
+        }
+    }
+}
 
 /// How to build one registered environment id.
 #[derive(Clone)]
@@ -26,7 +91,7 @@ pub struct EnvSpec {
     pub reward_threshold: Option<f64>,
     /// Options applied before the caller's (e.g. `map_name = "8x8"` for FrozenLake8x8-v1).
     pub default_options: Vec<(String, OptionValue)>,
-    factory: EnvFactory,
+    builder: Arc<dyn Builder>,
 }
 
 impl EnvSpec {
@@ -41,13 +106,7 @@ impl EnvSpec {
             max_episode_steps: None,
             reward_threshold: None,
             default_options: Vec::new(),
-            factory: Arc::new(move |options, max_episode_steps| {
-                let env = factory(options)?;
-                Ok(match max_episode_steps {
-                    Some(n) => Box::new(TimeLimit::new(env, n)) as Box<dyn Env>,
-                    None => Box::new(env),
-                })
-            }),
+            builder: Arc::new(Typed(factory, PhantomData)),
         }
     }
 
@@ -66,10 +125,10 @@ impl EnvSpec {
         self
     }
 
-    /// Builds the env: defaults, then `options`, then the time limit.
+    /// The spec's default options overridden by `options`, and the time limit they imply.
     ///
     /// The option `max_episode_steps` overrides the spec's time limit (0 removes it).
-    pub fn make(&self, options: &[(&str, OptionValue)]) -> Result<Box<dyn Env>> {
+    fn resolve(&self, options: &[(&str, OptionValue)]) -> Result<(EnvOptions, Option<u64>)> {
         let mut opts = EnvOptions::new(&self.id);
         for (key, value) in &self.default_options {
             opts.set(key, value.clone());
@@ -78,9 +137,26 @@ impl EnvSpec {
             opts.set(key, value.clone());
         }
         let max_steps = opts.count("max_episode_steps")?.or(self.max_episode_steps).filter(|&n| n > 0);
-        let env = (self.factory)(&mut opts, max_steps)?;
+        Ok((opts, max_steps))
+    }
+
+    /// Builds the env: defaults, then `options`, then the time limit.
+    pub fn make(&self, options: &[(&str, OptionValue)]) -> Result<Box<dyn Env>> {
+        let (mut opts, max_steps) = self.resolve(options)?;
+        let env = self.builder.one(&mut opts, max_steps)?;
         opts.finish()?;
         Ok(env)
+    }
+
+    /// Builds `num_envs` copies as one vector env on `threads` threads (1 = synchronous).
+    pub fn make_vec(
+        &self,
+        options: &[(&str, OptionValue)],
+        num_envs: usize,
+        threads: usize,
+    ) -> Result<Box<dyn VecEnv>> {
+        let (opts, max_steps) = self.resolve(options)?;
+        self.builder.vector(&opts, max_steps, num_envs, threads)
     }
 }
 
