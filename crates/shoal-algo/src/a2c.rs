@@ -2,14 +2,11 @@
 //! make one gradient step on `−E[A·log π(a|s)] − c_ent·H[π] + c_vf·½·E[(V−R)²]` with RMSProp,
 //! as Stable-Baselines3's A2C (GAE with λ = 1 is the plain n-step return).
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 use shoal_nn::{clip_grad_norm, Loss, Model, Optimizer, PolicyGradientBatch, PolicyObjective, RmsProp};
 
 use crate::agent::{section, Agent, Metrics};
 use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
-use crate::episodes::EpisodeTracker;
 use crate::error::Result;
 use crate::on_policy::OnPolicyCore;
 
@@ -128,25 +125,5 @@ impl Agent for A2c {
         ])
     }
 
-    fn env_steps(&self) -> u64 {
-        self.core.env_steps
-    }
-    fn episodes(&self) -> &EpisodeTracker {
-        &self.core.episodes
-    }
-    fn obs_dim(&self) -> usize {
-        self.core.obs_dim
-    }
-    fn action_dim(&self) -> usize {
-        self.core.act_dim
-    }
-    fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
-        self.core.predict(obs, rows, deterministic, actions)
-    }
-    fn save(&mut self, dir: &Path) -> Result<()> {
-        self.core.save(dir, &self.optimizer)
-    }
-    fn load(&mut self, dir: &Path) -> Result<()> {
-        self.core.load(dir, &mut self.optimizer)
-    }
+    crate::on_policy::forward_to_core!();
 }

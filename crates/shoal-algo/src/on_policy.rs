@@ -276,3 +276,38 @@ impl OnPolicyCore {
         Ok(())
     }
 }
+
+/// Implements the `Agent` methods an on-policy agent forwards to its `core` (and its
+/// `optimizer`, for checkpoints).
+macro_rules! forward_to_core {
+    () => {
+        fn env_steps(&self) -> u64 {
+            self.core.env_steps
+        }
+        fn episodes(&self) -> &crate::episodes::EpisodeTracker {
+            &self.core.episodes
+        }
+        fn obs_dim(&self) -> usize {
+            self.core.obs_dim
+        }
+        fn action_dim(&self) -> usize {
+            self.core.act_dim
+        }
+        fn predict(
+            &mut self,
+            obs: &[f32],
+            rows: usize,
+            deterministic: bool,
+            actions: &mut [f32],
+        ) -> crate::error::Result<()> {
+            self.core.predict(obs, rows, deterministic, actions)
+        }
+        fn save(&mut self, dir: &std::path::Path) -> crate::error::Result<()> {
+            self.core.save(dir, &self.optimizer)
+        }
+        fn load(&mut self, dir: &std::path::Path) -> crate::error::Result<()> {
+            self.core.load(dir, &mut self.optimizer)
+        }
+    };
+}
+pub(crate) use forward_to_core;

@@ -7,15 +7,12 @@
 //! with `r = π(a|s)/π_old(a|s)`, gradient clipping by global norm, and Adam with a linearly
 //! annealed learning rate.
 
-use std::path::Path;
-
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use shoal_nn::{clip_grad_norm, Adam, Loss, Model, Optimizer, PolicyGradientBatch, PolicyObjective};
 
 use crate::agent::{section, Agent, Metrics};
 use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
-use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, Result};
 use crate::on_policy::OnPolicyCore;
 
@@ -241,25 +238,5 @@ impl Agent for Ppo {
         ])
     }
 
-    fn env_steps(&self) -> u64 {
-        self.core.env_steps
-    }
-    fn episodes(&self) -> &EpisodeTracker {
-        &self.core.episodes
-    }
-    fn obs_dim(&self) -> usize {
-        self.core.obs_dim
-    }
-    fn action_dim(&self) -> usize {
-        self.core.act_dim
-    }
-    fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
-        self.core.predict(obs, rows, deterministic, actions)
-    }
-    fn save(&mut self, dir: &Path) -> Result<()> {
-        self.core.save(dir, &self.optimizer)
-    }
-    fn load(&mut self, dir: &Path) -> Result<()> {
-        self.core.load(dir, &mut self.optimizer)
-    }
+    crate::on_policy::forward_to_core!();
 }

@@ -122,6 +122,23 @@ macro_rules! snapshot_fields {
 }
 pub(crate) use snapshot_fields;
 
+/// Implements `name`, `observation_space` and `action_space` for an env that keeps its
+/// spaces in fields of those names.
+macro_rules! space_fields {
+    ($name:expr) => {
+        fn name(&self) -> &str {
+            $name
+        }
+        fn observation_space(&self) -> &crate::space::Space {
+            &self.observation_space
+        }
+        fn action_space(&self) -> &crate::space::Space {
+            &self.action_space
+        }
+    };
+}
+pub(crate) use space_fields;
+
 impl<E: Env + ?Sized> Env for Box<E> {
     fn name(&self) -> &str {
         (**self).name()

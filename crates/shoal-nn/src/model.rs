@@ -127,3 +127,25 @@ pub trait Model<T: Scalar = f32>: Send {
         Ok(())
     }
 }
+
+/// Implements the `Model` methods of a model that keeps `layout`, `params` and `grads` fields.
+macro_rules! flat_param_fields {
+    ($name:expr) => {
+        fn name(&self) -> &'static str {
+            $name
+        }
+        fn layout(&self) -> &crate::layout::ParamLayout {
+            &self.layout
+        }
+        fn params(&self) -> &[T] {
+            &self.params
+        }
+        fn params_mut(&mut self) -> &mut [T] {
+            &mut self.params
+        }
+        fn grads(&self) -> &[T] {
+            &self.grads
+        }
+    };
+}
+pub(crate) use flat_param_fields;

@@ -101,15 +101,7 @@ fn wrap(mut x: f64, lo: f64, hi: f64) -> f64 {
 impl Env for Acrobot {
     snapshot_fields!(state, rng);
 
-    fn name(&self) -> &str {
-        "Acrobot"
-    }
-    fn observation_space(&self) -> &Space {
-        &self.observation_space
-    }
-    fn action_space(&self) -> &Space {
-        &self.action_space
-    }
+    crate::env::space_fields!("Acrobot");
 
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<()> {
         let rng = self.rng.reseed(seed);

@@ -61,15 +61,7 @@ impl CartPole {
 impl Env for CartPole {
     snapshot_fields!(state, steps_beyond_terminated, rng);
 
-    fn name(&self) -> &str {
-        "CartPole"
-    }
-    fn observation_space(&self) -> &Space {
-        &self.observation_space
-    }
-    fn action_space(&self) -> &Space {
-        &self.action_space
-    }
+    crate::env::space_fields!("CartPole");
 
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<()> {
         let rng = self.rng.reseed(seed);

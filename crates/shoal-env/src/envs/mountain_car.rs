@@ -55,15 +55,7 @@ impl MountainCar {
 impl Env for MountainCar {
     snapshot_fields!(state, rng);
 
-    fn name(&self) -> &str {
-        "MountainCar"
-    }
-    fn observation_space(&self) -> &Space {
-        &self.observation_space
-    }
-    fn action_space(&self) -> &Space {
-        &self.action_space
-    }
+    crate::env::space_fields!("MountainCar");
 
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<()> {
         let state = draw_start(&mut self.rng, seed);
@@ -136,15 +128,7 @@ fn round_if(f32_arithmetic: bool, x: f64) -> f64 {
 impl Env for MountainCarContinuous {
     snapshot_fields!(state, fresh, rng);
 
-    fn name(&self) -> &str {
-        "MountainCarContinuous"
-    }
-    fn observation_space(&self) -> &Space {
-        &self.observation_space
-    }
-    fn action_space(&self) -> &Space {
-        &self.action_space
-    }
+    crate::env::space_fields!("MountainCarContinuous");
 
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<()> {
         let state = draw_start(&mut self.rng, seed);

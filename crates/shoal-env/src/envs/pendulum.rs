@@ -58,15 +58,7 @@ fn angle_normalize(x: f64) -> f64 {
 impl Env for Pendulum {
     snapshot_fields!(state, rng);
 
-    fn name(&self) -> &str {
-        "Pendulum"
-    }
-    fn observation_space(&self) -> &Space {
-        &self.observation_space
-    }
-    fn action_space(&self) -> &Space {
-        &self.action_space
-    }
+    crate::env::space_fields!("Pendulum");
 
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<()> {
         let rng = self.rng.reseed(seed);

@@ -271,21 +271,7 @@ impl<T: Scalar> ActorCritic<T> {
 }
 
 impl<T: Scalar> Model<T> for ActorCritic<T> {
-    fn name(&self) -> &'static str {
-        "actor-critic"
-    }
-    fn layout(&self) -> &ParamLayout {
-        &self.layout
-    }
-    fn params(&self) -> &[T] {
-        &self.params
-    }
-    fn params_mut(&mut self) -> &mut [T] {
-        &mut self.params
-    }
-    fn grads(&self) -> &[T] {
-        &self.grads
-    }
+    crate::model::flat_param_fields!("actor-critic");
 
     fn forward(&mut self, obs: &[T], rows: usize) -> Result<Outputs<'_, T>> {
         let (policy, value) = self.forward_both(obs, rows)?;

@@ -180,21 +180,7 @@ impl<T: Scalar> QNetwork<T> {
 }
 
 impl<T: Scalar> Model<T> for QNetwork<T> {
-    fn name(&self) -> &'static str {
-        "Q-network"
-    }
-    fn layout(&self) -> &ParamLayout {
-        &self.layout
-    }
-    fn params(&self) -> &[T] {
-        &self.params
-    }
-    fn params_mut(&mut self) -> &mut [T] {
-        &mut self.params
-    }
-    fn grads(&self) -> &[T] {
-        &self.grads
-    }
+    crate::model::flat_param_fields!("Q-network");
 
     fn forward(&mut self, obs: &[T], rows: usize) -> Result<Outputs<'_, T>> {
         let q = self.q_values(obs, rows)?;
