@@ -8,7 +8,7 @@ use shoal_nn::{clip_grad_norm, Loss, Model, Optimizer, PolicyGradientBatch, Poli
 use crate::agent::{section, Agent, Metrics};
 use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
 use crate::error::Result;
-use crate::on_policy::OnPolicyCore;
+use crate::on_policy::{normalize_advantages, OnPolicyCore};
 
 /// A2C hyperparameters (Stable-Baselines3's defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,10 +93,7 @@ impl Agent for A2c {
         self.advantages.clear();
         self.advantages.extend_from_slice(&self.core.advantages);
         if cfg.norm_adv {
-            let n = self.advantages.len() as f64;
-            let mean = self.advantages.iter().map(|&a| a as f64).sum::<f64>() / n;
-            let std = (self.advantages.iter().map(|&a| (a as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
-            self.advantages.iter_mut().for_each(|a| *a = ((*a as f64 - mean) / (std + 1e-8)) as f32);
+            normalize_advantages(&mut self.advantages);
         }
         let rows = self.core.values.len();
         let stats = self.core.model.loss_and_grad(Loss::PolicyGradient(PolicyGradientBatch {

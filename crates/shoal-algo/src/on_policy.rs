@@ -277,6 +277,17 @@ impl OnPolicyCore {
     }
 }
 
+/// `(A − mean) / (std + 1e-8)` with the unbiased std, as `torch.std` (CleanRL, SB3).
+pub(crate) fn normalize_advantages(advantages: &mut [f32]) {
+    if advantages.len() < 2 {
+        return;
+    }
+    let n = advantages.len() as f64;
+    let mean = advantages.iter().map(|&a| a as f64).sum::<f64>() / n;
+    let std = (advantages.iter().map(|&a| (a as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    advantages.iter_mut().for_each(|a| *a = ((*a as f64 - mean) / (std + 1e-8)) as f32);
+}
+
 /// Implements the `Agent` methods an on-policy agent forwards to its `core` (and its
 /// `optimizer`, for checkpoints).
 macro_rules! forward_to_core {

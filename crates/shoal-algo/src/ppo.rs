@@ -14,7 +14,7 @@ use shoal_nn::{clip_grad_norm, Adam, Loss, Model, Optimizer, PolicyGradientBatch
 use crate::agent::{section, Agent, Metrics};
 use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
 use crate::error::{config_err, Result};
-use crate::on_policy::OnPolicyCore;
+use crate::on_policy::{normalize_advantages, OnPolicyCore};
 
 /// PPO hyperparameters (CleanRL's defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -136,12 +136,8 @@ impl Minibatch {
             self.returns.push(core.returns[k]);
             self.values.push(core.values[k]);
         }
-        if norm_adv && self.advantages.len() > 1 {
-            let n = self.advantages.len() as f64;
-            let mean = self.advantages.iter().map(|&a| a as f64).sum::<f64>() / n;
-            // Unbiased std, as `torch.std`.
-            let std = (self.advantages.iter().map(|&a| (a as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-            self.advantages.iter_mut().for_each(|a| *a = ((*a as f64 - mean) / (std + 1e-8)) as f32);
+        if norm_adv {
+            normalize_advantages(&mut self.advantages);
         }
     }
 }
