@@ -1,0 +1,280 @@
+//! The in-process parameter server: every role a thread, parameters behind one mutex.
+//!
+//! Round-based modes (sync, average, EASGD) share one mechanism: workers join the current
+//! round with their contribution, the last one to arrive — or the first to find the round's
+//! timeout expired — closes it, and everyone waiting is woken with the new version.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use shoal_nn::Optimizer;
+
+use crate::error::{DistError, Result};
+use crate::store::{ParamStore, PushOutcome, UpdateMode};
+
+/// Counters a server keeps for metrics (`ps/…` in a run's logs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerStats {
+    /// Parameter updates applied (= version).
+    pub updates: u64,
+    /// Gradients applied in async mode, and the sum and max of their staleness.
+    pub gradients: u64,
+    pub staleness_sum: u64,
+    pub max_staleness: u64,
+    /// Pushes rejected as too stale.
+    pub rejected_stale: u64,
+    /// Worker slots a round closed without (timeouts).
+    pub dropped_workers: u64,
+}
+
+/// One round of a round-based mode.
+struct Round {
+    number: u64,
+    /// Sum of the contributions (gradients, parameters or EASGD differences), in f64.
+    sum: Vec<f64>,
+    arrived: Vec<bool>,
+    count: usize,
+    started: Option<Instant>,
+}
+
+struct State {
+    params: Vec<f32>,
+    version: u64,
+    optimizer: Box<dyn Optimizer<f32>>,
+    lr: f32,
+    round: Round,
+    /// The mean gradient handed to the optimizer.
+    scratch: Vec<f32>,
+    stats: ServerStats,
+}
+
+/// A parameter server living in this process.
+pub struct ParamServer {
+    mode: UpdateMode,
+    state: Mutex<State>,
+    round_closed: Condvar,
+}
+
+impl ParamServer {
+    /// A server holding `params`, updating them with `optimizer` at learning rate `lr`.
+    pub fn new(params: Vec<f32>, optimizer: Box<dyn Optimizer<f32>>, lr: f32, mode: UpdateMode) -> Self {
+        let len = params.len();
+        let workers = Self::round_workers(&mode);
+        ParamServer {
+            mode,
+            state: Mutex::new(State {
+                params,
+                version: 0,
+                optimizer,
+                lr,
+                round: Round { number: 0, sum: vec![0.0; len], arrived: vec![false; workers], count: 0, started: None },
+                scratch: vec![0.0; len],
+                stats: ServerStats::default(),
+            }),
+            round_closed: Condvar::new(),
+        }
+    }
+
+    fn round_workers(mode: &UpdateMode) -> usize {
+        match *mode {
+            UpdateMode::Sync { workers, .. }
+            | UpdateMode::Average { workers, .. }
+            | UpdateMode::Easgd { workers, .. } => workers,
+            UpdateMode::Async { .. } => 0,
+        }
+    }
+
+    pub fn mode(&self) -> UpdateMode {
+        self.mode
+    }
+
+    /// Changes the learning rate (for annealing driven by the learner).
+    pub fn set_lr(&self, lr: f32) {
+        self.lock().lr = lr;
+    }
+
+    pub fn stats(&self) -> ServerStats {
+        self.lock().stats.clone()
+    }
+
+    /// A copy of the current parameters.
+    pub fn params(&self) -> Vec<f32> {
+        self.lock().params.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is only mutated by complete, non-panicking updates; a poisoned lock means a
+        // caller panicked while waiting, and the parameters are still consistent.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn check_len(&self, what: &'static str, got: usize, state: &State) -> Result<()> {
+        if got != state.params.len() {
+            return Err(DistError::Length { what, got, expected: state.params.len() });
+        }
+        Ok(())
+    }
+
+    /// Closes the current round: turns the summed contributions into new parameters.
+    fn close_round(&self, state: &mut State) {
+        let count = state.round.count.max(1) as f64;
+        match self.mode {
+            UpdateMode::Sync { .. } => {
+                for (g, &s) in state.scratch.iter_mut().zip(&state.round.sum) {
+                    *g = (s / count) as f32;
+                }
+                let lr = state.lr;
+                state.optimizer.step(&mut state.params, &state.scratch, lr);
+            }
+            UpdateMode::Average { .. } => {
+                for (p, &s) in state.params.iter_mut().zip(&state.round.sum) {
+                    *p = (s / count) as f32;
+                }
+            }
+            UpdateMode::Easgd { alpha, .. } => {
+                for (p, &s) in state.params.iter_mut().zip(&state.round.sum) {
+                    *p = (*p as f64 + alpha * s) as f32;
+                }
+            }
+            UpdateMode::Async { .. } => {}
+        }
+        let workers = state.round.arrived.len();
+        state.stats.dropped_workers += (workers - state.round.count) as u64;
+        state.version += 1;
+        state.stats.updates += 1;
+        let round = &mut state.round;
+        round.number += 1;
+        round.sum.fill(0.0);
+        round.arrived.fill(false);
+        round.count = 0;
+        round.started = None;
+        self.round_closed.notify_all();
+    }
+
+    /// Adds worker `worker`'s contribution to the current round and waits until the round
+    /// closes (all workers arrived, or the timeout passed since its first arrival).
+    fn join_round<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        worker: usize,
+        timeout: Duration,
+        contribute: impl FnOnce(&mut State),
+    ) -> MutexGuard<'a, State> {
+        // A worker that is already in this round (it was dropped and came back) waits for
+        // the next one.
+        while state.round.arrived[worker] {
+            state = self.round_closed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        contribute(&mut state);
+        state.round.arrived[worker] = true;
+        state.round.count += 1;
+        let started = *state.round.started.get_or_insert_with(Instant::now);
+        let my_round = state.round.number;
+        if state.round.count == state.round.arrived.len() {
+            self.close_round(&mut state);
+            return state;
+        }
+        let deadline = started + timeout;
+        while state.round.number == my_round {
+            let now = Instant::now();
+            if now >= deadline {
+                self.close_round(&mut state);
+                break;
+            }
+            state = self.round_closed.wait_timeout(state, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        state
+    }
+
+    fn check_worker(&self, worker: usize) -> Result<()> {
+        let workers = Self::round_workers(&self.mode);
+        if worker >= workers {
+            return Err(DistError::Worker { worker, workers });
+        }
+        Ok(())
+    }
+}
+
+impl ParamStore for ParamServer {
+    fn len(&self) -> usize {
+        self.lock().params.len()
+    }
+
+    fn version(&self) -> u64 {
+        self.lock().version
+    }
+
+    fn pull(&self, have: Option<u64>, out: &mut [f32]) -> Result<Option<u64>> {
+        let state = self.lock();
+        self.check_len("pull buffer", out.len(), &state)?;
+        if have == Some(state.version) {
+            return Ok(None);
+        }
+        out.copy_from_slice(&state.params);
+        Ok(Some(state.version))
+    }
+
+    fn push_gradient(&self, worker: usize, base_version: u64, grad: &[f32]) -> Result<PushOutcome> {
+        let mut state = self.lock();
+        self.check_len("gradient", grad.len(), &state)?;
+        let staleness = state.version.saturating_sub(base_version);
+        match self.mode {
+            UpdateMode::Async { max_staleness } => {
+                if max_staleness.is_some_and(|bound| staleness > bound) {
+                    state.stats.rejected_stale += 1;
+                    return Ok(PushOutcome::Stale { version: state.version, staleness });
+                }
+                let lr = state.lr;
+                let State { optimizer, params, .. } = &mut *state;
+                optimizer.step(params, grad, lr);
+                state.version += 1;
+                state.stats.updates += 1;
+                state.stats.gradients += 1;
+                state.stats.staleness_sum += staleness;
+                state.stats.max_staleness = state.stats.max_staleness.max(staleness);
+                Ok(PushOutcome::Applied { version: state.version, staleness })
+            }
+            UpdateMode::Sync { timeout, .. } => {
+                self.check_worker(worker)?;
+                if staleness > 0 {
+                    // Computed before the last update (e.g. after being dropped): pull and redo.
+                    state.stats.rejected_stale += 1;
+                    return Ok(PushOutcome::Stale { version: state.version, staleness });
+                }
+                let state = self.join_round(state, worker, timeout, |s| {
+                    s.round.sum.iter_mut().zip(grad).for_each(|(a, &g)| *a += g as f64);
+                });
+                Ok(PushOutcome::Applied { version: state.version, staleness: 0 })
+            }
+            _ => Err(DistError::WrongMode { mode: self.mode.name(), operation: "gradients" }),
+        }
+    }
+
+    fn push_params(&self, worker: usize, params: &mut [f32]) -> Result<PushOutcome> {
+        let state = self.lock();
+        self.check_len("parameters", params.len(), &state)?;
+        match self.mode {
+            UpdateMode::Average { timeout, .. } => {
+                self.check_worker(worker)?;
+                let state = self.join_round(state, worker, timeout, |s| {
+                    s.round.sum.iter_mut().zip(params.iter()).for_each(|(a, &p)| *a += p as f64);
+                });
+                params.copy_from_slice(&state.params);
+                Ok(PushOutcome::Applied { version: state.version, staleness: 0 })
+            }
+            UpdateMode::Easgd { alpha, timeout, .. } => {
+                self.check_worker(worker)?;
+                let state = self.join_round(state, worker, timeout, |s| {
+                    // The center stays fixed until the round closes, so θᵢ moves against it now.
+                    for ((a, p), &center) in s.round.sum.iter_mut().zip(params.iter_mut()).zip(&s.params) {
+                        let diff = *p as f64 - center as f64;
+                        *a += diff;
+                        *p = (*p as f64 - alpha * diff) as f32;
+                    }
+                });
+                Ok(PushOutcome::Applied { version: state.version, staleness: 0 })
+            }
+            _ => Err(DistError::WrongMode { mode: self.mode.name(), operation: "parameter pushes" }),
+        }
+    }
+}
