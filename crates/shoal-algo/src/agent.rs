@@ -166,6 +166,7 @@ pub fn build_agent(config: &TrainConfig) -> Result<Box<dyn Agent>> {
     Ok(match config.algo {
         Algo::Ppo => Box::new(crate::ppo::Ppo::new(config)?),
         Algo::A2c => Box::new(crate::a2c::A2c::new(config)?),
+        Algo::A3c => Box::new(crate::a3c::A3c::new(config)?),
         Algo::Dqn => Box::new(crate::dqn::Dqn::new(config)?),
         Algo::QLearning => Box::new(crate::q_learning::QLearning::new(config)?),
     })

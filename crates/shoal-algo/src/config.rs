@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::a2c::A2cConfig;
+use crate::a3c::A3cConfig;
 use crate::dqn::DqnConfig;
 use crate::error::{config_err, Result};
 use crate::ppo::PpoConfig;
@@ -18,6 +19,7 @@ use crate::q_learning::QLearningConfig;
 pub enum Algo {
     Ppo,
     A2c,
+    A3c,
     Dqn,
     QLearning,
 }
@@ -27,6 +29,7 @@ impl Algo {
         match self {
             Algo::Ppo => "ppo",
             Algo::A2c => "a2c",
+            Algo::A3c => "a3c",
             Algo::Dqn => "dqn",
             Algo::QLearning => "q_learning",
         }
@@ -50,6 +53,8 @@ pub struct TrainConfig {
     pub ppo: Option<PpoConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub a2c: Option<A2cConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a3c: Option<A3cConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dqn: Option<DqnConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -190,6 +195,7 @@ impl TrainConfig {
         match self.algo {
             Algo::Ppo => _ = self.ppo.get_or_insert_with(Default::default),
             Algo::A2c => _ = self.a2c.get_or_insert_with(Default::default),
+            Algo::A3c => _ = self.a3c.get_or_insert_with(Default::default),
             Algo::Dqn => _ = self.dqn.get_or_insert_with(Default::default),
             Algo::QLearning => _ = self.q_learning.get_or_insert_with(Default::default),
         }
@@ -199,6 +205,7 @@ impl TrainConfig {
         let given = [
             (Algo::Ppo, self.ppo.is_some()),
             (Algo::A2c, self.a2c.is_some()),
+            (Algo::A3c, self.a3c.is_some()),
             (Algo::Dqn, self.dqn.is_some()),
             (Algo::QLearning, self.q_learning.is_some()),
         ];

@@ -10,6 +10,9 @@ use shoal_env::Batch;
 pub struct EpisodeTracker {
     recent: VecDeque<(f64, u64)>,
     total: u64,
+    /// Episodes recorded since the last [`EpisodeTracker::drain_into`].
+    #[serde(default)]
+    undrained: usize,
 }
 
 impl EpisodeTracker {
@@ -23,6 +26,19 @@ impl EpisodeTracker {
         }
         self.recent.push_back((episode_return, length));
         self.total += 1;
+        self.undrained += 1;
+    }
+
+    /// Records the episodes finished since the last call into `other` (how parallel workers'
+    /// episodes reach the agent's one window).
+    pub fn drain_into(&mut self, other: &mut EpisodeTracker) {
+        let new = self.undrained.min(self.recent.len());
+        for &(ret, len) in self.recent.iter().skip(self.recent.len() - new) {
+            other.record(ret, len);
+        }
+        // Episodes that already left this window still count in the total.
+        other.total += (self.undrained - new) as u64;
+        self.undrained = 0;
     }
 
     /// Records the episodes that ended on a vector env's last step.

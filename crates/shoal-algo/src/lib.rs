@@ -7,6 +7,7 @@
 //! ([`TrainConfig`]).
 
 pub mod a2c;
+pub mod a3c;
 pub mod agent;
 pub mod checkpoint;
 pub mod config;

@@ -97,6 +97,14 @@ impl ParamServer {
         self.lock().stats.clone()
     }
 
+    /// Runs `f` on the parameters, version and optimizer under the server's lock: how a
+    /// checkpoint reads or restores the server's state consistently.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut Vec<f32>, &mut u64, &mut dyn Optimizer<f32>) -> R) -> R {
+        let mut state = self.lock();
+        let State { params, version, optimizer, .. } = &mut *state;
+        f(params, version, optimizer.as_mut())
+    }
+
     /// A copy of the current parameters.
     pub fn params(&self) -> Vec<f32> {
         self.lock().params.clone()
