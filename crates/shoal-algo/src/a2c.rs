@@ -3,12 +3,12 @@
 //! as Stable-Baselines3's A2C (GAE with λ = 1 is the plain n-step return).
 
 use serde::{Deserialize, Serialize};
-use shoal_nn::{clip_grad_norm, Loss, Model, Optimizer, PolicyGradientBatch, PolicyObjective, RmsProp};
+use shoal_nn::{clip_grad_norm, Model, Optimizer, RmsProp};
 
 use crate::agent::{section, Agent, Metrics};
 use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
 use crate::error::Result;
-use crate::on_policy::{normalize_advantages, OnPolicyCore};
+use crate::on_policy::OnPolicyCore;
 
 /// A2C hyperparameters (Stable-Baselines3's defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,7 +58,6 @@ pub struct A2c {
     core: OnPolicyCore,
     optimizer: RmsProp<f32>,
     grads: Vec<f32>,
-    advantages: Vec<f32>,
 }
 
 impl A2c {
@@ -74,7 +73,6 @@ impl A2c {
         Ok(A2c {
             optimizer: RmsProp::new(params, cfg.rms_alpha, cfg.rms_eps, false, 0.0),
             grads: vec![0.0; params],
-            advantages: Vec::new(),
             cfg,
             core,
         })
@@ -90,25 +88,7 @@ impl Agent for A2c {
         let cfg = &self.cfg;
         let lr = if cfg.anneal_lr { cfg.learning_rate * (1.0 - progress) } else { cfg.learning_rate };
         self.core.collect(cfg.gamma, cfg.gae_lambda)?;
-        self.advantages.clear();
-        self.advantages.extend_from_slice(&self.core.advantages);
-        if cfg.norm_adv {
-            normalize_advantages(&mut self.advantages);
-        }
-        let rows = self.core.values.len();
-        let stats = self.core.model.loss_and_grad(Loss::PolicyGradient(PolicyGradientBatch {
-            obs: &self.core.obs,
-            rows,
-            actions: &self.core.actions,
-            old_log_probs: &self.core.log_probs,
-            advantages: &self.advantages,
-            returns: &self.core.returns,
-            old_values: &self.core.values,
-            objective: PolicyObjective::Vanilla,
-            value_clip: None,
-            ent_coef: cfg.ent_coef,
-            vf_coef: cfg.vf_coef,
-        }))?;
+        let stats = self.core.vanilla_gradient(cfg.norm_adv, cfg.ent_coef, cfg.vf_coef)?;
         self.grads.copy_from_slice(self.core.model.grads());
         let grad_norm = clip_grad_norm(&mut self.grads, cfg.max_grad_norm);
         self.optimizer.step(self.core.model.params_mut(), &self.grads, lr as f32);

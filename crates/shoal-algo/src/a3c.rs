@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use shoal_dist::{ParamServer, ParamStore, PushOutcome, UpdateMode};
-use shoal_nn::{clip_grad_norm, io, Adam, Loss, Model, Optimizer, PolicyGradientBatch, PolicyObjective, RmsProp};
+use shoal_nn::{clip_grad_norm, io, Adam, Model, Optimizer, RmsProp};
 
 use crate::agent::{section, Agent, Metrics};
 use crate::checkpoint::{read_json, write_json, CommonState};
@@ -98,20 +98,7 @@ impl Worker {
                 self.version = Some(v);
             }
             self.core.collect(cfg.gamma, cfg.gae_lambda)?;
-            let rows = self.core.values.len();
-            let stats = self.core.model.loss_and_grad(Loss::PolicyGradient(PolicyGradientBatch {
-                obs: &self.core.obs,
-                rows,
-                actions: &self.core.actions,
-                old_log_probs: &self.core.log_probs,
-                advantages: &self.core.advantages,
-                returns: &self.core.returns,
-                old_values: &self.core.values,
-                objective: PolicyObjective::Vanilla,
-                value_clip: None,
-                ent_coef: cfg.ent_coef,
-                vf_coef: cfg.vf_coef,
-            }))?;
+            let stats = self.core.vanilla_gradient(false, cfg.ent_coef, cfg.vf_coef)?;
             self.grads.copy_from_slice(self.core.model.grads());
             clip_grad_norm(&mut self.grads, cfg.max_grad_norm);
             let outcome = server.push_gradient(index, self.version.unwrap_or(0), &self.grads).map_err(dist_err)?;

@@ -9,7 +9,10 @@ use std::path::Path;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use shoal_env::{Actions, Space, VecEnv};
-use shoal_nn::{io, ActorCritic, ActorCriticConfig, Model, Optimizer, PolicyHead};
+use shoal_nn::{
+    io, ActorCritic, ActorCriticConfig, Loss, LossStats, Model, Optimizer, PolicyGradientBatch, PolicyHead,
+    PolicyObjective,
+};
 
 use crate::agent::build_vec_env;
 use crate::checkpoint::{read_json, write_json, CommonState};
@@ -223,6 +226,28 @@ impl OnPolicyCore {
                 self.returns[k] = (last + self.values[k] as f64) as f32;
             }
         }
+    }
+
+    /// The A2C gradient of the whole rollout, `−E[A·log π] − c_ent·H + c_vf·½·E[(V−R)²]`, in
+    /// `model.grads()` (A2C applies it locally, A3C pushes it to a parameter server). With
+    /// `norm_adv` the rollout's advantages are normalized in place first.
+    pub fn vanilla_gradient(&mut self, norm_adv: bool, ent_coef: f64, vf_coef: f64) -> Result<LossStats> {
+        if norm_adv {
+            normalize_advantages(&mut self.advantages);
+        }
+        Ok(self.model.loss_and_grad(Loss::PolicyGradient(PolicyGradientBatch {
+            obs: &self.obs,
+            rows: self.values.len(),
+            actions: &self.actions,
+            old_log_probs: &self.log_probs,
+            advantages: &self.advantages,
+            returns: &self.returns,
+            old_values: &self.values,
+            objective: PolicyObjective::Vanilla,
+            value_clip: None,
+            ent_coef,
+            vf_coef,
+        }))?)
     }
 
     /// `1 − Var(R − V) / Var(R)` over the rollout: how much of the return the critic explains.

@@ -80,6 +80,23 @@ fn sync_mode_equals_one_process_on_the_concatenated_batch() {
     assert!(worst <= 1e-6, "max difference {worst}");
 }
 
+/// Pushes each local parameter vector from its own worker thread; returns what each got back.
+fn push_all(server: &Arc<ParamServer>, locals: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    let handles: Vec<_> = locals
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(w, mut p)| {
+            let server = Arc::clone(server);
+            thread::spawn(move || {
+                server.push_params(w, &mut p).unwrap();
+                p
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
 #[test]
 fn averaging_sets_every_worker_to_the_mean() {
     let server = Arc::new(ParamServer::new(
@@ -89,21 +106,9 @@ fn averaging_sets_every_worker_to_the_mean() {
         UpdateMode::Average { workers: 3, timeout: WAIT },
     ));
     let locals = [vec![1.0f32, 2.0, 3.0], vec![4.0, 5.0, 6.0], vec![-2.0, 0.5, 9.0]];
-    let handles: Vec<_> = locals
-        .iter()
-        .cloned()
-        .enumerate()
-        .map(|(w, mut p)| {
-            let server = Arc::clone(&server);
-            thread::spawn(move || {
-                server.push_params(w, &mut p).unwrap();
-                p
-            })
-        })
-        .collect();
     let mean = [1.0f32, 2.5, 6.0];
-    for h in handles {
-        assert_eq!(h.join().unwrap(), mean);
+    for got in push_all(&server, &locals) {
+        assert_eq!(got, mean);
     }
     assert_eq!((server.params(), server.version()), (mean.to_vec(), 1));
 }
@@ -119,19 +124,7 @@ fn easgd_moves_workers_and_center_by_the_elastic_force() {
         UpdateMode::Easgd { workers: 2, alpha, timeout: WAIT },
     ));
     let locals = [vec![3.0f32, 1.0], vec![-1.0, -5.0]];
-    let handles: Vec<_> = locals
-        .iter()
-        .cloned()
-        .enumerate()
-        .map(|(w, mut p)| {
-            let server = Arc::clone(&server);
-            thread::spawn(move || {
-                server.push_params(w, &mut p).unwrap();
-                p
-            })
-        })
-        .collect();
-    let moved: Vec<Vec<f32>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let moved = push_all(&server, &locals);
     for (local, got) in locals.iter().zip(&moved) {
         // θᵢ ← θᵢ − α(θᵢ − θ̃)
         let want: Vec<f32> = local.iter().zip(&center).map(|(t, c)| t - alpha as f32 * (t - c)).collect();
