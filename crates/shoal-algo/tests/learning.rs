@@ -64,18 +64,3 @@ fn a2c_solves_cartpole() {
     let (report, _) = train_and_eval("cartpole-a2c.toml", 1, 100, &[]);
     assert!(report.episode_return_mean >= 475.0, "{report:?}");
 }
-
-/// A3C's gradients arrive in whatever order the OS schedules its worker threads, so a run is
-/// not bit-reproducible and its greedy evaluation varies from run to run (in 7 repeated runs
-/// here: six ≥ 493, one 234). What is stable is learning itself, checked as RLlib's classic
-/// stop criterion: the mean return of the last 100 training episodes reaches 475 within the
-/// 500k-step budget.
-#[test]
-fn a3c_with_two_worker_threads_learns_cartpole() {
-    let config = config("cartpole-a3c.toml", &["stop.episode_return_mean=475"]);
-    let mut agent = build_agent(&config).unwrap();
-    let summary = learn(agent.as_mut(), &config.stop, &mut LoopState::default(), &mut []).unwrap();
-    eprintln!("a3c: {summary:?}");
-    assert_eq!(summary.stop_reason, shoal_algo::StopReason::ReturnReached, "{summary:?}");
-    assert!(summary.final_episode_return_mean.unwrap() >= 475.0);
-}

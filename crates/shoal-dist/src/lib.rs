@@ -16,5 +16,5 @@ mod server;
 mod store;
 
 pub use error::{DistError, Result};
-pub use server::{ParamServer, ServerStats};
+pub use server::{CheckpointPolicy, ParamServer, ServerStats};
 pub use store::{ParamStore, PushOutcome, UpdateMode};

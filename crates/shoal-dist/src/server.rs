@@ -4,10 +4,12 @@
 //! round with their contribution, the last one to arrive — or the first to find the round's
 //! timeout expired — closes it, and everyone waiting is woken with the new version.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use shoal_nn::Optimizer;
+use shoal_nn::{io, Optimizer, ParamLayout};
 
 use crate::error::{DistError, Result};
 use crate::store::{ParamStore, PushOutcome, UpdateMode};
@@ -48,11 +50,24 @@ struct State {
     stats: ServerStats,
 }
 
+/// Where and how often a server writes its parameters and optimizer state.
+#[derive(Debug, Clone)]
+pub struct CheckpointPolicy {
+    /// A safetensors file, replaced atomically (tensors named by `layout`).
+    pub path: PathBuf,
+    pub layout: ParamLayout,
+    /// Every this many updates.
+    pub every: u64,
+}
+
+const VERSION_KEY: &str = "shoal.ps_version";
+
 /// A parameter server living in this process.
 pub struct ParamServer {
     mode: UpdateMode,
     state: Mutex<State>,
     round_closed: Condvar,
+    checkpoint: Option<CheckpointPolicy>,
 }
 
 impl ParamServer {
@@ -72,6 +87,39 @@ impl ParamServer {
                 stats: ServerStats::default(),
             }),
             round_closed: Condvar::new(),
+            checkpoint: None,
+        }
+    }
+
+    /// Checkpoints the parameters, optimizer state and version every `policy.every` updates.
+    pub fn with_checkpoints(mut self, policy: CheckpointPolicy) -> Self {
+        self.checkpoint = Some(policy);
+        self
+    }
+
+    /// Restores parameters, optimizer state and version from the checkpoint file (a server
+    /// restarted with `--resume`); returns the restored version.
+    pub fn resume(&self) -> Result<u64> {
+        let policy =
+            self.checkpoint.as_ref().ok_or(DistError::WrongMode { mode: "uncheckpointed", operation: "resume" })?;
+        let mut state = self.lock();
+        let State { params, optimizer, .. } = &mut *state;
+        let meta = io::load_flat(&policy.path, &policy.layout, params, Some(optimizer.as_mut()))?;
+        state.version = meta.get(VERSION_KEY).and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok(state.version)
+    }
+
+    /// Counts an update and writes a checkpoint when one is due.
+    fn updated(&self, state: &mut State) -> Result<()> {
+        state.version += 1;
+        state.stats.updates += 1;
+        match &self.checkpoint {
+            Some(policy) if policy.every > 0 && state.version % policy.every == 0 => {
+                let meta = HashMap::from([(VERSION_KEY.to_string(), state.version.to_string())]);
+                io::save_flat(&policy.path, &policy.layout, &state.params, Some(state.optimizer.as_ref()), &meta)?;
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -124,7 +172,7 @@ impl ParamServer {
     }
 
     /// Closes the current round: turns the summed contributions into new parameters.
-    fn close_round(&self, state: &mut State) {
+    fn close_round(&self, state: &mut State) -> Result<()> {
         let count = state.round.count.max(1) as f64;
         match self.mode {
             UpdateMode::Sync { .. } => {
@@ -148,8 +196,6 @@ impl ParamServer {
         }
         let workers = state.round.arrived.len();
         state.stats.dropped_workers += (workers - state.round.count) as u64;
-        state.version += 1;
-        state.stats.updates += 1;
         let round = &mut state.round;
         round.number += 1;
         round.sum.fill(0.0);
@@ -157,6 +203,7 @@ impl ParamServer {
         round.count = 0;
         round.started = None;
         self.round_closed.notify_all();
+        self.updated(state)
     }
 
     /// Adds worker `worker`'s contribution to the current round and waits until the round
@@ -167,7 +214,7 @@ impl ParamServer {
         worker: usize,
         timeout: Duration,
         contribute: impl FnOnce(&mut State),
-    ) -> MutexGuard<'a, State> {
+    ) -> Result<MutexGuard<'a, State>> {
         // A worker that is already in this round (it was dropped and came back) waits for
         // the next one.
         while state.round.arrived[worker] {
@@ -179,19 +226,19 @@ impl ParamServer {
         let started = *state.round.started.get_or_insert_with(Instant::now);
         let my_round = state.round.number;
         if state.round.count == state.round.arrived.len() {
-            self.close_round(&mut state);
-            return state;
+            self.close_round(&mut state)?;
+            return Ok(state);
         }
         let deadline = started + timeout;
         while state.round.number == my_round {
             let now = Instant::now();
             if now >= deadline {
-                self.close_round(&mut state);
+                self.close_round(&mut state)?;
                 break;
             }
             state = self.round_closed.wait_timeout(state, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
         }
-        state
+        Ok(state)
     }
 
     fn check_worker(&self, worker: usize) -> Result<()> {
@@ -235,8 +282,7 @@ impl ParamStore for ParamServer {
                 let lr = state.lr;
                 let State { optimizer, params, .. } = &mut *state;
                 optimizer.step(params, grad, lr);
-                state.version += 1;
-                state.stats.updates += 1;
+                self.updated(&mut state)?;
                 state.stats.gradients += 1;
                 state.stats.staleness_sum += staleness;
                 state.stats.max_staleness = state.stats.max_staleness.max(staleness);
@@ -251,7 +297,7 @@ impl ParamStore for ParamServer {
                 }
                 let state = self.join_round(state, worker, timeout, |s| {
                     s.round.sum.iter_mut().zip(grad).for_each(|(a, &g)| *a += g as f64);
-                });
+                })?;
                 Ok(PushOutcome::Applied { version: state.version, staleness: 0 })
             }
             _ => Err(DistError::WrongMode { mode: self.mode.name(), operation: "gradients" }),
@@ -266,7 +312,7 @@ impl ParamStore for ParamServer {
                 self.check_worker(worker)?;
                 let state = self.join_round(state, worker, timeout, |s| {
                     s.round.sum.iter_mut().zip(params.iter()).for_each(|(a, &p)| *a += p as f64);
-                });
+                })?;
                 params.copy_from_slice(&state.params);
                 Ok(PushOutcome::Applied { version: state.version, staleness: 0 })
             }
@@ -279,7 +325,7 @@ impl ParamStore for ParamServer {
                         *a += diff;
                         *p = (*p as f64 - alpha * diff) as f32;
                     }
-                });
+                })?;
                 Ok(PushOutcome::Applied { version: state.version, staleness: 0 })
             }
             _ => Err(DistError::WrongMode { mode: self.mode.name(), operation: "parameter pushes" }),

@@ -209,3 +209,37 @@ fn mismatched_lengths_and_modes_are_errors() {
     );
     assert!(matches!(sync.push_gradient(2, 0, &[0.0; 3]), Err(DistError::Worker { worker: 2, workers: 2 })));
 }
+
+#[test]
+fn a_restarted_server_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut layout = shoal_nn::ParamLayout::new();
+    layout.push("w", &[2, 2]);
+    layout.push("b", &[2]);
+    let policy = shoal_dist::CheckpointPolicy { path: dir.path().join("ps.safetensors"), layout, every: 2 };
+    let grads: Vec<Vec<f32>> = (0..5).map(|k| (0..6).map(|i| ((k * 7 + i * 3) % 5) as f32 - 2.0).collect()).collect();
+    let make = || {
+        ParamServer::new(
+            vec![0.5; 6],
+            Box::new(Adam::new(6, 0.9, 0.999, 1e-8)),
+            0.1,
+            UpdateMode::Async { max_staleness: None },
+        )
+        .with_checkpoints(policy.clone())
+    };
+    let first = make();
+    for (k, g) in grads.iter().enumerate().take(4) {
+        first.push_gradient(0, k as u64, g).unwrap();
+    }
+    let at_four = first.params();
+    first.push_gradient(0, 4, &grads[4]).unwrap();
+    let at_five = first.params();
+    drop(first); // "kill" the server; its last checkpoint is at version 4
+
+    let restarted = make();
+    assert_eq!(restarted.resume().unwrap(), 4);
+    assert_eq!(restarted.params(), at_four);
+    // The optimizer's moments came back too: the same fifth gradient gives the same result.
+    assert_eq!(restarted.push_gradient(0, 4, &grads[4]).unwrap(), PushOutcome::Applied { version: 5, staleness: 0 });
+    assert_eq!(restarted.params(), at_five);
+}

@@ -58,10 +58,22 @@ pub fn save(
     optimizer: Option<&dyn Optimizer<f32>>,
     metadata: &HashMap<String, String>,
 ) -> Result<()> {
-    let layout = model.layout();
+    save_flat(path, model.layout(), model.params(), optimizer, metadata)
+}
+
+/// Saves a flat parameter vector laid out by `layout` (what a parameter server holds without
+/// a model), and `optimizer`'s state if given.
+pub fn save_flat(
+    path: &Path,
+    layout: &ParamLayout,
+    params: &[f32],
+    optimizer: Option<&dyn Optimizer<f32>>,
+    metadata: &HashMap<String, String>,
+) -> Result<()> {
+    layout.check_len("parameter vector", params.len())?;
     let mut entries: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for t in layout.tensors() {
-        entries.push((t.name.clone(), t.shape.clone(), le_bytes(&model.params()[t.range()])));
+        entries.push((t.name.clone(), t.shape.clone(), le_bytes(&params[t.range()])));
     }
     let mut info = metadata.clone();
     if let Some(opt) = optimizer {
@@ -94,12 +106,24 @@ pub fn load(
     model: &mut dyn Model<f32>,
     optimizer: Option<&mut dyn Optimizer<f32>>,
 ) -> Result<HashMap<String, String>> {
+    let layout = model.layout().clone();
+    load_flat(path, &layout, model.params_mut(), optimizer)
+}
+
+/// Loads a flat parameter vector laid out by `layout` into `params` (and optimizer state);
+/// on any mismatch nothing is changed.
+pub fn load_flat(
+    path: &Path,
+    layout: &ParamLayout,
+    params: &mut [f32],
+    optimizer: Option<&mut dyn Optimizer<f32>>,
+) -> Result<HashMap<String, String>> {
+    layout.check_len("parameter vector", params.len())?;
     let bytes = fs::read(path).map_err(io_err(path))?;
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| format_err(path, e))?;
     let metadata = header.metadata().clone().unwrap_or_default();
     let file = SafeTensors::deserialize(&bytes).map_err(|e| format_err(path, e))?;
-    let layout = model.layout().clone();
-    let params = read_tensors(&file, &layout, "", path)?;
+    let loaded = read_tensors(&file, layout, "", path)?;
     let extra = file.names().into_iter().find(|n| !n.starts_with("optim.") && layout.get(n).is_none());
     if let Some(name) = extra {
         return Err(NnError::Layout {
@@ -119,12 +143,12 @@ pub fn load(
         let names: Vec<&'static str> = opt.buffers().iter().map(|(n, _)| *n).collect();
         let buffers = names
             .iter()
-            .map(|name| read_tensors(&file, &layout, &format!("optim.{name}."), path).map(|v| (*name, v)))
+            .map(|name| read_tensors(&file, layout, &format!("optim.{name}."), path).map(|v| (*name, v)))
             .collect::<Result<Vec<_>>>()?;
         let views: Vec<(&str, &[f32])> = buffers.iter().map(|(n, v)| (*n, v.as_slice())).collect();
         opt.load(steps, &views)?;
     }
-    model.params_mut().copy_from_slice(&params);
+    params.copy_from_slice(&loaded);
     Ok(metadata)
 }
 
