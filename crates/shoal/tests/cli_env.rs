@@ -134,3 +134,15 @@ fn bench_env_prints_throughput_last() {
     let rate: f64 = last.strip_prefix("env_steps_per_sec: ").unwrap().parse().unwrap();
     assert!(rate > 0.0);
 }
+
+#[test]
+fn bench_ps_reports_in_process_and_tcp_figures() {
+    let out = shoal(&["bench", "ps", "--seconds", "0.05"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for key in ["inproc_push_pull_10KB_us", "inproc_pull_1MB_us", "tcp_loopback_10MB_mb_per_sec"] {
+        let line = text.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in:\n{text}"));
+        let value: f64 = line.split_whitespace().last().unwrap().parse().unwrap();
+        assert!(value > 0.0, "{line}");
+    }
+}

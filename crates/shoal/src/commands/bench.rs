@@ -19,6 +19,8 @@ pub enum Bench {
     Solve(super::bench_learn::SolveArgs),
     /// Train the benchmark configs once each and evaluate them against their targets.
     Learn(super::bench_learn::LearnArgs),
+    /// Parameter push+pull latency and throughput: in-process server and a loopback TCP copy.
+    Ps(super::bench_ps::PsArgs),
 }
 
 /// Arguments of `shoal bench env`.
@@ -45,6 +47,7 @@ pub fn run(bench: &Bench) -> Result<()> {
         Bench::Nn(args) => super::bench_nn::run(args),
         Bench::Solve(args) => super::bench_learn::solve(args),
         Bench::Learn(args) => super::bench_learn::learn_table(args),
+        Bench::Ps(args) => super::bench_ps::run(args),
     }
 }
 

@@ -1,0 +1,92 @@
+//! `shoal bench ps`: moving parameter vectors. For 10 KB, 1 MB and 10 MB vectors it times a
+//! push (gradient applied by SGD) plus a pull through the in-process parameter server, and, as
+//! the physical reference, the same bytes sent to a loopback TCP peer and back — the yardstick
+//! the gRPC transport (next step of issue 5) will be compared against in the same run.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use shoal_dist::{ParamServer, ParamStore, UpdateMode};
+use shoal_nn::Sgd;
+
+/// Arguments of `shoal bench ps`.
+#[derive(clap::Args)]
+pub struct PsArgs {
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+}
+
+const SIZES: [(&str, usize); 3] = [("10KB", 10 * 1024), ("1MB", 1 << 20), ("10MB", 10 << 20)];
+
+/// Calls `f` for about `seconds` and returns the mean seconds per call.
+fn per_call(seconds: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed() < Duration::from_secs_f64(seconds) {
+        f()?;
+        calls += 1;
+    }
+    Ok(start.elapsed().as_secs_f64() / calls as f64)
+}
+
+/// A loopback peer that echoes every buffer of `bytes` back.
+fn echo_peer(bytes: usize) -> Result<TcpStream> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut conn, _) = listener.accept()?;
+        conn.set_nodelay(true)?;
+        let mut buf = vec![0u8; bytes];
+        loop {
+            conn.read_exact(&mut buf)?;
+            conn.write_all(&buf)?;
+        }
+    });
+    let client = TcpStream::connect(addr)?;
+    client.set_nodelay(true)?;
+    Ok(client)
+}
+
+pub fn run(args: &PsArgs) -> Result<()> {
+    for (label, bytes) in SIZES {
+        let len = bytes / 4;
+        let server = ParamServer::new(
+            vec![0.0; len],
+            Box::new(Sgd::new(len, 0.0, false)),
+            1e-3,
+            UpdateMode::Async { max_staleness: None },
+        );
+        let grad = vec![1e-3f32; len];
+        let mut params = vec![0.0f32; len];
+        let round_trip = per_call(args.seconds, || {
+            let version = server.version();
+            server.push_gradient(0, version, &grad)?;
+            server.pull(None, &mut params)?;
+            Ok(())
+        })?;
+        let pull = per_call(args.seconds, || {
+            server.pull(None, &mut params)?;
+            Ok(())
+        })?;
+        let mut socket = echo_peer(bytes)?;
+        let mut send = vec![7u8; bytes];
+        let mut recv = vec![0u8; bytes];
+        let tcp = per_call(args.seconds, || {
+            socket.write_all(&send)?;
+            socket.read_exact(&mut recv)?;
+            std::mem::swap(&mut send, &mut recv);
+            Ok(())
+        })?;
+        let mb = |secs: f64| 2.0 * bytes as f64 / secs / 1e6;
+        println!("inproc_push_pull_{label}_us: {:.1}", round_trip * 1e6);
+        println!("inproc_push_pull_{label}_mb_per_sec: {:.0}", mb(round_trip));
+        println!("inproc_pull_{label}_us: {:.1}", pull * 1e6);
+        println!("tcp_loopback_roundtrip_{label}_us: {:.1}", tcp * 1e6);
+        println!("tcp_loopback_{label}_mb_per_sec: {:.0}", mb(tcp));
+    }
+    Ok(())
+}
