@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 use shoal_env::{Actions, Space, VecEnv};
@@ -22,6 +22,7 @@ use crate::checkpoint::{read_json, write_json, CommonState};
 use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, AlgoError, Result};
+use crate::explore::{argmax, epsilon_greedy};
 use crate::replay::{ReplayBatch, ReplayBuffer};
 
 /// DQN hyperparameters (CleanRL's defaults).
@@ -128,11 +129,6 @@ pub struct Dqn {
     actions: Vec<i64>,
 }
 
-/// Index of the largest value (the first on ties).
-fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
-}
-
 impl Dqn {
     pub fn new(config: &TrainConfig) -> Result<Self> {
         let cfg = section(&config.dqn, "dqn")?.clone();
@@ -194,11 +190,7 @@ impl Dqn {
         self.obs.extend_from_slice(&self.env.batch().obs);
         let q = self.q.q_values(&self.obs, n)?;
         for (i, a) in self.actions.iter_mut().enumerate() {
-            *a = if self.rng.random::<f64>() < epsilon {
-                self.rng.random_range(0..self.n_actions) as i64
-            } else {
-                argmax(&q[i * self.n_actions..(i + 1) * self.n_actions]) as i64
-            };
+            *a = epsilon_greedy(&q[i * self.n_actions..(i + 1) * self.n_actions], epsilon, &mut self.rng) as i64;
         }
         self.env.step(Actions::Discrete(&self.actions))?;
         self.env_steps += n as u64;
@@ -334,11 +326,7 @@ impl Agent for Dqn {
         let na = self.n_actions;
         let q = self.q.q_values(obs, rows)?;
         for (a, row) in actions.iter_mut().zip(q.chunks_exact(na)) {
-            *a = if !deterministic && self.rng.random::<f64>() < self.cfg.end_e {
-                self.rng.random_range(0..na) as f32
-            } else {
-                argmax(row) as f32
-            };
+            *a = if deterministic { argmax(row) } else { epsilon_greedy(row, self.cfg.end_e, &mut self.rng) } as f32;
         }
         Ok(())
     }

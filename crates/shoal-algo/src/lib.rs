@@ -15,6 +15,7 @@ pub mod dqn;
 pub mod episodes;
 pub mod error;
 pub mod eval;
+mod explore;
 mod on_policy;
 pub mod ppo;
 pub mod q_learning;

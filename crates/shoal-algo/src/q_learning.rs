@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 use shoal_env::{Actions, Space, VecEnv};
@@ -18,6 +18,7 @@ use crate::checkpoint::{read_json, write_json, CommonState};
 use crate::config::{check_positive, check_range, Algo, TrainConfig};
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, Result};
+use crate::explore::{argmax, epsilon_greedy};
 
 /// Q-learning hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,11 +62,6 @@ pub struct QLearning {
     env_steps: u64,
     states: Vec<usize>,
     actions: Vec<i64>,
-}
-
-/// The greedy action (the first on ties, as `argmax`).
-fn greedy(row: &[f64]) -> usize {
-    row.iter().enumerate().fold((0, f64::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
 }
 
 #[derive(Serialize, Deserialize)]
@@ -139,11 +135,7 @@ impl Agent for QLearning {
         for _ in 0..cfg.steps_per_iteration {
             for (i, (s, a)) in self.states.iter_mut().zip(&mut self.actions).enumerate() {
                 *s = self.env.batch().obs[i] as usize;
-                *a = if self.rng.random::<f64>() < epsilon {
-                    self.rng.random_range(0..na) as i64
-                } else {
-                    greedy(&self.q[*s * na..(*s + 1) * na]) as i64
-                };
+                *a = epsilon_greedy(&self.q[*s * na..(*s + 1) * na], epsilon, &mut self.rng) as i64;
             }
             self.env.step(Actions::Discrete(&self.actions))?;
             self.env_steps += self.states.len() as u64;
@@ -154,7 +146,7 @@ impl Agent for QLearning {
                 let bootstrap = if batch.terminated[i] {
                     0.0
                 } else {
-                    self.q[greedy(&self.q[next * na..(next + 1) * na]) + next * na]
+                    self.q[argmax(&self.q[next * na..(next + 1) * na]) + next * na]
                 };
                 let k = s * na + a as usize;
                 let td = batch.rewards[i] as f64 + cfg.gamma * bootstrap - self.q[k];
@@ -187,11 +179,8 @@ impl Agent for QLearning {
             if s >= n_states {
                 return Err(config_err(format!("observation {s} is not a state of this Q-table (0..{n_states})")));
             }
-            *a = if !deterministic && self.rng.random::<f64>() < self.cfg.end_e {
-                self.rng.random_range(0..na) as f32
-            } else {
-                greedy(&self.q[s * na..(s + 1) * na]) as f32
-            };
+            let row = &self.q[s * na..(s + 1) * na];
+            *a = if deterministic { argmax(row) } else { epsilon_greedy(row, self.cfg.end_e, &mut self.rng) } as f32;
         }
         Ok(())
     }

@@ -54,6 +54,31 @@ pub trait Scalar:
     );
 }
 
+/// Implements `Scalar::gemm_raw` by forwarding to a `matrixmultiply` routine of the same shape.
+macro_rules! forward_gemm {
+    ($routine:ident) => {
+        unsafe fn gemm_raw(
+            m: usize,
+            k: usize,
+            n: usize,
+            alpha: Self,
+            a: *const Self,
+            rsa: isize,
+            csa: isize,
+            b: *const Self,
+            rsb: isize,
+            csb: isize,
+            beta: Self,
+            c: *mut Self,
+            rsc: isize,
+            csc: isize,
+        ) {
+            // SAFETY: forwarded contract (bounds and aliasing checked by `gemm::gemm`).
+            unsafe { matrixmultiply::$routine(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+        }
+    };
+}
+
 impl Scalar for f32 {
     fn of(x: f64) -> Self {
         x as f32
@@ -79,25 +104,7 @@ impl Scalar for f32 {
         }
         bias_tanh_generic(z, bias)
     }
-    unsafe fn gemm_raw(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
-        beta: Self,
-        c: *mut Self,
-        rsc: isize,
-        csc: isize,
-    ) {
-        // SAFETY: forwarded contract (bounds and aliasing checked by `gemm::gemm`).
-        unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
-    }
+    forward_gemm!(sgemm);
 }
 
 impl Scalar for f64 {
@@ -110,25 +117,7 @@ impl Scalar for f64 {
     fn tanh_act(x: Self) -> Self {
         x.tanh()
     }
-    unsafe fn gemm_raw(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
-        beta: Self,
-        c: *mut Self,
-        rsc: isize,
-        csc: isize,
-    ) {
-        // SAFETY: forwarded contract (bounds and aliasing checked by `gemm::gemm`).
-        unsafe { matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
-    }
+    forward_gemm!(dgemm);
 }
 
 /// The portable body of [`Scalar::bias_tanh`]; inlined into each SIMD-specific build.

@@ -25,7 +25,6 @@ fn check<M: Model<f64> + Clone>(mut model: M, loss: Loss<'_, f64>) -> f64 {
     let stats = model.loss_and_grad(loss).unwrap();
     let analytic = model.grads().to_vec();
     let base = model.params().to_vec();
-    let mut worst: f64 = 0.0;
     for i in 0..base.len() {
         let eval = |delta: f64| {
             let mut m = model.clone();
@@ -40,7 +39,6 @@ fn check<M: Model<f64> + Clone>(mut model: M, loss: Loss<'_, f64>) -> f64 {
             "param {i} ({tensor}): analytic {} vs numeric {numeric}",
             analytic[i]
         );
-        worst = worst.max(err);
     }
     assert!(analytic.iter().any(|g| g.abs() > 1e-4), "gradient is trivially zero");
     stats.total
