@@ -1,5 +1,7 @@
 use thiserror::Error;
 
+use crate::wire::WireError;
+
 /// What can go wrong between a worker and a parameter store.
 #[derive(Debug, Error)]
 pub enum DistError {
@@ -14,6 +16,21 @@ pub enum DistError {
     /// A worker index outside `0..workers`.
     #[error("worker {worker} is out of range: the store expects workers 0..{workers}")]
     Worker { worker: usize, workers: usize },
+    /// The server could not be reached (within the retry window).
+    #[error("cannot reach the parameter server at {addr}: {detail} (is `shoal ps` running there?)")]
+    Unreachable { addr: String, detail: String },
+    /// The server refused the client: wrong token, protocol version, model layout or shard.
+    #[error("the parameter server at {addr} refused this worker: {detail}")]
+    Refused { addr: String, detail: String },
+    /// The server answered a call with an error.
+    #[error("the parameter server at {addr} failed a call: {detail}")]
+    Remote { addr: String, detail: String },
+    /// A malformed tensor stream.
+    #[error("malformed tensor stream: {0}")]
+    Wire(#[from] WireError),
+    /// A bad token, address or certificate given to this process.
+    #[error("{0}")]
+    Setup(String),
     #[error(transparent)]
     Nn(#[from] shoal_nn::NnError),
 }

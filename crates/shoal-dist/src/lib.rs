@@ -2,19 +2,36 @@
 //!
 //! Where parameters live when several workers train one model. Algorithms talk to a
 //! [`ParamStore`] — pull the newest parameters, push a gradient or local parameters — and do
-//! not know whether the store is a struct in the same process (this crate's
-//! [`ParamServer`], the embedded default) or a server across the network (a gRPC client
-//! implementing the same trait, in a later step).
+//! not know whether the store is a struct in the same process ([`ParamServer`], the embedded
+//! default), a server across the network ([`GrpcStore`], the client of `shoal ps`), or several
+//! shards of either ([`ShardedStore`]).
 //!
 //! Update modes ([`UpdateMode`]): synchronous gradient averaging with a barrier per step (a
-//! straggler is dropped from the round after a timeout), asynchronous application on arrival
-//! with recorded and optionally bounded staleness (A3C / Downpour), parameter averaging, and
-//! elastic averaging (EASGD). Sharding and the gRPC transport come next (issue 5).
+//! straggler is dropped from the round after a timeout and rejoins when it pushes again),
+//! asynchronous application on arrival with recorded and optionally bounded staleness (A3C /
+//! Downpour), parameter averaging, and elastic averaging (EASGD).
+//!
+//! The wire protocol is `proto/shoal_ps.proto` (tonic + prost, compiled by protox at build
+//! time — no system `protoc`): a shared token on every call, a version and layout handshake,
+//! tensors as raw little-endian `f32` (or f16) bytes in chunks under the message limit.
 
+mod auth;
+mod client;
 mod error;
+mod monitor;
+pub mod proto;
 mod server;
+mod service;
+mod sharded;
 mod store;
+pub mod wire;
 
+pub use auth::{Token, TOKEN_ENV};
+pub use client::{ClientOptions, GrpcStore};
 pub use error::{DistError, Result};
+pub use monitor::{Coordinator, RunMonitor, RunStatus, RunTotals, StopRule};
+pub use proto::Encoding;
 pub use server::{CheckpointPolicy, ParamServer, ServerStats};
+pub use service::{spawn, ServerHandle, ServiceConfig, ShardInfo};
+pub use sharded::{shard_range, ShardedStore};
 pub use store::{ParamStore, PushOutcome, UpdateMode};

@@ -25,7 +25,7 @@ pub struct ServerStats {
     pub max_staleness: u64,
     /// Pushes rejected as too stale.
     pub rejected_stale: u64,
-    /// Worker slots a round closed without (timeouts).
+    /// Times a worker was dropped from the rounds for missing a round's timeout.
     pub dropped_workers: u64,
 }
 
@@ -35,6 +35,9 @@ struct Round {
     /// Sum of the contributions (gradients, parameters or EASGD differences), in f64.
     sum: Vec<f64>,
     arrived: Vec<bool>,
+    /// Workers dropped by a timed-out round: later rounds do not wait for them until they push
+    /// again, so a dead worker costs one timeout, not one per round.
+    absent: Vec<bool>,
     count: usize,
     started: Option<Instant>,
 }
@@ -82,7 +85,14 @@ impl ParamServer {
                 version: 0,
                 optimizer,
                 lr,
-                round: Round { number: 0, sum: vec![0.0; len], arrived: vec![false; workers], count: 0, started: None },
+                round: Round {
+                    number: 0,
+                    sum: vec![0.0; len],
+                    arrived: vec![false; workers],
+                    absent: vec![false; workers],
+                    count: 0,
+                    started: None,
+                },
                 scratch: vec![0.0; len],
                 stats: ServerStats::default(),
             }),
@@ -153,6 +163,13 @@ impl ParamServer {
         f(params, version, optimizer.as_mut())
     }
 
+    /// Runs `f` on the parameters and version if they are newer than `have` (what a network
+    /// server encodes straight from the store, without an intermediate copy).
+    pub fn read_if_newer<R>(&self, have: Option<u64>, f: impl FnOnce(&[f32], u64) -> R) -> Option<R> {
+        let state = self.lock();
+        (have != Some(state.version)).then(|| f(&state.params, state.version))
+    }
+
     /// A copy of the current parameters.
     pub fn params(&self) -> Vec<f32> {
         self.lock().params.clone()
@@ -194,9 +211,13 @@ impl ParamServer {
             }
             UpdateMode::Async { .. } => {}
         }
-        let workers = state.round.arrived.len();
-        state.stats.dropped_workers += (workers - state.round.count) as u64;
         let round = &mut state.round;
+        for (absent, &arrived) in round.absent.iter_mut().zip(&round.arrived) {
+            if !arrived && !*absent {
+                *absent = true;
+                state.stats.dropped_workers += 1;
+            }
+        }
         round.number += 1;
         round.sum.fill(0.0);
         round.arrived.fill(false);
@@ -221,11 +242,14 @@ impl ParamServer {
             state = self.round_closed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
         contribute(&mut state);
-        state.round.arrived[worker] = true;
-        state.round.count += 1;
-        let started = *state.round.started.get_or_insert_with(Instant::now);
-        let my_round = state.round.number;
-        if state.round.count == state.round.arrived.len() {
+        let round = &mut state.round;
+        round.arrived[worker] = true;
+        round.absent[worker] = false;
+        round.count += 1;
+        let started = *round.started.get_or_insert_with(Instant::now);
+        let my_round = round.number;
+        let expected = round.absent.iter().filter(|&&a| !a).count();
+        if round.count >= expected {
             self.close_round(&mut state)?;
             return Ok(state);
         }
@@ -260,13 +284,14 @@ impl ParamStore for ParamServer {
     }
 
     fn pull(&self, have: Option<u64>, out: &mut [f32]) -> Result<Option<u64>> {
-        let state = self.lock();
-        self.check_len("pull buffer", out.len(), &state)?;
-        if have == Some(state.version) {
-            return Ok(None);
+        let expected = self.len();
+        if out.len() != expected {
+            return Err(DistError::Length { what: "pull buffer", got: out.len(), expected });
         }
-        out.copy_from_slice(&state.params);
-        Ok(Some(state.version))
+        Ok(self.read_if_newer(have, |params, version| {
+            out.copy_from_slice(params);
+            version
+        }))
     }
 
     fn push_gradient(&self, worker: usize, base_version: u64, grad: &[f32]) -> Result<PushOutcome> {

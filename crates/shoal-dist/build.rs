@@ -1,0 +1,11 @@
+//! Compiles `proto/shoal_ps.proto` with protox (a protobuf compiler written in Rust), so a
+//! build needs no system `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
+    let proto = format!("{proto_dir}/shoal_ps.proto");
+    println!("cargo:rerun-if-changed={proto}");
+    let descriptors = protox::compile([&proto], [proto_dir])?;
+    tonic_prost_build::configure().compile_fds(descriptors)?;
+    Ok(())
+}

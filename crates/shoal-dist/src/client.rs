@@ -1,0 +1,261 @@
+//! [`GrpcStore`]: a [`ParamStore`] (and [`Coordinator`]) across the network — what `shoal
+//! worker` trains against. Algorithms cannot tell it from the in-process server.
+//!
+//! The client owns a single-threaded tokio runtime and blocks on each call, because workers
+//! are plain threads. Calls that fail because the server is unreachable (not started yet,
+//! restarting after a crash) are retried with exponential backoff for `retry_for`; every
+//! other failure — a refused token, a layout mismatch, a malformed reply — is returned at once.
+//! A gradient whose reply was lost with a crashing server may be applied twice after the
+//! retry; asynchronous SGD tolerates that, as it tolerates staleness.
+
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Runtime;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use crate::auth::Token;
+use crate::error::{DistError, Result};
+use crate::monitor::{Coordinator, RunStatus};
+use crate::proto::param_service_client::ParamServiceClient;
+use crate::proto::{Chunk, Encoding, HelloReply, HelloRequest, PullRequest, ReportRequest, PROTOCOL_VERSION};
+use crate::service::{ShardInfo, CONNECTION_WINDOW, STREAM_WINDOW};
+use crate::store::{ParamStore, PushOutcome};
+use crate::wire::{self, Assembler, MAX_MESSAGE_BYTES};
+
+/// How a worker talks to a server.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub token: Token,
+    /// Encoding of tensors on the wire (f16 halves the bytes, at ~3 significant digits).
+    pub encoding: Encoding,
+    /// How long to keep retrying an unreachable server before giving up.
+    pub retry_for: Duration,
+}
+
+/// A remote parameter store (one shard of it when the run is sharded).
+pub struct GrpcStore {
+    runtime: Runtime,
+    client: ParamServiceClient<Channel>,
+    addr: String,
+    options: ClientOptions,
+    hello: HelloReply,
+}
+
+/// The error of one attempt: retried when the server is unreachable.
+enum Attempt {
+    Status(Status),
+    Fatal(DistError),
+}
+
+impl From<Status> for Attempt {
+    fn from(status: Status) -> Self {
+        Attempt::Status(status)
+    }
+}
+
+fn unreachable(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable | Code::Cancelled => true,
+        // A connection cut mid-call surfaces as an unknown h2/transport error.
+        Code::Unknown => {
+            let message = status.message().to_ascii_lowercase();
+            ["transport", "connection", "h2", "broken pipe", "reset"].iter().any(|s| message.contains(s))
+        }
+        _ => false,
+    }
+}
+
+impl GrpcStore {
+    /// Connects to the server at `addr` (`host:port`) holding shard `shard` of `shards` of a
+    /// model whose layout fingerprint is `layout_hash`, retrying while it is unreachable.
+    pub fn connect(addr: &str, layout_hash: u64, shard: u32, shards: u32, options: ClientOptions) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| DistError::Setup(format!("cannot start the client runtime: {e}")))?;
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| DistError::Setup(format!("bad parameter server address {addr:?}: {e}")))?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5))
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW);
+        let channel = {
+            let _guard = runtime.enter();
+            endpoint.connect_lazy()
+        };
+        let client = ParamServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let mut store = GrpcStore { runtime, client, addr: addr.to_string(), options, hello: HelloReply::default() };
+        let request = HelloRequest {
+            protocol_version: PROTOCOL_VERSION,
+            layout_hash: format!("{layout_hash:016x}"),
+            shard,
+            shards,
+            worker: 0,
+        };
+        store.hello = store.call(|rt, mut client, token| {
+            let mut req = Request::new(request.clone());
+            token.attach(&mut req);
+            Ok(rt.block_on(client.hello(req))?.into_inner())
+        })?;
+        Ok(store)
+    }
+
+    /// Which part of the whole vector this server holds.
+    pub fn shard(&self) -> ShardInfo {
+        ShardInfo { index: self.hello.shard, count: self.hello.shards, offset: self.hello.offset }
+    }
+
+    /// The server's update mode, as configs spell it.
+    pub fn mode(&self) -> &str {
+        &self.hello.mode
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Runs one call, retrying with backoff while the server is unreachable.
+    fn call<T>(
+        &self,
+        mut attempt: impl FnMut(&Runtime, ParamServiceClient<Channel>, &Token) -> Result<T, Attempt>,
+    ) -> Result<T> {
+        let deadline = Instant::now() + self.options.retry_for;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match attempt(&self.runtime, self.client.clone(), &self.options.token) {
+                Ok(value) => return Ok(value),
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Status(status)) if unreachable(&status) => {
+                    if Instant::now() + delay > deadline {
+                        return Err(DistError::Unreachable {
+                            addr: self.addr.clone(),
+                            detail: format!("{} (gave up after {:?})", status.message(), self.options.retry_for),
+                        });
+                    }
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(Attempt::Status(status)) => return Err(self.refusal(status)),
+            }
+        }
+    }
+
+    fn refusal(&self, status: Status) -> DistError {
+        let (addr, detail) = (self.addr.clone(), status.message().to_string());
+        match status.code() {
+            Code::Unauthenticated | Code::PermissionDenied => DistError::Refused { addr, detail },
+            Code::FailedPrecondition if detail.contains("mismatch") => DistError::Refused { addr, detail },
+            _ => DistError::Remote { addr, detail: format!("{:?}: {detail}", status.code()) },
+        }
+    }
+
+    fn request_stream(chunks: Vec<Chunk>, token: &Token) -> Request<tokio_stream::Iter<std::vec::IntoIter<Chunk>>> {
+        let mut req = Request::new(tokio_stream::iter(chunks));
+        token.attach(&mut req);
+        req
+    }
+}
+
+/// Reads a tensor stream into `out`; `None` when the server said the caller is current.
+async fn read_tensor(stream: &mut tonic::Streaming<Chunk>, out: &mut [f32]) -> Result<Option<u64>, Attempt> {
+    let mut assembler = Assembler::new(out);
+    while let Some(chunk) = stream.message().await? {
+        if chunk.unchanged {
+            return Ok(None);
+        }
+        assembler.accept(&chunk).map_err(|e| Attempt::Fatal(e.into()))?;
+    }
+    let (_, version) = assembler.finish().map_err(|e| Attempt::Fatal(e.into()))?;
+    Ok(Some(version))
+}
+
+impl ParamStore for GrpcStore {
+    fn len(&self) -> usize {
+        self.hello.len as usize
+    }
+
+    fn version(&self) -> u64 {
+        // The cheapest way to ask: a Hello costs one small round trip. The trait's answer is
+        // infallible, so an unreachable server reports the version seen at connect.
+        let request = HelloRequest {
+            protocol_version: PROTOCOL_VERSION,
+            layout_hash: self.hello.layout_hash.clone(),
+            shard: self.hello.shard,
+            shards: self.hello.shards,
+            worker: 0,
+        };
+        self.call(|rt, mut client, token| {
+            let mut req = Request::new(request.clone());
+            token.attach(&mut req);
+            Ok(rt.block_on(client.hello(req))?.into_inner().version)
+        })
+        .unwrap_or(self.hello.version)
+    }
+
+    fn pull(&self, have: Option<u64>, out: &mut [f32]) -> Result<Option<u64>> {
+        if out.len() != self.len() {
+            return Err(DistError::Length { what: "pull buffer", got: out.len(), expected: self.len() });
+        }
+        let encoding = self.options.encoding as i32;
+        self.call(|rt, mut client, token| {
+            let mut req = Request::new(PullRequest { have_version: have, encoding });
+            token.attach(&mut req);
+            rt.block_on(async {
+                let mut stream = client.pull(req).await?.into_inner();
+                read_tensor(&mut stream, out).await
+            })
+        })
+    }
+
+    fn push_gradient(&self, worker: usize, base_version: u64, grad: &[f32]) -> Result<PushOutcome> {
+        if grad.len() != self.len() {
+            return Err(DistError::Length { what: "gradient", got: grad.len(), expected: self.len() });
+        }
+        let reply = self.call(|rt, mut client, token| {
+            let chunks = wire::encode(grad, self.options.encoding, worker as u32, base_version);
+            Ok(rt.block_on(client.push_gradient(Self::request_stream(chunks, token)))?.into_inner())
+        })?;
+        let (version, staleness) = (reply.version, reply.staleness);
+        Ok(if reply.applied {
+            PushOutcome::Applied { version, staleness }
+        } else {
+            PushOutcome::Stale { version, staleness }
+        })
+    }
+
+    fn push_params(&self, worker: usize, params: &mut [f32]) -> Result<PushOutcome> {
+        if params.len() != self.len() {
+            return Err(DistError::Length { what: "parameters", got: params.len(), expected: self.len() });
+        }
+        let mut back = vec![0.0f32; params.len()];
+        let version = self.call(|rt, mut client, token| {
+            let chunks = wire::encode(params, self.options.encoding, worker as u32, 0);
+            rt.block_on(async {
+                let mut stream = client.push_params(Self::request_stream(chunks, token)).await?.into_inner();
+                read_tensor(&mut stream, &mut back).await
+            })
+        })?;
+        params.copy_from_slice(&back);
+        Ok(PushOutcome::Applied { version: version.unwrap_or(0), staleness: 0 })
+    }
+}
+
+impl Coordinator for GrpcStore {
+    fn report(&self, worker: usize, env_steps: u64, episodes: &[(f64, u64)]) -> Result<RunStatus> {
+        let request = ReportRequest {
+            worker: worker as u32,
+            env_steps,
+            episode_returns: episodes.iter().map(|e| e.0).collect(),
+            episode_lengths: episodes.iter().map(|e| e.1).collect(),
+        };
+        let reply = self.call(|rt, mut client, token| {
+            let mut req = Request::new(request.clone());
+            token.attach(&mut req);
+            Ok(rt.block_on(client.report(req))?.into_inner())
+        })?;
+        Ok(RunStatus { stop: reply.stop, total_env_steps: reply.total_env_steps })
+    }
+}

@@ -1,0 +1,132 @@
+//! The run's progress as the parameter server sees it: env steps and finished episodes
+//! reported by every worker, and the stop rule that ends a multi-process run.
+//!
+//! In a multi-process run no single worker knows the whole run's progress, so workers report
+//! what they did since their last report, and the server answers whether to stop. Reports are
+//! deltas, so a worker restarted after a crash simply starts reporting again.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use crate::error::Result;
+
+/// When a run is over: a total env-step budget and/or a mean return over the last episodes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StopRule {
+    pub env_steps: Option<u64>,
+    pub episode_return_mean: Option<f64>,
+    /// Episodes in the moving mean.
+    pub window: usize,
+}
+
+/// The server's answer to a report.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunStatus {
+    pub stop: bool,
+    /// Env steps of all workers together (schedules run on this).
+    pub total_env_steps: u64,
+}
+
+/// Where workers report progress: the server's [`RunMonitor`] in process, or the gRPC
+/// client of a remote one.
+pub trait Coordinator: Send + Sync {
+    /// Adds `env_steps` steps and the finished `episodes` (return, length) of `worker`.
+    fn report(&self, worker: usize, env_steps: u64, episodes: &[(f64, u64)]) -> Result<RunStatus>;
+}
+
+/// Totals for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RunTotals {
+    pub env_steps: u64,
+    pub episodes: u64,
+    /// Mean return over the window; NaN before the first episode.
+    pub return_mean: f64,
+    pub stopped: bool,
+}
+
+#[derive(Default)]
+struct Tally {
+    env_steps: u64,
+    episodes: u64,
+    window: VecDeque<f64>,
+    stopped: bool,
+}
+
+/// Counts what workers report and applies the stop rule.
+pub struct RunMonitor {
+    rule: StopRule,
+    tally: Mutex<Tally>,
+}
+
+impl RunMonitor {
+    pub fn new(rule: StopRule) -> Self {
+        RunMonitor { rule, tally: Mutex::new(Tally::default()) }
+    }
+
+    /// Starts from totals saved before a restart.
+    pub fn resume_from(&self, env_steps: u64, episodes: u64) {
+        let mut tally = self.lock();
+        tally.env_steps = env_steps;
+        tally.episodes = episodes;
+    }
+
+    pub fn totals(&self) -> RunTotals {
+        let tally = self.lock();
+        RunTotals {
+            env_steps: tally.env_steps,
+            episodes: tally.episodes,
+            return_mean: mean(&tally.window),
+            stopped: tally.stopped,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn mean(window: &VecDeque<f64>) -> f64 {
+    if window.is_empty() {
+        return f64::NAN;
+    }
+    window.iter().sum::<f64>() / window.len() as f64
+}
+
+impl Coordinator for RunMonitor {
+    fn report(&self, _worker: usize, env_steps: u64, episodes: &[(f64, u64)]) -> Result<RunStatus> {
+        let mut tally = self.lock();
+        tally.env_steps += env_steps;
+        tally.episodes += episodes.len() as u64;
+        for &(ret, _) in episodes {
+            if tally.window.len() == self.rule.window.max(1) {
+                tally.window.pop_front();
+            }
+            tally.window.push_back(ret);
+        }
+        let budget_spent = self.rule.env_steps.is_some_and(|limit| tally.env_steps >= limit);
+        let window_full = tally.window.len() >= self.rule.window.max(1);
+        let solved = self.rule.episode_return_mean.is_some_and(|target| window_full && mean(&tally.window) >= target);
+        tally.stopped |= budget_spent || solved;
+        Ok(RunStatus { stop: tally.stopped, total_env_steps: tally.env_steps })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stops_on_budget_or_on_a_full_window_above_target() {
+        let monitor = RunMonitor::new(StopRule { env_steps: Some(100), episode_return_mean: Some(10.0), window: 2 });
+        assert!(!monitor.report(0, 40, &[(50.0, 5)]).unwrap().stop, "one episode does not fill the window");
+        assert!(!monitor.report(0, 0, &[(-45.0, 5)]).unwrap().stop, "mean of 50 and −45 < 10");
+        let status = monitor.report(1, 40, &[(1.0, 5)]).unwrap();
+        assert_eq!((status.stop, status.total_env_steps), (false, 80));
+        assert!(monitor.report(0, 5, &[(30.0, 5)]).unwrap().stop, "mean of the last two, 1 and 30, ≥ 10");
+
+        let budget = RunMonitor::new(StopRule { env_steps: Some(100), episode_return_mean: None, window: 2 });
+        assert!(!budget.report(0, 99, &[]).unwrap().stop);
+        assert!(budget.report(1, 1, &[]).unwrap().stop);
+        assert_eq!(budget.totals().env_steps, 100);
+    }
+}

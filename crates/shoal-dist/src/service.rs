@@ -1,0 +1,287 @@
+//! The gRPC face of a [`ParamServer`]: `shoal ps` runs one per shard.
+//!
+//! Every call is checked for the run's token before its handler runs; `Hello` compares the
+//! client's protocol version, model layout and shard with the server's and refuses a mismatch
+//! naming both sides; tensor streams are validated chunk by chunk ([`crate::wire`]), and
+//! messages above [`MAX_MESSAGE_BYTES`] are refused by the transport. A blocking operation (a
+//! synchronous round waiting for the other workers) runs on tokio's blocking pool, so it never
+//! stalls other calls.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::Token;
+use crate::error::{DistError, Result};
+use crate::monitor::{Coordinator, RunMonitor};
+use crate::proto::param_service_server::{ParamService, ParamServiceServer};
+use crate::proto::{
+    Chunk, Encoding, HelloReply, HelloRequest, PullRequest, PushReply, ReportReply, ReportRequest, PROTOCOL_VERSION,
+};
+use crate::server::ParamServer;
+use crate::store::{ParamStore, PushOutcome};
+use crate::wire::{self, Assembler, MAX_MESSAGE_BYTES};
+
+/// Which part of the whole parameter vector a server holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardInfo {
+    pub index: u32,
+    pub count: u32,
+    /// Index of this shard's first parameter in the whole vector.
+    pub offset: u64,
+}
+
+impl ShardInfo {
+    /// The only shard of an unsharded store.
+    pub const WHOLE: ShardInfo = ShardInfo { index: 0, count: 1, offset: 0 };
+}
+
+/// What a served store is checked against.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub token: Token,
+    /// [`shoal_nn::ParamLayout::fingerprint`] of the whole model.
+    pub layout_hash: u64,
+    pub shard: ShardInfo,
+}
+
+/// HTTP/2 flow-control windows: large, so a 10 MB tensor is not throttled by round trips.
+pub(crate) const STREAM_WINDOW: u32 = 16 << 20;
+pub(crate) const CONNECTION_WINDOW: u32 = 32 << 20;
+
+struct PsService {
+    store: Arc<ParamServer>,
+    /// Shard 0 counts the run's progress; other shards refuse reports.
+    monitor: Option<Arc<RunMonitor>>,
+    cfg: ServiceConfig,
+}
+
+fn status(e: DistError) -> Status {
+    match e {
+        DistError::Length { .. } | DistError::Worker { .. } | DistError::Wire(_) => {
+            Status::invalid_argument(e.to_string())
+        }
+        DistError::WrongMode { .. } => Status::failed_precondition(e.to_string()),
+        _ => Status::internal(e.to_string()),
+    }
+}
+
+fn encoding(code: i32) -> Result<Encoding, Status> {
+    Encoding::try_from(code).map_err(|_| Status::invalid_argument(format!("unknown tensor encoding {code}")))
+}
+
+/// Reads one tensor of `len` values from a client stream.
+async fn receive(stream: &mut Streaming<Chunk>, len: usize) -> Result<(Vec<f32>, u32, u64, i32), Status> {
+    let mut values = vec![0.0f32; len];
+    let mut assembler = Assembler::new(&mut values);
+    let mut encoding = 0;
+    while let Some(chunk) = stream.message().await? {
+        encoding = chunk.encoding;
+        assembler.accept(&chunk).map_err(|e| status(e.into()))?;
+    }
+    let (worker, version) = assembler.finish().map_err(|e| status(e.into()))?;
+    Ok((values, worker, version, encoding))
+}
+
+type ChunkStream = tokio_stream::Iter<std::vec::IntoIter<Result<Chunk, Status>>>;
+
+fn stream_of(chunks: Vec<Chunk>) -> Response<ChunkStream> {
+    Response::new(tokio_stream::iter(chunks.into_iter().map(Ok).collect::<Vec<_>>()))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Status::internal(format!("handler failed: {e}")))?.map_err(status)
+}
+
+fn push_reply(outcome: PushOutcome) -> PushReply {
+    match outcome {
+        PushOutcome::Applied { version, staleness } => PushReply { applied: true, version, staleness },
+        PushOutcome::Stale { version, staleness } => PushReply { applied: false, version, staleness },
+    }
+}
+
+#[tonic::async_trait]
+impl ParamService for PsService {
+    async fn hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        self.cfg.token.check(&request)?;
+        let hello = request.into_inner();
+        let (cfg, shard) = (&self.cfg, self.cfg.shard);
+        if hello.protocol_version != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "protocol version mismatch: the worker speaks version {}, this server version {PROTOCOL_VERSION}; run the same shoal release everywhere",
+                hello.protocol_version
+            )));
+        }
+        let server_hash = format!("{:016x}", cfg.layout_hash);
+        if hello.layout_hash != server_hash {
+            return Err(Status::failed_precondition(format!(
+                "model layout mismatch: the worker's layout hash is {}, the server's {server_hash}; start both from the same config (env and net sections)",
+                hello.layout_hash
+            )));
+        }
+        if (hello.shard, hello.shards) != (shard.index, shard.count) {
+            return Err(Status::failed_precondition(format!(
+                "shard mismatch: the worker expects shard {} of {}, this server is shard {} of {}",
+                hello.shard, hello.shards, shard.index, shard.count
+            )));
+        }
+        Ok(Response::new(HelloReply {
+            protocol_version: PROTOCOL_VERSION,
+            layout_hash: server_hash,
+            shard: shard.index,
+            shards: shard.count,
+            len: self.store.len() as u64,
+            offset: shard.offset,
+            mode: self.store.mode().name().to_string(),
+            version: self.store.version(),
+        }))
+    }
+
+    type PullStream = ChunkStream;
+
+    async fn pull(&self, request: Request<PullRequest>) -> Result<Response<ChunkStream>, Status> {
+        self.cfg.token.check(&request)?;
+        let pull = request.into_inner();
+        let enc = encoding(pull.encoding)?;
+        let chunks = self
+            .store
+            .read_if_newer(pull.have_version, |params, version| wire::encode(params, enc, 0, version))
+            .unwrap_or_else(|| {
+                vec![Chunk { unchanged: true, version: pull.have_version.unwrap_or(0), ..Chunk::default() }]
+            });
+        Ok(stream_of(chunks))
+    }
+
+    async fn push_gradient(&self, request: Request<Streaming<Chunk>>) -> Result<Response<PushReply>, Status> {
+        self.cfg.token.check(&request)?;
+        let (grad, worker, base_version, _) = receive(&mut request.into_inner(), self.store.len()).await?;
+        let store = Arc::clone(&self.store);
+        let outcome = blocking(move || store.push_gradient(worker as usize, base_version, &grad)).await?;
+        Ok(Response::new(push_reply(outcome)))
+    }
+
+    type PushParamsStream = ChunkStream;
+
+    async fn push_params(&self, request: Request<Streaming<Chunk>>) -> Result<Response<ChunkStream>, Status> {
+        self.cfg.token.check(&request)?;
+        let (mut params, worker, _, enc) = receive(&mut request.into_inner(), self.store.len()).await?;
+        let enc = encoding(enc)?;
+        let store = Arc::clone(&self.store);
+        let (params, outcome) = blocking(move || {
+            let outcome = store.push_params(worker as usize, &mut params)?;
+            Ok((params, outcome))
+        })
+        .await?;
+        let version = match outcome {
+            PushOutcome::Applied { version, .. } | PushOutcome::Stale { version, .. } => version,
+        };
+        Ok(stream_of(wire::encode(&params, enc, worker, version)))
+    }
+
+    async fn report(&self, request: Request<ReportRequest>) -> Result<Response<ReportReply>, Status> {
+        self.cfg.token.check(&request)?;
+        let monitor = self.monitor.as_ref().ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "shard {} does not count progress: report to shard 0",
+                self.cfg.shard.index
+            ))
+        })?;
+        let report = request.into_inner();
+        if report.episode_returns.len() != report.episode_lengths.len() {
+            return Err(Status::invalid_argument("episode_returns and episode_lengths differ in length"));
+        }
+        let episodes: Vec<(f64, u64)> =
+            report.episode_returns.iter().copied().zip(report.episode_lengths.iter().copied()).collect();
+        let status = monitor.report(report.worker as usize, report.env_steps, &episodes).map_err(status)?;
+        Ok(Response::new(ReportReply { stop: status.stop, total_env_steps: status.total_env_steps }))
+    }
+}
+
+/// A running gRPC server: its address, and how to stop it.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl ServerHandle {
+    /// The address it listens on (with the port the OS chose for `:0`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting calls, lets running ones finish, and waits for the server thread.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take() {
+            Some(thread) => thread.join().map_err(|_| DistError::Setup("the gRPC server thread panicked".into()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Serves `store` on `listen` (e.g. `127.0.0.1:0`) from a background thread with its own
+/// tokio runtime; `monitor` answers progress reports (shard 0 only).
+pub fn spawn(
+    listen: &str,
+    store: Arc<ParamServer>,
+    monitor: Option<Arc<RunMonitor>>,
+    cfg: ServiceConfig,
+) -> Result<ServerHandle> {
+    let listener =
+        std::net::TcpListener::bind(listen).map_err(|e| DistError::Setup(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| DistError::Setup(format!("cannot read the bound address: {e}")))?;
+    listener.set_nonblocking(true).map_err(|e| DistError::Setup(format!("cannot configure the socket: {e}")))?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let service = PsService { store, monitor, cfg };
+    let thread = std::thread::Builder::new()
+        .name(format!("shoal-ps-{addr}"))
+        .spawn(move || -> Result<()> {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| DistError::Setup(format!("cannot start the server runtime: {e}")))?;
+            let served = runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)
+                    .map_err(|e| DistError::Setup(format!("cannot register the socket: {e}")))?;
+                let service = ParamServiceServer::new(service)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+                let serve = tonic::transport::Server::builder()
+                    .tcp_nodelay(true)
+                    .initial_stream_window_size(STREAM_WINDOW)
+                    .initial_connection_window_size(CONNECTION_WINDOW)
+                    .add_service(service)
+                    .serve_with_incoming(TcpListenerStream::new(listener));
+                // Stopping drops every connection at once (clients keep idle HTTP/2
+                // connections open, so a graceful drain could wait forever); clients see the
+                // server as unreachable and retry.
+                tokio::select! {
+                    result = serve => result.map_err(|e| DistError::Setup(format!("the gRPC server on {addr} failed: {e}"))),
+                    _ = rx => Ok(()),
+                }
+            });
+            // Handlers blocked in a synchronous round are abandoned, not awaited.
+            runtime.shutdown_background();
+            served
+        })
+        .map_err(|e| DistError::Setup(format!("cannot start the server thread: {e}")))?;
+    Ok(ServerHandle { addr, shutdown: Some(tx), thread: Some(thread) })
+}

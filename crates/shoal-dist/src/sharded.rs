@@ -1,0 +1,186 @@
+//! Sharding (model parallelism of the parameter vector): the flat vector is cut into S
+//! contiguous ranges, each held by its own server with its own version and optimizer state.
+//! [`ShardedStore`] is the client side: it splits pushes, merges pulls, and remembers each
+//! shard's version, so one worker sees the shards as one [`ParamStore`].
+//!
+//! Elementwise optimizers (SGD, Adam, RMSProp) give exactly the unsharded result, because
+//! every parameter's update reads only its own gradient and moments. Gradient clipping runs at
+//! the worker, on the whole gradient, before the split.
+
+use std::ops::Range;
+use std::sync::Mutex;
+
+use crate::error::{DistError, Result};
+use crate::store::{ParamStore, PushOutcome};
+
+/// Shard `index`'s range of a `len`-parameter vector cut into `count` near-equal parts.
+pub fn shard_range(len: usize, index: usize, count: usize) -> Range<usize> {
+    let count = count.max(1);
+    let (base, extra) = (len / count, len % count);
+    let start = index * base + index.min(extra);
+    start..start + base + usize::from(index < extra)
+}
+
+/// One worker's view of S shards. Not shared between workers: the remembered versions are
+/// this worker's.
+pub struct ShardedStore<S> {
+    shards: Vec<S>,
+    ranges: Vec<Range<usize>>,
+    versions: Mutex<Vec<Option<u64>>>,
+    len: usize,
+}
+
+impl<S: ParamStore> ShardedStore<S> {
+    /// Joins `shards`, in order; their lengths must add up to the model's `len`, laid out by
+    /// [`shard_range`].
+    pub fn new(shards: Vec<S>, len: usize) -> Result<Self> {
+        let ranges: Vec<Range<usize>> = (0..shards.len()).map(|i| shard_range(len, i, shards.len())).collect();
+        for (i, (shard, range)) in shards.iter().zip(&ranges).enumerate() {
+            if shard.len() != range.len() {
+                return Err(DistError::Setup(format!(
+                    "shard {i} holds {} parameters, expected {} ({} parameters over {} shards): are all shards started with the same config and shard count?",
+                    shard.len(),
+                    range.len(),
+                    len,
+                    shards.len()
+                )));
+            }
+        }
+        let versions = Mutex::new(vec![None; shards.len()]);
+        Ok(ShardedStore { shards, ranges, versions, len })
+    }
+
+    /// Shard `i` itself (shard 0 also counts the run's progress).
+    pub fn shard(&self, i: usize) -> &S {
+        &self.shards[i]
+    }
+
+    fn versions(&self) -> std::sync::MutexGuard<'_, Vec<Option<u64>>> {
+        self.versions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The combined version: the sum of the shards' versions, which grows with every update.
+    fn combined(versions: &[Option<u64>]) -> u64 {
+        versions.iter().map(|v| v.unwrap_or(0)).sum()
+    }
+
+    /// Runs `f` on every shard with its slice, in parallel when there is more than one.
+    fn each<T: Send>(&self, data: &mut [f32], f: impl Fn(usize, &S, &mut [f32]) -> Result<T> + Sync) -> Result<Vec<T>>
+    where
+        S: Sync,
+    {
+        let mut slices = Vec::with_capacity(self.shards.len());
+        let mut rest = data;
+        for range in &self.ranges {
+            let (head, tail) = rest.split_at_mut(range.len());
+            slices.push(head);
+            rest = tail;
+        }
+        if self.shards.len() == 1 {
+            return Ok(vec![f(0, &self.shards[0], slices.pop().unwrap_or_default())?]);
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = slices
+                .into_iter()
+                .enumerate()
+                .map(|(i, slice)| {
+                    let (f, shard) = (&f, &self.shards[i]);
+                    scope.spawn(move || f(i, shard, slice))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(DistError::Setup("a shard call panicked".into()))))
+                .collect()
+        })
+    }
+
+    fn check(&self, what: &'static str, got: usize) -> Result<()> {
+        if got != self.len {
+            return Err(DistError::Length { what, got, expected: self.len });
+        }
+        Ok(())
+    }
+}
+
+impl<S: ParamStore> ParamStore for ShardedStore<S> {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn version(&self) -> u64 {
+        self.shards.iter().map(|s| s.version()).sum()
+    }
+
+    fn pull(&self, have: Option<u64>, out: &mut [f32]) -> Result<Option<u64>> {
+        self.check("pull buffer", out.len())?;
+        if have.is_none() {
+            self.versions().fill(None);
+        }
+        let known = self.versions().clone();
+        let pulled = self.each(out, |i, shard, slice| shard.pull(known[i], slice))?;
+        let mut versions = self.versions();
+        let mut changed = false;
+        for (v, got) in versions.iter_mut().zip(pulled) {
+            if let Some(got) = got {
+                *v = Some(got);
+                changed = true;
+            }
+        }
+        Ok(changed.then(|| Self::combined(&versions)))
+    }
+
+    fn push_gradient(&self, worker: usize, _base_version: u64, grad: &[f32]) -> Result<PushOutcome> {
+        self.check("gradient", grad.len())?;
+        // Each shard judges staleness against the version this worker last pulled from it.
+        let known = self.versions().clone();
+        let mut grad = grad.to_vec();
+        let outcomes =
+            self.each(&mut grad, |i, shard, slice| shard.push_gradient(worker, known[i].unwrap_or(0), slice))?;
+        Ok(merge(&outcomes))
+    }
+
+    fn push_params(&self, worker: usize, params: &mut [f32]) -> Result<PushOutcome> {
+        self.check("parameters", params.len())?;
+        let outcomes = self.each(params, |_, shard, slice| shard.push_params(worker, slice))?;
+        Ok(merge(&outcomes))
+    }
+}
+
+/// One outcome for the whole vector: stale if any shard found it stale; versions summed.
+fn merge(outcomes: &[PushOutcome]) -> PushOutcome {
+    let mut stale = false;
+    let (mut version, mut staleness) = (0, 0);
+    for outcome in outcomes {
+        let (v, s) = match *outcome {
+            PushOutcome::Applied { version, staleness } => (version, staleness),
+            PushOutcome::Stale { version, staleness } => {
+                stale = true;
+                (version, staleness)
+            }
+        };
+        version += v;
+        staleness = staleness.max(s);
+    }
+    if stale {
+        PushOutcome::Stale { version, staleness }
+    } else {
+        PushOutcome::Applied { version, staleness }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_tile_the_vector() {
+        for (len, count) in [(10, 3), (7, 7), (5, 1), (1000, 4), (3, 5)] {
+            let ranges: Vec<_> = (0..count).map(|i| shard_range(len, i, count)).collect();
+            assert_eq!(ranges[0].start, 0);
+            assert_eq!(ranges.last().unwrap().end, len);
+            assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
+            assert!(ranges.iter().all(|r| r.len() <= len / count + 1));
+        }
+    }
+}

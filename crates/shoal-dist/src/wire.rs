@@ -1,0 +1,189 @@
+//! Tensors on the wire: a flat `f32` vector cut into [`Chunk`]s of at most [`CHUNK_VALUES`]
+//! values (raw little-endian `f32`, or IEEE half precision when asked), and an [`Assembler`]
+//! that checks every received chunk before a byte of it lands in the output.
+//!
+//! Everything a peer sends is untrusted: lengths, offsets and encodings are validated, and a
+//! malformed stream is an error — never a panic, never a partially written result reported as
+//! complete.
+
+use half::f16;
+
+use crate::proto::{Chunk, Encoding};
+
+/// Values per chunk: 256 Ki values = 1 MiB of `f32`, well under the message size limit.
+pub const CHUNK_VALUES: usize = 256 * 1024;
+
+/// The largest message either side accepts: one full chunk plus headroom for the header.
+pub const MAX_MESSAGE_BYTES: usize = CHUNK_VALUES * 4 + 64 * 1024;
+
+/// A problem with a received tensor stream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("tensor stream holds {got} values, expected {expected}")]
+    Length { got: u64, expected: u64 },
+    #[error("chunk at value {got} arrived where value {expected} was expected (chunks must be in order)")]
+    Offset { got: u64, expected: u64 },
+    #[error("chunk of {bytes} bytes is not a whole number of {width}-byte values")]
+    Ragged { bytes: usize, width: usize },
+    #[error("chunk overruns the tensor: values {start}..{end} of {total}")]
+    Overrun { start: u64, end: u64, total: u64 },
+    #[error("unknown tensor encoding {0}")]
+    Encoding(i32),
+    #[error("the tensor stream ended after {got} of {expected} values")]
+    Truncated { got: u64, expected: u64 },
+    #[error("the tensor stream is empty")]
+    Empty,
+}
+
+/// Bytes per value of an encoding.
+fn width(encoding: Encoding) -> usize {
+    match encoding {
+        Encoding::F32Le => 4,
+        Encoding::F16Le => 2,
+    }
+}
+
+/// Cuts `values` into chunks; `header` supplies the worker and version fields of each.
+pub fn encode(values: &[f32], encoding: Encoding, worker: u32, version: u64) -> Vec<Chunk> {
+    let total_len = values.len() as u64;
+    let mut chunks: Vec<Chunk> = values
+        .chunks(CHUNK_VALUES)
+        .enumerate()
+        .map(|(i, part)| Chunk {
+            worker,
+            version,
+            total_len,
+            offset: (i * CHUNK_VALUES) as u64,
+            encoding: encoding as i32,
+            data: encode_values(part, encoding),
+            unchanged: false,
+        })
+        .collect();
+    if chunks.is_empty() {
+        chunks.push(Chunk { worker, version, total_len: 0, encoding: encoding as i32, ..Chunk::default() });
+    }
+    chunks
+}
+
+fn encode_values(values: &[f32], encoding: Encoding) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(values.len() * width(encoding));
+    match encoding {
+        Encoding::F32Le => values.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes())),
+        Encoding::F16Le => values.iter().for_each(|v| bytes.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
+    }
+    bytes
+}
+
+/// Receives the chunks of one tensor into a caller's buffer of the expected length.
+pub struct Assembler<'a> {
+    out: &'a mut [f32],
+    filled: usize,
+    header: Option<(u32, u64)>,
+}
+
+impl<'a> Assembler<'a> {
+    /// Assembles into `out`, whose length is what the tensor must have.
+    pub fn new(out: &'a mut [f32]) -> Self {
+        Assembler { out, filled: 0, header: None }
+    }
+
+    /// Checks `chunk` and copies its values into place.
+    pub fn accept(&mut self, chunk: &Chunk) -> Result<(), WireError> {
+        let expected = self.out.len() as u64;
+        if chunk.total_len != expected {
+            return Err(WireError::Length { got: chunk.total_len, expected });
+        }
+        if chunk.offset != self.filled as u64 {
+            return Err(WireError::Offset { got: chunk.offset, expected: self.filled as u64 });
+        }
+        let encoding = Encoding::try_from(chunk.encoding).map_err(|_| WireError::Encoding(chunk.encoding))?;
+        let w = width(encoding);
+        if chunk.data.len() % w != 0 {
+            return Err(WireError::Ragged { bytes: chunk.data.len(), width: w });
+        }
+        let count = chunk.data.len() / w;
+        let end = self.filled + count;
+        if end > self.out.len() {
+            return Err(WireError::Overrun { start: chunk.offset, end: end as u64, total: expected });
+        }
+        let dest = &mut self.out[self.filled..end];
+        match encoding {
+            Encoding::F32Le => {
+                for (v, b) in dest.iter_mut().zip(chunk.data.chunks_exact(4)) {
+                    *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+            Encoding::F16Le => {
+                for (v, b) in dest.iter_mut().zip(chunk.data.chunks_exact(2)) {
+                    *v = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                }
+            }
+        }
+        self.filled = end;
+        self.header.get_or_insert((chunk.worker, chunk.version));
+        Ok(())
+    }
+
+    /// The first chunk's worker and version, once every value has arrived.
+    pub fn finish(self) -> Result<(u32, u64), WireError> {
+        if self.filled != self.out.len() {
+            return Err(WireError::Truncated { got: self.filled as u64, expected: self.out.len() as u64 });
+        }
+        self.header.ok_or(WireError::Empty)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(values: &[f32], encoding: Encoding) -> Vec<f32> {
+        let mut out = vec![0.0; values.len()];
+        let mut asm = Assembler::new(&mut out);
+        for chunk in encode(values, encoding, 3, 9) {
+            asm.accept(&chunk).unwrap();
+        }
+        assert_eq!(asm.finish().unwrap(), (3, 9));
+        out
+    }
+
+    #[test]
+    fn f32_roundtrip_is_exact_across_chunk_boundaries() {
+        let values: Vec<f32> = (0..CHUNK_VALUES * 2 + 17).map(|i| (i as f32).sin() * 1e3).collect();
+        assert_eq!(encode(&values, Encoding::F32Le, 0, 0).len(), 3);
+        assert_eq!(roundtrip(&values, Encoding::F32Le), values);
+        assert_eq!(roundtrip(&[], Encoding::F32Le), Vec::<f32>::new());
+    }
+
+    #[test]
+    fn f16_roundtrip_keeps_three_significant_digits() {
+        let values: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.37).cos() * 10.0).collect();
+        for (got, want) in roundtrip(&values, Encoding::F16Le).iter().zip(&values) {
+            assert!((got - want).abs() <= want.abs() * 1e-3 + 1e-4, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn malformed_streams_are_named_errors() {
+        let values = vec![1.0f32; 10];
+        let good = encode(&values, Encoding::F32Le, 0, 1).remove(0);
+        let mut out = vec![0.0; 10];
+        let cases = [
+            (Chunk { total_len: 11, ..good.clone() }, WireError::Length { got: 11, expected: 10 }),
+            (Chunk { offset: 2, ..good.clone() }, WireError::Offset { got: 2, expected: 0 }),
+            (Chunk { data: good.data[..7].to_vec(), ..good.clone() }, WireError::Ragged { bytes: 7, width: 4 }),
+            (
+                Chunk { data: [good.data.clone(), vec![0; 4]].concat(), ..good.clone() },
+                WireError::Overrun { start: 0, end: 11, total: 10 },
+            ),
+            (Chunk { encoding: 7, ..good.clone() }, WireError::Encoding(7)),
+        ];
+        for (chunk, want) in cases {
+            assert_eq!(Assembler::new(&mut out).accept(&chunk), Err(want));
+        }
+        let mut asm = Assembler::new(&mut out);
+        asm.accept(&Chunk { data: good.data[..8].to_vec(), ..good }).unwrap();
+        assert_eq!(asm.finish(), Err(WireError::Truncated { got: 2, expected: 10 }));
+        assert_eq!(Assembler::new(&mut out).finish(), Err(WireError::Truncated { got: 0, expected: 10 }));
+    }
+}
