@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = format!("{proto_dir}/shoal_ps.proto");
     println!("cargo:rerun-if-changed={proto}");
     let descriptors = protox::compile([&proto], [proto_dir])?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Tensor bytes as `bytes::Bytes`: decoding slices the received buffer instead of copying.
+    tonic_prost_build::configure().bytes(".shoal.ps.v1.Chunk.data").compile_fds(descriptors)?;
     Ok(())
 }

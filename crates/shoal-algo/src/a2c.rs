@@ -3,12 +3,13 @@
 //! as Stable-Baselines3's A2C (GAE with λ = 1 is the plain n-step return).
 
 use serde::{Deserialize, Serialize};
-use shoal_nn::{clip_grad_norm, Model, Optimizer, RmsProp};
+use shoal_nn::{clip_grad_norm, Model, RmsProp};
 
 use crate::agent::{section, Agent, Metrics};
 use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
 use crate::error::Result;
 use crate::on_policy::OnPolicyCore;
+use crate::updater::Updater;
 
 /// A2C hyperparameters (Stable-Baselines3's defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,24 +55,32 @@ impl Default for A2cConfig {
 
 /// An A2C agent.
 pub struct A2c {
+    algo: Algo,
     cfg: A2cConfig,
     core: OnPolicyCore,
-    optimizer: RmsProp<f32>,
+    /// RMSProp alone; a parameter server in a cluster (A3C: asynchronous).
+    updater: Updater,
     grads: Vec<f32>,
 }
 
 impl A2c {
     pub fn new(config: &TrainConfig) -> Result<Self> {
-        let cfg = section(&config.a2c, "a2c")?.clone();
-        check_range("a2c.learning_rate", cfg.learning_rate, 0.0, 1.0)?;
-        check_range("a2c.gamma", cfg.gamma, 0.0, 1.0)?;
-        check_range("a2c.gae_lambda", cfg.gae_lambda, 0.0, 1.0)?;
-        check_range("a2c.rms_alpha", cfg.rms_alpha, 0.0, 1.0)?;
-        check_positive("a2c.num_steps", cfg.num_steps)?;
-        let core = OnPolicyCore::new(config, &cfg.net, "a2c", cfg.shared_trunk, cfg.init_log_std, cfg.num_steps)?;
+        // A3C runs this same agent in an asynchronous cluster, configured under [a3c].
+        let (name, given) = match config.algo {
+            Algo::A3c => ("a3c", &config.a3c),
+            _ => ("a2c", &config.a2c),
+        };
+        let cfg = section(given, name)?.clone();
+        check_range(&format!("{name}.learning_rate"), cfg.learning_rate, 0.0, 1.0)?;
+        check_range(&format!("{name}.gamma"), cfg.gamma, 0.0, 1.0)?;
+        check_range(&format!("{name}.gae_lambda"), cfg.gae_lambda, 0.0, 1.0)?;
+        check_range(&format!("{name}.rms_alpha"), cfg.rms_alpha, 0.0, 1.0)?;
+        check_positive(&format!("{name}.num_steps"), cfg.num_steps)?;
+        let core = OnPolicyCore::new(config, &cfg.net, name, cfg.shared_trunk, cfg.init_log_std, cfg.num_steps)?;
         let params = core.model.layout().len();
         Ok(A2c {
-            optimizer: RmsProp::new(params, cfg.rms_alpha, cfg.rms_eps, false, 0.0),
+            algo: config.algo,
+            updater: Updater::Local(Box::new(RmsProp::new(params, cfg.rms_alpha, cfg.rms_eps, false, 0.0))),
             grads: vec![0.0; params],
             cfg,
             core,
@@ -81,25 +90,28 @@ impl A2c {
 
 impl Agent for A2c {
     fn algo(&self) -> Algo {
-        Algo::A2c
+        self.algo
     }
 
     fn train_iteration(&mut self, progress: f64) -> Result<Metrics> {
         let cfg = &self.cfg;
         let lr = if cfg.anneal_lr { cfg.learning_rate * (1.0 - progress) } else { cfg.learning_rate };
+        self.updater.sync(self.core.model.params_mut())?;
         self.core.collect(cfg.gamma, cfg.gae_lambda)?;
         let stats = self.core.vanilla_gradient(cfg.norm_adv, cfg.ent_coef, cfg.vf_coef)?;
         self.grads.copy_from_slice(self.core.model.grads());
         let grad_norm = clip_grad_norm(&mut self.grads, cfg.max_grad_norm);
-        self.optimizer.step(self.core.model.params_mut(), &self.grads, lr as f32);
-        Ok(vec![
+        self.updater.step(self.core.model.params_mut(), &self.grads, lr as f32)?;
+        let mut metrics = vec![
             ("loss/policy", stats.policy),
             ("loss/value", stats.value),
             ("loss/entropy", stats.entropy),
             ("loss/explained_variance", self.core.explained_variance()),
             ("loss/grad_norm", grad_norm),
             ("charts/learning_rate", lr),
-        ])
+        ];
+        metrics.extend(self.updater.metrics());
+        Ok(metrics)
     }
 
     crate::on_policy::forward_to_core!();

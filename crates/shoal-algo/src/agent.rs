@@ -5,10 +5,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
+use shoal_nn::ParamLayout;
 
 use crate::config::{Algo, StopConfig, TrainConfig};
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, Result};
+use crate::updater::Updater;
 
 /// Named scalars of one training iteration (`loss/policy`, `charts/learning_rate`, …).
 pub type Metrics = Vec<(&'static str, f64)>;
@@ -27,6 +29,15 @@ pub trait Agent: Send {
     /// Finished training episodes.
     fn episodes(&self) -> &EpisodeTracker;
 
+    /// The same, for a cluster that gathers its workers' episodes.
+    fn episodes_mut(&mut self) -> &mut EpisodeTracker;
+
+    /// The network a parameter server can hold, with the updater its gradients go through;
+    /// `None` for tabular agents, which do not run in a cluster.
+    fn network(&mut self) -> Option<Network<'_>> {
+        None
+    }
+
     /// Width of one observation row, as `predict` takes it.
     fn obs_dim(&self) -> usize;
 
@@ -43,6 +54,28 @@ pub trait Agent: Send {
 
     /// Restores what [`Agent::save`] wrote.
     fn load(&mut self, dir: &Path) -> Result<()>;
+}
+
+/// An agent's network as a cluster sees it: a flat parameter vector, its layout, where its
+/// gradients go, and the optimizer's learning-rate schedule (which a server applies).
+pub struct Network<'a> {
+    pub params: &'a mut [f32],
+    pub layout: ParamLayout,
+    pub updater: &'a mut Updater,
+    pub learning_rate: f64,
+    /// Anneal linearly to 0 over the env-step budget.
+    pub anneal_lr: bool,
+}
+
+impl Network<'_> {
+    /// The learning rate at `progress` ∈ [0, 1] of the run.
+    pub fn learning_rate_at(&self, progress: f64) -> f64 {
+        if self.anneal_lr {
+            self.learning_rate * (1.0 - progress)
+        } else {
+            self.learning_rate
+        }
+    }
 }
 
 /// What a callback sees after each iteration.
@@ -161,12 +194,23 @@ pub fn learn(
     })
 }
 
-/// Builds the agent a config describes.
+/// Builds the agent a config describes: one agent, or an embedded [`ClusterAgent`] when the
+/// config has several workers or shards (`shoal train` starts processes itself for
+/// `topology = "processes"`; this is what it evaluates and checkpoints their result as).
+///
+/// [`ClusterAgent`]: crate::cluster::ClusterAgent
 pub fn build_agent(config: &TrainConfig) -> Result<Box<dyn Agent>> {
+    match config.cluster() {
+        Some(cluster) if cluster.is_distributed() => Ok(Box::new(crate::cluster::ClusterAgent::new(config, &cluster)?)),
+        _ => build_single_agent(config),
+    }
+}
+
+/// One agent of the config's algorithm, ignoring `[cluster]`.
+pub(crate) fn build_single_agent(config: &TrainConfig) -> Result<Box<dyn Agent>> {
     Ok(match config.algo {
         Algo::Ppo => Box::new(crate::ppo::Ppo::new(config)?),
-        Algo::A2c => Box::new(crate::a2c::A2c::new(config)?),
-        Algo::A3c => Box::new(crate::a3c::A3c::new(config)?),
+        Algo::A2c | Algo::A3c => Box::new(crate::a2c::A2c::new(config)?),
         Algo::Dqn => Box::new(crate::dqn::Dqn::new(config)?),
         Algo::QLearning => Box::new(crate::q_learning::QLearning::new(config)?),
     })

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::a2c::A2cConfig;
-use crate::a3c::A3cConfig;
+use crate::cluster::ClusterConfig;
 use crate::dqn::DqnConfig;
 use crate::error::{config_err, Result};
 use crate::ppo::PpoConfig;
@@ -53,12 +53,17 @@ pub struct TrainConfig {
     pub ppo: Option<PpoConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub a2c: Option<A2cConfig>,
+    /// A3C's hyperparameters are A2C's: A3C is A2C's worker run asynchronously by a
+    /// `[cluster]` (two async workers when the config gives no cluster section).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub a3c: Option<A3cConfig>,
+    pub a3c: Option<A2cConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dqn: Option<DqnConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub q_learning: Option<QLearningConfig>,
+    /// Several workers and parameter servers, embedded or as processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
 }
 
 fn default_seed() -> u64 {
@@ -227,7 +232,15 @@ impl TrainConfig {
         if let Some(s) = stop.wall_seconds {
             check_range("stop.wall_seconds", s, 0.0, f64::MAX)?;
         }
+        if let Some(cluster) = self.cluster() {
+            cluster.validate(self.algo)?;
+        }
         Ok(())
+    }
+
+    /// The cluster the run uses: the `[cluster]` section, or A3C's default.
+    pub fn cluster(&self) -> Option<ClusterConfig> {
+        self.cluster.clone().or_else(|| (self.algo == Algo::A3c).then(ClusterConfig::a3c_default))
     }
 
     /// The env options as `make` takes them.

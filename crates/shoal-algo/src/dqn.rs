@@ -13,17 +13,16 @@ use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 use shoal_env::{Actions, Space, VecEnv};
-use shoal_nn::{
-    clip_grad_norm, io, Adam, LinearSchedule, Loss, Model, Optimizer, QNetwork, QNetworkConfig, TdBatch, TdLoss,
-};
+use shoal_nn::{clip_grad_norm, io, Adam, LinearSchedule, Loss, Model, QNetwork, QNetworkConfig, TdBatch, TdLoss};
 
-use crate::agent::{build_vec_env, section, Agent, Metrics};
+use crate::agent::{build_vec_env, section, Agent, Metrics, Network};
 use crate::checkpoint::{read_json, write_json, CommonState};
 use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, AlgoError, Result};
 use crate::explore::{argmax, epsilon_greedy};
 use crate::replay::{ReplayBatch, ReplayBuffer};
+use crate::updater::Updater;
 
 /// DQN hyperparameters (CleanRL's defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,7 +111,9 @@ pub struct Dqn {
     env: Box<dyn VecEnv>,
     q: QNetwork<f32>,
     target: QNetwork<f32>,
-    optimizer: Adam<f32>,
+    /// Adam alone; a parameter server in a cluster (asynchronous distributed DQN: each
+    /// worker keeps its own replay and target network).
+    updater: Updater,
     replay: ReplayBuffer,
     rng: Pcg64Mcg,
     episodes: EpisodeTracker,
@@ -161,7 +162,7 @@ impl Dqn {
         let target = q.clone();
         let num_envs = config.env.num_envs;
         Ok(Dqn {
-            optimizer: Adam::new(q.layout().len(), 0.9, 0.999, cfg.adam_eps),
+            updater: Updater::Local(Box::new(Adam::new(q.layout().len(), 0.9, 0.999, cfg.adam_eps))),
             grads: vec![0.0; q.layout().len()],
             replay: ReplayBuffer::new(cfg.buffer_size, obs_dim, num_envs, cfg.n_step, cfg.gamma),
             rng: Pcg64Mcg::seed_from_u64(config.seed.wrapping_add(0x5eed)),
@@ -244,7 +245,7 @@ impl Dqn {
         if self.cfg.max_grad_norm > 0.0 {
             clip_grad_norm(&mut self.grads, self.cfg.max_grad_norm);
         }
-        self.optimizer.step(self.q.params_mut(), &self.grads, lr);
+        self.updater.step(self.q.params_mut(), &self.grads, lr)?;
         self.updates += 1;
         let mean_q = self.targets.iter().zip(self.q.td_errors()).map(|(&y, &e)| (y + e) as f64).sum::<f64>() / b as f64;
         Ok((stats.td, mean_q))
@@ -282,6 +283,7 @@ impl Agent for Dqn {
         let schedule =
             LinearSchedule { start: self.cfg.start_e, end: self.cfg.end_e, fraction: self.cfg.exploration_fraction };
         let epsilon = schedule.value(progress);
+        self.updater.sync(self.q.params_mut())?;
         for _ in 0..self.cfg.train_frequency {
             self.collect_step(epsilon)?;
         }
@@ -299,13 +301,14 @@ impl Agent for Dqn {
             let steps = self.cfg.gradient_steps.max(1) as f64;
             (loss, q) = (loss / steps, q / steps);
         }
-        let metrics = vec![
+        let mut metrics = vec![
             ("loss/td", loss),
             ("loss/q_values", q),
             ("charts/epsilon", epsilon),
             ("charts/updates", self.updates as f64),
             ("replay/size", self.replay.len() as f64),
         ];
+        metrics.extend(self.updater.metrics());
         Ok(metrics)
     }
 
@@ -314,6 +317,19 @@ impl Agent for Dqn {
     }
     fn episodes(&self) -> &EpisodeTracker {
         &self.episodes
+    }
+    fn episodes_mut(&mut self) -> &mut EpisodeTracker {
+        &mut self.episodes
+    }
+    fn network(&mut self) -> Option<Network<'_>> {
+        let layout = self.q.layout().clone();
+        Some(Network {
+            params: self.q.params_mut(),
+            layout,
+            updater: &mut self.updater,
+            learning_rate: self.cfg.learning_rate,
+            anneal_lr: false,
+        })
     }
     fn obs_dim(&self) -> usize {
         self.obs_dim
@@ -332,7 +348,7 @@ impl Agent for Dqn {
     }
 
     fn save(&mut self, dir: &Path) -> Result<()> {
-        io::save(&dir.join("model.safetensors"), &self.q, Some(&self.optimizer), &Default::default())?;
+        io::save(&dir.join("model.safetensors"), &self.q, self.updater.optimizer(), &Default::default())?;
         io::save(&dir.join("target.safetensors"), &self.target, None, &Default::default())?;
         let replay = self.replay.save(&dir.join("replay.safetensors"))?;
         let common = CommonState::capture(self.env_steps, &self.rng, &self.episodes, self.env.as_mut())?;
@@ -342,7 +358,8 @@ impl Agent for Dqn {
 
     fn load(&mut self, dir: &Path) -> Result<()> {
         let state: DqnState = read_json(&dir.join("state.json"))?;
-        io::load(&dir.join("model.safetensors"), &mut self.q, Some(&mut self.optimizer))?;
+        self.updater.reset_version();
+        io::load(&dir.join("model.safetensors"), &mut self.q, self.updater.optimizer_mut())?;
         io::load(&dir.join("target.safetensors"), &mut self.target, None)?;
         self.replay.load(&dir.join("replay.safetensors"), &state.replay)?;
         self.env.restore(&state.common.env).map_err(AlgoError::from)?;

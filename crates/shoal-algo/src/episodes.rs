@@ -59,6 +59,11 @@ impl EpisodeTracker {
             .then(|| self.recent.iter().map(|e| e.1 as f64).sum::<f64>() / self.recent.len() as f64)
     }
 
+    /// The (return, length) of the episodes in the window, oldest first.
+    pub fn recent(&self) -> Vec<(f64, u64)> {
+        self.recent.iter().copied().collect()
+    }
+
     /// Episodes finished since the start of the run.
     pub fn total(&self) -> u64 {
         self.total

@@ -11,6 +11,9 @@ pub enum AlgoError {
     Env(#[from] shoal_env::EnvError),
     #[error(transparent)]
     Nn(#[from] shoal_nn::NnError),
+    /// A parameter store or cluster problem (unreachable server, refused worker, …).
+    #[error(transparent)]
+    Dist(#[from] shoal_dist::DistError),
     /// Training produced non-finite numbers; the message names the hyperparameters to change.
     #[error("training diverged: {0}")]
     Diverged(String),

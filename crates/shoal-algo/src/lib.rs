@@ -7,9 +7,9 @@
 //! ([`TrainConfig`]).
 
 pub mod a2c;
-pub mod a3c;
 pub mod agent;
 pub mod checkpoint;
+pub mod cluster;
 pub mod config;
 pub mod dqn;
 pub mod episodes;
@@ -20,6 +20,7 @@ mod on_policy;
 pub mod ppo;
 pub mod q_learning;
 pub mod replay;
+pub mod updater;
 
 pub use agent::{
     build_agent, build_vec_env, learn, Agent, Callback, Control, LoopState, Metrics, Progress, StopReason, Summary,

@@ -285,15 +285,15 @@ impl OnPolicyCore {
         Ok(())
     }
 
-    pub fn save(&mut self, dir: &Path, optimizer: &dyn Optimizer<f32>) -> Result<()> {
-        io::save(&dir.join("model.safetensors"), &self.model, Some(optimizer), &Default::default())?;
+    pub fn save(&mut self, dir: &Path, optimizer: Option<&dyn Optimizer<f32>>) -> Result<()> {
+        io::save(&dir.join("model.safetensors"), &self.model, optimizer, &Default::default())?;
         let state = CommonState::capture(self.env_steps, &self.rng, &self.episodes, self.env.as_mut())?;
         write_json(&dir.join("state.json"), &state)
     }
 
-    pub fn load(&mut self, dir: &Path, optimizer: &mut dyn Optimizer<f32>) -> Result<()> {
+    pub fn load(&mut self, dir: &Path, optimizer: Option<&mut dyn Optimizer<f32>>) -> Result<()> {
         let state: CommonState = read_json(&dir.join("state.json"))?;
-        io::load(&dir.join("model.safetensors"), &mut self.model, Some(optimizer))?;
+        io::load(&dir.join("model.safetensors"), &mut self.model, optimizer)?;
         self.env.restore(&state.env)?;
         self.env_steps = state.env_steps;
         self.rng = state.rng;
@@ -314,7 +314,7 @@ pub(crate) fn normalize_advantages(advantages: &mut [f32]) {
 }
 
 /// Implements the `Agent` methods an on-policy agent forwards to its `core` (and its
-/// `optimizer`, for checkpoints).
+/// `updater`, for checkpoints and clusters).
 macro_rules! forward_to_core {
     () => {
         fn env_steps(&self) -> u64 {
@@ -322,6 +322,21 @@ macro_rules! forward_to_core {
         }
         fn episodes(&self) -> &crate::episodes::EpisodeTracker {
             &self.core.episodes
+        }
+        fn episodes_mut(&mut self) -> &mut crate::episodes::EpisodeTracker {
+            &mut self.core.episodes
+        }
+        fn network(&mut self) -> Option<crate::agent::Network<'_>> {
+            use shoal_nn::Model;
+            let model = &mut self.core.model;
+            let layout = model.layout().clone();
+            Some(crate::agent::Network {
+                params: model.params_mut(),
+                layout,
+                updater: &mut self.updater,
+                learning_rate: self.cfg.learning_rate,
+                anneal_lr: self.cfg.anneal_lr,
+            })
         }
         fn obs_dim(&self) -> usize {
             self.core.obs_dim
@@ -339,10 +354,11 @@ macro_rules! forward_to_core {
             self.core.predict(obs, rows, deterministic, actions)
         }
         fn save(&mut self, dir: &std::path::Path) -> crate::error::Result<()> {
-            self.core.save(dir, &self.optimizer)
+            self.core.save(dir, self.updater.optimizer())
         }
         fn load(&mut self, dir: &std::path::Path) -> crate::error::Result<()> {
-            self.core.load(dir, &mut self.optimizer)
+            self.updater.reset_version();
+            self.core.load(dir, self.updater.optimizer_mut())
         }
     };
 }

@@ -9,12 +9,13 @@
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use shoal_nn::{clip_grad_norm, Adam, Loss, Model, Optimizer, PolicyGradientBatch, PolicyObjective};
+use shoal_nn::{clip_grad_norm, Adam, Loss, Model, PolicyGradientBatch, PolicyObjective};
 
 use crate::agent::{section, Agent, Metrics};
 use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
 use crate::error::{config_err, Result};
 use crate::on_policy::{normalize_advantages, OnPolicyCore};
+use crate::updater::Updater;
 
 /// PPO hyperparameters (CleanRL's defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,7 +102,8 @@ impl PpoConfig {
 pub struct Ppo {
     cfg: PpoConfig,
     core: OnPolicyCore,
-    optimizer: Adam<f32>,
+    /// Adam alone; a parameter server in a cluster.
+    updater: Updater,
     grads: Vec<f32>,
     /// Rollout indices, shuffled every epoch.
     order: Vec<usize>,
@@ -149,7 +151,7 @@ impl Ppo {
         let core = OnPolicyCore::new(config, &cfg.net, "ppo", cfg.shared_trunk, cfg.init_log_std, cfg.num_steps)?;
         let params = core.model.layout().len();
         Ok(Ppo {
-            optimizer: Adam::new(params, 0.9, 0.999, cfg.adam_eps),
+            updater: Updater::Local(Box::new(Adam::new(params, 0.9, 0.999, cfg.adam_eps))),
             grads: vec![0.0; params],
             order: (0..cfg.num_steps * config.env.num_envs).collect(),
             mb: Minibatch::default(),
@@ -179,6 +181,7 @@ impl Agent for Ppo {
         let lr = if cfg.anneal_lr { cfg.learning_rate * remaining } else { cfg.learning_rate };
         let clip = if cfg.anneal_clip { cfg.clip_coef * remaining } else { cfg.clip_coef };
 
+        self.updater.sync(self.core.model.params_mut())?;
         self.core.collect(cfg.gamma, cfg.gae_lambda)?;
 
         let batch_size = self.order.len();
@@ -204,7 +207,7 @@ impl Agent for Ppo {
                 }))?;
                 self.grads.copy_from_slice(self.core.model.grads());
                 let grad_norm = clip_grad_norm(&mut self.grads, cfg.max_grad_norm);
-                self.optimizer.step(self.core.model.params_mut(), &self.grads, lr as f32);
+                self.updater.step(self.core.model.params_mut(), &self.grads, lr as f32)?;
                 for (s, v) in sums.iter_mut().zip([
                     stats.policy,
                     stats.value,
@@ -222,7 +225,7 @@ impl Agent for Ppo {
             }
         }
         let [policy, value, entropy, kl, clipfrac, grad_norm] = sums.map(|s| s / updates);
-        Ok(vec![
+        let mut metrics = vec![
             ("loss/policy", policy),
             ("loss/value", value),
             ("loss/entropy", entropy),
@@ -231,7 +234,9 @@ impl Agent for Ppo {
             ("loss/explained_variance", self.core.explained_variance()),
             ("loss/grad_norm", grad_norm),
             ("charts/learning_rate", lr),
-        ])
+        ];
+        metrics.extend(self.updater.metrics());
+        Ok(metrics)
     }
 
     crate::on_policy::forward_to_core!();

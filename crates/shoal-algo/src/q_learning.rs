@@ -164,6 +164,9 @@ impl Agent for QLearning {
     fn episodes(&self) -> &EpisodeTracker {
         &self.episodes
     }
+    fn episodes_mut(&mut self) -> &mut EpisodeTracker {
+        &mut self.episodes
+    }
     fn obs_dim(&self) -> usize {
         1
     }

@@ -19,7 +19,7 @@ use crate::error::{DistError, Result};
 use crate::monitor::{Coordinator, RunStatus};
 use crate::proto::param_service_client::ParamServiceClient;
 use crate::proto::{Chunk, Encoding, HelloReply, HelloRequest, PullRequest, ReportRequest, PROTOCOL_VERSION};
-use crate::service::{ShardInfo, CONNECTION_WINDOW, STREAM_WINDOW};
+use crate::service::{ShardInfo, CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::store::{ParamStore, PushOutcome};
 use crate::wire::{self, Assembler, MAX_MESSAGE_BYTES};
 
@@ -70,7 +70,10 @@ impl GrpcStore {
     /// Connects to the server at `addr` (`host:port`) holding shard `shard` of `shards` of a
     /// model whose layout fingerprint is `layout_hash`, retrying while it is unreachable.
     pub fn connect(addr: &str, layout_hash: u64, shard: u32, shards: u32, options: ClientOptions) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        // One background thread drives the HTTP/2 connection between calls (window updates,
+        // pings); a current-thread runtime would leave it idle until the next call.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()
             .map_err(|e| DistError::Setup(format!("cannot start the client runtime: {e}")))?;
@@ -79,7 +82,8 @@ impl GrpcStore {
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5))
             .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW);
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME);
         let channel = {
             let _guard = runtime.enter();
             endpoint.connect_lazy()
@@ -256,6 +260,11 @@ impl Coordinator for GrpcStore {
             token.attach(&mut req);
             Ok(rt.block_on(client.report(req))?.into_inner())
         })?;
-        Ok(RunStatus { stop: reply.stop, total_env_steps: reply.total_env_steps })
+        Ok(RunStatus {
+            stop: reply.stop,
+            total_env_steps: reply.total_env_steps,
+            episodes: reply.episodes,
+            return_mean: reply.return_mean,
+        })
     }
 }

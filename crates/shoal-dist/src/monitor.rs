@@ -25,6 +25,9 @@ pub struct RunStatus {
     pub stop: bool,
     /// Env steps of all workers together (schedules run on this).
     pub total_env_steps: u64,
+    pub episodes: u64,
+    /// Mean return over the window; NaN before the first episode.
+    pub return_mean: f64,
 }
 
 /// Where workers report progress: the server's [`RunMonitor`] in process, or the gRPC
@@ -107,7 +110,12 @@ impl Coordinator for RunMonitor {
         let window_full = tally.window.len() >= self.rule.window.max(1);
         let solved = self.rule.episode_return_mean.is_some_and(|target| window_full && mean(&tally.window) >= target);
         tally.stopped |= budget_spent || solved;
-        Ok(RunStatus { stop: tally.stopped, total_env_steps: tally.env_steps })
+        Ok(RunStatus {
+            stop: tally.stopped,
+            total_env_steps: tally.env_steps,
+            episodes: tally.episodes,
+            return_mean: mean(&tally.window),
+        })
     }
 }
 

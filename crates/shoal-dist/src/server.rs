@@ -5,7 +5,7 @@
 //! timeout expired — closes it, and everyone waiting is woken with the new version.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -112,9 +112,26 @@ impl ParamServer {
     pub fn resume(&self) -> Result<u64> {
         let policy =
             self.checkpoint.as_ref().ok_or(DistError::WrongMode { mode: "uncheckpointed", operation: "resume" })?;
+        self.load(&policy.path, &policy.layout)
+    }
+
+    /// Writes parameters, optimizer state and version to `path` atomically.
+    pub fn save(&self, path: &Path, layout: &ParamLayout) -> Result<()> {
+        let state = self.lock();
+        Self::write(&state, path, layout)
+    }
+
+    fn write(state: &State, path: &Path, layout: &ParamLayout) -> Result<()> {
+        let meta = HashMap::from([(VERSION_KEY.to_string(), state.version.to_string())]);
+        io::save_flat(path, layout, &state.params, Some(state.optimizer.as_ref()), &meta)?;
+        Ok(())
+    }
+
+    /// Restores what [`ParamServer::save`] wrote; returns the restored version.
+    pub fn load(&self, path: &Path, layout: &ParamLayout) -> Result<u64> {
         let mut state = self.lock();
         let State { params, optimizer, .. } = &mut *state;
-        let meta = io::load_flat(&policy.path, &policy.layout, params, Some(optimizer.as_mut()))?;
+        let meta = io::load_flat(path, layout, params, Some(optimizer.as_mut()))?;
         state.version = meta.get(VERSION_KEY).and_then(|v| v.parse().ok()).unwrap_or(0);
         Ok(state.version)
     }
@@ -125,9 +142,7 @@ impl ParamServer {
         state.stats.updates += 1;
         match &self.checkpoint {
             Some(policy) if policy.every > 0 && state.version % policy.every == 0 => {
-                let meta = HashMap::from([(VERSION_KEY.to_string(), state.version.to_string())]);
-                io::save_flat(&policy.path, &policy.layout, &state.params, Some(state.optimizer.as_ref()), &meta)?;
-                Ok(())
+                Self::write(state, &policy.path, &policy.layout)
             }
             _ => Ok(()),
         }

@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::sync::Mutex;
 
 use crate::error::{DistError, Result};
+use crate::monitor::{Coordinator, RunStatus};
 use crate::store::{ParamStore, PushOutcome};
 
 /// Shard `index`'s range of a `len`-parameter vector cut into `count` near-equal parts.
@@ -144,6 +145,16 @@ impl<S: ParamStore> ParamStore for ShardedStore<S> {
         self.check("parameters", params.len())?;
         let outcomes = self.each(params, |_, shard, slice| shard.push_params(worker, slice))?;
         Ok(merge(&outcomes))
+    }
+}
+
+/// Reports go to every shard, so each knows the run's progress (for its learning-rate
+/// schedule and the stop rule); shard 0's answer is the run's.
+impl<S: ParamStore + Coordinator> Coordinator for ShardedStore<S> {
+    fn report(&self, worker: usize, env_steps: u64, episodes: &[(f64, u64)]) -> Result<RunStatus> {
+        let mut statuses =
+            self.shards.iter().map(|s| s.report(worker, env_steps, episodes)).collect::<Result<Vec<_>>>()?;
+        Ok(statuses.swap_remove(0))
     }
 }
 

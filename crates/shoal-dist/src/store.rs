@@ -70,3 +70,22 @@ pub trait ParamStore: Send + Sync {
     /// completes; `params` is overwritten with what the worker continues from.
     fn push_params(&self, worker: usize, params: &mut [f32]) -> Result<PushOutcome>;
 }
+
+/// A shared store is a store: workers of an embedded cluster hold `Arc`s of one server.
+impl<T: ParamStore + ?Sized> ParamStore for std::sync::Arc<T> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn version(&self) -> u64 {
+        (**self).version()
+    }
+    fn pull(&self, have: Option<u64>, out: &mut [f32]) -> Result<Option<u64>> {
+        (**self).pull(have, out)
+    }
+    fn push_gradient(&self, worker: usize, base_version: u64, grad: &[f32]) -> Result<PushOutcome> {
+        (**self).push_gradient(worker, base_version, grad)
+    }
+    fn push_params(&self, worker: usize, params: &mut [f32]) -> Result<PushOutcome> {
+        (**self).push_params(worker, params)
+    }
+}

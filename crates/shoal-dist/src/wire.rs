@@ -6,6 +6,7 @@
 //! malformed stream is an error — never a panic, never a partially written result reported as
 //! complete.
 
+use bytes::Bytes;
 use half::f16;
 
 use crate::proto::{Chunk, Encoding};
@@ -65,13 +66,13 @@ pub fn encode(values: &[f32], encoding: Encoding, worker: u32, version: u64) -> 
     chunks
 }
 
-fn encode_values(values: &[f32], encoding: Encoding) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(values.len() * width(encoding));
+fn encode_values(values: &[f32], encoding: Encoding) -> Bytes {
     match encoding {
-        Encoding::F32Le => values.iter().for_each(|v| bytes.extend_from_slice(&v.to_le_bytes())),
-        Encoding::F16Le => values.iter().for_each(|v| bytes.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
+        // On little-endian machines the in-memory bytes are the wire bytes: one memcpy.
+        Encoding::F32Le if cfg!(target_endian = "little") => Bytes::copy_from_slice(bytemuck::cast_slice(values)),
+        Encoding::F32Le => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Encoding::F16Le => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
     }
-    bytes
 }
 
 /// Receives the chunks of one tensor into a caller's buffer of the expected length.
@@ -108,6 +109,9 @@ impl<'a> Assembler<'a> {
         }
         let dest = &mut self.out[self.filled..end];
         match encoding {
+            Encoding::F32Le if cfg!(target_endian = "little") => {
+                bytemuck::cast_slice_mut::<f32, u8>(dest).copy_from_slice(&chunk.data);
+            }
             Encoding::F32Le => {
                 for (v, b) in dest.iter_mut().zip(chunk.data.chunks_exact(4)) {
                     *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
@@ -171,9 +175,9 @@ mod tests {
         let cases = [
             (Chunk { total_len: 11, ..good.clone() }, WireError::Length { got: 11, expected: 10 }),
             (Chunk { offset: 2, ..good.clone() }, WireError::Offset { got: 2, expected: 0 }),
-            (Chunk { data: good.data[..7].to_vec(), ..good.clone() }, WireError::Ragged { bytes: 7, width: 4 }),
+            (Chunk { data: good.data.slice(..7), ..good.clone() }, WireError::Ragged { bytes: 7, width: 4 }),
             (
-                Chunk { data: [good.data.clone(), vec![0; 4]].concat(), ..good.clone() },
+                Chunk { data: [good.data.to_vec(), vec![0; 4]].concat().into(), ..good.clone() },
                 WireError::Overrun { start: 0, end: 11, total: 10 },
             ),
             (Chunk { encoding: 7, ..good.clone() }, WireError::Encoding(7)),
@@ -182,7 +186,7 @@ mod tests {
             assert_eq!(Assembler::new(&mut out).accept(&chunk), Err(want));
         }
         let mut asm = Assembler::new(&mut out);
-        asm.accept(&Chunk { data: good.data[..8].to_vec(), ..good }).unwrap();
+        asm.accept(&Chunk { data: good.data.slice(..8), ..good }).unwrap();
         assert_eq!(asm.finish(), Err(WireError::Truncated { got: 2, expected: 10 }));
         assert_eq!(Assembler::new(&mut out).finish(), Err(WireError::Truncated { got: 0, expected: 10 }));
     }

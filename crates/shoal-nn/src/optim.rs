@@ -23,6 +23,10 @@ pub trait Optimizer<T: Scalar = f32>: Send {
 
     /// Restores state saved from `steps()` and `buffers()`.
     fn load(&mut self, steps: u64, buffers: &[(&str, &[T])]) -> Result<()>;
+
+    /// A fresh optimizer of the same kind and hyperparameters for `len` parameters (what each
+    /// shard of a sharded parameter server optimizes with).
+    fn fresh(&self, len: usize) -> Box<dyn Optimizer<T>>;
 }
 
 /// Copies saved buffers into `targets` by name, checking names and lengths.
@@ -73,6 +77,10 @@ impl<T: Scalar> Optimizer<T> for Adam<T> {
         "adam"
     }
 
+    fn fresh(&self, len: usize) -> Box<dyn Optimizer<T>> {
+        Box::new(Adam::new(len, self.beta1, self.beta2, self.eps))
+    }
+
     fn step(&mut self, params: &mut [T], grads: &[T], lr: T) {
         self.steps += 1;
         let t = self.steps as i32;
@@ -121,6 +129,10 @@ impl<T: Scalar> Sgd<T> {
 impl<T: Scalar> Optimizer<T> for Sgd<T> {
     fn name(&self) -> &'static str {
         "sgd"
+    }
+
+    fn fresh(&self, len: usize) -> Box<dyn Optimizer<T>> {
+        Box::new(Sgd::new(len, self.momentum, self.nesterov))
     }
 
     fn step(&mut self, params: &mut [T], grads: &[T], lr: T) {
@@ -190,6 +202,10 @@ impl<T: Scalar> RmsProp<T> {
 impl<T: Scalar> Optimizer<T> for RmsProp<T> {
     fn name(&self) -> &'static str {
         "rmsprop"
+    }
+
+    fn fresh(&self, len: usize) -> Box<dyn Optimizer<T>> {
+        Box::new(RmsProp::new(len, self.alpha, self.eps, self.centered, self.momentum))
     }
 
     fn step(&mut self, params: &mut [T], grads: &[T], lr: T) {

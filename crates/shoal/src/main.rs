@@ -29,6 +29,10 @@ enum Command {
     Envs(commands::envs::Args),
     /// Step one environment and print JSON lines: reset observations, then one line per step.
     Rollout(commands::rollout::Args),
+    /// Serve one shard of a run's parameters over gRPC (a parameter server process).
+    Ps(commands::ps::Args),
+    /// Run one worker process against `shoal ps` servers.
+    Worker(commands::worker::Args),
     /// Measure performance.
     #[command(subcommand)]
     Bench(commands::bench::Bench),
@@ -42,6 +46,8 @@ fn main() -> ExitCode {
         Command::Plot(args) => commands::plot::run(&args),
         Command::Envs(args) => commands::envs::run(&args),
         Command::Rollout(args) => commands::rollout::run(&args),
+        Command::Ps(args) => commands::ps::run(&args),
+        Command::Worker(args) => commands::worker::run(&args),
         Command::Bench(bench) => commands::bench::run(&bench),
     };
     match result {

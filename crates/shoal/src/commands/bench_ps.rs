@@ -1,14 +1,19 @@
 //! `shoal bench ps`: moving parameter vectors. For 10 KB, 1 MB and 10 MB vectors it times a
 //! push (gradient applied by SGD) plus a pull through the in-process parameter server, and, as
-//! the physical reference, the same bytes sent to a loopback TCP peer and back — the yardstick
-//! the gRPC transport (next step of issue 5) will be compared against in the same run.
+//! through the gRPC transport on loopback (a `shoal ps`-style server in this process, a
+//! client as a worker uses it), and, as the physical reference, the same bytes sent to a
+//! loopback TCP peer and back, all in the same run.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use shoal_dist::{ParamServer, ParamStore, UpdateMode};
+use std::sync::Arc;
+
+use shoal_dist::{
+    ClientOptions, Encoding, GrpcStore, ParamServer, ParamStore, ServiceConfig, ShardInfo, Token, UpdateMode,
+};
 use shoal_nn::Sgd;
 
 /// Arguments of `shoal bench ps`.
@@ -51,27 +56,48 @@ fn echo_peer(bytes: usize) -> Result<TcpStream> {
     Ok(client)
 }
 
+fn async_server(len: usize) -> ParamServer {
+    ParamServer::new(
+        vec![0.0; len],
+        Box::new(Sgd::new(len, 0.0, false)),
+        1e-3,
+        UpdateMode::Async { max_staleness: None },
+    )
+}
+
+/// Mean seconds of one push of `grad` plus one pull of the result through `store`.
+fn push_pull(seconds: f64, store: &dyn ParamStore, grad: &[f32], params: &mut [f32]) -> Result<f64> {
+    let mut version = store.version();
+    per_call(seconds, || {
+        store.push_gradient(0, version, grad)?;
+        version = store.pull(Some(version), params)?.unwrap_or(version);
+        Ok(())
+    })
+}
+
 pub fn run(args: &PsArgs) -> Result<()> {
+    let token = Token::new("bench-token-0123456789")?;
     for (label, bytes) in SIZES {
         let len = bytes / 4;
-        let server = ParamServer::new(
-            vec![0.0; len],
-            Box::new(Sgd::new(len, 0.0, false)),
-            1e-3,
-            UpdateMode::Async { max_staleness: None },
-        );
+        let server = async_server(len);
         let grad = vec![1e-3f32; len];
         let mut params = vec![0.0f32; len];
-        let round_trip = per_call(args.seconds, || {
-            let version = server.version();
-            server.push_gradient(0, version, &grad)?;
-            server.pull(None, &mut params)?;
-            Ok(())
-        })?;
+        let round_trip = push_pull(args.seconds, &server, &grad, &mut params)?;
         let pull = per_call(args.seconds, || {
             server.pull(None, &mut params)?;
             Ok(())
         })?;
+        let config = ServiceConfig { token: token.clone(), layout_hash: 0, shard: ShardInfo::WHOLE };
+        let handle = shoal_dist::spawn("127.0.0.1:0", Arc::new(async_server(len)), None, config)?;
+        let options =
+            ClientOptions { token: token.clone(), encoding: Encoding::F32Le, retry_for: Duration::from_secs(5) };
+        let remote = GrpcStore::connect(&handle.addr().to_string(), 0, 0, 1, options)?;
+        let grpc = push_pull(args.seconds, &remote, &grad, &mut params)?;
+        let grpc_pull = per_call(args.seconds, || {
+            remote.pull(None, &mut params)?;
+            Ok(())
+        })?;
+        drop(handle);
         let mut socket = echo_peer(bytes)?;
         let mut send = vec![7u8; bytes];
         let mut recv = vec![0u8; bytes];
@@ -85,8 +111,12 @@ pub fn run(args: &PsArgs) -> Result<()> {
         println!("inproc_push_pull_{label}_us: {:.1}", round_trip * 1e6);
         println!("inproc_push_pull_{label}_mb_per_sec: {:.0}", mb(round_trip));
         println!("inproc_pull_{label}_us: {:.1}", pull * 1e6);
+        println!("grpc_push_pull_{label}_us: {:.1}", grpc * 1e6);
+        println!("grpc_push_pull_{label}_mb_per_sec: {:.0}", mb(grpc));
+        println!("grpc_pull_{label}_us: {:.1}", grpc_pull * 1e6);
         println!("tcp_loopback_roundtrip_{label}_us: {:.1}", tcp * 1e6);
         println!("tcp_loopback_{label}_mb_per_sec: {:.0}", mb(tcp));
+        println!("grpc_vs_tcp_{label}: {:.2}", tcp / grpc);
     }
     Ok(())
 }

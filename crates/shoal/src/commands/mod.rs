@@ -6,9 +6,12 @@ pub mod bench_nn;
 pub mod bench_ps;
 pub mod envs;
 pub mod eval;
+pub mod launch;
 pub mod plot;
+pub mod ps;
 pub mod rollout;
 pub mod train;
+pub mod worker;
 
 use anyhow::{bail, Result};
 use shoal_env::OptionValue;

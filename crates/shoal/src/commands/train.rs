@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use shoal_algo::checkpoint::{load_checkpoint, save_checkpoint, write_json};
+use shoal_algo::cluster::Topology;
 use shoal_algo::{build_agent, learn, Agent, Callback, Control, LoopState, Progress, StopReason, TrainConfig};
 
 use crate::run::csv::CsvWriter;
@@ -124,6 +125,15 @@ pub fn run(args: &Args) -> Result<()> {
             (run_dir, config, false)
         }
     };
+    if let Some(cluster) = config.cluster().filter(|c| c.topology == Topology::Processes) {
+        std::fs::write(run_dir.config(), config.to_toml())
+            .with_context(|| format!("writing {}", run_dir.config().display()))?;
+        let summary = crate::commands::launch::run(&config, &cluster, &run_dir, resuming)?;
+        write_json(&run_dir.summary(), &summary)?;
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        eprintln!("run saved in {}", run_dir.root.display());
+        return Ok(());
+    }
     let mut agent = build_agent(&config)?;
     let mut state = LoopState::default();
     if resuming {

@@ -1,0 +1,485 @@
+//! `[cluster]`: one algorithm, any topology. The same agent code (PPO, A2C/A3C, DQN) runs
+//! - alone (no `[cluster]` section, or one worker and one shard);
+//! - *embedded*: `workers` copies of the agent as threads of this process, each with its own
+//!   envs (seeded apart), sharing parameter servers in memory ([`ClusterAgent`]);
+//! - as *processes*: `shoal ps` serves the parameters over gRPC and every `shoal worker`
+//!   runs [`run_worker`] — the very same agent, attached to a remote store.
+//!
+//! What differs between those is only where [`Updater`] sends gradients. The update mode
+//! decides the algorithm family: `sync` is data-parallel PPO/A2C (one averaged gradient per
+//! step across workers), `async` is A3C and asynchronous distributed DQN (each worker keeps its
+//! own replay and target network), `average` and `easgd` train locally and average parameters
+//! every `push_every` optimizer steps.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shoal_dist::{shard_range, Coordinator, ParamServer, ParamStore, ShardedStore, StopRule, UpdateMode};
+use shoal_nn::{Optimizer, ParamLayout};
+
+use crate::agent::{Agent, Metrics};
+use crate::checkpoint::{read_json, write_json};
+use crate::config::{check_positive, check_range, Algo, TrainConfig};
+use crate::episodes::EpisodeTracker;
+use crate::error::{config_err, Result};
+use crate::updater::Link;
+
+/// Where a cluster's roles run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Topology {
+    /// Threads of one process, stores in memory (the default, fastest on one machine).
+    #[default]
+    Embedded,
+    /// `shoal train` starts `shoal ps` and `shoal worker` processes talking gRPC on loopback.
+    Processes,
+}
+
+/// How the parameter server combines what workers push (see `shoal_dist::UpdateMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Sync,
+    Async,
+    Average,
+    Easgd,
+}
+
+/// Wire encoding of tensors between processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    #[default]
+    None,
+    /// Half precision: half the bytes, ~3 significant digits.
+    F16,
+}
+
+/// The `[cluster]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    pub topology: Topology,
+    /// Worker copies of the agent, each stepping `env.num_envs` envs.
+    pub workers: usize,
+    pub mode: Mode,
+    /// Parameter-server shards the flat parameter vector is split over.
+    pub shards: usize,
+    /// Sync / average / EASGD: seconds a round waits for a missing worker before going on
+    /// without it (the worker rejoins when it pushes again).
+    pub round_timeout: f64,
+    /// Async: refuse gradients computed more than this many updates ago.
+    pub max_staleness: Option<u64>,
+    /// Average / EASGD: local optimizer steps between two parameter pushes.
+    pub push_every: u64,
+    /// EASGD's elastic coefficient α (= learning rate × ρ in the paper).
+    pub easgd_alpha: f64,
+    /// Training iterations a worker runs between two reports (embedded: per thread hand-off).
+    pub worker_iterations: usize,
+    /// Processes: server updates between two server checkpoints.
+    pub checkpoint_every: u64,
+    pub compression: Compression,
+    /// Processes: seconds a worker keeps retrying an unreachable server.
+    pub retry_seconds: f64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            topology: Topology::Embedded,
+            workers: 1,
+            mode: Mode::Sync,
+            shards: 1,
+            round_timeout: 10.0,
+            max_staleness: None,
+            push_every: 10,
+            easgd_alpha: 0.1,
+            worker_iterations: 4,
+            checkpoint_every: 500,
+            compression: Compression::None,
+            retry_seconds: 60.0,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// A3C's cluster when a config gives none: two asynchronous workers.
+    pub fn a3c_default() -> Self {
+        ClusterConfig { workers: 2, mode: Mode::Async, ..ClusterConfig::default() }
+    }
+
+    pub(crate) fn validate(&self, algo: Algo) -> Result<()> {
+        check_positive("cluster.workers", self.workers)?;
+        check_positive("cluster.shards", self.shards)?;
+        check_positive("cluster.worker_iterations", self.worker_iterations)?;
+        check_range("cluster.round_timeout", self.round_timeout, 1e-3, 86_400.0)?;
+        check_range("cluster.retry_seconds", self.retry_seconds, 0.0, 86_400.0)?;
+        check_range("cluster.easgd_alpha", self.easgd_alpha, 0.0, 1.0)?;
+        if self.push_every == 0 {
+            return Err(config_err("cluster.push_every must be at least 1"));
+        }
+        if algo == Algo::QLearning {
+            return Err(config_err(
+                "[cluster] needs a network algorithm (ppo, a2c, a3c, dqn); q_learning is tabular and runs alone",
+            ));
+        }
+        if algo == Algo::A3c && self.mode != Mode::Async {
+            return Err(config_err(format!(
+                "a3c is asynchronous: set cluster.mode = \"async\" (got {:?}), or use algo = \"a2c\" for synchronous data-parallel training",
+                self.mode
+            )));
+        }
+        Ok(())
+    }
+
+    /// True when the config asks for more than one plain agent.
+    pub fn is_distributed(&self) -> bool {
+        self.workers > 1 || self.shards > 1 || self.topology == Topology::Processes || self.mode == Mode::Async
+    }
+
+    /// The parameter server's update mode.
+    pub fn update_mode(&self) -> UpdateMode {
+        let timeout = Duration::from_secs_f64(self.round_timeout);
+        let workers = self.workers;
+        match self.mode {
+            Mode::Sync => UpdateMode::Sync { workers, timeout },
+            Mode::Async => UpdateMode::Async { max_staleness: self.max_staleness },
+            Mode::Average => UpdateMode::Average { workers, timeout },
+            Mode::Easgd => UpdateMode::Easgd { workers, alpha: self.easgd_alpha, timeout },
+        }
+    }
+
+    /// Parameter pushes every this many steps (averaging modes), or gradients (`None`).
+    fn push_params_every(&self) -> Option<u64> {
+        matches!(self.mode, Mode::Average | Mode::Easgd).then_some(self.push_every)
+    }
+}
+
+/// Worker `rank`'s copy of the config's agent, with its own env seeds (seed + 10 000·rank).
+pub fn worker_agent(config: &TrainConfig, rank: usize) -> Result<Box<dyn Agent>> {
+    let mut own = config.clone();
+    own.seed = config.seed.wrapping_add(10_000 * rank as u64);
+    crate::agent::build_single_agent(&own)
+}
+
+/// Sends `agent`'s updates to `store` as worker `rank`.
+pub fn attach(agent: &mut dyn Agent, store: Arc<dyn ParamStore>, rank: usize, cluster: &ClusterConfig) -> Result<()> {
+    let network = agent.network().ok_or_else(|| config_err("this algorithm has no network to distribute"))?;
+    network.updater.attach(Link::new(store, rank), cluster.push_params_every());
+    Ok(())
+}
+
+/// What a parameter server starts from: rank 0's initial parameters and the algorithm's
+/// optimizer and learning-rate schedule.
+pub struct ServerSpec {
+    pub params: Vec<f32>,
+    pub layout: ParamLayout,
+    optimizer: Box<dyn Optimizer<f32>>,
+    learning_rate: f64,
+    anneal_lr: bool,
+}
+
+impl ServerSpec {
+    pub fn new(config: &TrainConfig) -> Result<Self> {
+        let mut agent = worker_agent(config, 0)?;
+        let network = agent.network().ok_or_else(|| config_err("this algorithm has no network to distribute"))?;
+        let optimizer = network
+            .updater
+            .optimizer()
+            .map(|o| o.fresh(network.params.len()))
+            .ok_or_else(|| config_err("the agent's optimizer is already remote"))?;
+        Ok(ServerSpec {
+            params: network.params.to_vec(),
+            layout: network.layout.clone(),
+            optimizer,
+            learning_rate: network.learning_rate,
+            anneal_lr: network.anneal_lr,
+        })
+    }
+
+    /// The server's learning rate at `progress` ∈ [0, 1].
+    pub fn learning_rate_at(&self, progress: f64) -> f64 {
+        if self.anneal_lr {
+            self.learning_rate * (1.0 - progress)
+        } else {
+            self.learning_rate
+        }
+    }
+
+    /// The server of shard `index` of `count`.
+    pub fn server(&self, cluster: &ClusterConfig, index: usize, count: usize) -> ParamServer {
+        let range = shard_range(self.params.len(), index, count);
+        let optimizer = self.optimizer.fresh(range.len());
+        ParamServer::new(self.params[range].to_vec(), optimizer, self.learning_rate as f32, cluster.update_mode())
+    }
+
+    /// The layout a shard's checkpoint is written with: the model's own names for a single
+    /// shard, one flat tensor per shard otherwise.
+    pub fn shard_layout(&self, index: usize, count: usize) -> ParamLayout {
+        if count == 1 {
+            return self.layout.clone();
+        }
+        let mut layout = ParamLayout::new();
+        layout.push(format!("shard{index}"), &[shard_range(self.params.len(), index, count).len()]);
+        layout
+    }
+
+    /// The fingerprint workers and servers compare at connect.
+    pub fn layout_hash(&self) -> u64 {
+        self.layout.fingerprint()
+    }
+}
+
+/// The stop rule a multi-process run's server applies, from `[stop]`.
+pub fn stop_rule(config: &TrainConfig) -> StopRule {
+    StopRule {
+        env_steps: config.stop.env_steps,
+        episode_return_mean: config.stop.episode_return_mean,
+        window: EpisodeTracker::WINDOW,
+    }
+}
+
+/// An embedded cluster: worker agents as threads around in-process parameter servers.
+pub struct ClusterAgent {
+    algo: Algo,
+    cluster: ClusterConfig,
+    spec: ServerSpec,
+    servers: Vec<Arc<ParamServer>>,
+    workers: Vec<Box<dyn Agent>>,
+    /// A rank-0 agent that holds the servers' parameters for `predict` and `save`.
+    view: Box<dyn Agent>,
+    episodes: EpisodeTracker,
+}
+
+/// A store over every shard, for one worker.
+fn store_for(servers: &[Arc<ParamServer>], len: usize) -> Result<Arc<dyn ParamStore>> {
+    if servers.len() == 1 {
+        return Ok(Arc::clone(&servers[0]) as Arc<dyn ParamStore>);
+    }
+    Ok(Arc::new(ShardedStore::new(servers.to_vec(), len)?))
+}
+
+impl ClusterAgent {
+    pub fn new(config: &TrainConfig, cluster: &ClusterConfig) -> Result<Self> {
+        let spec = ServerSpec::new(config)?;
+        let servers: Vec<Arc<ParamServer>> =
+            (0..cluster.shards).map(|i| Arc::new(spec.server(cluster, i, cluster.shards))).collect();
+        let workers = (0..cluster.workers)
+            .map(|rank| {
+                let mut agent = worker_agent(config, rank)?;
+                attach(agent.as_mut(), store_for(&servers, spec.params.len())?, rank, cluster)?;
+                Ok(agent)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let view = worker_agent(config, 0)?;
+        Ok(ClusterAgent {
+            algo: config.algo,
+            cluster: cluster.clone(),
+            spec,
+            servers,
+            workers,
+            view,
+            episodes: EpisodeTracker::default(),
+        })
+    }
+
+    /// Copies the servers' parameters into the view agent.
+    fn refresh_view(&mut self) -> Result<()> {
+        let store = store_for(&self.servers, self.spec.params.len())?;
+        let network = self.view.network().ok_or_else(|| config_err("no network"))?;
+        store.pull(None, network.params)?;
+        Ok(())
+    }
+
+    /// Parameters held by the servers, joined.
+    pub fn params(&self) -> Vec<f32> {
+        self.servers.iter().flat_map(|s| s.params()).collect()
+    }
+
+    /// Overwrites every shard's parameters (how a launcher stores a remote run's result).
+    pub fn set_params(&mut self, params: &[f32], version: u64) -> Result<()> {
+        let count = self.servers.len();
+        for (i, server) in self.servers.iter().enumerate() {
+            let range = shard_range(params.len(), i, count);
+            server.with_state(|p, v, _| {
+                p.copy_from_slice(&params[range]);
+                *v = version;
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Averages each metric over the workers that reported it.
+fn mean_metrics(all: &[Metrics]) -> Metrics {
+    let Some(first) = all.first() else { return Vec::new() };
+    first
+        .iter()
+        .map(|&(key, _)| {
+            let values: Vec<f64> =
+                all.iter().filter_map(|m| m.iter().find(|(k, _)| *k == key).map(|&(_, v)| v)).collect();
+            (key, values.iter().sum::<f64>() / values.len().max(1) as f64)
+        })
+        .collect()
+}
+
+#[derive(Serialize, Deserialize)]
+struct ClusterState {
+    workers: usize,
+    shards: usize,
+    episodes: EpisodeTracker,
+}
+
+impl Agent for ClusterAgent {
+    fn algo(&self) -> Algo {
+        self.algo
+    }
+
+    fn train_iteration(&mut self, progress: f64) -> Result<Metrics> {
+        let lr = self.spec.learning_rate_at(progress);
+        self.servers.iter().for_each(|s| s.set_lr(lr as f32));
+        let iterations = self.cluster.worker_iterations;
+        let results = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .workers
+                .iter_mut()
+                .map(|worker| {
+                    scope.spawn(move || -> Result<Metrics> {
+                        let mut metrics = Vec::new();
+                        for _ in 0..iterations {
+                            metrics = worker.train_iteration(progress)?;
+                        }
+                        Ok(metrics)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(config_err("a cluster worker thread panicked"))))
+                .collect::<Vec<_>>()
+        });
+        let metrics = results.into_iter().collect::<Result<Vec<_>>>()?;
+        for worker in &mut self.workers {
+            worker.episodes_mut().drain_into(&mut self.episodes);
+        }
+        let mut out = mean_metrics(&metrics);
+        out.retain(|(k, _)| !k.starts_with("ps/") && *k != "charts/learning_rate");
+        let stats = self.servers[0].stats();
+        out.extend([
+            ("charts/learning_rate", lr),
+            ("ps/version", stats.updates as f64),
+            ("ps/staleness_mean", stats.staleness_sum as f64 / stats.gradients.max(1) as f64),
+            ("ps/staleness_max", stats.max_staleness as f64),
+            ("ps/rejected", stats.rejected_stale as f64),
+            ("ps/dropped_workers", stats.dropped_workers as f64),
+        ]);
+        Ok(out)
+    }
+
+    fn env_steps(&self) -> u64 {
+        self.workers.iter().map(|w| w.env_steps()).sum()
+    }
+
+    fn episodes(&self) -> &EpisodeTracker {
+        &self.episodes
+    }
+
+    fn episodes_mut(&mut self) -> &mut EpisodeTracker {
+        &mut self.episodes
+    }
+
+    fn obs_dim(&self) -> usize {
+        self.view.obs_dim()
+    }
+
+    fn action_dim(&self) -> usize {
+        self.view.action_dim()
+    }
+
+    fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
+        self.refresh_view()?;
+        self.view.predict(obs, rows, deterministic, actions)
+    }
+
+    /// The servers' parameters as the run's model (`model.safetensors`, what `shoal eval`
+    /// reads), each server's state, and every worker's state in `worker-<rank>/`.
+    fn save(&mut self, dir: &Path) -> Result<()> {
+        self.refresh_view()?;
+        self.view.save(dir)?;
+        let count = self.servers.len();
+        for (i, server) in self.servers.iter().enumerate() {
+            server.save(&dir.join(format!("server-{i}.safetensors")), &self.spec.shard_layout(i, count))?;
+        }
+        for (rank, worker) in self.workers.iter_mut().enumerate() {
+            let sub = dir.join(format!("worker-{rank}"));
+            std::fs::create_dir_all(&sub).map_err(crate::error::io_err(&sub))?;
+            worker.save(&sub)?;
+        }
+        let state = ClusterState { workers: self.workers.len(), shards: count, episodes: self.episodes.clone() };
+        write_json(&dir.join("cluster.json"), &state)
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<()> {
+        let state: ClusterState = read_json(&dir.join("cluster.json"))?;
+        if (state.workers, state.shards) != (self.workers.len(), self.servers.len()) {
+            return Err(config_err(format!(
+                "the checkpoint has {} workers and {} shards, the config {} and {}; set cluster.workers and cluster.shards to match",
+                state.workers,
+                state.shards,
+                self.workers.len(),
+                self.servers.len()
+            )));
+        }
+        self.view.load(dir)?;
+        let count = self.servers.len();
+        for (i, server) in self.servers.iter().enumerate() {
+            server.load(&dir.join(format!("server-{i}.safetensors")), &self.spec.shard_layout(i, count))?;
+        }
+        for (rank, worker) in self.workers.iter_mut().enumerate() {
+            worker.load(&dir.join(format!("worker-{rank}")))?;
+        }
+        self.episodes = state.episodes;
+        Ok(())
+    }
+}
+
+/// What a worker process did, for its exit message.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkerSummary {
+    pub env_steps: u64,
+    pub iterations: u64,
+    /// Env steps of all workers when the server said stop.
+    pub total_env_steps: u64,
+}
+
+/// A worker process's loop: train `worker_iterations` iterations against `store`, report
+/// steps and episodes to `coordinator`, until it says stop. Progress (for schedules) is the
+/// whole run's, as the coordinator counts it.
+pub fn run_worker(
+    config: &TrainConfig,
+    cluster: &ClusterConfig,
+    rank: usize,
+    store: Arc<dyn ParamStore>,
+    coordinator: &dyn Coordinator,
+) -> Result<WorkerSummary> {
+    let mut agent = worker_agent(config, rank)?;
+    attach(agent.as_mut(), store, rank, cluster)?;
+    let budget = config.stop.env_steps;
+    let mut status = coordinator.report(rank, 0, &[])?;
+    let (mut reported, mut iterations) = (0u64, 0u64);
+    while !status.stop {
+        let progress = budget.map_or(0.0, |b| (status.total_env_steps as f64 / b as f64).min(1.0));
+        for _ in 0..cluster.worker_iterations {
+            agent.train_iteration(progress)?;
+            iterations += 1;
+        }
+        let mut finished = EpisodeTracker::default();
+        agent.episodes_mut().drain_into(&mut finished);
+        let episodes = finished.recent();
+        status = coordinator.report(rank, agent.env_steps() - reported, &episodes)?;
+        reported = agent.env_steps();
+    }
+    Ok(WorkerSummary { env_steps: agent.env_steps(), iterations, total_env_steps: status.total_env_steps })
+}

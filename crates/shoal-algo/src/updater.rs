@@ -1,0 +1,173 @@
+//! Where an algorithm's gradient goes — the seam that lets one algorithm file run alone, as a
+//! thread of an embedded cluster, or as a worker process, unchanged.
+//!
+//! An algorithm computes a gradient and calls [`Updater::step`]. Alone, that is its own
+//! optimizer. Attached to a parameter store ([`Updater::attach`]) it becomes, by update mode:
+//! - *sync / async* ([`Updater::Remote`]): push the gradient (the server averages a round of
+//!   them or applies each on arrival, with its own optimizer) and pull the result;
+//! - *average / EASGD* ([`Updater::Averaging`]): step the local optimizer, and every `every`
+//!   steps push the local parameters and continue from what the round returns.
+
+use std::sync::Arc;
+
+use shoal_dist::{ParamStore, PushOutcome};
+use shoal_nn::Optimizer;
+
+use crate::agent::Metrics;
+use crate::error::Result;
+
+/// Push and pull counters of a worker attached to a store.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkStats {
+    pub pushes: u64,
+    /// Pushes the store refused as too stale (the worker pulled and went on).
+    pub stale: u64,
+    /// Sum of the staleness the store reported for applied pushes.
+    pub staleness: u64,
+}
+
+/// A worker's connection to a parameter store.
+pub struct Link {
+    pub store: Arc<dyn ParamStore>,
+    pub rank: usize,
+    /// The store version the worker's parameters come from (`None` before the first pull).
+    pub version: Option<u64>,
+    pub stats: LinkStats,
+}
+
+impl Link {
+    pub fn new(store: Arc<dyn ParamStore>, rank: usize) -> Self {
+        Link { store, rank, version: None, stats: LinkStats::default() }
+    }
+
+    /// Pulls the store's parameters into `params` if they are newer than the worker's.
+    fn pull(&mut self, params: &mut [f32]) -> Result<()> {
+        if let Some(version) = self.store.pull(self.version, params)? {
+            self.version = Some(version);
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, outcome: PushOutcome) {
+        self.stats.pushes += 1;
+        match outcome {
+            PushOutcome::Applied { staleness, .. } => self.stats.staleness += staleness,
+            PushOutcome::Stale { .. } => self.stats.stale += 1,
+        }
+    }
+}
+
+/// How a worker in averaging mode behaves between pushes.
+pub struct Averaging {
+    pub optimizer: Box<dyn Optimizer<f32>>,
+    pub link: Link,
+    /// Local optimizer steps between two parameter pushes.
+    pub every: u64,
+    steps: u64,
+}
+
+/// The destination of an algorithm's gradients.
+pub enum Updater {
+    /// This process's own optimizer.
+    Local(Box<dyn Optimizer<f32>>),
+    /// Gradients to a store that optimizes (sync or async mode).
+    Remote(Link),
+    /// Local optimization, parameters averaged through a store (averaging or EASGD mode).
+    Averaging(Averaging),
+}
+
+impl Updater {
+    /// Sends future steps through `link`: gradients when `push_params_every` is `None`,
+    /// otherwise local steps with a parameter push every that many steps.
+    pub fn attach(&mut self, link: Link, push_params_every: Option<u64>) {
+        let local = std::mem::replace(self, Updater::Remote(Link::new(Arc::clone(&link.store), link.rank)));
+        *self = match (local, push_params_every) {
+            (Updater::Local(optimizer), Some(every))
+            | (Updater::Averaging(Averaging { optimizer, .. }), Some(every)) => {
+                Updater::Averaging(Averaging { optimizer, link, every: every.max(1), steps: 0 })
+            }
+            (_, _) => Updater::Remote(link),
+        };
+    }
+
+    /// Takes the local optimizer out (what a parameter server optimizes with).
+    pub fn into_optimizer(self) -> Option<Box<dyn Optimizer<f32>>> {
+        match self {
+            Updater::Local(optimizer) | Updater::Averaging(Averaging { optimizer, .. }) => Some(optimizer),
+            Updater::Remote(_) => None,
+        }
+    }
+
+    /// The optimizer whose state a checkpoint keeps (none when the server optimizes).
+    pub fn optimizer(&self) -> Option<&dyn Optimizer<f32>> {
+        match self {
+            Updater::Local(optimizer) | Updater::Averaging(Averaging { optimizer, .. }) => Some(optimizer.as_ref()),
+            Updater::Remote(_) => None,
+        }
+    }
+
+    pub fn optimizer_mut(&mut self) -> Option<&mut dyn Optimizer<f32>> {
+        match self {
+            Updater::Local(optimizer) | Updater::Averaging(Averaging { optimizer, .. }) => Some(optimizer.as_mut()),
+            Updater::Remote(_) => None,
+        }
+    }
+
+    /// Brings `params` up to date before collecting experience: the newest parameters of a
+    /// gradient store; the store's parameters once at the start in averaging mode.
+    pub fn sync(&mut self, params: &mut [f32]) -> Result<()> {
+        match self {
+            Updater::Local(_) => Ok(()),
+            Updater::Remote(link) => link.pull(params),
+            Updater::Averaging(avg) if avg.link.version.is_none() => avg.link.pull(params),
+            Updater::Averaging(_) => Ok(()),
+        }
+    }
+
+    /// Applies one gradient step to `params` (`lr` is the local optimizer's; a store uses
+    /// its own schedule).
+    pub fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f32) -> Result<()> {
+        match self {
+            Updater::Local(optimizer) => optimizer.step(params, grads, lr),
+            Updater::Remote(link) => {
+                let outcome = link.store.push_gradient(link.rank, link.version.unwrap_or(0), grads)?;
+                link.count(outcome);
+                link.pull(params)?;
+            }
+            Updater::Averaging(avg) => {
+                avg.optimizer.step(params, grads, lr);
+                avg.steps += 1;
+                if avg.steps % avg.every == 0 {
+                    let outcome = avg.link.store.push_params(avg.link.rank, params)?;
+                    avg.link.count(outcome);
+                    if let PushOutcome::Applied { version, .. } = outcome {
+                        avg.link.version = Some(version);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `ps/…` metrics of an attached worker (none when local).
+    pub fn metrics(&self) -> Metrics {
+        let link = match self {
+            Updater::Local(_) => return Vec::new(),
+            Updater::Remote(link) | Updater::Averaging(Averaging { link, .. }) => link,
+        };
+        let applied = (link.stats.pushes - link.stats.stale).max(1);
+        vec![
+            ("ps/version", link.version.unwrap_or(0) as f64),
+            ("ps/pushes", link.stats.pushes as f64),
+            ("ps/stale", link.stats.stale as f64),
+            ("ps/staleness_mean", link.stats.staleness as f64 / applied as f64),
+        ]
+    }
+
+    /// Forgets the store version (after a restore: pull again before the next step).
+    pub fn reset_version(&mut self) {
+        if let Updater::Remote(link) | Updater::Averaging(Averaging { link, .. }) = self {
+            link.version = None;
+        }
+    }
+}

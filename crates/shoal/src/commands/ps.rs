@@ -1,0 +1,154 @@
+//! `shoal ps`: serve one shard of a run's parameters over gRPC.
+//!
+//! The server starts from the config's initial network (the same seed every worker uses, so
+//! layouts match), optimizes with the algorithm's optimizer in the config's `[cluster]` mode,
+//! checkpoints every `cluster.checkpoint_every` updates into `--out`, and counts the progress
+//! workers report: it anneals the learning rate on the run's env steps and, once `[stop]` is
+//! met, tells workers to stop, lingers so each hears it, saves and exits.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+use shoal_algo::cluster::{stop_rule, ServerSpec};
+use shoal_algo::TrainConfig;
+use shoal_dist::{shard_range, CheckpointPolicy, ParamStore, RunMonitor, ServiceConfig, ShardInfo, Token};
+
+use crate::run::csv::CsvWriter;
+
+/// Arguments of `shoal ps`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The run's config (workers must use the same one).
+    config: PathBuf,
+    /// Address to listen on; port 0 picks a free port (the address is printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    listen: String,
+    /// Override a config key, repeatable (as `shoal train --set`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Which of the config's `cluster.shards` shards this server holds.
+    #[arg(long, default_value_t = 0)]
+    shard: usize,
+    /// Directory for this shard's checkpoints, progress and (shard 0) metrics.csv.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from the checkpoint in --out (after a crash or kill).
+    #[arg(long, requires = "out")]
+    resume: bool,
+    /// File holding the run's token (default: $SHOAL_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Seconds to keep serving after the stop criterion, so every worker hears it.
+    #[arg(long, default_value_t = 5.0)]
+    linger: f64,
+}
+
+/// Run totals kept beside the checkpoint, so a restarted server counts on.
+#[derive(Serialize, Deserialize)]
+struct Progress {
+    env_steps: u64,
+    episodes: u64,
+}
+
+fn write_progress(path: &Path, monitor: &RunMonitor) -> Result<()> {
+    let t = monitor.totals();
+    let json = serde_json::to_vec(&Progress { env_steps: t.env_steps, episodes: t.episodes })?;
+    shoal_nn::io::atomic_write(path, &json)?;
+    Ok(())
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let config = TrainConfig::load(&args.config, &args.set)?;
+    let cluster = config.cluster().unwrap_or_default();
+    ensure!(args.shard < cluster.shards, "--shard {} is out of range: cluster.shards = {}", args.shard, cluster.shards);
+    let token = Token::from_file_or_env(args.token_file.as_deref())?;
+    let spec = ServerSpec::new(&config)?;
+    let (index, count) = (args.shard, cluster.shards);
+    let mut server = spec.server(&cluster, index, count);
+    let checkpoint = args.out.as_ref().map(|out| out.join(format!("ps-shard{index}.safetensors")));
+    let progress_file = args.out.as_ref().map(|out| out.join(format!("ps-shard{index}.progress.json")));
+    if let (Some(out), Some(path)) = (&args.out, &checkpoint) {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let layout = spec.shard_layout(index, count);
+        server =
+            server.with_checkpoints(CheckpointPolicy { path: path.clone(), layout, every: cluster.checkpoint_every });
+    }
+    let monitor = Arc::new(RunMonitor::new(stop_rule(&config)));
+    if args.resume {
+        let version = server.resume().with_context(|| "resuming the parameter server (--resume)")?;
+        if let Some(saved) = progress_file.as_ref().and_then(|p| std::fs::read(p).ok()) {
+            let saved: Progress = serde_json::from_slice(&saved).context("reading the saved progress")?;
+            monitor.resume_from(saved.env_steps, saved.episodes);
+        }
+        eprintln!("shoal ps: resumed shard {index} at version {version}, {} env steps", monitor.totals().env_steps);
+    }
+    let server = Arc::new(server);
+    let offset = shard_range(spec.params.len(), index, count).start as u64;
+    let service = ServiceConfig {
+        token,
+        layout_hash: spec.layout_hash(),
+        shard: ShardInfo { index: index as u32, count: count as u32, offset },
+    };
+    let handle = shoal_dist::spawn(&args.listen, Arc::clone(&server), Some(Arc::clone(&monitor)), service)?;
+    println!(
+        "shoal ps listening on {} (shard {index} of {count}, {} mode, {} parameters)",
+        handle.addr(),
+        server.mode().name(),
+        server.len()
+    );
+    use std::io::Write;
+    std::io::stdout().flush()?;
+
+    let mut csv = match (&args.out, index) {
+        (Some(out), 0) => Some(CsvWriter::open(&out.join("metrics.csv"))?),
+        _ => None,
+    };
+    let start = Instant::now();
+    let mut stopped_at: Option<Instant> = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let totals = monitor.totals();
+        let progress = config.stop.env_steps.map_or(0.0, |b| (totals.env_steps as f64 / b as f64).min(1.0));
+        let lr = spec.learning_rate_at(progress);
+        server.set_lr(lr as f32);
+        let stats = server.stats();
+        if let Some(path) = &progress_file {
+            write_progress(path, &monitor)?;
+        }
+        if let Some(csv) = &mut csv {
+            csv.row(&[
+                ("wall_seconds", start.elapsed().as_secs_f64()),
+                ("env_steps", totals.env_steps as f64),
+                ("episodes", totals.episodes as f64),
+                ("episode_return_mean", totals.return_mean),
+                ("ps/version", server.version() as f64),
+                ("ps/staleness_mean", stats.staleness_sum as f64 / stats.gradients.max(1) as f64),
+                ("ps/rejected", stats.rejected_stale as f64),
+                ("ps/dropped_workers", stats.dropped_workers as f64),
+                ("charts/learning_rate", lr),
+            ])?;
+        }
+        eprintln!(
+            "shoal ps [shard {index}] {:>7.1}s  env steps {:>9}  episodes {:>6}  return mean {:>7.1}  version {}",
+            start.elapsed().as_secs_f64(),
+            totals.env_steps,
+            totals.episodes,
+            totals.return_mean,
+            server.version()
+        );
+        match stopped_at {
+            None if totals.stopped => stopped_at = Some(Instant::now()),
+            Some(at) if at.elapsed().as_secs_f64() >= args.linger => break,
+            _ => {}
+        }
+    }
+    if let Some(path) = &checkpoint {
+        server.save(path, &spec.shard_layout(index, count))?;
+        eprintln!("shoal ps: stop criterion met; final state in {}", path.display());
+    }
+    handle.shutdown()?;
+    Ok(())
+}

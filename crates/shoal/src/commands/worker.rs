@@ -1,0 +1,65 @@
+//! `shoal worker`: one worker process of a run — the config's agent, with its own envs,
+//! sending its updates to the `shoal ps` servers (one address per shard) until they say stop.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use shoal_algo::cluster::{run_worker, Compression, ServerSpec};
+use shoal_algo::TrainConfig;
+use shoal_dist::{ClientOptions, Encoding, GrpcStore, ShardedStore, Token};
+
+/// Arguments of `shoal worker`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The run's config (the servers' config).
+    config: PathBuf,
+    /// The parameter servers, one `host:port` per shard in shard order, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    ps: Vec<String>,
+    /// This worker's index in 0..cluster.workers (seeds its envs; names it in rounds).
+    #[arg(long, default_value_t = 0)]
+    rank: usize,
+    /// Override a config key, repeatable (as `shoal train --set`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// File holding the run's token (default: $SHOAL_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let config = TrainConfig::load(&args.config, &args.set)?;
+    let cluster = config.cluster().unwrap_or_default();
+    ensure!(
+        args.ps.len() == cluster.shards,
+        "--ps lists {} server(s) but cluster.shards = {}; give one address per shard",
+        args.ps.len(),
+        cluster.shards
+    );
+    ensure!(args.rank < cluster.workers, "--rank {} is out of range: cluster.workers = {}", args.rank, cluster.workers);
+    let options = ClientOptions {
+        token: Token::from_file_or_env(args.token_file.as_deref())?,
+        encoding: match cluster.compression {
+            Compression::None => Encoding::F32Le,
+            Compression::F16 => Encoding::F16Le,
+        },
+        retry_for: Duration::from_secs_f64(cluster.retry_seconds),
+    };
+    let spec = ServerSpec::new(&config)?;
+    let shards = args
+        .ps
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| GrpcStore::connect(addr, spec.layout_hash(), i as u32, cluster.shards as u32, options.clone()))
+        .collect::<shoal_dist::Result<Vec<_>>>()?;
+    let store = Arc::new(ShardedStore::new(shards, spec.params.len())?);
+    eprintln!("shoal worker {}: connected to {}", args.rank, args.ps.join(","));
+    let summary = run_worker(&config, &cluster, args.rank, Arc::clone(&store) as _, store.as_ref())?;
+    eprintln!(
+        "shoal worker {}: stopped by the server after {} env steps of mine ({} iterations); the run has {}",
+        args.rank, summary.env_steps, summary.iterations, summary.total_env_steps
+    );
+    Ok(())
+}
