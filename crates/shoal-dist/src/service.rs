@@ -188,10 +188,7 @@ impl ParamService for PsService {
     async fn report(&self, request: Request<ReportRequest>) -> Result<Response<ReportReply>, Status> {
         self.cfg.token.check(&request)?;
         let monitor = self.monitor.as_ref().ok_or_else(|| {
-            Status::failed_precondition(format!(
-                "shard {} was started without progress counting",
-                self.cfg.shard.index
-            ))
+            Status::failed_precondition(format!("shard {} was started without progress counting", self.cfg.shard.index))
         })?;
         let report = request.into_inner();
         if report.episode_returns.len() != report.episode_lengths.len() {

@@ -47,7 +47,8 @@ fn start_server(
     token: &Token,
 ) -> Result<(Child, String)> {
     let mut command = Command::new(exe);
-    command.args(["ps", "--listen", "127.0.0.1:0", "--shard", &index.to_string(), "--out"]);
+    // The launcher stops the servers itself once it has their result.
+    command.args(["ps", "--listen", "127.0.0.1:0", "--linger", "86400", "--shard", &index.to_string(), "--out"]);
     command.arg(run_dir.root.join("ps")).arg(config);
     if resume {
         command.arg("--resume");

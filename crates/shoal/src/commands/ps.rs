@@ -41,7 +41,8 @@ pub struct Args {
     /// File holding the run's token (default: $SHOAL_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// Seconds to keep serving after the stop criterion, so every worker hears it.
+    /// Seconds to keep serving after the stop criterion, so every worker hears it (at least
+    /// the round timeout plus 5 s, so a worker waiting in a round gets its answer).
     #[arg(long, default_value_t = 5.0)]
     linger: f64,
 }
@@ -106,6 +107,7 @@ pub fn run(args: &Args) -> Result<()> {
         (Some(out), 0) => Some(CsvWriter::open(&out.join("metrics.csv"))?),
         _ => None,
     };
+    let linger = args.linger.max(cluster.round_timeout + 5.0);
     let start = Instant::now();
     let mut stopped_at: Option<Instant> = None;
     loop {
@@ -141,7 +143,7 @@ pub fn run(args: &Args) -> Result<()> {
         );
         match stopped_at {
             None if totals.stopped => stopped_at = Some(Instant::now()),
-            Some(at) if at.elapsed().as_secs_f64() >= args.linger => break,
+            Some(at) if at.elapsed().as_secs_f64() >= linger => break,
             _ => {}
         }
     }

