@@ -53,38 +53,35 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Synchronous data-parallel PPO with 2 worker processes, and the same over 2 parameter-server
-/// shards, on CartPole-v1.
+/// The acceptance runs, each with 2 worker processes: A3C (to a training mean of 475, then a
+/// deterministic eval), synchronous data-parallel PPO, and the same PPO over 2 shards.
 #[test]
-fn worker_processes_learn_cartpole_with_sync_ppo_unsharded_and_on_two_shards() {
-    let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    for (name, sets) in [("ppo-sync", vec![]), ("ppo-sync-2-shards", vec!["cluster.shards=2"])] {
-        let greedy = train_processes(dir.path(), name, "cartpole-ppo-sync.toml", &sets);
-        assert!(greedy >= 475.0, "{name}: deterministic eval {greedy} < 475");
-    }
-}
-
-/// A3C and asynchronous DQN with 2 worker processes. Their results depend on how the OS
-/// interleaves the workers' gradients. A3C (training mean ≥ 475 within 500k steps, then a
-/// deterministic eval) passed in 3 runs here and failed in one (eval 302 after 501k steps).
-/// Asynchronous DQN alone on the machine: seeds 1, 3 and 4 reached 500, 500 and 481, seed 2
-/// only 279; with the other multi-process tests beside it seed 1 ended at 188. Until both are
-/// robust to scheduling they stay out of CI:
-/// `cargo test --release -p shoal --test cluster -- --ignored`.
-#[test]
-#[ignore = "asynchronous runs depend on process scheduling; not yet reliable enough for CI"]
-fn worker_processes_learn_cartpole_with_a3c_and_async_dqn() {
+fn worker_processes_learn_cartpole_with_a3c_sync_ppo_and_two_shards() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let runs = [
         ("a3c", "cartpole-a3c.toml", vec!["cluster.workers=2", "stop.episode_return_mean=475"]),
-        ("dqn-async", "cartpole-dqn-async.toml", vec![]),
+        ("ppo-sync", "cartpole-ppo-sync.toml", vec![]),
+        ("ppo-sync-2-shards", "cartpole-ppo-sync.toml", vec!["cluster.shards=2"]),
     ];
     for (name, file, sets) in runs {
         let greedy = train_processes(dir.path(), name, file, &sets);
         assert!(greedy >= 475.0, "{name}: deterministic eval {greedy} < 475");
     }
+}
+
+/// Asynchronous DQN with 2 worker processes. Its result depends on how the OS interleaves the
+/// workers' gradients. Alone on the machine, seeds 1–4 reached deterministic evals of 500, 279,
+/// 500 and 481; with the other multi-process tests beside it seed 1 once ended at 188; with
+/// `dqn.learning_rate = 5e-4`, seeds 1–6 gave 165, 289, 500, 500, 500, 500. Until it is robust
+/// to scheduling it stays out of CI: `cargo test --release -p shoal --test cluster -- --ignored`.
+#[test]
+#[ignore = "asynchronous DQN depends on process scheduling; not yet reliable enough for CI"]
+fn worker_processes_learn_cartpole_with_async_dqn() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let greedy = train_processes(dir.path(), "dqn-async", "cartpole-dqn-async.toml", &[]);
+    assert!(greedy >= 475.0, "dqn-async: deterministic eval {greedy} < 475");
 }
 
 /// A child process, killed when the test ends however it ends.
