@@ -23,9 +23,19 @@ use crate::service::{ShardInfo, CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::store::{ParamStore, PushOutcome};
 use crate::wire::{self, Assembler, MAX_MESSAGE_BYTES};
 
+/// How a client checks a TLS server: the certificate authority's PEM and the name the server's
+/// certificate must carry (feature `tls`).
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    pub ca_pem: Vec<u8>,
+    pub domain: String,
+}
+
 /// How a worker talks to a server.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
+    /// Connect over TLS (plain HTTP/2 when `None`).
+    pub tls: Option<ClientTls>,
     pub token: Token,
     /// Encoding of tensors on the wire (f16 halves the bytes, at ~3 significant digits).
     pub encoding: Encoding,
@@ -77,13 +87,15 @@ impl GrpcStore {
             .enable_all()
             .build()
             .map_err(|e| DistError::Setup(format!("cannot start the client runtime: {e}")))?;
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let scheme = if options.tls.is_some() { "https" } else { "http" };
+        let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|e| DistError::Setup(format!("bad parameter server address {addr:?}: {e}")))?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5))
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(MAX_FRAME);
+        let endpoint = with_tls(endpoint, options.tls.as_ref())?;
         let channel = {
             let _guard = runtime.enter();
             endpoint.connect_lazy()
@@ -160,6 +172,22 @@ impl GrpcStore {
         let mut req = Request::new(tokio_stream::iter(chunks));
         token.attach(&mut req);
         req
+    }
+}
+
+/// Adds the TLS settings to an endpoint.
+fn with_tls(endpoint: Endpoint, tls: Option<&ClientTls>) -> Result<Endpoint> {
+    match tls {
+        None => Ok(endpoint),
+        #[cfg(feature = "tls")]
+        Some(tls) => {
+            let config = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca_pem))
+                .domain_name(tls.domain.clone());
+            endpoint.tls_config(config).map_err(|e| DistError::Setup(format!("bad TLS settings: {e}")))
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(_) => Err(DistError::Setup(crate::service::NO_TLS.into())),
     }
 }
 

@@ -27,11 +27,11 @@ mod store;
 pub mod wire;
 
 pub use auth::{Token, TOKEN_ENV};
-pub use client::{ClientOptions, GrpcStore};
+pub use client::{ClientOptions, ClientTls, GrpcStore};
 pub use error::{DistError, Result};
 pub use monitor::{Coordinator, RunMonitor, RunStatus, RunTotals, StopRule};
 pub use proto::Encoding;
 pub use server::{CheckpointPolicy, ParamServer, ServerStats};
-pub use service::{spawn, ServerHandle, ServiceConfig, ShardInfo};
+pub use service::{spawn, ServerHandle, ServerTls, ServiceConfig, ShardInfo};
 pub use sharded::{shard_range, ShardedStore};
 pub use store::{ParamStore, PushOutcome, UpdateMode};

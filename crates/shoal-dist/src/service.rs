@@ -41,9 +41,18 @@ impl ShardInfo {
     pub const WHOLE: ShardInfo = ShardInfo { index: 0, count: 1, offset: 0 };
 }
 
+/// A server's TLS identity: PEM certificate chain and private key (feature `tls`).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
 /// What a served store is checked against.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
+    /// Serve over TLS with this identity (plain HTTP/2 when `None`).
+    pub tls: Option<ServerTls>,
     pub token: Token,
     /// [`shoal_nn::ParamLayout::fingerprint`] of the whole model.
     pub layout_hash: u64,
@@ -241,6 +250,27 @@ impl Drop for ServerHandle {
     }
 }
 
+/// The transport's server builder, with TLS when an identity is given.
+fn server_builder(tls: Option<&ServerTls>) -> Result<tonic::transport::Server> {
+    let builder = tonic::transport::Server::builder();
+    match tls {
+        None => Ok(builder),
+        #[cfg(feature = "tls")]
+        Some(tls) => {
+            let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+            builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .map_err(|e| DistError::Setup(format!("bad TLS certificate or key: {e}")))
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(_) => Err(DistError::Setup(NO_TLS.into())),
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+pub(crate) const NO_TLS: &str =
+    "this shoal was built without TLS support: rebuild with `--features tls` to use certificates";
+
 /// Serves `store` on `listen` (e.g. `127.0.0.1:0`) from a background thread with its own
 /// tokio runtime; `monitor` answers progress reports.
 pub fn spawn(
@@ -254,6 +284,7 @@ pub fn spawn(
     let addr = listener.local_addr().map_err(|e| DistError::Setup(format!("cannot read the bound address: {e}")))?;
     listener.set_nonblocking(true).map_err(|e| DistError::Setup(format!("cannot configure the socket: {e}")))?;
     let (tx, rx) = oneshot::channel::<()>();
+    let builder = server_builder(cfg.tls.as_ref())?;
     let service = PsService { store, monitor, cfg };
     let thread = std::thread::Builder::new()
         .name(format!("shoal-ps-{addr}"))
@@ -269,7 +300,7 @@ pub fn spawn(
                 let service = ParamServiceServer::new(service)
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-                let serve = tonic::transport::Server::builder()
+                let serve = builder
                     .tcp_nodelay(true)
                     .initial_stream_window_size(STREAM_WINDOW)
                     .initial_connection_window_size(CONNECTION_WINDOW)

@@ -23,11 +23,11 @@ fn token() -> Token {
 }
 
 fn options() -> ClientOptions {
-    ClientOptions { token: token(), encoding: Encoding::F32Le, retry_for: Duration::from_secs(10) }
+    ClientOptions { tls: None, token: token(), encoding: Encoding::F32Le, retry_for: Duration::from_secs(10) }
 }
 
 fn config(shard: ShardInfo) -> ServiceConfig {
-    ServiceConfig { token: token(), layout_hash: LAYOUT, shard }
+    ServiceConfig { tls: None, token: token(), layout_hash: LAYOUT, shard }
 }
 
 fn async_server(params: Vec<f32>) -> Arc<ParamServer> {
@@ -295,4 +295,19 @@ fn a_server_without_a_monitor_refuses_reports() {
     let store = GrpcStore::connect(&server.addr().to_string(), LAYOUT, 1, 2, options()).unwrap();
     let err = store.report(0, 1, &[]).err().unwrap();
     assert!(err.to_string().contains("without progress counting"), "{err}");
+}
+
+/// Without the `tls` feature, certificates are a clear error, never a silent plain-text server.
+#[cfg(not(feature = "tls"))]
+#[test]
+fn certificates_without_the_tls_feature_are_a_clear_error() {
+    let tls = Some(shoal_dist::ServerTls { cert_pem: b"cert".to_vec(), key_pem: b"key".to_vec() });
+    let err = spawn("127.0.0.1:0", async_server(vec![0.0; 2]), None, ServiceConfig { tls, ..config(ShardInfo::WHOLE) })
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("--features tls"), "{err}");
+    let client_tls = Some(shoal_dist::ClientTls { ca_pem: b"ca".to_vec(), domain: "localhost".into() });
+    let err =
+        GrpcStore::connect("127.0.0.1:1", LAYOUT, 0, 1, ClientOptions { tls: client_tls, ..options() }).err().unwrap();
+    assert!(err.to_string().contains("--features tls"), "{err}");
 }

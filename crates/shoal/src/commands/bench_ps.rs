@@ -87,10 +87,14 @@ pub fn run(args: &PsArgs) -> Result<()> {
             server.pull(None, &mut params)?;
             Ok(())
         })?;
-        let config = ServiceConfig { token: token.clone(), layout_hash: 0, shard: ShardInfo::WHOLE };
+        let config = ServiceConfig { tls: None, token: token.clone(), layout_hash: 0, shard: ShardInfo::WHOLE };
         let handle = shoal_dist::spawn("127.0.0.1:0", Arc::new(async_server(len)), None, config)?;
-        let options =
-            ClientOptions { token: token.clone(), encoding: Encoding::F32Le, retry_for: Duration::from_secs(5) };
+        let options = ClientOptions {
+            tls: None,
+            token: token.clone(),
+            encoding: Encoding::F32Le,
+            retry_for: Duration::from_secs(5),
+        };
         let remote = GrpcStore::connect(&handle.addr().to_string(), 0, 0, 1, options)?;
         let grpc = push_pull(args.seconds, &remote, &grad, &mut params)?;
         let grpc_pull = per_call(args.seconds, || {

@@ -107,7 +107,7 @@ pub fn run(config: &TrainConfig, cluster: &ClusterConfig, run_dir: &RunDir, resu
     }
 
     // Collect the result before the servers' linger ends.
-    let options = ClientOptions { token, encoding: Encoding::F32Le, retry_for: Duration::from_secs(10) };
+    let options = ClientOptions { tls: None, token, encoding: Encoding::F32Le, retry_for: Duration::from_secs(10) };
     let spec = ServerSpec::new(config)?;
     let shards = addrs
         .iter()

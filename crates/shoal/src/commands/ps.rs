@@ -14,7 +14,7 @@ use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use shoal_algo::cluster::{stop_rule, ServerSpec};
 use shoal_algo::TrainConfig;
-use shoal_dist::{shard_range, CheckpointPolicy, ParamStore, RunMonitor, ServiceConfig, ShardInfo, Token};
+use shoal_dist::{shard_range, CheckpointPolicy, ParamStore, RunMonitor, ServerTls, ServiceConfig, ShardInfo, Token};
 
 use crate::run::csv::CsvWriter;
 
@@ -41,6 +41,13 @@ pub struct Args {
     /// File holding the run's token (default: $SHOAL_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// Serve over TLS with this PEM certificate (chain); needs --tls-key and a build with
+    /// `--features tls`.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Seconds to keep serving after the stop criterion, so every worker hears it (at least
     /// the round timeout plus 5 s, so a worker waiting in a round gets its answer).
     #[arg(long, default_value_t = 5.0)]
@@ -59,6 +66,11 @@ fn write_progress(path: &Path, monitor: &RunMonitor) -> Result<()> {
     let json = serde_json::to_vec(&Progress { env_steps: t.env_steps, episodes: t.episodes })?;
     shoal_nn::io::atomic_write(path, &json)?;
     Ok(())
+}
+
+/// Reads a PEM file given on the command line.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -88,7 +100,12 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let server = Arc::new(server);
     let offset = shard_range(spec.params.len(), index, count).start as u64;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(ServerTls { cert_pem: read(cert)?, key_pem: read(key)? }),
+        _ => None,
+    };
     let service = ServiceConfig {
+        tls,
         token,
         layout_hash: spec.layout_hash(),
         shard: ShardInfo { index: index as u32, count: count as u32, offset },

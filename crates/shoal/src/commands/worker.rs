@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{ensure, Result};
 use shoal_algo::cluster::{run_worker, Compression, ServerSpec};
 use shoal_algo::TrainConfig;
-use shoal_dist::{ClientOptions, Encoding, GrpcStore, ShardedStore, Token};
+use shoal_dist::{ClientOptions, ClientTls, Encoding, GrpcStore, ShardedStore, Token};
 
 /// Arguments of `shoal worker`.
 #[derive(clap::Args)]
@@ -27,6 +27,12 @@ pub struct Args {
     /// File holding the run's token (default: $SHOAL_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// Connect over TLS, trusting this PEM certificate authority (a build with `--features tls`).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// The name the servers' certificates carry.
+    #[arg(long, default_value = "localhost", requires = "tls_ca")]
+    tls_domain: String,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -39,7 +45,12 @@ pub fn run(args: &Args) -> Result<()> {
         cluster.shards
     );
     ensure!(args.rank < cluster.workers, "--rank {} is out of range: cluster.workers = {}", args.rank, cluster.workers);
+    let tls = match &args.tls_ca {
+        Some(ca) => Some(ClientTls { ca_pem: super::ps::read(ca)?, domain: args.tls_domain.clone() }),
+        None => None,
+    };
     let options = ClientOptions {
+        tls,
         token: Token::from_file_or_env(args.token_file.as_deref())?,
         encoding: match cluster.compression {
             Compression::None => Encoding::F32Le,
