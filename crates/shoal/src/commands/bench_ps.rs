@@ -22,6 +22,34 @@ pub struct PsArgs {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 1.0)]
     seconds: f64,
+    /// The A3C config whose env-steps/s is measured with 1 and 2 worker processes (skipped
+    /// when the file is missing).
+    #[arg(long, default_value = "configs/cartpole-a3c.toml")]
+    a3c_config: std::path::PathBuf,
+    /// Env steps of each A3C measurement.
+    #[arg(long, default_value_t = 200_000)]
+    a3c_steps: u64,
+}
+
+/// Env steps per second of A3C with `workers` worker processes: a `shoal train` run with
+/// `topology = "processes"` into a temporary directory, read from its summary (start-up
+/// included).
+fn a3c_processes(args: &PsArgs, workers: usize) -> Result<f64> {
+    let dir = std::env::temp_dir().join(format!("shoal-bench-a3c-{}-{workers}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .arg("train")
+        .arg(&args.a3c_config)
+        .args(["--set", "cluster.topology=processes", "--set", &format!("cluster.workers={workers}")])
+        .args(["--set", &format!("stop.env_steps={}", args.a3c_steps), "--out"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "the A3C run with {workers} worker processes failed");
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("summary.json"))?)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    summary["env_steps_per_sec"].as_f64().ok_or_else(|| anyhow::anyhow!("no env_steps_per_sec in the summary"))
 }
 
 const SIZES: [(&str, usize); 3] = [("10KB", 10 * 1024), ("1MB", 1 << 20), ("10MB", 10 << 20)];
@@ -121,6 +149,11 @@ pub fn run(args: &PsArgs) -> Result<()> {
         println!("tcp_loopback_roundtrip_{label}_us: {:.1}", tcp * 1e6);
         println!("tcp_loopback_{label}_mb_per_sec: {:.0}", mb(tcp));
         println!("grpc_vs_tcp_{label}: {:.2}", tcp / grpc);
+    }
+    if args.a3c_config.exists() {
+        for workers in [1, 2] {
+            println!("a3c_{workers}_worker_processes_env_steps_per_sec: {:.0}", a3c_processes(args, workers)?);
+        }
     }
     Ok(())
 }
