@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use shoal_nn::{clip_grad_norm, Model, RmsProp};
 
-use crate::agent::{section, Agent, Metrics};
+use crate::agent::{section, Agent, LrSchedule, Metrics};
 use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
 use crate::error::Result;
 use crate::on_policy::OnPolicyCore;
@@ -95,7 +95,7 @@ impl Agent for A2c {
 
     fn train_iteration(&mut self, progress: f64) -> Result<Metrics> {
         let cfg = &self.cfg;
-        let lr = if cfg.anneal_lr { cfg.learning_rate * (1.0 - progress) } else { cfg.learning_rate };
+        let lr = LrSchedule { learning_rate: cfg.learning_rate, anneal: cfg.anneal_lr }.at(progress);
         self.updater.sync(self.core.model.params_mut())?;
         self.core.collect(cfg.gamma, cfg.gae_lambda)?;
         let stats = self.core.vanilla_gradient(cfg.norm_adv, cfg.ent_coef, cfg.vf_coef)?;

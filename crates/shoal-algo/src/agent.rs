@@ -56,26 +56,31 @@ pub trait Agent: Send {
     fn load(&mut self, dir: &Path) -> Result<()>;
 }
 
+/// A learning rate, constant or annealed linearly to 0 over the env-step budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LrSchedule {
+    pub learning_rate: f64,
+    pub anneal: bool,
+}
+
+impl LrSchedule {
+    /// The learning rate at `progress` ∈ [0, 1] of the run.
+    pub fn at(&self, progress: f64) -> f64 {
+        if self.anneal {
+            self.learning_rate * (1.0 - progress)
+        } else {
+            self.learning_rate
+        }
+    }
+}
+
 /// An agent's network as a cluster sees it: a flat parameter vector, its layout, where its
 /// gradients go, and the optimizer's learning-rate schedule (which a server applies).
 pub struct Network<'a> {
     pub params: &'a mut [f32],
     pub layout: ParamLayout,
     pub updater: &'a mut Updater,
-    pub learning_rate: f64,
-    /// Anneal linearly to 0 over the env-step budget.
-    pub anneal_lr: bool,
-}
-
-impl Network<'_> {
-    /// The learning rate at `progress` ∈ [0, 1] of the run.
-    pub fn learning_rate_at(&self, progress: f64) -> f64 {
-        if self.anneal_lr {
-            self.learning_rate * (1.0 - progress)
-        } else {
-            self.learning_rate
-        }
-    }
+    pub lr: LrSchedule,
 }
 
 /// What a callback sees after each iteration.

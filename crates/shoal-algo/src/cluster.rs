@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use shoal_dist::{shard_range, Coordinator, ParamServer, ParamStore, ShardedStore, StopRule, UpdateMode};
 use shoal_nn::{Optimizer, ParamLayout};
 
-use crate::agent::{Agent, Metrics};
+use crate::agent::{Agent, LrSchedule, Metrics};
 use crate::checkpoint::{read_json, write_json};
 use crate::config::{check_positive, check_range, Algo, TrainConfig};
 use crate::episodes::EpisodeTracker;
@@ -177,8 +177,8 @@ pub struct ServerSpec {
     pub params: Vec<f32>,
     pub layout: ParamLayout,
     optimizer: Box<dyn Optimizer<f32>>,
-    learning_rate: f64,
-    anneal_lr: bool,
+    /// The server's learning rate over the run.
+    pub lr: LrSchedule,
 }
 
 impl ServerSpec {
@@ -190,29 +190,14 @@ impl ServerSpec {
             .optimizer()
             .map(|o| o.fresh(network.params.len()))
             .ok_or_else(|| config_err("the agent's optimizer is already remote"))?;
-        Ok(ServerSpec {
-            params: network.params.to_vec(),
-            layout: network.layout.clone(),
-            optimizer,
-            learning_rate: network.learning_rate,
-            anneal_lr: network.anneal_lr,
-        })
-    }
-
-    /// The server's learning rate at `progress` ∈ [0, 1].
-    pub fn learning_rate_at(&self, progress: f64) -> f64 {
-        if self.anneal_lr {
-            self.learning_rate * (1.0 - progress)
-        } else {
-            self.learning_rate
-        }
+        Ok(ServerSpec { params: network.params.to_vec(), layout: network.layout.clone(), optimizer, lr: network.lr })
     }
 
     /// The server of shard `index` of `count`.
     pub fn server(&self, cluster: &ClusterConfig, index: usize, count: usize) -> ParamServer {
         let range = shard_range(self.params.len(), index, count);
         let optimizer = self.optimizer.fresh(range.len());
-        ParamServer::new(self.params[range].to_vec(), optimizer, self.learning_rate as f32, cluster.update_mode())
+        ParamServer::new(self.params[range].to_vec(), optimizer, self.lr.learning_rate as f32, cluster.update_mode())
     }
 
     /// The layout a shard's checkpoint is written with: the model's own names for a single
@@ -338,7 +323,7 @@ impl Agent for ClusterAgent {
     }
 
     fn train_iteration(&mut self, progress: f64) -> Result<Metrics> {
-        let lr = self.spec.learning_rate_at(progress);
+        let lr = self.spec.lr.at(progress);
         self.servers.iter().for_each(|s| s.set_lr(lr as f32));
         let iterations = self.cluster.worker_iterations;
         let results = std::thread::scope(|scope| {

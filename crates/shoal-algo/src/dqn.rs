@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use shoal_env::{Actions, Space, VecEnv};
 use shoal_nn::{clip_grad_norm, io, Adam, LinearSchedule, Loss, Model, QNetwork, QNetworkConfig, TdBatch, TdLoss};
 
-use crate::agent::{build_vec_env, section, Agent, Metrics, Network};
+use crate::agent::{build_vec_env, section, Agent, LrSchedule, Metrics, Network};
 use crate::checkpoint::{read_json, write_json, CommonState};
 use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
 use crate::episodes::EpisodeTracker;
@@ -327,8 +327,7 @@ impl Agent for Dqn {
             params: self.q.params_mut(),
             layout,
             updater: &mut self.updater,
-            learning_rate: self.cfg.learning_rate,
-            anneal_lr: false,
+            lr: LrSchedule { learning_rate: self.cfg.learning_rate, anneal: false },
         })
     }
     fn obs_dim(&self) -> usize {

@@ -334,8 +334,7 @@ macro_rules! forward_to_core {
                 params: model.params_mut(),
                 layout,
                 updater: &mut self.updater,
-                learning_rate: self.cfg.learning_rate,
-                anneal_lr: self.cfg.anneal_lr,
+                lr: crate::agent::LrSchedule { learning_rate: self.cfg.learning_rate, anneal: self.cfg.anneal_lr },
             })
         }
         fn obs_dim(&self) -> usize {

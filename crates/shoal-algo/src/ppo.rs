@@ -11,7 +11,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use shoal_nn::{clip_grad_norm, Adam, Loss, Model, PolicyGradientBatch, PolicyObjective};
 
-use crate::agent::{section, Agent, Metrics};
+use crate::agent::{section, Agent, LrSchedule, Metrics};
 use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
 use crate::error::{config_err, Result};
 use crate::on_policy::{normalize_advantages, OnPolicyCore};
@@ -178,7 +178,7 @@ impl Agent for Ppo {
     fn train_iteration(&mut self, progress: f64) -> Result<Metrics> {
         let cfg = &self.cfg;
         let remaining = 1.0 - progress;
-        let lr = if cfg.anneal_lr { cfg.learning_rate * remaining } else { cfg.learning_rate };
+        let lr = LrSchedule { learning_rate: cfg.learning_rate, anneal: cfg.anneal_lr }.at(progress);
         let clip = if cfg.anneal_clip { cfg.clip_coef * remaining } else { cfg.clip_coef };
 
         self.updater.sync(self.core.model.params_mut())?;

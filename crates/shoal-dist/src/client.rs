@@ -49,6 +49,8 @@ pub struct GrpcStore {
     client: ParamServiceClient<Channel>,
     addr: String,
     options: ClientOptions,
+    /// What this client says at connect, and what the server answered.
+    request: HelloRequest,
     hello: HelloReply,
 }
 
@@ -103,7 +105,6 @@ impl GrpcStore {
         let client = ParamServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let mut store = GrpcStore { runtime, client, addr: addr.to_string(), options, hello: HelloReply::default() };
         let request = HelloRequest {
             protocol_version: PROTOCOL_VERSION,
             layout_hash: format!("{layout_hash:016x}"),
@@ -111,12 +112,19 @@ impl GrpcStore {
             shards,
             worker: 0,
         };
-        store.hello = store.call(|rt, mut client, token| {
-            let mut req = Request::new(request.clone());
+        let mut store =
+            GrpcStore { runtime, client, addr: addr.to_string(), options, request, hello: HelloReply::default() };
+        store.hello = store.say_hello()?;
+        Ok(store)
+    }
+
+    /// The handshake: the server checks the request and answers with its shard and version.
+    fn say_hello(&self) -> Result<HelloReply> {
+        self.call(|rt, mut client, token| {
+            let mut req = Request::new(self.request.clone());
             token.attach(&mut req);
             Ok(rt.block_on(client.hello(req))?.into_inner())
-        })?;
-        Ok(store)
+        })
     }
 
     /// Which part of the whole vector this server holds.
@@ -212,19 +220,7 @@ impl ParamStore for GrpcStore {
     fn version(&self) -> u64 {
         // The cheapest way to ask: a Hello costs one small round trip. The trait's answer is
         // infallible, so an unreachable server reports the version seen at connect.
-        let request = HelloRequest {
-            protocol_version: PROTOCOL_VERSION,
-            layout_hash: self.hello.layout_hash.clone(),
-            shard: self.hello.shard,
-            shards: self.hello.shards,
-            worker: 0,
-        };
-        self.call(|rt, mut client, token| {
-            let mut req = Request::new(request.clone());
-            token.attach(&mut req);
-            Ok(rt.block_on(client.hello(req))?.into_inner().version)
-        })
-        .unwrap_or(self.hello.version)
+        self.say_hello().map_or(self.hello.version, |reply| reply.version)
     }
 
     fn pull(&self, have: Option<u64>, out: &mut [f32]) -> Result<Option<u64>> {
@@ -294,5 +290,19 @@ impl Coordinator for GrpcStore {
             episodes: reply.episodes,
             return_mean: reply.return_mean,
         })
+    }
+}
+
+impl crate::sharded::ShardedStore<GrpcStore> {
+    /// Connects to the servers of every shard, `addrs[i]` holding shard i, for a model of
+    /// `len` parameters with layout fingerprint `layout_hash` (a worker's view of a run).
+    pub fn connect(addrs: &[String], layout_hash: u64, len: usize, options: &ClientOptions) -> Result<Self> {
+        let shards = addrs.len() as u32;
+        let stores = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| GrpcStore::connect(addr, layout_hash, i as u32, shards, options.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        Self::new(stores, len)
     }
 }

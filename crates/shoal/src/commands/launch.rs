@@ -6,7 +6,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -15,7 +14,7 @@ use rand_pcg::Pcg64Mcg;
 use shoal_algo::checkpoint::save_checkpoint;
 use shoal_algo::cluster::{ClusterAgent, ClusterConfig, ServerSpec};
 use shoal_algo::{LoopState, StopReason, Summary, TrainConfig};
-use shoal_dist::{ClientOptions, Coordinator, Encoding, GrpcStore, ParamStore, ShardedStore, Token, TOKEN_ENV};
+use shoal_dist::{ClientOptions, Coordinator, Encoding, ParamStore, ShardedStore, Token, TOKEN_ENV};
 
 use crate::run::RunDir;
 
@@ -109,12 +108,7 @@ pub fn run(config: &TrainConfig, cluster: &ClusterConfig, run_dir: &RunDir, resu
     // Collect the result before the servers' linger ends.
     let options = ClientOptions { tls: None, token, encoding: Encoding::F32Le, retry_for: Duration::from_secs(10) };
     let spec = ServerSpec::new(config)?;
-    let shards = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, addr)| GrpcStore::connect(addr, spec.layout_hash(), i as u32, cluster.shards as u32, options.clone()))
-        .collect::<shoal_dist::Result<Vec<_>>>()?;
-    let store = Arc::new(ShardedStore::new(shards, spec.params.len())?);
+    let store = ShardedStore::connect(&addrs, spec.layout_hash(), spec.params.len(), &options)?;
     let mut params = vec![0.0; spec.params.len()];
     let version = store.pull(None, &mut params)?.unwrap_or(0);
     let status = store.report(0, 0, &[])?;

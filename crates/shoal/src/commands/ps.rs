@@ -131,7 +131,7 @@ pub fn run(args: &Args) -> Result<()> {
         std::thread::sleep(Duration::from_millis(500));
         let totals = monitor.totals();
         let progress = config.stop.env_steps.map_or(0.0, |b| (totals.env_steps as f64 / b as f64).min(1.0));
-        let lr = spec.learning_rate_at(progress);
+        let lr = spec.lr.at(progress);
         server.set_lr(lr as f32);
         let stats = server.stats();
         if let Some(path) = &progress_file {

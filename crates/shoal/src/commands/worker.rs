@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{ensure, Result};
 use shoal_algo::cluster::{run_worker, Compression, ServerSpec};
 use shoal_algo::TrainConfig;
-use shoal_dist::{ClientOptions, ClientTls, Encoding, GrpcStore, ShardedStore, Token};
+use shoal_dist::{ClientOptions, ClientTls, Encoding, ShardedStore, Token};
 
 /// Arguments of `shoal worker`.
 #[derive(clap::Args)]
@@ -59,13 +59,7 @@ pub fn run(args: &Args) -> Result<()> {
         retry_for: Duration::from_secs_f64(cluster.retry_seconds),
     };
     let spec = ServerSpec::new(&config)?;
-    let shards = args
-        .ps
-        .iter()
-        .enumerate()
-        .map(|(i, addr)| GrpcStore::connect(addr, spec.layout_hash(), i as u32, cluster.shards as u32, options.clone()))
-        .collect::<shoal_dist::Result<Vec<_>>>()?;
-    let store = Arc::new(ShardedStore::new(shards, spec.params.len())?);
+    let store = Arc::new(ShardedStore::connect(&args.ps, spec.layout_hash(), spec.params.len(), &options)?);
     eprintln!("shoal worker {}: connected to {}", args.rank, args.ps.join(","));
     let summary = run_worker(&config, &cluster, args.rank, Arc::clone(&store) as _, store.as_ref())?;
     eprintln!(
