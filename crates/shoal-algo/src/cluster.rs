@@ -278,11 +278,6 @@ impl ClusterAgent {
         Ok(())
     }
 
-    /// Parameters held by the servers, joined.
-    pub fn params(&self) -> Vec<f32> {
-        self.servers.iter().flat_map(|s| s.params()).collect()
-    }
-
     /// Overwrites every shard's parameters (how a launcher stores a remote run's result).
     pub fn set_params(&mut self, params: &[f32], version: u64) -> Result<()> {
         let count = self.servers.len();

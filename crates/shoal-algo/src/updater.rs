@@ -90,14 +90,6 @@ impl Updater {
         };
     }
 
-    /// Takes the local optimizer out (what a parameter server optimizes with).
-    pub fn into_optimizer(self) -> Option<Box<dyn Optimizer<f32>>> {
-        match self {
-            Updater::Local(optimizer) | Updater::Averaging(Averaging { optimizer, .. }) => Some(optimizer),
-            Updater::Remote(_) => None,
-        }
-    }
-
     /// The optimizer whose state a checkpoint keeps (none when the server optimizes).
     pub fn optimizer(&self) -> Option<&dyn Optimizer<f32>> {
         match self {

@@ -19,7 +19,7 @@ use crate::error::{DistError, Result};
 use crate::monitor::{Coordinator, RunStatus};
 use crate::proto::param_service_client::ParamServiceClient;
 use crate::proto::{Chunk, Encoding, HelloReply, HelloRequest, PullRequest, ReportRequest, PROTOCOL_VERSION};
-use crate::service::{ShardInfo, CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
+use crate::service::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::store::{ParamStore, PushOutcome};
 use crate::wire::{self, Assembler, MAX_MESSAGE_BYTES};
 
@@ -127,18 +127,9 @@ impl GrpcStore {
         })
     }
 
-    /// Which part of the whole vector this server holds.
-    pub fn shard(&self) -> ShardInfo {
-        ShardInfo { index: self.hello.shard, count: self.hello.shards, offset: self.hello.offset }
-    }
-
     /// The server's update mode, as configs spell it.
     pub fn mode(&self) -> &str {
         &self.hello.mode
-    }
-
-    pub fn addr(&self) -> &str {
-        &self.addr
     }
 
     /// Runs one call, retrying with backoff while the server is unreachable.

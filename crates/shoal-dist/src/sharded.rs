@@ -51,11 +51,6 @@ impl<S: ParamStore> ShardedStore<S> {
         Ok(ShardedStore { shards, ranges, versions, len })
     }
 
-    /// Shard `i` itself (shard 0 also counts the run's progress).
-    pub fn shard(&self, i: usize) -> &S {
-        &self.shards[i]
-    }
-
     fn versions(&self) -> std::sync::MutexGuard<'_, Vec<Option<u64>>> {
         self.versions.lock().unwrap_or_else(|p| p.into_inner())
     }
