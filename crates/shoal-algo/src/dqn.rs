@@ -12,6 +12,7 @@ use std::path::Path;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
+use shoal_dist::replay::{Step, Transitions};
 use shoal_env::{Actions, Space, VecEnv};
 use shoal_nn::{clip_grad_norm, io, Adam, LinearSchedule, Loss, Model, QNetwork, QNetworkConfig, TdBatch, TdLoss};
 
@@ -21,7 +22,7 @@ use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, AlgoError, Result};
 use crate::explore::{argmax, epsilon_greedy};
-use crate::replay::{ReplayBatch, ReplayBuffer};
+use crate::replay::ReplayBuffer;
 use crate::updater::Updater;
 
 /// DQN hyperparameters (CleanRL's defaults).
@@ -123,7 +124,7 @@ pub struct Dqn {
     obs_dim: usize,
     n_actions: usize,
     // Scratch.
-    batch: ReplayBatch,
+    batch: Transitions,
     targets: Vec<f32>,
     grads: Vec<f32>,
     obs: Vec<f32>,
@@ -164,13 +165,13 @@ impl Dqn {
         Ok(Dqn {
             updater: Updater::Local(Box::new(Adam::new(q.layout().len(), 0.9, 0.999, cfg.adam_eps))),
             grads: vec![0.0; q.layout().len()],
-            replay: ReplayBuffer::new(cfg.buffer_size, obs_dim, num_envs, cfg.n_step, cfg.gamma),
+            replay: ReplayBuffer::new(cfg.buffer_size, obs_dim, num_envs, cfg.n_step, cfg.gamma)?,
             rng: Pcg64Mcg::seed_from_u64(config.seed.wrapping_add(0x5eed)),
             episodes: EpisodeTracker::default(),
             env_steps: 0,
             updates: 0,
             last_target_update: 0,
-            batch: ReplayBatch::default(),
+            batch: Transitions::new(obs_dim),
             targets: Vec::new(),
             obs: Vec::new(),
             actions: vec![0; num_envs],
@@ -199,9 +200,15 @@ impl Dqn {
         self.episodes.record_batch(batch);
         let d = self.obs_dim;
         for i in 0..n {
-            let next = batch.final_obs(i).unwrap_or_else(|| batch.obs_row(i));
-            let obs = &self.obs[i * d..(i + 1) * d];
-            self.replay.add(i, obs, self.actions[i] as f32, batch.rewards[i], next, batch.terminated[i], batch.done(i));
+            let step = Step {
+                obs: &self.obs[i * d..(i + 1) * d],
+                action: self.actions[i] as f32,
+                reward: batch.rewards[i],
+                next_obs: batch.final_obs(i).unwrap_or_else(|| batch.obs_row(i)),
+                terminated: batch.terminated[i],
+                episode_end: batch.done(i),
+            };
+            self.replay.add(i, step)?;
         }
         Ok(())
     }

@@ -19,7 +19,7 @@ mod explore;
 mod on_policy;
 pub mod ppo;
 pub mod q_learning;
-pub mod replay;
+mod replay;
 pub mod updater;
 
 pub use agent::{

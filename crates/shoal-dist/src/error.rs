@@ -28,6 +28,12 @@ pub enum DistError {
     /// A malformed tensor stream.
     #[error("malformed tensor stream: {0}")]
     Wire(#[from] WireError),
+    /// A replay refused a call: malformed transitions, bad priorities, an empty replay.
+    #[error("replay: {0}")]
+    Replay(String),
+    /// A checkpoint file that cannot be written or read.
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
     /// A bad token, address or certificate given to this process.
     #[error("{0}")]
     Setup(String),

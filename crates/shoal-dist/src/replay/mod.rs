@@ -1,0 +1,130 @@
+//! Experience replay as a service, for Ape-X: actors insert n-step transitions with initial
+//! priorities, a learner samples prioritized batches and sends back new priorities. The
+//! [`ReplayStore`] trait is what both sides call; [`LocalReplay`] serves threads of one process,
+//! [`crate::GrpcReplay`] a `shoal replay` process over gRPC.
+//!
+//! The pieces, bottom up: [`Transitions`] (contiguous columns) and [`TransitionRing`] (the
+//! ring they live in), [`NStepAssembler`] (per-env n-step windows, on the actor side),
+//! [`SumTree`] / [`MinTree`] and [`PrioritizedReplay`] (proportional sampling with importance
+//! weights and stale-key protection).
+
+mod nstep;
+mod prioritized;
+mod transitions;
+mod tree;
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rand::SeedableRng;
+use rand_pcg::Pcg64Mcg;
+
+pub use nstep::{NStepAssembler, PendingStep, Step};
+pub use prioritized::{PrioritizedReplay, MIN_PRIORITY};
+pub use transitions::{Row, TransitionRing, Transitions};
+pub use tree::{MinTree, SumTree};
+
+use crate::error::Result;
+
+/// A sampled batch: the rows, the key of each (for priority updates) and its importance weight.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sample {
+    pub batch: Transitions,
+    pub keys: Vec<u64>,
+    pub weights: Vec<f32>,
+}
+
+/// A replay's size and counters since it was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ReplayStats {
+    pub len: u64,
+    pub capacity: u64,
+    /// Rows inserted, rows sampled, priorities set, and priority updates skipped because the
+    /// row had been overwritten.
+    pub inserted: u64,
+    pub sampled: u64,
+    pub priority_updates: u64,
+    pub stale_updates: u64,
+    /// Mean of the stored `p^α` (what sampling is proportional to).
+    pub priority_mean: f64,
+}
+
+/// A prioritized replay shared by actors and a learner.
+pub trait ReplayStore: Send + Sync {
+    /// Appends `batch` with initial priorities `|δ|` per row (the largest priority seen so far
+    /// when `None`).
+    fn insert(&self, batch: &Transitions, priorities: Option<&[f32]>) -> Result<()>;
+
+    /// Samples `size` rows proportionally to priority, with importance weights for `beta`.
+    fn sample(&self, size: usize, beta: f64, out: &mut Sample) -> Result<()>;
+
+    /// New priorities `|δ|` for sampled rows, named by their keys.
+    fn update_priorities(&self, keys: &[u64], priorities: &[f32]) -> Result<()>;
+
+    fn stats(&self) -> Result<ReplayStats>;
+}
+
+impl<T: ReplayStore + ?Sized> ReplayStore for std::sync::Arc<T> {
+    fn insert(&self, batch: &Transitions, priorities: Option<&[f32]>) -> Result<()> {
+        (**self).insert(batch, priorities)
+    }
+    fn sample(&self, size: usize, beta: f64, out: &mut Sample) -> Result<()> {
+        (**self).sample(size, beta, out)
+    }
+    fn update_priorities(&self, keys: &[u64], priorities: &[f32]) -> Result<()> {
+        (**self).update_priorities(keys, priorities)
+    }
+    fn stats(&self) -> Result<ReplayStats> {
+        (**self).stats()
+    }
+}
+
+/// A [`PrioritizedReplay`] behind a mutex, with its own sampling RNG: the replay of an embedded
+/// run, and what `shoal replay` serves.
+#[derive(Debug)]
+pub struct LocalReplay {
+    inner: Mutex<(PrioritizedReplay, Pcg64Mcg)>,
+}
+
+impl LocalReplay {
+    pub fn new(replay: PrioritizedReplay, seed: u64) -> Self {
+        LocalReplay { inner: Mutex::new((replay, Pcg64Mcg::seed_from_u64(seed))) }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut PrioritizedReplay, &mut Pcg64Mcg) -> Result<T>) -> Result<T> {
+        // A panic while holding the lock cannot leave the trees half-updated in a way later
+        // calls trip over (every write is one leaf walk), so a poisoned lock is still usable.
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (replay, rng) = &mut *guard;
+        f(replay, rng)
+    }
+
+    pub fn obs_dim(&self) -> usize {
+        self.with(|r, _| Ok(r.obs_dim())).unwrap_or(0)
+    }
+
+    /// Saves the replay atomically to `path` (see [`PrioritizedReplay::save`]).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        self.with(|r, _| r.save(path))
+    }
+
+    /// Restores a replay saved by [`LocalReplay::save`].
+    pub fn load(&self, path: &Path) -> Result<()> {
+        self.with(|r, _| r.load(path))
+    }
+}
+
+impl ReplayStore for LocalReplay {
+    fn insert(&self, batch: &Transitions, priorities: Option<&[f32]>) -> Result<()> {
+        self.with(|r, _| r.insert(batch, priorities))
+    }
+    fn sample(&self, size: usize, beta: f64, out: &mut Sample) -> Result<()> {
+        self.with(|r, rng| r.sample(size, beta, rng, out))
+    }
+    fn update_priorities(&self, keys: &[u64], priorities: &[f32]) -> Result<()> {
+        self.with(|r, _| r.update_priorities(keys, priorities))
+    }
+    fn stats(&self) -> Result<ReplayStats> {
+        self.with(|r, _| Ok(r.stats()))
+    }
+}

@@ -1,0 +1,309 @@
+//! Proportional prioritized replay (Schaul et al., 2016): slot i is sampled with probability
+//! `P(i) = p_i^α / Σ_k p_k^α`, with `p_i = |δ_i| + ε`, and its loss weighted by the importance
+//! weight `w_i = (N·P(i))^−β / max_j w_j` — which is `(p_i^α / min_k p_k^α)^−β`.
+//!
+//! Every inserted row gets a key (its insertion count); a slot remembers the key of the row in
+//! it. A priority update names keys, so an update for a row that has since been overwritten
+//! by a newer one (the ring wrapped while the learner computed) finds another key in the slot
+//! and is skipped instead of re-prioritizing the newcomer.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rand::Rng;
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+
+use crate::error::{DistError, Result};
+use crate::replay::transitions::{TransitionRing, Transitions};
+use crate::replay::tree::{MinTree, SumTree};
+use crate::replay::{ReplayStats, Sample};
+
+/// Added to |δ| so no transition has probability 0.
+pub const MIN_PRIORITY: f64 = 1e-6;
+
+/// A ring of transitions with sum and min trees over their priorities.
+#[derive(Debug, Clone)]
+pub struct PrioritizedReplay {
+    ring: TransitionRing,
+    /// The key of the row in each slot.
+    keys: Vec<u64>,
+    next_key: u64,
+    sums: SumTree,
+    mins: MinTree,
+    alpha: f64,
+    /// The largest `p` seen: the priority of rows inserted without one.
+    max_priority: f64,
+    stats: ReplayStats,
+}
+
+fn bad(message: impl Into<String>) -> DistError {
+    DistError::Replay(message.into())
+}
+
+impl PrioritizedReplay {
+    /// An empty replay of `capacity` rows of width `obs_dim`; `alpha` = 0 samples uniformly.
+    pub fn new(capacity: usize, obs_dim: usize, alpha: f64) -> Result<Self> {
+        if capacity == 0 || obs_dim == 0 {
+            return Err(bad(format!(
+                "a replay needs a capacity and obs_dim of at least 1 (got {capacity} and {obs_dim})"
+            )));
+        }
+        if !(0.0..=1.0).contains(&alpha) {
+            return Err(bad(format!("the priority exponent alpha must be in [0, 1], got {alpha}")));
+        }
+        Ok(PrioritizedReplay {
+            ring: TransitionRing::new(capacity, obs_dim),
+            keys: vec![u64::MAX; capacity],
+            next_key: 0,
+            sums: SumTree::new(capacity),
+            mins: MinTree::new(capacity),
+            alpha,
+            max_priority: 1.0,
+            stats: ReplayStats { capacity: capacity as u64, ..ReplayStats::default() },
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    pub fn obs_dim(&self) -> usize {
+        self.ring.obs_dim()
+    }
+
+    fn checked_priority(p: f32, what: &str, i: usize) -> Result<f64> {
+        if p.is_finite() && p >= 0.0 {
+            Ok(p as f64 + MIN_PRIORITY)
+        } else {
+            Err(bad(format!(
+                "{what} {i} has priority {p}; priorities are |TD error| ≥ 0 — a NaN or infinite one means the learner or actor diverged"
+            )))
+        }
+    }
+
+    fn set_priority(&mut self, slot: usize, p: f64) {
+        let scaled = p.powf(self.alpha);
+        self.sums.set(slot, scaled);
+        self.mins.set(slot, scaled);
+        self.max_priority = self.max_priority.max(p);
+    }
+
+    /// Appends `batch`, each row with its priority `|δ|` (the largest seen so far when
+    /// `priorities` is `None`). Nothing is written when the batch is malformed.
+    pub fn insert(&mut self, batch: &Transitions, priorities: Option<&[f32]>) -> Result<()> {
+        batch.check().map_err(bad)?;
+        if batch.obs_dim != self.obs_dim() {
+            return Err(bad(format!(
+                "transitions with obs_dim {} sent to a replay of obs_dim {}; start actors and replay from the same env",
+                batch.obs_dim,
+                self.obs_dim()
+            )));
+        }
+        let checked = match priorities {
+            Some(p) if p.len() != batch.len() => {
+                return Err(bad(format!("{} priorities for {} transitions", p.len(), batch.len())))
+            }
+            Some(p) => {
+                p.iter().enumerate().map(|(i, &p)| Self::checked_priority(p, "transition", i)).collect::<Result<_>>()?
+            }
+            None => vec![self.max_priority; batch.len()],
+        };
+        for (i, p) in checked.into_iter().enumerate() {
+            let slot = self.ring.push(batch.row(i));
+            self.keys[slot] = self.next_key;
+            self.next_key += 1;
+            self.set_priority(slot, p);
+        }
+        self.stats.inserted += batch.len() as u64;
+        Ok(())
+    }
+
+    /// Draws `size` rows proportionally to priority — one from each of `size` equal slices of
+    /// the priority mass (stratified, as in the paper) — with their keys and importance
+    /// weights for exponent `beta`.
+    pub fn sample(&mut self, size: usize, beta: f64, rng: &mut impl Rng, out: &mut Sample) -> Result<()> {
+        if self.is_empty() {
+            return Err(bad("cannot sample from an empty replay; wait until actors have inserted transitions"));
+        }
+        if size == 0 {
+            return Err(bad("a sample needs at least 1 row"));
+        }
+        out.batch.obs_dim = self.obs_dim();
+        out.batch.clear();
+        out.keys.clear();
+        out.weights.clear();
+        let (total, min) = (self.sums.total(), self.mins.min());
+        let segment = total / size as f64;
+        let last = self.len() - 1;
+        for i in 0..size {
+            let mass = (i as f64 + rng.random::<f64>()) * segment;
+            let slot = self.sums.find(mass).min(last);
+            self.ring.copy_row(slot, &mut out.batch);
+            out.keys.push(self.keys[slot]);
+            out.weights.push((self.sums.get(slot) / min).powf(-beta) as f32);
+        }
+        self.stats.sampled += size as u64;
+        Ok(())
+    }
+
+    /// Draws `size` rows uniformly with replacement (plain DQN's replay; no keys or weights).
+    pub fn sample_uniform(&mut self, size: usize, rng: &mut impl Rng, out: &mut Transitions) {
+        out.obs_dim = self.obs_dim();
+        out.clear();
+        let len = self.len();
+        if len == 0 {
+            return;
+        }
+        for _ in 0..size {
+            self.ring.copy_row(rng.random_range(0..len), out);
+        }
+        self.stats.sampled += size as u64;
+    }
+
+    /// Sets the priorities `|δ|` of the rows named by `keys`; rows overwritten since they were
+    /// sampled are skipped (counted in `stale_updates`).
+    pub fn update_priorities(&mut self, keys: &[u64], priorities: &[f32]) -> Result<()> {
+        if keys.len() != priorities.len() {
+            return Err(bad(format!("{} keys but {} priorities", keys.len(), priorities.len())));
+        }
+        let capacity = self.keys.len() as u64;
+        for (i, (&key, &p)) in keys.iter().zip(priorities).enumerate() {
+            let p = Self::checked_priority(p, "update", i)?;
+            let slot = (key % capacity) as usize;
+            if self.keys[slot] == key {
+                self.set_priority(slot, p);
+                self.stats.priority_updates += 1;
+            } else {
+                self.stats.stale_updates += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counters, size and mean stored priority `p^α`.
+    pub fn stats(&self) -> ReplayStats {
+        let len = self.len() as u64;
+        let mean = if len == 0 { 0.0 } else { self.sums.total() / len as f64 };
+        ReplayStats { len, priority_mean: mean, ..self.stats }
+    }
+
+    /// Writes rows, keys, priorities and counters to one safetensors file, atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let (rows, pos) = self.ring.filled();
+        let n = rows.len();
+        let d = rows.obs_dim;
+        let f32s = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(v).to_vec();
+        let slots: Vec<f64> = (0..n).map(|s| self.sums.get(s)).collect();
+        let tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
+            ("obs", Dtype::F32, vec![n, d], f32s(&rows.obs)),
+            ("actions", Dtype::F32, vec![n], f32s(&rows.actions)),
+            ("rewards", Dtype::F32, vec![n], f32s(&rows.rewards)),
+            ("next_obs", Dtype::F32, vec![n, d], f32s(&rows.next_obs)),
+            ("dones", Dtype::F32, vec![n], f32s(&rows.dones)),
+            ("discounts", Dtype::F32, vec![n], f32s(&rows.discounts)),
+            ("keys", Dtype::U64, vec![n], bytemuck::cast_slice::<u64, u8>(&self.keys[..n]).to_vec()),
+            ("priorities", Dtype::F64, vec![n], bytemuck::cast_slice::<f64, u8>(&slots).to_vec()),
+        ];
+        let io = |e: safetensors::SafeTensorError| DistError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let views = tensors
+            .iter()
+            .map(|(name, dtype, shape, data)| {
+                TensorView::new(*dtype, shape.clone(), data).map(|v| (*name, v)).map_err(io)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let s = &self.stats;
+        let meta: HashMap<String, String> = [
+            ("capacity", self.keys.len().to_string()),
+            ("pos", pos.to_string()),
+            ("next_key", self.next_key.to_string()),
+            ("max_priority", self.max_priority.to_string()),
+            ("alpha", self.alpha.to_string()),
+            ("inserted", s.inserted.to_string()),
+            ("sampled", s.sampled.to_string()),
+            ("priority_updates", s.priority_updates.to_string()),
+            ("stale_updates", s.stale_updates.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let data = safetensors::serialize(views, Some(meta)).map_err(io)?;
+        shoal_nn::io::atomic_write(path, &data)?;
+        Ok(())
+    }
+
+    /// Restores what [`PrioritizedReplay::save`] wrote into this (empty or not) replay, which
+    /// must have the same capacity, obs_dim and alpha.
+    pub fn load(&mut self, path: &Path) -> Result<()> {
+        let io = |message: String| DistError::Io { path: path.display().to_string(), message };
+        let data = std::fs::read(path).map_err(|e| io(e.to_string()))?;
+        let (_, header) = SafeTensors::read_metadata(&data).map_err(|e| io(e.to_string()))?;
+        let file = SafeTensors::deserialize(&data).map_err(|e| io(e.to_string()))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        let field = |key: &str| -> Result<String> {
+            meta.get(key).cloned().ok_or_else(|| io(format!("not a replay checkpoint: no {key} in its metadata")))
+        };
+        let int = |key: &str| -> Result<u64> { field(key)?.parse().map_err(|e| io(format!("{key}: {e}"))) };
+        let float = |key: &str| -> Result<f64> { field(key)?.parse().map_err(|e| io(format!("{key}: {e}"))) };
+        if int("capacity")? != self.keys.len() as u64 || float("alpha")? != self.alpha {
+            return Err(io(format!(
+                "the checkpoint holds a replay of capacity {} and alpha {}; this one has {} and {} — set the same replay size and alpha",
+                int("capacity")?,
+                float("alpha")?,
+                self.keys.len(),
+                self.alpha
+            )));
+        }
+        let column = |name: &str| -> Result<&[u8]> {
+            let view = file.tensor(name).map_err(|e| io(format!("{name}: {e}")))?;
+            Ok(view.data())
+        };
+        let f32s = |name: &str| -> Result<Vec<f32>> {
+            let bytes = column(name)?;
+            Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        };
+        let rows = Transitions {
+            obs_dim: self.obs_dim(),
+            obs: f32s("obs")?,
+            actions: f32s("actions")?,
+            rewards: f32s("rewards")?,
+            next_obs: f32s("next_obs")?,
+            dones: f32s("dones")?,
+            discounts: f32s("discounts")?,
+        };
+        let keys: Vec<u64> =
+            column("keys")?.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+        let priorities: Vec<f64> =
+            column("priorities")?.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+        if keys.len() != rows.len() || priorities.len() != rows.len() {
+            return Err(io(format!("{} rows but {} keys and {} priorities", rows.len(), keys.len(), priorities.len())));
+        }
+        self.ring.restore(&rows, int("pos")? as usize).map_err(io)?;
+        self.sums.clear();
+        self.mins.clear();
+        self.keys.fill(u64::MAX);
+        for (slot, (&key, &p)) in keys.iter().zip(&priorities).enumerate() {
+            self.keys[slot] = key;
+            self.sums.set(slot, p);
+            self.mins.set(slot, p);
+        }
+        self.next_key = int("next_key")?;
+        self.max_priority = float("max_priority")?;
+        self.stats = ReplayStats {
+            capacity: self.keys.len() as u64,
+            inserted: int("inserted")?,
+            sampled: int("sampled")?,
+            priority_updates: int("priority_updates")?,
+            stale_updates: int("stale_updates")?,
+            ..ReplayStats::default()
+        };
+        Ok(())
+    }
+}

@@ -1,0 +1,237 @@
+//! Transitions as contiguous columns: what actors insert, what a replay holds (as a ring) and
+//! what learners sample. One layout for all three, so moving rows is `copy_from_slice`.
+
+/// A batch of n-step transitions, one row per transition; `obs` and `next_obs` are
+/// `[rows, obs_dim]` row-major.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Transitions {
+    pub obs_dim: usize,
+    pub obs: Vec<f32>,
+    /// Discrete action index (as `f32`, like every action row in Shoal).
+    pub actions: Vec<f32>,
+    /// Discounted n-step reward sums `Σ_{k<n} γᵏ r_{t+k}`.
+    pub rewards: Vec<f32>,
+    /// The observation the return bootstraps from (the episode's last one when it ended).
+    pub next_obs: Vec<f32>,
+    /// 1 when the episode terminated within the n steps (no bootstrap).
+    pub dones: Vec<f32>,
+    /// `γᵏ` for the k steps the reward sum covers (k < n when the episode ended early).
+    pub discounts: Vec<f32>,
+}
+
+/// One transition, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    pub obs: &'a [f32],
+    pub action: f32,
+    pub reward: f32,
+    pub next_obs: &'a [f32],
+    pub done: f32,
+    pub discount: f32,
+}
+
+impl Transitions {
+    pub fn new(obs_dim: usize) -> Self {
+        Transitions { obs_dim, ..Transitions::default() }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.actions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    /// Empties every column, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.obs.clear();
+        self.actions.clear();
+        self.rewards.clear();
+        self.next_obs.clear();
+        self.dones.clear();
+        self.discounts.clear();
+    }
+
+    pub fn push(&mut self, row: Row<'_>) {
+        self.obs.extend_from_slice(row.obs);
+        self.actions.push(row.action);
+        self.rewards.push(row.reward);
+        self.next_obs.extend_from_slice(row.next_obs);
+        self.dones.push(row.done);
+        self.discounts.push(row.discount);
+    }
+
+    pub fn row(&self, i: usize) -> Row<'_> {
+        let d = self.obs_dim;
+        Row {
+            obs: &self.obs[i * d..(i + 1) * d],
+            action: self.actions[i],
+            reward: self.rewards[i],
+            next_obs: &self.next_obs[i * d..(i + 1) * d],
+            done: self.dones[i],
+            discount: self.discounts[i],
+        }
+    }
+
+    /// Why this batch's columns do not describe `len()` rows of width `obs_dim`, if they do not.
+    pub fn check(&self) -> Result<(), String> {
+        let n = self.len();
+        let d = self.obs_dim;
+        let columns = [
+            ("obs", self.obs.len(), n * d),
+            ("rewards", self.rewards.len(), n),
+            ("next_obs", self.next_obs.len(), n * d),
+            ("dones", self.dones.len(), n),
+            ("discounts", self.discounts.len(), n),
+        ];
+        match columns.iter().find(|(_, got, want)| got != want) {
+            Some((name, got, want)) => {
+                Err(format!("transition column {name} has {got} values, {n} rows of obs_dim {d} need {want}"))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// A fixed-capacity ring of transitions: preallocated columns, the oldest row overwritten
+/// first. Memory is the raw `f32`s of the rows and nothing else.
+#[derive(Debug, Clone)]
+pub struct TransitionRing {
+    capacity: usize,
+    rows: Transitions,
+    /// Next slot to write, and how many slots hold data.
+    pos: usize,
+    len: usize,
+}
+
+impl TransitionRing {
+    pub fn new(capacity: usize, obs_dim: usize) -> Self {
+        let rows = Transitions {
+            obs_dim,
+            obs: vec![0.0; capacity * obs_dim],
+            actions: vec![0.0; capacity],
+            rewards: vec![0.0; capacity],
+            next_obs: vec![0.0; capacity * obs_dim],
+            dones: vec![0.0; capacity],
+            discounts: vec![0.0; capacity],
+        };
+        TransitionRing { capacity, rows, pos: 0, len: 0 }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn obs_dim(&self) -> usize {
+        self.rows.obs_dim
+    }
+
+    /// Slots holding data.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The slot the next [`TransitionRing::push`] writes.
+    pub fn next_slot(&self) -> usize {
+        self.pos
+    }
+
+    /// Writes `row` over the oldest slot and returns the slot.
+    pub fn push(&mut self, row: Row<'_>) -> usize {
+        let (slot, d) = (self.pos, self.rows.obs_dim);
+        let rows = &mut self.rows;
+        rows.obs[slot * d..(slot + 1) * d].copy_from_slice(row.obs);
+        rows.next_obs[slot * d..(slot + 1) * d].copy_from_slice(row.next_obs);
+        rows.actions[slot] = row.action;
+        rows.rewards[slot] = row.reward;
+        rows.dones[slot] = row.done;
+        rows.discounts[slot] = row.discount;
+        self.pos = (self.pos + 1) % self.capacity;
+        self.len = (self.len + 1).min(self.capacity);
+        slot
+    }
+
+    /// Appends slot `slot`'s row to `out`.
+    pub fn copy_row(&self, slot: usize, out: &mut Transitions) {
+        out.push(self.rows.row(slot));
+    }
+
+    /// The filled slots as columns (slot order, not insertion order), and the write position.
+    pub fn filled(&self) -> (Transitions, usize) {
+        let (n, d) = (self.len, self.rows.obs_dim);
+        let rows = &self.rows;
+        let filled = Transitions {
+            obs_dim: d,
+            obs: rows.obs[..n * d].to_vec(),
+            actions: rows.actions[..n].to_vec(),
+            rewards: rows.rewards[..n].to_vec(),
+            next_obs: rows.next_obs[..n * d].to_vec(),
+            dones: rows.dones[..n].to_vec(),
+            discounts: rows.discounts[..n].to_vec(),
+        };
+        (filled, self.pos)
+    }
+
+    /// Restores what [`TransitionRing::filled`] returned.
+    pub fn restore(&mut self, filled: &Transitions, pos: usize) -> Result<(), String> {
+        filled.check()?;
+        let (n, d) = (filled.len(), self.rows.obs_dim);
+        if filled.obs_dim != d || n > self.capacity || pos >= self.capacity.max(1) || (n < self.capacity && pos != n) {
+            return Err(format!(
+                "saved replay of {n} rows (obs_dim {}, write position {pos}) does not fit a ring of {} rows with obs_dim {d}",
+                filled.obs_dim, self.capacity
+            ));
+        }
+        let rows = &mut self.rows;
+        rows.obs[..n * d].copy_from_slice(&filled.obs);
+        rows.next_obs[..n * d].copy_from_slice(&filled.next_obs);
+        rows.actions[..n].copy_from_slice(&filled.actions);
+        rows.rewards[..n].copy_from_slice(&filled.rewards);
+        rows.dones[..n].copy_from_slice(&filled.dones);
+        rows.discounts[..n].copy_from_slice(&filled.discounts);
+        self.pos = pos;
+        self.len = n;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(x: f32) -> Transitions {
+        let mut t = Transitions::new(1);
+        t.push(Row { obs: &[x], action: 0.0, reward: x, next_obs: &[0.0], done: 0.0, discount: 1.0 });
+        t
+    }
+
+    #[test]
+    fn ring_overwrites_oldest() {
+        let mut ring = TransitionRing::new(3, 1);
+        let slots: Vec<usize> = (0..5).map(|t| ring.push(row(t as f32).row(0))).collect();
+        assert_eq!(slots, [0, 1, 2, 0, 1]);
+        assert_eq!(ring.len(), 3);
+        let (filled, pos) = ring.filled();
+        assert_eq!((filled.rewards, pos), (vec![3.0, 4.0, 2.0], 2));
+    }
+
+    #[test]
+    fn restore_round_trips_and_rejects_misfits() {
+        let mut ring = TransitionRing::new(4, 1);
+        (0..6).for_each(|t| {
+            ring.push(row(t as f32).row(0));
+        });
+        let (filled, pos) = ring.filled();
+        let mut copy = TransitionRing::new(4, 1);
+        copy.restore(&filled, pos).unwrap();
+        assert_eq!(copy.filled(), (filled.clone(), pos));
+        assert!(TransitionRing::new(3, 1).restore(&filled, pos).is_err());
+        assert!(TransitionRing::new(4, 2).restore(&filled, pos).is_err());
+    }
+}
