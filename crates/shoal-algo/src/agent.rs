@@ -101,6 +101,8 @@ pub struct Progress<'a> {
 pub enum Control {
     Continue,
     Stop,
+    /// Stop: a deterministic evaluation reached `stop.eval_return_mean`.
+    Solved,
 }
 
 /// Hooks run after every iteration: logging, checkpointing, progress bars, Ctrl-C handling.
@@ -115,6 +117,8 @@ pub enum StopReason {
     EnvSteps,
     WallTime,
     ReturnReached,
+    /// A deterministic evaluation reached `stop.eval_return_mean`.
+    EvalReturnReached,
     Callback,
 }
 
@@ -167,12 +171,16 @@ pub fn learn(
             episodes: agent.episodes().total(),
             metrics: &metrics,
         };
-        let mut stopped = false;
+        let mut stopped = None;
         for callback in callbacks.iter_mut() {
-            stopped |= callback.on_iteration(agent, &report)? == Control::Stop;
+            match callback.on_iteration(agent, &report)? {
+                Control::Continue => {}
+                Control::Stop => stopped = stopped.or(Some(StopReason::Callback)),
+                Control::Solved => stopped = Some(StopReason::EvalReturnReached),
+            }
         }
-        if stopped {
-            break StopReason::Callback;
+        if let Some(reason) = stopped {
+            break reason;
         }
         if stop.env_steps.is_some_and(|n| agent.env_steps() >= n) {
             break StopReason::EnvSteps;
@@ -205,6 +213,9 @@ pub fn learn(
 ///
 /// [`ClusterAgent`]: crate::cluster::ClusterAgent
 pub fn build_agent(config: &TrainConfig) -> Result<Box<dyn Agent>> {
+    if config.algo == Algo::Apex {
+        return Ok(Box::new(crate::apex::ApexAgent::new(config)?));
+    }
     match config.cluster() {
         Some(cluster) if cluster.is_distributed() => Ok(Box::new(crate::cluster::ClusterAgent::new(config, &cluster)?)),
         _ => build_single_agent(config),
@@ -217,6 +228,7 @@ pub(crate) fn build_single_agent(config: &TrainConfig) -> Result<Box<dyn Agent>>
         Algo::Ppo => Box::new(crate::ppo::Ppo::new(config)?),
         Algo::A2c | Algo::A3c => Box::new(crate::a2c::A2c::new(config)?),
         Algo::Dqn => Box::new(crate::dqn::Dqn::new(config)?),
+        Algo::Apex => Box::new(crate::apex::ApexAgent::new(config)?),
         Algo::QLearning => Box::new(crate::q_learning::QLearning::new(config)?),
     })
 }

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::a2c::A2cConfig;
+use crate::apex::ApexConfig;
 use crate::cluster::ClusterConfig;
 use crate::dqn::DqnConfig;
 use crate::error::{config_err, Result};
@@ -21,6 +22,8 @@ pub enum Algo {
     A2c,
     A3c,
     Dqn,
+    /// Ape-X: distributed prioritized replay DQN (actors, a replay, one learner).
+    Apex,
     QLearning,
 }
 
@@ -31,6 +34,7 @@ impl Algo {
             Algo::A2c => "a2c",
             Algo::A3c => "a3c",
             Algo::Dqn => "dqn",
+            Algo::Apex => "apex",
             Algo::QLearning => "q_learning",
         }
     }
@@ -59,6 +63,8 @@ pub struct TrainConfig {
     pub a3c: Option<A2cConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dqn: Option<DqnConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apex: Option<ApexConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub q_learning: Option<QLearningConfig>,
     /// Several workers and parameter servers, embedded or as processes.
@@ -91,7 +97,7 @@ fn one() -> usize {
 }
 
 /// When training stops: whichever criterion is met first (at least one is required).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StopConfig {
     /// Total environment steps (over all envs).
@@ -100,6 +106,36 @@ pub struct StopConfig {
     pub wall_seconds: Option<f64>,
     /// Mean return of the last 100 training episodes (RLlib's classic "stop at 200").
     pub episode_return_mean: Option<f64>,
+    /// Mean return of a deterministic evaluation — `eval_episodes` fresh episodes every
+    /// `eval_every` env steps (Stable-Baselines3's EvalCallback with
+    /// StopTrainingOnRewardThreshold). What the greedy policy does, where training episodes
+    /// show the exploring one (Ape-X's actors explore with ε up to 0.4).
+    pub eval_return_mean: Option<f64>,
+    #[serde(default = "default_eval_every")]
+    pub eval_every: u64,
+    #[serde(default = "default_eval_episodes")]
+    pub eval_episodes: usize,
+}
+
+fn default_eval_every() -> u64 {
+    10_000
+}
+
+fn default_eval_episodes() -> usize {
+    10
+}
+
+impl Default for StopConfig {
+    fn default() -> Self {
+        StopConfig {
+            env_steps: None,
+            wall_seconds: None,
+            episode_return_mean: None,
+            eval_return_mean: None,
+            eval_every: default_eval_every(),
+            eval_episodes: default_eval_episodes(),
+        }
+    }
 }
 
 /// Bookkeeping of a run.
@@ -202,6 +238,7 @@ impl TrainConfig {
             Algo::A2c => _ = self.a2c.get_or_insert_with(Default::default),
             Algo::A3c => _ = self.a3c.get_or_insert_with(Default::default),
             Algo::Dqn => _ = self.dqn.get_or_insert_with(Default::default),
+            Algo::Apex => _ = self.apex.get_or_insert_with(Default::default),
             Algo::QLearning => _ = self.q_learning.get_or_insert_with(Default::default),
         }
     }
@@ -212,6 +249,7 @@ impl TrainConfig {
             (Algo::A2c, self.a2c.is_some()),
             (Algo::A3c, self.a3c.is_some()),
             (Algo::Dqn, self.dqn.is_some()),
+            (Algo::Apex, self.apex.is_some()),
             (Algo::QLearning, self.q_learning.is_some()),
         ];
         if let Some((other, _)) = given.iter().find(|(a, present)| *present && *a != self.algo) {
@@ -224,11 +262,17 @@ impl TrainConfig {
         check_positive("env.num_envs", self.env.num_envs)?;
         check_positive("env.threads", self.env.threads)?;
         let stop = &self.stop;
-        if stop.env_steps.is_none() && stop.wall_seconds.is_none() && stop.episode_return_mean.is_none() {
+        if stop.env_steps.is_none()
+            && stop.wall_seconds.is_none()
+            && stop.episode_return_mean.is_none()
+            && stop.eval_return_mean.is_none()
+        {
             return Err(config_err(
-                "[stop] needs at least one of env_steps, wall_seconds, episode_return_mean (otherwise training never ends)",
+                "[stop] needs at least one of env_steps, wall_seconds, episode_return_mean, eval_return_mean (otherwise training never ends)",
             ));
         }
+        check_positive("stop.eval_every", stop.eval_every as usize)?;
+        check_positive("stop.eval_episodes", stop.eval_episodes)?;
         if let Some(s) = stop.wall_seconds {
             check_range("stop.wall_seconds", s, 0.0, f64::MAX)?;
         }

@@ -217,45 +217,19 @@ impl Dqn {
     fn update(&mut self, lr: f32) -> Result<(f64, f64)> {
         let (b, na) = (self.cfg.batch_size, self.n_actions);
         self.replay.sample(b, &mut self.rng, &mut self.batch);
-        self.targets.clear();
-        if self.cfg.double_dqn {
-            let online = self.q.q_values(&self.batch.next_obs, b)?;
-            self.targets.extend(online.chunks_exact(na).map(|row| argmax(row) as f32));
-        }
-        let next_q = self.target.q_values(&self.batch.next_obs, b)?;
-        for i in 0..b {
-            let row = &next_q[i * na..(i + 1) * na];
-            let best = if self.cfg.double_dqn { row[self.targets[i] as usize] } else { row[argmax(row)] };
-            let bootstrap = self.batch.discounts[i] * (1.0 - self.batch.dones[i]) * best;
-            let y = self.batch.rewards[i] + bootstrap;
-            if self.cfg.double_dqn {
-                self.targets[i] = y;
-            } else {
-                self.targets.push(y);
-            }
-        }
-        let stats = self.q.loss_and_grad(Loss::Td(TdBatch {
-            obs: &self.batch.obs,
-            rows: b,
-            actions: &self.batch.actions,
+        td_targets(&mut self.q, Some(&mut self.target), &self.batch, self.cfg.double_dqn, na, &mut self.targets)?;
+        let step = TdStep {
+            batch: &self.batch,
             targets: &self.targets,
             weights: None,
             kind: self.loss,
-        }))?;
-        if !stats.td.is_finite() {
-            return Err(AlgoError::Diverged(format!(
-                "the TD loss is {} at update {}; lower dqn.learning_rate or raise dqn.target_network_frequency",
-                stats.td, self.updates
-            )));
-        }
-        self.grads.copy_from_slice(self.q.grads());
-        if self.cfg.max_grad_norm > 0.0 {
-            clip_grad_norm(&mut self.grads, self.cfg.max_grad_norm);
-        }
-        self.updater.step(self.q.params_mut(), &self.grads, lr)?;
+            max_grad_norm: self.cfg.max_grad_norm,
+            lr,
+        };
+        let result = td_update(&mut self.q, &mut self.updater, &mut self.grads, step)
+            .map_err(|e| diverged_hint(e, self.updates, "dqn"))?;
         self.updates += 1;
-        let mean_q = self.targets.iter().zip(self.q.td_errors()).map(|(&y, &e)| (y + e) as f64).sum::<f64>() / b as f64;
-        Ok((stats.td, mean_q))
+        Ok(result)
     }
 
     /// `θ' ← τθ + (1 − τ)θ'` every `target_network_frequency` env steps.
@@ -269,6 +243,93 @@ impl Dqn {
         for (t, &o) in self.target.params_mut().iter_mut().zip(online) {
             *t = if tau == 1.0 { o } else { tau * o + (1.0 - tau) * *t };
         }
+    }
+}
+
+/// The n-step TD targets `y = R + γᵏ·(1 − done)·Q_target(s', a*)` of every row of `batch`
+/// into `targets`, with `a* = argmax_a Q_online(s', a)` for double DQN and
+/// `argmax_a Q_target(s', a)` otherwise. Without a `target` network the online one bootstraps
+/// itself (Ape-X's actors, which hold no target network, computing initial priorities).
+pub(crate) fn td_targets(
+    online: &mut QNetwork<f32>,
+    target: Option<&mut QNetwork<f32>>,
+    batch: &Transitions,
+    double_dqn: bool,
+    n_actions: usize,
+    targets: &mut Vec<f32>,
+) -> Result<()> {
+    let (rows, na) = (batch.len(), n_actions);
+    targets.clear();
+    if double_dqn {
+        let q = online.q_values(&batch.next_obs, rows)?;
+        targets.extend(q.chunks_exact(na).map(|row| argmax(row) as f32));
+    }
+    let bootstrap_net = match target {
+        Some(target) => target,
+        None => online,
+    };
+    let next_q = bootstrap_net.q_values(&batch.next_obs, rows)?;
+    for i in 0..rows {
+        let row = &next_q[i * na..(i + 1) * na];
+        let best = if double_dqn { row[targets[i] as usize] } else { row[argmax(row)] };
+        let y = batch.rewards[i] + batch.discounts[i] * (1.0 - batch.dones[i]) * best;
+        if double_dqn {
+            targets[i] = y;
+        } else {
+            targets.push(y);
+        }
+    }
+    Ok(())
+}
+
+/// One TD gradient step's inputs.
+pub(crate) struct TdStep<'a> {
+    pub batch: &'a Transitions,
+    pub targets: &'a [f32],
+    /// Importance weights of a prioritized sample.
+    pub weights: Option<&'a [f32]>,
+    pub kind: TdLoss,
+    /// Global-norm gradient clipping (0: none).
+    pub max_grad_norm: f64,
+    pub lr: f32,
+}
+
+/// The TD loss's gradient on `step.batch`, clipped and handed to `updater`; returns (loss,
+/// mean Q of the taken actions). A non-finite loss is [`AlgoError::Diverged`].
+pub(crate) fn td_update(
+    q: &mut QNetwork<f32>,
+    updater: &mut Updater,
+    grads: &mut [f32],
+    step: TdStep<'_>,
+) -> Result<(f64, f64)> {
+    let rows = step.batch.len();
+    let stats = q.loss_and_grad(Loss::Td(TdBatch {
+        obs: &step.batch.obs,
+        rows,
+        actions: &step.batch.actions,
+        targets: step.targets,
+        weights: step.weights,
+        kind: step.kind,
+    }))?;
+    if !stats.td.is_finite() {
+        return Err(AlgoError::Diverged(format!("the TD loss is {}", stats.td)));
+    }
+    grads.copy_from_slice(q.grads());
+    if step.max_grad_norm > 0.0 {
+        clip_grad_norm(grads, step.max_grad_norm);
+    }
+    updater.step(q.params_mut(), grads, step.lr)?;
+    let mean_q = step.targets.iter().zip(q.td_errors()).map(|(&y, &e)| (y + e) as f64).sum::<f64>() / rows as f64;
+    Ok((stats.td, mean_q))
+}
+
+/// Adds where and what to change to a divergence error.
+pub(crate) fn diverged_hint(e: AlgoError, updates: u64, section: &str) -> AlgoError {
+    match e {
+        AlgoError::Diverged(what) => AlgoError::Diverged(format!(
+            "{what} at update {updates}; lower {section}.learning_rate or raise {section}.target_network_frequency"
+        )),
+        other => other,
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use shoal_env::{Action, Env, Space};
 
-use crate::agent::Agent;
+use crate::agent::{Agent, Callback, Control, Progress};
 use crate::config::TrainConfig;
 use crate::error::Result;
 
@@ -109,6 +109,55 @@ pub fn evaluate(
         env_steps: steps,
         env_steps_per_sec: steps as f64 / start.elapsed().as_secs_f64().max(1e-9),
     })
+}
+
+/// `[stop] eval_return_mean`: a deterministic evaluation every `eval_every` env steps, and
+/// stop once its mean return reaches the target. The evaluation episodes are seeded apart
+/// from training's and from `shoal eval`'s defaults.
+pub struct EvalStop {
+    config: TrainConfig,
+    next: u64,
+}
+
+impl EvalStop {
+    /// Seed of the first evaluation episode.
+    pub const SEED: u64 = 20_000;
+
+    /// The evaluator the config asks for, if any.
+    pub fn from_config(config: &TrainConfig) -> Option<Self> {
+        config.stop.eval_return_mean.map(|_| EvalStop { config: config.clone(), next: config.stop.eval_every })
+    }
+
+    /// Evaluates `agent` when `env_steps` has passed the next evaluation point; returns the
+    /// mean return when it did.
+    pub fn maybe_evaluate(&mut self, agent: &mut dyn Agent, env_steps: u64) -> Result<Option<f64>> {
+        if env_steps < self.next {
+            return Ok(None);
+        }
+        self.next = env_steps + self.config.stop.eval_every;
+        let report = evaluate(agent, &self.config, self.config.stop.eval_episodes, true, Self::SEED)?;
+        Ok(Some(report.episode_return_mean))
+    }
+
+    /// True when `mean` reaches the target.
+    pub fn reached(&self, mean: f64) -> bool {
+        self.config.stop.eval_return_mean.is_some_and(|target| mean >= target)
+    }
+}
+
+impl Callback for EvalStop {
+    fn on_iteration(&mut self, agent: &mut dyn Agent, progress: &Progress<'_>) -> Result<Control> {
+        match self.maybe_evaluate(agent, progress.env_steps)? {
+            Some(mean) if self.reached(mean) => {
+                eprintln!(
+                    "deterministic evaluation at {} env steps: mean return {mean:.1} (target reached)",
+                    progress.env_steps
+                );
+                Ok(Control::Solved)
+            }
+            _ => Ok(Control::Continue),
+        }
+    }
 }
 
 /// Runs `episodes` with a fresh env and returns only the mean return (for tests and tuning).

@@ -1,13 +1,14 @@
 //! # shoal-algo
 //!
 //! Reinforcement learning algorithms over `shoal-env` environments and `shoal-nn` models, one
-//! file each, readable top to bottom like CleanRL: [`q_learning`], [`dqn`], [`a2c`], [`ppo`].
+//! file each, readable top to bottom like CleanRL: [`q_learning`], [`dqn`], [`apex`], [`a2c`], [`ppo`].
 //! They share one shape ([`Agent`]: `train_iteration`, `predict`, `save`, `load`) and one
 //! training loop ([`learn`]) with stop criteria and callbacks, configured by a TOML file
 //! ([`TrainConfig`]).
 
 pub mod a2c;
 pub mod agent;
+pub mod apex;
 pub mod checkpoint;
 pub mod cluster;
 pub mod config;

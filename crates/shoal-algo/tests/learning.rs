@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use shoal_algo::eval::evaluate;
-use shoal_algo::{build_agent, learn, LoopState, TrainConfig};
+use shoal_algo::eval::{evaluate, EvalStop};
+use shoal_algo::{build_agent, learn, Callback, LoopState, TrainConfig};
 
 fn config(name: &str, overrides: &[&str]) -> TrainConfig {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(name);
@@ -19,7 +19,10 @@ fn train_and_eval(name: &str, seed: u64, episodes: usize, overrides: &[&str]) ->
     all.push(&seed_override);
     let config = config(name, &all);
     let mut agent = build_agent(&config).unwrap();
-    let summary = learn(agent.as_mut(), &config.stop, &mut LoopState::default(), &mut []).unwrap();
+    // `[stop] eval_return_mean` runs as a callback, as in `shoal train`.
+    let mut eval_stop = EvalStop::from_config(&config);
+    let mut callbacks: Vec<&mut dyn Callback> = eval_stop.iter_mut().map(|e| e as &mut dyn Callback).collect();
+    let summary = learn(agent.as_mut(), &config.stop, &mut LoopState::default(), &mut callbacks).unwrap();
     let report = evaluate(agent.as_mut(), &config, episodes, true, 1_000_000 + seed).unwrap();
     eprintln!(
         "{name} seed {seed}: eval {:.1} after {} env steps ({:.1}s)",
@@ -63,4 +66,15 @@ fn q_learning_solves_frozen_lake_cliff_walking_and_taxi() {
 fn a2c_solves_cartpole() {
     let (report, _) = train_and_eval("cartpole-a2c.toml", 1, 100, &[]);
     assert!(report.episode_return_mean >= 475.0, "{report:?}");
+}
+
+/// Ape-X embedded: 2 actor threads (ε 0.4 and 0.4⁸) and the learner thread, prioritized
+/// replay, stopping at a deterministic evaluation of 500; then 100 fresh episodes.
+#[test]
+fn apex_with_two_actor_threads_solves_cartpole() {
+    for seed in 1..=3 {
+        let (report, steps) = train_and_eval("cartpole-apex.toml", seed, 100, &[]);
+        assert!(steps <= 150_000);
+        assert!(report.episode_return_mean >= 475.0, "seed {seed}: {report:?}");
+    }
 }

@@ -45,17 +45,24 @@ pub struct ClientOptions {
 
 /// A remote parameter store (one shard of it when the run is sharded).
 pub struct GrpcStore {
-    runtime: Runtime,
-    client: ParamServiceClient<Channel>,
-    addr: String,
-    options: ClientOptions,
+    conn: Connection<ParamServiceClient<Channel>>,
     /// What this client says at connect, and what the server answered.
     request: HelloRequest,
     hello: HelloReply,
 }
 
+/// A gRPC client of service `C` with its own runtime, and the retry rule every call follows.
+pub(crate) struct Connection<C> {
+    runtime: Runtime,
+    client: C,
+    /// What the server is, for error messages (`parameter server (shoal ps)`).
+    server: &'static str,
+    pub(crate) addr: String,
+    pub(crate) options: ClientOptions,
+}
+
 /// The error of one attempt: retried when the server is unreachable.
-enum Attempt {
+pub(crate) enum Attempt {
     Status(Status),
     Fatal(DistError),
 }
@@ -78,10 +85,15 @@ fn unreachable(status: &Status) -> bool {
     }
 }
 
-impl GrpcStore {
-    /// Connects to the server at `addr` (`host:port`) holding shard `shard` of `shards` of a
-    /// model whose layout fingerprint is `layout_hash`, retrying while it is unreachable.
-    pub fn connect(addr: &str, layout_hash: u64, shard: u32, shards: u32, options: ClientOptions) -> Result<Self> {
+impl<C: Clone> Connection<C> {
+    /// A lazily connecting channel to `addr` (`host:port`); `client` wraps it in a service
+    /// client. Nothing is sent until the first call.
+    pub(crate) fn new(
+        server: &'static str,
+        addr: &str,
+        options: ClientOptions,
+        client: impl FnOnce(Channel) -> C,
+    ) -> Result<Self> {
         // One background thread drives the HTTP/2 connection between calls (window updates,
         // pings); a current-thread runtime would leave it idle until the next call.
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -91,7 +103,7 @@ impl GrpcStore {
             .map_err(|e| DistError::Setup(format!("cannot start the client runtime: {e}")))?;
         let scheme = if options.tls.is_some() { "https" } else { "http" };
         let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
-            .map_err(|e| DistError::Setup(format!("bad parameter server address {addr:?}: {e}")))?
+            .map_err(|e| DistError::Setup(format!("bad server address {addr:?}: {e}")))?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5))
             .initial_stream_window_size(STREAM_WINDOW)
@@ -102,41 +114,11 @@ impl GrpcStore {
             let _guard = runtime.enter();
             endpoint.connect_lazy()
         };
-        let client = ParamServiceClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let request = HelloRequest {
-            protocol_version: PROTOCOL_VERSION,
-            layout_hash: format!("{layout_hash:016x}"),
-            shard,
-            shards,
-            worker: 0,
-        };
-        let mut store =
-            GrpcStore { runtime, client, addr: addr.to_string(), options, request, hello: HelloReply::default() };
-        store.hello = store.say_hello()?;
-        Ok(store)
-    }
-
-    /// The handshake: the server checks the request and answers with its shard and version.
-    fn say_hello(&self) -> Result<HelloReply> {
-        self.call(|rt, mut client, token| {
-            let mut req = Request::new(self.request.clone());
-            token.attach(&mut req);
-            Ok(rt.block_on(client.hello(req))?.into_inner())
-        })
-    }
-
-    /// The server's update mode, as configs spell it.
-    pub fn mode(&self) -> &str {
-        &self.hello.mode
+        Ok(Connection { runtime, client: client(channel), server, addr: addr.to_string(), options })
     }
 
     /// Runs one call, retrying with backoff while the server is unreachable.
-    fn call<T>(
-        &self,
-        mut attempt: impl FnMut(&Runtime, ParamServiceClient<Channel>, &Token) -> Result<T, Attempt>,
-    ) -> Result<T> {
+    pub(crate) fn call<T>(&self, mut attempt: impl FnMut(&Runtime, C, &Token) -> Result<T, Attempt>) -> Result<T> {
         let deadline = Instant::now() + self.options.retry_for;
         let mut delay = Duration::from_millis(50);
         loop {
@@ -146,6 +128,7 @@ impl GrpcStore {
                 Err(Attempt::Status(status)) if unreachable(&status) => {
                     if Instant::now() + delay > deadline {
                         return Err(DistError::Unreachable {
+                            server: self.server,
                             addr: self.addr.clone(),
                             detail: format!("{} (gave up after {:?})", status.message(), self.options.retry_for),
                         });
@@ -159,12 +142,48 @@ impl GrpcStore {
     }
 
     fn refusal(&self, status: Status) -> DistError {
-        let (addr, detail) = (self.addr.clone(), status.message().to_string());
+        let (server, addr, detail) = (self.server, self.addr.clone(), status.message().to_string());
         match status.code() {
-            Code::Unauthenticated | Code::PermissionDenied => DistError::Refused { addr, detail },
-            Code::FailedPrecondition if detail.contains("mismatch") => DistError::Refused { addr, detail },
-            _ => DistError::Remote { addr, detail: format!("{:?}: {detail}", status.code()) },
+            Code::Unauthenticated | Code::PermissionDenied => DistError::Refused { server, addr, detail },
+            Code::FailedPrecondition if detail.contains("mismatch") => DistError::Refused { server, addr, detail },
+            _ => DistError::Remote { server, addr, detail: format!("{:?}: {detail}", status.code()) },
         }
+    }
+}
+
+impl GrpcStore {
+    /// Connects to the server at `addr` (`host:port`) holding shard `shard` of `shards` of a
+    /// model whose layout fingerprint is `layout_hash`, retrying while it is unreachable.
+    pub fn connect(addr: &str, layout_hash: u64, shard: u32, shards: u32, options: ClientOptions) -> Result<Self> {
+        let conn = Connection::new("parameter server (shoal ps)", addr, options, |channel| {
+            ParamServiceClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        })?;
+        let request = HelloRequest {
+            protocol_version: PROTOCOL_VERSION,
+            layout_hash: format!("{layout_hash:016x}"),
+            shard,
+            shards,
+            worker: 0,
+        };
+        let mut store = GrpcStore { conn, request, hello: HelloReply::default() };
+        store.hello = store.say_hello()?;
+        Ok(store)
+    }
+
+    /// The handshake: the server checks the request and answers with its shard and version.
+    fn say_hello(&self) -> Result<HelloReply> {
+        self.conn.call(|rt, mut client, token| {
+            let mut req = Request::new(self.request.clone());
+            token.attach(&mut req);
+            Ok(rt.block_on(client.hello(req))?.into_inner())
+        })
+    }
+
+    /// The server's update mode, as configs spell it.
+    pub fn mode(&self) -> &str {
+        &self.hello.mode
     }
 
     fn request_stream(chunks: Vec<Chunk>, token: &Token) -> Request<tokio_stream::Iter<std::vec::IntoIter<Chunk>>> {
@@ -218,8 +237,8 @@ impl ParamStore for GrpcStore {
         if out.len() != self.len() {
             return Err(DistError::Length { what: "pull buffer", got: out.len(), expected: self.len() });
         }
-        let encoding = self.options.encoding as i32;
-        self.call(|rt, mut client, token| {
+        let encoding = self.conn.options.encoding as i32;
+        self.conn.call(|rt, mut client, token| {
             let mut req = Request::new(PullRequest { have_version: have, encoding });
             token.attach(&mut req);
             rt.block_on(async {
@@ -233,8 +252,8 @@ impl ParamStore for GrpcStore {
         if grad.len() != self.len() {
             return Err(DistError::Length { what: "gradient", got: grad.len(), expected: self.len() });
         }
-        let reply = self.call(|rt, mut client, token| {
-            let chunks = wire::encode(grad, self.options.encoding, worker as u32, base_version);
+        let reply = self.conn.call(|rt, mut client, token| {
+            let chunks = wire::encode(grad, self.conn.options.encoding, worker as u32, base_version);
             Ok(rt.block_on(client.push_gradient(Self::request_stream(chunks, token)))?.into_inner())
         })?;
         let (version, staleness) = (reply.version, reply.staleness);
@@ -250,8 +269,8 @@ impl ParamStore for GrpcStore {
             return Err(DistError::Length { what: "parameters", got: params.len(), expected: self.len() });
         }
         let mut back = vec![0.0f32; params.len()];
-        let version = self.call(|rt, mut client, token| {
-            let chunks = wire::encode(params, self.options.encoding, worker as u32, 0);
+        let version = self.conn.call(|rt, mut client, token| {
+            let chunks = wire::encode(params, self.conn.options.encoding, worker as u32, 0);
             rt.block_on(async {
                 let mut stream = client.push_params(Self::request_stream(chunks, token)).await?.into_inner();
                 read_tensor(&mut stream, &mut back).await
@@ -270,7 +289,7 @@ impl Coordinator for GrpcStore {
             episode_returns: episodes.iter().map(|e| e.0).collect(),
             episode_lengths: episodes.iter().map(|e| e.1).collect(),
         };
-        let reply = self.call(|rt, mut client, token| {
+        let reply = self.conn.call(|rt, mut client, token| {
             let mut req = Request::new(request.clone());
             token.attach(&mut req);
             Ok(rt.block_on(client.report(req))?.into_inner())

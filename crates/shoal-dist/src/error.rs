@@ -17,14 +17,14 @@ pub enum DistError {
     #[error("worker {worker} is out of range: the store expects workers 0..{workers}")]
     Worker { worker: usize, workers: usize },
     /// The server could not be reached (within the retry window).
-    #[error("cannot reach the parameter server at {addr}: {detail} (is `shoal ps` running there?)")]
-    Unreachable { addr: String, detail: String },
+    #[error("cannot reach the {server} at {addr}: {detail} (is it running there?)")]
+    Unreachable { server: &'static str, addr: String, detail: String },
     /// The server refused the client: wrong token, protocol version, model layout or shard.
-    #[error("the parameter server at {addr} refused this worker: {detail}")]
-    Refused { addr: String, detail: String },
+    #[error("the {server} at {addr} refused this worker: {detail}")]
+    Refused { server: &'static str, addr: String, detail: String },
     /// The server answered a call with an error.
-    #[error("the parameter server at {addr} failed a call: {detail}")]
-    Remote { addr: String, detail: String },
+    #[error("the {server} at {addr} failed a call: {detail}")]
+    Remote { server: &'static str, addr: String, detail: String },
     /// A malformed tensor stream.
     #[error("malformed tensor stream: {0}")]
     Wire(#[from] WireError),

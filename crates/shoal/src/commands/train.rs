@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use shoal_algo::checkpoint::{load_checkpoint, save_checkpoint, write_json};
 use shoal_algo::cluster::Topology;
+use shoal_algo::eval::EvalStop;
 use shoal_algo::{build_agent, learn, Agent, Callback, Control, LoopState, Progress, StopReason, TrainConfig};
 
 use crate::run::csv::CsvWriter;
@@ -171,8 +172,12 @@ pub fn run(args: &Args) -> Result<()> {
         state,
     };
     let mut progress = ProgressReporter { bar: bar.clone() };
-    let summary =
-        learn(agent.as_mut(), &config.stop, &mut state, &mut [&mut logger, &mut checkpointer, &mut progress])?;
+    let mut callbacks: Vec<&mut dyn Callback> = vec![&mut logger, &mut checkpointer, &mut progress];
+    let mut eval_stop = EvalStop::from_config(&config);
+    if let Some(eval_stop) = eval_stop.as_mut() {
+        callbacks.push(eval_stop);
+    }
+    let summary = learn(agent.as_mut(), &config.stop, &mut state, &mut callbacks)?;
     bar.finish_and_clear();
 
     save_checkpoint(agent.as_mut(), &state, &run_dir.checkpoint())?;

@@ -1,0 +1,767 @@
+//! Ape-X (Horgan et al., 2018): distributed prioritized experience replay.
+//!
+//! - N **actors**, actor i exploring with `εᵢ = ε^(1 + α·i/(N−1))` (ε = 0.4, α = 7), step
+//!   their own envs with a copy of the network, assemble n-step transitions, compute their
+//!   initial priorities `|δ|` locally (`δ = R + γᵏ·(1 − done)·Q(s', argmax Q(s')) − Q(s, a)` with
+//!   their own copy), insert them into the replay in batches, and pull the newest parameters
+//!   every `actor_pull_every` env steps.
+//! - One **learner** samples prioritized batches (importance exponent β annealed to 1 over the
+//!   run), takes a double-DQN step on the n-step targets with a target network, sends the new
+//!   `|δ|` back as priorities, and publishes its parameters to the parameter server every
+//!   `publish_every` updates. It never consumes data faster than `samples_per_insert` sampled
+//!   rows per inserted row (a rate limiter, as in DeepMind's Reverb), so the update-to-data
+//!   ratio does not depend on how the OS schedules actors and learner.
+//!
+//! The replay is a [`ReplayStore`] and the parameters a [`ParamStore`]: in memory for the
+//! embedded [`ApexAgent`] (actors as threads), or `shoal replay` and `shoal ps` over gRPC
+//! for actor and learner processes ([`run_actor`], [`run_learner`]) — the same [`Actor`] and
+//! [`Learner`] either way.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand_pcg::Pcg64Mcg;
+use serde::{Deserialize, Serialize};
+use shoal_dist::replay::{NStepAssembler, PrioritizedReplay, Sample, Step, Transitions};
+use shoal_dist::{Coordinator, LocalReplay, ParamServer, ParamStore, ReplayStore, UpdateMode};
+use shoal_env::{Actions, Space, VecEnv};
+use shoal_nn::{io, Adam, Model, QNetwork, QNetworkConfig, TdLoss};
+
+use crate::agent::{build_vec_env, section, Agent, LrSchedule, Metrics, Network};
+use crate::checkpoint::{read_json, write_json, CommonState};
+use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
+use crate::dqn::{diverged_hint, td_targets, td_update, TdStep};
+use crate::episodes::EpisodeTracker;
+use crate::error::{config_err, Result};
+use crate::explore::{argmax, epsilon_greedy};
+use crate::updater::{Link, Updater};
+
+/// Ape-X hyperparameters. The paper's values where CartPole allows (ε = 0.4, α = 7 for the
+/// actors' exploration, priority exponent 0.6, β from 0.4); the learner's DQN settings are
+/// `cartpole-dqn.toml`'s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApexConfig {
+    pub learning_rate: f64,
+    /// Anneal the learning rate linearly to 0 over `stop.env_steps`.
+    pub anneal_lr: bool,
+    /// Replay capacity in transitions.
+    pub buffer_size: usize,
+    pub gamma: f64,
+    pub n_step: usize,
+    pub batch_size: usize,
+    /// Priority exponent α: sampling ∝ pᵅ (0 = uniform).
+    pub priority_alpha: f64,
+    /// Importance-weight exponent β at the start, annealed linearly to 1 over the run.
+    pub priority_beta: f64,
+    /// Base exploration ε and exponent α of the actors' `εᵢ = ε^(1 + α·i/(N−1))`.
+    pub epsilon: f64,
+    pub epsilon_alpha: f64,
+    /// Learner updates between two copies of the online network into the target network.
+    pub target_network_frequency: u64,
+    /// Replay size at which the learner starts.
+    pub learning_starts: usize,
+    /// Transitions an actor gathers before inserting them (one call).
+    pub actor_batch: usize,
+    /// Env steps (per env) an actor takes between two parameter pulls.
+    pub actor_pull_every: u64,
+    /// Vector-env steps each actor takes per training iteration (embedded) or per report.
+    pub actor_steps: u64,
+    /// Learner updates between two parameter publishes.
+    pub publish_every: u64,
+    /// Most rows the learner samples per row inserted (update-to-data ratio × batch size).
+    pub samples_per_insert: f64,
+    /// `"mse"` or `"huber"`.
+    pub loss: String,
+    pub max_grad_norm: f64,
+    pub adam_eps: f64,
+    pub dueling: bool,
+    /// Save the replay with checkpoints, so a resumed run does not start with an empty one.
+    pub checkpoint_replay: bool,
+    pub net: NetConfig,
+}
+
+impl Default for ApexConfig {
+    fn default() -> Self {
+        ApexConfig {
+            learning_rate: 1e-3,
+            anneal_lr: false,
+            buffer_size: 100_000,
+            gamma: 0.98,
+            n_step: 3,
+            batch_size: 128,
+            priority_alpha: 0.6,
+            priority_beta: 0.4,
+            epsilon: 0.4,
+            epsilon_alpha: 7.0,
+            target_network_frequency: 250,
+            learning_starts: 1000,
+            actor_batch: 64,
+            actor_pull_every: 100,
+            actor_steps: 250,
+            publish_every: 10,
+            samples_per_insert: 32.0,
+            loss: "huber".into(),
+            max_grad_norm: 10.0,
+            adam_eps: 1e-8,
+            dueling: false,
+            checkpoint_replay: false,
+            net: NetConfig { hidden: vec![64, 64], activation: "relu".into() },
+        }
+    }
+}
+
+impl ApexConfig {
+    fn validate(&self) -> Result<TdLoss> {
+        check_range("apex.learning_rate", self.learning_rate, 0.0, 1.0)?;
+        check_range("apex.gamma", self.gamma, 0.0, 1.0)?;
+        check_range("apex.priority_alpha", self.priority_alpha, 0.0, 1.0)?;
+        check_range("apex.priority_beta", self.priority_beta, 0.0, 1.0)?;
+        check_range("apex.epsilon", self.epsilon, 0.0, 1.0)?;
+        check_range("apex.epsilon_alpha", self.epsilon_alpha, 0.0, 1e3)?;
+        check_range("apex.samples_per_insert", self.samples_per_insert, 1e-3, 1e6)?;
+        for (key, value) in [
+            ("apex.buffer_size", self.buffer_size),
+            ("apex.n_step", self.n_step),
+            ("apex.batch_size", self.batch_size),
+            ("apex.learning_starts", self.learning_starts),
+            ("apex.actor_batch", self.actor_batch),
+            ("apex.actor_pull_every", self.actor_pull_every as usize),
+            ("apex.actor_steps", self.actor_steps as usize),
+            ("apex.publish_every", self.publish_every as usize),
+            ("apex.target_network_frequency", self.target_network_frequency as usize),
+        ] {
+            check_positive(key, value)?;
+        }
+        match self.loss.as_str() {
+            "mse" => Ok(TdLoss::Mse),
+            "huber" => Ok(TdLoss::Huber { delta: 1.0 }),
+            other => Err(config_err(format!("apex.loss must be \"mse\" or \"huber\", got \"{other}\""))),
+        }
+    }
+
+    /// Actor `i` of `n`'s exploration rate, `ε^(1 + α·i/(n−1))` (ε itself for one actor).
+    pub fn actor_epsilon(&self, i: usize, n: usize) -> f64 {
+        if n <= 1 {
+            return self.epsilon;
+        }
+        self.epsilon.powf(1.0 + self.epsilon_alpha * i as f64 / (n - 1) as f64)
+    }
+
+    /// β at `progress` ∈ [0, 1] of the run.
+    pub fn beta(&self, progress: f64) -> f64 {
+        self.priority_beta + (1.0 - self.priority_beta) * progress.clamp(0.0, 1.0)
+    }
+
+    fn lr(&self) -> LrSchedule {
+        LrSchedule { learning_rate: self.learning_rate, anneal: self.anneal_lr }
+    }
+}
+
+/// What an Ape-X run's network and envs look like, from the config.
+struct Shape {
+    cfg: ApexConfig,
+    loss: TdLoss,
+    obs_dim: usize,
+    n_actions: usize,
+    actors: usize,
+}
+
+impl Shape {
+    fn new(config: &TrainConfig) -> Result<Self> {
+        let cfg = section(&config.apex, "apex")?.clone();
+        let loss = cfg.validate()?;
+        let env = build_vec_env(config)?;
+        let obs_dim = match env.single_observation_space() {
+            Space::Box { low, .. } => low.len(),
+            other => {
+                return Err(config_err(format!(
+                    "apex needs a Box observation space, but {} has {other}",
+                    config.env.id
+                )))
+            }
+        };
+        let n_actions = match env.single_action_space() {
+            Space::Discrete { n, start: 0 } => *n as usize,
+            other => {
+                return Err(config_err(format!(
+                    "apex needs a Discrete action space, but {} has {other}",
+                    config.env.id
+                )))
+            }
+        };
+        let actors = config.cluster().map_or(2, |c| c.workers);
+        Ok(Shape { cfg, loss, obs_dim, n_actions, actors })
+    }
+
+    /// The network every actor and the learner start from (the config's seed).
+    fn network(&self, config: &TrainConfig) -> Result<QNetwork<f32>> {
+        Ok(QNetwork::new(QNetworkConfig {
+            obs_dim: self.obs_dim,
+            n_actions: self.n_actions,
+            hidden: self.cfg.net.hidden.clone(),
+            activation: self.cfg.net.activation("apex")?,
+            dueling: self.cfg.dueling,
+            seed: config.seed,
+        })?)
+    }
+}
+
+/// The replay an Ape-X run's config describes (capacity, obs_dim, α), empty.
+pub fn replay_for(config: &TrainConfig) -> Result<PrioritizedReplay> {
+    let shape = Shape::new(config)?;
+    Ok(PrioritizedReplay::new(shape.cfg.buffer_size, shape.obs_dim, shape.cfg.priority_alpha)?)
+}
+
+/// Counters an actor reports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ActorStats {
+    pub inserted: u64,
+    pub pulls: u64,
+    /// Σ (store version − actor version) at each pull: how far behind the actor was acting.
+    pub lag_sum: u64,
+}
+
+/// One Ape-X actor: its envs, its copy of the network, its ε.
+pub struct Actor {
+    rank: usize,
+    epsilon: f64,
+    cfg: ApexConfig,
+    env: Box<dyn VecEnv>,
+    q: QNetwork<f32>,
+    link: Link,
+    nstep: NStepAssembler,
+    /// Assembled transitions waiting to be inserted, and their priorities.
+    outgoing: Transitions,
+    priorities: Vec<f32>,
+    rng: Pcg64Mcg,
+    episodes: EpisodeTracker,
+    env_steps: u64,
+    steps_since_pull: u64,
+    stats: ActorStats,
+    n_actions: usize,
+    // Scratch.
+    obs: Vec<f32>,
+    actions: Vec<i64>,
+    targets: Vec<f32>,
+}
+
+impl Actor {
+    /// Actor `rank` of the config's `cluster.workers`, its envs seeded apart from the others'.
+    pub fn new(config: &TrainConfig, rank: usize, store: Arc<dyn ParamStore>) -> Result<Self> {
+        let shape = Shape::new(config)?;
+        let mut own = config.clone();
+        own.seed = config.seed.wrapping_add(10_000 * rank as u64);
+        let env = build_vec_env(&own)?;
+        let num_envs = config.env.num_envs;
+        Ok(Actor {
+            rank,
+            epsilon: shape.cfg.actor_epsilon(rank, shape.actors),
+            q: shape.network(config)?,
+            link: Link::new(store, rank),
+            nstep: NStepAssembler::new(num_envs, shape.cfg.n_step, shape.cfg.gamma),
+            outgoing: Transitions::new(shape.obs_dim),
+            priorities: Vec::new(),
+            rng: Pcg64Mcg::seed_from_u64(own.seed.wrapping_add(0xac7)),
+            episodes: EpisodeTracker::default(),
+            env_steps: 0,
+            steps_since_pull: u64::MAX,
+            stats: ActorStats::default(),
+            n_actions: shape.n_actions,
+            obs: Vec::new(),
+            actions: vec![0; num_envs],
+            targets: Vec::new(),
+            cfg: shape.cfg,
+            env,
+        })
+    }
+
+    pub fn epsilon(&self) -> f64 {
+        self.epsilon
+    }
+
+    /// Pulls the newest parameters when `actor_pull_every` steps have passed.
+    fn maybe_pull(&mut self) -> Result<()> {
+        if self.steps_since_pull < self.cfg.actor_pull_every {
+            return Ok(());
+        }
+        self.steps_since_pull = 0;
+        let latest = self.link.store.version();
+        self.stats.lag_sum += self.link.version.map_or(0, |v| latest.saturating_sub(v));
+        self.stats.pulls += 1;
+        if let Some(version) = self.link.store.pull(self.link.version, self.q.params_mut())? {
+            self.link.version = Some(version);
+        }
+        Ok(())
+    }
+
+    /// Takes `steps` ε-greedy vector steps, inserting every `actor_batch` completed
+    /// transitions into `replay`.
+    pub fn act(&mut self, steps: u64, replay: &dyn ReplayStore) -> Result<()> {
+        let (n, d) = (self.actions.len(), self.outgoing.obs_dim);
+        for _ in 0..steps {
+            self.maybe_pull()?;
+            self.obs.clear();
+            self.obs.extend_from_slice(&self.env.batch().obs);
+            let q = self.q.q_values(&self.obs, n)?;
+            for (i, a) in self.actions.iter_mut().enumerate() {
+                let row = &q[i * self.n_actions..(i + 1) * self.n_actions];
+                *a = epsilon_greedy(row, self.epsilon, &mut self.rng) as i64;
+            }
+            self.env.step(Actions::Discrete(&self.actions))?;
+            self.env_steps += n as u64;
+            self.steps_since_pull += 1;
+            let batch = self.env.batch();
+            self.episodes.record_batch(batch);
+            for i in 0..n {
+                let step = Step {
+                    obs: &self.obs[i * d..(i + 1) * d],
+                    action: self.actions[i] as f32,
+                    reward: batch.rewards[i],
+                    next_obs: batch.final_obs(i).unwrap_or_else(|| batch.obs_row(i)),
+                    terminated: batch.terminated[i],
+                    episode_end: batch.done(i),
+                };
+                self.nstep.add(i, step, &mut self.outgoing);
+            }
+            if self.outgoing.len() >= self.cfg.actor_batch {
+                self.flush(replay)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts the waiting transitions with priorities `|δ|` from this actor's network.
+    fn flush(&mut self, replay: &dyn ReplayStore) -> Result<()> {
+        let rows = self.outgoing.len();
+        td_targets(&mut self.q, None, &self.outgoing, true, self.n_actions, &mut self.targets)?;
+        let q = self.q.q_values(&self.outgoing.obs, rows)?;
+        self.priorities.clear();
+        for (i, &y) in self.targets.iter().enumerate() {
+            let taken = q[i * self.n_actions + self.outgoing.actions[i] as usize];
+            self.priorities.push((y - taken).abs());
+        }
+        replay.insert(&self.outgoing, Some(&self.priorities))?;
+        self.stats.inserted += rows as u64;
+        self.outgoing.clear();
+        Ok(())
+    }
+
+    pub fn env_steps(&self) -> u64 {
+        self.env_steps
+    }
+
+    pub fn stats(&self) -> ActorStats {
+        self.stats
+    }
+
+    pub fn episodes_mut(&mut self) -> &mut EpisodeTracker {
+        &mut self.episodes
+    }
+}
+
+/// Counters of the learner.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LearnerStats {
+    pub updates: u64,
+    pub sampled: u64,
+    pub loss: f64,
+    pub mean_q: f64,
+}
+
+/// The Ape-X learner: online and target networks, and where its parameters are published.
+pub struct Learner {
+    cfg: ApexConfig,
+    loss: TdLoss,
+    n_actions: usize,
+    q: QNetwork<f32>,
+    target: QNetwork<f32>,
+    /// Adam, publishing the parameters every `publish_every` steps once attached.
+    updater: Updater,
+    stats: LearnerStats,
+    sample: Sample,
+    targets: Vec<f32>,
+    grads: Vec<f32>,
+    priorities: Vec<f32>,
+}
+
+impl Learner {
+    pub fn new(config: &TrainConfig) -> Result<Self> {
+        let shape = Shape::new(config)?;
+        let q = shape.network(config)?;
+        Ok(Learner {
+            updater: Updater::Local(Box::new(Adam::new(q.layout().len(), 0.9, 0.999, shape.cfg.adam_eps))),
+            grads: vec![0.0; q.layout().len()],
+            target: q.clone(),
+            q,
+            loss: shape.loss,
+            n_actions: shape.n_actions,
+            stats: LearnerStats::default(),
+            sample: Sample::default(),
+            targets: Vec::new(),
+            priorities: Vec::new(),
+            cfg: shape.cfg,
+        })
+    }
+
+    /// Publishes the parameters to `store` every `publish_every` updates (as the only
+    /// worker of an averaging round of one: what it pushes becomes the store's parameters).
+    pub fn publish_to(&mut self, store: Arc<dyn ParamStore>) {
+        self.updater.attach(Link::new(store, 0), Some(self.cfg.publish_every));
+    }
+
+    /// Whether the rate limiter lets the learner take a batch now, given the replay's size
+    /// and how many rows have been inserted.
+    pub fn may_sample(&self, len: u64, inserted: u64) -> bool {
+        len >= self.cfg.learning_starts as u64
+            && (self.stats.sampled + self.cfg.batch_size as u64) as f64 <= self.cfg.samples_per_insert * inserted as f64
+    }
+
+    /// One prioritized double-DQN update: sample, step, send back `|δ|`, maybe copy the target.
+    pub fn update(&mut self, replay: &dyn ReplayStore, progress: f64) -> Result<()> {
+        let b = self.cfg.batch_size;
+        replay.sample(b, self.cfg.beta(progress), &mut self.sample)?;
+        let batch = &self.sample.batch;
+        td_targets(&mut self.q, Some(&mut self.target), batch, true, self.n_actions, &mut self.targets)?;
+        let step = TdStep {
+            batch,
+            targets: &self.targets,
+            weights: Some(&self.sample.weights),
+            kind: self.loss,
+            max_grad_norm: self.cfg.max_grad_norm,
+            lr: self.cfg.lr().at(progress) as f32,
+        };
+        let (loss, mean_q) = td_update(&mut self.q, &mut self.updater, &mut self.grads, step)
+            .map_err(|e| diverged_hint(e, self.stats.updates, "apex"))?;
+        self.priorities.clear();
+        self.priorities.extend(self.q.td_errors().iter().map(|e| e.abs()));
+        replay.update_priorities(&self.sample.keys, &self.priorities)?;
+        self.stats =
+            LearnerStats { updates: self.stats.updates + 1, sampled: self.stats.sampled + b as u64, loss, mean_q };
+        if self.stats.updates % self.cfg.target_network_frequency == 0 {
+            self.target.params_mut().copy_from_slice(self.q.params());
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> LearnerStats {
+        self.stats
+    }
+
+    pub fn params(&self) -> &[f32] {
+        self.q.params()
+    }
+}
+
+/// Rates over one stretch of a run, for metrics.
+struct Rates {
+    start: Instant,
+    replay: shoal_dist::ReplayStats,
+    updates: u64,
+    env_steps: u64,
+}
+
+impl Rates {
+    fn new(replay: shoal_dist::ReplayStats, updates: u64, env_steps: u64) -> Self {
+        Rates { start: Instant::now(), replay, updates, env_steps }
+    }
+
+    /// Replay, learner and actor metrics since `self`, and a new starting point.
+    fn metrics(&self, replay: shoal_dist::ReplayStats, learner: LearnerStats, env_steps: u64) -> (Metrics, Rates) {
+        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+        let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
+        let metrics = vec![
+            ("loss/td", learner.loss),
+            ("loss/q_values", learner.mean_q),
+            ("charts/updates", learner.updates as f64),
+            ("replay/size", replay.len as f64),
+            ("replay/insert_per_sec", rate(replay.inserted, self.replay.inserted)),
+            ("replay/sample_per_sec", rate(replay.sampled, self.replay.sampled)),
+            ("replay/priority_mean", replay.priority_mean),
+            ("replay/stale_updates", replay.stale_updates as f64),
+            ("learner/updates_per_sec", rate(learner.updates, self.updates)),
+            ("actors/env_steps_per_sec", rate(env_steps, self.env_steps)),
+        ];
+        (metrics, Rates::new(replay, learner.updates, env_steps))
+    }
+}
+
+/// Ape-X in one process: actor threads and the learner around an in-memory replay and
+/// parameter server.
+pub struct ApexAgent {
+    cfg: ApexConfig,
+    actors: Vec<Actor>,
+    learner: Learner,
+    replay: Arc<LocalReplay>,
+    server: Arc<ParamServer>,
+    episodes: EpisodeTracker,
+    /// Where the current stretch of rates started.
+    rates: Rates,
+    n_actions: usize,
+    obs_dim: usize,
+    predict_rng: Pcg64Mcg,
+}
+
+impl ApexAgent {
+    pub fn new(config: &TrainConfig) -> Result<Self> {
+        let shape = Shape::new(config)?;
+        let mut learner = Learner::new(config)?;
+        let server = Arc::new(publishing_server(&learner)?);
+        learner.publish_to(Arc::clone(&server) as Arc<dyn ParamStore>);
+        let replay = Arc::new(LocalReplay::new(replay_for(config)?, config.seed.wrapping_add(0x4e91a7)));
+        let actors = (0..shape.actors)
+            .map(|rank| Actor::new(config, rank, Arc::clone(&server) as Arc<dyn ParamStore>))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ApexAgent {
+            cfg: shape.cfg,
+            actors,
+            learner,
+            replay,
+            server,
+            episodes: EpisodeTracker::default(),
+            rates: Rates::new(Default::default(), 0, 0),
+            n_actions: shape.n_actions,
+            obs_dim: shape.obs_dim,
+            predict_rng: Pcg64Mcg::seed_from_u64(config.seed),
+        })
+    }
+
+    /// Parameter lag of the actors: mean over their pulls of (server version − actor version).
+    fn parameter_lag(&self) -> f64 {
+        let (lag, pulls) = self.actors.iter().fold((0, 0), |(l, p), a| (l + a.stats.lag_sum, p + a.stats.pulls));
+        lag as f64 / pulls.max(1) as f64
+    }
+}
+
+/// The parameter server a learner publishes to: its parameters, replaced by each push.
+pub fn publishing_server(learner: &Learner) -> Result<ParamServer> {
+    let len = learner.params().len();
+    let optimizer = Box::new(Adam::new(len, 0.9, 0.999, 1e-8));
+    let mode = UpdateMode::Average { workers: 1, timeout: Duration::from_secs(10) };
+    Ok(ParamServer::new(learner.params().to_vec(), optimizer, learner.cfg.learning_rate as f32, mode))
+}
+
+/// What the embedded agent keeps in `state.json` besides the networks.
+#[derive(Serialize, Deserialize)]
+struct ApexState {
+    episodes: EpisodeTracker,
+    env_steps: Vec<u64>,
+    updates: u64,
+    sampled: u64,
+    replay_saved: bool,
+}
+
+impl Agent for ApexAgent {
+    fn algo(&self) -> Algo {
+        Algo::Apex
+    }
+
+    /// Each actor takes `actor_steps` vector steps on its own thread while the learner
+    /// updates on this one as the rate limiter allows; then the learner catches up to the
+    /// limit, so every iteration has the same update-to-data ratio.
+    fn train_iteration(&mut self, progress: f64) -> Result<Metrics> {
+        let steps = self.cfg.actor_steps;
+        let replay: &LocalReplay = &self.replay;
+        let running = AtomicUsize::new(self.actors.len());
+        let learner = &mut self.learner;
+        let results = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .actors
+                .iter_mut()
+                .map(|actor| {
+                    let running = &running;
+                    scope.spawn(move || {
+                        let result = actor.act(steps, replay);
+                        running.fetch_sub(1, Ordering::Release);
+                        result
+                    })
+                })
+                .collect();
+            let learned = (|| -> Result<()> {
+                loop {
+                    let actors_done = running.load(Ordering::Acquire) == 0;
+                    let stats = replay.stats()?;
+                    if learner.may_sample(stats.len, stats.inserted) {
+                        learner.update(replay, progress)?;
+                    } else if actors_done {
+                        return Ok(());
+                    } else {
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                }
+            })();
+            let mut out: Vec<Result<()>> = handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(config_err("an Ape-X actor thread panicked"))))
+                .collect();
+            out.push(learned);
+            out
+        });
+        results.into_iter().collect::<Result<Vec<()>>>()?;
+        for actor in &mut self.actors {
+            actor.episodes_mut().drain_into(&mut self.episodes);
+        }
+        let replay_stats = self.replay.stats()?;
+        let env_steps = self.env_steps();
+        let (mut metrics, next) = self.rates.metrics(replay_stats, self.learner.stats(), env_steps);
+        self.rates = next;
+        metrics.extend([
+            ("apex/parameter_lag", self.parameter_lag()),
+            ("apex/beta", self.cfg.beta(progress)),
+            ("charts/learning_rate", self.cfg.lr().at(progress)),
+        ]);
+        Ok(metrics)
+    }
+
+    fn env_steps(&self) -> u64 {
+        self.actors.iter().map(|a| a.env_steps).sum()
+    }
+
+    fn episodes(&self) -> &EpisodeTracker {
+        &self.episodes
+    }
+
+    fn episodes_mut(&mut self) -> &mut EpisodeTracker {
+        &mut self.episodes
+    }
+
+    fn network(&mut self) -> Option<Network<'_>> {
+        let layout = self.learner.q.layout().clone();
+        Some(Network {
+            params: self.learner.q.params_mut(),
+            layout,
+            updater: &mut self.learner.updater,
+            lr: self.cfg.lr(),
+        })
+    }
+
+    fn obs_dim(&self) -> usize {
+        self.obs_dim
+    }
+
+    fn action_dim(&self) -> usize {
+        1
+    }
+
+    /// The learner's greedy action (or ε-greedy with the greediest actor's ε).
+    fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
+        let na = self.n_actions;
+        let epsilon = self.actors.last().map_or(0.0, |a| a.epsilon);
+        let q = self.learner.q.q_values(obs, rows)?;
+        for (a, row) in actions.iter_mut().zip(q.chunks_exact(na)) {
+            *a = if deterministic { argmax(row) } else { epsilon_greedy(row, epsilon, &mut self.predict_rng) } as f32;
+        }
+        Ok(())
+    }
+
+    /// The learner's networks and optimizer, every actor's envs and RNG, and (with
+    /// `apex.checkpoint_replay`) the replay.
+    fn save(&mut self, dir: &Path) -> Result<()> {
+        let learner = &self.learner;
+        io::save(&dir.join("model.safetensors"), &learner.q, learner.updater.optimizer(), &Default::default())?;
+        io::save(&dir.join("target.safetensors"), &learner.target, None, &Default::default())?;
+        for actor in &mut self.actors {
+            let common = CommonState::capture(actor.env_steps, &actor.rng, &actor.episodes, actor.env.as_mut())?;
+            write_json(&dir.join(format!("actor-{}.json", actor.rank)), &common)?;
+        }
+        if self.cfg.checkpoint_replay {
+            self.replay.save(&dir.join("replay.safetensors"))?;
+        }
+        let state = ApexState {
+            episodes: self.episodes.clone(),
+            env_steps: self.actors.iter().map(|a| a.env_steps).collect(),
+            updates: learner.stats.updates,
+            sampled: learner.stats.sampled,
+            replay_saved: self.cfg.checkpoint_replay,
+        };
+        write_json(&dir.join("state.json"), &state)
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<()> {
+        let state: ApexState = read_json(&dir.join("state.json"))?;
+        let learner = &mut self.learner;
+        io::load(&dir.join("model.safetensors"), &mut learner.q, learner.updater.optimizer_mut())?;
+        io::load(&dir.join("target.safetensors"), &mut learner.target, None)?;
+        learner.stats.updates = state.updates;
+        learner.stats.sampled = state.sampled;
+        self.server.with_state(|params, _, _| params.copy_from_slice(learner.q.params()));
+        for actor in &mut self.actors {
+            let path = dir.join(format!("actor-{}.json", actor.rank));
+            if !path.exists() {
+                continue; // A checkpoint of a run with fewer actors: the extra ones start fresh.
+            }
+            let common: CommonState = read_json(&path)?;
+            actor.env.restore(&common.env)?;
+            actor.env_steps = common.env_steps;
+            actor.rng = common.rng;
+            actor.episodes = common.episodes;
+            actor.link.version = None;
+            actor.steps_since_pull = u64::MAX;
+        }
+        if state.replay_saved && self.cfg.checkpoint_replay {
+            self.replay.load(&dir.join("replay.safetensors"))?;
+        }
+        self.episodes = state.episodes;
+        Ok(())
+    }
+}
+
+/// An actor process's loop: act `actor_steps` steps, report steps and episodes to
+/// `coordinator`, until it says stop. Returns the actor's env steps.
+pub fn run_actor(
+    config: &TrainConfig,
+    rank: usize,
+    store: Arc<dyn ParamStore>,
+    replay: &dyn ReplayStore,
+    coordinator: &dyn Coordinator,
+) -> Result<u64> {
+    let mut actor = Actor::new(config, rank, store)?;
+    let steps = actor.cfg.actor_steps;
+    let mut status = coordinator.report(rank, 0, &[])?;
+    let mut reported = 0;
+    while !status.stop {
+        actor.act(steps, replay)?;
+        let mut finished = EpisodeTracker::default();
+        actor.episodes.drain_into(&mut finished);
+        status = coordinator.report(rank, actor.env_steps - reported, &finished.recent())?;
+        reported = actor.env_steps;
+    }
+    Ok(actor.env_steps)
+}
+
+/// The learner process's loop: update as the rate limiter allows, publishing to `store`,
+/// until `coordinator` says stop (asked every `check_every`). Returns its final statistics
+/// and parameters.
+pub fn run_learner(
+    config: &TrainConfig,
+    store: Arc<dyn ParamStore>,
+    replay: &dyn ReplayStore,
+    coordinator: &dyn Coordinator,
+    rank: usize,
+) -> Result<(LearnerStats, Vec<f32>)> {
+    let mut learner = Learner::new(config)?;
+    learner.publish_to(store);
+    let budget = config.stop.env_steps;
+    let check_every = Duration::from_millis(200);
+    let mut status = coordinator.report(rank, 0, &[])?;
+    let mut last_check = Instant::now();
+    let mut replay_stats = replay.stats()?;
+    while !status.stop {
+        let progress = budget.map_or(0.0, |b| (status.total_env_steps as f64 / b as f64).min(1.0));
+        if learner.may_sample(replay_stats.len, replay_stats.inserted) {
+            learner.update(replay, progress)?;
+        } else {
+            std::thread::sleep(Duration::from_millis(1));
+            replay_stats = replay.stats()?;
+        }
+        if last_check.elapsed() >= check_every {
+            status = coordinator.report(rank, 0, &[])?;
+            replay_stats = replay.stats()?;
+            last_check = Instant::now();
+        }
+    }
+    Ok((learner.stats(), learner.q.params().to_vec()))
+}
