@@ -1,11 +1,13 @@
-//! Compiles `proto/shoal_ps.proto` with protox (a protobuf compiler written in Rust), so a
-//! build needs no system `protoc`.
+//! Compiles `proto/shoal_ps.proto` and `proto/shoal_replay.proto` with protox (a protobuf
+//! compiler written in Rust), so a build needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
-    let proto = format!("{proto_dir}/shoal_ps.proto");
-    println!("cargo:rerun-if-changed={proto}");
-    let descriptors = protox::compile([&proto], [proto_dir])?;
+    let protos = [format!("{proto_dir}/shoal_ps.proto"), format!("{proto_dir}/shoal_replay.proto")];
+    for proto in &protos {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let descriptors = protox::compile(&protos, [proto_dir])?;
     // Tensor bytes as `bytes::Bytes`: decoding slices the received buffer instead of copying.
     tonic_prost_build::configure().bytes(".shoal.ps.v1.Chunk.data").compile_fds(descriptors)?;
     Ok(())

@@ -32,7 +32,9 @@ pub use client::{ClientOptions, ClientTls, GrpcStore};
 pub use error::{DistError, Result};
 pub use monitor::{Coordinator, RunMonitor, RunStatus, RunTotals, StopRule};
 pub use proto::Encoding;
-pub use replay::{LocalReplay, PrioritizedReplay, ReplayStats, ReplayStore, Sample, Transitions};
+pub use replay::{
+    spawn_replay, GrpcReplay, LocalReplay, PrioritizedReplay, ReplayStats, ReplayStore, Sample, Transitions,
+};
 pub use server::{CheckpointPolicy, ParamServer, ServerStats};
 pub use service::{spawn, ServerHandle, ServerTls, ServiceConfig, ShardInfo};
 pub use sharded::{shard_range, ShardedStore};

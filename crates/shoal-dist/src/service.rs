@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
+use tonic::transport::server::Router;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Token;
@@ -279,15 +280,33 @@ pub fn spawn(
     monitor: Option<Arc<RunMonitor>>,
     cfg: ServiceConfig,
 ) -> Result<ServerHandle> {
+    let tls = cfg.tls.clone();
+    let service = ParamServiceServer::new(PsService { store, monitor, cfg })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    spawn_service(listen, tls.as_ref(), "shoal-ps", move |server| server.add_service(service))
+}
+
+/// Serves what `route` adds to a configured server on `listen`, from a background thread
+/// named `name` with its own tokio runtime.
+pub(crate) fn spawn_service(
+    listen: &str,
+    tls: Option<&ServerTls>,
+    name: &str,
+    route: impl FnOnce(&mut tonic::transport::Server) -> Router + Send + 'static,
+) -> Result<ServerHandle> {
     let listener =
         std::net::TcpListener::bind(listen).map_err(|e| DistError::Setup(format!("cannot listen on {listen}: {e}")))?;
     let addr = listener.local_addr().map_err(|e| DistError::Setup(format!("cannot read the bound address: {e}")))?;
     listener.set_nonblocking(true).map_err(|e| DistError::Setup(format!("cannot configure the socket: {e}")))?;
     let (tx, rx) = oneshot::channel::<()>();
-    let builder = server_builder(cfg.tls.as_ref())?;
-    let service = PsService { store, monitor, cfg };
+    let mut builder = server_builder(tls)?
+        .tcp_nodelay(true)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME);
     let thread = std::thread::Builder::new()
-        .name(format!("shoal-ps-{addr}"))
+        .name(format!("{name}-{addr}"))
         .spawn(move || -> Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -297,20 +316,11 @@ pub fn spawn(
             let served = runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)
                     .map_err(|e| DistError::Setup(format!("cannot register the socket: {e}")))?;
-                let service = ParamServiceServer::new(service)
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES);
-                let serve = builder
-                    .tcp_nodelay(true)
-                    .initial_stream_window_size(STREAM_WINDOW)
-                    .initial_connection_window_size(CONNECTION_WINDOW)
-                    .max_frame_size(MAX_FRAME)
-                    .add_service(service)
-                    .serve_with_incoming(TcpListenerStream::new(listener).map(|conn| {
-                        // The builder's tcp_nodelay covers only sockets it accepts itself:
-                        // without this, Nagle and delayed ACKs add ~40 ms to small calls.
-                        conn.and_then(|c| c.set_nodelay(true).map(|()| c))
-                    }));
+                let serve = route(&mut builder).serve_with_incoming(TcpListenerStream::new(listener).map(|conn| {
+                    // The builder's tcp_nodelay covers only sockets it accepts itself:
+                    // without this, Nagle and delayed ACKs add ~40 ms to small calls.
+                    conn.and_then(|c| c.set_nodelay(true).map(|()| c))
+                }));
                 // Stopping drops every connection at once (clients keep idle HTTP/2
                 // connections open, so a graceful drain could wait forever); clients see the
                 // server as unreachable and retry.

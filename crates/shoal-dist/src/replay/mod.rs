@@ -1,7 +1,7 @@
 //! Experience replay as a service, for Ape-X: actors insert n-step transitions with initial
 //! priorities, a learner samples prioritized batches and sends back new priorities. The
 //! [`ReplayStore`] trait is what both sides call; [`LocalReplay`] serves threads of one process,
-//! [`crate::GrpcReplay`] a `shoal replay` process over gRPC.
+//! [`GrpcReplay`] a `shoal replay` process over gRPC.
 //!
 //! The pieces, bottom up: [`Transitions`] (contiguous columns) and [`TransitionRing`] (the
 //! ring they live in), [`NStepAssembler`] (per-env n-step windows, on the actor side),
@@ -10,6 +10,7 @@
 
 mod nstep;
 mod prioritized;
+mod remote;
 mod transitions;
 mod tree;
 
@@ -21,6 +22,7 @@ use rand_pcg::Pcg64Mcg;
 
 pub use nstep::{NStepAssembler, PendingStep, Step};
 pub use prioritized::{PrioritizedReplay, MIN_PRIORITY};
+pub use remote::{max_rows_per_message, spawn_replay, GrpcReplay};
 pub use transitions::{Row, TransitionRing, Transitions};
 pub use tree::{MinTree, SumTree};
 
