@@ -26,12 +26,13 @@ use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 use shoal_dist::replay::{NStepAssembler, PrioritizedReplay, Sample, Step, Transitions};
-use shoal_dist::{Coordinator, LocalReplay, ParamServer, ParamStore, ReplayStore, UpdateMode};
+use shoal_dist::{Coordinator, LocalReplay, ParamServer, ParamStore, ReplayStats, ReplayStore};
 use shoal_env::{Actions, Space, VecEnv};
 use shoal_nn::{io, Adam, Model, QNetwork, QNetworkConfig, TdLoss};
 
 use crate::agent::{build_vec_env, section, Agent, LrSchedule, Metrics, Network};
 use crate::checkpoint::{read_json, write_json, CommonState};
+use crate::cluster::ServerSpec;
 use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
 use crate::dqn::{diverged_hint, td_targets, td_update, TdStep};
 use crate::episodes::EpisodeTracker;
@@ -72,8 +73,11 @@ pub struct ApexConfig {
     pub actor_steps: u64,
     /// Learner updates between two parameter publishes.
     pub publish_every: u64,
-    /// Most rows the learner samples per row inserted (update-to-data ratio × batch size).
+    /// Rows sampled per row inserted (update-to-data ratio × batch size), enforced on both
+    /// sides: the learner waits for data, actors wait for the learner once they are more than
+    /// `rate_limit_buffer` rows ahead (DeepMind Reverb's SampleToInsertRatio).
     pub samples_per_insert: f64,
+    pub rate_limit_buffer: usize,
     /// `"mse"` or `"huber"`.
     pub loss: String,
     pub max_grad_norm: f64,
@@ -104,6 +108,7 @@ impl Default for ApexConfig {
             actor_steps: 250,
             publish_every: 10,
             samples_per_insert: 32.0,
+            rate_limit_buffer: 2000,
             loss: "huber".into(),
             max_grad_norm: 10.0,
             adam_eps: 1e-8,
@@ -208,6 +213,11 @@ impl Shape {
             seed: config.seed,
         })?)
     }
+}
+
+/// The width of the transitions' observations in an Ape-X run.
+pub fn obs_dim(config: &TrainConfig) -> Result<usize> {
+    Ok(Shape::new(config)?.obs_dim)
 }
 
 /// The replay an Ape-X run's config describes (capacity, obs_dim, α), empty.
@@ -344,9 +354,25 @@ impl Actor {
             let taken = q[i * self.n_actions + self.outgoing.actions[i] as usize];
             self.priorities.push((y - taken).abs());
         }
-        replay.insert(&self.outgoing, Some(&self.priorities))?;
+        let stats = replay.insert(&self.outgoing, Some(&self.priorities))?;
         self.stats.inserted += rows as u64;
         self.outgoing.clear();
+        self.throttle(replay, stats)
+    }
+
+    /// Waits while the actors are more than `rate_limit_buffer` rows ahead of what the learner
+    /// has consumed — at most a second per insert, so an actor still makes progress (and
+    /// hears a stop) when the learner is gone.
+    fn throttle(&mut self, replay: &dyn ReplayStore, mut stats: ReplayStats) -> Result<()> {
+        let ahead = |s: &ReplayStats| {
+            let consumed = s.sampled as f64 / self.cfg.samples_per_insert;
+            s.inserted as f64 > (self.cfg.learning_starts + self.cfg.rate_limit_buffer) as f64 + consumed
+        };
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while ahead(&stats) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(500));
+            stats = replay.stats()?;
+        }
         Ok(())
     }
 
@@ -451,26 +477,28 @@ impl Learner {
         self.stats
     }
 
-    pub fn params(&self) -> &[f32] {
-        self.q.params()
+    /// The online network as a parameter server sees it.
+    fn network(&mut self) -> Network<'_> {
+        let layout = self.q.layout().clone();
+        Network { params: self.q.params_mut(), layout, updater: &mut self.updater, lr: self.cfg.lr() }
     }
 }
 
 /// Rates over one stretch of a run, for metrics.
 struct Rates {
     start: Instant,
-    replay: shoal_dist::ReplayStats,
+    replay: ReplayStats,
     updates: u64,
     env_steps: u64,
 }
 
 impl Rates {
-    fn new(replay: shoal_dist::ReplayStats, updates: u64, env_steps: u64) -> Self {
+    fn new(replay: ReplayStats, updates: u64, env_steps: u64) -> Self {
         Rates { start: Instant::now(), replay, updates, env_steps }
     }
 
     /// Replay, learner and actor metrics since `self`, and a new starting point.
-    fn metrics(&self, replay: shoal_dist::ReplayStats, learner: LearnerStats, env_steps: u64) -> (Metrics, Rates) {
+    fn metrics(&self, replay: ReplayStats, learner: LearnerStats, env_steps: u64) -> (Metrics, Rates) {
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
         let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 / secs;
         let metrics = vec![
@@ -509,7 +537,8 @@ impl ApexAgent {
     pub fn new(config: &TrainConfig) -> Result<Self> {
         let shape = Shape::new(config)?;
         let mut learner = Learner::new(config)?;
-        let server = Arc::new(publishing_server(&learner)?);
+        let cluster = config.cluster().unwrap_or_default();
+        let server = Arc::new(ServerSpec::from_network(config, learner.network())?.server(&cluster, 0, 1));
         learner.publish_to(Arc::clone(&server) as Arc<dyn ParamStore>);
         let replay = Arc::new(LocalReplay::new(replay_for(config)?, config.seed.wrapping_add(0x4e91a7)));
         let actors = (0..shape.actors)
@@ -534,14 +563,6 @@ impl ApexAgent {
         let (lag, pulls) = self.actors.iter().fold((0, 0), |(l, p), a| (l + a.stats.lag_sum, p + a.stats.pulls));
         lag as f64 / pulls.max(1) as f64
     }
-}
-
-/// The parameter server a learner publishes to: its parameters, replaced by each push.
-pub fn publishing_server(learner: &Learner) -> Result<ParamServer> {
-    let len = learner.params().len();
-    let optimizer = Box::new(Adam::new(len, 0.9, 0.999, 1e-8));
-    let mode = UpdateMode::Average { workers: 1, timeout: Duration::from_secs(10) };
-    Ok(ParamServer::new(learner.params().to_vec(), optimizer, learner.cfg.learning_rate as f32, mode))
 }
 
 /// What the embedded agent keeps in `state.json` besides the networks.
@@ -629,13 +650,7 @@ impl Agent for ApexAgent {
     }
 
     fn network(&mut self) -> Option<Network<'_>> {
-        let layout = self.learner.q.layout().clone();
-        Some(Network {
-            params: self.learner.q.params_mut(),
-            layout,
-            updater: &mut self.learner.updater,
-            lr: self.cfg.lr(),
-        })
+        Some(self.learner.network())
     }
 
     fn obs_dim(&self) -> usize {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use shoal_dist::{shard_range, Coordinator, ParamServer, ParamStore, ShardedStore, StopRule, UpdateMode};
 use shoal_nn::{Optimizer, ParamLayout};
 
-use crate::agent::{Agent, LrSchedule, Metrics};
+use crate::agent::{Agent, LrSchedule, Metrics, Network};
 use crate::checkpoint::{read_json, write_json};
 use crate::config::{check_positive, check_range, Algo, TrainConfig};
 use crate::episodes::EpisodeTracker;
@@ -179,25 +179,43 @@ pub struct ServerSpec {
     optimizer: Box<dyn Optimizer<f32>>,
     /// The server's learning rate over the run.
     pub lr: LrSchedule,
+    /// Ape-X's learner publishes its parameters (an averaging round of one worker);
+    /// otherwise the cluster's mode applies.
+    publishes: bool,
 }
 
 impl ServerSpec {
     pub fn new(config: &TrainConfig) -> Result<Self> {
         let mut agent = worker_agent(config, 0)?;
         let network = agent.network().ok_or_else(|| config_err("this algorithm has no network to distribute"))?;
+        Self::from_network(config, network)
+    }
+
+    /// The spec of an agent's `network` (its initial parameters and optimizer).
+    pub fn from_network(config: &TrainConfig, network: Network<'_>) -> Result<Self> {
         let optimizer = network
             .updater
             .optimizer()
             .map(|o| o.fresh(network.params.len()))
             .ok_or_else(|| config_err("the agent's optimizer is already remote"))?;
-        Ok(ServerSpec { params: network.params.to_vec(), layout: network.layout.clone(), optimizer, lr: network.lr })
+        Ok(ServerSpec {
+            params: network.params.to_vec(),
+            layout: network.layout.clone(),
+            optimizer,
+            lr: network.lr,
+            publishes: config.algo == Algo::Apex,
+        })
     }
 
     /// The server of shard `index` of `count`.
     pub fn server(&self, cluster: &ClusterConfig, index: usize, count: usize) -> ParamServer {
         let range = shard_range(self.params.len(), index, count);
         let optimizer = self.optimizer.fresh(range.len());
-        ParamServer::new(self.params[range].to_vec(), optimizer, self.lr.learning_rate as f32, cluster.update_mode())
+        let mode = match self.publishes {
+            true => UpdateMode::Average { workers: 1, timeout: Duration::from_secs_f64(cluster.round_timeout) },
+            false => cluster.update_mode(),
+        };
+        ParamServer::new(self.params[range].to_vec(), optimizer, self.lr.learning_rate as f32, mode)
     }
 
     /// The layout a shard's checkpoint is written with: the model's own names for a single

@@ -83,6 +83,12 @@ impl RunMonitor {
         }
     }
 
+    /// Ends the run at the next report: a criterion the server checks itself was met (a
+    /// deterministic evaluation of its parameters reached `stop.eval_return_mean`).
+    pub fn stop_now(&self) {
+        self.lock().stopped = true;
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Tally> {
         self.tally.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -31,8 +31,10 @@ enum Command {
     Rollout(commands::rollout::Args),
     /// Serve one shard of a run's parameters over gRPC (a parameter server process).
     Ps(commands::ps::Args),
-    /// Run one worker process against `shoal ps` servers.
+    /// Run one worker process against `shoal ps` servers (an Ape-X actor or learner with --replay).
     Worker(commands::worker::Args),
+    /// Serve an Ape-X run's prioritized replay over gRPC.
+    Replay(commands::replay::Args),
     /// Measure performance.
     #[command(subcommand)]
     Bench(commands::bench::Bench),
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Rollout(args) => commands::rollout::run(&args),
         Command::Ps(args) => commands::ps::run(&args),
         Command::Worker(args) => commands::worker::run(&args),
+        Command::Replay(args) => commands::replay::run(&args),
         Command::Bench(bench) => commands::bench::run(&bench),
     };
     match result {

@@ -54,8 +54,8 @@ pub struct ReplayStats {
 /// A prioritized replay shared by actors and a learner.
 pub trait ReplayStore: Send + Sync {
     /// Appends `batch` with initial priorities `|δ|` per row (the largest priority seen so far
-    /// when `None`).
-    fn insert(&self, batch: &Transitions, priorities: Option<&[f32]>) -> Result<()>;
+    /// when `None`); returns the replay's statistics after the insert (for rate limiting).
+    fn insert(&self, batch: &Transitions, priorities: Option<&[f32]>) -> Result<ReplayStats>;
 
     /// Samples `size` rows proportionally to priority, with importance weights for `beta`.
     fn sample(&self, size: usize, beta: f64, out: &mut Sample) -> Result<()>;
@@ -67,7 +67,7 @@ pub trait ReplayStore: Send + Sync {
 }
 
 impl<T: ReplayStore + ?Sized> ReplayStore for std::sync::Arc<T> {
-    fn insert(&self, batch: &Transitions, priorities: Option<&[f32]>) -> Result<()> {
+    fn insert(&self, batch: &Transitions, priorities: Option<&[f32]>) -> Result<ReplayStats> {
         (**self).insert(batch, priorities)
     }
     fn sample(&self, size: usize, beta: f64, out: &mut Sample) -> Result<()> {
@@ -117,8 +117,11 @@ impl LocalReplay {
 }
 
 impl ReplayStore for LocalReplay {
-    fn insert(&self, batch: &Transitions, priorities: Option<&[f32]>) -> Result<()> {
-        self.with(|r, _| r.insert(batch, priorities))
+    fn insert(&self, batch: &Transitions, priorities: Option<&[f32]>) -> Result<ReplayStats> {
+        self.with(|r, _| {
+            r.insert(batch, priorities)?;
+            Ok(r.stats())
+        })
     }
     fn sample(&self, size: usize, beta: f64, out: &mut Sample) -> Result<()> {
         self.with(|r, rng| r.sample(size, beta, rng, out))

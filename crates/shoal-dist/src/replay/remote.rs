@@ -229,22 +229,23 @@ impl GrpcReplay {
         self.capacity
     }
 
-    fn insert_piece(&self, batch: &Transitions, priorities: Option<&[f32]>) -> Result<()> {
+    fn insert_piece(&self, batch: &Transitions, priorities: Option<&[f32]>) -> Result<ReplayStats> {
         let request = InsertRequest {
             transitions: Some(encode_columns(batch)),
             priorities: priorities.map(f32_bytes).unwrap_or_default(),
         };
-        self.conn.call(|rt, mut client, token| {
-            let mut req = Request::new(request.clone());
-            token.attach(&mut req);
-            Ok(rt.block_on(client.insert(req))?.into_inner())
-        })?;
-        Ok(())
+        self.conn
+            .call(|rt, mut client, token| {
+                let mut req = Request::new(request.clone());
+                token.attach(&mut req);
+                Ok(rt.block_on(client.insert(req))?.into_inner())
+            })
+            .map(stats_of)
     }
 }
 
 impl ReplayStore for GrpcReplay {
-    fn insert(&self, batch: &Transitions, priorities: Option<&[f32]>) -> Result<()> {
+    fn insert(&self, batch: &Transitions, priorities: Option<&[f32]>) -> Result<ReplayStats> {
         batch.check().map_err(DistError::Replay)?;
         if batch.obs_dim != self.obs_dim {
             return Err(DistError::Replay(format!(
@@ -256,14 +257,18 @@ impl ReplayStore for GrpcReplay {
             return Err(DistError::Replay(format!("{} priorities for {} transitions", p.len(), batch.len())));
         }
         let rows = max_rows_per_message(self.obs_dim);
+        if batch.len() <= rows {
+            return self.insert_piece(batch, priorities);
+        }
         let mut piece = Transitions::new(self.obs_dim);
+        let mut stats = ReplayStats::default();
         for start in (0..batch.len()).step_by(rows) {
             let end = (start + rows).min(batch.len());
             piece.clear();
             (start..end).for_each(|i| piece.push(batch.row(i)));
-            self.insert_piece(&piece, priorities.map(|p| &p[start..end]))?;
+            stats = self.insert_piece(&piece, priorities.map(|p| &p[start..end]))?;
         }
-        Ok(())
+        Ok(stats)
     }
 
     fn sample(&self, size: usize, beta: f64, out: &mut Sample) -> Result<()> {

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use shoal_algo::checkpoint::save_checkpoint;
 use shoal_algo::cluster::{ClusterAgent, ClusterConfig, ServerSpec};
-use shoal_algo::{LoopState, StopReason, Summary, TrainConfig};
+use shoal_algo::{build_agent, Agent, Algo, LoopState, StopReason, Summary, TrainConfig};
 use shoal_dist::{ClientOptions, Coordinator, Encoding, ParamStore, ShardedStore, Token, TOKEN_ENV};
 
 use crate::run::RunDir;
@@ -36,7 +36,28 @@ fn fresh_token() -> Result<Token> {
     Ok(Token::new(format!("{:016x}{:016x}", rng.random::<u64>(), rng.random::<u64>()))?)
 }
 
-/// Starts shard `index`'s server and reads the address it printed.
+/// Starts a server process (`shoal ps` or `shoal replay`, which print "listening on ADDR"
+/// first) and reads the address it printed.
+fn start_listener(mut command: Command, token: &Token, what: &str) -> Result<(Child, String)> {
+    let mut child = command
+        .env(TOKEN_ENV, token.secret())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting the {what}"))?;
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        BufReader::new(stdout).read_line(&mut line)?;
+    }
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .with_context(|| format!("the {what} did not start (it printed {line:?})"))?
+        .to_string();
+    Ok((child, addr))
+}
+
+/// Starts shard `index`'s parameter server.
 fn start_server(
     exe: &Path,
     config: &Path,
@@ -52,22 +73,18 @@ fn start_server(
     if resume {
         command.arg("--resume");
     }
-    let mut child = command
+    start_listener(command, token, &format!("parameter server of shard {index}"))
+}
+
+/// Starts `shoal worker` with `args`.
+fn start_worker(exe: &Path, config: &Path, token: &Token, args: &[&str]) -> Result<Child> {
+    Command::new(exe)
+        .arg("worker")
+        .args(args)
+        .arg(config)
         .env(TOKEN_ENV, token.secret())
-        .stdout(Stdio::piped())
         .spawn()
-        .with_context(|| format!("starting {} ps", exe.display()))?;
-    let mut line = String::new();
-    if let Some(stdout) = child.stdout.take() {
-        BufReader::new(stdout).read_line(&mut line)?;
-    }
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .with_context(|| format!("shard {index}'s server did not start (it printed {line:?})"))?
-        .to_string();
-    Ok((child, addr))
+        .with_context(|| format!("starting shoal worker {}", args.join(" ")))
 }
 
 pub fn run(config: &TrainConfig, cluster: &ClusterConfig, run_dir: &RunDir, resume: bool) -> Result<Summary> {
@@ -83,15 +100,34 @@ pub fn run(config: &TrainConfig, cluster: &ClusterConfig, run_dir: &RunDir, resu
         addrs.push(addr);
     }
     eprintln!("started {} parameter server(s) at {}", cluster.shards, addrs.join(","));
+    let ps = addrs.join(",");
     let mut workers = Children(Vec::new());
-    for rank in 0..cluster.workers {
-        let child = Command::new(&exe)
-            .args(["worker", "--ps", &addrs.join(","), "--rank", &rank.to_string()])
-            .arg(&config_path)
-            .env(TOKEN_ENV, token.secret())
-            .spawn()
-            .with_context(|| format!("starting worker {rank}"))?;
-        workers.0.push(child);
+    let mut extra = Children(Vec::new());
+    if config.algo == Algo::Apex {
+        // Ape-X: a replay server, and the learner as one more worker.
+        let mut command = Command::new(&exe);
+        command.args(["replay", "--listen", "127.0.0.1:0", "--out"]).arg(run_dir.root.join("replay")).arg(&config_path);
+        if resume && config.apex.as_ref().is_some_and(|a| a.checkpoint_replay) {
+            command.arg("--resume");
+        }
+        let (replay, replay_addr) = start_listener(command, &token, "replay server")?;
+        eprintln!("started the replay server at {replay_addr}");
+        extra.0.push(replay);
+        let learner = start_worker(&exe, &config_path, &token, &["--ps", &ps, "--replay", &replay_addr, "--learner"])?;
+        workers.0.push(learner);
+        for rank in 0..cluster.workers {
+            let rank = rank.to_string();
+            workers.0.push(start_worker(
+                &exe,
+                &config_path,
+                &token,
+                &["--ps", &ps, "--replay", &replay_addr, "--rank", &rank],
+            )?);
+        }
+    } else {
+        for rank in 0..cluster.workers {
+            workers.0.push(start_worker(&exe, &config_path, &token, &["--ps", &ps, "--rank", &rank.to_string()])?);
+        }
     }
     let mut failed = 0;
     for (rank, child) in workers.0.iter_mut().enumerate() {
@@ -101,9 +137,10 @@ pub fn run(config: &TrainConfig, cluster: &ClusterConfig, run_dir: &RunDir, resu
             failed += 1;
         }
     }
-    if failed == cluster.workers {
+    if failed == workers.0.len() {
         bail!("every worker failed; see their errors above");
     }
+    drop(extra);
 
     // Collect the result before the servers' linger ends.
     let options = ClientOptions { tls: None, token, encoding: Encoding::F32Le, retry_for: Duration::from_secs(10) };
@@ -114,16 +151,17 @@ pub fn run(config: &TrainConfig, cluster: &ClusterConfig, run_dir: &RunDir, resu
     let status = store.report(0, 0, &[])?;
     drop(servers);
 
-    let mut agent = ClusterAgent::new(config, cluster)?;
-    agent.set_params(&params, version)?;
+    let mut agent = agent_with_params(config, cluster, &params, version)?;
     let wall_seconds = start.elapsed().as_secs_f64();
     save_checkpoint(
-        &mut agent,
+        agent.as_mut(),
         &LoopState { iteration: 0, wall_seconds, best_return_mean: None },
         &run_dir.checkpoint(),
     )?;
     let return_mean = status.return_mean.is_finite().then_some(status.return_mean);
     let reached = matches!((config.stop.episode_return_mean, return_mean), (Some(t), Some(m)) if m >= t);
+    let budget_left = config.stop.env_steps.is_none_or(|b| status.total_env_steps < b);
+    let evaluated = config.stop.eval_return_mean.is_some() && budget_left && !reached;
     Ok(Summary {
         env_steps: status.total_env_steps,
         iterations: version,
@@ -132,6 +170,27 @@ pub fn run(config: &TrainConfig, cluster: &ClusterConfig, run_dir: &RunDir, resu
         episodes: status.episodes,
         final_episode_return_mean: return_mean,
         best_episode_return_mean: None,
-        stop_reason: if reached { StopReason::ReturnReached } else { StopReason::EnvSteps },
+        stop_reason: match (reached, evaluated) {
+            (true, _) => StopReason::ReturnReached,
+            (false, true) => StopReason::EvalReturnReached,
+            (false, false) => StopReason::EnvSteps,
+        },
     })
+}
+
+/// The run's agent holding the servers' final parameters, to checkpoint as the run's result.
+fn agent_with_params(
+    config: &TrainConfig,
+    cluster: &ClusterConfig,
+    params: &[f32],
+    version: u64,
+) -> Result<Box<dyn Agent>> {
+    if config.algo == Algo::Apex {
+        let mut agent = build_agent(config)?;
+        agent.network().context("Ape-X has a network")?.params.copy_from_slice(params);
+        return Ok(agent);
+    }
+    let mut agent = ClusterAgent::new(config, cluster)?;
+    agent.set_params(params, version)?;
+    Ok(Box::new(agent))
 }

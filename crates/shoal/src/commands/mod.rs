@@ -9,6 +9,7 @@ pub mod eval;
 pub mod launch;
 pub mod plot;
 pub mod ps;
+pub mod replay;
 pub mod rollout;
 pub mod train;
 pub mod worker;

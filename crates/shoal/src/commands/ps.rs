@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
-use shoal_algo::cluster::{stop_rule, ServerSpec};
+use shoal_algo::cluster::{stop_rule, worker_agent, ServerSpec};
+use shoal_algo::eval::EvalStop;
 use shoal_algo::TrainConfig;
 use shoal_dist::{shard_range, CheckpointPolicy, ParamStore, RunMonitor, ServerTls, ServiceConfig, ShardInfo, Token};
 
@@ -124,6 +125,14 @@ pub fn run(args: &Args) -> Result<()> {
         (Some(out), 0) => Some(CsvWriter::open(&out.join("metrics.csv"))?),
         _ => None,
     };
+    // `stop.eval_return_mean`: evaluate the served parameters with the config's agent.
+    let mut evaluator = match EvalStop::from_config(&config) {
+        Some(eval) => {
+            ensure!(count == 1, "stop.eval_return_mean evaluates the whole model: it needs cluster.shards = 1");
+            Some((eval, worker_agent(&config, 0)?))
+        }
+        None => None,
+    };
     let linger = args.linger.max(cluster.round_timeout + 5.0);
     let start = Instant::now();
     let mut stopped_at: Option<Instant> = None;
@@ -134,6 +143,19 @@ pub fn run(args: &Args) -> Result<()> {
         let lr = spec.lr.at(progress);
         server.set_lr(lr as f32);
         let stats = server.stats();
+        if let Some((eval, agent)) = evaluator.as_mut().filter(|_| !totals.stopped) {
+            let network = agent.network().context("this algorithm has no network to evaluate")?;
+            server.pull(None, network.params)?;
+            if let Some(mean) = eval.maybe_evaluate(agent.as_mut(), totals.env_steps)? {
+                eprintln!(
+                    "shoal ps: deterministic evaluation at {} env steps: mean return {mean:.1}",
+                    totals.env_steps
+                );
+                if eval.reached(mean) {
+                    monitor.stop_now();
+                }
+            }
+        }
         if let Some(path) = &progress_file {
             write_progress(path, &monitor)?;
         }

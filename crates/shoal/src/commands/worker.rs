@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use shoal_algo::cluster::{run_worker, Compression, ServerSpec};
-use shoal_algo::TrainConfig;
-use shoal_dist::{ClientOptions, ClientTls, Encoding, ShardedStore, Token};
+use shoal_algo::{apex, Algo, TrainConfig};
+use shoal_dist::{ClientOptions, ClientTls, Encoding, GrpcReplay, GrpcStore, ShardedStore, Token};
 
 /// Arguments of `shoal worker`.
 #[derive(clap::Args)]
@@ -33,6 +33,12 @@ pub struct Args {
     /// The name the servers' certificates carry.
     #[arg(long, default_value = "localhost", requires = "tls_ca")]
     tls_domain: String,
+    /// Ape-X: the `shoal replay` server this actor inserts into (or the learner samples from).
+    #[arg(long)]
+    replay: Option<String>,
+    /// Ape-X: run the learner instead of an actor (`--rank` is then ignored).
+    #[arg(long, requires = "replay")]
+    learner: bool,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -44,7 +50,17 @@ pub fn run(args: &Args) -> Result<()> {
         args.ps.len(),
         cluster.shards
     );
-    ensure!(args.rank < cluster.workers, "--rank {} is out of range: cluster.workers = {}", args.rank, cluster.workers);
+    ensure!(
+        args.learner || args.rank < cluster.workers,
+        "--rank {} is out of range: cluster.workers = {}",
+        args.rank,
+        cluster.workers
+    );
+    ensure!(
+        (config.algo == Algo::Apex) == args.replay.is_some(),
+        "--replay is for Ape-X workers, and an Ape-X worker needs it (algo = \"{}\")",
+        config.algo.name()
+    );
     let tls = match &args.tls_ca {
         Some(ca) => Some(ClientTls { ca_pem: super::ps::read(ca)?, domain: args.tls_domain.clone() }),
         None => None,
@@ -61,10 +77,33 @@ pub fn run(args: &Args) -> Result<()> {
     let spec = ServerSpec::new(&config)?;
     let store = Arc::new(ShardedStore::connect(&args.ps, spec.layout_hash(), spec.params.len(), &options)?);
     eprintln!("shoal worker {}: connected to {}", args.rank, args.ps.join(","));
+    if let Some(addr) = &args.replay {
+        let replay = GrpcReplay::connect(addr, apex::obs_dim(&config)?, options)?;
+        return run_apex_role(args, &config, store, &replay, cluster.workers);
+    }
     let summary = run_worker(&config, &cluster, args.rank, Arc::clone(&store) as _, store.as_ref())?;
     eprintln!(
         "shoal worker {}: stopped by the server after {} env steps of mine ({} iterations); the run has {}",
         args.rank, summary.env_steps, summary.iterations, summary.total_env_steps
     );
+    Ok(())
+}
+
+/// An Ape-X actor (`--rank`) or the learner (`--learner`), until the parameter server stops
+/// the run.
+fn run_apex_role(
+    args: &Args,
+    config: &TrainConfig,
+    store: Arc<ShardedStore<GrpcStore>>,
+    replay: &GrpcReplay,
+    actors: usize,
+) -> Result<()> {
+    if args.learner {
+        let (stats, _) = apex::run_learner(config, Arc::clone(&store) as _, replay, store.as_ref(), actors)?;
+        eprintln!("shoal worker (learner): stopped by the server after {} updates", stats.updates);
+    } else {
+        let steps = apex::run_actor(config, args.rank, Arc::clone(&store) as _, replay, store.as_ref())?;
+        eprintln!("shoal worker {} (actor): stopped by the server after {steps} env steps of mine", args.rank);
+    }
     Ok(())
 }

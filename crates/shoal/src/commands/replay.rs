@@ -1,0 +1,115 @@
+//! `shoal replay`: serve an Ape-X run's prioritized replay over gRPC.
+//!
+//! The replay is built from the config (`apex.buffer_size`, `apex.priority_alpha`, the env's
+//! observation width); actors insert into it, the learner samples from it and updates
+//! priorities. With `--out` and `apex.checkpoint_replay`, it saves itself every
+//! `--checkpoint-seconds` and when stopped with Ctrl-C, so a restart with `--resume`
+//! (and with it a restarted learner) does not start from an empty replay.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use shoal_algo::apex::replay_for;
+use shoal_algo::{Algo, TrainConfig};
+use shoal_dist::{spawn_replay, LocalReplay, ReplayStore, ServerTls, Token};
+
+/// Arguments of `shoal replay`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The run's config (an `algo = "apex"` config; actors and learner use the same one).
+    config: PathBuf,
+    /// Address to listen on; port 0 picks a free port (the address is printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:50061")]
+    listen: String,
+    /// Override a config key, repeatable (as `shoal train --set`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Directory for the replay checkpoint (`replay.safetensors`, with apex.checkpoint_replay).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Start from the checkpoint in --out.
+    #[arg(long, requires = "out")]
+    resume: bool,
+    /// Seconds between two replay checkpoints.
+    #[arg(long, default_value_t = 30.0)]
+    checkpoint_seconds: f64,
+    /// File holding the run's token (default: $SHOAL_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Serve over TLS with this PEM certificate (chain); needs --tls-key and `--features tls`.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let config = TrainConfig::load(&args.config, &args.set)?;
+    ensure!(
+        config.algo == Algo::Apex,
+        "shoal replay serves Ape-X runs: the config has algo = \"{}\"",
+        config.algo.name()
+    );
+    let apex = config.apex.clone().unwrap_or_default();
+    let replay = Arc::new(LocalReplay::new(replay_for(&config)?, config.seed.wrapping_add(0x4e91a7)));
+    let checkpoint = match (&args.out, apex.checkpoint_replay) {
+        (Some(out), true) => {
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            Some(out.join("replay.safetensors"))
+        }
+        _ => None,
+    };
+    if args.resume {
+        let path = checkpoint.as_ref().context("--resume needs apex.checkpoint_replay = true in the config")?;
+        replay.load(path).with_context(|| format!("resuming the replay from {}", path.display()))?;
+        eprintln!("shoal replay: resumed {} transitions", replay.stats()?.len);
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(ServerTls { cert_pem: super::ps::read(cert)?, key_pem: super::ps::read(key)? }),
+        _ => None,
+    };
+    let token = Token::from_file_or_env(args.token_file.as_deref())?;
+    let handle = spawn_replay(&args.listen, Arc::clone(&replay), token, tls.as_ref())?;
+    let stats = replay.stats()?;
+    println!("shoal replay listening on {} (capacity {}, obs_dim {})", handle.addr(), stats.capacity, replay.obs_dim());
+    use std::io::Write;
+    std::io::stdout().flush()?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let every = Duration::from_secs_f64(args.checkpoint_seconds.max(0.1));
+    let mut last = Instant::now();
+    let mut before = stats;
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+        if last.elapsed() < every {
+            continue;
+        }
+        let secs = last.elapsed().as_secs_f64();
+        let now = replay.stats()?;
+        eprintln!(
+            "shoal replay: {} transitions, {:.0} inserted/s, {:.0} sampled/s, {:.0} priority updates/s, mean priority {:.4}",
+            now.len,
+            (now.inserted - before.inserted) as f64 / secs,
+            (now.sampled - before.sampled) as f64 / secs,
+            (now.priority_updates - before.priority_updates) as f64 / secs,
+            now.priority_mean
+        );
+        if let Some(path) = &checkpoint {
+            replay.save(path)?;
+        }
+        before = now;
+        last = Instant::now();
+    }
+    if let Some(path) = &checkpoint {
+        replay.save(path)?;
+        eprintln!("shoal replay: saved {} transitions to {}", replay.stats()?.len, path.display());
+    }
+    handle.shutdown()?;
+    Ok(())
+}
