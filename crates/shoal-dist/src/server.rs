@@ -51,6 +51,8 @@ struct State {
     /// The mean gradient handed to the optimizer.
     scratch: Vec<f32>,
     stats: ServerStats,
+    /// The run's result is fixed: pushes change nothing (see [`ParamServer::freeze`]).
+    frozen: bool,
 }
 
 /// Where and how often a server writes its parameters and optimizer state.
@@ -95,6 +97,7 @@ impl ParamServer {
                 },
                 scratch: vec![0.0; len],
                 stats: ServerStats::default(),
+                frozen: false,
             }),
             round_closed: Condvar::new(),
             checkpoint: None,
@@ -162,6 +165,18 @@ impl ParamServer {
     }
 
     /// Changes the learning rate (for annealing driven by the learner).
+    /// Replaces the parameters with `params` and ignores every later push: the server has
+    /// evaluated `params` and stopped the run on them, so what workers push while they hear
+    /// the stop must not change the result. Gradients are answered as stale, parameter
+    /// pushes with these parameters.
+    pub fn freeze(&self, params: &[f32]) -> Result<()> {
+        let mut state = self.lock();
+        self.check_len("parameters", params.len(), &state)?;
+        state.params.copy_from_slice(params);
+        state.frozen = true;
+        Ok(())
+    }
+
     pub fn set_lr(&self, lr: f32) {
         self.lock().lr = lr;
     }
@@ -313,6 +328,9 @@ impl ParamStore for ParamServer {
         let mut state = self.lock();
         self.check_len("gradient", grad.len(), &state)?;
         let staleness = state.version.saturating_sub(base_version);
+        if state.frozen {
+            return Ok(PushOutcome::Stale { version: state.version, staleness });
+        }
         match self.mode {
             UpdateMode::Async { max_staleness } => {
                 if max_staleness.is_some_and(|bound| staleness > bound) {
@@ -347,6 +365,10 @@ impl ParamStore for ParamServer {
     fn push_params(&self, worker: usize, params: &mut [f32]) -> Result<PushOutcome> {
         let state = self.lock();
         self.check_len("parameters", params.len(), &state)?;
+        if state.frozen {
+            params.copy_from_slice(&state.params);
+            return Ok(PushOutcome::Applied { version: state.version, staleness: 0 });
+        }
         match self.mode {
             UpdateMode::Average { timeout, .. } => {
                 self.check_worker(worker)?;

@@ -243,3 +243,18 @@ fn a_restarted_server_resumes_from_its_checkpoint() {
     assert_eq!(restarted.push_gradient(0, 4, &grads[4]).unwrap(), PushOutcome::Applied { version: 5, staleness: 0 });
     assert_eq!(restarted.params(), at_five);
 }
+
+#[test]
+fn a_frozen_server_keeps_its_parameters_whatever_is_pushed() {
+    let server = ParamServer::new(
+        vec![0.0; 3],
+        Box::new(Sgd::new(3, 0.0, false)),
+        1.0,
+        UpdateMode::Average { workers: 1, timeout: Duration::from_secs(1) },
+    );
+    server.freeze(&[1.0, 2.0, 3.0]).unwrap();
+    let mut pushed = [9.0, 9.0, 9.0];
+    server.push_params(0, &mut pushed).unwrap();
+    assert_eq!((pushed, server.params()), ([1.0, 2.0, 3.0], vec![1.0, 2.0, 3.0]));
+    assert!(server.freeze(&[1.0]).is_err(), "a vector of the wrong length is refused");
+}

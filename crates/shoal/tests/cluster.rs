@@ -107,10 +107,14 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Starts `shoal ps` on `addr` and waits for its "listening" line.
-fn start_ps(addr: &str, out: &Path, extra: &[&str], sets: &[&str]) -> Proc {
+const A3C: &str = "cartpole-a3c.toml";
+const APEX: &str = "cartpole-apex.toml";
+
+/// Starts `shoal <role> CONFIG --listen addr` (`ps` or `replay`) and waits for its
+/// "listening" line.
+fn start_server(role: &str, file: &str, addr: &str, extra: &[&str], sets: &[&str]) -> Proc {
     let mut command = shoal();
-    command.args(["ps", &config("cartpole-a3c.toml"), "--listen", addr, "--linger", "1", "--out"]).arg(out);
+    command.args([role, &config(file), "--listen", addr]);
     command.args(extra);
     for set in sets {
         command.args(["--set", set]);
@@ -118,13 +122,21 @@ fn start_ps(addr: &str, out: &Path, extra: &[&str], sets: &[&str]) -> Proc {
     let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.contains("listening on"), "ps printed {line:?}");
+    assert!(line.contains("listening on"), "{role} printed {line:?}");
     Proc(child)
 }
 
-fn start_worker(addr: &str, rank: usize, sets: &[&str]) -> Proc {
+/// Starts `shoal ps` for `file` on `addr`, with its checkpoints in `out`.
+fn start_ps(file: &str, addr: &str, out: &Path, extra: &[&str], sets: &[&str]) -> Proc {
+    let out = out.display().to_string();
+    let args: Vec<&str> = ["--linger", "1", "--out", &out].into_iter().chain(extra.iter().copied()).collect();
+    start_server("ps", file, addr, &args, sets)
+}
+
+fn start_worker(file: &str, addr: &str, rank: usize, extra: &[&str], sets: &[&str]) -> Proc {
     let mut command = shoal();
-    command.args(["worker", &config("cartpole-a3c.toml"), "--ps", addr, "--rank", &rank.to_string()]);
+    command.args(["worker", &config(file), "--ps", addr, "--rank", &rank.to_string()]);
+    command.args(extra);
     for set in sets {
         command.args(["--set", set]);
     }
@@ -156,13 +168,13 @@ fn a_killed_worker_restarted_with_the_same_command_rejoins_and_training_finishes
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
-    let ps = start_ps(&addr, dir.path(), &[], SOLVE);
-    let _steady = start_worker(&addr, 0, SOLVE);
-    let mut doomed = start_worker(&addr, 1, SOLVE);
+    let ps = start_ps(A3C, &addr, dir.path(), &[], SOLVE);
+    let _steady = start_worker(A3C, &addr, 0, &[], SOLVE);
+    let mut doomed = start_worker(A3C, &addr, 1, &[], SOLVE);
     std::thread::sleep(Duration::from_millis(1500));
     doomed.kill9();
     std::thread::sleep(Duration::from_millis(500));
-    let rejoined = start_worker(&addr, 1, SOLVE);
+    let rejoined = start_worker(A3C, &addr, 1, &[], SOLVE);
     let (success, log) = finish(ps, Duration::from_secs(240));
     assert!(success && log.contains("stop criterion met"), "server log:\n{log}");
     let (success, log) = finish(rejoined, Duration::from_secs(30));
@@ -175,9 +187,9 @@ fn a_killed_server_resumes_from_its_checkpoint_and_workers_reconnect() {
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let sets: Vec<&str> = SOLVE.iter().copied().chain(["cluster.checkpoint_every=200"]).collect();
-    let mut ps = start_ps(&addr, dir.path(), &[], &sets);
-    let w0 = start_worker(&addr, 0, &sets);
-    let w1 = start_worker(&addr, 1, &sets);
+    let mut ps = start_ps(A3C, &addr, dir.path(), &[], &sets);
+    let w0 = start_worker(A3C, &addr, 0, &[], &sets);
+    let w1 = start_worker(A3C, &addr, 1, &[], &sets);
     let checkpoint = dir.path().join("ps-shard0.safetensors");
     let start = Instant::now();
     while !checkpoint.exists() {
@@ -186,7 +198,7 @@ fn a_killed_server_resumes_from_its_checkpoint_and_workers_reconnect() {
     }
     ps.kill9();
     std::thread::sleep(Duration::from_millis(500));
-    let resumed = start_ps(&addr, dir.path(), &["--resume"], &sets);
+    let resumed = start_ps(A3C, &addr, dir.path(), &["--resume"], &sets);
     let (success, log) = finish(resumed, Duration::from_secs(240));
     let version: u64 = log
         .split("resumed shard 0 at version ")
@@ -207,10 +219,10 @@ fn workers_with_another_layout_or_without_the_token_are_refused() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
-    let _ps = start_ps(&addr, dir.path(), &[], SOLVE);
+    let _ps = start_ps(A3C, &addr, dir.path(), &[], SOLVE);
 
     let other_net: Vec<&str> = SOLVE.iter().copied().chain(["a3c.net.hidden=[32, 32]"]).collect();
-    let (success, log) = finish(start_worker(&addr, 0, &other_net), Duration::from_secs(30));
+    let (success, log) = finish(start_worker(A3C, &addr, 0, &[], &other_net), Duration::from_secs(30));
     assert!(!success && log.contains("model layout mismatch"), "{log}");
     assert!(log.contains("the worker's layout hash is") && log.contains("the server's"), "{log}");
 
@@ -227,4 +239,33 @@ fn workers_with_another_layout_or_without_the_token_are_refused() {
     let out = none.output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && log.contains("no token: set SHOAL_TOKEN"), "{log}");
+}
+
+/// Ape-X as processes: `shoal train` starts `shoal ps`, `shoal replay`, the learner and 2
+/// actors (the server stops the run at a deterministic evaluation of 500). Then the same by
+/// hand, with actor 1 killed after 2 s: the learner and actor 0 go on to the target.
+#[test]
+fn apex_actor_processes_learn_cartpole_and_survive_a_killed_actor() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let greedy = train_processes(dir.path(), "apex", APEX, &[]);
+    assert!(greedy >= 475.0, "apex: deterministic eval {greedy} < 475");
+
+    let (ps_addr, replay_addr) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let ps = start_ps(APEX, &ps_addr, &dir.path().join("by-hand"), &[], &[]);
+    let _replay = start_server("replay", APEX, &replay_addr, &[], &[]);
+    let replay = ["--replay", replay_addr.as_str()];
+    let learner_args = ["--replay", replay_addr.as_str(), "--learner"];
+    let learner = start_worker(APEX, &ps_addr, 0, &learner_args, &[]);
+    let actor = start_worker(APEX, &ps_addr, 0, &replay, &[]);
+    let mut doomed = start_worker(APEX, &ps_addr, 1, &replay, &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    doomed.kill9();
+    let (success, log) = finish(ps, Duration::from_secs(240));
+    assert!(success && log.contains("stop criterion met"), "server log:\n{log}");
+    assert!(log.contains("mean return 500.0"), "the run ended without reaching the evaluation target:\n{log}");
+    for (name, proc) in [("learner", learner), ("actor 0", actor)] {
+        let (success, log) = finish(proc, Duration::from_secs(30));
+        assert!(success && log.contains("stopped by the server"), "{name}:\n{log}");
+    }
 }

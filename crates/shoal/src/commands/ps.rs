@@ -152,6 +152,8 @@ pub fn run(args: &Args) -> Result<()> {
                     totals.env_steps
                 );
                 if eval.reached(mean) {
+                    // The evaluated parameters are the run's result, whatever arrives next.
+                    server.freeze(agent.network().context("evaluated agent")?.params)?;
                     monitor.stop_now();
                 }
             }
