@@ -17,6 +17,6 @@ echo "$sb3"
 echo "== shoal"
 shoal=$(./target/release/shoal bench solve configs/cartpole-ppo.toml --seeds "$seeds" --threshold 475)
 echo "$shoal"
-a=$(echo "$sb3" | awk '/median_seconds/ {print $2}')
-b=$(echo "$shoal" | awk '/median_seconds/ {print $2}')
+a=$(echo "$sb3" | awk '/median_seconds/ {print $NF}')
+b=$(echo "$shoal" | awk '/median_seconds/ {print $NF}')
 awk -v a="$a" -v b="$b" 'BEGIN { printf "shoal is %.1fx faster than stable-baselines3 (median %.2f s vs %.2f s)\n", a / b, b, a }'

@@ -35,6 +35,11 @@ pub struct PrioritizedReplay {
     /// The largest `p` seen: the priority of rows inserted without one.
     max_priority: f64,
     stats: ReplayStats,
+    // Scratch of the batched tree operations.
+    masses: Vec<f64>,
+    slots: Vec<usize>,
+    scaled: Vec<f64>,
+    path: Vec<usize>,
 }
 
 fn bad(message: impl Into<String>) -> DistError {
@@ -61,6 +66,10 @@ impl PrioritizedReplay {
             alpha,
             max_priority: 1.0,
             stats: ReplayStats { capacity: capacity as u64, ..ReplayStats::default() },
+            masses: Vec::new(),
+            slots: Vec::new(),
+            scaled: Vec::new(),
+            path: Vec::new(),
         })
     }
 
@@ -133,19 +142,35 @@ impl PrioritizedReplay {
         if size == 0 {
             return Err(bad("a sample needs at least 1 row"));
         }
-        out.batch.obs_dim = self.obs_dim();
-        out.batch.clear();
-        out.keys.clear();
-        out.weights.clear();
         let (total, min) = (self.sums.total(), self.mins.min());
         let segment = total / size as f64;
-        let last = self.len() - 1;
-        for i in 0..size {
-            let mass = (i as f64 + rng.random::<f64>()) * segment;
-            let slot = self.sums.find(mass).min(last);
-            self.ring.copy_row(slot, &mut out.batch);
-            out.keys.push(self.keys[slot]);
-            out.weights.push((self.sums.get(slot) / min).powf(-beta) as f32);
+        self.masses.clear();
+        self.masses.extend((0..size).map(|i| (i as f64 + rng.random::<f64>()) * segment));
+        self.sums.find_many(&mut self.masses, &mut self.slots);
+        let (last, d) = (self.len() - 1, self.obs_dim());
+        let batch = &mut out.batch;
+        batch.obs_dim = d;
+        for column in [&mut batch.obs, &mut batch.next_obs] {
+            column.resize(size * d, 0.0);
+        }
+        for column in [&mut batch.actions, &mut batch.rewards, &mut batch.dones, &mut batch.discounts, &mut out.weights]
+        {
+            column.resize(size, 0.0);
+        }
+        out.keys.resize(size, 0);
+        let (min, beta) = (min as f32, -beta as f32);
+        for (k, &slot) in self.slots.iter().enumerate() {
+            // Rounding can carry the topmost mass past the filled slots.
+            let slot = slot.min(last);
+            let row = self.ring.row(slot);
+            batch.obs[k * d..(k + 1) * d].copy_from_slice(row.obs);
+            batch.next_obs[k * d..(k + 1) * d].copy_from_slice(row.next_obs);
+            batch.actions[k] = row.action;
+            batch.rewards[k] = row.reward;
+            batch.dones[k] = row.done;
+            batch.discounts[k] = row.discount;
+            out.keys[k] = self.keys[slot];
+            out.weights[k] = (self.sums.get(slot) as f32 / min).powf(beta);
         }
         self.stats.sampled += size as u64;
         Ok(())
@@ -171,17 +196,27 @@ impl PrioritizedReplay {
         if keys.len() != priorities.len() {
             return Err(bad(format!("{} keys but {} priorities", keys.len(), priorities.len())));
         }
+        // Check everything first: a refused update changes nothing.
+        for (i, &p) in priorities.iter().enumerate() {
+            Self::checked_priority(p, "update", i)?;
+        }
         let capacity = self.keys.len() as u64;
-        for (i, (&key, &p)) in keys.iter().zip(priorities).enumerate() {
-            let p = Self::checked_priority(p, "update", i)?;
+        self.slots.clear();
+        self.scaled.clear();
+        for (&key, &p) in keys.iter().zip(priorities) {
             let slot = (key % capacity) as usize;
             if self.keys[slot] == key {
-                self.set_priority(slot, p);
-                self.stats.priority_updates += 1;
-            } else {
-                self.stats.stale_updates += 1;
+                let p = p as f64 + MIN_PRIORITY;
+                self.max_priority = self.max_priority.max(p);
+                self.slots.push(slot);
+                self.scaled.push(p.powf(self.alpha));
             }
         }
+        self.sums.set_many(&self.slots, &self.scaled, &mut self.path);
+        self.mins.set_many(&self.slots, &self.scaled, &mut self.path);
+        let applied = self.slots.len() as u64;
+        self.stats.priority_updates += applied;
+        self.stats.stale_updates += keys.len() as u64 - applied;
         Ok(())
     }
 

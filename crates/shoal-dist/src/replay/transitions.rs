@@ -95,12 +95,15 @@ impl Transitions {
     }
 }
 
-/// A fixed-capacity ring of transitions: preallocated columns, the oldest row overwritten
-/// first. Memory is the raw `f32`s of the rows and nothing else.
+/// A fixed-capacity ring of transitions: one preallocated array of row records
+/// `[obs, next_obs, action, reward, done, discount]`, the oldest row overwritten first. Memory
+/// is the raw `f32`s of the rows and nothing else, and a sampled row is one contiguous read
+/// (one or two cache lines for small observations, where six columns would be six misses).
 #[derive(Debug, Clone)]
 pub struct TransitionRing {
     capacity: usize,
-    rows: Transitions,
+    obs_dim: usize,
+    data: Vec<f32>,
     /// Next slot to write, and how many slots hold data.
     pos: usize,
     len: usize,
@@ -108,16 +111,11 @@ pub struct TransitionRing {
 
 impl TransitionRing {
     pub fn new(capacity: usize, obs_dim: usize) -> Self {
-        let rows = Transitions {
-            obs_dim,
-            obs: vec![0.0; capacity * obs_dim],
-            actions: vec![0.0; capacity],
-            rewards: vec![0.0; capacity],
-            next_obs: vec![0.0; capacity * obs_dim],
-            dones: vec![0.0; capacity],
-            discounts: vec![0.0; capacity],
-        };
-        TransitionRing { capacity, rows, pos: 0, len: 0 }
+        TransitionRing { capacity, obs_dim, data: vec![0.0; capacity * (2 * obs_dim + 4)], pos: 0, len: 0 }
+    }
+
+    fn stride(&self) -> usize {
+        2 * self.obs_dim + 4
     }
 
     pub fn capacity(&self) -> usize {
@@ -125,7 +123,7 @@ impl TransitionRing {
     }
 
     pub fn obs_dim(&self) -> usize {
-        self.rows.obs_dim
+        self.obs_dim
     }
 
     /// Slots holding data.
@@ -137,64 +135,59 @@ impl TransitionRing {
         self.len == 0
     }
 
-    /// The slot the next [`TransitionRing::push`] writes.
-    pub fn next_slot(&self) -> usize {
-        self.pos
-    }
-
     /// Writes `row` over the oldest slot and returns the slot.
     pub fn push(&mut self, row: Row<'_>) -> usize {
-        let (slot, d) = (self.pos, self.rows.obs_dim);
-        let rows = &mut self.rows;
-        rows.obs[slot * d..(slot + 1) * d].copy_from_slice(row.obs);
-        rows.next_obs[slot * d..(slot + 1) * d].copy_from_slice(row.next_obs);
-        rows.actions[slot] = row.action;
-        rows.rewards[slot] = row.reward;
-        rows.dones[slot] = row.done;
-        rows.discounts[slot] = row.discount;
+        let (slot, d, stride) = (self.pos, self.obs_dim, self.stride());
+        let record = &mut self.data[slot * stride..(slot + 1) * stride];
+        record[..d].copy_from_slice(row.obs);
+        record[d..2 * d].copy_from_slice(row.next_obs);
+        record[2 * d..].copy_from_slice(&[row.action, row.reward, row.done, row.discount]);
         self.pos = (self.pos + 1) % self.capacity;
         self.len = (self.len + 1).min(self.capacity);
         slot
     }
 
+    /// Slot `slot`'s row.
+    pub fn row(&self, slot: usize) -> Row<'_> {
+        let (d, stride) = (self.obs_dim, self.stride());
+        let record = &self.data[slot * stride..(slot + 1) * stride];
+        Row {
+            obs: &record[..d],
+            next_obs: &record[d..2 * d],
+            action: record[2 * d],
+            reward: record[2 * d + 1],
+            done: record[2 * d + 2],
+            discount: record[2 * d + 3],
+        }
+    }
+
     /// Appends slot `slot`'s row to `out`.
     pub fn copy_row(&self, slot: usize, out: &mut Transitions) {
-        out.push(self.rows.row(slot));
+        out.push(self.row(slot));
     }
 
     /// The filled slots as columns (slot order, not insertion order), and the write position.
     pub fn filled(&self) -> (Transitions, usize) {
-        let (n, d) = (self.len, self.rows.obs_dim);
-        let rows = &self.rows;
-        let filled = Transitions {
-            obs_dim: d,
-            obs: rows.obs[..n * d].to_vec(),
-            actions: rows.actions[..n].to_vec(),
-            rewards: rows.rewards[..n].to_vec(),
-            next_obs: rows.next_obs[..n * d].to_vec(),
-            dones: rows.dones[..n].to_vec(),
-            discounts: rows.discounts[..n].to_vec(),
-        };
+        let mut filled = Transitions::new(self.obs_dim);
+        (0..self.len).for_each(|slot| self.copy_row(slot, &mut filled));
         (filled, self.pos)
     }
 
     /// Restores what [`TransitionRing::filled`] returned.
     pub fn restore(&mut self, filled: &Transitions, pos: usize) -> Result<(), String> {
         filled.check()?;
-        let (n, d) = (filled.len(), self.rows.obs_dim);
+        let (n, d) = (filled.len(), self.obs_dim);
         if filled.obs_dim != d || n > self.capacity || pos >= self.capacity.max(1) || (n < self.capacity && pos != n) {
             return Err(format!(
                 "saved replay of {n} rows (obs_dim {}, write position {pos}) does not fit a ring of {} rows with obs_dim {d}",
                 filled.obs_dim, self.capacity
             ));
         }
-        let rows = &mut self.rows;
-        rows.obs[..n * d].copy_from_slice(&filled.obs);
-        rows.next_obs[..n * d].copy_from_slice(&filled.next_obs);
-        rows.actions[..n].copy_from_slice(&filled.actions);
-        rows.rewards[..n].copy_from_slice(&filled.rewards);
-        rows.dones[..n].copy_from_slice(&filled.dones);
-        rows.discounts[..n].copy_from_slice(&filled.discounts);
+        self.pos = 0;
+        self.len = 0;
+        (0..n).for_each(|i| {
+            self.push(filled.row(i));
+        });
         self.pos = pos;
         self.len = n;
         Ok(())

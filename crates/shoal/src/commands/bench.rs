@@ -21,6 +21,8 @@ pub enum Bench {
     Learn(super::bench_learn::LearnArgs),
     /// Parameter push+pull latency and throughput: in-process server and a loopback TCP copy.
     Ps(super::bench_ps::PsArgs),
+    /// Prioritized replay: insert, sample(512) and priority-update rates, in process and gRPC.
+    Replay(super::bench_replay::ReplayArgs),
 }
 
 /// Arguments of `shoal bench env`.
@@ -48,6 +50,7 @@ pub fn run(bench: &Bench) -> Result<()> {
         Bench::Solve(args) => super::bench_learn::solve(args),
         Bench::Learn(args) => super::bench_learn::learn_table(args),
         Bench::Ps(args) => super::bench_ps::run(args),
+        Bench::Replay(args) => super::bench_replay::run(args),
     }
 }
 

@@ -8,36 +8,59 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use shoal_algo::eval::evaluate;
-use shoal_algo::{build_agent, learn, LoopState, StopReason, TrainConfig};
+use shoal_algo::eval::{evaluate, EvalStop};
+use shoal_algo::{build_agent, learn, Callback, LoopState, StopReason, TrainConfig};
 
 /// Arguments of `shoal bench solve`.
 #[derive(clap::Args)]
 pub struct SolveArgs {
-    config: PathBuf,
+    /// One or more configs, run one after the other with the same seeds and criterion (e.g.
+    /// `configs/cartpole-apex.toml configs/cartpole-dqn.toml` compares Ape-X with DQN).
+    #[arg(required = true)]
+    configs: Vec<PathBuf>,
     #[arg(long, default_value_t = 5)]
     seeds: u64,
-    /// Mean training return over the last 100 episodes that counts as solved.
+    /// The return that counts as solved.
     #[arg(long, default_value_t = 475.0)]
     threshold: f64,
-    /// Override a config key, repeatable.
+    /// What must reach the threshold: the mean of the last 100 training episodes (`train`),
+    /// or a deterministic evaluation every `stop.eval_every` env steps (`eval`: for Ape-X,
+    /// whose actors explore with ε up to 0.4, and for comparing it with others).
+    #[arg(long, value_enum, default_value_t = Criterion::Train)]
+    criterion: Criterion,
+    /// Override a config key, repeatable (applies to every config).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
 }
 
-pub fn solve(args: &SolveArgs) -> Result<()> {
+/// What `shoal bench solve` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Criterion {
+    Train,
+    Eval,
+}
+
+/// One config's seeds until solved; prints each and the medians, returns the median seconds.
+fn solve_config(args: &SolveArgs, path: &std::path::Path) -> Result<Option<f64>> {
     let mut times = Vec::new();
     let mut steps = Vec::new();
+    let name = path.display();
     for seed in 1..=args.seeds {
         let mut overrides = args.set.clone();
         overrides.push(format!("seed={seed}"));
-        overrides.push(format!("stop.episode_return_mean={}", args.threshold));
-        let config = TrainConfig::load(&args.config, &overrides)?;
+        let (key, reason) = match args.criterion {
+            Criterion::Train => ("episode_return_mean", StopReason::ReturnReached),
+            Criterion::Eval => ("eval_return_mean", StopReason::EvalReturnReached),
+        };
+        overrides.push(format!("stop.{key}={}", args.threshold));
+        let config = TrainConfig::load(path, &overrides)?;
         let mut agent = build_agent(&config)?;
-        let summary = learn(agent.as_mut(), &config.stop, &mut LoopState::default(), &mut [])?;
-        let solved = summary.stop_reason == StopReason::ReturnReached;
+        let mut eval_stop = EvalStop::from_config(&config);
+        let mut callbacks: Vec<&mut dyn Callback> = eval_stop.iter_mut().map(|e| e as &mut dyn Callback).collect();
+        let summary = learn(agent.as_mut(), &config.stop, &mut LoopState::default(), &mut callbacks)?;
+        let solved = summary.stop_reason == reason;
         println!(
-            "seed {seed}: {} after {:.2} s and {} env steps (return mean {:.1})",
+            "{name} seed {seed}: {} after {:.2} s and {} env steps (training return mean {:.1})",
             if solved { "solved" } else { "NOT solved" },
             summary.wall_seconds,
             summary.env_steps,
@@ -48,10 +71,25 @@ pub fn solve(args: &SolveArgs) -> Result<()> {
             steps.push(summary.env_steps as f64);
         }
     }
-    println!("solved: {}/{}", times.len(), args.seeds);
-    if !times.is_empty() {
-        println!("median_seconds: {:.3}", median(&mut times));
-        println!("median_env_steps: {:.0}", median(&mut steps));
+    println!("{name} solved: {}/{}", times.len(), args.seeds);
+    if times.is_empty() {
+        return Ok(None);
+    }
+    let seconds = median(&mut times);
+    println!("{name} median_seconds: {seconds:.3}");
+    println!("{name} median_env_steps: {:.0}", median(&mut steps));
+    Ok(Some(seconds))
+}
+
+pub fn solve(args: &SolveArgs) -> Result<()> {
+    let medians = args.configs.iter().map(|path| solve_config(args, path)).collect::<Result<Vec<_>>>()?;
+    if let Some(Some(first)) = medians.first() {
+        for (path, other) in args.configs.iter().zip(&medians).skip(1) {
+            if let Some(other) = other {
+                let base = args.configs[0].display();
+                println!("median wall-clock {} / {base}: {:.2}", path.display(), other / first);
+            }
+        }
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_learn;
 pub mod bench_nn;
 pub mod bench_ps;
+pub mod bench_replay;
 pub mod envs;
 pub mod eval;
 pub mod launch;
