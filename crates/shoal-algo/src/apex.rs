@@ -725,14 +725,15 @@ impl Agent for ApexAgent {
 }
 
 /// An actor process's loop: act `actor_steps` steps, report steps and episodes to
-/// `coordinator`, until it says stop. Returns the actor's env steps.
+/// `coordinator`, until it says stop. Returns the actor's env steps and its mean parameter
+/// lag (server version − its version, over its pulls).
 pub fn run_actor(
     config: &TrainConfig,
     rank: usize,
     store: Arc<dyn ParamStore>,
     replay: &dyn ReplayStore,
     coordinator: &dyn Coordinator,
-) -> Result<u64> {
+) -> Result<(u64, f64)> {
     let mut actor = Actor::new(config, rank, store)?;
     let steps = actor.cfg.actor_steps;
     let mut status = coordinator.report(rank, 0, &[])?;
@@ -744,12 +745,13 @@ pub fn run_actor(
         status = coordinator.report(rank, actor.env_steps - reported, &finished.recent())?;
         reported = actor.env_steps;
     }
-    Ok(actor.env_steps)
+    let lag = actor.stats.lag_sum as f64 / actor.stats.pulls.max(1) as f64;
+    Ok((actor.env_steps, lag))
 }
 
 /// The learner process's loop: update as the rate limiter allows, publishing to `store`,
-/// until `coordinator` says stop (asked every `check_every`). Returns its final statistics
-/// and parameters.
+/// until `coordinator` says stop (asked every 200 ms); logs the replay and learner rates to
+/// stderr every 5 s. Returns its final statistics and parameters.
 pub fn run_learner(
     config: &TrainConfig,
     store: Arc<dyn ParamStore>,
@@ -764,6 +766,7 @@ pub fn run_learner(
     let mut status = coordinator.report(rank, 0, &[])?;
     let mut last_check = Instant::now();
     let mut replay_stats = replay.stats()?;
+    let mut rates = Rates::new(replay_stats, 0, 0);
     while !status.stop {
         let progress = budget.map_or(0.0, |b| (status.total_env_steps as f64 / b as f64).min(1.0));
         if learner.may_sample(replay_stats.len, replay_stats.inserted) {
@@ -776,6 +779,12 @@ pub fn run_learner(
             status = coordinator.report(rank, 0, &[])?;
             replay_stats = replay.stats()?;
             last_check = Instant::now();
+        }
+        if rates.start.elapsed() >= Duration::from_secs(5) {
+            let (metrics, next) = rates.metrics(replay_stats, learner.stats(), status.total_env_steps);
+            let line: Vec<String> = metrics.iter().map(|(k, v)| format!("{k} {v:.4}")).collect();
+            eprintln!("learner: {}", line.join("  "));
+            rates = next;
         }
     }
     Ok((learner.stats(), learner.q.params().to_vec()))

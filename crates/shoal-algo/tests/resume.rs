@@ -102,3 +102,24 @@ fn a2c_and_q_learning_resume_bit_for_bit() {
     check_resume("cartpole-a2c.toml", &[], 400, 1_000);
     check_resume("taxi-q.toml", &[], 20_000, 50_000);
 }
+
+/// Ape-X's actors are threads, so two runs are not bit-for-bit alike; its checkpoint still
+/// is: save, load into a fresh agent and save again gives the same files — learner, target
+/// network, optimizer, every actor's envs and RNG, and (with `apex.checkpoint_replay`) the
+/// prioritized replay with its keys and priorities.
+#[test]
+fn apex_checkpoint_restores_learner_actors_and_replay() {
+    let config = config("cartpole-apex.toml", &["apex.checkpoint_replay=true", "apex.learning_starts=500"]);
+    let mut agent = build_agent(&config).unwrap();
+    learn(agent.as_mut(), &steps(3000), &mut LoopState::default(), &mut []).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt");
+    save_checkpoint(agent.as_mut(), &LoopState::default(), &path).unwrap();
+    let mut restored = build_agent(&config).unwrap();
+    load_checkpoint(restored.as_mut(), &path).unwrap();
+    let (before, after) = (saved_state(agent.as_mut()), saved_state(restored.as_mut()));
+    assert!(before.iter().any(|(name, _)| name.starts_with("replay.safetensors:priorities")));
+    assert_eq!(before, after);
+    learn(restored.as_mut(), &steps(4000), &mut LoopState::default(), &mut []).unwrap();
+    assert!(restored.env_steps() >= 4000, "the restored run trains on");
+}

@@ -102,8 +102,11 @@ fn run_apex_role(
         let (stats, _) = apex::run_learner(config, Arc::clone(&store) as _, replay, store.as_ref(), actors)?;
         eprintln!("shoal worker (learner): stopped by the server after {} updates", stats.updates);
     } else {
-        let steps = apex::run_actor(config, args.rank, Arc::clone(&store) as _, replay, store.as_ref())?;
-        eprintln!("shoal worker {} (actor): stopped by the server after {steps} env steps of mine", args.rank);
+        let (steps, lag) = apex::run_actor(config, args.rank, Arc::clone(&store) as _, replay, store.as_ref())?;
+        eprintln!(
+            "shoal worker {} (actor): stopped by the server after {steps} env steps of mine (mean parameter lag {lag:.1} versions)",
+            args.rank
+        );
     }
     Ok(())
 }
