@@ -34,7 +34,7 @@ use crate::agent::{build_vec_env, section, Agent, LrSchedule, Metrics, Network};
 use crate::checkpoint::{read_json, write_json, CommonState};
 use crate::cluster::ServerSpec;
 use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
-use crate::dqn::{diverged_hint, td_targets, td_update, TdStep};
+use crate::dqn::{diverged_hint, td_loss, td_targets, td_update, TdStep};
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, Result};
 use crate::explore::{argmax, epsilon_greedy};
@@ -141,11 +141,7 @@ impl ApexConfig {
         ] {
             check_positive(key, value)?;
         }
-        match self.loss.as_str() {
-            "mse" => Ok(TdLoss::Mse),
-            "huber" => Ok(TdLoss::Huber { delta: 1.0 }),
-            other => Err(config_err(format!("apex.loss must be \"mse\" or \"huber\", got \"{other}\""))),
-        }
+        td_loss("apex.loss", &self.loss)
     }
 
     /// Actor `i` of `n`'s exploration rate, `ε^(1 + α·i/(n−1))` (ε itself for one actor).

@@ -97,11 +97,16 @@ impl DqnConfig {
         check_positive("dqn.train_frequency", self.train_frequency)?;
         check_positive("dqn.n_step", self.n_step)?;
         check_positive("dqn.target_network_frequency", self.target_network_frequency as usize)?;
-        match self.loss.as_str() {
-            "mse" => Ok(TdLoss::Mse),
-            "huber" => Ok(TdLoss::Huber { delta: 1.0 }),
-            other => Err(config_err(format!("dqn.loss must be \"mse\" or \"huber\", got \"{other}\""))),
-        }
+        td_loss("dqn.loss", &self.loss)
+    }
+}
+
+/// The TD loss a config's `loss` key names (`key` for the error message).
+pub(crate) fn td_loss(key: &str, name: &str) -> Result<TdLoss> {
+    match name {
+        "mse" => Ok(TdLoss::Mse),
+        "huber" => Ok(TdLoss::Huber { delta: 1.0 }),
+        other => Err(config_err(format!("{key} must be \"mse\" or \"huber\", got \"{other}\""))),
     }
 }
 

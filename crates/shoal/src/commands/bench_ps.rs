@@ -55,7 +55,7 @@ fn a3c_processes(args: &PsArgs, workers: usize) -> Result<f64> {
 const SIZES: [(&str, usize); 3] = [("10KB", 10 * 1024), ("1MB", 1 << 20), ("10MB", 10 << 20)];
 
 /// Calls `f` for about `seconds` and returns the mean seconds per call.
-fn per_call(seconds: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+pub(crate) fn per_call(seconds: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?;
     let start = Instant::now();
     let mut calls = 0u64;

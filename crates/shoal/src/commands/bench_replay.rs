@@ -4,7 +4,7 @@
 //! service on loopback (what actor and learner processes call), in the same run.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
@@ -37,16 +37,9 @@ pub struct ReplayArgs {
 
 /// Runs `f` (which handles `items` items per call) for about `seconds`; returns (items per
 /// second, microseconds per call).
-fn rate(seconds: f64, items: usize, mut f: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
-    f()?;
-    let start = Instant::now();
-    let mut calls = 0u64;
-    while start.elapsed() < Duration::from_secs_f64(seconds) {
-        f()?;
-        calls += 1;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    Ok((calls as f64 * items as f64 / secs, secs / calls as f64 * 1e6))
+fn rate(seconds: f64, items: usize, f: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
+    let per_call = super::bench_ps::per_call(seconds, f)?;
+    Ok((items as f64 / per_call, per_call * 1e6))
 }
 
 fn batch(obs_dim: usize, rows: usize, rng: &mut Pcg64Mcg) -> (Transitions, Vec<f32>) {

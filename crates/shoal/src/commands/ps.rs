@@ -39,6 +39,18 @@ pub struct Args {
     /// Continue from the checkpoint in --out (after a crash or kill).
     #[arg(long, requires = "out")]
     resume: bool,
+    #[command(flatten)]
+    security: Security,
+    /// Seconds to keep serving after the stop criterion, so every worker hears it (at least
+    /// the round timeout plus 5 s, so a worker waiting in a round gets its answer).
+    #[arg(long, default_value_t = 5.0)]
+    linger: f64,
+}
+
+/// How a server (`shoal ps`, `shoal replay`) checks its callers: the run's token, and TLS
+/// when a certificate is given.
+#[derive(clap::Args)]
+pub struct Security {
     /// File holding the run's token (default: $SHOAL_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
@@ -49,10 +61,18 @@ pub struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Seconds to keep serving after the stop criterion, so every worker hears it (at least
-    /// the round timeout plus 5 s, so a worker waiting in a round gets its answer).
-    #[arg(long, default_value_t = 5.0)]
-    linger: f64,
+}
+
+impl Security {
+    /// The token every call must carry, and the TLS identity if any.
+    pub fn load(&self) -> Result<(Token, Option<ServerTls>)> {
+        let token = Token::from_file_or_env(self.token_file.as_deref())?;
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(ServerTls { cert_pem: read(cert)?, key_pem: read(key)? }),
+            _ => None,
+        };
+        Ok((token, tls))
+    }
 }
 
 /// Run totals kept beside the checkpoint, so a restarted server counts on.
@@ -78,7 +98,7 @@ pub fn run(args: &Args) -> Result<()> {
     let config = TrainConfig::load(&args.config, &args.set)?;
     let cluster = config.cluster().unwrap_or_default();
     ensure!(args.shard < cluster.shards, "--shard {} is out of range: cluster.shards = {}", args.shard, cluster.shards);
-    let token = Token::from_file_or_env(args.token_file.as_deref())?;
+    let (token, tls) = args.security.load()?;
     let spec = ServerSpec::new(&config)?;
     let (index, count) = (args.shard, cluster.shards);
     let mut server = spec.server(&cluster, index, count);
@@ -101,10 +121,6 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let server = Arc::new(server);
     let offset = shard_range(spec.params.len(), index, count).start as u64;
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(ServerTls { cert_pem: read(cert)?, key_pem: read(key)? }),
-        _ => None,
-    };
     let service = ServiceConfig {
         tls,
         token,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use shoal_algo::apex::replay_for;
 use shoal_algo::{Algo, TrainConfig};
-use shoal_dist::{spawn_replay, LocalReplay, ReplayStore, ServerTls, Token};
+use shoal_dist::{spawn_replay, LocalReplay, ReplayStore};
 
 /// Arguments of `shoal replay`.
 #[derive(clap::Args)]
@@ -36,15 +36,8 @@ pub struct Args {
     /// Seconds between two replay checkpoints.
     #[arg(long, default_value_t = 30.0)]
     checkpoint_seconds: f64,
-    /// File holding the run's token (default: $SHOAL_TOKEN).
-    #[arg(long)]
-    token_file: Option<PathBuf>,
-    /// Serve over TLS with this PEM certificate (chain); needs --tls-key and `--features tls`.
-    #[arg(long, requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// The PEM private key of --tls-cert.
-    #[arg(long, requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    security: super::ps::Security,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -68,11 +61,7 @@ pub fn run(args: &Args) -> Result<()> {
         replay.load(path).with_context(|| format!("resuming the replay from {}", path.display()))?;
         eprintln!("shoal replay: resumed {} transitions", replay.stats()?.len);
     }
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(ServerTls { cert_pem: super::ps::read(cert)?, key_pem: super::ps::read(key)? }),
-        _ => None,
-    };
-    let token = Token::from_file_or_env(args.token_file.as_deref())?;
+    let (token, tls) = args.security.load()?;
     let handle = spawn_replay(&args.listen, Arc::clone(&replay), token, tls.as_ref())?;
     let stats = replay.stats()?;
     println!("shoal replay listening on {} (capacity {}, obs_dim {})", handle.addr(), stats.capacity, replay.obs_dim());
