@@ -269,3 +269,37 @@ fn apex_actor_processes_learn_cartpole_and_survive_a_killed_actor() {
         assert!(success && log.contains("stopped by the server"), "{name}:\n{log}");
     }
 }
+
+/// `shoal replay` with `apex.checkpoint_replay` saves itself periodically; killed with -9 and
+/// restarted with `--resume`, it serves the transitions it held.
+#[test]
+fn a_killed_replay_server_resumes_with_its_transitions() {
+    use shoal_dist::replay::Row;
+    use shoal_dist::{ClientOptions, Encoding, GrpcReplay, ReplayStore, Token, Transitions};
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display().to_string();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let sets = ["apex.checkpoint_replay=true"];
+    let args = ["--out", out.as_str(), "--checkpoint-seconds", "0.2"];
+    let mut replay = start_server("replay", APEX, &addr, &args, &sets);
+    let options = || ClientOptions {
+        tls: None,
+        token: Token::new(TOKEN).unwrap(),
+        encoding: Encoding::F32Le,
+        retry_for: Duration::from_secs(20),
+    };
+    let client = GrpcReplay::connect(&addr, 4, options()).unwrap();
+    let mut rows = Transitions::new(4);
+    for i in 0..100 {
+        let obs = [i as f32; 4];
+        rows.push(Row { obs: &obs, action: 0.0, reward: 1.0, next_obs: &obs, done: 0.0, discount: 0.97 });
+    }
+    client.insert(&rows, None).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    replay.kill9();
+    let with_resume: Vec<&str> = args.iter().copied().chain(["--resume"]).collect();
+    let _resumed = start_server("replay", APEX, &addr, &with_resume, &sets);
+    let stats = GrpcReplay::connect(&addr, 4, options()).unwrap().stats().unwrap();
+    assert_eq!((stats.len, stats.inserted), (100, 100));
+}
