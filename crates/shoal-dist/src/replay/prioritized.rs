@@ -95,11 +95,17 @@ impl PrioritizedReplay {
         }
     }
 
-    fn set_priority(&mut self, slot: usize, p: f64) {
-        let scaled = p.powf(self.alpha);
-        self.sums.set(slot, scaled);
-        self.mins.set(slot, scaled);
+    /// Queues priority `p` (|δ| + ε) for `slot`; [`Self::apply_staged`] writes the queue
+    /// into both trees at once.
+    fn stage(&mut self, slot: usize, p: f64) {
         self.max_priority = self.max_priority.max(p);
+        self.slots.push(slot);
+        self.scaled.push(p.powf(self.alpha));
+    }
+
+    fn apply_staged(&mut self) {
+        self.sums.set_many(&self.slots, &self.scaled, &mut self.path);
+        self.mins.set_many(&self.slots, &self.scaled, &mut self.path);
     }
 
     /// Appends `batch`, each row with its priority `|δ|` (the largest seen so far when
@@ -122,12 +128,15 @@ impl PrioritizedReplay {
             }
             None => vec![self.max_priority; batch.len()],
         };
+        self.slots.clear();
+        self.scaled.clear();
         for (i, p) in checked.into_iter().enumerate() {
             let slot = self.ring.push(batch.row(i));
             self.keys[slot] = self.next_key;
             self.next_key += 1;
-            self.set_priority(slot, p);
+            self.stage(slot, p);
         }
+        self.apply_staged();
         self.stats.inserted += batch.len() as u64;
         Ok(())
     }
@@ -206,14 +215,10 @@ impl PrioritizedReplay {
         for (&key, &p) in keys.iter().zip(priorities) {
             let slot = (key % capacity) as usize;
             if self.keys[slot] == key {
-                let p = p as f64 + MIN_PRIORITY;
-                self.max_priority = self.max_priority.max(p);
-                self.slots.push(slot);
-                self.scaled.push(p.powf(self.alpha));
+                self.stage(slot, p as f64 + MIN_PRIORITY);
             }
         }
-        self.sums.set_many(&self.slots, &self.scaled, &mut self.path);
-        self.mins.set_many(&self.slots, &self.scaled, &mut self.path);
+        self.apply_staged();
         let applied = self.slots.len() as u64;
         self.stats.priority_updates += applied;
         self.stats.stale_updates += keys.len() as u64 - applied;
