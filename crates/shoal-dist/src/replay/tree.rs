@@ -6,7 +6,8 @@
 //! Both are one flat array: a complete 4-ary tree (root 0, node `i`'s children at
 //! `4i + 1 ..= 4i + 4`, leaves — a power of 4 ≥ capacity — last). Four children share a
 //! cache line, and the tree is half as deep as a binary one: a search or an update touches
-//! half as many lines (a 512-sample over 1M slots was ~30% faster than with a binary tree).
+//! half as many lines (a 512-sample over 1M slots took 67–78 µs, against 117–169 µs with a binary
+//! tree).
 
 /// Children per node.
 const ARITY: usize = 4;
