@@ -24,6 +24,7 @@ use crate::checkpoint::{read_json, write_json};
 use crate::config::{check_positive, check_range, Algo, TrainConfig};
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, Result};
+use crate::eval::EvalStop;
 use crate::updater::Link;
 
 /// Where a cluster's roles run.
@@ -465,6 +466,9 @@ pub fn run_worker(
     let mut agent = worker_agent(config, rank)?;
     attach(agent.as_mut(), store, rank, cluster)?;
     let budget = config.stop.env_steps;
+    // `stop.eval_return_mean`: a single server evaluates what it holds; over shards, no server
+    // holds the whole model, so worker 0 evaluates the parameters it pulled.
+    let mut evaluator = EvalStop::from_config(config).filter(|_| rank == 0 && cluster.shards > 1);
     let mut status = coordinator.report(rank, 0, &[])?;
     let (mut reported, mut iterations) = (0u64, 0u64);
     while !status.stop {
@@ -478,6 +482,11 @@ pub fn run_worker(
         let episodes = finished.recent();
         status = coordinator.report(rank, agent.env_steps() - reported, &episodes)?;
         reported = agent.env_steps();
+        if let Some(eval) = evaluator.as_mut().filter(|_| !status.stop) {
+            if eval.maybe_evaluate(agent.as_mut(), status.total_env_steps)?.is_some_and(|mean| eval.reached(mean)) {
+                status = coordinator.solved(rank)?;
+            }
+        }
     }
     Ok(WorkerSummary { env_steps: agent.env_steps(), iterations, total_env_steps: status.total_env_steps })
 }

@@ -281,14 +281,8 @@ impl ParamStore for GrpcStore {
     }
 }
 
-impl Coordinator for GrpcStore {
-    fn report(&self, worker: usize, env_steps: u64, episodes: &[(f64, u64)]) -> Result<RunStatus> {
-        let request = ReportRequest {
-            worker: worker as u32,
-            env_steps,
-            episode_returns: episodes.iter().map(|e| e.0).collect(),
-            episode_lengths: episodes.iter().map(|e| e.1).collect(),
-        };
+impl GrpcStore {
+    fn send_report(&self, request: ReportRequest) -> Result<RunStatus> {
         let reply = self.conn.call(|rt, mut client, token| {
             let mut req = Request::new(request.clone());
             token.attach(&mut req);
@@ -300,6 +294,22 @@ impl Coordinator for GrpcStore {
             episodes: reply.episodes,
             return_mean: reply.return_mean,
         })
+    }
+}
+
+impl Coordinator for GrpcStore {
+    fn report(&self, worker: usize, env_steps: u64, episodes: &[(f64, u64)]) -> Result<RunStatus> {
+        self.send_report(ReportRequest {
+            worker: worker as u32,
+            env_steps,
+            episode_returns: episodes.iter().map(|e| e.0).collect(),
+            episode_lengths: episodes.iter().map(|e| e.1).collect(),
+            solved: false,
+        })
+    }
+
+    fn solved(&self, worker: usize) -> Result<RunStatus> {
+        self.send_report(ReportRequest { worker: worker as u32, solved: true, ..ReportRequest::default() })
     }
 }
 

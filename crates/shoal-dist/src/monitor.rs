@@ -35,6 +35,11 @@ pub struct RunStatus {
 pub trait Coordinator: Send + Sync {
     /// Adds `env_steps` steps and the finished `episodes` (return, length) of `worker`.
     fn report(&self, worker: usize, env_steps: u64, episodes: &[(f64, u64)]) -> Result<RunStatus>;
+
+    /// Worker `worker` evaluated the parameters it holds and they reached the run's
+    /// `stop.eval_return_mean`: stop the run (a server also freezes its parameters as they
+    /// are — in sync mode no round completes while the evaluating worker is away).
+    fn solved(&self, worker: usize) -> Result<RunStatus>;
 }
 
 /// Totals for logs and metrics.
@@ -122,6 +127,11 @@ impl Coordinator for RunMonitor {
             episodes: tally.episodes,
             return_mean: mean(&tally.window),
         })
+    }
+
+    fn solved(&self, worker: usize) -> Result<RunStatus> {
+        self.stop_now();
+        self.report(worker, 0, &[])
     }
 }
 

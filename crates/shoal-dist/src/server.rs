@@ -177,6 +177,11 @@ impl ParamServer {
         Ok(())
     }
 
+    /// [`ParamServer::freeze`] on the parameters it holds now.
+    pub fn freeze_current(&self) {
+        self.lock().frozen = true;
+    }
+
     pub fn set_lr(&self, lr: f32) {
         self.lock().lr = lr;
     }

@@ -206,7 +206,14 @@ impl ParamService for PsService {
         }
         let episodes: Vec<(f64, u64)> =
             report.episode_returns.iter().copied().zip(report.episode_lengths.iter().copied()).collect();
-        let status = monitor.report(report.worker as usize, report.env_steps, &episodes).map_err(status)?;
+        let worker = report.worker as usize;
+        let status = if report.solved {
+            self.store.freeze_current();
+            monitor.report(worker, report.env_steps, &episodes).map_err(status)?;
+            monitor.solved(worker).map_err(status)?
+        } else {
+            monitor.report(worker, report.env_steps, &episodes).map_err(status)?
+        };
         Ok(Response::new(ReportReply {
             stop: status.stop,
             total_env_steps: status.total_env_steps,

@@ -151,6 +151,11 @@ impl<S: ParamStore + Coordinator> Coordinator for ShardedStore<S> {
             self.shards.iter().map(|s| s.report(worker, env_steps, episodes)).collect::<Result<Vec<_>>>()?;
         Ok(statuses.swap_remove(0))
     }
+
+    fn solved(&self, worker: usize) -> Result<RunStatus> {
+        let mut statuses = self.shards.iter().map(|s| s.solved(worker)).collect::<Result<Vec<_>>>()?;
+        Ok(statuses.swap_remove(0))
+    }
 }
 
 /// One outcome for the whole vector: stale if any shard found it stale; versions summed.
