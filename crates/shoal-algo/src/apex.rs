@@ -222,10 +222,9 @@ pub fn replay_for(config: &TrainConfig) -> Result<PrioritizedReplay> {
     Ok(PrioritizedReplay::new(shape.cfg.buffer_size, shape.obs_dim, shape.cfg.priority_alpha)?)
 }
 
-/// Counters an actor reports.
+/// An actor's parameter pulls, for the parameter-lag metric.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ActorStats {
-    pub inserted: u64,
     pub pulls: u64,
     /// Σ (store version − actor version) at each pull: how far behind the actor was acting.
     pub lag_sum: u64,
@@ -283,10 +282,6 @@ impl Actor {
             cfg: shape.cfg,
             env,
         })
-    }
-
-    pub fn epsilon(&self) -> f64 {
-        self.epsilon
     }
 
     /// Pulls the newest parameters when `actor_pull_every` steps have passed.
@@ -351,7 +346,6 @@ impl Actor {
             self.priorities.push((y - taken).abs());
         }
         let stats = replay.insert(&self.outgoing, Some(&self.priorities))?;
-        self.stats.inserted += rows as u64;
         self.outgoing.clear();
         self.throttle(replay, stats)
     }
@@ -370,18 +364,6 @@ impl Actor {
             stats = replay.stats()?;
         }
         Ok(())
-    }
-
-    pub fn env_steps(&self) -> u64 {
-        self.env_steps
-    }
-
-    pub fn stats(&self) -> ActorStats {
-        self.stats
-    }
-
-    pub fn episodes_mut(&mut self) -> &mut EpisodeTracker {
-        &mut self.episodes
     }
 }
 
@@ -619,7 +601,7 @@ impl Agent for ApexAgent {
         });
         results.into_iter().collect::<Result<Vec<()>>>()?;
         for actor in &mut self.actors {
-            actor.episodes_mut().drain_into(&mut self.episodes);
+            actor.episodes.drain_into(&mut self.episodes);
         }
         let replay_stats = self.replay.stats()?;
         let env_steps = self.env_steps();
@@ -747,14 +729,14 @@ pub fn run_actor(
 
 /// The learner process's loop: update as the rate limiter allows, publishing to `store`,
 /// until `coordinator` says stop (asked every 200 ms); logs the replay and learner rates to
-/// stderr every 5 s. Returns its final statistics and parameters.
+/// stderr every 5 s. Returns its final statistics.
 pub fn run_learner(
     config: &TrainConfig,
     store: Arc<dyn ParamStore>,
     replay: &dyn ReplayStore,
     coordinator: &dyn Coordinator,
     rank: usize,
-) -> Result<(LearnerStats, Vec<f32>)> {
+) -> Result<LearnerStats> {
     let mut learner = Learner::new(config)?;
     learner.publish_to(store);
     let budget = config.stop.env_steps;
@@ -783,5 +765,5 @@ pub fn run_learner(
             rates = next;
         }
     }
-    Ok((learner.stats(), learner.q.params().to_vec()))
+    Ok(learner.stats())
 }

@@ -99,7 +99,7 @@ fn run_apex_role(
     actors: usize,
 ) -> Result<()> {
     if args.learner {
-        let (stats, _) = apex::run_learner(config, Arc::clone(&store) as _, replay, store.as_ref(), actors)?;
+        let stats = apex::run_learner(config, Arc::clone(&store) as _, replay, store.as_ref(), actors)?;
         eprintln!("shoal worker (learner): stopped by the server after {} updates", stats.updates);
     } else {
         let (steps, lag) = apex::run_actor(config, args.rank, Arc::clone(&store) as _, replay, store.as_ref())?;
