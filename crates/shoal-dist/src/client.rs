@@ -8,9 +8,11 @@
 //! A gradient whose reply was lost with a crashing server may be applied twice after the
 //! retry; asynchronous SGD tolerates that, as it tolerates staleness.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
@@ -186,10 +188,30 @@ impl GrpcStore {
         &self.hello.mode
     }
 
-    fn request_stream(chunks: Vec<Chunk>, token: &Token) -> Request<tokio_stream::Iter<std::vec::IntoIter<Chunk>>> {
-        let mut req = Request::new(tokio_stream::iter(chunks));
-        token.attach(&mut req);
-        req
+    /// Streams `values` to the server through `call`, encoding them as they go: this thread
+    /// encodes chunk i+1 while the runtime sends chunk i (on loopback a 10 MB push spent a
+    /// tenth of its time encoding before the first byte left when everything was encoded first).
+    fn send_tensor<T: Send + 'static, F>(
+        &self,
+        rt: &Runtime,
+        token: &Token,
+        (values, worker, version): (&[f32], usize, u64),
+        call: impl FnOnce(Request<ReceiverStream<Chunk>>) -> F,
+    ) -> Result<T, Attempt>
+    where
+        F: Future<Output = Result<T, Attempt>> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let mut request = Request::new(ReceiverStream::new(rx));
+        token.attach(&mut request);
+        let reply = rt.spawn(call(request));
+        for chunk in wire::chunks(values, self.conn.options.encoding, worker as u32, version) {
+            if tx.blocking_send(chunk).is_err() {
+                break; // The call ended early: its result says why.
+            }
+        }
+        drop(tx);
+        rt.block_on(reply).map_err(|e| Attempt::Fatal(DistError::Setup(format!("a push to the server failed: {e}"))))?
     }
 }
 
@@ -253,8 +275,9 @@ impl ParamStore for GrpcStore {
             return Err(DistError::Length { what: "gradient", got: grad.len(), expected: self.len() });
         }
         let reply = self.conn.call(|rt, mut client, token| {
-            let chunks = wire::encode(grad, self.conn.options.encoding, worker as u32, base_version);
-            Ok(rt.block_on(client.push_gradient(Self::request_stream(chunks, token)))?.into_inner())
+            self.send_tensor(rt, token, (grad, worker, base_version), |request| async move {
+                Ok(client.push_gradient(request).await?.into_inner())
+            })
         })?;
         let (version, staleness) = (reply.version, reply.staleness);
         Ok(if reply.applied {
@@ -268,12 +291,12 @@ impl ParamStore for GrpcStore {
         if params.len() != self.len() {
             return Err(DistError::Length { what: "parameters", got: params.len(), expected: self.len() });
         }
-        let mut back = vec![0.0f32; params.len()];
-        let version = self.conn.call(|rt, mut client, token| {
-            let chunks = wire::encode(params, self.conn.options.encoding, worker as u32, 0);
-            rt.block_on(async {
-                let mut stream = client.push_params(Self::request_stream(chunks, token)).await?.into_inner();
-                read_tensor(&mut stream, &mut back).await
+        let len = params.len();
+        let (version, back) = self.conn.call(|rt, mut client, token| {
+            self.send_tensor(rt, token, (params, worker, 0), |request| async move {
+                let mut stream = client.push_params(request).await?.into_inner();
+                let mut back = vec![0.0f32; len];
+                Ok((read_tensor(&mut stream, &mut back).await?, back))
             })
         })?;
         params.copy_from_slice(&back);

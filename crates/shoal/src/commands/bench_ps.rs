@@ -1,8 +1,8 @@
 //! `shoal bench ps`: moving parameter vectors. For 10 KB, 1 MB and 10 MB vectors it times a
-//! push (gradient applied by SGD) plus a pull through the in-process parameter server, and, as
-//! through the gRPC transport on loopback (a `shoal ps`-style server in this process, a
-//! client as a worker uses it), and, as the physical reference, the same bytes sent to a
-//! loopback TCP peer and back, all in the same run.
+//! push (gradient applied by SGD) plus a pull three ways, in interleaved rounds of the same
+//! run: through the in-process parameter server; over gRPC on loopback (a `shoal ps`-style
+//! server in this process, a client as a worker uses it); and, as the physical reference, the
+//! same bytes sent to a loopback TCP peer and back.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -19,8 +19,8 @@ use shoal_nn::Sgd;
 /// Arguments of `shoal bench ps`.
 #[derive(clap::Args)]
 pub struct PsArgs {
-    /// Seconds per measurement.
-    #[arg(long, default_value_t = 1.0)]
+    /// Seconds per transport and size, split over interleaved rounds.
+    #[arg(long, default_value_t = 2.0)]
     seconds: f64,
     /// The A3C config whose env-steps/s is measured with 1 and 2 worker processes (skipped
     /// when the file is missing).
@@ -103,18 +103,23 @@ fn push_pull(seconds: f64, store: &dyn ParamStore, grad: &[f32], params: &mut [f
     })
 }
 
+/// Rounds per size: every transport is timed once per round, in turn, so a burst of load
+/// from elsewhere on the machine lands on all of them; each figure is the median over rounds.
+const ROUNDS: usize = 5;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 pub fn run(args: &PsArgs) -> Result<()> {
     let token = Token::new("bench-token-0123456789")?;
+    let seconds = args.seconds / ROUNDS as f64;
     for (label, bytes) in SIZES {
         let len = bytes / 4;
         let server = async_server(len);
         let grad = vec![1e-3f32; len];
         let mut params = vec![0.0f32; len];
-        let round_trip = push_pull(args.seconds, &server, &grad, &mut params)?;
-        let pull = per_call(args.seconds, || {
-            server.pull(None, &mut params)?;
-            Ok(())
-        })?;
         let config = ServiceConfig { tls: None, token: token.clone(), layout_hash: 0, shard: ShardInfo::WHOLE };
         let handle = shoal_dist::spawn("127.0.0.1:0", Arc::new(async_server(len)), None, config)?;
         let options = ClientOptions {
@@ -124,21 +129,25 @@ pub fn run(args: &PsArgs) -> Result<()> {
             retry_for: Duration::from_secs(5),
         };
         let remote = GrpcStore::connect(&handle.addr().to_string(), 0, 0, 1, options)?;
-        let grpc = push_pull(args.seconds, &remote, &grad, &mut params)?;
-        let grpc_pull = per_call(args.seconds, || {
-            remote.pull(None, &mut params)?;
-            Ok(())
-        })?;
-        drop(handle);
         let mut socket = echo_peer(bytes)?;
         let mut send = vec![7u8; bytes];
         let mut recv = vec![0u8; bytes];
-        let tcp = per_call(args.seconds, || {
-            socket.write_all(&send)?;
-            socket.read_exact(&mut recv)?;
-            std::mem::swap(&mut send, &mut recv);
-            Ok(())
-        })?;
+        // [in-process push+pull, in-process pull, gRPC push+pull, gRPC pull, TCP round trip]
+        let mut times: [Vec<f64>; 5] = Default::default();
+        for _ in 0..ROUNDS {
+            times[0].push(push_pull(seconds, &server, &grad, &mut params)?);
+            times[1].push(per_call(seconds, || server.pull(None, &mut params).map(drop).map_err(Into::into))?);
+            times[2].push(push_pull(seconds, &remote, &grad, &mut params)?);
+            times[3].push(per_call(seconds, || remote.pull(None, &mut params).map(drop).map_err(Into::into))?);
+            times[4].push(per_call(seconds, || {
+                socket.write_all(&send)?;
+                socket.read_exact(&mut recv)?;
+                std::mem::swap(&mut send, &mut recv);
+                Ok(())
+            })?);
+        }
+        drop(handle);
+        let [round_trip, pull, grpc, grpc_pull, tcp] = times.map(median);
         let mb = |secs: f64| 2.0 * bytes as f64 / secs / 1e6;
         println!("inproc_push_pull_{label}_us: {:.1}", round_trip * 1e6);
         println!("inproc_push_pull_{label}_mb_per_sec: {:.0}", mb(round_trip));
