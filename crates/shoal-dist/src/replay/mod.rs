@@ -133,3 +133,18 @@ impl ReplayStore for LocalReplay {
         self.with(|r, _| Ok(r.stats()))
     }
 }
+
+/// Asks the CPU to start loading `value`'s cache line. A batched search or gather knows the
+/// addresses it will read many steps ahead; without the hint each miss waits its turn in the
+/// out-of-order window. It is only a hint: it cannot fault and changes no state.
+#[inline(always)]
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` only reads the pointer's cache line into the cache (and never
+    // faults); the pointer comes from a live reference.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>((value as *const T).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}

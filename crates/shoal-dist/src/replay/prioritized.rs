@@ -17,6 +17,9 @@ use safetensors::SafeTensors;
 use crate::error::{DistError, Result};
 use crate::replay::transitions::{TransitionRing, Transitions};
 use crate::replay::tree::{MinTree, SumTree};
+
+/// How many rows ahead a sample's gather asks for the rows it will copy.
+const PREFETCH_AHEAD: usize = 8;
 use crate::replay::{ReplayStats, Sample};
 
 /// Added to |δ| so no transition has probability 0.
@@ -168,9 +171,14 @@ impl PrioritizedReplay {
         }
         out.keys.resize(size, 0);
         let (min, beta) = (min as f32, -beta as f32);
+        // Rounding can carry the topmost mass past the filled slots.
+        self.slots.iter_mut().for_each(|slot| *slot = (*slot).min(last));
         for (k, &slot) in self.slots.iter().enumerate() {
-            // Rounding can carry the topmost mass past the filled slots.
-            let slot = slot.min(last);
+            // The rows are scattered over the ring: ask for the ones a few steps ahead now.
+            if let Some(&ahead) = self.slots.get(k + PREFETCH_AHEAD) {
+                self.ring.prefetch_row(ahead);
+                super::prefetch(&self.keys[ahead]);
+            }
             let row = self.ring.row(slot);
             batch.obs[k * d..(k + 1) * d].copy_from_slice(row.obs);
             batch.next_obs[k * d..(k + 1) * d].copy_from_slice(row.next_obs);

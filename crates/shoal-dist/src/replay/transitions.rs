@@ -147,6 +147,15 @@ impl TransitionRing {
         slot
     }
 
+    /// Asks the CPU to start loading slot `slot`'s row (both ends: a row can straddle two
+    /// cache lines).
+    #[inline]
+    pub fn prefetch_row(&self, slot: usize) {
+        let stride = self.stride();
+        super::prefetch(&self.data[slot * stride]);
+        super::prefetch(&self.data[(slot + 1) * stride - 1]);
+    }
+
     /// Slot `slot`'s row.
     pub fn row(&self, slot: usize) -> Row<'_> {
         let (d, stride) = (self.obs_dim, self.stride());
