@@ -164,7 +164,6 @@ impl ParamServer {
         self.mode
     }
 
-    /// Changes the learning rate (for annealing driven by the learner).
     /// Replaces the parameters with `params` and ignores every later push: the server has
     /// evaluated `params` and stopped the run on them, so what workers push while they hear
     /// the stop must not change the result. Gradients are answered as stale, parameter
@@ -182,6 +181,7 @@ impl ParamServer {
         self.lock().frozen = true;
     }
 
+    /// Changes the learning rate (for annealing driven by reported progress).
     pub fn set_lr(&self, lr: f32) {
         self.lock().lr = lr;
     }
