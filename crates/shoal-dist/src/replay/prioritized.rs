@@ -17,10 +17,10 @@ use safetensors::SafeTensors;
 use crate::error::{DistError, Result};
 use crate::replay::transitions::{TransitionRing, Transitions};
 use crate::replay::tree::{MinTree, SumTree};
+use crate::replay::{ReplayStats, Sample};
 
 /// How many rows ahead a sample's gather asks for the rows it will copy.
 const PREFETCH_AHEAD: usize = 8;
-use crate::replay::{ReplayStats, Sample};
 
 /// Added to |δ| so no transition has probability 0.
 pub const MIN_PRIORITY: f64 = 1e-6;

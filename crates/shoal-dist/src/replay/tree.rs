@@ -8,7 +8,7 @@
 //! aligned cache line, and the tree is half as deep as a binary one: a search or an update
 //! touches half as many lines. A batched search walks all its draws one level at a time and
 //! asks for each draw's next line [`PREFETCH_AHEAD`] draws early. A 512-sample over 1M slots
-//! took 117–169 µs with a binary tree, 67–78 µs with an unaligned 4-ary one, and 34–38 µs
+//! took 117–169 µs with a binary tree, 67–78 µs with an unaligned 4-ary one, and 35–42 µs
 //! aligned with prefetching (with the row gather's prefetching, in `prioritized.rs`).
 
 /// Children per node.
