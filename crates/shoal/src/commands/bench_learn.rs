@@ -94,7 +94,8 @@ pub fn solve(args: &SolveArgs) -> Result<()> {
     Ok(())
 }
 
-fn median(values: &mut [f64]) -> f64 {
+/// The median of `values` (sorted in place; the mean of the middle two for an even count).
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     if n % 2 == 1 {

@@ -107,11 +107,6 @@ fn push_pull(seconds: f64, store: &dyn ParamStore, grad: &[f32], params: &mut [f
 /// from elsewhere on the machine lands on all of them; each figure is the median over rounds.
 const ROUNDS: usize = 5;
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 pub fn run(args: &PsArgs) -> Result<()> {
     let token = Token::new("bench-token-0123456789")?;
     let seconds = args.seconds / ROUNDS as f64;
@@ -147,7 +142,7 @@ pub fn run(args: &PsArgs) -> Result<()> {
             })?);
         }
         drop(handle);
-        let [round_trip, pull, grpc, grpc_pull, tcp] = times.map(median);
+        let [round_trip, pull, grpc, grpc_pull, tcp] = times.map(|mut t| super::bench_learn::median(&mut t));
         let mb = |secs: f64| 2.0 * bytes as f64 / secs / 1e6;
         println!("inproc_push_pull_{label}_us: {:.1}", round_trip * 1e6);
         println!("inproc_push_pull_{label}_mb_per_sec: {:.0}", mb(round_trip));
