@@ -87,10 +87,10 @@ fn worker_processes_learn_cartpole_with_a3c_sync_ppo_and_two_shards() {
 /// Asynchronous DQN with 2 worker processes. Its greedy policy keeps moving with the order
 /// in which the OS interleaves the workers' gradients, so the server stops the run on a
 /// deterministic evaluation of its own parameters (`stop.eval_return_mean = 500`) and freezes
-/// them. Within the old 200k-step budget a loaded CI machine (5.3k env steps/s) never saw an
+/// them. Within the old 200k-step budget one CI run (5.3k env steps/s) never saw an
 /// evaluation of 500 (the idle machine's seeds 1 and 2 needed 165k and 177k steps); with 500k
 /// steps, 20-episode evaluations and a target update every 500 worker steps, seeds 1–6 with a
-/// busy loop on one core and seeds 7–10 with three busy loops stopped after 30k–197k env steps
+/// busy loop on one core and seeds 7–10 with four busy loops stopped after 30k–197k env steps
 /// and evaluated 500 on 20 fresh episodes.
 #[test]
 fn worker_processes_learn_cartpole_with_async_dqn() {
