@@ -75,9 +75,9 @@ fn solve_config(args: &SolveArgs, path: &std::path::Path) -> Result<Option<f64>>
     if times.is_empty() {
         return Ok(None);
     }
-    let seconds = median(&mut times);
+    let seconds = super::bench::median(&mut times);
     println!("{name} median_seconds: {seconds:.3}");
-    println!("{name} median_env_steps: {:.0}", median(&mut steps));
+    println!("{name} median_env_steps: {:.0}", super::bench::median(&mut steps));
     Ok(Some(seconds))
 }
 
@@ -92,17 +92,6 @@ pub fn solve(args: &SolveArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The median of `values` (sorted in place; the mean of the middle two for an even count).
-pub(crate) fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
 }
 
 /// Arguments of `shoal bench learn`.

@@ -142,7 +142,7 @@ pub fn run(args: &PsArgs) -> Result<()> {
             })?);
         }
         drop(handle);
-        let [round_trip, pull, grpc, grpc_pull, tcp] = times.map(|mut t| super::bench_learn::median(&mut t));
+        let [round_trip, pull, grpc, grpc_pull, tcp] = times.map(|mut t| super::bench::median(&mut t));
         let mb = |secs: f64| 2.0 * bytes as f64 / secs / 1e6;
         println!("inproc_push_pull_{label}_us: {:.1}", round_trip * 1e6);
         println!("inproc_push_pull_{label}_mb_per_sec: {:.0}", mb(round_trip));
