@@ -54,18 +54,6 @@ pub fn run(bench: &Bench) -> Result<()> {
     }
 }
 
-/// The median of `values`, the figure the benchmarks print over repeated runs (sorted in
-/// place; the mean of the middle two for an even count).
-pub(crate) fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
 /// A fixed pool of random action batches, cycled during the run so that drawing actions is not
 /// what gets measured.
 enum ActionPool {

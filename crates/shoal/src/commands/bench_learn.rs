@@ -11,6 +11,8 @@ use anyhow::Result;
 use shoal_algo::eval::{evaluate, EvalStop};
 use shoal_algo::{build_agent, learn, Callback, LoopState, StopReason, TrainConfig};
 
+use super::bench_timing::median;
+
 /// Arguments of `shoal bench solve`.
 #[derive(clap::Args)]
 pub struct SolveArgs {
@@ -55,9 +57,9 @@ fn solve_config(args: &SolveArgs, path: &std::path::Path) -> Result<Option<f64>>
         overrides.push(format!("stop.{key}={}", args.threshold));
         let config = TrainConfig::load(path, &overrides)?;
         let mut agent = build_agent(&config)?;
-        let mut eval_stop = EvalStop::from_config(&config);
+        let mut eval_stop = EvalStop::from_config(&config.common);
         let mut callbacks: Vec<&mut dyn Callback> = eval_stop.iter_mut().map(|e| e as &mut dyn Callback).collect();
-        let summary = learn(agent.as_mut(), &config.stop, &mut LoopState::default(), &mut callbacks)?;
+        let summary = learn(agent.as_mut(), &config.common.stop, &mut LoopState::default(), &mut callbacks)?;
         let solved = summary.stop_reason == reason;
         println!(
             "{name} seed {seed}: {} after {:.2} s and {} env steps (training return mean {:.1})",
@@ -75,9 +77,9 @@ fn solve_config(args: &SolveArgs, path: &std::path::Path) -> Result<Option<f64>>
     if times.is_empty() {
         return Ok(None);
     }
-    let seconds = super::bench::median(&mut times);
+    let seconds = median(&mut times);
     println!("{name} median_seconds: {seconds:.3}");
-    println!("{name} median_env_steps: {:.0}", super::bench::median(&mut steps));
+    println!("{name} median_env_steps: {:.0}", median(&mut steps));
     Ok(Some(seconds))
 }
 
@@ -119,8 +121,8 @@ pub fn learn_table(args: &LearnArgs) -> Result<()> {
     for (name, target) in TARGETS {
         let config = TrainConfig::load(&args.configs.join(name), &[format!("seed={}", args.seed)])?;
         let mut agent = build_agent(&config)?;
-        let summary = learn(agent.as_mut(), &config.stop, &mut LoopState::default(), &mut [])?;
-        let report = evaluate(agent.as_mut(), &config, 100, true, 1_000_000)?;
+        let summary = learn(agent.as_mut(), &config.common.stop, &mut LoopState::default(), &mut [])?;
+        let report = evaluate(agent.as_mut(), &config.common, 100, true, 1_000_000)?;
         let met = report.episode_return_mean >= target;
         println!(
             "| {name} | {} | {:.1} | {:.1} ± {:.1} | ≥ {target} | {} |",

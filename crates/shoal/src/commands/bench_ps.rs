@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use std::sync::Arc;
@@ -15,6 +15,8 @@ use shoal_dist::{
     ClientOptions, Encoding, GrpcStore, ParamServer, ParamStore, ServiceConfig, ShardInfo, Token, UpdateMode,
 };
 use shoal_nn::Sgd;
+
+use super::bench_timing::{median, per_call};
 
 /// Arguments of `shoal bench ps`.
 #[derive(clap::Args)]
@@ -53,18 +55,6 @@ fn a3c_processes(args: &PsArgs, workers: usize) -> Result<f64> {
 }
 
 const SIZES: [(&str, usize); 3] = [("10KB", 10 * 1024), ("1MB", 1 << 20), ("10MB", 10 << 20)];
-
-/// Calls `f` for about `seconds` and returns the mean seconds per call.
-pub(crate) fn per_call(seconds: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?;
-    let start = Instant::now();
-    let mut calls = 0u64;
-    while start.elapsed() < Duration::from_secs_f64(seconds) {
-        f()?;
-        calls += 1;
-    }
-    Ok(start.elapsed().as_secs_f64() / calls as f64)
-}
 
 /// A loopback peer that echoes every buffer of `bytes` back.
 fn echo_peer(bytes: usize) -> Result<TcpStream> {
@@ -142,7 +132,7 @@ pub fn run(args: &PsArgs) -> Result<()> {
             })?);
         }
         drop(handle);
-        let [round_trip, pull, grpc, grpc_pull, tcp] = times.map(|mut t| super::bench::median(&mut t));
+        let [round_trip, pull, grpc, grpc_pull, tcp] = times.map(|mut t| median(&mut t));
         let mb = |secs: f64| 2.0 * bytes as f64 / secs / 1e6;
         println!("inproc_push_pull_{label}_us: {:.1}", round_trip * 1e6);
         println!("inproc_push_pull_{label}_mb_per_sec: {:.0}", mb(round_trip));

@@ -15,6 +15,8 @@ use shoal_dist::{
     Transitions,
 };
 
+use super::bench_timing::per_call;
+
 /// Arguments of `shoal bench replay`.
 #[derive(clap::Args)]
 pub struct ReplayArgs {
@@ -38,7 +40,7 @@ pub struct ReplayArgs {
 /// Runs `f` (which handles `items` items per call) for about `seconds`; returns (items per
 /// second, microseconds per call).
 fn rate(seconds: f64, items: usize, f: impl FnMut() -> Result<()>) -> Result<(f64, f64)> {
-    let per_call = super::bench_ps::per_call(seconds, f)?;
+    let per_call = per_call(seconds, f)?;
     Ok((items as f64 / per_call, per_call * 1e6))
 }
 

@@ -5,6 +5,7 @@ pub mod bench_learn;
 pub mod bench_nn;
 pub mod bench_ps;
 pub mod bench_replay;
+pub mod bench_timing;
 pub mod envs;
 pub mod eval;
 pub mod launch;
