@@ -5,9 +5,11 @@
 use serde::{Deserialize, Serialize};
 use shoal_nn::{clip_grad_norm, Model, RmsProp};
 
-use crate::agent::{section, Agent, LrSchedule, Metrics};
-use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
+use crate::agent::{Agent, LrSchedule};
+use crate::checks::{check_positive, check_range};
+use crate::config::{CommonConfig, NetConfig};
 use crate::error::Result;
+use crate::metrics::Metrics;
 use crate::on_policy::OnPolicyCore;
 use crate::updater::Updater;
 
@@ -55,7 +57,6 @@ impl Default for A2cConfig {
 
 /// An A2C agent.
 pub struct A2c {
-    algo: Algo,
     cfg: A2cConfig,
     core: OnPolicyCore,
     /// RMSProp alone; a parameter server in a cluster (A3C: asynchronous).
@@ -64,13 +65,10 @@ pub struct A2c {
 }
 
 impl A2c {
-    pub fn new(config: &TrainConfig) -> Result<Self> {
-        // A3C runs this same agent in an asynchronous cluster, configured under [a3c].
-        let (name, given) = match config.algo {
-            Algo::A3c => ("a3c", &config.a3c),
-            _ => ("a2c", &config.a2c),
-        };
-        let cfg = section(given, name)?.clone();
+    /// An A2C agent with the hyperparameters of section `[name]`: `a2c`, or `a3c` (A3C runs
+    /// this same agent in an asynchronous cluster).
+    pub fn new(config: &CommonConfig, cfg: &A2cConfig, name: &str) -> Result<Self> {
+        let cfg = cfg.clone();
         check_range(&format!("{name}.learning_rate"), cfg.learning_rate, 0.0, 1.0)?;
         check_range(&format!("{name}.gamma"), cfg.gamma, 0.0, 1.0)?;
         check_range(&format!("{name}.gae_lambda"), cfg.gae_lambda, 0.0, 1.0)?;
@@ -79,7 +77,6 @@ impl A2c {
         let core = OnPolicyCore::new(config, &cfg.net, name, cfg.shared_trunk, cfg.init_log_std, cfg.num_steps)?;
         let params = core.model.layout().len();
         Ok(A2c {
-            algo: config.algo,
             updater: Updater::Local(Box::new(RmsProp::new(params, cfg.rms_alpha, cfg.rms_eps, false, 0.0))),
             grads: vec![0.0; params],
             cfg,
@@ -89,10 +86,6 @@ impl A2c {
 }
 
 impl Agent for A2c {
-    fn algo(&self) -> Algo {
-        self.algo
-    }
-
     fn train_iteration(&mut self, progress: f64) -> Result<Metrics> {
         let cfg = &self.cfg;
         let lr = LrSchedule { learning_rate: cfg.learning_rate, anneal: cfg.anneal_lr }.at(progress);

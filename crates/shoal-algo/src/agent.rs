@@ -7,18 +7,14 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use shoal_nn::ParamLayout;
 
-use crate::config::{Algo, StopConfig, TrainConfig};
+use crate::config::{CommonConfig, StopConfig};
 use crate::episodes::EpisodeTracker;
-use crate::error::{config_err, Result};
+use crate::error::Result;
+use crate::metrics::Metrics;
 use crate::updater::Updater;
-
-/// Named scalars of one training iteration (`loss/policy`, `charts/learning_rate`, …).
-pub type Metrics = Vec<(&'static str, f64)>;
 
 /// A reinforcement learning algorithm bound to its environments and model.
 pub trait Agent: Send {
-    fn algo(&self) -> Algo;
-
     /// One iteration: collect experience and learn from it. `progress` ∈ [0, 1] is the
     /// fraction of the env-step budget used so far (for learning-rate and ε schedules).
     fn train_iteration(&mut self, progress: f64) -> Result<Metrics>;
@@ -207,42 +203,11 @@ pub fn learn(
     })
 }
 
-/// Builds the agent a config describes: one agent, or an embedded [`ClusterAgent`] when the
-/// config has several workers or shards (`shoal train` starts processes itself for
-/// `topology = "processes"`; this is what it evaluates and checkpoints their result as).
-///
-/// [`ClusterAgent`]: crate::cluster::ClusterAgent
-pub fn build_agent(config: &TrainConfig) -> Result<Box<dyn Agent>> {
-    if config.algo == Algo::Apex {
-        return Ok(Box::new(crate::apex::ApexAgent::new(config)?));
-    }
-    match config.cluster() {
-        Some(cluster) if cluster.is_distributed() => Ok(Box::new(crate::cluster::ClusterAgent::new(config, &cluster)?)),
-        _ => build_single_agent(config),
-    }
-}
-
-/// One agent of the config's algorithm, ignoring `[cluster]`.
-pub(crate) fn build_single_agent(config: &TrainConfig) -> Result<Box<dyn Agent>> {
-    Ok(match config.algo {
-        Algo::Ppo => Box::new(crate::ppo::Ppo::new(config)?),
-        Algo::A2c | Algo::A3c => Box::new(crate::a2c::A2c::new(config)?),
-        Algo::Dqn => Box::new(crate::dqn::Dqn::new(config)?),
-        Algo::Apex => Box::new(crate::apex::ApexAgent::new(config)?),
-        Algo::QLearning => Box::new(crate::q_learning::QLearning::new(config)?),
-    })
-}
-
 /// Builds the config's vector env, seeded with the config's seed.
-pub fn build_vec_env(config: &TrainConfig) -> Result<Box<dyn shoal_env::VecEnv>> {
-    let options = config.env_options()?;
+pub fn build_vec_env(config: &CommonConfig) -> Result<Box<dyn shoal_env::VecEnv>> {
+    let options = config.env.options()?;
     let options: Vec<(&str, shoal_env::OptionValue)> = options.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     let mut env = shoal_env::make_vec(&config.env.id, &options, config.env.num_envs, config.env.threads)?;
     env.reset(Some(config.seed))?;
     Ok(env)
-}
-
-/// The `[section]` of the chosen algorithm (always present after parsing).
-pub(crate) fn section<'a, T>(section: &'a Option<T>, name: &str) -> Result<&'a T> {
-    section.as_ref().ok_or_else(|| config_err(format!("missing [{name}] section")))
 }

@@ -30,14 +30,16 @@ use shoal_dist::{Coordinator, LocalReplay, ParamServer, ParamStore, ReplayStats,
 use shoal_env::{Actions, Space, VecEnv};
 use shoal_nn::{io, Adam, Model, QNetwork, QNetworkConfig, TdLoss};
 
-use crate::agent::{build_vec_env, section, Agent, LrSchedule, Metrics, Network};
+use crate::agent::{build_vec_env, Agent, LrSchedule, Network};
 use crate::checkpoint::{read_json, write_json, CommonState};
+use crate::checks::{check_positive, check_range};
 use crate::cluster::ServerSpec;
-use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
+use crate::config::{CommonConfig, NetConfig};
 use crate::dqn::{diverged_hint, td_loss, td_targets, td_update, TdStep};
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, Result};
 use crate::explore::{argmax, epsilon_greedy};
+use crate::metrics::Metrics;
 use crate::updater::{Link, Updater};
 
 /// Ape-X hyperparameters. The paper's values where CartPole allows (ε = 0.4, α = 7 for the
@@ -172,8 +174,8 @@ struct Shape {
 }
 
 impl Shape {
-    fn new(config: &TrainConfig) -> Result<Self> {
-        let cfg = section(&config.apex, "apex")?.clone();
+    fn new(config: &CommonConfig, cfg: &ApexConfig) -> Result<Self> {
+        let cfg = cfg.clone();
         let loss = cfg.validate()?;
         let env = build_vec_env(config)?;
         let obs_dim = match env.single_observation_space() {
@@ -194,12 +196,12 @@ impl Shape {
                 )))
             }
         };
-        let actors = config.cluster().map_or(2, |c| c.workers);
+        let actors = config.cluster.as_ref().map_or(2, |c| c.workers);
         Ok(Shape { cfg, loss, obs_dim, n_actions, actors })
     }
 
     /// The network every actor and the learner start from (the config's seed).
-    fn network(&self, config: &TrainConfig) -> Result<QNetwork<f32>> {
+    fn network(&self, config: &CommonConfig) -> Result<QNetwork<f32>> {
         Ok(QNetwork::new(QNetworkConfig {
             obs_dim: self.obs_dim,
             n_actions: self.n_actions,
@@ -212,13 +214,13 @@ impl Shape {
 }
 
 /// The width of the transitions' observations in an Ape-X run.
-pub fn obs_dim(config: &TrainConfig) -> Result<usize> {
-    Ok(Shape::new(config)?.obs_dim)
+pub fn obs_dim(config: &CommonConfig, cfg: &ApexConfig) -> Result<usize> {
+    Ok(Shape::new(config, cfg)?.obs_dim)
 }
 
 /// The replay an Ape-X run's config describes (capacity, obs_dim, α), empty.
-pub fn replay_for(config: &TrainConfig) -> Result<PrioritizedReplay> {
-    let shape = Shape::new(config)?;
+pub fn replay_for(config: &CommonConfig, cfg: &ApexConfig) -> Result<PrioritizedReplay> {
+    let shape = Shape::new(config, cfg)?;
     Ok(PrioritizedReplay::new(shape.cfg.buffer_size, shape.obs_dim, shape.cfg.priority_alpha)?)
 }
 
@@ -256,8 +258,8 @@ pub struct Actor {
 
 impl Actor {
     /// Actor `rank` of the config's `cluster.workers`, its envs seeded apart from the others'.
-    pub fn new(config: &TrainConfig, rank: usize, store: Arc<dyn ParamStore>) -> Result<Self> {
-        let shape = Shape::new(config)?;
+    pub fn new(config: &CommonConfig, cfg: &ApexConfig, rank: usize, store: Arc<dyn ParamStore>) -> Result<Self> {
+        let shape = Shape::new(config, cfg)?;
         let mut own = config.clone();
         own.seed = config.seed.wrapping_add(10_000 * rank as u64);
         let env = build_vec_env(&own)?;
@@ -393,8 +395,8 @@ pub struct Learner {
 }
 
 impl Learner {
-    pub fn new(config: &TrainConfig) -> Result<Self> {
-        let shape = Shape::new(config)?;
+    pub fn new(config: &CommonConfig, cfg: &ApexConfig) -> Result<Self> {
+        let shape = Shape::new(config, cfg)?;
         let q = shape.network(config)?;
         Ok(Learner {
             updater: Updater::Local(Box::new(Adam::new(q.layout().len(), 0.9, 0.999, shape.cfg.adam_eps))),
@@ -512,15 +514,15 @@ pub struct ApexAgent {
 }
 
 impl ApexAgent {
-    pub fn new(config: &TrainConfig) -> Result<Self> {
-        let shape = Shape::new(config)?;
-        let mut learner = Learner::new(config)?;
-        let cluster = config.cluster().unwrap_or_default();
-        let server = Arc::new(ServerSpec::from_network(config, learner.network())?.server(&cluster, 0, 1));
+    pub fn new(config: &CommonConfig, cfg: &ApexConfig) -> Result<Self> {
+        let shape = Shape::new(config, cfg)?;
+        let mut learner = Learner::new(config, cfg)?;
+        let cluster = config.cluster.clone().unwrap_or_default();
+        let server = Arc::new(ServerSpec::from_network(learner.network(), true)?.server(&cluster, 0, 1));
         learner.publish_to(Arc::clone(&server) as Arc<dyn ParamStore>);
-        let replay = Arc::new(LocalReplay::new(replay_for(config)?, config.seed.wrapping_add(0x4e91a7)));
+        let replay = Arc::new(LocalReplay::new(replay_for(config, cfg)?, config.seed.wrapping_add(0x4e91a7)));
         let actors = (0..shape.actors)
-            .map(|rank| Actor::new(config, rank, Arc::clone(&server) as Arc<dyn ParamStore>))
+            .map(|rank| Actor::new(config, cfg, rank, Arc::clone(&server) as Arc<dyn ParamStore>))
             .collect::<Result<Vec<_>>>()?;
         Ok(ApexAgent {
             cfg: shape.cfg,
@@ -554,10 +556,6 @@ struct ApexState {
 }
 
 impl Agent for ApexAgent {
-    fn algo(&self) -> Algo {
-        Algo::Apex
-    }
-
     /// Each actor takes `actor_steps` vector steps on its own thread while the learner
     /// updates on this one as the rate limiter allows; then the learner catches up to the
     /// limit, so every iteration has the same update-to-data ratio.
@@ -706,13 +704,14 @@ impl Agent for ApexAgent {
 /// `coordinator`, until it says stop. Returns the actor's env steps and its mean parameter
 /// lag (server version − its version, over its pulls).
 pub fn run_actor(
-    config: &TrainConfig,
+    config: &CommonConfig,
+    cfg: &ApexConfig,
     rank: usize,
     store: Arc<dyn ParamStore>,
     replay: &dyn ReplayStore,
     coordinator: &dyn Coordinator,
 ) -> Result<(u64, f64)> {
-    let mut actor = Actor::new(config, rank, store)?;
+    let mut actor = Actor::new(config, cfg, rank, store)?;
     let steps = actor.cfg.actor_steps;
     let mut status = coordinator.report(rank, 0, &[])?;
     let mut reported = 0;
@@ -731,13 +730,14 @@ pub fn run_actor(
 /// until `coordinator` says stop (asked every 200 ms); logs the replay and learner rates to
 /// stderr every 5 s. Returns its final statistics.
 pub fn run_learner(
-    config: &TrainConfig,
+    config: &CommonConfig,
+    cfg: &ApexConfig,
     store: Arc<dyn ParamStore>,
     replay: &dyn ReplayStore,
     coordinator: &dyn Coordinator,
     rank: usize,
 ) -> Result<LearnerStats> {
-    let mut learner = Learner::new(config)?;
+    let mut learner = Learner::new(config, cfg)?;
     learner.publish_to(store);
     let budget = config.stop.env_steps;
     let check_every = Duration::from_millis(200);

@@ -1,4 +1,4 @@
-//! `[cluster]`: one algorithm, any topology. The same agent code (PPO, A2C/A3C, DQN) runs
+//! Running a cluster: one algorithm, any topology. The same agent code (PPO, A2C/A3C, DQN) runs
 //! - alone (no `[cluster]` section, or one worker and one shard);
 //! - *embedded*: `workers` copies of the agent as threads of this process, each with its own
 //!   envs (seeded apart), sharing parameter servers in memory ([`ClusterAgent`]);
@@ -10,6 +10,10 @@
 //! step across workers), `async` is A3C and asynchronous distributed DQN (each worker keeps its
 //! own replay and target network), `average` and `easgd` train locally and average parameters
 //! every `push_every` optimizer steps.
+//!
+//! This module knows no algorithm: the registry hands it the agents it runs (a builder by
+//! rank) and the [`ServerSpec`] their servers start from. The `[cluster]` section itself is
+//! `cluster_config.rs`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,151 +23,16 @@ use serde::{Deserialize, Serialize};
 use shoal_dist::{shard_range, Coordinator, ParamServer, ParamStore, ShardedStore, StopRule, UpdateMode};
 use shoal_nn::{Optimizer, ParamLayout};
 
-use crate::agent::{Agent, LrSchedule, Metrics, Network};
+use crate::agent::{Agent, LrSchedule, Network};
 use crate::checkpoint::{read_json, write_json};
-use crate::config::{check_positive, check_range, Algo, TrainConfig};
+use crate::config::{CommonConfig, StopConfig};
 use crate::episodes::EpisodeTracker;
-use crate::error::{config_err, Result};
+use crate::error::{config_err, io_err, Result};
 use crate::eval::EvalStop;
+use crate::metrics::{mean_metrics, Metrics};
 use crate::updater::Link;
 
-/// Where a cluster's roles run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Topology {
-    /// Threads of one process, stores in memory (the default, fastest on one machine).
-    #[default]
-    Embedded,
-    /// `shoal train` starts `shoal ps` and `shoal worker` processes talking gRPC on loopback.
-    Processes,
-}
-
-/// How the parameter server combines what workers push (see `shoal_dist::UpdateMode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    Sync,
-    Async,
-    Average,
-    Easgd,
-}
-
-/// Wire encoding of tensors between processes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Compression {
-    #[default]
-    None,
-    /// Half precision: half the bytes, ~3 significant digits.
-    F16,
-}
-
-/// The `[cluster]` section.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClusterConfig {
-    pub topology: Topology,
-    /// Worker copies of the agent, each stepping `env.num_envs` envs.
-    pub workers: usize,
-    pub mode: Mode,
-    /// Parameter-server shards the flat parameter vector is split over.
-    pub shards: usize,
-    /// Sync / average / EASGD: seconds a round waits for a missing worker before going on
-    /// without it (the worker rejoins when it pushes again).
-    pub round_timeout: f64,
-    /// Async: refuse gradients computed more than this many updates ago.
-    pub max_staleness: Option<u64>,
-    /// Average / EASGD: local optimizer steps between two parameter pushes.
-    pub push_every: u64,
-    /// EASGD's elastic coefficient α (= learning rate × ρ in the paper).
-    pub easgd_alpha: f64,
-    /// Training iterations a worker runs between two reports (embedded: per thread hand-off).
-    pub worker_iterations: usize,
-    /// Processes: server updates between two server checkpoints.
-    pub checkpoint_every: u64,
-    pub compression: Compression,
-    /// Processes: seconds a worker keeps retrying an unreachable server.
-    pub retry_seconds: f64,
-}
-
-impl Default for ClusterConfig {
-    fn default() -> Self {
-        ClusterConfig {
-            topology: Topology::Embedded,
-            workers: 1,
-            mode: Mode::Sync,
-            shards: 1,
-            round_timeout: 10.0,
-            max_staleness: None,
-            push_every: 10,
-            easgd_alpha: 0.1,
-            worker_iterations: 4,
-            checkpoint_every: 500,
-            compression: Compression::None,
-            retry_seconds: 60.0,
-        }
-    }
-}
-
-impl ClusterConfig {
-    /// A3C's cluster when a config gives none: two asynchronous workers.
-    pub fn a3c_default() -> Self {
-        ClusterConfig { workers: 2, mode: Mode::Async, ..ClusterConfig::default() }
-    }
-
-    pub(crate) fn validate(&self, algo: Algo) -> Result<()> {
-        check_positive("cluster.workers", self.workers)?;
-        check_positive("cluster.shards", self.shards)?;
-        check_positive("cluster.worker_iterations", self.worker_iterations)?;
-        check_range("cluster.round_timeout", self.round_timeout, 1e-3, 86_400.0)?;
-        check_range("cluster.retry_seconds", self.retry_seconds, 0.0, 86_400.0)?;
-        check_range("cluster.easgd_alpha", self.easgd_alpha, 0.0, 1.0)?;
-        if self.push_every == 0 {
-            return Err(config_err("cluster.push_every must be at least 1"));
-        }
-        if algo == Algo::QLearning {
-            return Err(config_err(
-                "[cluster] needs a network algorithm (ppo, a2c, a3c, dqn); q_learning is tabular and runs alone",
-            ));
-        }
-        if algo == Algo::A3c && self.mode != Mode::Async {
-            return Err(config_err(format!(
-                "a3c is asynchronous: set cluster.mode = \"async\" (got {:?}), or use algo = \"a2c\" for synchronous data-parallel training",
-                self.mode
-            )));
-        }
-        Ok(())
-    }
-
-    /// True when the config asks for more than one plain agent.
-    pub fn is_distributed(&self) -> bool {
-        self.workers > 1 || self.shards > 1 || self.topology == Topology::Processes || self.mode == Mode::Async
-    }
-
-    /// The parameter server's update mode.
-    pub fn update_mode(&self) -> UpdateMode {
-        let timeout = Duration::from_secs_f64(self.round_timeout);
-        let workers = self.workers;
-        match self.mode {
-            Mode::Sync => UpdateMode::Sync { workers, timeout },
-            Mode::Async => UpdateMode::Async { max_staleness: self.max_staleness },
-            Mode::Average => UpdateMode::Average { workers, timeout },
-            Mode::Easgd => UpdateMode::Easgd { workers, alpha: self.easgd_alpha, timeout },
-        }
-    }
-
-    /// Parameter pushes every this many steps (averaging modes), or gradients (`None`).
-    fn push_params_every(&self) -> Option<u64> {
-        matches!(self.mode, Mode::Average | Mode::Easgd).then_some(self.push_every)
-    }
-}
-
-/// Worker `rank`'s copy of the config's agent, with its own env seeds (seed + 10 000·rank).
-pub fn worker_agent(config: &TrainConfig, rank: usize) -> Result<Box<dyn Agent>> {
-    let mut own = config.clone();
-    own.seed = config.seed.wrapping_add(10_000 * rank as u64);
-    crate::agent::build_single_agent(&own)
-}
+pub use crate::cluster_config::{ClusterConfig, Compression, Mode, Topology};
 
 /// Sends `agent`'s updates to `store` as worker `rank`.
 pub fn attach(agent: &mut dyn Agent, store: Arc<dyn ParamStore>, rank: usize, cluster: &ClusterConfig) -> Result<()> {
@@ -186,14 +55,10 @@ pub struct ServerSpec {
 }
 
 impl ServerSpec {
-    pub fn new(config: &TrainConfig) -> Result<Self> {
-        let mut agent = worker_agent(config, 0)?;
-        let network = agent.network().ok_or_else(|| config_err("this algorithm has no network to distribute"))?;
-        Self::from_network(config, network)
-    }
-
-    /// The spec of an agent's `network` (its initial parameters and optimizer).
-    pub fn from_network(config: &TrainConfig, network: Network<'_>) -> Result<Self> {
+    /// The spec of an agent's `network` (its initial parameters and optimizer); `publishes`
+    /// for Ape-X's learner, whose server takes its parameters instead of running the
+    /// cluster's mode.
+    pub fn from_network(network: Network<'_>, publishes: bool) -> Result<Self> {
         let optimizer = network
             .updater
             .optimizer()
@@ -204,7 +69,7 @@ impl ServerSpec {
             layout: network.layout.clone(),
             optimizer,
             lr: network.lr,
-            publishes: config.algo == Algo::Apex,
+            publishes,
         })
     }
 
@@ -237,17 +102,16 @@ impl ServerSpec {
 }
 
 /// The stop rule a multi-process run's server applies, from `[stop]`.
-pub fn stop_rule(config: &TrainConfig) -> StopRule {
+pub fn stop_rule(stop: &StopConfig) -> StopRule {
     StopRule {
-        env_steps: config.stop.env_steps,
-        episode_return_mean: config.stop.episode_return_mean,
+        env_steps: stop.env_steps,
+        episode_return_mean: stop.episode_return_mean,
         window: EpisodeTracker::WINDOW,
     }
 }
 
 /// An embedded cluster: worker agents as threads around in-process parameter servers.
 pub struct ClusterAgent {
-    algo: Algo,
     cluster: ClusterConfig,
     spec: ServerSpec,
     servers: Vec<Arc<ParamServer>>,
@@ -266,27 +130,24 @@ fn store_for(servers: &[Arc<ParamServer>], len: usize) -> Result<Arc<dyn ParamSt
 }
 
 impl ClusterAgent {
-    pub fn new(config: &TrainConfig, cluster: &ClusterConfig) -> Result<Self> {
-        let spec = ServerSpec::new(config)?;
+    /// `cluster.workers` agents from `build(rank)`, attached to servers started from `spec`,
+    /// and one more from `build(0)` that holds the servers' parameters for `predict`.
+    pub fn new(
+        cluster: &ClusterConfig,
+        spec: ServerSpec,
+        mut build: impl FnMut(usize) -> Result<Box<dyn Agent>>,
+    ) -> Result<Self> {
         let servers: Vec<Arc<ParamServer>> =
             (0..cluster.shards).map(|i| Arc::new(spec.server(cluster, i, cluster.shards))).collect();
         let workers = (0..cluster.workers)
             .map(|rank| {
-                let mut agent = worker_agent(config, rank)?;
+                let mut agent = build(rank)?;
                 attach(agent.as_mut(), store_for(&servers, spec.params.len())?, rank, cluster)?;
                 Ok(agent)
             })
             .collect::<Result<Vec<_>>>()?;
-        let view = worker_agent(config, 0)?;
-        Ok(ClusterAgent {
-            algo: config.algo,
-            cluster: cluster.clone(),
-            spec,
-            servers,
-            workers,
-            view,
-            episodes: EpisodeTracker::default(),
-        })
+        let view = build(0)?;
+        Ok(ClusterAgent { cluster: cluster.clone(), spec, servers, workers, view, episodes: EpisodeTracker::default() })
     }
 
     /// Copies the servers' parameters into the view agent.
@@ -311,19 +172,6 @@ impl ClusterAgent {
     }
 }
 
-/// Averages each metric over the workers that reported it.
-fn mean_metrics(all: &[Metrics]) -> Metrics {
-    let Some(first) = all.first() else { return Vec::new() };
-    first
-        .iter()
-        .map(|&(key, _)| {
-            let values: Vec<f64> =
-                all.iter().filter_map(|m| m.iter().find(|(k, _)| *k == key).map(|&(_, v)| v)).collect();
-            (key, values.iter().sum::<f64>() / values.len().max(1) as f64)
-        })
-        .collect()
-}
-
 #[derive(Serialize, Deserialize)]
 struct ClusterState {
     workers: usize,
@@ -332,10 +180,6 @@ struct ClusterState {
 }
 
 impl Agent for ClusterAgent {
-    fn algo(&self) -> Algo {
-        self.algo
-    }
-
     fn train_iteration(&mut self, progress: f64) -> Result<Metrics> {
         let lr = self.spec.lr.at(progress);
         self.servers.iter().for_each(|s| s.set_lr(lr as f32));
@@ -413,7 +257,7 @@ impl Agent for ClusterAgent {
         }
         for (rank, worker) in self.workers.iter_mut().enumerate() {
             let sub = dir.join(format!("worker-{rank}"));
-            std::fs::create_dir_all(&sub).map_err(crate::error::io_err(&sub))?;
+            std::fs::create_dir_all(&sub).map_err(io_err(&sub))?;
             worker.save(&sub)?;
         }
         let state = ClusterState { workers: self.workers.len(), shards: count, episodes: self.episodes.clone() };
@@ -453,22 +297,22 @@ pub struct WorkerSummary {
     pub total_env_steps: u64,
 }
 
-/// A worker process's loop: train `worker_iterations` iterations against `store`, report
-/// steps and episodes to `coordinator`, until it says stop. Progress (for schedules) is the
-/// whole run's, as the coordinator counts it.
+/// A worker process's loop: `agent` (worker `rank`'s copy) trains `worker_iterations`
+/// iterations against `store`, reports steps and episodes to `coordinator`, until it says
+/// stop. Progress (for schedules) is the whole run's, as the coordinator counts it.
 pub fn run_worker(
-    config: &TrainConfig,
+    mut agent: Box<dyn Agent>,
+    common: &CommonConfig,
     cluster: &ClusterConfig,
     rank: usize,
     store: Arc<dyn ParamStore>,
     coordinator: &dyn Coordinator,
 ) -> Result<WorkerSummary> {
-    let mut agent = worker_agent(config, rank)?;
     attach(agent.as_mut(), store, rank, cluster)?;
-    let budget = config.stop.env_steps;
+    let budget = common.stop.env_steps;
     // `stop.eval_return_mean`: a single server evaluates what it holds; over shards, no server
     // holds the whole model, so worker 0 evaluates the parameters it pulled.
-    let mut evaluator = EvalStop::from_config(config).filter(|_| rank == 0 && cluster.shards > 1);
+    let mut evaluator = EvalStop::from_config(common).filter(|_| rank == 0 && cluster.shards > 1);
     let mut status = coordinator.report(rank, 0, &[])?;
     let (mut reported, mut iterations) = (0u64, 0u64);
     while !status.stop {

@@ -16,12 +16,14 @@ use shoal_dist::replay::{Step, Transitions};
 use shoal_env::{Actions, Space, VecEnv};
 use shoal_nn::{clip_grad_norm, io, Adam, LinearSchedule, Loss, Model, QNetwork, QNetworkConfig, TdBatch, TdLoss};
 
-use crate::agent::{build_vec_env, section, Agent, LrSchedule, Metrics, Network};
+use crate::agent::{build_vec_env, Agent, LrSchedule, Network};
 use crate::checkpoint::{read_json, write_json, CommonState};
-use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
+use crate::checks::{check_positive, check_range};
+use crate::config::{CommonConfig, NetConfig};
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, AlgoError, Result};
 use crate::explore::{argmax, epsilon_greedy};
+use crate::metrics::Metrics;
 use crate::replay::ReplayBuffer;
 use crate::updater::Updater;
 
@@ -137,8 +139,8 @@ pub struct Dqn {
 }
 
 impl Dqn {
-    pub fn new(config: &TrainConfig) -> Result<Self> {
-        let cfg = section(&config.dqn, "dqn")?.clone();
+    pub fn new(config: &CommonConfig, cfg: &DqnConfig) -> Result<Self> {
+        let cfg = cfg.clone();
         let loss = cfg.validate()?;
         let env = build_vec_env(config)?;
         let obs_dim = match env.single_observation_space() {
@@ -348,10 +350,6 @@ struct DqnState {
 }
 
 impl Agent for Dqn {
-    fn algo(&self) -> Algo {
-        Algo::Dqn
-    }
-
     fn train_iteration(&mut self, progress: f64) -> Result<Metrics> {
         let schedule =
             LinearSchedule { start: self.cfg.start_e, end: self.cfg.end_e, fraction: self.cfg.exploration_fraction };

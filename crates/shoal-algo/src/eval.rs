@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use shoal_env::{Action, Env, Space};
 
 use crate::agent::{Agent, Callback, Control, Progress};
-use crate::config::TrainConfig;
+use crate::config::CommonConfig;
 use crate::error::Result;
 
 /// What counts as success in an env: reaching the goal, or surviving to the time limit.
@@ -56,12 +56,12 @@ pub struct EvalReport {
 /// Runs `episodes` episodes of the config's env (seeded `seed`, `seed + 1`, …) with `agent`.
 pub fn evaluate(
     agent: &mut dyn Agent,
-    config: &TrainConfig,
+    config: &CommonConfig,
     episodes: usize,
     deterministic: bool,
     seed: u64,
 ) -> Result<EvalReport> {
-    let options = config.env_options()?;
+    let options = config.env.options()?;
     let options: Vec<(&str, shoal_env::OptionValue)> = options.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     let mut env = shoal_env::make_with(&config.env.id, &options)?;
     let rule = success_rule(&config.env.id);
@@ -115,7 +115,7 @@ pub fn evaluate(
 /// stop once its mean return reaches the target. The evaluation episodes are seeded apart
 /// from training's and from `shoal eval`'s defaults.
 pub struct EvalStop {
-    config: TrainConfig,
+    config: CommonConfig,
     next: u64,
 }
 
@@ -124,7 +124,7 @@ impl EvalStop {
     pub const SEED: u64 = 20_000;
 
     /// The evaluator the config asks for, if any.
-    pub fn from_config(config: &TrainConfig) -> Option<Self> {
+    pub fn from_config(config: &CommonConfig) -> Option<Self> {
         config.stop.eval_return_mean.map(|_| EvalStop { config: config.clone(), next: config.stop.eval_every })
     }
 
@@ -161,7 +161,7 @@ impl Callback for EvalStop {
 }
 
 /// Runs `episodes` with a fresh env and returns only the mean return (for tests and tuning).
-pub fn mean_return(agent: &mut dyn Agent, config: &TrainConfig, episodes: usize) -> Result<f64> {
+pub fn mean_return(agent: &mut dyn Agent, config: &CommonConfig, episodes: usize) -> Result<f64> {
     Ok(evaluate(agent, config, episodes, true, 10_000)?.episode_return_mean)
 }
 

@@ -5,27 +5,43 @@
 //! They share one shape ([`Agent`]: `train_iteration`, `predict`, `save`, `load`) and one
 //! training loop ([`learn`]) with stop criteria and callbacks, configured by a TOML file
 //! ([`TrainConfig`]).
+//!
+//! The modules form three layers, and imports only point down (`scripts/check_module_cycles.py`
+//! enforces it in CI):
+//! - **top** — [`registry`], the one module that names every algorithm: [`Algo`], the
+//!   [`TrainConfig`] that aggregates their sections, and the factory ([`build_agent`]);
+//! - **algorithms** — one file each ([`ppo`], [`a2c`], [`dqn`], [`apex`], [`q_learning`]), each
+//!   with its config section and a `new(common, section)`; beside them [`cluster`], which runs
+//!   any of them as workers around parameter servers without knowing which;
+//! - **shared vocabulary** — [`agent`] (the `Agent` trait and the training loop), [`config`]
+//!   (the keys every algorithm reads), [`cluster_config`], [`metrics`], [`updater`],
+//!   [`episodes`], [`eval`], [`checkpoint`], [`error`], and the private parts several
+//!   algorithms share (exploration, on-policy rollouts, the replay buffer).
 
 pub mod a2c;
 pub mod agent;
 pub mod apex;
 pub mod checkpoint;
+mod checks;
 pub mod cluster;
+pub mod cluster_config;
 pub mod config;
 pub mod dqn;
 pub mod episodes;
 pub mod error;
 pub mod eval;
 mod explore;
+pub mod metrics;
 mod on_policy;
 pub mod ppo;
 pub mod q_learning;
+pub mod registry;
 mod replay;
 pub mod updater;
 
-pub use agent::{
-    build_agent, build_vec_env, learn, Agent, Callback, Control, LoopState, Metrics, Progress, StopReason, Summary,
-};
-pub use config::{Algo, TrainConfig};
+pub use agent::{build_vec_env, learn, Agent, Callback, Control, LoopState, Progress, StopReason, Summary};
+pub use config::CommonConfig;
 pub use episodes::EpisodeTracker;
 pub use error::{AlgoError, Result};
+pub use metrics::Metrics;
+pub use registry::{build_agent, Algo, TrainConfig};

@@ -16,7 +16,7 @@ use shoal_nn::{
 
 use crate::agent::build_vec_env;
 use crate::checkpoint::{read_json, write_json, CommonState};
-use crate::config::{NetConfig, TrainConfig};
+use crate::config::{CommonConfig, NetConfig};
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, Result};
 
@@ -65,7 +65,7 @@ pub(crate) struct OnPolicyCore {
 
 impl OnPolicyCore {
     pub fn new(
-        config: &TrainConfig,
+        config: &CommonConfig,
         net: &NetConfig,
         section: &str,
         shared_trunk: bool,

@@ -11,9 +11,11 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use shoal_nn::{clip_grad_norm, Adam, Loss, Model, PolicyGradientBatch, PolicyObjective};
 
-use crate::agent::{section, Agent, LrSchedule, Metrics};
-use crate::config::{check_positive, check_range, Algo, NetConfig, TrainConfig};
+use crate::agent::{Agent, LrSchedule};
+use crate::checks::{check_positive, check_range};
+use crate::config::{CommonConfig, NetConfig};
 use crate::error::{config_err, Result};
+use crate::metrics::Metrics;
 use crate::on_policy::{normalize_advantages, OnPolicyCore};
 use crate::updater::Updater;
 
@@ -145,8 +147,8 @@ impl Minibatch {
 }
 
 impl Ppo {
-    pub fn new(config: &TrainConfig) -> Result<Self> {
-        let cfg = section(&config.ppo, "ppo")?.clone();
+    pub fn new(config: &CommonConfig, cfg: &PpoConfig) -> Result<Self> {
+        let cfg = cfg.clone();
         cfg.validate(config.env.num_envs)?;
         let core = OnPolicyCore::new(config, &cfg.net, "ppo", cfg.shared_trunk, cfg.init_log_std, cfg.num_steps)?;
         let params = core.model.layout().len();
@@ -171,10 +173,6 @@ impl Ppo {
 }
 
 impl Agent for Ppo {
-    fn algo(&self) -> Algo {
-        Algo::Ppo
-    }
-
     fn train_iteration(&mut self, progress: f64) -> Result<Metrics> {
         let cfg = &self.cfg;
         let remaining = 1.0 - progress;

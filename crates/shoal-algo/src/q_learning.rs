@@ -13,12 +13,14 @@ use serde::{Deserialize, Serialize};
 use shoal_env::{Actions, Space, VecEnv};
 use shoal_nn::LinearSchedule;
 
-use crate::agent::{build_vec_env, section, Agent, Metrics};
+use crate::agent::{build_vec_env, Agent};
 use crate::checkpoint::{read_json, write_json, CommonState};
-use crate::config::{check_positive, check_range, Algo, TrainConfig};
+use crate::checks::{check_positive, check_range};
+use crate::config::CommonConfig;
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, Result};
 use crate::explore::{argmax, epsilon_greedy};
+use crate::metrics::Metrics;
 
 /// Q-learning hyperparameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,8 +73,8 @@ struct QLearningState {
 }
 
 impl QLearning {
-    pub fn new(config: &TrainConfig) -> Result<Self> {
-        let cfg = section(&config.q_learning, "q_learning")?.clone();
+    pub fn new(config: &CommonConfig, cfg: &QLearningConfig) -> Result<Self> {
+        let cfg = cfg.clone();
         check_range("q_learning.learning_rate", cfg.learning_rate, 0.0, 1.0)?;
         check_range("q_learning.final_learning_rate", cfg.final_learning_rate, 0.0, 1.0)?;
         check_range("q_learning.gamma", cfg.gamma, 0.0, 1.0)?;
@@ -120,10 +122,6 @@ impl QLearning {
 }
 
 impl Agent for QLearning {
-    fn algo(&self) -> Algo {
-        Algo::QLearning
-    }
-
     fn train_iteration(&mut self, progress: f64) -> Result<Metrics> {
         let cfg = &self.cfg;
         let epsilon =

@@ -1,18 +1,27 @@
-//! Training configs: one TOML file per (algorithm, environment) under `configs/`.
+//! The one place that knows every algorithm: which ones exist ([`Algo`]), the config file
+//! that aggregates their sections ([`TrainConfig`]), and the factory that builds the agent a
+//! config describes ([`build_agent`]). Adding an algorithm: its own file (config section,
+//! agent, `new(common, section)`), then a variant, a section field and a
+//! `build_single_agent` arm here.
 //!
-//! Every key has a name and a default (CleanRL's or rl-zoo3's); unknown keys, wrong types and
-//! out-of-range values fail before training starts, with the key in the message. Any key can be
-//! overridden from the command line as `section.key=value` (`--set ppo.learning_rate=3e-4`).
+//! Configs are TOML files, one per (algorithm, environment) under `configs/`. Every key has a
+//! name and a default (CleanRL's or rl-zoo3's); unknown keys, wrong types and out-of-range
+//! values fail before training starts, with the key in the message. Any key can be overridden
+//! from the command line as `section.key=value` (`--set ppo.learning_rate=3e-4`).
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::a2c::A2cConfig;
-use crate::apex::ApexConfig;
-use crate::cluster::ClusterConfig;
-use crate::dqn::DqnConfig;
-use crate::error::{config_err, Result};
-use crate::ppo::PpoConfig;
-use crate::q_learning::QLearningConfig;
+use crate::a2c::{A2c, A2cConfig};
+use crate::agent::Agent;
+use crate::apex::{ApexAgent, ApexConfig};
+use crate::cluster::{ClusterAgent, ServerSpec};
+use crate::cluster_config::{ClusterConfig, Mode};
+use crate::config::CommonConfig;
+use crate::dqn::{Dqn, DqnConfig};
+use crate::error::{config_err, io_err, AlgoError, Result};
+use crate::ppo::{Ppo, PpoConfig};
+use crate::q_learning::{QLearning, QLearningConfig};
 
 /// Which algorithm a config trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,160 +49,28 @@ impl Algo {
     }
 }
 
-/// A complete training run description.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A complete training run description: `algo`, the keys every algorithm shares
+/// ([`CommonConfig`], flattened: `seed`, `[env]`, `[stop]`, `[run]`, `[cluster]`) and the
+/// chosen algorithm's section.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrainConfig {
     pub algo: Algo,
-    /// Seeds the envs (env i gets seed + i), the network initialization and all sampling.
-    #[serde(default = "default_seed")]
-    pub seed: u64,
-    pub env: EnvConfig,
-    #[serde(default)]
-    pub stop: StopConfig,
-    #[serde(default)]
-    pub run: RunConfig,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(flatten)]
+    pub common: CommonConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ppo: Option<PpoConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub a2c: Option<A2cConfig>,
     /// A3C's hyperparameters are A2C's: A3C is A2C's worker run asynchronously by a
     /// `[cluster]` (two async workers when the config gives no cluster section).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub a3c: Option<A2cConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dqn: Option<DqnConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub apex: Option<ApexConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub q_learning: Option<QLearningConfig>,
-    /// Several workers and parameter servers, embedded or as processes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<ClusterConfig>,
-}
-
-fn default_seed() -> u64 {
-    1
-}
-
-/// The environment and how many copies step together.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnvConfig {
-    /// A registered id, e.g. `CartPole-v1` (`shoal envs` lists them).
-    pub id: String,
-    #[serde(default = "one")]
-    pub num_envs: usize,
-    /// Threads stepping the envs (1 = on the training thread).
-    #[serde(default = "one")]
-    pub threads: usize,
-    /// Env options, as `make` takes them (e.g. `{ is_slippery = true }`).
-    #[serde(default)]
-    pub options: toml::Table,
-}
-
-fn one() -> usize {
-    1
-}
-
-/// When training stops: whichever criterion is met first (at least one is required).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StopConfig {
-    /// Total environment steps (over all envs).
-    pub env_steps: Option<u64>,
-    /// Wall-clock seconds.
-    pub wall_seconds: Option<f64>,
-    /// Mean return of the last 100 training episodes (RLlib's classic "stop at 200").
-    pub episode_return_mean: Option<f64>,
-    /// Mean return of a deterministic evaluation — `eval_episodes` fresh episodes every
-    /// `eval_every` env steps (Stable-Baselines3's EvalCallback with
-    /// StopTrainingOnRewardThreshold). What the greedy policy does, where training episodes
-    /// show the exploring one (Ape-X's actors explore with ε up to 0.4).
-    pub eval_return_mean: Option<f64>,
-    #[serde(default = "default_eval_every")]
-    pub eval_every: u64,
-    #[serde(default = "default_eval_episodes")]
-    pub eval_episodes: usize,
-}
-
-fn default_eval_every() -> u64 {
-    10_000
-}
-
-fn default_eval_episodes() -> usize {
-    10
-}
-
-impl Default for StopConfig {
-    fn default() -> Self {
-        StopConfig {
-            env_steps: None,
-            wall_seconds: None,
-            episode_return_mean: None,
-            eval_return_mean: None,
-            eval_every: default_eval_every(),
-            eval_episodes: default_eval_episodes(),
-        }
-    }
-}
-
-/// Bookkeeping of a run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunConfig {
-    /// Write a checkpoint every this many env steps (0: only at the end).
-    #[serde(default)]
-    pub checkpoint_every: u64,
-}
-
-/// The network every neural algorithm builds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NetConfig {
-    #[serde(default = "default_hidden")]
-    pub hidden: Vec<usize>,
-    /// `tanh` or `relu`.
-    #[serde(default = "default_activation")]
-    pub activation: String,
-}
-
-fn default_hidden() -> Vec<usize> {
-    vec![64, 64]
-}
-
-fn default_activation() -> String {
-    "tanh".into()
-}
-
-impl Default for NetConfig {
-    fn default() -> Self {
-        NetConfig { hidden: default_hidden(), activation: default_activation() }
-    }
-}
-
-impl NetConfig {
-    pub(crate) fn activation(&self, section: &str) -> Result<shoal_nn::Activation> {
-        shoal_nn::Activation::parse(&self.activation).ok_or_else(|| {
-            config_err(format!("{section}.net.activation must be \"tanh\" or \"relu\", got \"{}\"", self.activation))
-        })
-    }
-}
-
-/// Checks `value` lies in `[lo, hi]`, naming `key` otherwise.
-pub(crate) fn check_range(key: &str, value: f64, lo: f64, hi: f64) -> Result<()> {
-    if !(lo..=hi).contains(&value) {
-        return Err(config_err(format!("{key} = {value} is out of range: it must be in [{lo}, {hi}]")));
-    }
-    Ok(())
-}
-
-/// Checks a count is positive, naming `key` otherwise.
-pub(crate) fn check_positive(key: &str, value: usize) -> Result<()> {
-    if value == 0 {
-        return Err(config_err(format!("{key} must be at least 1")));
-    }
-    Ok(())
 }
 
 impl TrainConfig {
@@ -203,15 +80,18 @@ impl TrainConfig {
         for item in overrides {
             apply_override(&mut table, item)?;
         }
-        let mut config: TrainConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let path = e.path().to_string();
-            let message = e.into_inner().message().to_string();
-            if path == "." {
-                config_err(message)
-            } else {
-                config_err(format!("{path}: {message}"))
-            }
-        })?;
+        let algo = table.remove("algo").ok_or_else(|| config_err("missing field `algo`"))?;
+        let mut config = TrainConfig {
+            algo: deserialize("algo", algo)?,
+            ppo: take_section(&mut table, "ppo")?,
+            a2c: take_section(&mut table, "a2c")?,
+            a3c: take_section(&mut table, "a3c")?,
+            dqn: take_section(&mut table, "dqn")?,
+            apex: take_section(&mut table, "apex")?,
+            q_learning: take_section(&mut table, "q_learning")?,
+            // What is left is the shared part; a key it does not know is an error there.
+            common: deserialize("", toml::Value::Table(table))?,
+        };
         config.fill_algo_section();
         config.validate()?;
         Ok(config)
@@ -219,9 +99,9 @@ impl TrainConfig {
 
     /// Reads and parses a config file.
     pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(crate::error::io_err(path))?;
+        let text = std::fs::read_to_string(path).map_err(io_err(path))?;
         Self::parse(&text, overrides).map_err(|e| match e {
-            crate::AlgoError::Config(m) => config_err(format!("{}: {m}", path.display())),
+            AlgoError::Config(m) => config_err(format!("{}: {m}", path.display())),
             other => other,
         })
     }
@@ -259,56 +139,99 @@ impl TrainConfig {
                 self.algo.name()
             )));
         }
-        check_positive("env.num_envs", self.env.num_envs)?;
-        check_positive("env.threads", self.env.threads)?;
-        let stop = &self.stop;
-        if stop.env_steps.is_none()
-            && stop.wall_seconds.is_none()
-            && stop.episode_return_mean.is_none()
-            && stop.eval_return_mean.is_none()
-        {
-            return Err(config_err(
-                "[stop] needs at least one of env_steps, wall_seconds, episode_return_mean, eval_return_mean (otherwise training never ends)",
-            ));
-        }
-        check_positive("stop.eval_every", stop.eval_every as usize)?;
-        check_positive("stop.eval_episodes", stop.eval_episodes)?;
-        if let Some(s) = stop.wall_seconds {
-            check_range("stop.wall_seconds", s, 0.0, f64::MAX)?;
-        }
+        self.common.validate()?;
         if let Some(cluster) = self.cluster() {
-            cluster.validate(self.algo)?;
+            if self.algo == Algo::QLearning {
+                return Err(config_err(
+                    "[cluster] needs a network algorithm (ppo, a2c, a3c, dqn); q_learning is tabular and runs alone",
+                ));
+            }
+            if self.algo == Algo::A3c && cluster.mode != Mode::Async {
+                return Err(config_err(format!(
+                    "a3c is asynchronous: set cluster.mode = \"async\" (got {:?}), or use algo = \"a2c\" for synchronous data-parallel training",
+                    cluster.mode
+                )));
+            }
         }
         Ok(())
     }
 
     /// The cluster the run uses: the `[cluster]` section, or A3C's default.
     pub fn cluster(&self) -> Option<ClusterConfig> {
-        self.cluster.clone().or_else(|| (self.algo == Algo::A3c).then(ClusterConfig::a3c_default))
+        self.common.cluster.clone().or_else(|| (self.algo == Algo::A3c).then(ClusterConfig::a3c_default))
     }
+}
 
-    /// The env options as `make` takes them.
-    pub fn env_options(&self) -> Result<Vec<(String, shoal_env::OptionValue)>> {
-        self.env
-            .options
-            .iter()
-            .map(|(k, v)| {
-                let value = match v {
-                    toml::Value::Boolean(b) => shoal_env::OptionValue::Bool(*b),
-                    toml::Value::Integer(i) => shoal_env::OptionValue::Int(*i),
-                    toml::Value::Float(f) => shoal_env::OptionValue::Float(*f),
-                    toml::Value::String(s) => shoal_env::OptionValue::Str(s.clone()),
-                    toml::Value::Array(items) => shoal_env::OptionValue::List(
-                        items.iter().map(|i| i.as_str().map(String::from).unwrap_or_else(|| i.to_string())).collect(),
-                    ),
-                    other => {
-                        return Err(config_err(format!("env.options.{k} = {other} is not a supported option value")))
-                    }
-                };
-                Ok((k.clone(), value))
-            })
-            .collect()
+/// Deserializes `value`, naming its key path (below `prefix`) in the error.
+fn deserialize<T: DeserializeOwned>(prefix: &str, value: toml::Value) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().message().to_string();
+        match (prefix, path.as_str()) {
+            ("", ".") => config_err(message),
+            ("", path) => config_err(format!("{path}: {message}")),
+            (prefix, ".") => config_err(format!("{prefix}: {message}")),
+            (prefix, path) => config_err(format!("{prefix}.{path}: {message}")),
+        }
+    })
+}
+
+/// Removes and parses the section `[name]`, if the table has one.
+fn take_section<T: DeserializeOwned>(table: &mut toml::Table, name: &str) -> Result<Option<T>> {
+    table.remove(name).map(|value| deserialize(name, value)).transpose()
+}
+
+/// The `[section]` of the chosen algorithm (always present after parsing).
+fn section<'a, T>(section: &'a Option<T>, name: &str) -> Result<&'a T> {
+    section.as_ref().ok_or_else(|| config_err(format!("missing [{name}] section")))
+}
+
+/// Builds the agent a config describes: one agent, or an embedded [`ClusterAgent`] when the
+/// config has several workers or shards (`shoal train` starts processes itself for
+/// `topology = "processes"`; this is what it evaluates and checkpoints their result as).
+pub fn build_agent(config: &TrainConfig) -> Result<Box<dyn Agent>> {
+    if config.algo == Algo::Apex {
+        return build_single_agent(config);
     }
+    match config.cluster() {
+        Some(cluster) if cluster.is_distributed() => Ok(Box::new(cluster_agent(config, &cluster)?)),
+        _ => build_single_agent(config),
+    }
+}
+
+/// One agent of the config's algorithm, ignoring `[cluster]`.
+fn build_single_agent(config: &TrainConfig) -> Result<Box<dyn Agent>> {
+    let common = &config.common;
+    Ok(match config.algo {
+        Algo::Ppo => Box::new(Ppo::new(common, section(&config.ppo, "ppo")?)?),
+        Algo::A2c => Box::new(A2c::new(common, section(&config.a2c, "a2c")?, "a2c")?),
+        Algo::A3c => Box::new(A2c::new(common, section(&config.a3c, "a3c")?, "a3c")?),
+        Algo::Dqn => Box::new(Dqn::new(common, section(&config.dqn, "dqn")?)?),
+        Algo::Apex => Box::new(ApexAgent::new(common, section(&config.apex, "apex")?)?),
+        Algo::QLearning => Box::new(QLearning::new(common, section(&config.q_learning, "q_learning")?)?),
+    })
+}
+
+/// Worker `rank`'s copy of the config's agent, with its own env seeds (seed + 10 000·rank).
+pub fn worker_agent(config: &TrainConfig, rank: usize) -> Result<Box<dyn Agent>> {
+    let mut own = config.clone();
+    own.common.seed = config.common.seed.wrapping_add(10_000 * rank as u64);
+    build_single_agent(&own)
+}
+
+/// What a parameter server starts from: rank 0's initial parameters and the algorithm's
+/// optimizer and learning-rate schedule. Ape-X's learner publishes its parameters (an
+/// averaging round of one worker); the other algorithms' servers run the cluster's mode.
+pub fn server_spec(config: &TrainConfig) -> Result<ServerSpec> {
+    let mut agent = worker_agent(config, 0)?;
+    let network = agent.network().ok_or_else(|| config_err("this algorithm has no network to distribute"))?;
+    ServerSpec::from_network(network, config.algo == Algo::Apex)
+}
+
+/// An embedded cluster of the config's agent: `cluster.workers` copies (seeded apart) around
+/// in-process parameter servers.
+pub fn cluster_agent(config: &TrainConfig, cluster: &ClusterConfig) -> Result<ClusterAgent> {
+    ClusterAgent::new(cluster, server_spec(config)?, |rank| worker_agent(config, rank))
 }
 
 /// Sets `section.key=value` (any depth) in a parsed TOML table; the value is parsed as TOML

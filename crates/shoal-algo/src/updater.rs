@@ -13,8 +13,8 @@ use std::sync::Arc;
 use shoal_dist::{ParamStore, PushOutcome};
 use shoal_nn::Optimizer;
 
-use crate::agent::Metrics;
 use crate::error::Result;
+use crate::metrics::Metrics;
 
 /// Push and pull counters of a worker attached to a store.
 #[derive(Debug, Clone, Copy, Default)]

@@ -20,10 +20,10 @@ fn train_and_eval(name: &str, seed: u64, episodes: usize, overrides: &[&str]) ->
     let config = config(name, &all);
     let mut agent = build_agent(&config).unwrap();
     // `[stop] eval_return_mean` runs as a callback, as in `shoal train`.
-    let mut eval_stop = EvalStop::from_config(&config);
+    let mut eval_stop = EvalStop::from_config(&config.common);
     let mut callbacks: Vec<&mut dyn Callback> = eval_stop.iter_mut().map(|e| e as &mut dyn Callback).collect();
-    let summary = learn(agent.as_mut(), &config.stop, &mut LoopState::default(), &mut callbacks).unwrap();
-    let report = evaluate(agent.as_mut(), &config, episodes, true, 1_000_000 + seed).unwrap();
+    let summary = learn(agent.as_mut(), &config.common.stop, &mut LoopState::default(), &mut callbacks).unwrap();
+    let report = evaluate(agent.as_mut(), &config.common, episodes, true, 1_000_000 + seed).unwrap();
     eprintln!(
         "{name} seed {seed}: eval {:.1} after {} env steps ({:.1}s)",
         report.episode_return_mean, summary.env_steps, summary.wall_seconds

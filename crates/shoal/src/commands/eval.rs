@@ -32,11 +32,11 @@ pub fn run(args: &Args) -> Result<()> {
     let config = TrainConfig::load(&find_config(&dir)?, &[])?;
     let mut agent = build_agent(&config)?;
     load_checkpoint(agent.as_mut(), &dir).with_context(|| format!("loading {}", dir.display()))?;
-    let report = evaluate(agent.as_mut(), &config, args.episodes, args.deterministic, args.seed)?;
+    let report = evaluate(agent.as_mut(), &config.common, args.episodes, args.deterministic, args.seed)?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("env: {}\n{}", config.env.id, report.table());
+        println!("env: {}\n{}", config.common.env.id, report.table());
     }
     Ok(())
 }

@@ -12,7 +12,8 @@ use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use shoal_algo::checkpoint::save_checkpoint;
-use shoal_algo::cluster::{ClusterAgent, ClusterConfig, ServerSpec};
+use shoal_algo::cluster::ClusterConfig;
+use shoal_algo::registry::{cluster_agent, server_spec};
 use shoal_algo::{build_agent, Agent, Algo, LoopState, StopReason, Summary, TrainConfig};
 use shoal_dist::{ClientOptions, Coordinator, Encoding, ParamStore, ShardedStore, Token, TOKEN_ENV};
 
@@ -144,7 +145,7 @@ pub fn run(config: &TrainConfig, cluster: &ClusterConfig, run_dir: &RunDir, resu
 
     // Collect the result before the servers' linger ends.
     let options = ClientOptions { tls: None, token, encoding: Encoding::F32Le, retry_for: Duration::from_secs(10) };
-    let spec = ServerSpec::new(config)?;
+    let spec = server_spec(config)?;
     let store = ShardedStore::connect(&addrs, spec.layout_hash(), spec.params.len(), &options)?;
     let mut params = vec![0.0; spec.params.len()];
     let version = store.pull(None, &mut params)?.unwrap_or(0);
@@ -159,9 +160,9 @@ pub fn run(config: &TrainConfig, cluster: &ClusterConfig, run_dir: &RunDir, resu
         &run_dir.checkpoint(),
     )?;
     let return_mean = status.return_mean.is_finite().then_some(status.return_mean);
-    let reached = matches!((config.stop.episode_return_mean, return_mean), (Some(t), Some(m)) if m >= t);
-    let budget_left = config.stop.env_steps.is_none_or(|b| status.total_env_steps < b);
-    let evaluated = config.stop.eval_return_mean.is_some() && budget_left && !reached;
+    let reached = matches!((config.common.stop.episode_return_mean, return_mean), (Some(t), Some(m)) if m >= t);
+    let budget_left = config.common.stop.env_steps.is_none_or(|b| status.total_env_steps < b);
+    let evaluated = config.common.stop.eval_return_mean.is_some() && budget_left && !reached;
     Ok(Summary {
         env_steps: status.total_env_steps,
         iterations: version,
@@ -190,7 +191,7 @@ fn agent_with_params(
         agent.network().context("Ape-X has a network")?.params.copy_from_slice(params);
         return Ok(agent);
     }
-    let mut agent = ClusterAgent::new(config, cluster)?;
+    let mut agent = cluster_agent(config, cluster)?;
     agent.set_params(params, version)?;
     Ok(Box::new(agent))
 }

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
-use shoal_algo::cluster::{stop_rule, worker_agent, ServerSpec};
+use shoal_algo::cluster::stop_rule;
 use shoal_algo::eval::EvalStop;
+use shoal_algo::registry::{server_spec, worker_agent};
 use shoal_algo::TrainConfig;
 use shoal_dist::{shard_range, CheckpointPolicy, ParamStore, RunMonitor, ServerTls, ServiceConfig, ShardInfo, Token};
 
@@ -99,7 +100,7 @@ pub fn run(args: &Args) -> Result<()> {
     let cluster = config.cluster().unwrap_or_default();
     ensure!(args.shard < cluster.shards, "--shard {} is out of range: cluster.shards = {}", args.shard, cluster.shards);
     let (token, tls) = args.security.load()?;
-    let spec = ServerSpec::new(&config)?;
+    let spec = server_spec(&config)?;
     let (index, count) = (args.shard, cluster.shards);
     let mut server = spec.server(&cluster, index, count);
     let checkpoint = args.out.as_ref().map(|out| out.join(format!("ps-shard{index}.safetensors")));
@@ -110,7 +111,7 @@ pub fn run(args: &Args) -> Result<()> {
         server =
             server.with_checkpoints(CheckpointPolicy { path: path.clone(), layout, every: cluster.checkpoint_every });
     }
-    let monitor = Arc::new(RunMonitor::new(stop_rule(&config)));
+    let monitor = Arc::new(RunMonitor::new(stop_rule(&config.common.stop)));
     if args.resume {
         let version = server.resume().with_context(|| "resuming the parameter server (--resume)")?;
         if let Some(saved) = progress_file.as_ref().and_then(|p| std::fs::read(p).ok()) {
@@ -143,7 +144,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     // `stop.eval_return_mean`: evaluate the served parameters with the config's agent (over
     // several shards no server holds the whole model, and worker 0 evaluates instead).
-    let mut evaluator = match EvalStop::from_config(&config).filter(|_| count == 1) {
+    let mut evaluator = match EvalStop::from_config(&config.common).filter(|_| count == 1) {
         Some(eval) => Some((eval, worker_agent(&config, 0)?)),
         None => None,
     };
@@ -153,7 +154,7 @@ pub fn run(args: &Args) -> Result<()> {
     loop {
         std::thread::sleep(Duration::from_millis(500));
         let totals = monitor.totals();
-        let progress = config.stop.env_steps.map_or(0.0, |b| (totals.env_steps as f64 / b as f64).min(1.0));
+        let progress = config.common.stop.env_steps.map_or(0.0, |b| (totals.env_steps as f64 / b as f64).min(1.0));
         let lr = spec.lr.at(progress);
         server.set_lr(lr as f32);
         let stats = server.stats();

@@ -48,7 +48,8 @@ pub fn run(args: &Args) -> Result<()> {
         config.algo.name()
     );
     let apex = config.apex.clone().unwrap_or_default();
-    let replay = Arc::new(LocalReplay::new(replay_for(&config)?, config.seed.wrapping_add(0x4e91a7)));
+    let replay =
+        Arc::new(LocalReplay::new(replay_for(&config.common, &apex)?, config.common.seed.wrapping_add(0x4e91a7)));
     let checkpoint = match (&args.out, apex.checkpoint_replay) {
         (Some(out), true) => {
             std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;

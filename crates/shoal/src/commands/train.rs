@@ -122,7 +122,7 @@ pub fn run(args: &Args) -> Result<()> {
             }
             let config = TrainConfig::load(path, &overrides)?;
             let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
-            let run_dir = RunDir::create(args.out.as_deref(), &format!("{stem}-s{}", config.seed))?;
+            let run_dir = RunDir::create(args.out.as_deref(), &format!("{stem}-s{}", config.common.seed))?;
             (run_dir, config, false)
         }
     };
@@ -150,7 +150,7 @@ pub fn run(args: &Args) -> Result<()> {
     // A second handler cannot be installed in one process (tests run `run` once per process).
     let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
 
-    let bar = match config.stop.env_steps {
+    let bar = match config.common.stop.env_steps {
         Some(total) => ProgressBar::new(total),
         None => ProgressBar::no_length(),
     };
@@ -163,7 +163,7 @@ pub fn run(args: &Args) -> Result<()> {
     bar.set_position(agent.env_steps());
     let mut logger =
         MetricsLogger { csv: CsvWriter::open(&run_dir.metrics())?, events: EventWriter::create(&run_dir.root)? };
-    let every = config.run.checkpoint_every;
+    let every = config.common.run.checkpoint_every;
     let mut checkpointer = Checkpointer {
         dir: run_dir.checkpoint(),
         every,
@@ -173,11 +173,11 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let mut progress = ProgressReporter { bar: bar.clone() };
     let mut callbacks: Vec<&mut dyn Callback> = vec![&mut logger, &mut checkpointer, &mut progress];
-    let mut eval_stop = EvalStop::from_config(&config);
+    let mut eval_stop = EvalStop::from_config(&config.common);
     if let Some(eval_stop) = eval_stop.as_mut() {
         callbacks.push(eval_stop);
     }
-    let summary = learn(agent.as_mut(), &config.stop, &mut state, &mut callbacks)?;
+    let summary = learn(agent.as_mut(), &config.common.stop, &mut state, &mut callbacks)?;
     bar.finish_and_clear();
 
     save_checkpoint(agent.as_mut(), &state, &run_dir.checkpoint())?;

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{ensure, Result};
-use shoal_algo::cluster::{run_worker, Compression, ServerSpec};
-use shoal_algo::{apex, Algo, TrainConfig};
+use anyhow::{ensure, Context, Result};
+use shoal_algo::apex::{self, ApexConfig};
+use shoal_algo::cluster::{run_worker, Compression};
+use shoal_algo::registry::{server_spec, worker_agent};
+use shoal_algo::{Algo, CommonConfig, TrainConfig};
 use shoal_dist::{ClientOptions, ClientTls, Encoding, GrpcReplay, GrpcStore, ShardedStore, Token};
 
 /// Arguments of `shoal worker`.
@@ -74,14 +76,16 @@ pub fn run(args: &Args) -> Result<()> {
         },
         retry_for: Duration::from_secs_f64(cluster.retry_seconds),
     };
-    let spec = ServerSpec::new(&config)?;
+    let spec = server_spec(&config)?;
     let store = Arc::new(ShardedStore::connect(&args.ps, spec.layout_hash(), spec.params.len(), &options)?);
     eprintln!("shoal worker {}: connected to {}", args.rank, args.ps.join(","));
     if let Some(addr) = &args.replay {
-        let replay = GrpcReplay::connect(addr, apex::obs_dim(&config)?, options)?;
-        return run_apex_role(args, &config, store, &replay, cluster.workers);
+        let apex = config.apex.as_ref().context("--replay is for Ape-X runs: the config needs algo = \"apex\"")?;
+        let replay = GrpcReplay::connect(addr, apex::obs_dim(&config.common, apex)?, options)?;
+        return run_apex_role(args, &config.common, apex, store, &replay, cluster.workers);
     }
-    let summary = run_worker(&config, &cluster, args.rank, Arc::clone(&store) as _, store.as_ref())?;
+    let agent = worker_agent(&config, args.rank)?;
+    let summary = run_worker(agent, &config.common, &cluster, args.rank, Arc::clone(&store) as _, store.as_ref())?;
     eprintln!(
         "shoal worker {}: stopped by the server after {} env steps of mine ({} iterations); the run has {}",
         args.rank, summary.env_steps, summary.iterations, summary.total_env_steps
@@ -93,16 +97,18 @@ pub fn run(args: &Args) -> Result<()> {
 /// the run.
 fn run_apex_role(
     args: &Args,
-    config: &TrainConfig,
+    config: &CommonConfig,
+    apex_config: &ApexConfig,
     store: Arc<ShardedStore<GrpcStore>>,
     replay: &GrpcReplay,
     actors: usize,
 ) -> Result<()> {
     if args.learner {
-        let stats = apex::run_learner(config, Arc::clone(&store) as _, replay, store.as_ref(), actors)?;
+        let stats = apex::run_learner(config, apex_config, Arc::clone(&store) as _, replay, store.as_ref(), actors)?;
         eprintln!("shoal worker (learner): stopped by the server after {} updates", stats.updates);
     } else {
-        let (steps, lag) = apex::run_actor(config, args.rank, Arc::clone(&store) as _, replay, store.as_ref())?;
+        let (steps, lag) =
+            apex::run_actor(config, apex_config, args.rank, Arc::clone(&store) as _, replay, store.as_ref())?;
         eprintln!(
             "shoal worker {} (actor): stopped by the server after {steps} env steps of mine (mean parameter lag {lag:.1} versions)",
             args.rank

@@ -1,0 +1,188 @@
+//! The config vocabulary every algorithm shares: what a config file holds besides `algo` and
+//! the algorithm's own section ([`CommonConfig`]: seed, `[env]`, `[stop]`, `[run]`,
+//! `[cluster]`), the network section the neural algorithms embed ([`NetConfig`]), and the
+//! range checks that name the offending key. The file as a whole, with the algorithm sections,
+//! is `registry::TrainConfig`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::checks::{check_positive, check_range};
+use crate::cluster_config::ClusterConfig;
+use crate::error::{config_err, Result};
+
+/// The keys of a config every algorithm reads: an algorithm is built from these and its own
+/// section, and knows nothing of the other algorithms' sections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommonConfig {
+    /// Seeds the envs (env i gets seed + i), the network initialization and all sampling.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    pub env: EnvConfig,
+    #[serde(default)]
+    pub stop: StopConfig,
+    #[serde(default)]
+    pub run: RunConfig,
+    /// Several workers and parameter servers, embedded or as processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// The environment and how many copies step together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvConfig {
+    /// A registered id, e.g. `CartPole-v1` (`shoal envs` lists them).
+    pub id: String,
+    #[serde(default = "one")]
+    pub num_envs: usize,
+    /// Threads stepping the envs (1 = on the training thread).
+    #[serde(default = "one")]
+    pub threads: usize,
+    /// Env options, as `make` takes them (e.g. `{ is_slippery = true }`).
+    #[serde(default)]
+    pub options: toml::Table,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// When training stops: whichever criterion is met first (at least one is required).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopConfig {
+    /// Total environment steps (over all envs).
+    pub env_steps: Option<u64>,
+    /// Wall-clock seconds.
+    pub wall_seconds: Option<f64>,
+    /// Mean return of the last 100 training episodes (RLlib's classic "stop at 200").
+    pub episode_return_mean: Option<f64>,
+    /// Mean return of a deterministic evaluation — `eval_episodes` fresh episodes every
+    /// `eval_every` env steps (Stable-Baselines3's EvalCallback with
+    /// StopTrainingOnRewardThreshold). What the greedy policy does, where training episodes
+    /// show the exploring one (Ape-X's actors explore with ε up to 0.4).
+    pub eval_return_mean: Option<f64>,
+    #[serde(default = "default_eval_every")]
+    pub eval_every: u64,
+    #[serde(default = "default_eval_episodes")]
+    pub eval_episodes: usize,
+}
+
+fn default_eval_every() -> u64 {
+    10_000
+}
+
+fn default_eval_episodes() -> usize {
+    10
+}
+
+impl Default for StopConfig {
+    fn default() -> Self {
+        StopConfig {
+            env_steps: None,
+            wall_seconds: None,
+            episode_return_mean: None,
+            eval_return_mean: None,
+            eval_every: default_eval_every(),
+            eval_episodes: default_eval_episodes(),
+        }
+    }
+}
+
+/// Bookkeeping of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Write a checkpoint every this many env steps (0: only at the end).
+    #[serde(default)]
+    pub checkpoint_every: u64,
+}
+
+/// The network every neural algorithm builds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetConfig {
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<usize>,
+    /// `tanh` or `relu`.
+    #[serde(default = "default_activation")]
+    pub activation: String,
+}
+
+fn default_hidden() -> Vec<usize> {
+    vec![64, 64]
+}
+
+fn default_activation() -> String {
+    "tanh".into()
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig { hidden: default_hidden(), activation: default_activation() }
+    }
+}
+
+impl NetConfig {
+    pub(crate) fn activation(&self, section: &str) -> Result<shoal_nn::Activation> {
+        shoal_nn::Activation::parse(&self.activation).ok_or_else(|| {
+            config_err(format!("{section}.net.activation must be \"tanh\" or \"relu\", got \"{}\"", self.activation))
+        })
+    }
+}
+
+impl CommonConfig {
+    /// Checks the shared keys (the registry checks the algorithm's section).
+    pub(crate) fn validate(&self) -> Result<()> {
+        check_positive("env.num_envs", self.env.num_envs)?;
+        check_positive("env.threads", self.env.threads)?;
+        let stop = &self.stop;
+        if stop.env_steps.is_none()
+            && stop.wall_seconds.is_none()
+            && stop.episode_return_mean.is_none()
+            && stop.eval_return_mean.is_none()
+        {
+            return Err(config_err(
+                "[stop] needs at least one of env_steps, wall_seconds, episode_return_mean, eval_return_mean (otherwise training never ends)",
+            ));
+        }
+        check_positive("stop.eval_every", stop.eval_every as usize)?;
+        check_positive("stop.eval_episodes", stop.eval_episodes)?;
+        if let Some(s) = stop.wall_seconds {
+            check_range("stop.wall_seconds", s, 0.0, f64::MAX)?;
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
+        }
+        Ok(())
+    }
+}
+
+impl EnvConfig {
+    /// The env options as `make` takes them.
+    pub fn options(&self) -> Result<Vec<(String, shoal_env::OptionValue)>> {
+        self.options
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    toml::Value::Boolean(b) => shoal_env::OptionValue::Bool(*b),
+                    toml::Value::Integer(i) => shoal_env::OptionValue::Int(*i),
+                    toml::Value::Float(f) => shoal_env::OptionValue::Float(*f),
+                    toml::Value::String(s) => shoal_env::OptionValue::Str(s.clone()),
+                    toml::Value::Array(items) => shoal_env::OptionValue::List(
+                        items.iter().map(|i| i.as_str().map(String::from).unwrap_or_else(|| i.to_string())).collect(),
+                    ),
+                    other => {
+                        return Err(config_err(format!("env.options.{k} = {other} is not a supported option value")))
+                    }
+                };
+                Ok((k.clone(), value))
+            })
+            .collect()
+    }
+}
