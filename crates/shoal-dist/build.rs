@@ -1,9 +1,10 @@
-//! Compiles `proto/shoal_ps.proto` and `proto/shoal_replay.proto` with protox (a protobuf
+//! Compiles `proto/shoal_ps.proto`, `proto/shoal_replay.proto` and
+//! `proto/shoal_rendezvous.proto` with protox (a protobuf
 //! compiler written in Rust), so a build needs no system `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
-    let protos = [format!("{proto_dir}/shoal_ps.proto"), format!("{proto_dir}/shoal_replay.proto")];
+    let protos = ["shoal_ps", "shoal_replay", "shoal_rendezvous"].map(|name| format!("{proto_dir}/{name}.proto"));
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");
     }

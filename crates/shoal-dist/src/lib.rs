@@ -17,9 +17,11 @@
 
 mod auth;
 mod client;
+pub mod engine;
 mod error;
 mod monitor;
 pub mod proto;
+pub mod rendezvous;
 pub mod replay;
 mod server;
 mod service;
@@ -29,9 +31,11 @@ pub mod wire;
 
 pub use auth::{Token, TOKEN_ENV};
 pub use client::{ClientOptions, ClientTls, GrpcStore};
+pub use engine::{IdentityFlags, TaskIdentity};
 pub use error::{DistError, Result};
 pub use monitor::{Coordinator, RunMonitor, RunStatus, RunTotals, StopRule};
 pub use proto::Encoding;
+pub use rendezvous::{spawn_rendezvous, RendezvousClient, RendezvousState, RunIdentity};
 pub use replay::{
     spawn_replay, GrpcReplay, LocalReplay, PrioritizedReplay, ReplayStats, ReplayStore, Sample, Transitions,
 };

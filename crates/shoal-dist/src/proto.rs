@@ -8,5 +8,10 @@ pub mod replay {
     tonic::include_proto!("shoal.replay.v1");
 }
 
+/// The rendezvous service's messages and stubs (`proto/shoal_rendezvous.proto`).
+pub mod rendezvous {
+    tonic::include_proto!("shoal.rendezvous.v1");
+}
+
 /// Bumped whenever the protocol changes in a way an older peer would misread.
 pub const PROTOCOL_VERSION: u32 = 1;
