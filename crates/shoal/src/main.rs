@@ -38,6 +38,9 @@ enum Command {
     Worker(commands::worker::Args),
     /// Serve an Ape-X run's prioritized replay over gRPC.
     Replay(commands::replay::Args),
+    /// One task of a run started by a cluster engine (srun, mpirun, a Kubernetes Indexed Job):
+    /// its role comes from its rank, the servers' addresses from rank 0's rendezvous.
+    Run(commands::run_task::Args),
     /// Measure performance.
     #[command(subcommand)]
     Bench(commands::bench::Bench),
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Ps(args) => commands::ps::run(&args),
         Command::Worker(args) => commands::worker::run(&args),
         Command::Replay(args) => commands::replay::run(&args),
+        Command::Run(args) => commands::run_task::run(&args),
         Command::Bench(bench) => commands::bench::run(&bench),
     };
     match result {

@@ -145,15 +145,28 @@ pub fn run(config: &TrainConfig, cluster: &ClusterConfig, run_dir: &RunDir, resu
 
     // Collect the result before the servers' linger ends.
     let options = ClientOptions { tls: None, token, encoding: Encoding::F32Le, retry_for: Duration::from_secs(10) };
+    let summary = collect(config, cluster, &addrs, &options, run_dir, start.elapsed().as_secs_f64())?;
+    drop(servers);
+    Ok(summary)
+}
+
+/// Pulls the run's parameters from its servers (one address per shard) and writes them into
+/// `run_dir` as the run's checkpoint, which `shoal eval`, `plot` and `train --resume` read;
+/// returns the run's summary as the servers count it.
+pub fn collect(
+    config: &TrainConfig,
+    cluster: &ClusterConfig,
+    addrs: &[String],
+    options: &ClientOptions,
+    run_dir: &RunDir,
+    wall_seconds: f64,
+) -> Result<Summary> {
     let spec = server_spec(config)?;
-    let store = ShardedStore::connect(&addrs, spec.layout_hash(), spec.params.len(), &options)?;
+    let store = ShardedStore::connect(addrs, spec.layout_hash(), spec.params.len(), options)?;
     let mut params = vec![0.0; spec.params.len()];
     let version = store.pull(None, &mut params)?.unwrap_or(0);
     let status = store.report(0, 0, &[])?;
-    drop(servers);
-
     let mut agent = agent_with_params(config, cluster, &params, version)?;
-    let wall_seconds = start.elapsed().as_secs_f64();
     save_checkpoint(
         agent.as_mut(),
         &LoopState { iteration: 0, wall_seconds, best_return_mean: None },

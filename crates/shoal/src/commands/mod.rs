@@ -13,6 +13,7 @@ pub mod plot;
 pub mod ps;
 pub mod replay;
 pub mod rollout;
+pub mod run_task;
 pub mod train;
 pub mod worker;
 

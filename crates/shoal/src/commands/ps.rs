@@ -62,6 +62,11 @@ pub struct Security {
     /// The PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve on an address other machines reach without TLS, so the token crosses the
+    /// network in clear text: only on a network you trust (a test's namespaces, a private
+    /// cluster fabric).
+    #[arg(long)]
+    insecure: bool,
 }
 
 impl Security {
@@ -74,6 +79,28 @@ impl Security {
         };
         Ok((token, tls))
     }
+
+    /// Refuses to serve on a non-loopback address without TLS unless `--insecure` is given:
+    /// the token alone would cross the network in clear text.
+    pub fn check_exposure(&self, listen: &str) -> Result<()> {
+        if self.tls_cert.is_some() || is_loopback(listen) {
+            return Ok(());
+        }
+        ensure!(
+            self.insecure,
+            "{listen} is reachable from other machines and, without TLS, the run's token would cross the network in clear text: \
+             serve over TLS (--tls-cert/--tls-key in a build with --features tls; scripts/make-run-certs.sh makes a run's CA and certificates), \
+             or pass --insecure on a network you trust"
+        );
+        eprintln!("warning: serving {listen} without TLS (--insecure): the token crosses the network in clear text");
+        Ok(())
+    }
+}
+
+/// True when `listen` (`host:port`) binds only the loopback interface.
+fn is_loopback(listen: &str) -> bool {
+    let host = listen.rsplit_once(':').map_or(listen, |(host, _)| host).trim_matches(['[', ']']);
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Run totals kept beside the checkpoint, so a restarted server counts on.
@@ -97,22 +124,63 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
 
 pub fn run(args: &Args) -> Result<()> {
     let config = TrainConfig::load(&args.config, &args.set)?;
-    let cluster = config.cluster().unwrap_or_default();
-    ensure!(args.shard < cluster.shards, "--shard {} is out of range: cluster.shards = {}", args.shard, cluster.shards);
     let (token, tls) = args.security.load()?;
-    let spec = server_spec(&config)?;
-    let (index, count) = (args.shard, cluster.shards);
+    args.security.check_exposure(&args.listen)?;
+    let shard = ShardServe {
+        listen: args.listen.clone(),
+        shard: args.shard,
+        metrics: args.out.as_ref().filter(|_| args.shard == 0).map(|out| out.join("metrics.csv")),
+        out: args.out.clone(),
+        resume: args.resume,
+        token,
+        tls,
+        linger: args.linger,
+    };
+    serve(&config, shard, |_| Ok(()), || Ok(()))
+}
+
+/// How one parameter-server shard is served.
+pub struct ShardServe {
+    /// `host:port` to bind (port 0: any free port).
+    pub listen: String,
+    /// Which of the config's `cluster.shards` shards.
+    pub shard: usize,
+    /// Directory for the shard's checkpoint and progress.
+    pub out: Option<PathBuf>,
+    /// Where the run's metrics go (shard 0 only).
+    pub metrics: Option<PathBuf>,
+    /// Continue from the checkpoint in `out`.
+    pub resume: bool,
+    pub token: Token,
+    pub tls: Option<ServerTls>,
+    /// Seconds to keep serving after the stop criterion (see `shoal ps --linger`).
+    pub linger: f64,
+}
+
+/// Serves a shard of `config`'s parameters until the run stops and the linger has passed:
+/// `listening` is told the bound address once calls are accepted, `finished` runs after the
+/// linger while the server still answers (a rank 0 collects the run's result there).
+pub fn serve(
+    config: &TrainConfig,
+    opts: ShardServe,
+    listening: impl FnOnce(std::net::SocketAddr) -> Result<()>,
+    finished: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    let cluster = config.cluster().unwrap_or_default();
+    ensure!(opts.shard < cluster.shards, "shard {} is out of range: cluster.shards = {}", opts.shard, cluster.shards);
+    let spec = server_spec(config)?;
+    let (index, count) = (opts.shard, cluster.shards);
     let mut server = spec.server(&cluster, index, count);
-    let checkpoint = args.out.as_ref().map(|out| out.join(format!("ps-shard{index}.safetensors")));
-    let progress_file = args.out.as_ref().map(|out| out.join(format!("ps-shard{index}.progress.json")));
-    if let (Some(out), Some(path)) = (&args.out, &checkpoint) {
+    let checkpoint = opts.out.as_ref().map(|out| out.join(format!("ps-shard{index}.safetensors")));
+    let progress_file = opts.out.as_ref().map(|out| out.join(format!("ps-shard{index}.progress.json")));
+    if let (Some(out), Some(path)) = (&opts.out, &checkpoint) {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         let layout = spec.shard_layout(index, count);
         server =
             server.with_checkpoints(CheckpointPolicy { path: path.clone(), layout, every: cluster.checkpoint_every });
     }
     let monitor = Arc::new(RunMonitor::new(stop_rule(&config.common.stop)));
-    if args.resume {
+    if opts.resume {
         let version = server.resume().with_context(|| "resuming the parameter server (--resume)")?;
         if let Some(saved) = progress_file.as_ref().and_then(|p| std::fs::read(p).ok()) {
             let saved: Progress = serde_json::from_slice(&saved).context("reading the saved progress")?;
@@ -123,12 +191,12 @@ pub fn run(args: &Args) -> Result<()> {
     let server = Arc::new(server);
     let offset = shard_range(spec.params.len(), index, count).start as u64;
     let service = ServiceConfig {
-        tls,
-        token,
+        tls: opts.tls,
+        token: opts.token,
         layout_hash: spec.layout_hash(),
         shard: ShardInfo { index: index as u32, count: count as u32, offset },
     };
-    let handle = shoal_dist::spawn(&args.listen, Arc::clone(&server), Some(Arc::clone(&monitor)), service)?;
+    let handle = shoal_dist::spawn(&opts.listen, Arc::clone(&server), Some(Arc::clone(&monitor)), service)?;
     println!(
         "shoal ps listening on {} (shard {index} of {count}, {} mode, {} parameters)",
         handle.addr(),
@@ -137,10 +205,11 @@ pub fn run(args: &Args) -> Result<()> {
     );
     use std::io::Write;
     std::io::stdout().flush()?;
+    listening(handle.addr())?;
 
-    let mut csv = match (&args.out, index) {
-        (Some(out), 0) => Some(CsvWriter::open(&out.join("metrics.csv"))?),
-        _ => None,
+    let mut csv = match &opts.metrics {
+        Some(path) => Some(CsvWriter::open(path)?),
+        None => None,
     };
     // `stop.eval_return_mean`: evaluate the served parameters with the config's agent (over
     // several shards no server holds the whole model, and worker 0 evaluates instead).
@@ -148,7 +217,7 @@ pub fn run(args: &Args) -> Result<()> {
         Some(eval) => Some((eval, worker_agent(&config, 0)?)),
         None => None,
     };
-    let linger = args.linger.max(cluster.round_timeout + 5.0);
+    let linger = opts.linger.max(cluster.round_timeout + 5.0);
     let start = Instant::now();
     let mut stopped_at: Option<Instant> = None;
     loop {
@@ -207,6 +276,7 @@ pub fn run(args: &Args) -> Result<()> {
         server.save(path, &spec.shard_layout(index, count))?;
         eprintln!("shoal ps: stop criterion met; final state in {}", path.display());
     }
+    finished()?;
     handle.shutdown()?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use shoal_algo::apex::replay_for;
 use shoal_algo::{Algo, TrainConfig};
-use shoal_dist::{spawn_replay, LocalReplay, ReplayStore};
+use shoal_dist::{spawn_replay, LocalReplay, ReplayStore, ServerTls, Token};
 
 /// Arguments of `shoal replay`.
 #[derive(clap::Args)]
@@ -42,6 +42,43 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let config = TrainConfig::load(&args.config, &args.set)?;
+    let (token, tls) = args.security.load()?;
+    args.security.check_exposure(&args.listen)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let opts = ReplayServe {
+        listen: args.listen.clone(),
+        out: args.out.clone(),
+        resume: args.resume,
+        checkpoint_seconds: args.checkpoint_seconds,
+        token,
+        tls,
+    };
+    serve(&config, opts, |_| Ok(()), || Ok(stop.load(Ordering::SeqCst)))
+}
+
+/// How a replay is served.
+pub struct ReplayServe {
+    /// `host:port` to bind (port 0: any free port).
+    pub listen: String,
+    /// Directory for `replay.safetensors` (with `apex.checkpoint_replay`).
+    pub out: Option<PathBuf>,
+    /// Start from the checkpoint in `out`.
+    pub resume: bool,
+    pub checkpoint_seconds: f64,
+    pub token: Token,
+    pub tls: Option<ServerTls>,
+}
+
+/// Serves `config`'s replay until `stopped` says so (asked every 200 ms): `listening` is told
+/// the bound address once calls are accepted; the replay is saved on the way out.
+pub fn serve(
+    config: &TrainConfig,
+    opts: ReplayServe,
+    listening: impl FnOnce(std::net::SocketAddr) -> Result<()>,
+    mut stopped: impl FnMut() -> Result<bool>,
+) -> Result<()> {
     ensure!(
         config.algo == Algo::Apex,
         "shoal replay serves Ape-X runs: the config has algo = \"{}\"",
@@ -50,32 +87,29 @@ pub fn run(args: &Args) -> Result<()> {
     let apex = config.apex.clone().unwrap_or_default();
     let replay =
         Arc::new(LocalReplay::new(replay_for(&config.common, &apex)?, config.common.seed.wrapping_add(0x4e91a7)));
-    let checkpoint = match (&args.out, apex.checkpoint_replay) {
+    let checkpoint = match (&opts.out, apex.checkpoint_replay) {
         (Some(out), true) => {
             std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
             Some(out.join("replay.safetensors"))
         }
         _ => None,
     };
-    if args.resume {
+    if opts.resume {
         let path = checkpoint.as_ref().context("--resume needs apex.checkpoint_replay = true in the config")?;
         replay.load(path).with_context(|| format!("resuming the replay from {}", path.display()))?;
         eprintln!("shoal replay: resumed {} transitions", replay.stats()?.len);
     }
-    let (token, tls) = args.security.load()?;
-    let handle = spawn_replay(&args.listen, Arc::clone(&replay), token, tls.as_ref())?;
+    let handle = spawn_replay(&opts.listen, Arc::clone(&replay), opts.token, opts.tls.as_ref())?;
     let stats = replay.stats()?;
     println!("shoal replay listening on {} (capacity {}, obs_dim {})", handle.addr(), stats.capacity, replay.obs_dim());
     use std::io::Write;
     std::io::stdout().flush()?;
+    listening(handle.addr())?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-    let every = Duration::from_secs_f64(args.checkpoint_seconds.max(0.1));
+    let every = Duration::from_secs_f64(opts.checkpoint_seconds.max(0.1));
     let mut last = Instant::now();
     let mut before = stats;
-    while !stop.load(Ordering::SeqCst) {
+    while !stopped()? {
         std::thread::sleep(Duration::from_millis(200));
         if last.elapsed() < every {
             continue;

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
-use shoal_algo::apex::{self, ApexConfig};
-use shoal_algo::cluster::{run_worker, Compression};
+use anyhow::{bail, ensure, Context, Result};
+use shoal_algo::apex;
+use shoal_algo::cluster::{run_worker, ClusterConfig, Compression};
 use shoal_algo::registry::{server_spec, worker_agent};
-use shoal_algo::{Algo, CommonConfig, TrainConfig};
-use shoal_dist::{ClientOptions, ClientTls, Encoding, GrpcReplay, GrpcStore, ShardedStore, Token};
+use shoal_algo::{Algo, TrainConfig};
+use shoal_dist::{ClientOptions, ClientTls, Encoding, GrpcReplay, ShardedStore, Token};
 
 /// Arguments of `shoal worker`.
 #[derive(clap::Args)]
@@ -67,52 +67,89 @@ pub fn run(args: &Args) -> Result<()> {
         Some(ca) => Some(ClientTls { ca_pem: super::ps::read(ca)?, domain: args.tls_domain.clone() }),
         None => None,
     };
-    let options = ClientOptions {
+    let token = Token::from_file_or_env(args.token_file.as_deref())?;
+    let options = client_options(&cluster, tls, token);
+    let role = match (&args.replay, args.learner) {
+        (None, _) => WorkerRole::Worker(args.rank),
+        (Some(_), false) => WorkerRole::Actor(args.rank),
+        (Some(_), true) => WorkerRole::Learner,
+    };
+    work(&config, role, &args.ps, args.replay.as_deref(), options)
+}
+
+/// How a run's clients talk to its servers: TLS if given, the run's token, the config's
+/// wire encoding and retry window.
+pub fn client_options(cluster: &ClusterConfig, tls: Option<ClientTls>, token: Token) -> ClientOptions {
+    ClientOptions {
         tls,
-        token: Token::from_file_or_env(args.token_file.as_deref())?,
+        token,
         encoding: match cluster.compression {
             Compression::None => Encoding::F32Le,
             Compression::F16 => Encoding::F16Le,
         },
         retry_for: Duration::from_secs_f64(cluster.retry_seconds),
-    };
-    let spec = server_spec(&config)?;
-    let store = Arc::new(ShardedStore::connect(&args.ps, spec.layout_hash(), spec.params.len(), &options)?);
-    eprintln!("shoal worker {}: connected to {}", args.rank, args.ps.join(","));
-    if let Some(addr) = &args.replay {
-        let apex = config.apex.as_ref().context("--replay is for Ape-X runs: the config needs algo = \"apex\"")?;
-        let replay = GrpcReplay::connect(addr, apex::obs_dim(&config.common, apex)?, options)?;
-        return run_apex_role(args, &config.common, apex, store, &replay, cluster.workers);
     }
-    let agent = worker_agent(&config, args.rank)?;
-    let summary = run_worker(agent, &config.common, &cluster, args.rank, Arc::clone(&store) as _, store.as_ref())?;
-    eprintln!(
-        "shoal worker {}: stopped by the server after {} env steps of mine ({} iterations); the run has {}",
-        args.rank, summary.env_steps, summary.iterations, summary.total_env_steps
-    );
-    Ok(())
 }
 
-/// An Ape-X actor (`--rank`) or the learner (`--learner`), until the parameter server stops
-/// the run.
-fn run_apex_role(
-    args: &Args,
-    config: &CommonConfig,
-    apex_config: &ApexConfig,
-    store: Arc<ShardedStore<GrpcStore>>,
-    replay: &GrpcReplay,
-    actors: usize,
+/// What a worker process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerRole {
+    /// Worker `rank` of a PPO / A2C / A3C / DQN cluster.
+    Worker(usize),
+    /// Ape-X actor `rank`.
+    Actor(usize),
+    /// The Ape-X learner.
+    Learner,
+}
+
+/// Runs `role` against the servers at `ps` (one per shard) and, for Ape-X, the replay at
+/// `replay`, until the parameter server stops the run.
+pub fn work(
+    config: &TrainConfig,
+    role: WorkerRole,
+    ps: &[String],
+    replay: Option<&str>,
+    options: ClientOptions,
 ) -> Result<()> {
-    if args.learner {
-        let stats = apex::run_learner(config, apex_config, Arc::clone(&store) as _, replay, store.as_ref(), actors)?;
-        eprintln!("shoal worker (learner): stopped by the server after {} updates", stats.updates);
-    } else {
-        let (steps, lag) =
-            apex::run_actor(config, apex_config, args.rank, Arc::clone(&store) as _, replay, store.as_ref())?;
-        eprintln!(
-            "shoal worker {} (actor): stopped by the server after {steps} env steps of mine (mean parameter lag {lag:.1} versions)",
-            args.rank
-        );
+    let cluster = config.cluster().unwrap_or_default();
+    let spec = server_spec(config)?;
+    let store = Arc::new(ShardedStore::connect(ps, spec.layout_hash(), spec.params.len(), &options)?);
+    eprintln!("shoal worker ({role:?}): connected to {}", ps.join(","));
+    let apex_replay = match replay {
+        Some(addr) => {
+            let apex = config.apex.as_ref().context("--replay is for Ape-X runs: the config needs algo = \"apex\"")?;
+            Some((apex, GrpcReplay::connect(addr, apex::obs_dim(&config.common, apex)?, options)?))
+        }
+        None => None,
+    };
+    match (role, apex_replay) {
+        (WorkerRole::Worker(rank), None) => {
+            let agent = worker_agent(config, rank)?;
+            let summary = run_worker(agent, &config.common, &cluster, rank, Arc::clone(&store) as _, store.as_ref())?;
+            eprintln!(
+                "shoal worker {rank}: stopped by the server after {} env steps of mine ({} iterations); the run has {}",
+                summary.env_steps, summary.iterations, summary.total_env_steps
+            );
+        }
+        (WorkerRole::Learner, Some((apex_config, replay))) => {
+            let stats = apex::run_learner(
+                &config.common,
+                apex_config,
+                Arc::clone(&store) as _,
+                &replay,
+                store.as_ref(),
+                cluster.workers,
+            )?;
+            eprintln!("shoal worker (learner): stopped by the server after {} updates", stats.updates);
+        }
+        (WorkerRole::Actor(rank), Some((apex_config, replay))) => {
+            let (steps, lag) =
+                apex::run_actor(&config.common, apex_config, rank, Arc::clone(&store) as _, &replay, store.as_ref())?;
+            eprintln!(
+                "shoal worker {rank} (actor): stopped by the server after {steps} env steps of mine (mean parameter lag {lag:.1} versions)"
+            );
+        }
+        (role, _) => bail!("{role:?} does not match the config (algo = \"{}\")", config.algo.name()),
     }
     Ok(())
 }

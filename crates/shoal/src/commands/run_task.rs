@@ -1,0 +1,355 @@
+//! `shoal run CONFIG`: one task of a run that a cluster engine started. Slurm's `srun`,
+//! `mpirun`, a Kubernetes Indexed Job or a person starts the same command once per task; each
+//! task reads its rank and the world size from the engine's environment (see
+//! `shoal_dist::engine`), takes its role from the config's `[cluster]` layout, and finds the
+//! servers through rank 0's rendezvous instead of hand-written address lists.
+//!
+//! Roles by rank, in this order (`world` must be their count):
+//!
+//! | ranks | role |
+//! | --- | --- |
+//! | `0 .. shards` | parameter-server shards; rank 0 also serves the rendezvous and writes the run's result |
+//! | next (Ape-X) | the replay |
+//! | next (Ape-X) | the learner |
+//! | the rest | workers `0 .. cluster.workers` (Ape-X: actors) |
+//!
+//! Every task shares `--out`, a directory on storage they all see (a shared filesystem, a
+//! volume): the shards checkpoint into `ps/`, the replay into `replay/`, and rank 0 leaves a
+//! run directory there (`config.toml`, `metrics.csv`, `checkpoints/latest/` with every shard
+//! merged, `summary.json`) that `shoal eval`, `plot` and `train --resume` read. A task
+//! restarted by its engine (a requeued job, a rescheduled pod) resumes from those checkpoints.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use shoal_algo::checkpoint::write_json;
+use shoal_algo::cluster::ClusterConfig;
+use shoal_algo::registry::server_spec;
+use shoal_algo::{Algo, TrainConfig};
+use shoal_dist::{
+    spawn_rendezvous, ClientOptions, ClientTls, Coordinator, IdentityFlags, RendezvousClient, RendezvousState,
+    RunIdentity, ShardedStore, TaskIdentity, Token,
+};
+
+use super::launch::collect;
+use super::ps::{self, Security, ShardServe};
+use super::replay::{self, ReplayServe};
+use super::worker::{self, WorkerRole};
+use crate::run::RunDir;
+
+/// Arguments of `shoal run`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The run's config (every task gives the same one, with the same --set overrides).
+    config: PathBuf,
+    /// Override a config key, repeatable (as `shoal train --set`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// The run directory, on storage every task sees.
+    #[arg(long)]
+    out: PathBuf,
+    /// This task's rank (default: from the engine's environment).
+    #[arg(long)]
+    rank: Option<usize>,
+    /// The number of tasks (default: from the engine's environment).
+    #[arg(long)]
+    world: Option<usize>,
+    /// Rank 0's rendezvous, HOST[:PORT] (default: $SHOAL_COORDINATOR, or the first node of a
+    /// Slurm job; port 29400).
+    #[arg(long)]
+    coordinator: Option<String>,
+    /// The interface a server task binds.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: String,
+    /// The port a server task listens on (0: any free port, published by the rendezvous).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// The host other tasks reach this task's servers at (default: the address rank 0 sees
+    /// its call come from; rank 0 itself: the coordinator's host).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Seconds a task waits for every server of the run to register.
+    #[arg(long, default_value_t = 300.0)]
+    wait: f64,
+    #[command(flatten)]
+    security: Security,
+    /// Connect to the servers over TLS, trusting this PEM certificate authority.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// The name the servers' certificates carry.
+    #[arg(long, default_value = "localhost", requires = "tls_ca")]
+    tls_domain: String,
+}
+
+/// What the task of one rank does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Shard(usize),
+    Replay,
+    Worker(WorkerRole),
+}
+
+/// The roles of a run, indexed by rank (the order in the module documentation).
+fn layout(config: &TrainConfig, cluster: &ClusterConfig) -> Vec<Role> {
+    let apex = config.algo == Algo::Apex;
+    let mut roles: Vec<Role> = (0..cluster.shards).map(Role::Shard).collect();
+    if apex {
+        roles.extend([Role::Replay, Role::Worker(WorkerRole::Learner)]);
+    }
+    roles.extend(
+        (0..cluster.workers).map(|i| Role::Worker(if apex { WorkerRole::Actor(i) } else { WorkerRole::Worker(i) })),
+    );
+    roles
+}
+
+/// The rendezvous name of each server role.
+fn server_name(role: Role) -> Option<String> {
+    match role {
+        Role::Shard(i) => Some(format!("ps{i}")),
+        Role::Replay => Some("replay".into()),
+        Role::Worker(_) => None,
+    }
+}
+
+/// A fingerprint of the resolved config, which every task must share.
+fn config_hash(config: &TrainConfig) -> u64 {
+    crc::Crc::<u64>::new(&crc::CRC_64_ECMA_182).checksum(config.to_toml().as_bytes())
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let start = Instant::now();
+    let config = TrainConfig::load(&args.config, &args.set)?;
+    let cluster = config.cluster().unwrap_or_default();
+    let flags = IdentityFlags { rank: args.rank, world: args.world, coordinator: args.coordinator.clone() };
+    let id = TaskIdentity::discover(&flags)?;
+    let roles = layout(&config, &cluster);
+    ensure!(
+        id.world == roles.len(),
+        "the config's [cluster] layout needs {} tasks ({} parameter-server shard(s){}, {} worker(s)), but this task was started as one of {} ({}); \
+         start {} tasks or change cluster.workers / cluster.shards",
+        roles.len(),
+        cluster.shards,
+        if config.algo == Algo::Apex { ", a replay, a learner" } else { "" },
+        cluster.workers,
+        id.world,
+        id.engine.name(),
+        roles.len()
+    );
+    let role = roles[id.rank];
+    eprintln!(
+        "shoal run: task {} of {} ({}): {role:?}; rendezvous at {}",
+        id.rank,
+        id.world,
+        id.engine.name(),
+        id.coordinator
+    );
+    let (token, tls) = args.security.load()?;
+    let client_tls = match &args.tls_ca {
+        Some(ca) => Some(ClientTls { ca_pem: ps::read(ca)?, domain: args.tls_domain.clone() }),
+        None => None,
+    };
+    let mut options = worker::client_options(&cluster, client_tls, token.clone());
+    // A task may start long before rank 0 (a pending pod, a slow node): wait for it as long
+    // as for the servers.
+    options.retry_for = options.retry_for.max(Duration::from_secs_f64(args.wait));
+    let run = RunIdentity { world: id.world, config_hash: config_hash(&config) };
+    let names: Vec<String> = roles.iter().filter_map(|&r| server_name(r)).collect();
+    let task = Task { args, config: &config, cluster: &cluster, id: &id, options, token, start };
+    let rank0 = match id.rank {
+        0 => {
+            let listen = format!("{}:{}", args.bind, port_of(&id.coordinator)?);
+            args.security.check_exposure(&listen)?;
+            let state = RendezvousState::new(run, task.token.clone(), names);
+            let handle = spawn_rendezvous(&listen, std::sync::Arc::clone(&state), tls.as_ref())
+                .with_context(|| format!("serving the rendezvous on {listen}"))?;
+            Some((state, handle))
+        }
+        _ => None,
+    };
+    let rendezvous = RendezvousClient::new(&id.coordinator, id.rank, run, task.options.clone())?;
+    match role {
+        Role::Shard(shard) => task.serve_shard(shard, tls, &rendezvous, rank0.as_ref().map(|(s, _)| s.as_ref())),
+        Role::Replay => task.serve_replay(tls, &rendezvous),
+        Role::Worker(worker_role) => {
+            let addrs = rendezvous.wait_complete(Duration::from_secs_f64(args.wait))?;
+            let ps: Vec<String> = (0..cluster.shards).map(|i| addrs[&format!("ps{i}")].clone()).collect();
+            worker::work(&config, worker_role, &ps, addrs.get("replay").map(String::as_str), task.options)
+        }
+    }
+}
+
+/// The port of a `host:port` address.
+fn port_of(addr: &str) -> Result<u16> {
+    addr.rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .with_context(|| format!("the coordinator address {addr:?} has no port"))
+}
+
+/// What every role of a task needs.
+struct Task<'a> {
+    args: &'a Args,
+    config: &'a TrainConfig,
+    cluster: &'a ClusterConfig,
+    id: &'a TaskIdentity,
+    options: ClientOptions,
+    token: Token,
+    start: Instant,
+}
+
+impl Task<'_> {
+    fn listen(&self) -> Result<String> {
+        let listen = format!("{}:{}", self.args.bind, self.args.port);
+        self.args.security.check_exposure(&listen)?;
+        Ok(listen)
+    }
+
+    /// Publishes a server of this task listening at `addr` under `name`: rank 0 writes its
+    /// own directory, the others register with it.
+    fn publish(
+        &self,
+        name: &str,
+        addr: SocketAddr,
+        rendezvous: &RendezvousClient,
+        own: Option<&RendezvousState>,
+    ) -> Result<()> {
+        match own {
+            Some(state) => {
+                let host = match &self.args.advertise {
+                    Some(host) => host.clone(),
+                    None => self.id.coordinator.rsplit_once(':').map_or(self.id.coordinator.clone(), |(h, _)| h.into()),
+                };
+                state.register(name, format!("{host}:{}", addr.port())).map_err(|s| anyhow::anyhow!("{}", s.message()))
+            }
+            None => Ok(rendezvous.register(name, self.args.advertise.as_deref(), addr.port())?),
+        }
+    }
+
+    /// A parameter-server shard; rank 0 then writes the run directory from every shard.
+    fn serve_shard(
+        &self,
+        shard: usize,
+        tls: Option<shoal_dist::ServerTls>,
+        rendezvous: &RendezvousClient,
+        own: Option<&RendezvousState>,
+    ) -> Result<()> {
+        let out = self.args.out.join("ps");
+        let resume = out.join(format!("ps-shard{shard}.safetensors")).exists();
+        if resume {
+            eprintln!("shoal run: resuming shard {shard} from {}", out.display());
+        }
+        let run_dir = RunDir { root: self.args.out.clone() };
+        if shard == 0 {
+            std::fs::create_dir_all(run_dir.root.join("checkpoints"))
+                .with_context(|| format!("creating {}", run_dir.root.display()))?;
+            std::fs::write(run_dir.config(), self.config.to_toml())
+                .with_context(|| format!("writing {}", run_dir.config().display()))?;
+        }
+        let opts = ShardServe {
+            listen: self.listen()?,
+            shard,
+            out: Some(out),
+            metrics: (shard == 0).then(|| run_dir.metrics()),
+            resume,
+            token: self.token.clone(),
+            tls,
+            // Rank 0 collects every shard's parameters after its own linger: the other shards
+            // stay up a while longer for it.
+            linger: if shard == 0 { 5.0 } else { 35.0 },
+        };
+        let name = format!("ps{shard}");
+        ps::serve(
+            self.config,
+            opts,
+            |addr| self.publish(&name, addr, rendezvous, own),
+            || {
+                if shard != 0 {
+                    return Ok(());
+                }
+                let addrs = rendezvous.wait_complete(Duration::from_secs(10))?;
+                let ps: Vec<String> = (0..self.cluster.shards).map(|i| addrs[&format!("ps{i}")].clone()).collect();
+                let summary = collect(
+                    self.config,
+                    self.cluster,
+                    &ps,
+                    &self.options,
+                    &run_dir,
+                    self.start.elapsed().as_secs_f64(),
+                )?;
+                write_json(&run_dir.summary(), &summary)?;
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+                eprintln!("shoal run: run saved in {}", run_dir.root.display());
+                Ok(())
+            },
+        )
+    }
+
+    /// The Ape-X replay, until the parameter servers stop the run.
+    fn serve_replay(&self, tls: Option<shoal_dist::ServerTls>, rendezvous: &RendezvousClient) -> Result<()> {
+        let out = self.args.out.join("replay");
+        let resume =
+            self.config.apex.as_ref().is_some_and(|a| a.checkpoint_replay) && out.join("replay.safetensors").exists();
+        let opts = ReplayServe {
+            listen: self.listen()?,
+            out: Some(out),
+            resume,
+            checkpoint_seconds: 30.0,
+            token: self.token.clone(),
+            tls,
+        };
+        let mut servers: Option<ShardedStore<shoal_dist::GrpcStore>> = None;
+        let mut last_check = Instant::now();
+        replay::serve(
+            self.config,
+            opts,
+            |addr| self.publish("replay", addr, rendezvous, None),
+            || {
+                if last_check.elapsed() < Duration::from_secs(1) {
+                    return Ok(false);
+                }
+                last_check = Instant::now();
+                if servers.is_none() {
+                    let addrs = rendezvous.wait_complete(Duration::from_secs_f64(self.args.wait))?;
+                    let ps: Vec<String> = (0..self.cluster.shards).map(|i| addrs[&format!("ps{i}")].clone()).collect();
+                    let spec = server_spec(self.config)?;
+                    servers = Some(ShardedStore::connect(&ps, spec.layout_hash(), spec.params.len(), &self.options)?);
+                }
+                let store = servers.as_ref().context("connected above")?;
+                Ok(store.report(self.id.rank, 0, &[])?.stop)
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_follow_the_documented_order() {
+        let ppo = TrainConfig::parse(
+            "algo = \"ppo\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 1\n[cluster]\nworkers = 2\nshards = 2\n",
+            &[],
+        )
+        .unwrap();
+        let roles = layout(&ppo, &ppo.cluster().unwrap());
+        let expected =
+            [Role::Shard(0), Role::Shard(1), Role::Worker(WorkerRole::Worker(0)), Role::Worker(WorkerRole::Worker(1))];
+        assert_eq!(roles, expected);
+        let apex = TrainConfig::parse(
+            "algo = \"apex\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 1\n[cluster]\nworkers = 2\n",
+            &[],
+        )
+        .unwrap();
+        let roles = layout(&apex, &apex.cluster().unwrap());
+        let expected = [
+            Role::Shard(0),
+            Role::Replay,
+            Role::Worker(WorkerRole::Learner),
+            Role::Worker(WorkerRole::Actor(0)),
+            Role::Worker(WorkerRole::Actor(1)),
+        ];
+        assert_eq!(roles, expected);
+    }
+}
