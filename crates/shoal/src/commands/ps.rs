@@ -214,7 +214,7 @@ pub fn serve(
     // `stop.eval_return_mean`: evaluate the served parameters with the config's agent (over
     // several shards no server holds the whole model, and worker 0 evaluates instead).
     let mut evaluator = match EvalStop::from_config(&config.common).filter(|_| count == 1) {
-        Some(eval) => Some((eval, worker_agent(&config, 0)?)),
+        Some(eval) => Some((eval, worker_agent(config, 0)?)),
         None => None,
     };
     let linger = opts.linger.max(cluster.round_timeout + 5.0);
