@@ -30,6 +30,9 @@ pub enum Mode {
     Async,
     Average,
     Easgd,
+    /// No server: the ranks of `mpirun` sum their gradients with MPI_Allreduce and each takes
+    /// the same optimizer step on the mean (`mpirun -np N shoal run CONFIG`, feature `mpi`).
+    Allreduce,
 }
 
 /// Wire encoding of tensors between processes.
@@ -105,12 +108,19 @@ impl ClusterConfig {
         if self.push_every == 0 {
             return Err(config_err("cluster.push_every must be at least 1"));
         }
+        if self.mode == Mode::Allreduce && (self.shards > 1 || self.topology == Topology::Processes) {
+            return Err(config_err(
+                "cluster.mode = \"allreduce\" has no parameter server (no shards, no server processes): run it with `mpirun -np N shoal run CONFIG --out DIR`",
+            ));
+        }
         Ok(())
     }
 
-    /// True when the config asks for more than one plain agent.
+    /// True when the config asks for more than one plain agent in this process (an
+    /// all-reduce rank is one plain agent whose updater sums with its peers).
     pub fn is_distributed(&self) -> bool {
-        self.workers > 1 || self.shards > 1 || self.topology == Topology::Processes || self.mode == Mode::Async
+        self.mode != Mode::Allreduce
+            && (self.workers > 1 || self.shards > 1 || self.topology == Topology::Processes || self.mode == Mode::Async)
     }
 
     /// The parameter server's update mode.
@@ -118,7 +128,8 @@ impl ClusterConfig {
         let timeout = Duration::from_secs_f64(self.round_timeout);
         let workers = self.workers;
         match self.mode {
-            Mode::Sync => UpdateMode::Sync { workers, timeout },
+            // A server for all-reduce's arithmetic (one mean gradient per step) is sync's.
+            Mode::Sync | Mode::Allreduce => UpdateMode::Sync { workers, timeout },
             Mode::Async => UpdateMode::Async { max_staleness: self.max_staleness },
             Mode::Average => UpdateMode::Average { workers, timeout },
             Mode::Easgd => UpdateMode::Easgd { workers, alpha: self.easgd_alpha, timeout },

@@ -26,6 +26,7 @@ mod checks;
 pub mod cluster;
 pub mod cluster_config;
 pub mod config;
+pub mod data_parallel;
 pub mod dqn;
 pub mod episodes;
 pub mod error;

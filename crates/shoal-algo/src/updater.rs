@@ -7,13 +7,16 @@
 //!   them or applies each on arrival, with its own optimizer) and pull the result;
 //! - *average / EASGD* ([`Updater::Averaging`]): step the local optimizer, and every `every`
 //!   steps push the local parameters and continue from what the round returns.
+//!
+//! In an all-reduce group ([`Updater::join`]) there is no store: the group sums the gradient,
+//! and every member takes the same step of its own optimizer on the mean.
 
 use std::sync::Arc;
 
-use shoal_dist::{ParamStore, PushOutcome};
-use shoal_nn::Optimizer;
+use shoal_dist::{AllReduce, ParamStore, PushOutcome};
+use shoal_nn::{Optimizer, Sgd};
 
-use crate::error::Result;
+use crate::error::{config_err, Result};
 use crate::metrics::Metrics;
 
 /// Push and pull counters of a worker attached to a store.
@@ -74,6 +77,18 @@ pub enum Updater {
     Remote(Link),
     /// Local optimization, parameters averaged through a store (averaging or EASGD mode).
     Averaging(Averaging),
+    /// The mean gradient of an all-reduce group, stepped by this process's optimizer.
+    Group(GroupStep),
+}
+
+/// A member of an all-reduce group: its optimizer and the group.
+pub struct GroupStep {
+    pub optimizer: Box<dyn Optimizer<f32>>,
+    pub group: Arc<dyn AllReduce>,
+    /// Whether the parameters came from member 0 yet (every member starts from them).
+    synced: bool,
+    /// The group's mean gradient, reused every step.
+    mean: Vec<f32>,
 }
 
 impl Updater {
@@ -90,17 +105,32 @@ impl Updater {
         };
     }
 
+    /// Makes this updater a member of `group`, keeping its optimizer (a local updater only).
+    pub fn join(&mut self, group: Arc<dyn AllReduce>) -> Result<()> {
+        let Updater::Local(optimizer) = self else {
+            return Err(config_err("only a local updater can join an all-reduce group"));
+        };
+        // The group takes the optimizer over; an empty SGD holds its place for the swap.
+        let optimizer = std::mem::replace(optimizer, Box::new(Sgd::new(0, 0.0, false)));
+        *self = Updater::Group(GroupStep { optimizer, group, synced: false, mean: Vec::new() });
+        Ok(())
+    }
+
     /// The optimizer whose state a checkpoint keeps (none when the server optimizes).
     pub fn optimizer(&self) -> Option<&dyn Optimizer<f32>> {
         match self {
-            Updater::Local(optimizer) | Updater::Averaging(Averaging { optimizer, .. }) => Some(optimizer.as_ref()),
+            Updater::Local(optimizer)
+            | Updater::Averaging(Averaging { optimizer, .. })
+            | Updater::Group(GroupStep { optimizer, .. }) => Some(optimizer.as_ref()),
             Updater::Remote(_) => None,
         }
     }
 
     pub fn optimizer_mut(&mut self) -> Option<&mut dyn Optimizer<f32>> {
         match self {
-            Updater::Local(optimizer) | Updater::Averaging(Averaging { optimizer, .. }) => Some(optimizer.as_mut()),
+            Updater::Local(optimizer)
+            | Updater::Averaging(Averaging { optimizer, .. })
+            | Updater::Group(GroupStep { optimizer, .. }) => Some(optimizer.as_mut()),
             Updater::Remote(_) => None,
         }
     }
@@ -113,6 +143,12 @@ impl Updater {
             Updater::Remote(link) => link.pull(params),
             Updater::Averaging(avg) if avg.link.version.is_none() => avg.link.pull(params),
             Updater::Averaging(_) => Ok(()),
+            Updater::Group(member) if !member.synced => {
+                member.group.broadcast_from_0(params)?;
+                member.synced = true;
+                Ok(())
+            }
+            Updater::Group(_) => Ok(()),
         }
     }
 
@@ -125,6 +161,14 @@ impl Updater {
                 let outcome = link.store.push_gradient(link.rank, link.version.unwrap_or(0), grads)?;
                 link.count(outcome);
                 link.pull(params)?;
+            }
+            Updater::Group(member) => {
+                member.mean.clear();
+                member.mean.extend_from_slice(grads);
+                member.group.sum(&mut member.mean)?;
+                let scale = 1.0 / member.group.size() as f32;
+                member.mean.iter_mut().for_each(|g| *g *= scale);
+                member.optimizer.step(params, &member.mean, lr);
             }
             Updater::Averaging(avg) => {
                 avg.optimizer.step(params, grads, lr);
@@ -144,7 +188,7 @@ impl Updater {
     /// `ps/…` metrics of an attached worker (none when local).
     pub fn metrics(&self) -> Metrics {
         let link = match self {
-            Updater::Local(_) => return Vec::new(),
+            Updater::Local(_) | Updater::Group(_) => return Vec::new(),
             Updater::Remote(link) | Updater::Averaging(Averaging { link, .. }) => link,
         };
         let applied = (link.stats.pushes - link.stats.stale).max(1);

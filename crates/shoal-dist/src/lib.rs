@@ -15,6 +15,7 @@
 //! time — no system `protoc`): a shared token on every call, a version and layout handshake,
 //! tensors as raw little-endian `f32` (or f16) bytes in chunks under the message limit.
 
+pub mod allreduce;
 mod auth;
 mod client;
 pub mod engine;
@@ -29,6 +30,7 @@ mod sharded;
 mod store;
 pub mod wire;
 
+pub use allreduce::{AllReduce, LocalGroup};
 pub use auth::{Token, TOKEN_ENV};
 pub use client::{ClientOptions, ClientTls, GrpcStore};
 pub use engine::{IdentityFlags, TaskIdentity};

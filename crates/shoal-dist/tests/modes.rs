@@ -6,52 +6,24 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
-use shoal_dist::{DistError, ParamServer, ParamStore, PushOutcome, UpdateMode};
-use shoal_nn::{Activation, Adam, Loss, Model, Optimizer, QNetwork, QNetworkConfig, Sgd, TdBatch, TdLoss};
+use shoal_dist::{DistError, LocalGroup, ParamServer, ParamStore, PushOutcome, UpdateMode};
+use shoal_nn::{Adam, Model, Sgd};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn q_network() -> QNetwork<f32> {
-    QNetwork::new(QNetworkConfig {
-        obs_dim: 3,
-        n_actions: 2,
-        hidden: vec![16, 16],
-        activation: Activation::Tanh,
-        dueling: false,
-        seed: 4,
-    })
-    .unwrap()
-}
+mod common;
 
-/// A TD batch of `rows` random transitions.
-fn batch(rng: &mut Pcg64Mcg, rows: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let obs = (0..rows * 3).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let actions = (0..rows).map(|_| rng.random_range(0..2) as f32).collect();
-    let targets = (0..rows).map(|_| rng.random_range(-2.0..2.0)).collect();
-    (obs, actions, targets)
-}
-
-fn gradient(model: &mut QNetwork<f32>, (obs, actions, targets): &(Vec<f32>, Vec<f32>, Vec<f32>)) -> Vec<f32> {
-    let rows = targets.len();
-    model.loss_and_grad(Loss::Td(TdBatch { obs, rows, actions, targets, weights: None, kind: TdLoss::Mse })).unwrap();
-    model.grads().to_vec()
-}
+use common::{batch, gradient, one_step_on_the_concatenated_batch, q_network};
 
 #[test]
 fn sync_mode_equals_one_process_on_the_concatenated_batch() {
     let mut rng = Pcg64Mcg::seed_from_u64(1);
-    let mut model = q_network();
+    let model = q_network();
     let (a, b) = (batch(&mut rng, 32), batch(&mut rng, 32));
     let len = model.layout().len();
-
-    // One process: the mean loss over both halves, one Adam step.
-    let joined =
-        ([a.0.clone(), b.0.clone()].concat(), [a.1.clone(), b.1.clone()].concat(), [a.2.clone(), b.2.clone()].concat());
-    let grad = gradient(&mut model, &joined);
-    let mut expected = model.params().to_vec();
-    Adam::new(len, 0.9, 0.999, 1e-8).step(&mut expected, &grad, 1e-2);
+    let expected = one_step_on_the_concatenated_batch(&model, &a, &b);
 
     // Two workers, each on its half, through a synchronous server.
     let server = Arc::new(ParamServer::new(
@@ -78,6 +50,30 @@ fn sync_mode_equals_one_process_on_the_concatenated_batch() {
     let got = server.params();
     let worst = got.iter().zip(&expected).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(worst <= 1e-6, "max difference {worst}");
+}
+
+/// All-reduce: each member sums its half's gradient with the other's, scales by 1/2 and takes
+/// its own Adam step — the same parameters as one process on the concatenated batch, on every
+/// member.
+#[test]
+fn allreduce_equals_one_process_on_the_concatenated_batch() {
+    let mut rng = Pcg64Mcg::seed_from_u64(1);
+    let model = q_network();
+    let halves = [batch(&mut rng, 32), batch(&mut rng, 32)];
+    let expected = one_step_on_the_concatenated_batch(&model, &halves[0], &halves[1]);
+    let handles: Vec<_> = LocalGroup::new(2)
+        .into_iter()
+        .zip(halves)
+        .map(|(member, half)| {
+            let mut local = model.clone();
+            thread::spawn(move || common::allreduce_step(&member, &mut local, &half))
+        })
+        .collect();
+    for handle in handles {
+        let got = handle.join().unwrap();
+        let worst = got.iter().zip(&expected).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-6, "max difference {worst}");
+    }
 }
 
 /// Pushes each local parameter vector from its own worker thread; returns what each got back.

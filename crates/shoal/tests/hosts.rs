@@ -6,118 +6,14 @@
 //! so and return.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "hosts-test-token-0123456789";
+use common::TOKEN;
 
-/// Namespaces on a bridge, removed on drop with every process started in them.
-struct Hosts {
-    tag: String,
-    subnet: u32,
-    count: usize,
-    children: Vec<Child>,
-}
+mod common;
 
-fn ip(args: &[&str]) {
-    let output = Command::new("ip").args(args).output().expect("running ip (iproute2)");
-    assert!(output.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
-}
-
-impl Hosts {
-    /// `count` namespaces, host i at 10.77.N.i and the bridge at 10.77.N.254; `test` tells
-    /// apart the tests of one process (they run at once).
-    fn new(test: u32, count: usize) -> Option<Hosts> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { geteuid() } != 0 {
-            eprintln!("skipped: network namespaces need root");
-            return None;
-        }
-        let pid = std::process::id();
-        let tag = format!("s{}t{test}", pid % 100_000);
-        let hosts = Hosts { tag, subnet: 20 + (pid % 50) * 4 + test, count, children: Vec::new() };
-        let bridge = hosts.bridge();
-        ip(&["link", "add", &bridge, "type", "bridge"]);
-        // The bridge's own address first, so the host can reach the namespaces.
-        ip(&["addr", "add", &format!("10.77.{}.254/24", hosts.subnet), "dev", &bridge]);
-        ip(&["link", "set", &bridge, "up"]);
-        for i in 1..=count {
-            let (ns, outer, inner) = (hosts.namespace(i), hosts.link(i), format!("{}i{i}", hosts.tag));
-            ip(&["netns", "add", &ns]);
-            ip(&["link", "add", &outer, "type", "veth", "peer", "name", &inner]);
-            ip(&["link", "set", &inner, "netns", &ns]);
-            ip(&["link", "set", &outer, "master", &bridge, "up"]);
-            ip(&["-n", &ns, "addr", "add", &format!("{}/24", hosts.addr(i)), "dev", &inner]);
-            ip(&["-n", &ns, "link", "set", &inner, "up"]);
-            ip(&["-n", &ns, "link", "set", "lo", "up"]);
-        }
-        Some(hosts)
-    }
-
-    fn bridge(&self) -> String {
-        format!("{}br", self.tag)
-    }
-
-    fn namespace(&self, i: usize) -> String {
-        format!("{}h{i}", self.tag)
-    }
-
-    /// The host side of namespace i's cable.
-    fn link(&self, i: usize) -> String {
-        format!("{}o{i}", self.tag)
-    }
-
-    fn addr(&self, i: usize) -> String {
-        format!("10.77.{}.{i}", self.subnet)
-    }
-
-    /// Starts `shoal args…` in namespace i, its output in `log`.
-    fn spawn(&mut self, i: usize, args: &[String], log: &Path) -> usize {
-        let file = std::fs::File::create(log).unwrap();
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.namespace(i)))
-            .arg(env!("CARGO_BIN_EXE_shoal"))
-            .args(args)
-            .env("SHOAL_TOKEN", TOKEN)
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("starting nsenter");
-        self.children.push(child);
-        self.children.len() - 1
-    }
-
-    /// Waits for process `index` to exit, at most `limit`.
-    fn wait(&mut self, index: usize, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.children[index].try_wait().unwrap() {
-                return status.success();
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for i in 1..=self.count {
-            let _ = Command::new("ip").args(["netns", "del", &self.namespace(i)]).output();
-        }
-        let _ = Command::new("ip").args(["link", "del", &self.bridge()]).output();
-    }
-}
-
-extern "C" {
-    fn geteuid() -> u32;
-}
+use common::{ip, Hosts};
 
 fn config(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(name).display().to_string()

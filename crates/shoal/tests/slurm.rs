@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::geteuid;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -79,10 +83,6 @@ impl Drop for Testbed {
         let _ =
             Command::new(repo().join("scripts/slurm-testbed.sh")).arg("down").env("SHOAL_SLURM_STATE", state).output();
     }
-}
-
-extern "C" {
-    fn geteuid() -> u32;
 }
 
 fn ok(output: Output) -> Vec<u8> {

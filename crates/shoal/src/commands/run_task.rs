@@ -18,24 +18,32 @@
 //! run directory there (`config.toml`, `metrics.csv`, `checkpoints/latest/` with every shard
 //! merged, `summary.json`) that `shoal eval`, `plot` and `train --resume` read. A task
 //! restarted by its engine (a requeued job, a rescheduled pod) resumes from those checkpoints.
+//!
+//! With `cluster.mode = "allreduce"` (a build with `--features mpi`) there is no server and no
+//! rendezvous: `mpirun -np N shoal run CONFIG --out DIR` starts N equal ranks that sum their
+//! gradients with MPI_Allreduce (`shoal_algo::data_parallel`); rank 0 writes the run
+//! directory.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use shoal_algo::checkpoint::write_json;
-use shoal_algo::cluster::ClusterConfig;
-use shoal_algo::registry::server_spec;
-use shoal_algo::{Algo, TrainConfig};
+use shoal_algo::checkpoint::{save_checkpoint, write_json};
+use shoal_algo::cluster::{ClusterConfig, Mode};
+use shoal_algo::data_parallel::{join_group, rank_stop, GroupStop};
+use shoal_algo::registry::{server_spec, worker_agent};
+use shoal_algo::{learn, Algo, Callback, LoopState, TrainConfig};
 use shoal_dist::{
-    spawn_rendezvous, ClientOptions, ClientTls, Coordinator, IdentityFlags, RendezvousClient, RendezvousState,
-    RunIdentity, ShardedStore, TaskIdentity, Token,
+    spawn_rendezvous, AllReduce, ClientOptions, ClientTls, Coordinator, IdentityFlags, RendezvousClient,
+    RendezvousState, RunIdentity, ShardedStore, TaskIdentity, Token,
 };
 
 use super::launch::collect;
 use super::ps::{self, Security, ShardServe};
 use super::replay::{self, ReplayServe};
+use super::train::MetricsLogger;
 use super::worker::{self, WorkerRole};
 use crate::run::RunDir;
 
@@ -122,6 +130,9 @@ pub fn run(args: &Args) -> Result<()> {
     let start = Instant::now();
     let config = TrainConfig::load(&args.config, &args.set)?;
     let cluster = config.cluster().unwrap_or_default();
+    if cluster.mode == Mode::Allreduce {
+        return run_rank(args, &config, &cluster, mpi_world()?);
+    }
     let flags = IdentityFlags { rank: args.rank, world: args.world, coordinator: args.coordinator.clone() };
     let id = TaskIdentity::discover(&flags)?;
     let roles = layout(&config, &cluster);
@@ -162,7 +173,7 @@ pub fn run(args: &Args) -> Result<()> {
             let listen = format!("{}:{}", args.bind, port_of(&id.coordinator)?);
             args.security.check_exposure(&listen)?;
             let state = RendezvousState::new(run, task.token.clone(), names);
-            let handle = spawn_rendezvous(&listen, std::sync::Arc::clone(&state), tls.as_ref())
+            let handle = spawn_rendezvous(&listen, Arc::clone(&state), tls.as_ref())
                 .with_context(|| format!("serving the rendezvous on {listen}"))?;
             Some((state, handle))
         }
@@ -178,6 +189,61 @@ pub fn run(args: &Args) -> Result<()> {
             worker::work(&config, worker_role, &ps, addrs.get("replay").map(String::as_str), task.options)
         }
     }
+}
+
+/// MPI_COMM_WORLD as an all-reduce group.
+#[cfg(feature = "mpi")]
+fn mpi_world() -> Result<Arc<dyn AllReduce>> {
+    Ok(Arc::new(shoal_dist::allreduce::MpiGroup::init()?))
+}
+
+#[cfg(not(feature = "mpi"))]
+fn mpi_world() -> Result<Arc<dyn AllReduce>> {
+    anyhow::bail!(
+        "cluster.mode = \"allreduce\" runs over MPI: build with `cargo build --release --features mpi` \
+         (Debian: apt-get install libopenmpi-dev openmpi-bin libclang-dev) and start `mpirun -np N shoal run CONFIG --out DIR`"
+    )
+}
+
+/// One rank of an all-reduce group: the config's agent with its own envs, gradient steps
+/// summed over the group; rank 0 logs and writes the run directory.
+fn run_rank(args: &Args, config: &TrainConfig, cluster: &ClusterConfig, group: Arc<dyn AllReduce>) -> Result<()> {
+    let (rank, size) = (group.rank(), group.size());
+    ensure!(
+        size == cluster.workers,
+        "mpirun started {size} ranks but cluster.workers = {}; start `mpirun -np {}` or set cluster.workers = {size}",
+        cluster.workers,
+        cluster.workers
+    );
+    eprintln!("shoal run: rank {rank} of {size} (MPI all-reduce)");
+    let mut agent = worker_agent(config, rank)?;
+    join_group(agent.as_mut(), Arc::clone(&group))?;
+    let run_dir = RunDir { root: args.out.clone() };
+    let mut group_stop = GroupStop::new(Arc::clone(&group), &config.common);
+    let mut logger = None;
+    if rank == 0 {
+        std::fs::create_dir_all(run_dir.root.join("checkpoints"))
+            .with_context(|| format!("creating {}", run_dir.root.display()))?;
+        std::fs::write(run_dir.config(), config.to_toml())
+            .with_context(|| format!("writing {}", run_dir.config().display()))?;
+        logger = Some(MetricsLogger::open(&run_dir, size as u64)?);
+    }
+    let mut callbacks: Vec<&mut dyn Callback> = vec![&mut group_stop];
+    if let Some(logger) = logger.as_mut() {
+        callbacks.push(logger);
+    }
+    let mut state = LoopState::default();
+    let mut summary = learn(agent.as_mut(), &rank_stop(&config.common.stop, size), &mut state, &mut callbacks)?;
+    if rank == 0 {
+        save_checkpoint(agent.as_mut(), &state, &run_dir.checkpoint())?;
+        // Every rank stepped as many env steps as rank 0; the episodes are rank 0's.
+        summary.env_steps *= size as u64;
+        summary.env_steps_per_sec *= size as f64;
+        write_json(&run_dir.summary(), &summary)?;
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        eprintln!("shoal run: run saved in {}", run_dir.root.display());
+    }
+    Ok(())
 }
 
 /// The port of a `host:port` address.

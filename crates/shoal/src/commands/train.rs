@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use shoal_algo::checkpoint::{load_checkpoint, save_checkpoint, write_json};
-use shoal_algo::cluster::Topology;
+use shoal_algo::cluster::{Mode, Topology};
 use shoal_algo::eval::EvalStop;
 use shoal_algo::{build_agent, learn, Agent, Callback, Control, LoopState, Progress, StopReason, TrainConfig};
 
@@ -37,16 +37,31 @@ pub struct Args {
 }
 
 /// Writes each iteration to `metrics.csv` and TensorBoard.
-struct MetricsLogger {
+pub struct MetricsLogger {
     csv: CsvWriter,
     events: EventWriter,
+    /// Env steps of the whole run per env step of this agent (an all-reduce rank logs for
+    /// the group of equal ranks).
+    steps_scale: u64,
+}
+
+impl MetricsLogger {
+    /// Appends to the run directory's `metrics.csv` and a new TensorBoard event file.
+    pub fn open(run_dir: &RunDir, steps_scale: u64) -> Result<Self> {
+        Ok(MetricsLogger {
+            csv: CsvWriter::open(&run_dir.metrics())?,
+            events: EventWriter::create(&run_dir.root)?,
+            steps_scale,
+        })
+    }
 }
 
 impl Callback for MetricsLogger {
     fn on_iteration(&mut self, _: &mut dyn Agent, p: &Progress<'_>) -> shoal_algo::Result<Control> {
+        let env_steps = p.env_steps * self.steps_scale;
         let mut row: Vec<(&str, f64)> = vec![
             ("iteration", p.iteration as f64),
-            ("env_steps", p.env_steps as f64),
+            ("env_steps", env_steps as f64),
             ("wall_seconds", p.wall_seconds),
             ("episode_return_mean", p.episode_return_mean.unwrap_or(f64::NAN)),
             ("episode_len_mean", p.episode_len_mean.unwrap_or(f64::NAN)),
@@ -56,7 +71,7 @@ impl Callback for MetricsLogger {
         let io =
             |e: anyhow::Error| shoal_algo::AlgoError::Io { path: "run directory".into(), message: format!("{e:#}") };
         self.csv.row(&row).map_err(io)?;
-        self.events.scalars(p.env_steps, &row[3..]).map_err(io)?;
+        self.events.scalars(env_steps, &row[3..]).map_err(io)?;
         Ok(Control::Continue)
     }
 }
@@ -126,6 +141,10 @@ pub fn run(args: &Args) -> Result<()> {
             (run_dir, config, false)
         }
     };
+    ensure!(
+        config.cluster().is_none_or(|c| c.mode != Mode::Allreduce),
+        "cluster.mode = \"allreduce\" runs under MPI: `mpirun -np N shoal run CONFIG --out DIR` (a build with --features mpi)"
+    );
     if let Some(cluster) = config.cluster().filter(|c| c.topology == Topology::Processes) {
         std::fs::write(run_dir.config(), config.to_toml())
             .with_context(|| format!("writing {}", run_dir.config().display()))?;
@@ -161,8 +180,7 @@ pub fn run(args: &Args) -> Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_position(agent.env_steps());
-    let mut logger =
-        MetricsLogger { csv: CsvWriter::open(&run_dir.metrics())?, events: EventWriter::create(&run_dir.root)? };
+    let mut logger = MetricsLogger::open(&run_dir, 1)?;
     let every = config.common.run.checkpoint_every;
     let mut checkpointer = Checkpointer {
         dir: run_dir.checkpoint(),

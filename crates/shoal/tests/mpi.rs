@@ -1,0 +1,80 @@
+//! Data-parallel PPO over MPI_Allreduce (feature `mpi`), as a user runs it:
+//! `mpirun -np 2 shoal run configs/cartpole-ppo-allreduce.toml --out DIR`, on this host and
+//! with the two ranks in two network namespaces (Open MPI's launcher enters them through an
+//! rsh agent that wraps nsenter; MPI's traffic goes over TCP on the test's bridge). Both runs
+//! solve CartPole, and since the ranks' arithmetic does not depend on where they run, both
+//! runs are the same run: equal summaries.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::Hosts;
+
+fn mpirun() -> Command {
+    let mut command = Command::new("mpirun");
+    command.args(["--allow-run-as-root", "--oversubscribe", "-np", "2"]);
+    command
+}
+
+fn config() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/cartpole-ppo-allreduce.toml").display().to_string()
+}
+
+/// Runs `command` (an mpirun line ending before `shoal run`) and returns the run's summary
+/// and deterministic evaluation over 20 fresh episodes.
+fn train(mut command: Command, out: &Path) -> (serde_json::Value, f64) {
+    let output = command
+        .arg(env!("CARGO_BIN_EXE_shoal"))
+        .args(["run", &config(), "--out"])
+        .arg(out)
+        .output()
+        .expect("running mpirun (Debian: apt-get install openmpi-bin)");
+    let log = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "mpirun failed:\n{log}");
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let eval = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["eval", "--deterministic", "--json", "--episodes", "20"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    (summary, report["episode_return_mean"].as_f64().unwrap())
+}
+
+#[test]
+fn allreduce_ppo_solves_cartpole_on_one_host_and_across_two_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let (local, greedy) = train(mpirun(), &dir.path().join("local"));
+    eprintln!("mpirun -np 2, one host: deterministic eval {greedy}; {local}");
+    assert!(greedy >= 475.0, "deterministic eval {greedy} < 475");
+
+    let Some(hosts) = Hosts::new(2, 2) else { return };
+    // Open MPI starts its daemon on a remote host as `AGENT [options] HOST COMMAND…`: enter
+    // the namespace that plays HOST instead of logging in.
+    let agent = dir.path().join("nsenter-agent.sh");
+    let mut script =
+        String::from("#!/bin/sh\nwhile [ \"${1#-}\" != \"$1\" ]; do shift; done\nhost=$1; shift\ncase $host in\n");
+    for i in 1..=2 {
+        script += &format!("  {}) ns={} ;;\n", hosts.addr(i), hosts.namespace(i));
+    }
+    script += "  *) echo \"unknown host $host\" >&2; exit 1 ;;\nesac\nexec nsenter --net=/run/netns/$ns sh -c \"$*\"\n";
+    std::fs::write(&agent, script).unwrap();
+    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let subnet = format!("{}.0/24", hosts.addr(0).rsplit_once('.').unwrap().0);
+    let mut command = mpirun();
+    command
+        .args(["--host", &format!("{},{}", hosts.addr(1), hosts.addr(2))])
+        .args(["--mca", "plm_rsh_agent"])
+        .arg(&agent)
+        .args(["--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", &subnet])
+        .args(["--mca", "oob_tcp_if_include", &subnet]);
+    let (across, greedy) = train(command, &dir.path().join("namespaces"));
+    eprintln!("mpirun -np 2, two namespaces: deterministic eval {greedy}; {across}");
+    assert!(greedy >= 475.0, "deterministic eval {greedy} < 475");
+    for key in ["env_steps", "iterations", "episodes", "final_episode_return_mean"] {
+        assert_eq!(local[key], across[key], "{key}: the same ranks computed differently across hosts");
+    }
+}
