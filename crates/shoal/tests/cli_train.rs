@@ -181,6 +181,44 @@ fn bad_configs_fail_before_training_and_name_the_key() {
     assert!(message.contains("ppo.num_minibatches = 3 must divide"), "{message}");
 }
 
+/// The multi-host entry points refuse what cannot work, saying what to do instead.
+#[test]
+fn cluster_commands_name_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let out = out.to_str().unwrap();
+    let message = err(&shoal(&["train", &config("cartpole-ppo-allreduce.toml"), "--out", out]));
+    assert!(message.contains("mpirun -np N shoal run"), "{message}");
+    let sync = config("cartpole-ppo-sync.toml");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", &sync, "--out", out];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(&args)
+            .env_remove("SLURM_PROCID")
+            .env_remove("OMPI_COMM_WORLD_RANK")
+            .env_remove("PMI_RANK")
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("SHOAL_RANK")
+            .env("SHOAL_TOKEN", "cli-test-token-0123456789")
+            .output()
+            .unwrap()
+    };
+    let message = err(&run(&[]));
+    assert!(message.contains("no rank") && message.contains("--rank"), "{message}");
+    let message = err(&run(&["--rank", "0", "--world", "5", "--coordinator", "127.0.0.1:1"]));
+    assert!(message.contains("needs 3 tasks") && message.contains("one of 5"), "{message}");
+    let message = err(&run(&["--rank", "0", "--world", "3", "--coordinator", "127.0.0.1:29499"]));
+    assert!(message.contains("without TLS") && message.contains("--insecure"), "{message}");
+    let ps = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["ps", &config("cartpole-ppo-sync.toml"), "--listen", "0.0.0.0:0"])
+        .env("SHOAL_TOKEN", "cli-test-token-0123456789")
+        .output()
+        .unwrap();
+    let message = err(&ps);
+    assert!(message.contains("clear text") && message.contains("--insecure"), "{message}");
+}
+
 #[test]
 fn plot_draws_learning_curves_of_several_runs() {
     let dir = tempfile::tempdir().unwrap();
