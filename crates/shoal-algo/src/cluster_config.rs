@@ -43,6 +43,10 @@ pub enum Compression {
     None,
     /// Half precision: half the bytes, ~3 significant digits.
     F16,
+    /// Gradients as int8 with a scale per 64 Ki values (a quarter of the bytes), with error
+    /// feedback: what rounding takes from one push is added to the next. Parameters travel
+    /// in f32.
+    Int8,
 }
 
 /// The `[cluster]` section.

@@ -51,6 +51,9 @@ pub struct GrpcStore {
     /// What this client says at connect, and what the server answered.
     request: HelloRequest,
     hello: HelloReply,
+    /// Int8 error feedback: what rounding took from the gradients pushed so far, added to the
+    /// next one (so nothing is lost, only delayed).
+    residual: std::sync::Mutex<Vec<f32>>,
 }
 
 /// A gRPC client of service `C` with its own runtime, and the retry rule every call follows.
@@ -169,7 +172,7 @@ impl GrpcStore {
             shards,
             worker: 0,
         };
-        let mut store = GrpcStore { conn, request, hello: HelloReply::default() };
+        let mut store = GrpcStore { conn, request, hello: HelloReply::default(), residual: Default::default() };
         store.hello = store.say_hello()?;
         Ok(store)
     }
@@ -188,6 +191,15 @@ impl GrpcStore {
         &self.hello.mode
     }
 
+    /// The encoding of parameters (pulls and parameter pushes): int8 is for gradients only,
+    /// where error feedback makes up for the rounding; parameters travel in f32 then.
+    fn param_encoding(&self) -> Encoding {
+        match self.conn.options.encoding {
+            Encoding::Int8 => Encoding::F32Le,
+            other => other,
+        }
+    }
+
     /// Streams `values` to the server through `call`, encoding them as they go: this thread
     /// encodes chunk i+1 while the runtime sends chunk i (on loopback a 10 MB push spent a
     /// tenth of its time encoding before the first byte left when everything was encoded first).
@@ -195,7 +207,7 @@ impl GrpcStore {
         &self,
         rt: &Runtime,
         token: &Token,
-        (values, worker, version): (&[f32], usize, u64),
+        (values, encoding, worker, version): (&[f32], Encoding, usize, u64),
         call: impl FnOnce(Request<ReceiverStream<Chunk>>) -> F,
     ) -> Result<T, Attempt>
     where
@@ -205,7 +217,7 @@ impl GrpcStore {
         let mut request = Request::new(ReceiverStream::new(rx));
         token.attach(&mut request);
         let reply = rt.spawn(call(request));
-        for chunk in wire::chunks(values, self.conn.options.encoding, worker as u32, version) {
+        for chunk in wire::chunks(values, encoding, worker as u32, version) {
             if tx.blocking_send(chunk).is_err() {
                 break; // The call ended early: its result says why.
             }
@@ -259,7 +271,7 @@ impl ParamStore for GrpcStore {
         if out.len() != self.len() {
             return Err(DistError::Length { what: "pull buffer", got: out.len(), expected: self.len() });
         }
-        let encoding = self.conn.options.encoding as i32;
+        let encoding = self.param_encoding() as i32;
         self.conn.call(|rt, mut client, token| {
             let mut req = Request::new(PullRequest { have_version: have, encoding });
             token.attach(&mut req);
@@ -274,11 +286,26 @@ impl ParamStore for GrpcStore {
         if grad.len() != self.len() {
             return Err(DistError::Length { what: "gradient", got: grad.len(), expected: self.len() });
         }
+        let encoding = self.conn.options.encoding;
+        let mut residual = self.residual.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let compensated: Vec<f32>;
+        let sent = if encoding == Encoding::Int8 {
+            residual.resize(grad.len(), 0.0);
+            compensated = grad.iter().zip(residual.iter()).map(|(g, r)| g + r).collect();
+            &compensated[..]
+        } else {
+            grad
+        };
         let reply = self.conn.call(|rt, mut client, token| {
-            self.send_tensor(rt, token, (grad, worker, base_version), |request| async move {
+            self.send_tensor(rt, token, (sent, encoding, worker, base_version), |request| async move {
                 Ok(client.push_gradient(request).await?.into_inner())
             })
         })?;
+        if encoding == Encoding::Int8 {
+            // The server read decoded(sent); the rest waits for the next push.
+            wire::decoded(sent, encoding, &mut residual);
+            residual.iter_mut().zip(sent).for_each(|(r, s)| *r = s - *r);
+        }
         let (version, staleness) = (reply.version, reply.staleness);
         Ok(if reply.applied {
             PushOutcome::Applied { version, staleness }
@@ -293,7 +320,7 @@ impl ParamStore for GrpcStore {
         }
         let len = params.len();
         let (version, back) = self.conn.call(|rt, mut client, token| {
-            self.send_tensor(rt, token, (params, worker, 0), |request| async move {
+            self.send_tensor(rt, token, (params, self.param_encoding(), worker, 0), |request| async move {
                 let mut stream = client.push_params(request).await?.into_inner();
                 let mut back = vec![0.0f32; len];
                 Ok((read_tensor(&mut stream, &mut back).await?, back))

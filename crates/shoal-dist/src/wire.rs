@@ -1,6 +1,7 @@
 //! Tensors on the wire: a flat `f32` vector cut into [`Chunk`]s of at most [`CHUNK_VALUES`]
-//! values (raw little-endian `f32`, or IEEE half precision when asked), and an [`Assembler`]
-//! that checks every received chunk before a byte of it lands in the output.
+//! values (raw little-endian `f32`, IEEE half precision, or int8 with a scale per chunk, when
+//! asked), and an [`Assembler`] that checks every received chunk before a byte of it lands in
+//! the output.
 //!
 //! Everything a peer sends is untrusted: lengths, offsets and encodings are validated, and a
 //! malformed stream is an error — never a panic, never a partially written result reported as
@@ -32,6 +33,10 @@ pub enum WireError {
     Offset { got: u64, expected: u64 },
     #[error("chunk of {bytes} bytes is not a whole number of {width}-byte values")]
     Ragged { bytes: usize, width: usize },
+    #[error("int8 chunk of {bytes} bytes has no room for its 4-byte scale")]
+    NoScale { bytes: usize },
+    #[error("int8 chunk with scale {0} (a scale is finite and not negative)")]
+    BadScale(String),
     #[error("chunk overruns the tensor: values {start}..{end} of {total}")]
     Overrun { start: u64, end: u64, total: u64 },
     #[error("unknown tensor encoding {0}")]
@@ -42,11 +47,44 @@ pub enum WireError {
     Empty,
 }
 
-/// Bytes per value of an encoding.
-fn width(encoding: Encoding) -> usize {
-    match encoding {
+/// The number of values in a chunk's `data`.
+fn value_count(encoding: Encoding, bytes: usize) -> Result<usize, WireError> {
+    let width = match encoding {
         Encoding::F32Le => 4,
         Encoding::F16Le => 2,
+        Encoding::Int8 => return bytes.checked_sub(4).ok_or(WireError::NoScale { bytes }),
+    };
+    if bytes % width != 0 {
+        return Err(WireError::Ragged { bytes, width });
+    }
+    Ok(bytes / width)
+}
+
+/// The int8 scale of `values`: the largest magnitude maps to ±127.
+fn int8_scale(values: &[f32]) -> f32 {
+    values.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0
+}
+
+fn int8_quantize(value: f32, scale: f32) -> i8 {
+    if scale > 0.0 {
+        (value / scale).round().clamp(-127.0, 127.0) as i8
+    } else {
+        0
+    }
+}
+
+/// What the receiver of `values` in `encoding` reads, chunk by chunk as they are cut — the
+/// rounding a sender with error feedback carries to its next push.
+pub fn decoded(values: &[f32], encoding: Encoding, out: &mut [f32]) {
+    for (part, dest) in values.chunks(CHUNK_VALUES).zip(out.chunks_mut(CHUNK_VALUES)) {
+        match encoding {
+            Encoding::F32Le => dest.copy_from_slice(part),
+            Encoding::F16Le => dest.iter_mut().zip(part).for_each(|(d, v)| *d = f16::from_f32(*v).to_f32()),
+            Encoding::Int8 => {
+                let scale = int8_scale(part);
+                dest.iter_mut().zip(part).for_each(|(d, v)| *d = f32::from(int8_quantize(*v, scale)) * scale);
+            }
+        }
     }
 }
 
@@ -81,6 +119,13 @@ fn encode_values(values: &[f32], encoding: Encoding) -> Bytes {
         Encoding::F32Le if cfg!(target_endian = "little") => Bytes::copy_from_slice(bytemuck::cast_slice(values)),
         Encoding::F32Le => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         Encoding::F16Le => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
+        Encoding::Int8 => {
+            let scale = int8_scale(values);
+            let mut bytes = Vec::with_capacity(4 + values.len());
+            bytes.extend_from_slice(&scale.to_le_bytes());
+            bytes.extend(values.iter().map(|v| int8_quantize(*v, scale) as u8));
+            Bytes::from(bytes)
+        }
     }
 }
 
@@ -107,11 +152,7 @@ impl<'a> Assembler<'a> {
             return Err(WireError::Offset { got: chunk.offset, expected: self.filled as u64 });
         }
         let encoding = Encoding::try_from(chunk.encoding).map_err(|_| WireError::Encoding(chunk.encoding))?;
-        let w = width(encoding);
-        if chunk.data.len() % w != 0 {
-            return Err(WireError::Ragged { bytes: chunk.data.len(), width: w });
-        }
-        let count = chunk.data.len() / w;
+        let count = value_count(encoding, chunk.data.len())?;
         let end = self.filled + count;
         if end > self.out.len() {
             return Err(WireError::Overrun { start: chunk.offset, end: end as u64, total: expected });
@@ -129,6 +170,16 @@ impl<'a> Assembler<'a> {
             Encoding::F16Le => {
                 for (v, b) in dest.iter_mut().zip(chunk.data.chunks_exact(2)) {
                     *v = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                }
+            }
+            Encoding::Int8 => {
+                let (scale, bytes) = chunk.data.split_at(4);
+                let scale = f32::from_le_bytes([scale[0], scale[1], scale[2], scale[3]]);
+                if !scale.is_finite() || scale < 0.0 {
+                    return Err(WireError::BadScale(scale.to_string()));
+                }
+                for (v, &b) in dest.iter_mut().zip(bytes) {
+                    *v = f32::from(b as i8) * scale;
                 }
             }
         }
@@ -178,6 +229,25 @@ mod tests {
     }
 
     #[test]
+    fn int8_roundtrip_is_within_half_a_step_of_each_chunk_and_decoded_says_what_arrives() {
+        let values: Vec<f32> =
+            (0..CHUNK_VALUES + 500).map(|i| (i as f32 * 0.013).sin() * (1.0 + (i % 7) as f32)).collect();
+        let got = roundtrip(&values, Encoding::Int8);
+        let mut expected = vec![0.0; values.len()];
+        decoded(&values, Encoding::Int8, &mut expected);
+        assert_eq!(got, expected, "the sender's view of the rounding is the receiver's");
+        for (part, back) in values.chunks(CHUNK_VALUES).zip(got.chunks(CHUNK_VALUES)) {
+            let step = int8_scale(part);
+            for (v, b) in part.iter().zip(back) {
+                assert!((v - b).abs() <= step / 2.0 + 1e-6, "{v} came back as {b} (step {step})");
+            }
+        }
+        assert_eq!(roundtrip(&[0.0; 5], Encoding::Int8), vec![0.0; 5]);
+        let bytes: usize = encode(&values, Encoding::Int8, 0, 0).iter().map(|c| c.data.len()).sum();
+        assert_eq!(bytes, values.len() + 4 * 2, "a byte per value and a scale per chunk");
+    }
+
+    #[test]
     fn malformed_streams_are_named_errors() {
         let values = vec![1.0f32; 10];
         let good = encode(&values, Encoding::F32Le, 0, 1).remove(0);
@@ -191,6 +261,18 @@ mod tests {
                 WireError::Overrun { start: 0, end: 11, total: 10 },
             ),
             (Chunk { encoding: 7, ..good.clone() }, WireError::Encoding(7)),
+            (
+                Chunk { encoding: Encoding::Int8 as i32, data: good.data.slice(..3), ..good.clone() },
+                WireError::NoScale { bytes: 3 },
+            ),
+            (
+                Chunk {
+                    encoding: Encoding::Int8 as i32,
+                    data: [f32::NAN.to_le_bytes().to_vec(), vec![1; 10]].concat().into(),
+                    ..good.clone()
+                },
+                WireError::BadScale("NaN".into()),
+            ),
         ];
         for (chunk, want) in cases {
             assert_eq!(Assembler::new(&mut out).accept(&chunk), Err(want));

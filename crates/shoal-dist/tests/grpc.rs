@@ -89,6 +89,48 @@ fn f16_compression_halves_precision_not_correctness() {
     assert!(worst > 0.0 && worst < 1e-3, "f16 error {worst}");
 }
 
+/// Int8 gradients with error feedback: a gradient whose small entries round to zero on their
+/// own (one entry 1000× the others) still reaches the server in full over repeated pushes —
+/// what rounding takes from one push is added to the next — while parameters are pulled in
+/// f32, exactly.
+#[test]
+fn int8_gradients_lose_nothing_over_pushes_with_error_feedback() {
+    let len = 1000;
+    let init: Vec<f32> = (0..len).map(|i| (i as f32 * 0.1).sin()).collect();
+    // Plain SGD with lr 1: the server's parameters are init − Σ received gradients.
+    let sgd = ParamServer::new(
+        init.clone(),
+        Box::new(Sgd::new(len, 0.0, false)),
+        1.0,
+        UpdateMode::Async { max_staleness: None },
+    );
+    let server = spawn("127.0.0.1:0", Arc::new(sgd), None, config(ShardInfo::WHOLE)).unwrap();
+    let remote = GrpcStore::connect(
+        &server.addr().to_string(),
+        LAYOUT,
+        0,
+        1,
+        ClientOptions { encoding: Encoding::Int8, ..options() },
+    )
+    .unwrap();
+    let mut grad: Vec<f32> = (0..len).map(|i| 1e-3 * (1.0 + (i % 5) as f32 * 0.1)).collect();
+    grad[0] = 1.0; // scale = 1/127: every other entry rounds to 0 in a single push
+    let pushes = 200;
+    for _ in 0..pushes {
+        remote.push_gradient(0, 0, &grad).unwrap();
+    }
+    let mut got = vec![0.0; len];
+    remote.pull(None, &mut got).unwrap();
+    let step = 1.0 / 127.0;
+    for i in 0..len {
+        let received = init[i] - got[i];
+        let sent = grad[i] * pushes as f32;
+        // Everything sent arrived, but for the last push's residual (at most half a step).
+        assert!((received - sent).abs() <= step / 2.0 + 1e-3, "entry {i}: received {received}, sent {sent}");
+    }
+    assert!((init[1] - got[1]) > 0.1, "small entries arrived (they would be 0 without feedback)");
+}
+
 #[test]
 fn sync_rounds_and_reports_work_across_processes_boundaries() {
     let server = Arc::new(ParamServer::new(

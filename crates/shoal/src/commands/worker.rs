@@ -86,6 +86,7 @@ pub fn client_options(cluster: &ClusterConfig, tls: Option<ClientTls>, token: To
         encoding: match cluster.compression {
             Compression::None => Encoding::F32Le,
             Compression::F16 => Encoding::F16Le,
+            Compression::Int8 => Encoding::Int8,
         },
         retry_for: Duration::from_secs_f64(cluster.retry_seconds),
     }
