@@ -31,6 +31,9 @@ from pathlib import Path
 import helm_python as helm
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from netns import Namespaces  # noqa: E402  (the repository's scripts/, found from here)
+
 CHART = Path(__file__).resolve().parent / "shoal"
 RELEASE = "ci"
 TOKEN = "chart-check-token-0123456789"
@@ -80,59 +83,6 @@ def validate(docs, workdir):
         raise SystemExit(f"kubernetes-validate failed:\n{result.stdout}{result.stderr}")
     kinds = sorted(doc["kind"] for _, doc in docs)
     print(f"validate: ok ({', '.join(kinds)})")
-
-
-class Namespaces:
-    """`count` network namespaces on a bridge of their own; removed by `close`."""
-
-    def __init__(self, count):
-        pid = os.getpid()
-        self.tag = f"hc{pid % 100000}"
-        self.subnet = 10 + pid % 10
-        self.count = count
-        self.children = []
-        self.bridge = f"{self.tag}br"
-        self.ip("link", "add", self.bridge, "type", "bridge")
-        self.ip("addr", "add", f"10.77.{self.subnet}.254/24", "dev", self.bridge)
-        self.ip("link", "set", self.bridge, "up")
-        for i in range(1, count + 1):
-            ns, outer, inner = self.name(i), f"{self.tag}o{i}", f"{self.tag}i{i}"
-            self.ip("netns", "add", ns)
-            self.ip("link", "add", outer, "type", "veth", "peer", "name", inner)
-            self.ip("link", "set", inner, "netns", ns)
-            self.ip("link", "set", outer, "master", self.bridge, "up")
-            self.ip("-n", ns, "addr", "add", f"{self.addr(i)}/24", "dev", inner)
-            self.ip("-n", ns, "link", "set", inner, "up")
-            self.ip("-n", ns, "link", "set", "lo", "up")
-
-    @staticmethod
-    def ip(*args):
-        subprocess.run(["ip", *args], check=True)
-
-    def name(self, i):
-        return f"{self.tag}h{i}"
-
-    def addr(self, i):
-        return f"10.77.{self.subnet}.{i}"
-
-    def spawn(self, i, argv, env, log):
-        child = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{self.name(i)}", *argv],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.children.append(child)
-        return child
-
-    def close(self):
-        for child in self.children:
-            if child.poll() is None:
-                child.kill()
-            child.wait()
-        for i in range(1, self.count + 1):
-            subprocess.run(["ip", "netns", "del", self.name(i)], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
 
 
 def run_pods(docs, shoal, workdir):
