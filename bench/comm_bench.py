@@ -61,18 +61,11 @@ def run_once(hosts, shoal, mode, compression, budget, seed, workdir):
         f"stop.env_steps={budget}",
         f"seed={seed}",
     ]
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SHOAL_TOKEN": TOKEN}
     before = counters(hosts, 1)
     start = time.time()
-    children = []
-    for rank in range(3):
-        argv = [shoal, "run", config, "--out", str(out), "--rank", str(rank), "--world", "3"]
-        argv += ["--coordinator", f"{hosts.addr(1)}:29400", "--insecure"]
-        for item in sets:
-            argv += ["--set", item]
-        log = open(workdir / f"{mode}-{compression}-{rank}.log", "w")
-        children.append(hosts.spawn(rank + 1, argv, env, log))
-    codes = [child.wait(timeout=1800) for child in children]
+    logs = workdir / f"{mode}-{compression}-logs"
+    logs.mkdir()
+    codes = hosts.run_shoal(shoal, config, out, [1, 2, 3], sets, logs, TOKEN)
     seconds = time.time() - start
     moved = counters(hosts, 1) - before
     if any(codes):
@@ -105,7 +98,7 @@ def main():
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces, tc)")
     shoal = str(Path(args.shoal).resolve())
-    print("link     mode     compression  solved  env_steps  seconds  bytes/env_step  eval")
+    print("link     mode     compression  solved  env_steps  seconds  bytes/env_step  eval", flush=True)
     for salt, link in enumerate(args.links.split(",")):
         hosts = Namespaces(3, salt)
         try:

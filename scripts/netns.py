@@ -67,3 +67,21 @@ class Namespaces:
     def inner(self, i):
         """Namespace i's side of its cable."""
         return f"{self.tag}i{i}"
+
+    def run_shoal(self, shoal, config, out, hosts_of_ranks, sets, logs, token):
+        """Starts `shoal run CONFIG --out OUT` as one task per rank, rank r in namespace
+        `hosts_of_ranks[r]` (rank 0's namespace serves the rendezvous), with `--set` overrides
+        `sets`, and waits for every task; returns their exit codes (logs in `logs/`)."""
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SHOAL_TOKEN": token}
+        world = len(hosts_of_ranks)
+        coordinator = f"{self.addr(hosts_of_ranks[0])}:29400"
+        children = []
+        for rank, host in enumerate(hosts_of_ranks):
+            argv = [shoal, "run", config, "--out", str(out), "--rank", str(rank), "--world", str(world)]
+            argv += ["--coordinator", coordinator, "--insecure"]
+            for item in sets:
+                argv += ["--set", item]
+            log = open(os.path.join(logs, f"task-{rank}.log"), "w")
+            children.append(self.spawn(host, argv, env, log))
+        return [child.wait(timeout=3600) for child in children]
+

@@ -366,11 +366,18 @@ impl Task<'_> {
         };
         let mut servers: Option<ShardedStore<shoal_dist::GrpcStore>> = None;
         let mut last_check = Instant::now();
+        // After the stop, serve as long as the parameter server does (its linger), so that the
+        // learner and the actors hear the stop from it instead of losing their replay first.
+        let linger = Duration::from_secs_f64(self.cluster.round_timeout + 5.0);
+        let mut stopped_at: Option<Instant> = None;
         replay::serve(
             self.config,
             opts,
             |addr| self.publish("replay", addr, rendezvous, None),
             || {
+                if let Some(at) = stopped_at {
+                    return Ok(at.elapsed() >= linger);
+                }
                 if last_check.elapsed() < Duration::from_secs(1) {
                     return Ok(false);
                 }
@@ -382,7 +389,10 @@ impl Task<'_> {
                     servers = Some(ShardedStore::connect(&ps, spec.layout_hash(), spec.params.len(), &self.options)?);
                 }
                 let store = servers.as_ref().context("connected above")?;
-                Ok(store.report(self.id.rank, 0, &[])?.stop)
+                if store.report(self.id.rank, 0, &[])?.stop {
+                    stopped_at = Some(Instant::now());
+                }
+                Ok(false)
             },
         )
     }
