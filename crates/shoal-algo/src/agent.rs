@@ -139,6 +139,20 @@ pub struct LoopState {
     pub best_return_mean: Option<f64>,
 }
 
+/// The criterion of `stop` that `progress` meets besides the env-step budget: the wall clock,
+/// or the mean training return over a full window of episodes.
+pub(crate) fn time_or_return_reached(stop: &StopConfig, progress: &Progress<'_>) -> Option<StopReason> {
+    if stop.wall_seconds.is_some_and(|s| progress.wall_seconds >= s) {
+        return Some(StopReason::WallTime);
+    }
+    match (stop.episode_return_mean, progress.episode_return_mean) {
+        (Some(target), Some(mean)) if mean >= target && progress.episodes >= EpisodeTracker::WINDOW as u64 => {
+            Some(StopReason::ReturnReached)
+        }
+        _ => None,
+    }
+}
+
 /// Trains `agent` until a criterion of `stop` is met or a callback stops it.
 pub fn learn(
     agent: &mut dyn Agent,
@@ -181,13 +195,8 @@ pub fn learn(
         if stop.env_steps.is_some_and(|n| agent.env_steps() >= n) {
             break StopReason::EnvSteps;
         }
-        if stop.wall_seconds.is_some_and(|s| state.wall_seconds >= s) {
-            break StopReason::WallTime;
-        }
-        if let (Some(target), Some(m)) = (stop.episode_return_mean, mean) {
-            if m >= target && agent.episodes().total() >= EpisodeTracker::WINDOW as u64 {
-                break StopReason::ReturnReached;
-            }
+        if let Some(reason) = time_or_return_reached(stop, &report) {
+            break reason;
         }
     };
     let session_seconds = start.elapsed().as_secs_f64().max(1e-9);

@@ -14,9 +14,8 @@ use std::sync::Arc;
 
 use shoal_dist::AllReduce;
 
-use crate::agent::{Agent, Callback, Control, Progress};
+use crate::agent::{time_or_return_reached, Agent, Callback, Control, Progress};
 use crate::config::{CommonConfig, StopConfig};
-use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, Result};
 use crate::eval::EvalStop;
 
@@ -64,12 +63,7 @@ impl GroupStop {
                 }
             }
         }
-        let timed_out = self.stop.wall_seconds.is_some_and(|s| progress.wall_seconds >= s);
-        let returned = match (self.stop.episode_return_mean, progress.episode_return_mean) {
-            (Some(target), Some(mean)) => mean >= target && progress.episodes >= EpisodeTracker::WINDOW as u64,
-            _ => false,
-        };
-        Ok(if timed_out || returned { 1.0 } else { 0.0 })
+        Ok(if time_or_return_reached(&self.stop, progress).is_some() { 1.0 } else { 0.0 })
     }
 }
 
