@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
-use shoal_algo::cluster::stop_rule;
+use shoal_algo::cluster::{stop_rule, ClusterConfig};
 use shoal_algo::eval::EvalStop;
 use shoal_algo::registry::{server_spec, worker_agent};
 use shoal_algo::TrainConfig;
@@ -95,6 +95,13 @@ impl Security {
         eprintln!("warning: serving {listen} without TLS (--insecure): the token crosses the network in clear text");
         Ok(())
     }
+}
+
+/// How long a server keeps serving after the stop: `requested`, but at least the round
+/// timeout plus 5 s, so a worker waiting in a round gets its answer. A run's other servers
+/// (the replay) stay as long, so workers hear the stop before losing them.
+pub fn linger_seconds(requested: f64, cluster: &ClusterConfig) -> f64 {
+    requested.max(cluster.round_timeout + 5.0)
 }
 
 /// True when `listen` (`host:port`) binds only the loopback interface.
@@ -217,7 +224,7 @@ pub fn serve(
         Some(eval) => Some((eval, worker_agent(config, 0)?)),
         None => None,
     };
-    let linger = opts.linger.max(cluster.round_timeout + 5.0);
+    let linger = linger_seconds(opts.linger, &cluster);
     let start = Instant::now();
     let mut stopped_at: Option<Instant> = None;
     loop {

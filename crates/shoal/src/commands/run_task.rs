@@ -24,6 +24,7 @@
 //! gradients with MPI_Allreduce (`shoal_algo::data_parallel`); rank 0 writes the run
 //! directory.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,8 +37,8 @@ use shoal_algo::data_parallel::{join_group, rank_stop, GroupStop};
 use shoal_algo::registry::{server_spec, worker_agent};
 use shoal_algo::{learn, Algo, Callback, LoopState, TrainConfig};
 use shoal_dist::{
-    spawn_rendezvous, AllReduce, ClientOptions, ClientTls, Coordinator, IdentityFlags, RendezvousClient,
-    RendezvousState, RunIdentity, ShardedStore, TaskIdentity, Token,
+    spawn_rendezvous, AllReduce, ClientOptions, Coordinator, IdentityFlags, RendezvousClient, RendezvousState,
+    RunIdentity, ShardedStore, TaskIdentity, Token,
 };
 
 use super::launch::collect;
@@ -115,10 +116,23 @@ fn layout(config: &TrainConfig, cluster: &ClusterConfig) -> Vec<Role> {
 /// The rendezvous name of each server role.
 fn server_name(role: Role) -> Option<String> {
     match role {
-        Role::Shard(i) => Some(format!("ps{i}")),
+        Role::Shard(i) => Some(shard_name(i)),
         Role::Replay => Some("replay".into()),
         Role::Worker(_) => None,
     }
+}
+
+fn shard_name(shard: usize) -> String {
+    format!("ps{shard}")
+}
+
+/// The parameter servers' addresses in shard order, from a complete rendezvous directory.
+fn shard_addrs(directory: &BTreeMap<String, String>, shards: usize) -> Result<Vec<String>> {
+    (0..shards)
+        .map(|i| {
+            directory.get(&shard_name(i)).cloned().with_context(|| format!("the rendezvous lists no {}", shard_name(i)))
+        })
+        .collect()
 }
 
 /// A fingerprint of the resolved config, which every task must share.
@@ -157,10 +171,7 @@ pub fn run(args: &Args) -> Result<()> {
         id.coordinator
     );
     let (token, tls) = args.security.load()?;
-    let client_tls = match &args.tls_ca {
-        Some(ca) => Some(ClientTls { ca_pem: ps::read(ca)?, domain: args.tls_domain.clone() }),
-        None => None,
-    };
+    let client_tls = worker::client_tls(args.tls_ca.as_deref(), &args.tls_domain)?;
     let mut options = worker::client_options(&cluster, client_tls, token.clone());
     // A task may start long before rank 0 (a pending pod, a slow node): wait for it as long
     // as for the servers.
@@ -170,7 +181,7 @@ pub fn run(args: &Args) -> Result<()> {
     let task = Task { args, config: &config, cluster: &cluster, id: &id, options, token, start };
     let rank0 = match id.rank {
         0 => {
-            let listen = format!("{}:{}", args.bind, port_of(&id.coordinator)?);
+            let listen = format!("{}:{}", args.bind, host_and_port(&id.coordinator)?.1);
             args.security.check_exposure(&listen)?;
             let state = RendezvousState::new(run, task.token.clone(), names);
             let handle = spawn_rendezvous(&listen, Arc::clone(&state), tls.as_ref())
@@ -185,7 +196,7 @@ pub fn run(args: &Args) -> Result<()> {
         Role::Replay => task.serve_replay(tls, &rendezvous),
         Role::Worker(worker_role) => {
             let addrs = rendezvous.wait_complete(Duration::from_secs_f64(args.wait))?;
-            let ps: Vec<String> = (0..cluster.shards).map(|i| addrs[&format!("ps{i}")].clone()).collect();
+            let ps = shard_addrs(&addrs, cluster.shards)?;
             worker::work(&config, worker_role, &ps, addrs.get("replay").map(String::as_str), task.options)
         }
     }
@@ -218,14 +229,11 @@ fn run_rank(args: &Args, config: &TrainConfig, cluster: &ClusterConfig, group: A
     eprintln!("shoal run: rank {rank} of {size} (MPI all-reduce)");
     let mut agent = worker_agent(config, rank)?;
     join_group(agent.as_mut(), Arc::clone(&group))?;
-    let run_dir = RunDir { root: args.out.clone() };
+    let run_dir = RunDir::shared(&args.out)?;
     let mut group_stop = GroupStop::new(Arc::clone(&group), &config.common);
     let mut logger = None;
     if rank == 0 {
-        std::fs::create_dir_all(run_dir.root.join("checkpoints"))
-            .with_context(|| format!("creating {}", run_dir.root.display()))?;
-        std::fs::write(run_dir.config(), config.to_toml())
-            .with_context(|| format!("writing {}", run_dir.config().display()))?;
+        run_dir.write_config(config)?;
         logger = Some(MetricsLogger::open(&run_dir, size as u64)?);
     }
     let mut callbacks: Vec<&mut dyn Callback> = vec![&mut group_stop];
@@ -246,10 +254,10 @@ fn run_rank(args: &Args, config: &TrainConfig, cluster: &ClusterConfig, group: A
     Ok(())
 }
 
-/// The port of a `host:port` address.
-fn port_of(addr: &str) -> Result<u16> {
+/// The host and port of the coordinator's `host:port` address.
+fn host_and_port(addr: &str) -> Result<(&str, u16)> {
     addr.rsplit_once(':')
-        .and_then(|(_, port)| port.parse().ok())
+        .and_then(|(host, port)| Some((host, port.parse().ok()?)))
         .with_context(|| format!("the coordinator address {addr:?} has no port"))
 }
 
@@ -283,8 +291,8 @@ impl Task<'_> {
         match own {
             Some(state) => {
                 let host = match &self.args.advertise {
-                    Some(host) => host.clone(),
-                    None => self.id.coordinator.rsplit_once(':').map_or(self.id.coordinator.clone(), |(h, _)| h.into()),
+                    Some(host) => host.as_str(),
+                    None => host_and_port(&self.id.coordinator)?.0,
                 };
                 state.register(name, format!("{host}:{}", addr.port())).map_err(|s| anyhow::anyhow!("{}", s.message()))
             }
@@ -305,12 +313,9 @@ impl Task<'_> {
         if resume {
             eprintln!("shoal run: resuming shard {shard} from {}", out.display());
         }
-        let run_dir = RunDir { root: self.args.out.clone() };
+        let run_dir = RunDir::shared(&self.args.out)?;
         if shard == 0 {
-            std::fs::create_dir_all(run_dir.root.join("checkpoints"))
-                .with_context(|| format!("creating {}", run_dir.root.display()))?;
-            std::fs::write(run_dir.config(), self.config.to_toml())
-                .with_context(|| format!("writing {}", run_dir.config().display()))?;
+            run_dir.write_config(self.config)?;
         }
         let opts = ShardServe {
             listen: self.listen()?,
@@ -324,7 +329,7 @@ impl Task<'_> {
             // stay up a while longer for it.
             linger: if shard == 0 { 5.0 } else { 35.0 },
         };
-        let name = format!("ps{shard}");
+        let name = shard_name(shard);
         ps::serve(
             self.config,
             opts,
@@ -334,7 +339,7 @@ impl Task<'_> {
                     return Ok(());
                 }
                 let addrs = rendezvous.wait_complete(Duration::from_secs(10))?;
-                let ps: Vec<String> = (0..self.cluster.shards).map(|i| addrs[&format!("ps{i}")].clone()).collect();
+                let ps = shard_addrs(&addrs, self.cluster.shards)?;
                 let summary = collect(
                     self.config,
                     self.cluster,
@@ -368,7 +373,7 @@ impl Task<'_> {
         let mut last_check = Instant::now();
         // After the stop, serve as long as the parameter server does (its linger), so that the
         // learner and the actors hear the stop from it instead of losing their replay first.
-        let linger = Duration::from_secs_f64(self.cluster.round_timeout + 5.0);
+        let linger = Duration::from_secs_f64(ps::linger_seconds(0.0, self.cluster));
         let mut stopped_at: Option<Instant> = None;
         replay::serve(
             self.config,
@@ -384,7 +389,7 @@ impl Task<'_> {
                 last_check = Instant::now();
                 if servers.is_none() {
                     let addrs = rendezvous.wait_complete(Duration::from_secs_f64(self.args.wait))?;
-                    let ps: Vec<String> = (0..self.cluster.shards).map(|i| addrs[&format!("ps{i}")].clone()).collect();
+                    let ps = shard_addrs(&addrs, self.cluster.shards)?;
                     let spec = server_spec(self.config)?;
                     servers = Some(ShardedStore::connect(&ps, spec.layout_hash(), spec.params.len(), &self.options)?);
                 }

@@ -146,8 +146,7 @@ pub fn run(args: &Args) -> Result<()> {
         "cluster.mode = \"allreduce\" runs under MPI: `mpirun -np N shoal run CONFIG --out DIR` (a build with --features mpi)"
     );
     if let Some(cluster) = config.cluster().filter(|c| c.topology == Topology::Processes) {
-        std::fs::write(run_dir.config(), config.to_toml())
-            .with_context(|| format!("writing {}", run_dir.config().display()))?;
+        run_dir.write_config(&config)?;
         let summary = crate::commands::launch::run(&config, &cluster, &run_dir, resuming)?;
         write_json(&run_dir.summary(), &summary)?;
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -161,8 +160,7 @@ pub fn run(args: &Args) -> Result<()> {
             .with_context(|| format!("resuming from {}", run_dir.checkpoint().display()))?;
         eprintln!("resumed {} at {} env steps", run_dir.root.display(), agent.env_steps());
     }
-    std::fs::write(run_dir.config(), config.to_toml())
-        .with_context(|| format!("writing {}", run_dir.config().display()))?;
+    run_dir.write_config(&config)?;
 
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);

@@ -1,7 +1,7 @@
 //! `shoal worker`: one worker process of a run — the config's agent, with its own envs,
 //! sending its updates to the `shoal ps` servers (one address per shard) until they say stop.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,10 +63,7 @@ pub fn run(args: &Args) -> Result<()> {
         "--replay is for Ape-X workers, and an Ape-X worker needs it (algo = \"{}\")",
         config.algo.name()
     );
-    let tls = match &args.tls_ca {
-        Some(ca) => Some(ClientTls { ca_pem: super::ps::read(ca)?, domain: args.tls_domain.clone() }),
-        None => None,
-    };
+    let tls = client_tls(args.tls_ca.as_deref(), &args.tls_domain)?;
     let token = Token::from_file_or_env(args.token_file.as_deref())?;
     let options = client_options(&cluster, tls, token);
     let role = match (&args.replay, args.learner) {
@@ -75,6 +72,15 @@ pub fn run(args: &Args) -> Result<()> {
         (Some(_), true) => WorkerRole::Learner,
     };
     work(&config, role, &args.ps, args.replay.as_deref(), options)
+}
+
+/// TLS toward the servers when a CA is given: trust `ca`'s PEM, expect certificates for
+/// `domain`.
+pub fn client_tls(ca: Option<&Path>, domain: &str) -> Result<Option<ClientTls>> {
+    Ok(match ca {
+        Some(ca) => Some(ClientTls { ca_pem: super::ps::read(ca)?, domain: domain.to_string() }),
+        None => None,
+    })
 }
 
 /// How a run's clients talk to its servers: TLS if given, the run's token, the config's

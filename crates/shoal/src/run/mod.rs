@@ -15,6 +15,7 @@ pub mod tensorboard;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use shoal_algo::TrainConfig;
 
 /// Paths inside a run directory.
 pub struct RunDir {
@@ -47,6 +48,13 @@ impl RunDir {
         Ok(RunDir { root })
     }
 
+    /// The run directory every task of a multi-host run shares (`shoal run --out`): created
+    /// if missing and reused as it is, since a restarted task continues in it.
+    pub fn shared(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root.join("checkpoints")).with_context(|| format!("creating {}", root.display()))?;
+        Ok(RunDir { root: root.to_path_buf() })
+    }
+
     /// An existing run directory, for `--resume`.
     pub fn open(root: &Path) -> Result<Self> {
         if !root.join("config.toml").exists() {
@@ -60,6 +68,11 @@ impl RunDir {
 
     pub fn config(&self) -> PathBuf {
         self.root.join("config.toml")
+    }
+
+    /// Records the resolved config (what `eval`, `plot` and `train --resume` read back).
+    pub fn write_config(&self, config: &TrainConfig) -> Result<()> {
+        std::fs::write(self.config(), config.to_toml()).with_context(|| format!("writing {}", self.config().display()))
     }
 
     pub fn metrics(&self) -> PathBuf {
