@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::greedy_return;
+
 const TOKEN: &str = "cluster-test-token-0123456789";
 
 fn shoal() -> Command {
@@ -23,13 +27,6 @@ fn config(name: &str) -> String {
 fn ok(output: Output) -> String {
     assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Deterministic evaluation of a run directory over 20 episodes.
-fn greedy_return(run: &Path) -> f64 {
-    let out = ok(shoal().args(["eval", "--deterministic", "--json", "--episodes", "20"]).arg(run).output().unwrap());
-    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
-    report["episode_return_mean"].as_f64().unwrap()
 }
 
 /// Trains `config` as processes and returns the run's deterministic evaluation.

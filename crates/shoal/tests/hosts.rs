@@ -6,21 +6,14 @@
 //! so and return.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-use common::TOKEN;
 
 mod common;
 
-use common::{ip, Hosts};
+use common::{greedy_return, ip, number_after, Hosts};
 
 fn config(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(name).display().to_string()
-}
-
-fn shoal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shoal")).args(args).env("SHOAL_TOKEN", TOKEN).output().unwrap()
 }
 
 /// `shoal run` arguments of task `rank` of `world`, rendezvous at `coordinator`.
@@ -90,11 +83,7 @@ fn sync_ppo_across_namespaces_survives_an_unplugged_worker() {
     let worker2 = log_of(&logs[2]);
     // Before the outage worker 2 stepped for half a second (a few thousand env steps): 20k
     // steps of its own mean it trained again after the cable came back.
-    let own_steps: u64 = worker2
-        .split("after ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
+    let own_steps = number_after(&worker2, "stopped by the server after ")
         .unwrap_or_else(|| panic!("worker 2 did not finish:\n{worker2}"));
     assert!(own_steps >= 20_000, "worker 2 stepped {own_steps} env steps: it did not rejoin\n{worker2}");
     let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
@@ -103,10 +92,7 @@ fn sync_ppo_across_namespaces_survives_an_unplugged_worker() {
     let dropped =
         metrics.lines().skip(1).filter_map(|l| l.split(',').nth(column)?.parse::<f64>().ok()).fold(0.0, f64::max);
     assert!(dropped >= 1.0, "the server never dropped the unplugged worker (metrics.csv):\n{metrics}");
-    let eval = shoal(&["eval", "--deterministic", "--json", "--episodes", "20", &out.display().to_string()]);
-    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
-    let greedy = report["episode_return_mean"].as_f64().unwrap();
+    let greedy = greedy_return(&out);
     eprintln!(
         "sync PPO across namespaces: deterministic eval {greedy}, dropped workers {dropped}\nworker 2:\n{worker2}"
     );

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::Hosts;
+use common::{greedy_return, Hosts};
 
 fn mpirun() -> Command {
     let mut command = Command::new("mpirun");
@@ -34,14 +34,7 @@ fn train(mut command: Command, out: &Path) -> (serde_json::Value, f64) {
     let log = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "mpirun failed:\n{log}");
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
-    let eval = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(["eval", "--deterministic", "--json", "--episodes", "20"])
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
-    (summary, report["episode_return_mean"].as_f64().unwrap())
+    (summary, greedy_return(out))
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::geteuid;
+use common::{geteuid, greedy_return, number_after};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -129,21 +129,11 @@ fn apex_job_on_three_slurm_nodes_solves_cartpole_and_resumes_after_scancel() {
         std::thread::sleep(Duration::from_millis(500));
     }
     let log = job_log(&run, &second);
-    let version: u64 = log
-        .split("resumed shard 0 at version ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|v| v.parse().ok())
+    let version = number_after(&log, "resumed shard 0 at version ")
         .unwrap_or_else(|| panic!("the second job did not resume:\n{log}"));
     assert!(version > 0, "resumed at version 0:\n{log}");
     assert!(run.join("summary.json").exists(), "no run directory after the second job:\n{log}");
-    let eval = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(["eval", "--deterministic", "--json", "--episodes", "20"])
-        .arg(&run)
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&ok(eval)).unwrap();
-    let greedy = report["episode_return_mean"].as_f64().unwrap();
+    let greedy = greedy_return(&run);
     eprintln!("Ape-X on Slurm: resumed at server version {version}; deterministic eval {greedy}");
     assert!(greedy >= 475.0, "deterministic eval {greedy} < 475\n{log}");
 }

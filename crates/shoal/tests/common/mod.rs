@@ -1,4 +1,6 @@
-//! Network namespaces as hosts, for the tests that run Shoal across real network hops.
+//! What the tests that run Shoal as processes share: network namespaces as hosts (for runs
+//! across real network hops), the deterministic evaluation of a run directory, and reading a
+//! figure out of a process's log.
 #![allow(dead_code)] // each test crate uses its part
 
 use std::path::Path;
@@ -114,4 +116,23 @@ impl Drop for Hosts {
 
 extern "C" {
     pub fn geteuid() -> u32;
+}
+
+/// The deterministic evaluation of a run directory over 20 fresh episodes (`shoal eval`).
+pub fn greedy_return(run: &Path) -> f64 {
+    let output = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["eval", "--deterministic", "--json", "--episodes", "20"])
+        .arg(run)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "shoal eval {}: {}", run.display(), String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    report["episode_return_mean"].as_f64().unwrap()
+}
+
+/// The whole number written right after the first `marker` in `log`.
+pub fn number_after(log: &str, marker: &str) -> Option<u64> {
+    let rest = log.split_once(marker)?.1;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
