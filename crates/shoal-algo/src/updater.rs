@@ -36,11 +36,14 @@ pub struct Link {
     /// The store version the worker's parameters come from (`None` before the first pull).
     pub version: Option<u64>,
     pub stats: LinkStats,
+    /// The last step pulled already: nothing happened since, so the next sync need not ask
+    /// again (a round trip per rollout saved for a worker process).
+    just_pulled: bool,
 }
 
 impl Link {
     pub fn new(store: Arc<dyn ParamStore>, rank: usize) -> Self {
-        Link { store, rank, version: None, stats: LinkStats::default() }
+        Link { store, rank, version: None, stats: LinkStats::default(), just_pulled: false }
     }
 
     /// Pulls the store's parameters into `params` if they are newer than the worker's.
@@ -140,7 +143,10 @@ impl Updater {
     pub fn sync(&mut self, params: &mut [f32]) -> Result<()> {
         match self {
             Updater::Local(_) => Ok(()),
-            Updater::Remote(link) => link.pull(params),
+            Updater::Remote(link) => match std::mem::take(&mut link.just_pulled) {
+                true => Ok(()),
+                false => link.pull(params),
+            },
             Updater::Averaging(avg) if avg.link.version.is_none() => avg.link.pull(params),
             Updater::Averaging(_) => Ok(()),
             Updater::Group(member) if !member.synced => {
@@ -158,9 +164,14 @@ impl Updater {
         match self {
             Updater::Local(optimizer) => optimizer.step(params, grads, lr),
             Updater::Remote(link) => {
-                let outcome = link.store.push_gradient(link.rank, link.version.unwrap_or(0), grads)?;
+                let base = link.version.unwrap_or(0);
+                let (outcome, pulled) =
+                    link.store.push_gradient_and_pull(link.rank, base, grads, link.version, params)?;
                 link.count(outcome);
-                link.pull(params)?;
+                if pulled.is_some() {
+                    link.version = pulled;
+                }
+                link.just_pulled = true;
             }
             Updater::Group(member) => {
                 member.mean.clear();
@@ -204,6 +215,7 @@ impl Updater {
     pub fn reset_version(&mut self) {
         if let Updater::Remote(link) | Updater::Averaging(Averaging { link, .. }) = self {
             link.version = None;
+            link.just_pulled = false;
         }
     }
 }

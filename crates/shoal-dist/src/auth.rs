@@ -55,6 +55,11 @@ impl Token {
         &self.0
     }
 
+    /// Whether `given` is this token (the data plane's handshake carries it bare).
+    pub(crate) fn matches(&self, given: &[u8]) -> bool {
+        constant_time_eq(given, self.0.as_bytes())
+    }
+
     fn header(&self) -> String {
         format!("Bearer {}", self.0)
     }

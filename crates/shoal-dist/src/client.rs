@@ -9,6 +9,7 @@
 //! retry; asynchronous SGD tolerates that, as it tolerates staleness.
 
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
@@ -17,6 +18,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
 use crate::auth::Token;
+use crate::data_plane::{Answer, Call, CallError, DataPlaneClient, Introduction, Op};
 use crate::error::{DistError, Result};
 use crate::monitor::{Coordinator, RunStatus};
 use crate::proto::param_service_client::ParamServiceClient;
@@ -53,7 +55,10 @@ pub struct GrpcStore {
     hello: HelloReply,
     /// Int8 error feedback: what rounding took from the gradients pushed so far, added to the
     /// next one (so nothing is lost, only delayed).
-    residual: std::sync::Mutex<Vec<f32>>,
+    residual: Mutex<Vec<f32>>,
+    /// Tensors go over the server's data plane when it offers one (`None`: over gRPC); the
+    /// connection is opened at the first call and again after it breaks.
+    data_plane: Option<Mutex<Option<DataPlaneClient>>>,
 }
 
 /// A gRPC client of service `C` with its own runtime, and the retry rule every call follows.
@@ -172,9 +177,84 @@ impl GrpcStore {
             shards,
             worker: 0,
         };
-        let mut store = GrpcStore { conn, request, hello: HelloReply::default(), residual: Default::default() };
+        let mut store =
+            GrpcStore { conn, request, hello: HelloReply::default(), residual: Default::default(), data_plane: None };
         store.hello = store.say_hello()?;
+        if store.hello.data_plane && store.conn.options.tls.is_none() {
+            store.data_plane = Some(Mutex::new(None));
+        }
         Ok(store)
+    }
+
+    /// Sends tensors over gRPC even when the server offers its data plane (what `shoal bench
+    /// ps` compares the data plane with).
+    pub fn without_data_plane(mut self) -> Self {
+        self.data_plane = None;
+        self
+    }
+
+    /// Whether tensors go over the data plane.
+    pub fn uses_data_plane(&self) -> bool {
+        self.data_plane.is_some()
+    }
+
+    /// One data-plane call, reconnecting with backoff while the server is unreachable, as
+    /// gRPC calls retry.
+    fn data_call(&self, request: Call, send: &[f32], receive: &mut [f32]) -> Result<Answer> {
+        let Some(slot) = &self.data_plane else {
+            return Err(DistError::Setup("no data plane".into()));
+        };
+        let (server, addr) = (self.conn.server, self.conn.addr.clone());
+        let deadline = Instant::now() + self.conn.options.retry_for;
+        let mut delay = Duration::from_millis(50);
+        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let result = match slot.as_mut() {
+                Some(client) => client.call(request, send, receive),
+                None => {
+                    let who = Introduction {
+                        token: &self.conn.options.token,
+                        layout_hash: u64::from_str_radix(&self.request.layout_hash, 16).unwrap_or(0),
+                        shard: self.request.shard,
+                        shards: self.request.shards,
+                    };
+                    DataPlaneClient::connect(&addr, &who)
+                        .map(|client| slot.insert(client))
+                        .and_then(|client| client.call(request, send, receive))
+                }
+            };
+            match result {
+                Ok(reply) => return Ok(reply),
+                Err(CallError::Refused(detail)) => return Err(DistError::Refused { server, addr, detail }),
+                Err(CallError::Remote(detail)) => return Err(DistError::Remote { server, addr, detail }),
+                Err(CallError::Io(e)) => {
+                    *slot = None;
+                    if Instant::now() + delay > deadline {
+                        let detail = format!("{e} (gave up after {:?})", self.conn.options.retry_for);
+                        return Err(DistError::Unreachable { server, addr, detail });
+                    }
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Int8 error feedback around a push of `grad`: `push` gets the gradient plus what earlier
+    /// roundings left out, and what this rounding leaves out is kept for the next push.
+    fn compensated<T>(&self, grad: &[f32], push: impl FnOnce(&[f32]) -> Result<T>) -> Result<T> {
+        let encoding = self.conn.options.encoding;
+        if encoding != Encoding::Int8 {
+            return push(grad);
+        }
+        let mut residual = self.residual.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        residual.resize(grad.len(), 0.0);
+        let sent: Vec<f32> = grad.iter().zip(residual.iter()).map(|(g, r)| g + r).collect();
+        let result = push(&sent)?;
+        // The server read decoded(sent); the rest waits for the next push.
+        wire::decoded(&sent, encoding, &mut residual);
+        residual.iter_mut().zip(&sent).for_each(|(r, s)| *r = s - *r);
+        Ok(result)
     }
 
     /// The handshake: the server checks the request and answers with its shard and version.
@@ -271,9 +351,13 @@ impl ParamStore for GrpcStore {
         if out.len() != self.len() {
             return Err(DistError::Length { what: "pull buffer", got: out.len(), expected: self.len() });
         }
-        let encoding = self.param_encoding() as i32;
+        let encoding = self.param_encoding();
+        if self.data_plane.is_some() {
+            let request = Call { op: Op::Pull, encoding, worker: 0, base_version: 0, have };
+            return Ok(self.data_call(request, &[], out)?.params);
+        }
         self.conn.call(|rt, mut client, token| {
-            let mut req = Request::new(PullRequest { have_version: have, encoding });
+            let mut req = Request::new(PullRequest { have_version: have, encoding: encoding as i32 });
             token.attach(&mut req);
             rt.block_on(async {
                 let mut stream = client.pull(req).await?.into_inner();
@@ -287,36 +371,69 @@ impl ParamStore for GrpcStore {
             return Err(DistError::Length { what: "gradient", got: grad.len(), expected: self.len() });
         }
         let encoding = self.conn.options.encoding;
-        let mut residual = self.residual.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let compensated: Vec<f32>;
-        let sent = if encoding == Encoding::Int8 {
-            residual.resize(grad.len(), 0.0);
-            compensated = grad.iter().zip(residual.iter()).map(|(g, r)| g + r).collect();
-            &compensated[..]
-        } else {
-            grad
-        };
-        let reply = self.conn.call(|rt, mut client, token| {
-            self.send_tensor(rt, token, (sent, encoding, worker, base_version), |request| async move {
-                Ok(client.push_gradient(request).await?.into_inner())
+        self.compensated(grad, |sent| {
+            if self.data_plane.is_some() {
+                let request = Call { op: Op::PushGradient, encoding, worker: worker as u32, base_version, have: None };
+                return pushed(self.data_call(request, sent, &mut [])?);
+            }
+            let reply = self.conn.call(|rt, mut client, token| {
+                self.send_tensor(rt, token, (sent, encoding, worker, base_version), |request| async move {
+                    Ok(client.push_gradient(request).await?.into_inner())
+                })
+            })?;
+            let (version, staleness) = (reply.version, reply.staleness);
+            Ok(if reply.applied {
+                PushOutcome::Applied { version, staleness }
+            } else {
+                PushOutcome::Stale { version, staleness }
             })
-        })?;
-        if encoding == Encoding::Int8 {
-            // The server read decoded(sent); the rest waits for the next push.
-            wire::decoded(sent, encoding, &mut residual);
-            residual.iter_mut().zip(sent).for_each(|(r, s)| *r = s - *r);
+        })
+    }
+
+    fn push_gradient_and_pull(
+        &self,
+        worker: usize,
+        base_version: u64,
+        grad: &[f32],
+        have: Option<u64>,
+        out: &mut [f32],
+    ) -> Result<(PushOutcome, Option<u64>)> {
+        if self.data_plane.is_none() {
+            let outcome = self.push_gradient(worker, base_version, grad)?;
+            return Ok((outcome, self.pull(have, out)?));
         }
-        let (version, staleness) = (reply.version, reply.staleness);
-        Ok(if reply.applied {
-            PushOutcome::Applied { version, staleness }
-        } else {
-            PushOutcome::Stale { version, staleness }
+        if grad.len() != self.len() || out.len() != self.len() {
+            let (what, got) =
+                if grad.len() != self.len() { ("gradient", grad.len()) } else { ("pull buffer", out.len()) };
+            return Err(DistError::Length { what, got, expected: self.len() });
+        }
+        // Gradients may be int8; the parameters that come back are in the parameter encoding.
+        let (encoding, params) = (self.conn.options.encoding, self.param_encoding());
+        if encoding != params {
+            let outcome = self.push_gradient(worker, base_version, grad)?;
+            return Ok((outcome, self.pull(have, out)?));
+        }
+        self.compensated(grad, |sent| {
+            let request = Call { op: Op::PushGradientPull, encoding, worker: worker as u32, base_version, have };
+            let reply = self.data_call(request, sent, out)?;
+            Ok((pushed(reply)?, reply.params))
         })
     }
 
     fn push_params(&self, worker: usize, params: &mut [f32]) -> Result<PushOutcome> {
         if params.len() != self.len() {
             return Err(DistError::Length { what: "parameters", got: params.len(), expected: self.len() });
+        }
+        if self.data_plane.is_some() {
+            let request = Call {
+                op: Op::PushParams,
+                encoding: self.param_encoding(),
+                worker: worker as u32,
+                base_version: 0,
+                have: None,
+            };
+            let sent = params.to_vec();
+            return pushed(self.data_call(request, &sent, params)?);
         }
         let len = params.len();
         let (version, back) = self.conn.call(|rt, mut client, token| {
@@ -329,6 +446,11 @@ impl ParamStore for GrpcStore {
         params.copy_from_slice(&back);
         Ok(PushOutcome::Applied { version: version.unwrap_or(0), staleness: 0 })
     }
+}
+
+/// The outcome a data-plane reply to a push carries.
+fn pushed(reply: Answer) -> Result<PushOutcome> {
+    reply.outcome.ok_or_else(|| DistError::Setup("the server answered a push without its outcome".into()))
 }
 
 impl GrpcStore {

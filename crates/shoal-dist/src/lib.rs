@@ -18,6 +18,7 @@
 pub mod allreduce;
 mod auth;
 mod client;
+mod data_plane;
 pub mod engine;
 mod error;
 mod monitor;
@@ -33,6 +34,7 @@ pub mod wire;
 pub use allreduce::{AllReduce, LocalGroup};
 pub use auth::{Token, TOKEN_ENV};
 pub use client::{ClientOptions, ClientTls, GrpcStore};
+pub use data_plane::read_polling;
 pub use engine::{IdentityFlags, TaskIdentity};
 pub use error::{DistError, Result};
 pub use monitor::{Coordinator, RunMonitor, RunStatus, RunTotals, StopRule};

@@ -122,7 +122,7 @@ impl Rendezvous for Service {
 /// Serves `state` on `listen` (rank 0), over TLS when `tls` is given.
 pub fn spawn_rendezvous(listen: &str, state: Arc<RendezvousState>, tls: Option<&ServerTls>) -> Result<ServerHandle> {
     let service = RendezvousServer::new(Service(state));
-    spawn_service(listen, tls, "shoal-rendezvous", move |builder| builder.add_service(service))
+    spawn_service(listen, tls, "shoal-rendezvous", None, move |builder| builder.add_service(service))
 }
 
 /// A task's client of rank 0's rendezvous.

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
-use tokio_stream::StreamExt;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::server::Router;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Token;
+use crate::data_plane::{DataPlaneServer, MAGIC};
 use crate::error::{DistError, Result};
 use crate::monitor::{Coordinator, RunMonitor};
 use crate::proto::param_service_server::{ParamService, ParamServiceServer};
@@ -149,40 +149,53 @@ fn push_reply(outcome: PushOutcome) -> PushReply {
     }
 }
 
+/// The checks of a client's introduction (gRPC `Hello` and the data plane's handshake): the
+/// same protocol version, model layout and shard as this server, or a message naming both sides.
+pub(crate) fn check_peer(
+    cfg: &ServiceConfig,
+    protocol_version: u32,
+    layout_hash: &str,
+    shard: u32,
+    shards: u32,
+) -> std::result::Result<(), String> {
+    if protocol_version != PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version mismatch: the worker speaks version {protocol_version}, this server version {PROTOCOL_VERSION}; run the same shoal release everywhere"
+        ));
+    }
+    let server_hash = format!("{:016x}", cfg.layout_hash);
+    if layout_hash != server_hash {
+        return Err(format!(
+            "model layout mismatch: the worker's layout hash is {layout_hash}, the server's {server_hash}; start both from the same config (env and net sections)"
+        ));
+    }
+    if (shard, shards) != (cfg.shard.index, cfg.shard.count) {
+        return Err(format!(
+            "shard mismatch: the worker expects shard {shard} of {shards}, this server is shard {} of {}",
+            cfg.shard.index, cfg.shard.count
+        ));
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl ParamService for PsService {
     async fn hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
         self.cfg.token.check(&request)?;
         let hello = request.into_inner();
         let (cfg, shard) = (&self.cfg, self.cfg.shard);
-        if hello.protocol_version != PROTOCOL_VERSION {
-            return Err(Status::failed_precondition(format!(
-                "protocol version mismatch: the worker speaks version {}, this server version {PROTOCOL_VERSION}; run the same shoal release everywhere",
-                hello.protocol_version
-            )));
-        }
-        let server_hash = format!("{:016x}", cfg.layout_hash);
-        if hello.layout_hash != server_hash {
-            return Err(Status::failed_precondition(format!(
-                "model layout mismatch: the worker's layout hash is {}, the server's {server_hash}; start both from the same config (env and net sections)",
-                hello.layout_hash
-            )));
-        }
-        if (hello.shard, hello.shards) != (shard.index, shard.count) {
-            return Err(Status::failed_precondition(format!(
-                "shard mismatch: the worker expects shard {} of {}, this server is shard {} of {}",
-                hello.shard, hello.shards, shard.index, shard.count
-            )));
-        }
+        check_peer(cfg, hello.protocol_version, &hello.layout_hash, hello.shard, hello.shards)
+            .map_err(Status::failed_precondition)?;
         Ok(Response::new(HelloReply {
             protocol_version: PROTOCOL_VERSION,
-            layout_hash: server_hash,
+            layout_hash: format!("{:016x}", cfg.layout_hash),
             shard: shard.index,
             shards: shard.count,
             len: self.store.len() as u64,
             offset: shard.offset,
             mode: self.store.mode().name().to_string(),
             version: self.store.version(),
+            data_plane: cfg.tls.is_none(),
         }))
     }
 
@@ -278,6 +291,8 @@ pub struct ServerHandle {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<Result<()>>>,
+    /// The data plane beside gRPC (parameter servers without TLS), closed with the server.
+    data_plane: Option<Arc<DataPlaneServer>>,
 }
 
 impl ServerHandle {
@@ -294,6 +309,9 @@ impl ServerHandle {
     fn stop(&mut self) -> Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        if let Some(data_plane) = &self.data_plane {
+            data_plane.close_all();
         }
         match self.thread.take() {
             Some(thread) => thread.join().map_err(|_| DistError::Setup("the gRPC server thread panicked".into()))?,
@@ -338,11 +356,62 @@ pub fn spawn(
     cfg: ServiceConfig,
 ) -> Result<ServerHandle> {
     let tls = cfg.tls.clone();
+    let data_plane = DataPlaneServer::new(Arc::clone(&store), &cfg);
     let buffers = Arc::new(BufferPool { len: store.len(), free: Default::default() });
     let service = ParamServiceServer::new(PsService { store, buffers, monitor, cfg })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    spawn_service(listen, tls.as_ref(), "shoal-ps", move |server| server.add_service(service))
+    spawn_service(listen, tls.as_ref(), "shoal-ps", data_plane, move |server| server.add_service(service))
+}
+
+/// The connections `listener` accepts, for gRPC; with a data plane, a connection whose first
+/// byte is the data plane's goes to it instead (on a blocking thread of its own).
+fn incoming(
+    listener: tokio::net::TcpListener,
+    data_plane: Option<Arc<DataPlaneServer>>,
+) -> UnboundedReceiverStream<std::io::Result<tokio::net::TcpStream>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let conn = match listener.accept().await {
+                Ok((conn, _)) => conn,
+                Err(_) => {
+                    // Out of file descriptors or a connection reset before accept: the
+                    // listener itself is fine, so wait a moment and go on.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            // Without this, Nagle and delayed ACKs add ~40 ms to small calls.
+            let _ = conn.set_nodelay(true);
+            let Some(data_plane) = &data_plane else {
+                if tx.send(Ok(conn)).is_err() {
+                    return;
+                }
+                continue;
+            };
+            let (data_plane, tx) = (Arc::clone(data_plane), tx.clone());
+            tokio::spawn(async move {
+                let mut first = [0u8; 1];
+                let peeked = tokio::time::timeout(std::time::Duration::from_secs(10), conn.peek(&mut first)).await;
+                match peeked {
+                    Ok(Ok(1)) if first[0] == MAGIC[0] => {
+                        let conn = conn.into_std().and_then(|c| c.set_nonblocking(false).map(|()| c));
+                        if let Ok(conn) = conn {
+                            data_plane.accept(conn);
+                        }
+                    }
+                    // HTTP/2 (or TLS, or a peer that closed at once): gRPC's.
+                    Ok(Ok(_)) => {
+                        let _ = tx.send(Ok(conn));
+                    }
+                    // Silent for 10 s, or failed: dropped.
+                    _ => {}
+                }
+            });
+        }
+    });
+    UnboundedReceiverStream::new(rx)
 }
 
 /// Serves what `route` adds to a configured server on `listen`, from a background thread
@@ -351,6 +420,7 @@ pub(crate) fn spawn_service(
     listen: &str,
     tls: Option<&ServerTls>,
     name: &str,
+    data_plane: Option<Arc<DataPlaneServer>>,
     route: impl FnOnce(&mut tonic::transport::Server) -> Router + Send + 'static,
 ) -> Result<ServerHandle> {
     let listener =
@@ -358,6 +428,7 @@ pub(crate) fn spawn_service(
     let addr = listener.local_addr().map_err(|e| DistError::Setup(format!("cannot read the bound address: {e}")))?;
     listener.set_nonblocking(true).map_err(|e| DistError::Setup(format!("cannot configure the socket: {e}")))?;
     let (tx, rx) = oneshot::channel::<()>();
+    let closer = data_plane.clone();
     let mut builder = server_builder(tls)?
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW)
@@ -374,11 +445,7 @@ pub(crate) fn spawn_service(
             let served = runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)
                     .map_err(|e| DistError::Setup(format!("cannot register the socket: {e}")))?;
-                let serve = route(&mut builder).serve_with_incoming(TcpListenerStream::new(listener).map(|conn| {
-                    // The builder's tcp_nodelay covers only sockets it accepts itself:
-                    // without this, Nagle and delayed ACKs add ~40 ms to small calls.
-                    conn.and_then(|c| c.set_nodelay(true).map(|()| c))
-                }));
+                let serve = route(&mut builder).serve_with_incoming(incoming(listener, data_plane));
                 // Stopping drops every connection at once (clients keep idle HTTP/2
                 // connections open, so a graceful drain could wait forever); clients see the
                 // server as unreachable and retry.
@@ -392,5 +459,5 @@ pub(crate) fn spawn_service(
             served
         })
         .map_err(|e| DistError::Setup(format!("cannot start the server thread: {e}")))?;
-    Ok(ServerHandle { addr, shutdown: Some(tx), thread: Some(thread) })
+    Ok(ServerHandle { addr, shutdown: Some(tx), thread: Some(thread), data_plane: closer })
 }

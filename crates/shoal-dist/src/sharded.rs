@@ -91,6 +91,27 @@ impl<S: ParamStore> ShardedStore<S> {
         })
     }
 
+    /// The shard versions this worker holds (forgotten when it says it holds none).
+    fn known(&self, have: Option<u64>) -> Vec<Option<u64>> {
+        if have.is_none() {
+            self.versions().fill(None);
+        }
+        self.versions().clone()
+    }
+
+    /// Records the versions shards sent; the combined version if any shard sent parameters.
+    fn remember(&self, pulled: Vec<Option<u64>>) -> Option<u64> {
+        let mut versions = self.versions();
+        let mut changed = false;
+        for (v, got) in versions.iter_mut().zip(pulled) {
+            if let Some(got) = got {
+                *v = Some(got);
+                changed = true;
+            }
+        }
+        changed.then(|| Self::combined(&versions))
+    }
+
     fn check(&self, what: &'static str, got: usize) -> Result<()> {
         if got != self.len {
             return Err(DistError::Length { what, got, expected: self.len });
@@ -110,20 +131,28 @@ impl<S: ParamStore> ParamStore for ShardedStore<S> {
 
     fn pull(&self, have: Option<u64>, out: &mut [f32]) -> Result<Option<u64>> {
         self.check("pull buffer", out.len())?;
-        if have.is_none() {
-            self.versions().fill(None);
-        }
-        let known = self.versions().clone();
+        let known = self.known(have);
         let pulled = self.each(out, |i, shard, slice| shard.pull(known[i], slice))?;
-        let mut versions = self.versions();
-        let mut changed = false;
-        for (v, got) in versions.iter_mut().zip(pulled) {
-            if let Some(got) = got {
-                *v = Some(got);
-                changed = true;
-            }
-        }
-        Ok(changed.then(|| Self::combined(&versions)))
+        Ok(self.remember(pulled))
+    }
+
+    fn push_gradient_and_pull(
+        &self,
+        worker: usize,
+        _base_version: u64,
+        grad: &[f32],
+        have: Option<u64>,
+        out: &mut [f32],
+    ) -> Result<(PushOutcome, Option<u64>)> {
+        self.check("gradient", grad.len())?;
+        self.check("pull buffer", out.len())?;
+        let known = self.known(have);
+        let results = self.each(out, |i, shard, slice| {
+            let base = known[i].unwrap_or(0);
+            shard.push_gradient_and_pull(worker, base, &grad[self.ranges[i].clone()], known[i], slice)
+        })?;
+        let (outcomes, pulled): (Vec<_>, Vec<_>) = results.into_iter().unzip();
+        Ok((merge(&outcomes), self.remember(pulled)))
     }
 
     fn push_gradient(&self, worker: usize, _base_version: u64, grad: &[f32]) -> Result<PushOutcome> {

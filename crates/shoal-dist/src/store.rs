@@ -66,6 +66,21 @@ pub trait ParamStore: Send + Sync {
     /// In sync mode this blocks until the round completes.
     fn push_gradient(&self, worker: usize, base_version: u64, grad: &[f32]) -> Result<PushOutcome>;
 
+    /// Pushes a gradient (as [`ParamStore::push_gradient`]) and then pulls into `out` what the
+    /// store holds if newer than `have` (as [`ParamStore::pull`]) — what an A3C or sync worker
+    /// does after every rollout. A remote store does both in one round trip.
+    fn push_gradient_and_pull(
+        &self,
+        worker: usize,
+        base_version: u64,
+        grad: &[f32],
+        have: Option<u64>,
+        out: &mut [f32],
+    ) -> Result<(PushOutcome, Option<u64>)> {
+        let outcome = self.push_gradient(worker, base_version, grad)?;
+        Ok((outcome, self.pull(have, out)?))
+    }
+
     /// Pushes worker `worker`'s parameters (averaging and EASGD) and blocks until the round
     /// completes; `params` is overwritten with what the worker continues from.
     fn push_params(&self, worker: usize, params: &mut [f32]) -> Result<PushOutcome>;
@@ -84,6 +99,16 @@ impl<T: ParamStore + ?Sized> ParamStore for std::sync::Arc<T> {
     }
     fn push_gradient(&self, worker: usize, base_version: u64, grad: &[f32]) -> Result<PushOutcome> {
         (**self).push_gradient(worker, base_version, grad)
+    }
+    fn push_gradient_and_pull(
+        &self,
+        worker: usize,
+        base_version: u64,
+        grad: &[f32],
+        have: Option<u64>,
+        out: &mut [f32],
+    ) -> Result<(PushOutcome, Option<u64>)> {
+        (**self).push_gradient_and_pull(worker, base_version, grad, have, out)
     }
     fn push_params(&self, worker: usize, params: &mut [f32]) -> Result<PushOutcome> {
         (**self).push_params(worker, params)

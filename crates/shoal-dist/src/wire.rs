@@ -45,6 +45,8 @@ pub enum WireError {
     Truncated { got: u64, expected: u64 },
     #[error("the tensor stream is empty")]
     Empty,
+    #[error("tensor of {got} bytes, expected {expected} for the store's length and encoding")]
+    Size { got: u64, expected: u64 },
 }
 
 /// The number of values in a chunk's `data`.
@@ -114,19 +116,90 @@ pub fn chunks(values: &[f32], encoding: Encoding, worker: u32, version: u64) -> 
 }
 
 fn encode_values(values: &[f32], encoding: Encoding) -> Bytes {
+    let mut bytes = Vec::with_capacity(encoded_len(values.len(), encoding));
+    encode_part_into(values, encoding, &mut bytes);
+    Bytes::from(bytes)
+}
+
+/// Appends one chunk's encoding of `values` (at most [`CHUNK_VALUES`] of them) to `out`.
+fn encode_part_into(values: &[f32], encoding: Encoding, out: &mut Vec<u8>) {
     match encoding {
         // On little-endian machines the in-memory bytes are the wire bytes: one memcpy.
-        Encoding::F32Le if cfg!(target_endian = "little") => Bytes::copy_from_slice(bytemuck::cast_slice(values)),
-        Encoding::F32Le => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        Encoding::F16Le => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
+        Encoding::F32Le if cfg!(target_endian = "little") => out.extend_from_slice(bytemuck::cast_slice(values)),
+        Encoding::F32Le => out.extend(values.iter().flat_map(|v| v.to_le_bytes())),
+        Encoding::F16Le => out.extend(values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes())),
         Encoding::Int8 => {
             let scale = int8_scale(values);
-            let mut bytes = Vec::with_capacity(4 + values.len());
-            bytes.extend_from_slice(&scale.to_le_bytes());
-            bytes.extend(values.iter().map(|v| int8_quantize(*v, scale) as u8));
-            Bytes::from(bytes)
+            out.extend_from_slice(&scale.to_le_bytes());
+            out.extend(values.iter().map(|v| int8_quantize(*v, scale) as u8));
         }
     }
+}
+
+/// Bytes of `values` values in `encoding`, cut into chunks as [`chunks`] cuts them (int8
+/// carries a 4-byte scale per chunk).
+pub fn encoded_len(values: usize, encoding: Encoding) -> usize {
+    match encoding {
+        Encoding::F32Le => 4 * values,
+        Encoding::F16Le => 2 * values,
+        Encoding::Int8 => values + 4 * values.div_ceil(CHUNK_VALUES).max(1),
+    }
+}
+
+/// The whole tensor in one buffer: every chunk's encoding, in order, replacing `out`'s
+/// contents (what the data plane sends; its capacity is reused from call to call).
+pub fn encode_into(values: &[f32], encoding: Encoding, out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(encoded_len(values.len(), encoding));
+    if values.is_empty() {
+        encode_part_into(values, encoding, out);
+    }
+    for part in values.chunks(CHUNK_VALUES) {
+        encode_part_into(part, encoding, out);
+    }
+}
+
+/// Reads a buffer written by [`encode_into`] into `out`, whose length the tensor must have.
+pub fn decode_into(bytes: &[u8], encoding: Encoding, out: &mut [f32]) -> Result<(), WireError> {
+    let expected = encoded_len(out.len(), encoding);
+    if bytes.len() != expected {
+        return Err(WireError::Size { got: bytes.len() as u64, expected: expected as u64 });
+    }
+    let width = encoded_len(CHUNK_VALUES, encoding);
+    for (part, dest) in bytes.chunks(width).zip(out.chunks_mut(CHUNK_VALUES)) {
+        decode_part(encoding, part, dest)?;
+    }
+    Ok(())
+}
+
+/// Decodes one chunk's `data` into `dest` (exactly as many values as it holds).
+fn decode_part(encoding: Encoding, data: &[u8], dest: &mut [f32]) -> Result<(), WireError> {
+    match encoding {
+        Encoding::F32Le if cfg!(target_endian = "little") => {
+            bytemuck::cast_slice_mut::<f32, u8>(dest).copy_from_slice(data);
+        }
+        Encoding::F32Le => {
+            for (v, b) in dest.iter_mut().zip(data.chunks_exact(4)) {
+                *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        Encoding::F16Le => {
+            for (v, b) in dest.iter_mut().zip(data.chunks_exact(2)) {
+                *v = f16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        Encoding::Int8 => {
+            let (scale, bytes) = data.split_at(4);
+            let scale = f32::from_le_bytes([scale[0], scale[1], scale[2], scale[3]]);
+            if !scale.is_finite() || scale < 0.0 {
+                return Err(WireError::BadScale(scale.to_string()));
+            }
+            for (v, &b) in dest.iter_mut().zip(bytes) {
+                *v = f32::from(b as i8) * scale;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Receives the chunks of one tensor into a caller's buffer of the expected length.
@@ -157,32 +230,7 @@ impl<'a> Assembler<'a> {
         if end > self.out.len() {
             return Err(WireError::Overrun { start: chunk.offset, end: end as u64, total: expected });
         }
-        let dest = &mut self.out[self.filled..end];
-        match encoding {
-            Encoding::F32Le if cfg!(target_endian = "little") => {
-                bytemuck::cast_slice_mut::<f32, u8>(dest).copy_from_slice(&chunk.data);
-            }
-            Encoding::F32Le => {
-                for (v, b) in dest.iter_mut().zip(chunk.data.chunks_exact(4)) {
-                    *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                }
-            }
-            Encoding::F16Le => {
-                for (v, b) in dest.iter_mut().zip(chunk.data.chunks_exact(2)) {
-                    *v = f16::from_le_bytes([b[0], b[1]]).to_f32();
-                }
-            }
-            Encoding::Int8 => {
-                let (scale, bytes) = chunk.data.split_at(4);
-                let scale = f32::from_le_bytes([scale[0], scale[1], scale[2], scale[3]]);
-                if !scale.is_finite() || scale < 0.0 {
-                    return Err(WireError::BadScale(scale.to_string()));
-                }
-                for (v, &b) in dest.iter_mut().zip(bytes) {
-                    *v = f32::from(b as i8) * scale;
-                }
-            }
-        }
+        decode_part(encoding, &chunk.data, &mut self.out[self.filled..end])?;
         self.filled = end;
         self.header.get_or_insert((chunk.worker, chunk.version));
         Ok(())
@@ -245,6 +293,23 @@ mod tests {
         assert_eq!(roundtrip(&[0.0; 5], Encoding::Int8), vec![0.0; 5]);
         let bytes: usize = encode(&values, Encoding::Int8, 0, 0).iter().map(|c| c.data.len()).sum();
         assert_eq!(bytes, values.len() + 4 * 2, "a byte per value and a scale per chunk");
+    }
+
+    #[test]
+    fn one_buffer_holds_what_the_chunks_hold() {
+        let values: Vec<f32> = (0..CHUNK_VALUES + 300).map(|i| (i as f32 * 0.07).sin() * 3.0).collect();
+        for encoding in [Encoding::F32Le, Encoding::F16Le, Encoding::Int8] {
+            let mut buffer = Vec::new();
+            encode_into(&values, encoding, &mut buffer);
+            let chunked: Vec<u8> = encode(&values, encoding, 0, 0).iter().flat_map(|c| c.data.to_vec()).collect();
+            assert_eq!(buffer, chunked, "{encoding:?}");
+            assert_eq!(buffer.len(), encoded_len(values.len(), encoding));
+            let mut back = vec![0.0; values.len()];
+            decode_into(&buffer, encoding, &mut back).unwrap();
+            assert_eq!(back, roundtrip(&values, encoding), "{encoding:?}");
+            let mut short = vec![0.0; values.len() - 1];
+            assert!(matches!(decode_into(&buffer, encoding, &mut short), Err(WireError::Size { .. })));
+        }
     }
 
     #[test]

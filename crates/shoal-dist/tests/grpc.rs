@@ -1,6 +1,7 @@
-//! The gRPC transport on loopback: the remote store behaves like the in-process one, refuses
-//! callers without the token or with another layout, survives malformed input, and a client
-//! rides out a server restart.
+//! The gRPC transport on loopback: the remote store behaves like the in-process one (with its
+//! tensors on the data plane, as workers send them, and in gRPC messages), refuses callers
+//! without the token or with another layout, survives malformed input, and a client rides out
+//! a server restart.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,17 @@ fn config(shard: ShardInfo) -> ServiceConfig {
     ServiceConfig { tls: None, token: token(), layout_hash: LAYOUT, shard }
 }
 
+/// A client of the server at `addr` sending its tensors on the data plane or in gRPC messages.
+fn connect(addr: &str, options: ClientOptions, data_plane: bool) -> GrpcStore {
+    let store = GrpcStore::connect(addr, LAYOUT, 0, 1, options).unwrap();
+    assert!(store.uses_data_plane(), "a server without TLS offers its data plane");
+    if data_plane {
+        store
+    } else {
+        store.without_data_plane()
+    }
+}
+
 fn async_server(params: Vec<f32>) -> Arc<ParamServer> {
     let len = params.len();
     Arc::new(ParamServer::new(
@@ -46,47 +58,54 @@ fn remote_store_matches_the_in_process_one() {
     // 3M values = 12 MB: many chunks each way.
     let init: Vec<f32> = (0..3_000_000).map(|_| rng.random_range(-1.0..1.0)).collect();
     let grad: Vec<f32> = (0..init.len()).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let local = async_server(init.clone());
-    let server = spawn("127.0.0.1:0", async_server(init.clone()), None, config(ShardInfo::WHOLE)).unwrap();
-    let remote = GrpcStore::connect(&server.addr().to_string(), LAYOUT, 0, 1, options()).unwrap();
-    assert_eq!((remote.len(), remote.mode()), (init.len(), "async"));
+    for data_plane in [true, false] {
+        let local = async_server(init.clone());
+        let server = spawn("127.0.0.1:0", async_server(init.clone()), None, config(ShardInfo::WHOLE)).unwrap();
+        let remote = connect(&server.addr().to_string(), options(), data_plane);
+        assert_eq!((remote.len(), remote.mode()), (init.len(), "async"));
 
-    let mut got = vec![0.0; init.len()];
-    assert_eq!(remote.pull(None, &mut got).unwrap(), Some(0));
-    assert_eq!(got, init);
-    assert_eq!(remote.pull(Some(0), &mut got).unwrap(), None, "current version: nothing sent");
+        let mut got = vec![0.0; init.len()];
+        assert_eq!(remote.pull(None, &mut got).unwrap(), Some(0));
+        assert_eq!(got, init);
+        assert_eq!(remote.pull(Some(0), &mut got).unwrap(), None, "current version: nothing sent");
 
-    let applied = PushOutcome::Applied { version: 1, staleness: 0 };
-    assert_eq!(remote.push_gradient(0, 0, &grad).unwrap(), applied);
-    assert_eq!(local.push_gradient(0, 0, &grad).unwrap(), applied);
-    assert_eq!(remote.pull(Some(0), &mut got).unwrap(), Some(1));
-    assert_eq!(got, local.params(), "the same Adam step, bit for bit");
-    // The server reuses the first push's receive buffer: nothing of it may leak into this one.
-    let half: Vec<f32> = grad.iter().map(|g| g * 0.5).collect();
-    remote.push_gradient(0, 1, &half).unwrap();
-    local.push_gradient(0, 1, &half).unwrap();
-    assert_eq!(remote.pull(Some(1), &mut got).unwrap(), Some(2));
-    assert_eq!(got, local.params(), "a second step through a reused buffer, bit for bit");
-    assert_eq!(remote.version(), 2);
-    assert!(matches!(remote.push_gradient(0, 0, &grad[..5]), Err(DistError::Length { got: 5, .. })));
+        let applied = PushOutcome::Applied { version: 1, staleness: 0 };
+        assert_eq!(remote.push_gradient(0, 0, &grad).unwrap(), applied);
+        assert_eq!(local.push_gradient(0, 0, &grad).unwrap(), applied);
+        assert_eq!(remote.pull(Some(0), &mut got).unwrap(), Some(1));
+        assert_eq!(got, local.params(), "the same Adam step, bit for bit");
+        // The server reuses the first push's receive buffer: nothing of it may leak into this one.
+        let half: Vec<f32> = grad.iter().map(|g| g * 0.5).collect();
+        let (outcome, pulled) = remote.push_gradient_and_pull(0, 1, &half, Some(1), &mut got).unwrap();
+        local.push_gradient(0, 1, &half).unwrap();
+        assert_eq!((outcome, pulled), (PushOutcome::Applied { version: 2, staleness: 0 }, Some(2)));
+        assert_eq!(got, local.params(), "a push and pull in one call through a reused buffer, bit for bit");
+        // A stale push: applied (no bound), staleness reported, parameters sent.
+        let (outcome, pulled) = remote.push_gradient_and_pull(0, 0, &half, Some(2), &mut got).unwrap();
+        local.push_gradient(0, 0, &half).unwrap();
+        assert_eq!((outcome, pulled), (PushOutcome::Applied { version: 3, staleness: 2 }, Some(3)));
+        assert_eq!(got, local.params());
+        assert_eq!(remote.version(), 3);
+        assert!(matches!(remote.push_gradient(0, 0, &grad[..5]), Err(DistError::Length { got: 5, .. })));
+        let mut params = local.params();
+        let err = remote.push_params(0, &mut params).unwrap_err();
+        assert!(err.to_string().contains("does not accept"), "the server's refusal, by name: {err}");
+        assert_eq!(remote.pull(Some(3), &mut got).unwrap(), None, "the connection survives a refused call");
+    }
 }
 
 #[test]
 fn f16_compression_halves_precision_not_correctness() {
     let init: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.1).sin()).collect();
     let server = spawn("127.0.0.1:0", async_server(init.clone()), None, config(ShardInfo::WHOLE)).unwrap();
-    let remote = GrpcStore::connect(
-        &server.addr().to_string(),
-        LAYOUT,
-        0,
-        1,
-        ClientOptions { encoding: Encoding::F16Le, ..options() },
-    )
-    .unwrap();
-    let mut got = vec![0.0; init.len()];
-    remote.pull(None, &mut got).unwrap();
-    let worst = got.iter().zip(&init).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-    assert!(worst > 0.0 && worst < 1e-3, "f16 error {worst}");
+    for data_plane in [true, false] {
+        let f16 = ClientOptions { encoding: Encoding::F16Le, ..options() };
+        let remote = connect(&server.addr().to_string(), f16, data_plane);
+        let mut got = vec![0.0; init.len()];
+        remote.pull(None, &mut got).unwrap();
+        let worst = got.iter().zip(&init).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(worst > 0.0 && worst < 1e-3, "f16 error {worst}");
+    }
 }
 
 /// Int8 gradients with error feedback: a gradient whose small entries round to zero on their
@@ -105,28 +124,33 @@ fn int8_gradients_lose_nothing_over_pushes_with_error_feedback() {
         UpdateMode::Async { max_staleness: None },
     );
     let server = spawn("127.0.0.1:0", Arc::new(sgd), None, config(ShardInfo::WHOLE)).unwrap();
-    let remote = GrpcStore::connect(
-        &server.addr().to_string(),
-        LAYOUT,
-        0,
-        1,
-        ClientOptions { encoding: Encoding::Int8, ..options() },
-    )
-    .unwrap();
+    // Half the pushes on the data plane (alone, and with the pull that follows), half in
+    // gRPC messages: one residual carries across both.
+    let addr = server.addr().to_string();
+    let int8 = ClientOptions { encoding: Encoding::Int8, ..options() };
+    let (data_plane, grpc) = (connect(&addr, int8.clone(), true), connect(&addr, int8, false));
     let mut grad: Vec<f32> = (0..len).map(|i| 1e-3 * (1.0 + (i % 5) as f32 * 0.1)).collect();
     grad[0] = 1.0; // scale = 1/127: every other entry rounds to 0 in a single push
     let pushes = 200;
-    for _ in 0..pushes {
-        remote.push_gradient(0, 0, &grad).unwrap();
-    }
     let mut got = vec![0.0; len];
-    remote.pull(None, &mut got).unwrap();
+    for i in 0..pushes / 2 {
+        if i % 2 == 0 {
+            data_plane.push_gradient(0, 0, &grad).unwrap();
+        } else {
+            data_plane.push_gradient_and_pull(0, 0, &grad, None, &mut got).unwrap();
+        }
+    }
+    for _ in 0..pushes / 2 {
+        grpc.push_gradient(0, 0, &grad).unwrap();
+    }
+    // Each client carries its own residual: at most half a step each is still on its way.
+    grpc.pull(None, &mut got).unwrap();
     let step = 1.0 / 127.0;
     for i in 0..len {
         let received = init[i] - got[i];
         let sent = grad[i] * pushes as f32;
-        // Everything sent arrived, but for the last push's residual (at most half a step).
-        assert!((received - sent).abs() <= step / 2.0 + 1e-3, "entry {i}: received {received}, sent {sent}");
+        // Everything sent arrived, but for each client's last residual (half a step each).
+        assert!((received - sent).abs() <= step + 1e-3, "entry {i}: received {received}, sent {sent}");
     }
     assert!((init[1] - got[1]) > 0.1, "small entries arrived (they would be 0 without feedback)");
 }
@@ -191,13 +215,22 @@ fn two_shards_give_the_unsharded_update() {
     let sharded = ShardedStore::new(shards, len).unwrap();
     let mut got = vec![0.0; len];
     let mut version = sharded.pull(None, &mut got).unwrap();
-    for g in &grads {
+    for (i, g) in grads.iter().enumerate() {
         whole.push_gradient(0, whole.version(), g).unwrap();
-        assert!(matches!(sharded.push_gradient(0, version.unwrap(), g).unwrap(), PushOutcome::Applied { .. }));
-        version = sharded.pull(version, &mut got).unwrap().or(version);
+        // Separately, and as one call per shard.
+        let outcome = if i % 2 == 0 {
+            let outcome = sharded.push_gradient(0, version.unwrap(), g).unwrap();
+            version = sharded.pull(version, &mut got).unwrap().or(version);
+            outcome
+        } else {
+            let (outcome, pulled) = sharded.push_gradient_and_pull(0, version.unwrap(), g, version, &mut got).unwrap();
+            version = pulled.or(version);
+            outcome
+        };
+        assert!(matches!(outcome, PushOutcome::Applied { .. }));
+        assert_eq!(got, whole.params(), "step {i}");
     }
     assert_eq!(version, Some(6), "two shards at version 3 each");
-    assert_eq!(got, whole.params());
     // A client that expects another shard count is refused by name.
     let err = GrpcStore::connect(&servers[0].addr().to_string(), LAYOUT, 0, 3, options()).err().unwrap();
     assert!(err.to_string().contains("shard mismatch"), "{err}");
@@ -318,22 +351,24 @@ fn an_unreachable_server_is_a_clear_error_after_the_retry_window() {
 
 #[test]
 fn a_client_rides_out_a_server_restart_on_the_same_address() {
-    let server = spawn("127.0.0.1:0", async_server(vec![1.0; 4]), None, config(ShardInfo::WHOLE)).unwrap();
-    let addr = server.addr().to_string();
-    let store = GrpcStore::connect(&addr, LAYOUT, 0, 1, options()).unwrap();
-    store.push_gradient(0, 0, &[1.0; 4]).unwrap();
-    server.shutdown().unwrap();
-    let restarted = {
-        let addr = addr.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            spawn(&addr, async_server(vec![7.0; 4]), None, config(ShardInfo::WHOLE)).unwrap()
-        })
-    };
-    let mut got = vec![0.0; 4];
-    assert_eq!(store.pull(Some(1), &mut got).unwrap(), Some(0), "the restarted server's version");
-    assert_eq!(got, [7.0; 4]);
-    drop(restarted.join().unwrap());
+    for data_plane in [true, false] {
+        let server = spawn("127.0.0.1:0", async_server(vec![1.0; 4]), None, config(ShardInfo::WHOLE)).unwrap();
+        let addr = server.addr().to_string();
+        let store = connect(&addr, options(), data_plane);
+        store.push_gradient(0, 0, &[1.0; 4]).unwrap();
+        server.shutdown().unwrap();
+        let restarted = {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                spawn(&addr, async_server(vec![7.0; 4]), None, config(ShardInfo::WHOLE)).unwrap()
+            })
+        };
+        let mut got = vec![0.0; 4];
+        assert_eq!(store.pull(Some(1), &mut got).unwrap(), Some(0), "the restarted server's version");
+        assert_eq!(got, [7.0; 4]);
+        drop(restarted.join().unwrap());
+    }
 }
 
 #[test]

@@ -49,6 +49,14 @@ fn tls_clients_connect_and_others_are_kept_out() {
     let mut got = vec![0.0; 8];
     assert_eq!(client.pull(None, &mut got).unwrap(), Some(0));
     assert_eq!(got, [1.5; 8]);
+    assert!(!client.uses_data_plane(), "the data plane has no encryption: tensors stay inside TLS");
+    // A data-plane client in clear text reaches only the TLS handshake, which fails.
+    let mut raw = std::net::TcpStream::connect(&addr).unwrap();
+    raw.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    std::io::Write::write_all(&mut raw, b"SHOALDP1\x01\0\0\0").unwrap();
+    let mut status = [0u8; 5];
+    let answered = std::io::Read::read_exact(&mut raw, &mut status);
+    assert!(answered.is_err() || status[0] != 0, "no data plane behind TLS");
 
     let plain = GrpcStore::connect(&addr, 7, 0, 1, options(None)).err().expect("plain text must not get through");
     assert!(!matches!(plain, DistError::Setup(_)), "{plain}");

@@ -58,9 +58,9 @@ fn sync_ppo_across_namespaces_survives_an_unplugged_worker() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let coordinator = format!("{}:29400", hosts.addr(1));
-    // The first deterministic evaluation at 150k env steps keeps the run going well past the
-    // outage (one worker alone steps at most ~80k in 10 s here).
-    let sets = ["stop.eval_every=150000", "stop.env_steps=600000", "cluster.retry_seconds=120"];
+    // The first deterministic evaluation at 400k env steps keeps the run going well past the
+    // outage (one worker alone stepped ~150k in 10 s here).
+    let sets = ["stop.eval_every=400000", "stop.env_steps=800000", "cluster.retry_seconds=120"];
     let logs: Vec<PathBuf> = (0..3).map(|r| dir.path().join(format!("task{r}.log"))).collect();
     let mut tasks = Vec::new();
     for (rank, log) in logs.iter().enumerate() {

@@ -196,7 +196,7 @@ pub fn spawn_replay(
     let service = ReplayServiceServer::new(server)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    spawn_service(listen, tls, "shoal-replay", move |builder| builder.add_service(service))
+    spawn_service(listen, tls, "shoal-replay", None, move |builder| builder.add_service(service))
 }
 
 /// A remote replay: the [`ReplayStore`] of an actor or learner process.

@@ -1,8 +1,10 @@
 //! `shoal bench ps`: moving parameter vectors. For 10 KB, 1 MB and 10 MB vectors it times a
-//! push (gradient applied by SGD) plus a pull three ways, in interleaved rounds of the same
-//! run: through the in-process parameter server; over gRPC on loopback (a `shoal ps`-style
-//! server in this process, a client as a worker uses it); and, as the physical reference, the
-//! same bytes sent to a loopback TCP peer and back.
+//! push (gradient applied by SGD) plus a pull of the result, in interleaved rounds of the same
+//! run: through the in-process parameter server; to a `shoal ps`-style server on loopback (in
+//! this process) with the tensors in gRPC messages, and on the server's data plane (how
+//! workers send them); and, as the physical reference, the same bytes sent to a loopback TCP
+//! peer and back, with blocking reads and with the data plane's polled reads. Then env
+//! steps/s of A3C with one embedded worker and with 1 and 2 worker processes.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -33,22 +35,21 @@ pub struct PsArgs {
     a3c_steps: u64,
 }
 
-/// Env steps per second of A3C with `workers` worker processes: a `shoal train` run with
-/// `topology = "processes"` into a temporary directory, read from its summary (start-up
-/// included).
-fn a3c_processes(args: &PsArgs, workers: usize) -> Result<f64> {
-    let dir = std::env::temp_dir().join(format!("shoal-bench-a3c-{}-{workers}", std::process::id()));
+/// Env steps per second of A3C with `workers` workers as threads (`embedded`) or processes:
+/// a `shoal train` run into a temporary directory, read from its summary (start-up included).
+fn a3c(args: &PsArgs, topology: &str, workers: usize) -> Result<f64> {
+    let dir = std::env::temp_dir().join(format!("shoal-bench-a3c-{}-{topology}-{workers}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let status = std::process::Command::new(std::env::current_exe()?)
         .arg("train")
         .arg(&args.a3c_config)
-        .args(["--set", "cluster.topology=processes", "--set", &format!("cluster.workers={workers}")])
+        .args(["--set", &format!("cluster.topology={topology}"), "--set", &format!("cluster.workers={workers}")])
         .args(["--set", &format!("stop.env_steps={}", args.a3c_steps), "--out"])
         .arg(&dir)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()?;
-    anyhow::ensure!(status.success(), "the A3C run with {workers} worker processes failed");
+    anyhow::ensure!(status.success(), "the A3C run with {workers} {topology} workers failed");
     let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("summary.json"))?)?;
     let _ = std::fs::remove_dir_all(&dir);
     summary["env_steps_per_sec"].as_f64().ok_or_else(|| anyhow::anyhow!("no env_steps_per_sec in the summary"))
@@ -56,8 +57,20 @@ fn a3c_processes(args: &PsArgs, workers: usize) -> Result<f64> {
 
 const SIZES: [(&str, usize); 3] = [("10KB", 10 * 1024), ("1MB", 1 << 20), ("10MB", 10 << 20)];
 
-/// A loopback peer that echoes every buffer of `bytes` back.
-fn echo_peer(bytes: usize) -> Result<TcpStream> {
+/// How a TCP reference reads: blocking, or polled as the data plane reads.
+fn read(socket: &mut TcpStream, buf: &mut [u8], polled: bool) -> std::io::Result<()> {
+    if polled {
+        shoal_dist::read_polling(socket, buf, POLL)
+    } else {
+        socket.read_exact(buf)
+    }
+}
+
+/// The polled reads' budget, the data plane client's default.
+const POLL: Duration = Duration::from_micros(200);
+
+/// A loopback peer that echoes every buffer of `bytes` back, and the client's socket.
+fn echo_peer(bytes: usize, polled: bool) -> Result<TcpStream> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     std::thread::spawn(move || -> std::io::Result<()> {
@@ -65,13 +78,23 @@ fn echo_peer(bytes: usize) -> Result<TcpStream> {
         conn.set_nodelay(true)?;
         let mut buf = vec![0u8; bytes];
         loop {
-            conn.read_exact(&mut buf)?;
+            read(&mut conn, &mut buf, polled)?;
             conn.write_all(&buf)?;
         }
     });
     let client = TcpStream::connect(addr)?;
     client.set_nodelay(true)?;
     Ok(client)
+}
+
+/// Mean seconds of sending `bytes` bytes to an echo peer and reading them back.
+fn echo(seconds: f64, socket: &mut TcpStream, buffers: &mut (Vec<u8>, Vec<u8>), polled: bool) -> Result<f64> {
+    per_call(seconds, || {
+        socket.write_all(&buffers.0)?;
+        read(socket, &mut buffers.1, polled)?;
+        std::mem::swap(&mut buffers.0, &mut buffers.1);
+        Ok(())
+    })
 }
 
 fn async_server(len: usize) -> ParamServer {
@@ -83,12 +106,13 @@ fn async_server(len: usize) -> ParamServer {
     )
 }
 
-/// Mean seconds of one push of `grad` plus one pull of the result through `store`.
+/// Mean seconds of one push of `grad` plus one pull of the result through `store`, as a worker
+/// does them after each rollout.
 fn push_pull(seconds: f64, store: &dyn ParamStore, grad: &[f32], params: &mut [f32]) -> Result<f64> {
     let mut version = store.version();
     per_call(seconds, || {
-        store.push_gradient(0, version, grad)?;
-        version = store.pull(Some(version), params)?.unwrap_or(version);
+        let (_, pulled) = store.push_gradient_and_pull(0, version, grad, Some(version), params)?;
+        version = pulled.unwrap_or(version);
         Ok(())
     })
 }
@@ -113,40 +137,50 @@ pub fn run(args: &PsArgs) -> Result<()> {
             encoding: Encoding::F32Le,
             retry_for: Duration::from_secs(5),
         };
-        let remote = GrpcStore::connect(&handle.addr().to_string(), 0, 0, 1, options)?;
-        let mut socket = echo_peer(bytes)?;
-        let mut send = vec![7u8; bytes];
-        let mut recv = vec![0u8; bytes];
-        // [in-process push+pull, in-process pull, gRPC push+pull, gRPC pull, TCP round trip]
-        let mut times: [Vec<f64>; 5] = Default::default();
+        let connect = || GrpcStore::connect(&handle.addr().to_string(), 0, 0, 1, options.clone());
+        let (data_plane, grpc) = (connect()?, connect()?.without_data_plane());
+        anyhow::ensure!(data_plane.uses_data_plane(), "the server offered no data plane");
+        let (mut blocking, mut polled) = (echo_peer(bytes, false)?, echo_peer(bytes, true)?);
+        let mut buffers = (vec![7u8; bytes], vec![0u8; bytes]);
+        let mut times: [Vec<f64>; 8] = Default::default();
         for _ in 0..ROUNDS {
             times[0].push(push_pull(seconds, &server, &grad, &mut params)?);
             times[1].push(per_call(seconds, || server.pull(None, &mut params).map(drop).map_err(Into::into))?);
-            times[2].push(push_pull(seconds, &remote, &grad, &mut params)?);
-            times[3].push(per_call(seconds, || remote.pull(None, &mut params).map(drop).map_err(Into::into))?);
-            times[4].push(per_call(seconds, || {
-                socket.write_all(&send)?;
-                socket.read_exact(&mut recv)?;
-                std::mem::swap(&mut send, &mut recv);
-                Ok(())
-            })?);
+            times[2].push(push_pull(seconds, &grpc, &grad, &mut params)?);
+            times[3].push(per_call(seconds, || grpc.pull(None, &mut params).map(drop).map_err(Into::into))?);
+            times[4].push(push_pull(seconds, &data_plane, &grad, &mut params)?);
+            times[5].push(per_call(seconds, || data_plane.pull(None, &mut params).map(drop).map_err(Into::into))?);
+            times[6].push(echo(seconds, &mut blocking, &mut buffers, false)?);
+            times[7].push(echo(seconds, &mut polled, &mut buffers, true)?);
         }
         drop(handle);
-        let [round_trip, pull, grpc, grpc_pull, tcp] = times.map(|mut t| median(&mut t));
+        let [inproc, inproc_pull, grpc, grpc_pull, data, data_pull, tcp, tcp_polled] =
+            times.map(|mut t| median(&mut t));
         let mb = |secs: f64| 2.0 * bytes as f64 / secs / 1e6;
-        println!("inproc_push_pull_{label}_us: {:.1}", round_trip * 1e6);
-        println!("inproc_push_pull_{label}_mb_per_sec: {:.0}", mb(round_trip));
-        println!("inproc_pull_{label}_us: {:.1}", pull * 1e6);
-        println!("grpc_push_pull_{label}_us: {:.1}", grpc * 1e6);
-        println!("grpc_push_pull_{label}_mb_per_sec: {:.0}", mb(grpc));
-        println!("grpc_pull_{label}_us: {:.1}", grpc_pull * 1e6);
-        println!("tcp_loopback_roundtrip_{label}_us: {:.1}", tcp * 1e6);
+        let us = |name: &str, secs: f64| println!("{name}_{label}_us: {:.1}", secs * 1e6);
+        us("inproc_push_pull", inproc);
+        us("inproc_pull", inproc_pull);
+        us("grpc_push_pull", grpc);
+        us("grpc_pull", grpc_pull);
+        us("data_plane_push_pull", data);
+        println!("data_plane_push_pull_{label}_mb_per_sec: {:.0}", mb(data));
+        us("data_plane_pull", data_pull);
+        us("tcp_loopback_roundtrip", tcp);
+        us("tcp_loopback_polled_roundtrip", tcp_polled);
         println!("tcp_loopback_{label}_mb_per_sec: {:.0}", mb(tcp));
         println!("grpc_vs_tcp_{label}: {:.2}", tcp / grpc);
+        println!("data_plane_vs_tcp_{label}: {:.2}", tcp / data);
+        println!("data_plane_vs_polled_tcp_{label}: {:.2}", tcp_polled / data);
     }
     if args.a3c_config.exists() {
+        let embedded = a3c(args, "embedded", 1)?;
+        println!("a3c_1_embedded_worker_env_steps_per_sec: {embedded:.0}");
         for workers in [1, 2] {
-            println!("a3c_{workers}_worker_processes_env_steps_per_sec: {:.0}", a3c_processes(args, workers)?);
+            let processes = a3c(args, "processes", workers)?;
+            println!("a3c_{workers}_worker_processes_env_steps_per_sec: {processes:.0}");
+            if workers == 1 {
+                println!("a3c_1_worker_process_vs_embedded: {:.2}", processes / embedded);
+            }
         }
     }
     Ok(())

@@ -1,0 +1,568 @@
+//! The data plane: tensors between a worker and a parameter server on a plain TCP connection,
+//! beside gRPC's control plane (handshake, progress reports, the replay, the rendezvous).
+//!
+//! Why: on loopback a gRPC push+pull of 10 KB took ~8× a TCP round trip of the same bytes and
+//! a 1 MB one ~3× (HTTP/2 framing, protobuf copies, and a wake-up of an executor thread on
+//! each side per message). Small tensors are what A3C and async workers send after every
+//! rollout, so that latency bounded them. Here a push and the pull that follows it are one
+//! request and one reply, written from and read into the caller's `f32` buffers with no
+//! intermediate copy (on little-endian machines `f32` bytes are the wire bytes), by a blocking
+//! thread per connection on the server that calls the store directly.
+//!
+//! The data plane shares the gRPC port: the server looks at a new connection's first byte —
+//! [`MAGIC`]'s `S`, where HTTP/2 starts with `P` and TLS with `0x16` — and hands it to one or
+//! the other. A client uses it when the server's `Hello` offers it (a server with TLS does not:
+//! the data plane has no encryption, so tensors then stay on gRPC over TLS).
+//!
+//! Framing (little-endian): the client opens with [`MAGIC`], its protocol version, the model's
+//! layout hash, its shard and shard count and the run's token, and the server answers with a
+//! status byte and a message (empty, or why it refuses — the same checks as `Hello`). Then each
+//! call is a [`REQUEST_BYTES`] header and an optional tensor, answered by a [`REPLY_BYTES`]
+//! header and an optional tensor (or an error message). Tensors are encoded as
+//! [`wire::encode_into`] encodes them. Everything a peer sends is checked before use.
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::auth::Token;
+use crate::error::Result;
+use crate::proto::{Encoding, PROTOCOL_VERSION};
+use crate::server::ParamServer;
+use crate::service::{check_peer, ServiceConfig};
+use crate::store::{ParamStore, PushOutcome};
+use crate::wire;
+
+/// What a data-plane connection starts with.
+pub(crate) const MAGIC: [u8; 8] = *b"SHOALDP1";
+/// Bytes of a call's header.
+const REQUEST_BYTES: usize = 40;
+/// Bytes of a reply's header.
+const REPLY_BYTES: usize = 40;
+/// The longest token or error message either side reads.
+const MAX_TEXT: usize = 4096;
+/// How long a client polls for a reply, and a server for the next call, before sleeping in
+/// the kernel. Waking a sleeping thread cost ~25–35 µs on the 2-core VMs here — more than a
+/// whole small call — so a loopback round trip of 40 bytes took ~72 µs with blocking reads on
+/// both sides, 21 µs with either side polling and 6 µs with both (a 40 KB one: 80 and 19 µs).
+/// A reply is usually there within the client's budget; the server's covers the time a worker
+/// computes between two A3C pushes. Past the budget both sleep, so an idle run costs nothing.
+fn spin_budget(server: bool) -> Duration {
+    let (var, default) = if server { ("SHOAL_DATA_SERVER_SPIN_US", 100) } else { ("SHOAL_DATA_CLIENT_SPIN_US", 200) };
+    Duration::from_micros(std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
+}
+
+/// How long a client waits for a connection to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections one server serves at once (a thread each); more are refused with a message.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// What a call asks the server to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    PushGradient = 1,
+    Pull = 2,
+    PushGradientPull = 3,
+    PushParams = 4,
+}
+
+impl Op {
+    fn parse(code: u8) -> Option<Op> {
+        [Op::PushGradient, Op::Pull, Op::PushGradientPull, Op::PushParams].into_iter().find(|op| *op as u8 == code)
+    }
+
+    /// Whether the call carries a tensor to the server.
+    fn sends(self) -> bool {
+        self != Op::Pull
+    }
+}
+
+/// A call's header.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Call {
+    pub op: Op,
+    pub encoding: Encoding,
+    pub worker: u32,
+    /// The version a pushed gradient was computed at.
+    pub base_version: u64,
+    /// The version the caller holds (pulls send parameters only when the store is newer).
+    pub have: Option<u64>,
+}
+
+impl Call {
+    fn to_bytes(self, payload: usize) -> [u8; REQUEST_BYTES] {
+        let mut b = [0u8; REQUEST_BYTES];
+        b[0] = self.op as u8;
+        b[1] = self.encoding as u8;
+        b[2] = u8::from(self.have.is_some());
+        b[4..8].copy_from_slice(&self.worker.to_le_bytes());
+        b[8..16].copy_from_slice(&self.base_version.to_le_bytes());
+        b[16..24].copy_from_slice(&self.have.unwrap_or(0).to_le_bytes());
+        b[24..32].copy_from_slice(&(payload as u64).to_le_bytes());
+        b
+    }
+
+    /// The header and the byte count of the tensor that follows it.
+    fn parse(b: &[u8; REQUEST_BYTES]) -> std::result::Result<(Call, u64), String> {
+        let op = Op::parse(b[0]).ok_or_else(|| format!("unknown data-plane call {}", b[0]))?;
+        let encoding = Encoding::try_from(i32::from(b[1])).map_err(|_| format!("unknown tensor encoding {}", b[1]))?;
+        let have = (b[2] != 0).then(|| u64_at(b, 16));
+        let request = Call { op, encoding, worker: u32_at(b, 4), base_version: u64_at(b, 8), have };
+        Ok((request, u64_at(b, 24)))
+    }
+}
+
+/// A reply's header.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct Answer {
+    /// What became of a pushed tensor (`None` for a pull).
+    pub outcome: Option<PushOutcome>,
+    /// The version of the parameters that follow (`None`: the caller's are current).
+    pub params: Option<u64>,
+}
+
+/// A reply's first byte.
+const OK: u8 = 0;
+const ERROR: u8 = 1;
+
+impl Answer {
+    fn to_bytes(self, payload: usize) -> [u8; REPLY_BYTES] {
+        let mut b = [0u8; REPLY_BYTES];
+        b[0] = OK;
+        let (kind, version, staleness) = match self.outcome {
+            None => (0, 0, 0),
+            Some(PushOutcome::Applied { version, staleness }) => (1, version, staleness),
+            Some(PushOutcome::Stale { version, staleness }) => (2, version, staleness),
+        };
+        b[1] = kind;
+        b[2] = u8::from(self.params.is_some());
+        b[8..16].copy_from_slice(&version.to_le_bytes());
+        b[16..24].copy_from_slice(&staleness.to_le_bytes());
+        b[24..32].copy_from_slice(&self.params.unwrap_or(0).to_le_bytes());
+        b[32..40].copy_from_slice(&(payload as u64).to_le_bytes());
+        b
+    }
+
+    fn parse(b: &[u8; REPLY_BYTES]) -> std::result::Result<(Answer, u64), String> {
+        let (version, staleness) = (u64_at(b, 8), u64_at(b, 16));
+        let outcome = match b[1] {
+            0 => None,
+            1 => Some(PushOutcome::Applied { version, staleness }),
+            2 => Some(PushOutcome::Stale { version, staleness }),
+            other => return Err(format!("unknown push outcome {other} in a data-plane reply")),
+        };
+        let params = (b[2] != 0).then(|| u64_at(b, 24));
+        Ok((Answer { outcome, params }, u64_at(b, 32)))
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// Writes `head` then `body` with as few system calls as the kernel allows.
+fn write_both(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()> {
+    let mut written = 0;
+    let total = head.len() + body.len();
+    while written < total {
+        let n = if written < head.len() {
+            stream.write_vectored(&[IoSlice::new(&head[written..]), IoSlice::new(body)])?
+        } else {
+            stream.write(&body[written - head.len()..])?
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        written += n;
+    }
+    Ok(())
+}
+
+/// Writes a length-prefixed text (a token or an error message), cut at [`MAX_TEXT`] bytes.
+fn write_text(stream: &mut TcpStream, status: u8, text: &str) -> io::Result<()> {
+    let text = &text.as_bytes()[..text.len().min(MAX_TEXT)];
+    let mut head = [0u8; 5];
+    head[0] = status;
+    head[1..5].copy_from_slice(&(text.len() as u32).to_le_bytes());
+    write_both(stream, &head, text)
+}
+
+/// Reads exactly `buf.len()` bytes, polling without sleeping (yielding the core to any thread
+/// that wants it) for up to `spin` before a blocking read takes the rest — how the data plane
+/// reads (see `spin_budget` for why), public so that `shoal bench ps` can give its plain TCP
+/// reference the same reads.
+pub fn read_polling(stream: &mut TcpStream, buf: &mut [u8], spin: Duration) -> io::Result<()> {
+    let mut got = 0;
+    if !spin.is_zero() {
+        stream.set_nonblocking(true)?;
+        let start = Instant::now();
+        let polled = loop {
+            if got == buf.len() {
+                break Ok(());
+            }
+            match stream.read(&mut buf[got..]) {
+                Ok(0) => break Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if start.elapsed() >= spin {
+                        break Ok(());
+                    }
+                    std::thread::yield_now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        stream.set_nonblocking(false)?;
+        polled?;
+    }
+    stream.read_exact(&mut buf[got..])
+}
+
+fn read_text(stream: &mut TcpStream, len: u64) -> io::Result<String> {
+    if len > MAX_TEXT as u64 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("a text of {len} bytes (at most {MAX_TEXT})")));
+    }
+    let mut text = vec![0u8; len as usize];
+    stream.read_exact(&mut text)?;
+    Ok(String::from_utf8_lossy(&text).into_owned())
+}
+
+/// The bytes of `values` as they go on the wire: the values themselves for f32 on a
+/// little-endian machine, else their encoding in `scratch`.
+fn wire_bytes<'a>(values: &'a [f32], encoding: Encoding, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+    if encoding == Encoding::F32Le && cfg!(target_endian = "little") {
+        bytemuck::cast_slice(values)
+    } else {
+        wire::encode_into(values, encoding, scratch);
+        scratch
+    }
+}
+
+/// Reads a tensor of `bytes` bytes into `out`: straight into it for f32 on a little-endian
+/// machine, else through `scratch`. The caller has checked `bytes` against `out`'s length.
+fn read_tensor(
+    stream: &mut TcpStream,
+    encoding: Encoding,
+    bytes: u64,
+    out: &mut [f32],
+    scratch: &mut Vec<u8>,
+) -> io::Result<std::result::Result<(), wire::WireError>> {
+    if encoding == Encoding::F32Le && cfg!(target_endian = "little") {
+        stream.read_exact(bytemuck::cast_slice_mut(out))?;
+        return Ok(Ok(()));
+    }
+    scratch.resize(bytes as usize, 0);
+    stream.read_exact(scratch)?;
+    Ok(wire::decode_into(scratch, encoding, out))
+}
+
+/// The server side: accepts data-plane connections for one [`ParamServer`].
+pub(crate) struct DataPlaneServer {
+    store: Arc<ParamServer>,
+    cfg: ServiceConfig,
+    /// Open connections (a clone of each socket), shut down when the server stops.
+    open: Mutex<HashMap<u64, TcpStream>>,
+    next_id: AtomicU64,
+}
+
+impl DataPlaneServer {
+    /// The data plane of `store`, or `None` when the server uses TLS (the data plane has no
+    /// encryption, so tensors then go over gRPC).
+    pub(crate) fn new(store: Arc<ParamServer>, cfg: &ServiceConfig) -> Option<Arc<Self>> {
+        cfg.tls.is_none().then(|| {
+            Arc::new(DataPlaneServer { store, cfg: cfg.clone(), open: Mutex::default(), next_id: AtomicU64::new(0) })
+        })
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<u64, TcpStream>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serves `stream` (whose first byte was [`MAGIC`]'s) on a thread of its own.
+    pub(crate) fn accept(self: &Arc<Self>, stream: TcpStream) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let full = self.open().len() >= MAX_CONNECTIONS;
+        if !full {
+            if let Ok(clone) = stream.try_clone() {
+                self.open().insert(id, clone);
+            }
+        }
+        let server = Arc::clone(self);
+        let spawned = std::thread::Builder::new().name(format!("shoal-ps-data-{id}")).spawn(move || {
+            let mut stream = stream;
+            let _ = if full {
+                write_text(
+                    &mut stream,
+                    ERROR,
+                    &format!(
+                        "the server serves {MAX_CONNECTIONS} data-plane connections at most; retry later or add shards"
+                    ),
+                )
+            } else {
+                server.serve(&mut stream)
+            };
+            server.open().remove(&id);
+        });
+        if spawned.is_err() {
+            self.open().remove(&id);
+        }
+    }
+
+    /// Shuts every open connection down (their threads see the end of the stream and exit).
+    pub(crate) fn close_all(&self) {
+        for (_, stream) in self.open().drain() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// The handshake: magic, protocol, layout, shard and token, checked as `Hello` checks them.
+    fn handshake(&self, stream: &mut TcpStream) -> io::Result<bool> {
+        let mut head = [0u8; 30];
+        stream.read_exact(&mut head)?;
+        let token = read_text(stream, u64::from(u16::from_le_bytes([head[28], head[29]])))?;
+        let refusal = if head[..8] != MAGIC {
+            Some("not a shoal data-plane client".to_string())
+        } else if !self.cfg.token.matches(token.as_bytes()) {
+            Some(format!("wrong token: set {} to the run's token", crate::auth::TOKEN_ENV))
+        } else {
+            let layout = format!("{:016x}", u64_at(&head, 12));
+            check_peer(&self.cfg, u32_at(&head, 8), &layout, u32_at(&head, 20), u32_at(&head, 24)).err()
+        };
+        write_text(stream, if refusal.is_some() { ERROR } else { OK }, refusal.as_deref().unwrap_or(""))?;
+        Ok(refusal.is_none())
+    }
+
+    fn serve(&self, stream: &mut TcpStream) -> io::Result<()> {
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        if !self.handshake(stream)? {
+            return Ok(());
+        }
+        // Between calls a worker may think (roll out, compute) for as long as it likes.
+        stream.set_read_timeout(None)?;
+        let len = self.store.len();
+        let mut received = vec![0.0f32; len];
+        let mut scratch = Vec::new();
+        let spin = spin_budget(true);
+        loop {
+            let mut head = [0u8; REQUEST_BYTES];
+            match read_polling(stream, &mut head, spin) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                other => other?,
+            }
+            let (request, bytes) = match Call::parse(&head) {
+                Ok(parsed) => parsed,
+                Err(message) => return write_text(stream, ERROR, &message),
+            };
+            let expected = if request.op.sends() { wire::encoded_len(len, request.encoding) as u64 } else { 0 };
+            if bytes != expected {
+                // The stream cannot be resynchronized: answer, and close.
+                let message = format!(
+                    "a tensor of {bytes} bytes where this shard ({len} parameters, {:?}) takes {expected}; is the worker running another model layout?",
+                    request.encoding
+                );
+                return write_text(stream, ERROR, &message);
+            }
+            if request.op.sends() {
+                if let Err(e) = read_tensor(stream, request.encoding, bytes, &mut received, &mut scratch)? {
+                    return write_text(stream, ERROR, &format!("malformed tensor: {e}"));
+                }
+            }
+            match self.call(request, &mut received) {
+                Ok((answer, tensor)) => {
+                    let values = match &tensor {
+                        Tensor::None => None,
+                        Tensor::Received => Some(&received[..]),
+                        Tensor::Snapshot(params) => Some(&params[..]),
+                    };
+                    match values {
+                        Some(values) => {
+                            let body = wire_bytes(values, request.encoding, &mut scratch);
+                            write_both(stream, &answer.to_bytes(body.len()), body)?;
+                        }
+                        None => stream.write_all(&answer.to_bytes(0))?,
+                    }
+                }
+                Err(e) => write_text(stream, ERROR, &e.to_string())?,
+            }
+        }
+    }
+
+    /// Runs one call on the store; the answer, and the tensor that follows it.
+    fn call(&self, call: Call, received: &mut [f32]) -> Result<(Answer, Tensor)> {
+        let worker = call.worker as usize;
+        let pull = || match self.store.snapshot_if_newer(call.have) {
+            Some((params, version)) => (Some(version), Tensor::Snapshot(params)),
+            None => (None, Tensor::None),
+        };
+        Ok(match call.op {
+            Op::PushGradient => {
+                let outcome = self.store.push_gradient(worker, call.base_version, received)?;
+                (Answer { outcome: Some(outcome), params: None }, Tensor::None)
+            }
+            Op::Pull => {
+                let (params, tensor) = pull();
+                (Answer { outcome: None, params }, tensor)
+            }
+            Op::PushGradientPull => {
+                let outcome = self.store.push_gradient(worker, call.base_version, received)?;
+                let (params, tensor) = pull();
+                (Answer { outcome: Some(outcome), params }, tensor)
+            }
+            Op::PushParams => {
+                let outcome = self.store.push_params(worker, received)?;
+                let version = match outcome {
+                    PushOutcome::Applied { version, .. } | PushOutcome::Stale { version, .. } => version,
+                };
+                (Answer { outcome: Some(outcome), params: Some(version) }, Tensor::Received)
+            }
+        })
+    }
+}
+
+/// The tensor a reply carries.
+enum Tensor {
+    None,
+    /// What the caller pushed, as the store left it (a parameter push's result).
+    Received,
+    /// The store's parameters, shared until its next update.
+    Snapshot(Arc<Vec<f32>>),
+}
+
+/// Why a data-plane call failed: the connection (retried on a new one), or the server's answer.
+pub(crate) enum CallError {
+    Io(io::Error),
+    /// The server refused the handshake.
+    Refused(String),
+    /// The server answered the call with an error.
+    Remote(String),
+}
+
+impl From<io::Error> for CallError {
+    fn from(e: io::Error) -> Self {
+        CallError::Io(e)
+    }
+}
+
+/// The client side: one connection to a server's data plane.
+pub(crate) struct DataPlaneClient {
+    stream: TcpStream,
+    scratch: Vec<u8>,
+    spin: Duration,
+}
+
+/// Who a client says it is in the handshake.
+pub(crate) struct Introduction<'a> {
+    pub token: &'a Token,
+    pub layout_hash: u64,
+    pub shard: u32,
+    pub shards: u32,
+}
+
+impl DataPlaneClient {
+    /// Connects to `addr` and introduces the client; the server's refusal is
+    /// [`CallError::Refused`].
+    pub(crate) fn connect(addr: &str, who: &Introduction<'_>) -> std::result::Result<Self, CallError> {
+        // A bounded connect, as gRPC's (an unplugged host would otherwise hold it for minutes
+        // of SYN retries, past the retry window's own backoff).
+        let target =
+            addr.to_socket_addrs()?.next().ok_or_else(|| io::Error::other(format!("{addr} has no address")))?;
+        let mut stream = TcpStream::connect_timeout(&target, CONNECT_TIMEOUT)?;
+        stream.set_nodelay(true)?;
+        let secret = who.token.secret().as_bytes();
+        let mut head = [0u8; 30];
+        head[..8].copy_from_slice(&MAGIC);
+        head[8..12].copy_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+        head[12..20].copy_from_slice(&who.layout_hash.to_le_bytes());
+        head[20..24].copy_from_slice(&who.shard.to_le_bytes());
+        head[24..28].copy_from_slice(&who.shards.to_le_bytes());
+        head[28..30].copy_from_slice(&(secret.len().min(MAX_TEXT) as u16).to_le_bytes());
+        write_both(&mut stream, &head, &secret[..secret.len().min(MAX_TEXT)])?;
+        let (status, message) = read_status(&mut stream)?;
+        if status != OK {
+            return Err(CallError::Refused(message));
+        }
+        Ok(DataPlaneClient { stream, scratch: Vec::new(), spin: spin_budget(false) })
+    }
+
+    /// One call: the header, `send` when the call carries a tensor, and the reply, whose
+    /// parameters (if the server sent any) land in `receive`.
+    pub(crate) fn call(
+        &mut self,
+        request: Call,
+        send: &[f32],
+        receive: &mut [f32],
+    ) -> std::result::Result<Answer, CallError> {
+        let body = if request.op.sends() { wire_bytes(send, request.encoding, &mut self.scratch) } else { &[] };
+        write_both(&mut self.stream, &request.to_bytes(body.len()), body)?;
+        let mut head = [0u8; REPLY_BYTES];
+        read_polling(&mut self.stream, &mut head[..1], self.spin)?;
+        if head[0] != OK {
+            let mut len = [0u8; 4];
+            self.stream.read_exact(&mut len)?;
+            return Err(CallError::Remote(read_text(&mut self.stream, u64::from(u32::from_le_bytes(len)))?));
+        }
+        self.stream.read_exact(&mut head[1..])?;
+        let invalid = |m: String| CallError::Io(io::Error::new(io::ErrorKind::InvalidData, m));
+        let (reply, bytes) = Answer::parse(&head).map_err(invalid)?;
+        if reply.params.is_some() {
+            let expected = wire::encoded_len(receive.len(), request.encoding) as u64;
+            if bytes != expected {
+                return Err(invalid(format!("the server sent {bytes} bytes of parameters, expected {expected}")));
+            }
+            read_tensor(&mut self.stream, request.encoding, bytes, receive, &mut self.scratch)?
+                .map_err(|e| invalid(e.to_string()))?;
+        }
+        Ok(reply)
+    }
+}
+
+fn read_status(stream: &mut TcpStream) -> io::Result<(u8, String)> {
+    let mut head = [0u8; 5];
+    stream.read_exact(&mut head)?;
+    Ok((head[0], read_text(stream, u64::from(u32_at(&head, 1)))?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_survive_the_wire() {
+        for op in [Op::PushGradient, Op::Pull, Op::PushGradientPull, Op::PushParams] {
+            for have in [None, Some(0), Some(u64::MAX)] {
+                let request = Call { op, encoding: Encoding::Int8, worker: 7, base_version: 1 << 40, have };
+                assert_eq!(Call::parse(&request.to_bytes(123)), Ok((request, 123)));
+            }
+        }
+        let outcomes = [
+            None,
+            Some(PushOutcome::Applied { version: 5, staleness: 2 }),
+            Some(PushOutcome::Stale { version: 9, staleness: 4 }),
+        ];
+        for outcome in outcomes {
+            for params in [None, Some(3)] {
+                let reply = Answer { outcome, params };
+                assert_eq!(Answer::parse(&reply.to_bytes(77)), Ok((reply, 77)));
+            }
+        }
+        let mut bad =
+            Call { op: Op::Pull, encoding: Encoding::F32Le, worker: 0, base_version: 0, have: None }.to_bytes(0);
+        bad[0] = 9;
+        assert_eq!(Call::parse(&bad).unwrap_err(), "unknown data-plane call 9");
+        bad[0] = 2;
+        bad[1] = 5;
+        assert_eq!(Call::parse(&bad).unwrap_err(), "unknown tensor encoding 5");
+    }
+}
