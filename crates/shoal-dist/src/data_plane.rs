@@ -49,9 +49,11 @@ const MAX_TEXT: usize = 4096;
 /// whole small call — so a loopback round trip of 40 bytes took ~72 µs with blocking reads on
 /// both sides, 21 µs with either side polling and 6 µs with both (a 40 KB one: 80 and 19 µs).
 /// A reply is usually there within the client's budget; the server's covers the time a worker
-/// computes between two A3C pushes. Past the budget both sleep, so an idle run costs nothing.
+/// computes between two A3C pushes (one worker process stepped 164k env steps/s with 100 µs,
+/// 221k with 300 µs). Past the budget both sleep, so an idle run costs nothing; 0 turns
+/// polling off (`SHOAL_DATA_CLIENT_SPIN_US`, `SHOAL_DATA_SERVER_SPIN_US`).
 fn spin_budget(server: bool) -> Duration {
-    let (var, default) = if server { ("SHOAL_DATA_SERVER_SPIN_US", 100) } else { ("SHOAL_DATA_CLIENT_SPIN_US", 200) };
+    let (var, default) = if server { ("SHOAL_DATA_SERVER_SPIN_US", 300) } else { ("SHOAL_DATA_CLIENT_SPIN_US", 200) };
     Duration::from_micros(std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
 }
 
@@ -197,36 +199,68 @@ fn write_text(stream: &mut TcpStream, status: u8, text: &str) -> io::Result<()> 
     write_both(stream, &head, text)
 }
 
-/// Reads exactly `buf.len()` bytes, polling without sleeping (yielding the core to any thread
-/// that wants it) for up to `spin` before a blocking read takes the rest — how the data plane
-/// reads (see `spin_budget` for why), public so that `shoal bench ps` can give its plain TCP
-/// reference the same reads.
-pub fn read_polling(stream: &mut TcpStream, buf: &mut [u8], spin: Duration) -> io::Result<()> {
-    let mut got = 0;
-    if !spin.is_zero() {
-        stream.set_nonblocking(true)?;
-        let start = Instant::now();
-        let polled = loop {
-            if got == buf.len() {
-                break Ok(());
-            }
-            match stream.read(&mut buf[got..]) {
-                Ok(0) => break Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if start.elapsed() >= spin {
-                        break Ok(());
-                    }
-                    std::thread::yield_now();
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        stream.set_nonblocking(false)?;
-        polled?;
+/// Reads that poll a nonblocking socket (yielding the core to any thread that wants it) for
+/// up to a budget before a blocking read takes the rest (see `spin_budget` for why), and stop
+/// polling for a while where it does not pay: on a machine with more runnable threads than
+/// cores a yielding poller waits behind them for whole time slices, while a sleeping reader is
+/// woken ahead of them — with two busy loops on the two cores here, A3C with 2 worker processes
+/// stepped 17–23k env steps/s polling every read and 182k blocking. Public so that `shoal bench
+/// ps` can give its plain TCP reference the same reads.
+#[derive(Debug, Clone)]
+pub struct PolledReads {
+    budget: Duration,
+    /// Reads left that block at once, after a poll that did not pay.
+    resting: u32,
+}
+
+/// Blocking reads after a poll that did not pay, before polling is tried again.
+const REST_READS: u32 = 16;
+
+impl PolledReads {
+    /// Polls up to `budget` per read (zero: plain blocking reads).
+    pub fn new(budget: Duration) -> Self {
+        PolledReads { budget, resting: 0 }
     }
-    stream.read_exact(&mut buf[got..])
+
+    /// Reads exactly `buf.len()` bytes from `stream` (a blocking socket, left blocking).
+    pub fn read_exact(&mut self, stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<()> {
+        if self.budget.is_zero() || self.resting > 0 {
+            self.resting = self.resting.saturating_sub(1);
+            return stream.read_exact(buf);
+        }
+        let start = Instant::now();
+        let got = poll(stream, buf, self.budget)?;
+        if got < buf.len() || start.elapsed() > self.budget {
+            self.resting = REST_READS;
+        }
+        stream.read_exact(&mut buf[got..])
+    }
+}
+
+/// Reads what arrives within `budget` without sleeping; returns the bytes read.
+fn poll(stream: &mut TcpStream, buf: &mut [u8], budget: Duration) -> io::Result<usize> {
+    let mut got = 0;
+    stream.set_nonblocking(true)?;
+    let start = Instant::now();
+    let polled = loop {
+        if got == buf.len() {
+            break Ok(got);
+        }
+        match stream.read(&mut buf[got..]) {
+            Ok(0) => break Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if start.elapsed() >= budget {
+                    break Ok(got);
+                }
+                std::thread::yield_now();
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    stream.set_nonblocking(false)?;
+    polled
 }
 
 fn read_text(stream: &mut TcpStream, len: u64) -> io::Result<String> {
@@ -354,10 +388,10 @@ impl DataPlaneServer {
         let len = self.store.len();
         let mut received = vec![0.0f32; len];
         let mut scratch = Vec::new();
-        let spin = spin_budget(true);
+        let mut reads = PolledReads::new(spin_budget(true));
         loop {
             let mut head = [0u8; REQUEST_BYTES];
-            match read_polling(stream, &mut head, spin) {
+            match reads.read_exact(stream, &mut head) {
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
                 other => other?,
             }
@@ -459,7 +493,7 @@ impl From<io::Error> for CallError {
 pub(crate) struct DataPlaneClient {
     stream: TcpStream,
     scratch: Vec<u8>,
-    spin: Duration,
+    reads: PolledReads,
 }
 
 /// Who a client says it is in the handshake.
@@ -493,7 +527,7 @@ impl DataPlaneClient {
         if status != OK {
             return Err(CallError::Refused(message));
         }
-        Ok(DataPlaneClient { stream, scratch: Vec::new(), spin: spin_budget(false) })
+        Ok(DataPlaneClient { stream, scratch: Vec::new(), reads: PolledReads::new(spin_budget(false)) })
     }
 
     /// One call: the header, `send` when the call carries a tensor, and the reply, whose
@@ -507,7 +541,7 @@ impl DataPlaneClient {
         let body = if request.op.sends() { wire_bytes(send, request.encoding, &mut self.scratch) } else { &[] };
         write_both(&mut self.stream, &request.to_bytes(body.len()), body)?;
         let mut head = [0u8; REPLY_BYTES];
-        read_polling(&mut self.stream, &mut head[..1], self.spin)?;
+        self.reads.read_exact(&mut self.stream, &mut head[..1])?;
         if head[0] != OK {
             let mut len = [0u8; 4];
             self.stream.read_exact(&mut len)?;

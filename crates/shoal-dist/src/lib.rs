@@ -34,7 +34,7 @@ pub mod wire;
 pub use allreduce::{AllReduce, LocalGroup};
 pub use auth::{Token, TOKEN_ENV};
 pub use client::{ClientOptions, ClientTls, GrpcStore};
-pub use data_plane::read_polling;
+pub use data_plane::PolledReads;
 pub use engine::{IdentityFlags, TaskIdentity};
 pub use error::{DistError, Result};
 pub use monitor::{Coordinator, RunMonitor, RunStatus, RunTotals, StopRule};

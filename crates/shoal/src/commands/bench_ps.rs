@@ -6,7 +6,7 @@
 //! peer and back, with blocking reads and with the data plane's polled reads. Then env
 //! steps/s of A3C with one embedded worker and with 1 and 2 worker processes.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
@@ -14,7 +14,8 @@ use anyhow::Result;
 use std::sync::Arc;
 
 use shoal_dist::{
-    ClientOptions, Encoding, GrpcStore, ParamServer, ParamStore, ServiceConfig, ShardInfo, Token, UpdateMode,
+    ClientOptions, Encoding, GrpcStore, ParamServer, ParamStore, PolledReads, ServiceConfig, ShardInfo, Token,
+    UpdateMode,
 };
 use shoal_nn::Sgd;
 
@@ -57,17 +58,13 @@ fn a3c(args: &PsArgs, topology: &str, workers: usize) -> Result<f64> {
 
 const SIZES: [(&str, usize); 3] = [("10KB", 10 * 1024), ("1MB", 1 << 20), ("10MB", 10 << 20)];
 
-/// How a TCP reference reads: blocking, or polled as the data plane reads.
-fn read(socket: &mut TcpStream, buf: &mut [u8], polled: bool) -> std::io::Result<()> {
-    if polled {
-        shoal_dist::read_polling(socket, buf, POLL)
-    } else {
-        socket.read_exact(buf)
-    }
-}
-
 /// The polled reads' budget, the data plane client's default.
 const POLL: Duration = Duration::from_micros(200);
+
+/// How a TCP reference reads: blocking, or polled as the data plane reads.
+fn reads(polled: bool) -> PolledReads {
+    PolledReads::new(if polled { POLL } else { Duration::ZERO })
+}
 
 /// A loopback peer that echoes every buffer of `bytes` back, and the client's socket.
 fn echo_peer(bytes: usize, polled: bool) -> Result<TcpStream> {
@@ -77,8 +74,9 @@ fn echo_peer(bytes: usize, polled: bool) -> Result<TcpStream> {
         let (mut conn, _) = listener.accept()?;
         conn.set_nodelay(true)?;
         let mut buf = vec![0u8; bytes];
+        let mut reads = reads(polled);
         loop {
-            read(&mut conn, &mut buf, polled)?;
+            reads.read_exact(&mut conn, &mut buf)?;
             conn.write_all(&buf)?;
         }
     });
@@ -89,9 +87,10 @@ fn echo_peer(bytes: usize, polled: bool) -> Result<TcpStream> {
 
 /// Mean seconds of sending `bytes` bytes to an echo peer and reading them back.
 fn echo(seconds: f64, socket: &mut TcpStream, buffers: &mut (Vec<u8>, Vec<u8>), polled: bool) -> Result<f64> {
+    let mut reads = reads(polled);
     per_call(seconds, || {
         socket.write_all(&buffers.0)?;
-        read(socket, &mut buffers.1, polled)?;
+        reads.read_exact(socket, &mut buffers.1)?;
         std::mem::swap(&mut buffers.0, &mut buffers.1);
         Ok(())
     })
