@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 
 use crate::auth::Token;
 use crate::error::Result;
+use crate::peer::{check_peer, ServiceConfig};
 use crate::proto::{Encoding, PROTOCOL_VERSION};
 use crate::server::ParamServer;
-use crate::service::{check_peer, ServiceConfig};
 use crate::store::{ParamStore, PushOutcome};
 use crate::wire;
 

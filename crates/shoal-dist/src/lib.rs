@@ -22,6 +22,7 @@ mod data_plane;
 pub mod engine;
 mod error;
 mod monitor;
+mod peer;
 pub mod proto;
 pub mod rendezvous;
 pub mod replay;

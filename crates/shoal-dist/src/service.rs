@@ -16,10 +16,11 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::server::Router;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::Token;
 use crate::data_plane::{DataPlaneServer, MAGIC};
 use crate::error::{DistError, Result};
 use crate::monitor::{Coordinator, RunMonitor};
+use crate::peer::check_peer;
+pub use crate::peer::{ServerTls, ServiceConfig, ShardInfo};
 use crate::proto::param_service_server::{ParamService, ParamServiceServer};
 use crate::proto::{
     Chunk, Encoding, HelloReply, HelloRequest, PullRequest, PushReply, ReportReply, ReportRequest, PROTOCOL_VERSION,
@@ -27,38 +28,6 @@ use crate::proto::{
 use crate::server::ParamServer;
 use crate::store::{ParamStore, PushOutcome};
 use crate::wire::{self, Assembler, MAX_MESSAGE_BYTES};
-
-/// Which part of the whole parameter vector a server holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShardInfo {
-    pub index: u32,
-    pub count: u32,
-    /// Index of this shard's first parameter in the whole vector.
-    pub offset: u64,
-}
-
-impl ShardInfo {
-    /// The only shard of an unsharded store.
-    pub const WHOLE: ShardInfo = ShardInfo { index: 0, count: 1, offset: 0 };
-}
-
-/// A server's TLS identity: PEM certificate chain and private key (feature `tls`).
-#[derive(Debug, Clone)]
-pub struct ServerTls {
-    pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
-}
-
-/// What a served store is checked against.
-#[derive(Debug, Clone)]
-pub struct ServiceConfig {
-    /// Serve over TLS with this identity (plain HTTP/2 when `None`).
-    pub tls: Option<ServerTls>,
-    pub token: Token,
-    /// [`shoal_nn::ParamLayout::fingerprint`] of the whole model.
-    pub layout_hash: u64,
-    pub shard: ShardInfo,
-}
 
 /// HTTP/2 flow-control windows: large, so a 10 MB tensor is not throttled by round trips.
 pub(crate) const STREAM_WINDOW: u32 = 16 << 20;
@@ -147,35 +116,6 @@ fn push_reply(outcome: PushOutcome) -> PushReply {
         PushOutcome::Applied { version, staleness } => PushReply { applied: true, version, staleness },
         PushOutcome::Stale { version, staleness } => PushReply { applied: false, version, staleness },
     }
-}
-
-/// The checks of a client's introduction (gRPC `Hello` and the data plane's handshake): the
-/// same protocol version, model layout and shard as this server, or a message naming both sides.
-pub(crate) fn check_peer(
-    cfg: &ServiceConfig,
-    protocol_version: u32,
-    layout_hash: &str,
-    shard: u32,
-    shards: u32,
-) -> std::result::Result<(), String> {
-    if protocol_version != PROTOCOL_VERSION {
-        return Err(format!(
-            "protocol version mismatch: the worker speaks version {protocol_version}, this server version {PROTOCOL_VERSION}; run the same shoal release everywhere"
-        ));
-    }
-    let server_hash = format!("{:016x}", cfg.layout_hash);
-    if layout_hash != server_hash {
-        return Err(format!(
-            "model layout mismatch: the worker's layout hash is {layout_hash}, the server's {server_hash}; start both from the same config (env and net sections)"
-        ));
-    }
-    if (shard, shards) != (cfg.shard.index, cfg.shard.count) {
-        return Err(format!(
-            "shard mismatch: the worker expects shard {shard} of {shards}, this server is shard {} of {}",
-            cfg.shard.index, cfg.shard.count
-        ));
-    }
-    Ok(())
 }
 
 #[tonic::async_trait]

@@ -23,6 +23,9 @@ pub enum Bench {
     Ps(super::bench_ps::PsArgs),
     /// Prioritized replay: insert, sample(512) and priority-update rates, in process and gRPC.
     Replay(super::bench_replay::ReplayArgs),
+    /// Under `mpirun -np N` (feature `mpi`): MPI_Allreduce against a sync parameter-server round
+    /// and plain TCP, for 1 MB and 10 MB gradients.
+    Allreduce(super::bench_allreduce::AllreduceArgs),
 }
 
 /// Arguments of `shoal bench env`.
@@ -51,6 +54,7 @@ pub fn run(bench: &Bench) -> Result<()> {
         Bench::Learn(args) => super::bench_learn::learn_table(args),
         Bench::Ps(args) => super::bench_ps::run(args),
         Bench::Replay(args) => super::bench_replay::run(args),
+        Bench::Allreduce(args) => super::bench_allreduce::run(args),
     }
 }
 
