@@ -27,7 +27,7 @@ TOKEN = "scale-bench-token-0123456789"
 
 # (name, config, servers on host 1 before the workers, budget)
 RUNS = [
-    ("A3C", "cartpole-a3c.toml", 1, 300_000),
+    ("A3C", "cartpole-a3c.toml", 1, 2_000_000),
     ("Ape-X", "cartpole-apex.toml", 3, 100_000),
 ]
 
