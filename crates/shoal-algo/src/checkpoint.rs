@@ -76,6 +76,12 @@ pub fn save_checkpoint(agent: &mut dyn Agent, loop_state: &LoopState, dir: &Path
     Ok(())
 }
 
+/// Whether `dir` holds a checkpoint [`load_checkpoint`] can read (itself, or the previous one
+/// left under its `.old` name by a save interrupted between its two renames).
+pub fn checkpoint_exists(dir: &Path) -> bool {
+    dir.join("state.json").exists() || sibling(dir, "old").join("state.json").exists()
+}
+
 /// Loads a checkpoint directory into `agent` and returns the loop's counters. If a crash
 /// interrupted a save between its two renames, the previous checkpoint is still complete
 /// under its `.old` name and is used.

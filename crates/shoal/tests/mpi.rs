@@ -73,3 +73,45 @@ fn allreduce_ppo_solves_cartpole_on_one_host_and_across_two_namespaces() {
         assert_eq!(local[key], across[key], "{key}: the same ranks computed differently across hosts");
     }
 }
+
+/// A requeued or resubmitted all-reduce job resumes: every rank checkpoints at the same
+/// iterations (rank 0 where `shoal eval` reads, the others in `checkpoints/rank-R`), and the
+/// same command on the same directory continues from them; ranks without a matching
+/// checkpoint are refused by name rather than silently restarted.
+#[test]
+fn a_resubmitted_allreduce_run_resumes_every_rank_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = |env_steps: u64| {
+        let output = mpirun()
+            .arg(env!("CARGO_BIN_EXE_shoal"))
+            .args(["run", &config(), "--out"])
+            .arg(&out)
+            .args(["--set", &format!("stop.env_steps={env_steps}"), "--set", "stop.eval_every=1000000"])
+            .args(["--set", "run.checkpoint_every=10240"])
+            .output()
+            .expect("running mpirun (Debian: apt-get install openmpi-bin)");
+        let log = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), log)
+    };
+    let summary =
+        || -> serde_json::Value { serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap() };
+    let (ok, log) = run(20_480);
+    assert!(ok, "{log}");
+    assert_eq!(summary()["env_steps"], 20_480);
+    assert!(out.join("checkpoints/latest/state.json").exists() && out.join("checkpoints/rank-1/state.json").exists());
+
+    let (ok, log) = run(40_960);
+    assert!(ok, "{log}");
+    for rank in 0..2 {
+        assert!(log.contains(&format!("rank {rank} resumed at 10240 env steps")), "rank {rank} did not resume:\n{log}");
+    }
+    assert_eq!(summary()["env_steps"], 40_960, "the resumed run continued to the new budget");
+    let rows = std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().count() - 1;
+    assert_eq!(rows, 160, "one metrics row per iteration of both runs, none repeated (256 env steps each)");
+
+    std::fs::remove_dir_all(out.join("checkpoints/rank-1")).unwrap();
+    let (ok, log) = run(61_440);
+    assert!(!ok, "a rank without its checkpoint must not start over silently:\n{log}");
+    assert!(log.contains("1 of 2 ranks hold no checkpoint"), "{log}");
+}

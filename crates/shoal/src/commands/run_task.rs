@@ -26,16 +26,16 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use shoal_algo::checkpoint::{save_checkpoint, write_json};
+use shoal_algo::checkpoint::{checkpoint_exists, load_checkpoint, save_checkpoint, write_json};
 use shoal_algo::cluster::{ClusterConfig, Mode};
 use shoal_algo::data_parallel::{join_group, rank_stop, GroupStop};
 use shoal_algo::registry::{server_spec, worker_agent};
-use shoal_algo::{learn, Algo, Callback, LoopState, TrainConfig};
+use shoal_algo::{learn, Agent, Algo, Callback, LoopState, TrainConfig};
 use shoal_dist::{
     spawn_rendezvous, AllReduce, ClientOptions, Coordinator, IdentityFlags, RendezvousClient, RendezvousState,
     RunIdentity, ShardedStore, TaskIdentity, Token,
@@ -44,7 +44,7 @@ use shoal_dist::{
 use super::launch::collect;
 use super::ps::{self, Security, ShardServe};
 use super::replay::{self, ReplayServe};
-use super::train::MetricsLogger;
+use super::train::{Checkpointer, MetricsLogger};
 use super::worker::{self, WorkerRole};
 use crate::run::RunDir;
 
@@ -230,20 +230,26 @@ fn run_rank(args: &Args, config: &TrainConfig, cluster: &ClusterConfig, group: A
     let mut agent = worker_agent(config, rank)?;
     join_group(agent.as_mut(), Arc::clone(&group))?;
     let run_dir = RunDir::shared(&args.out)?;
+    let checkpoint = rank_checkpoint(&run_dir, rank);
+    let mut state = resume_rank(agent.as_mut(), &checkpoint, group.as_ref())?;
     let mut group_stop = GroupStop::new(Arc::clone(&group), &config.common);
     let mut logger = None;
     if rank == 0 {
         run_dir.write_config(config)?;
         logger = Some(MetricsLogger::open(&run_dir, size as u64)?);
     }
-    let mut callbacks: Vec<&mut dyn Callback> = vec![&mut group_stop];
+    // Every rank checkpoints at the same iterations (they step in lockstep), so a requeued
+    // job resumes all of them from one point. Ctrl-C is mpirun's to handle: the flag stays unset.
+    let every = config.common.run.checkpoint_every.div_ceil(size as u64);
+    let never = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut checkpointer = Checkpointer::new(checkpoint.clone(), every, agent.as_ref(), state, never);
+    let mut callbacks: Vec<&mut dyn Callback> = vec![&mut group_stop, &mut checkpointer];
     if let Some(logger) = logger.as_mut() {
         callbacks.push(logger);
     }
-    let mut state = LoopState::default();
     let mut summary = learn(agent.as_mut(), &rank_stop(&config.common.stop, size), &mut state, &mut callbacks)?;
+    save_checkpoint(agent.as_mut(), &state, &checkpoint)?;
     if rank == 0 {
-        save_checkpoint(agent.as_mut(), &state, &run_dir.checkpoint())?;
         // Every rank stepped as many env steps as rank 0; the episodes are rank 0's.
         summary.env_steps *= size as u64;
         summary.env_steps_per_sec *= size as f64;
@@ -252,6 +258,50 @@ fn run_rank(args: &Args, config: &TrainConfig, cluster: &ClusterConfig, group: A
         eprintln!("shoal run: run saved in {}", run_dir.root.display());
     }
     Ok(())
+}
+
+/// Where rank `rank` of an all-reduce group checkpoints: rank 0 where any run does (what
+/// `shoal eval` and `train --resume` read), the others beside it in `checkpoints/rank-R`
+/// (each rank's envs and random streams are its own; the model and optimizer are equal).
+fn rank_checkpoint(run_dir: &RunDir, rank: usize) -> PathBuf {
+    match rank {
+        0 => run_dir.checkpoint(),
+        _ => run_dir.root.join("checkpoints").join(format!("rank-{rank}")),
+    }
+}
+
+/// Resumes this rank from its checkpoint when the run has them (a requeued or resubmitted
+/// job): all ranks or none, and all from the same iteration, or an error naming the fix.
+fn resume_rank(agent: &mut dyn Agent, dir: &Path, group: &dyn AllReduce) -> Result<LoopState> {
+    let state = if checkpoint_exists(dir) {
+        Some(load_checkpoint(agent, dir).with_context(|| format!("resuming from {}", dir.display()))?)
+    } else {
+        None
+    };
+    let iteration = state.map_or(-1.0, |s| s.iteration as f64);
+    // Rank 0's iteration on every rank, then the number of ranks that disagree with it.
+    let mut rank0 = [if group.rank() == 0 { iteration } else { 0.0 }];
+    group.sum_f64(&mut rank0)?;
+    let mut disagree = [f64::from(u8::from(iteration != rank0[0]))];
+    group.sum_f64(&mut disagree)?;
+    ensure!(
+        disagree[0] == 0.0,
+        "{} of {} ranks hold no checkpoint, or one from another iteration than rank 0 ({}): a save was cut short \
+         or the rank count changed; start over in a new --out directory, or remove {} to start this one afresh",
+        disagree[0],
+        group.size(),
+        if rank0[0] < 0.0 { "none".to_string() } else { format!("iteration {}", rank0[0]) },
+        dir.parent().unwrap_or(dir).display()
+    );
+    if let Some(state) = state {
+        eprintln!(
+            "shoal run: rank {} resumed at {} env steps (iteration {})",
+            group.rank(),
+            agent.env_steps(),
+            state.iteration
+        );
+    }
+    Ok(state.unwrap_or_default())
 }
 
 /// The host and port of the coordinator's `host:port` address.

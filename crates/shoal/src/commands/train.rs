@@ -77,12 +77,21 @@ impl Callback for MetricsLogger {
 }
 
 /// Saves a checkpoint every `every` env steps; stops the loop on Ctrl-C.
-struct Checkpointer {
+pub struct Checkpointer {
     dir: PathBuf,
     every: u64,
     next: u64,
     interrupted: Arc<AtomicBool>,
     state: LoopState,
+}
+
+impl Checkpointer {
+    /// Checkpoints into `dir` every `every` of the agent's env steps (0: never), from the
+    /// agent's current count; stops the loop once `interrupted` is set.
+    pub fn new(dir: PathBuf, every: u64, agent: &dyn Agent, state: LoopState, interrupted: Arc<AtomicBool>) -> Self {
+        let next = agent.env_steps().checked_div(every).map_or(u64::MAX, |k| (k + 1) * every);
+        Checkpointer { dir, every, next, interrupted, state }
+    }
 }
 
 impl Callback for Checkpointer {
@@ -180,13 +189,8 @@ pub fn run(args: &Args) -> Result<()> {
     bar.set_position(agent.env_steps());
     let mut logger = MetricsLogger::open(&run_dir, 1)?;
     let every = config.common.run.checkpoint_every;
-    let mut checkpointer = Checkpointer {
-        dir: run_dir.checkpoint(),
-        every,
-        next: agent.env_steps().checked_div(every).map_or(u64::MAX, |k| (k + 1) * every),
-        interrupted: Arc::clone(&interrupted),
-        state,
-    };
+    let mut checkpointer =
+        Checkpointer::new(run_dir.checkpoint(), every, agent.as_ref(), state, Arc::clone(&interrupted));
     let mut progress = ProgressReporter { bar: bar.clone() };
     let mut callbacks: Vec<&mut dyn Callback> = vec![&mut logger, &mut checkpointer, &mut progress];
     let mut eval_stop = EvalStop::from_config(&config.common);
