@@ -23,6 +23,7 @@ pub mod engine;
 mod error;
 mod monitor;
 mod peer;
+pub mod pipeline;
 pub mod proto;
 pub mod rendezvous;
 pub mod replay;

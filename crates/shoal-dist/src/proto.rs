@@ -13,5 +13,10 @@ pub mod rendezvous {
     tonic::include_proto!("shoal.rendezvous.v1");
 }
 
+/// The pipeline-stage service's messages and stubs (`proto/shoal_pipeline.proto`).
+pub mod pipeline {
+    tonic::include_proto!("shoal.pipeline.v1");
+}
+
 /// Bumped whenever the protocol changes in a way an older peer would misread.
 pub const PROTOCOL_VERSION: u32 = 1;

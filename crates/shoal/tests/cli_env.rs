@@ -136,13 +136,33 @@ fn bench_env_prints_throughput_last() {
 }
 
 #[test]
-fn bench_ps_reports_in_process_and_tcp_figures() {
+fn bench_ps_reports_in_process_data_plane_grpc_and_tcp_figures() {
     let out = shoal(&["bench", "ps", "--seconds", "0.05"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    for key in ["inproc_push_pull_10KB_us", "inproc_pull_1MB_us", "tcp_loopback_10MB_mb_per_sec"] {
+    let keys = [
+        "inproc_push_pull_10KB_us",
+        "inproc_pull_1MB_us",
+        "grpc_push_pull_10KB_us",
+        "data_plane_push_pull_1MB_us",
+        "tcp_loopback_polled_roundtrip_10MB_us",
+        "data_plane_vs_tcp_10MB",
+    ];
+    for key in keys {
         let line = text.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key} in:\n{text}"));
         let value: f64 = line.split_whitespace().last().unwrap().parse().unwrap();
         assert!(value > 0.0, "{line}");
     }
+}
+
+/// Two processes, one network: the pipeline bench trains the same MLP in one piece and cut into
+/// two stages (the second in a child process) and refuses to print unless both end equal.
+#[test]
+fn bench_pipeline_trains_across_two_processes_to_one_process_parameters() {
+    let out = shoal(&["bench", "pipeline", "--widths", "16", "--layers", "2", "--batch", "8", "--steps", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("pipeline_width_16_params_equal: true"), "{text}");
+    let ratio = text.lines().find_map(|l| l.strip_prefix("pipeline_vs_one_process_width_16: ")).unwrap();
+    assert!(ratio.parse::<f64>().unwrap() > 0.0, "{text}");
 }

@@ -26,6 +26,9 @@ pub enum Bench {
     /// Under `mpirun -np N` (feature `mpi`): MPI_Allreduce against a sync parameter-server round
     /// and plain TCP, for 1 MB and 10 MB gradients.
     Allreduce(super::bench_allreduce::AllreduceArgs),
+    /// Model parallelism: an MLP cut into two pipeline stages in two processes against one
+    /// process, time per training step by width (and the parameters equal).
+    Pipeline(super::bench_pipeline::PipelineArgs),
 }
 
 /// Arguments of `shoal bench env`.
@@ -55,6 +58,7 @@ pub fn run(bench: &Bench) -> Result<()> {
         Bench::Ps(args) => super::bench_ps::run(args),
         Bench::Replay(args) => super::bench_replay::run(args),
         Bench::Allreduce(args) => super::bench_allreduce::run(args),
+        Bench::Pipeline(args) => super::bench_pipeline::run(args),
     }
 }
 

@@ -32,7 +32,7 @@ impl Drop for Children {
 }
 
 /// A fresh random token for this run's processes.
-fn fresh_token() -> Result<Token> {
+pub fn fresh_token() -> Result<Token> {
     let mut rng = Pcg64Mcg::from_os_rng();
     Ok(Token::new(format!("{:016x}{:016x}", rng.random::<u64>(), rng.random::<u64>()))?)
 }

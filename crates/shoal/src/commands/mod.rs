@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_allreduce;
 pub mod bench_learn;
 pub mod bench_nn;
+pub mod bench_pipeline;
 pub mod bench_ps;
 pub mod bench_replay;
 pub mod bench_timing;
