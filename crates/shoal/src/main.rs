@@ -63,7 +63,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // One write: tasks started together (mpirun, srun) share one stderr, where a
+            // message written in pieces interleaves with another task's.
+            let message = format!("error: {err:#}\n");
+            eprint!("{message}");
             ExitCode::FAILURE
         }
     }

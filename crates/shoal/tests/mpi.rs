@@ -103,9 +103,8 @@ fn a_resubmitted_allreduce_run_resumes_every_rank_from_its_checkpoint() {
 
     let (ok, log) = run(40_960);
     assert!(ok, "{log}");
-    for rank in 0..2 {
-        assert!(log.contains(&format!("rank {rank} resumed at 10240 env steps")), "rank {rank} did not resume:\n{log}");
-    }
+    // Both ranks' lines (their order, and on a busy machine their pieces, may interleave).
+    assert_eq!(log.matches("resumed at 10240 env steps (iteration 80)").count(), 2, "both ranks resume:\n{log}");
     assert_eq!(summary()["env_steps"], 40_960, "the resumed run continued to the new budget");
     let rows = std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().count() - 1;
     assert_eq!(rows, 160, "one metrics row per iteration of both runs, none repeated (256 env steps each)");

@@ -294,12 +294,15 @@ fn resume_rank(agent: &mut dyn Agent, dir: &Path, group: &dyn AllReduce) -> Resu
         dir.parent().unwrap_or(dir).display()
     );
     if let Some(state) = state {
-        eprintln!(
-            "shoal run: rank {} resumed at {} env steps (iteration {})",
+        // One write per line: the ranks share mpirun's stderr, and a line written in pieces
+        // interleaves with another rank's.
+        let line = format!(
+            "shoal run: rank {} resumed at {} env steps (iteration {})\n",
             group.rank(),
             agent.env_steps(),
             state.iteration
         );
+        eprint!("{line}");
     }
     Ok(state.unwrap_or_default())
 }
