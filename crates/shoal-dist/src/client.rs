@@ -19,7 +19,7 @@ use tonic::{Code, Request, Status};
 
 use crate::auth::Token;
 use crate::data_plane::{Answer, Call, CallError, DataPlaneClient, Introduction, Op};
-use crate::error::{DistError, Result};
+use crate::error::{check_len, DistError, Result};
 use crate::monitor::{Coordinator, RunStatus};
 use crate::proto::param_service_client::ParamServiceClient;
 use crate::proto::{Chunk, Encoding, HelloReply, HelloRequest, PullRequest, ReportRequest, PROTOCOL_VERSION};
@@ -348,9 +348,7 @@ impl ParamStore for GrpcStore {
     }
 
     fn pull(&self, have: Option<u64>, out: &mut [f32]) -> Result<Option<u64>> {
-        if out.len() != self.len() {
-            return Err(DistError::Length { what: "pull buffer", got: out.len(), expected: self.len() });
-        }
+        check_len("pull buffer", out.len(), self.len())?;
         let encoding = self.param_encoding();
         if self.data_plane.is_some() {
             let request = Call { op: Op::Pull, encoding, worker: 0, base_version: 0, have };
@@ -367,9 +365,7 @@ impl ParamStore for GrpcStore {
     }
 
     fn push_gradient(&self, worker: usize, base_version: u64, grad: &[f32]) -> Result<PushOutcome> {
-        if grad.len() != self.len() {
-            return Err(DistError::Length { what: "gradient", got: grad.len(), expected: self.len() });
-        }
+        check_len("gradient", grad.len(), self.len())?;
         let encoding = self.conn.options.encoding;
         self.compensated(grad, |sent| {
             if self.data_plane.is_some() {
@@ -398,21 +394,15 @@ impl ParamStore for GrpcStore {
         have: Option<u64>,
         out: &mut [f32],
     ) -> Result<(PushOutcome, Option<u64>)> {
-        if self.data_plane.is_none() {
+        // One round trip on the data plane, where the gradient and the parameters that come
+        // back share an encoding (int8 is for gradients only); two calls otherwise.
+        let encoding = self.conn.options.encoding;
+        if self.data_plane.is_none() || encoding != self.param_encoding() {
             let outcome = self.push_gradient(worker, base_version, grad)?;
             return Ok((outcome, self.pull(have, out)?));
         }
-        if grad.len() != self.len() || out.len() != self.len() {
-            let (what, got) =
-                if grad.len() != self.len() { ("gradient", grad.len()) } else { ("pull buffer", out.len()) };
-            return Err(DistError::Length { what, got, expected: self.len() });
-        }
-        // Gradients may be int8; the parameters that come back are in the parameter encoding.
-        let (encoding, params) = (self.conn.options.encoding, self.param_encoding());
-        if encoding != params {
-            let outcome = self.push_gradient(worker, base_version, grad)?;
-            return Ok((outcome, self.pull(have, out)?));
-        }
+        check_len("gradient", grad.len(), self.len())?;
+        check_len("pull buffer", out.len(), self.len())?;
         self.compensated(grad, |sent| {
             let request = Call { op: Op::PushGradientPull, encoding, worker: worker as u32, base_version, have };
             let reply = self.data_call(request, sent, out)?;
@@ -421,9 +411,7 @@ impl ParamStore for GrpcStore {
     }
 
     fn push_params(&self, worker: usize, params: &mut [f32]) -> Result<PushOutcome> {
-        if params.len() != self.len() {
-            return Err(DistError::Length { what: "parameters", got: params.len(), expected: self.len() });
-        }
+        check_len("parameters", params.len(), self.len())?;
         if self.data_plane.is_some() {
             let request = Call {
                 op: Op::PushParams,

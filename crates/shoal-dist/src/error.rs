@@ -42,3 +42,11 @@ pub enum DistError {
 }
 
 pub type Result<T, E = DistError> = std::result::Result<T, E>;
+
+/// A vector of `got` values where `expected` belong: [`DistError::Length`] naming `what`.
+pub(crate) fn check_len(what: &'static str, got: usize, expected: usize) -> Result<()> {
+    if got != expected {
+        return Err(DistError::Length { what, got, expected });
+    }
+    Ok(())
+}

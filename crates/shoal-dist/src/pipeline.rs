@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::Token;
 use crate::client::{ClientOptions, Connection};
-use crate::error::{DistError, Result};
+use crate::error::{check_len, DistError, Result};
 use crate::proto::pipeline::stage_service_client::StageServiceClient;
 use crate::proto::pipeline::stage_service_server::{StageService, StageServiceServer};
 use crate::proto::pipeline::StageTensor;
@@ -88,7 +88,7 @@ impl Stage {
 
     /// The stage's output for `rows` rows of `x`; with `keep`, remembers `x` for [`Stage::backward`].
     pub fn forward(&mut self, x: &[f32], rows: usize, keep: bool) -> Result<&[f32]> {
-        check("stage input", x.len(), rows * self.in_dim())?;
+        check_len("stage input", x.len(), rows * self.in_dim())?;
         self.mlp.forward(&self.params, x, rows, &mut self.ws);
         self.kept_rows = None;
         if keep {
@@ -105,20 +105,13 @@ impl Stage {
         let rows = self.kept_rows.take().ok_or_else(|| {
             DistError::Setup("a stage's backward pass needs a forward pass with keep = true first".into())
         })?;
-        check("stage output gradient", d_out.len(), rows * self.out_dim())?;
+        check_len("stage output gradient", d_out.len(), rows * self.out_dim())?;
         self.ws.output_grad(rows, self.out_dim()).copy_from_slice(d_out);
         self.grads.fill(0.0);
         self.mlp.backward(&self.params, &mut self.grads, &self.kept, rows, &mut self.ws, true);
         self.optimizer.step(&mut self.params, &self.grads, lr);
         Ok(self.ws.input_grad())
     }
-}
-
-fn check(what: &'static str, got: usize, expected: usize) -> Result<()> {
-    if got != expected {
-        return Err(DistError::Length { what, got, expected });
-    }
-    Ok(())
 }
 
 fn to_bytes(values: &[f32]) -> bytes::Bytes {

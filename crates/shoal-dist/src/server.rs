@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use shoal_nn::{io, Optimizer, ParamLayout};
 
-use crate::error::{DistError, Result};
+use crate::error::{check_len, DistError, Result};
 use crate::store::{ParamStore, PushOutcome, UpdateMode};
 
 /// Counters a server keeps for metrics (`ps/…` in a run's logs).
@@ -172,7 +172,7 @@ impl ParamServer {
     /// pushes with these parameters.
     pub fn freeze(&self, params: &[f32]) -> Result<()> {
         let mut state = self.lock();
-        self.check_len("parameters", params.len(), &state)?;
+        check_len("parameters", params.len(), state.params.len())?;
         Arc::make_mut(&mut state.params).copy_from_slice(params);
         state.frozen = true;
         Ok(())
@@ -225,13 +225,6 @@ impl ParamServer {
         // The state is only mutated by complete, non-panicking updates; a poisoned lock means a
         // caller panicked while waiting, and the parameters are still consistent.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn check_len(&self, what: &'static str, got: usize, state: &State) -> Result<()> {
-        if got != state.params.len() {
-            return Err(DistError::Length { what, got, expected: state.params.len() });
-        }
-        Ok(())
     }
 
     /// Closes the current round: turns the summed contributions into new parameters.
@@ -333,10 +326,7 @@ impl ParamStore for ParamServer {
     }
 
     fn pull(&self, have: Option<u64>, out: &mut [f32]) -> Result<Option<u64>> {
-        let expected = self.len();
-        if out.len() != expected {
-            return Err(DistError::Length { what: "pull buffer", got: out.len(), expected });
-        }
+        check_len("pull buffer", out.len(), self.len())?;
         Ok(self.read_if_newer(have, |params, version| {
             out.copy_from_slice(params);
             version
@@ -345,7 +335,7 @@ impl ParamStore for ParamServer {
 
     fn push_gradient(&self, worker: usize, base_version: u64, grad: &[f32]) -> Result<PushOutcome> {
         let mut state = self.lock();
-        self.check_len("gradient", grad.len(), &state)?;
+        check_len("gradient", grad.len(), state.params.len())?;
         let staleness = state.version.saturating_sub(base_version);
         if state.frozen {
             return Ok(PushOutcome::Stale { version: state.version, staleness });
@@ -383,7 +373,7 @@ impl ParamStore for ParamServer {
 
     fn push_params(&self, worker: usize, params: &mut [f32]) -> Result<PushOutcome> {
         let state = self.lock();
-        self.check_len("parameters", params.len(), &state)?;
+        check_len("parameters", params.len(), state.params.len())?;
         if state.frozen {
             params.copy_from_slice(&state.params);
             return Ok(PushOutcome::Applied { version: state.version, staleness: 0 });

@@ -10,7 +10,7 @@
 use std::ops::Range;
 use std::sync::Mutex;
 
-use crate::error::{DistError, Result};
+use crate::error::{check_len, DistError, Result};
 use crate::monitor::{Coordinator, RunStatus};
 use crate::store::{ParamStore, PushOutcome};
 
@@ -113,10 +113,7 @@ impl<S: ParamStore> ShardedStore<S> {
     }
 
     fn check(&self, what: &'static str, got: usize) -> Result<()> {
-        if got != self.len {
-            return Err(DistError::Length { what, got, expected: self.len });
-        }
-        Ok(())
+        check_len(what, got, self.len)
     }
 }
 
