@@ -37,7 +37,7 @@ pub use crate::cluster_config::{ClusterConfig, Compression, Mode, Topology};
 /// Sends `agent`'s updates to `store` as worker `rank`.
 pub fn attach(agent: &mut dyn Agent, store: Arc<dyn ParamStore>, rank: usize, cluster: &ClusterConfig) -> Result<()> {
     let network = agent.network().ok_or_else(|| config_err("this algorithm has no network to distribute"))?;
-    network.updater.attach(Link::new(store, rank), cluster.push_params_every());
+    network.updater.attach(Link::new(store, rank).overlapping(cluster.overlap_push), cluster.push_params_every());
     Ok(())
 }
 
@@ -331,6 +331,9 @@ pub fn run_worker(
                 status = coordinator.solved(rank)?;
             }
         }
+    }
+    if let Some(network) = agent.network() {
+        network.updater.settle(network.params)?;
     }
     Ok(WorkerSummary { env_steps: agent.env_steps(), iterations, total_env_steps: status.total_env_steps })
 }

@@ -64,6 +64,11 @@ pub struct ClusterConfig {
     pub round_timeout: f64,
     /// Async: refuse gradients computed more than this many updates ago.
     pub max_staleness: Option<u64>,
+    /// Async worker processes: send each gradient and read the server's reply (the
+    /// parameters after it) at the next update, so that the round trip runs while the worker
+    /// acts instead of before. Every gradient is one update staler; one server shard only
+    /// (over several, pushes wait for their replies).
+    pub overlap_push: bool,
     /// Average / EASGD: local optimizer steps between two parameter pushes.
     pub push_every: u64,
     /// EASGD's elastic coefficient α (= learning rate × ρ in the paper).
@@ -86,6 +91,7 @@ impl Default for ClusterConfig {
             shards: 1,
             round_timeout: 10.0,
             max_staleness: None,
+            overlap_push: false,
             push_every: 10,
             easgd_alpha: 0.1,
             worker_iterations: 4,
@@ -111,6 +117,11 @@ impl ClusterConfig {
         check_range("cluster.easgd_alpha", self.easgd_alpha, 0.0, 1.0)?;
         if self.push_every == 0 {
             return Err(config_err("cluster.push_every must be at least 1"));
+        }
+        if self.overlap_push && self.mode != Mode::Async {
+            return Err(config_err(
+                "cluster.overlap_push needs mode = \"async\": a sync or averaging round waits for every worker's push, so there is no reply to read later",
+            ));
         }
         if self.mode == Mode::Allreduce && (self.shards > 1 || self.topology == Topology::Processes) {
             return Err(config_err(

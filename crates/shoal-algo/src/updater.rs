@@ -39,17 +39,74 @@ pub struct Link {
     /// The last step pulled already: nothing happened since, so the next sync need not ask
     /// again (a round trip per rollout saved for a worker process).
     just_pulled: bool,
+    /// Overlap each push's round trip with the next rollout (see [`Link::overlapping`]).
+    overlap: bool,
+    /// A push was sent and its reply is still to be read.
+    in_flight: bool,
 }
 
 impl Link {
     pub fn new(store: Arc<dyn ParamStore>, rank: usize) -> Self {
-        Link { store, rank, version: None, stats: LinkStats::default(), just_pulled: false }
+        Link {
+            store,
+            rank,
+            version: None,
+            stats: LinkStats::default(),
+            just_pulled: false,
+            overlap: false,
+            in_flight: false,
+        }
+    }
+
+    /// With `overlap`, a gradient step sends the gradient and returns at once; the reply — the
+    /// parameters after it — is read at the next step, once that step's gradient is computed.
+    /// The rollout in between runs on the parameters the previous reply brought, so the round
+    /// trip hides behind acting and every gradient is one update staler than without. Only
+    /// where the store can ([`ParamStore::start_push_gradient_and_pull`]); blocking otherwise.
+    pub fn overlapping(mut self, overlap: bool) -> Self {
+        self.overlap = overlap;
+        self
     }
 
     /// Pulls the store's parameters into `params` if they are newer than the worker's.
     fn pull(&mut self, params: &mut [f32]) -> Result<()> {
+        self.settle(params)?;
         if let Some(version) = self.store.pull(self.version, params)? {
             self.version = Some(version);
+        }
+        Ok(())
+    }
+
+    /// Reads the reply to a push still in flight: its outcome, and the parameters after it
+    /// into `params`.
+    fn settle(&mut self, params: &mut [f32]) -> Result<()> {
+        if std::mem::take(&mut self.in_flight) {
+            let (outcome, pulled) = self.store.finish_push_gradient_and_pull(params)?;
+            self.count(outcome);
+            if pulled.is_some() {
+                self.version = pulled;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pushes `grads`, computed at `params`, and leaves the store's newer parameters in
+    /// `params` — now, or (overlapping) the previous push's at once and this one's next time.
+    fn push_and_pull(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
+        let base = self.version.unwrap_or(0);
+        self.just_pulled = true;
+        if self.overlap {
+            // `grads` are computed: `params` may take the previous push's reply now.
+            self.settle(params)?;
+            self.in_flight = self.store.start_push_gradient_and_pull(self.rank, base, grads, self.version)?;
+            if self.in_flight {
+                return Ok(());
+            }
+        }
+        let (outcome, pulled) = self.store.push_gradient_and_pull(self.rank, base, grads, self.version, params)?;
+        self.count(outcome);
+        if pulled.is_some() {
+            self.version = pulled;
         }
         Ok(())
     }
@@ -163,16 +220,7 @@ impl Updater {
     pub fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f32) -> Result<()> {
         match self {
             Updater::Local(optimizer) => optimizer.step(params, grads, lr),
-            Updater::Remote(link) => {
-                let base = link.version.unwrap_or(0);
-                let (outcome, pulled) =
-                    link.store.push_gradient_and_pull(link.rank, base, grads, link.version, params)?;
-                link.count(outcome);
-                if pulled.is_some() {
-                    link.version = pulled;
-                }
-                link.just_pulled = true;
-            }
+            Updater::Remote(link) => link.push_and_pull(params, grads)?,
             Updater::Group(member) => {
                 member.mean.clear();
                 member.mean.extend_from_slice(grads);
@@ -211,11 +259,111 @@ impl Updater {
         ]
     }
 
+    /// Reads the reply to a push still in flight (an overlapping worker's last), so that
+    /// `params` are the store's and the push is counted.
+    pub fn settle(&mut self, params: &mut [f32]) -> Result<()> {
+        match self {
+            Updater::Remote(link) => link.settle(params),
+            _ => Ok(()),
+        }
+    }
+
     /// Forgets the store version (after a restore: pull again before the next step).
     pub fn reset_version(&mut self) {
         if let Updater::Remote(link) | Updater::Averaging(Averaging { link, .. }) = self {
             link.version = None;
             link.just_pulled = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use shoal_dist::{ParamServer, UpdateMode};
+
+    use super::*;
+
+    /// A store whose pushes can be overlapped, as a remote one's: the push is applied when it
+    /// starts, and the reply — the parameters newer than what the push said it had — is read
+    /// when it finishes.
+    struct Overlappable {
+        server: ParamServer,
+        sent: Mutex<Option<(PushOutcome, Option<u64>)>>,
+    }
+
+    impl ParamStore for Overlappable {
+        fn len(&self) -> usize {
+            self.server.len()
+        }
+        fn version(&self) -> u64 {
+            self.server.version()
+        }
+        fn pull(&self, have: Option<u64>, out: &mut [f32]) -> shoal_dist::Result<Option<u64>> {
+            self.server.pull(have, out)
+        }
+        fn push_gradient(&self, worker: usize, base: u64, grad: &[f32]) -> shoal_dist::Result<PushOutcome> {
+            self.server.push_gradient(worker, base, grad)
+        }
+        fn push_params(&self, worker: usize, params: &mut [f32]) -> shoal_dist::Result<PushOutcome> {
+            self.server.push_params(worker, params)
+        }
+        fn start_push_gradient_and_pull(
+            &self,
+            worker: usize,
+            base: u64,
+            grad: &[f32],
+            have: Option<u64>,
+        ) -> shoal_dist::Result<bool> {
+            let outcome = self.server.push_gradient(worker, base, grad)?;
+            *self.sent.lock().unwrap() = Some((outcome, have));
+            Ok(true)
+        }
+        fn finish_push_gradient_and_pull(&self, out: &mut [f32]) -> shoal_dist::Result<(PushOutcome, Option<u64>)> {
+            let (outcome, have) = self.sent.lock().unwrap().take().expect("a push was started");
+            Ok((outcome, self.server.pull(have, out)?))
+        }
+    }
+
+    fn store(init: &[f32]) -> Arc<Overlappable> {
+        let mode = UpdateMode::Async { max_staleness: None };
+        let server = ParamServer::new(init.to_vec(), Box::new(Sgd::new(init.len(), 0.0, false)), 0.5, mode);
+        Arc::new(Overlappable { server, sent: Mutex::new(None) })
+    }
+
+    fn metric(updater: &Updater, name: &str) -> f64 {
+        updater.metrics().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v).unwrap()
+    }
+
+    /// An overlapping worker acts on the parameters one push behind: each step sends its
+    /// gradient and takes the reply to the previous one, every gradient after the first is
+    /// one update stale, and `settle` brings in the last reply.
+    #[test]
+    fn an_overlapping_link_reads_each_reply_one_step_later() {
+        let init = [1.0f32, 2.0, 3.0];
+        let (g1, g2) = ([1.0f32, 0.0, 0.0], [0.0f32, 1.0, 0.0]);
+        for overlap in [false, true] {
+            let store = store(&init);
+            let mut updater = Updater::Local(Box::new(Sgd::new(3, 0.0, false)));
+            updater.attach(Link::new(store.clone(), 0).overlapping(overlap), None);
+            let mut params = [0.0f32; 3];
+            updater.sync(&mut params).unwrap();
+            assert_eq!(params, init);
+            updater.step(&mut params, &g1, 0.0).unwrap();
+            let after_g1 = store.server.params();
+            assert_eq!(params.to_vec(), if overlap { init.to_vec() } else { after_g1.clone() }, "overlap {overlap}");
+            updater.sync(&mut params).unwrap();
+            assert_eq!(params.to_vec(), if overlap { init.to_vec() } else { after_g1.clone() }, "no pull in between");
+            updater.step(&mut params, &g2, 0.0).unwrap();
+            assert_eq!(params.to_vec(), if overlap { after_g1 } else { store.server.params() }, "overlap {overlap}");
+            updater.settle(&mut params).unwrap();
+            assert_eq!(params.to_vec(), store.server.params(), "settled: the store's parameters");
+            assert_eq!(metric(&updater, "ps/pushes"), 2.0);
+            // The second gradient was computed at version 0 when overlapping, and applied at 1.
+            assert_eq!(metric(&updater, "ps/staleness_mean"), if overlap { 0.5 } else { 0.0 });
+            // SGD with learning rate 0.5: each gradient applied once.
+            assert_eq!(store.server.params(), vec![0.5, 1.5, 3.0]);
         }
     }
 }

@@ -201,16 +201,49 @@ impl GrpcStore {
     /// One data-plane call, reconnecting with backoff while the server is unreachable, as
     /// gRPC calls retry.
     fn data_call(&self, request: Call, send: &[f32], receive: &mut [f32]) -> Result<Answer> {
-        let Some(slot) = &self.data_plane else {
-            return Err(DistError::Setup("no data plane".into()));
-        };
+        self.on_data_plane(|client| client.call(request, send, receive))
+    }
+
+    /// Sends a call whose reply [`GrpcStore::data_receive`] reads later, reconnecting as
+    /// [`GrpcStore::data_call`] does.
+    fn data_send(&self, request: Call, send: &[f32]) -> Result<()> {
+        self.on_data_plane(|client| client.send(request, send))
+    }
+
+    /// The reply to what [`GrpcStore::data_send`] sent. Not retried: a connection lost with
+    /// the reply lost the push's outcome too.
+    fn data_receive(&self, receive: &mut [f32]) -> Result<Answer> {
+        let (server, addr) = (self.conn.server, self.conn.addr.clone());
+        let mut slot = self.data_slot()?;
+        let client = slot.as_mut().ok_or_else(|| DistError::Setup("no call is waiting for its reply".into()))?;
+        match client.receive(receive) {
+            Ok(reply) => Ok(reply),
+            Err(CallError::Io(e)) => {
+                *slot = None;
+                Err(DistError::Unreachable { server, addr, detail: e.to_string() })
+            }
+            Err(e) => Err(self.call_error(e)),
+        }
+    }
+
+    fn data_slot(&self) -> Result<std::sync::MutexGuard<'_, Option<DataPlaneClient>>> {
+        let slot = self.data_plane.as_ref().ok_or_else(|| DistError::Setup("no data plane".into()))?;
+        Ok(slot.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Runs `op` on the data-plane connection, connecting first when there is none, and
+    /// reconnecting with backoff while the server is unreachable.
+    fn on_data_plane<T>(
+        &self,
+        mut op: impl FnMut(&mut DataPlaneClient) -> std::result::Result<T, CallError>,
+    ) -> Result<T> {
         let (server, addr) = (self.conn.server, self.conn.addr.clone());
         let deadline = Instant::now() + self.conn.options.retry_for;
         let mut delay = Duration::from_millis(50);
-        let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.data_slot()?;
         loop {
             let result = match slot.as_mut() {
-                Some(client) => client.call(request, send, receive),
+                Some(client) => op(client),
                 None => {
                     let who = Introduction {
                         token: &self.conn.options.token,
@@ -218,15 +251,11 @@ impl GrpcStore {
                         shard: self.request.shard,
                         shards: self.request.shards,
                     };
-                    DataPlaneClient::connect(&addr, &who)
-                        .map(|client| slot.insert(client))
-                        .and_then(|client| client.call(request, send, receive))
+                    DataPlaneClient::connect(&addr, &who).map(|client| slot.insert(client)).and_then(&mut op)
                 }
             };
             match result {
-                Ok(reply) => return Ok(reply),
-                Err(CallError::Refused(detail)) => return Err(DistError::Refused { server, addr, detail }),
-                Err(CallError::Remote(detail)) => return Err(DistError::Remote { server, addr, detail }),
+                Ok(value) => return Ok(value),
                 Err(CallError::Io(e)) => {
                     *slot = None;
                     if Instant::now() + delay > deadline {
@@ -236,7 +265,19 @@ impl GrpcStore {
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
+                Err(e) => return Err(self.call_error(e)),
             }
+        }
+    }
+
+    /// A data-plane failure that retrying cannot mend, as the store's error.
+    fn call_error(&self, error: CallError) -> DistError {
+        let (server, addr) = (self.conn.server, self.conn.addr.clone());
+        match error {
+            CallError::Refused(detail) => DistError::Refused { server, addr, detail },
+            CallError::Remote(detail) => DistError::Remote { server, addr, detail },
+            CallError::OutOfOrder(detail) => DistError::Setup(format!("data plane of {addr}: {detail}")),
+            CallError::Io(e) => DistError::Unreachable { server, addr, detail: e.to_string() },
         }
     }
 
@@ -394,20 +435,46 @@ impl ParamStore for GrpcStore {
         have: Option<u64>,
         out: &mut [f32],
     ) -> Result<(PushOutcome, Option<u64>)> {
-        // One round trip on the data plane, where the gradient and the parameters that come
-        // back share an encoding (int8 is for gradients only); two calls otherwise.
-        let encoding = self.conn.options.encoding;
-        if self.data_plane.is_none() || encoding != self.param_encoding() {
+        let Some(request) = self.push_pull_call(worker, base_version, have) else {
             let outcome = self.push_gradient(worker, base_version, grad)?;
             return Ok((outcome, self.pull(have, out)?));
-        }
+        };
         check_len("gradient", grad.len(), self.len())?;
         check_len("pull buffer", out.len(), self.len())?;
         self.compensated(grad, |sent| {
-            let request = Call { op: Op::PushGradientPull, encoding, worker: worker as u32, base_version, have };
             let reply = self.data_call(request, sent, out)?;
             Ok((pushed(reply)?, reply.params))
         })
+    }
+
+    fn start_push_gradient_and_pull(
+        &self,
+        worker: usize,
+        base_version: u64,
+        grad: &[f32],
+        have: Option<u64>,
+    ) -> Result<bool> {
+        let Some(request) = self.push_pull_call(worker, base_version, have) else {
+            return Ok(false);
+        };
+        check_len("gradient", grad.len(), self.len())?;
+        self.compensated(grad, |sent| self.data_send(request, sent))?;
+        Ok(true)
+    }
+
+    fn finish_push_gradient_and_pull(&self, out: &mut [f32]) -> Result<(PushOutcome, Option<u64>)> {
+        check_len("pull buffer", out.len(), self.len())?;
+        match self.data_receive(out) {
+            Ok(reply) => Ok((pushed(reply)?, reply.params)),
+            // The connection went with the reply: whether the server applied the push is
+            // unknown, so it counts as not applied, and the worker goes on from what the
+            // server holds (pulled with the usual retries).
+            Err(DistError::Unreachable { .. }) => {
+                let pulled = self.pull(None, out)?;
+                Ok((PushOutcome::Stale { version: pulled.unwrap_or(0), staleness: 0 }, pulled))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn push_params(&self, worker: usize, params: &mut [f32]) -> Result<PushOutcome> {
@@ -433,6 +500,22 @@ impl ParamStore for GrpcStore {
         })?;
         params.copy_from_slice(&back);
         Ok(PushOutcome::Applied { version: version.unwrap_or(0), staleness: 0 })
+    }
+}
+
+impl GrpcStore {
+    /// The data-plane call that pushes a gradient and pulls in one round trip, where the
+    /// gradient and the parameters coming back share an encoding (int8 is for gradients
+    /// only); `None` when the push and the pull must be two calls.
+    fn push_pull_call(&self, worker: usize, base_version: u64, have: Option<u64>) -> Option<Call> {
+        let encoding = self.conn.options.encoding;
+        (self.data_plane.is_some() && encoding == self.param_encoding()).then_some(Call {
+            op: Op::PushGradientPull,
+            encoding,
+            worker: worker as u32,
+            base_version,
+            have,
+        })
     }
 }
 

@@ -481,6 +481,9 @@ pub(crate) enum CallError {
     Refused(String),
     /// The server answered the call with an error.
     Remote(String),
+    /// The caller broke the call order (a send while a reply is unread, a receive with none
+    /// sent); the connection is untouched.
+    OutOfOrder(&'static str),
 }
 
 impl From<io::Error> for CallError {
@@ -494,6 +497,9 @@ pub(crate) struct DataPlaneClient {
     stream: TcpStream,
     scratch: Vec<u8>,
     reads: PolledReads,
+    /// A call sent whose reply is not read yet (at most one: a second request could not be
+    /// written while the server blocks writing a large reply nobody reads).
+    pending: Option<Call>,
 }
 
 /// Who a client says it is in the handshake.
@@ -527,7 +533,7 @@ impl DataPlaneClient {
         if status != OK {
             return Err(CallError::Refused(message));
         }
-        Ok(DataPlaneClient { stream, scratch: Vec::new(), reads: PolledReads::new(spin_budget(false)) })
+        Ok(DataPlaneClient { stream, scratch: Vec::new(), reads: PolledReads::new(spin_budget(false)), pending: None })
     }
 
     /// One call: the header, `send` when the call carries a tensor, and the reply, whose
@@ -538,8 +544,28 @@ impl DataPlaneClient {
         send: &[f32],
         receive: &mut [f32],
     ) -> std::result::Result<Answer, CallError> {
+        self.send(request, send)?;
+        self.receive(receive)
+    }
+
+    /// The first half of a call: the header and `send` (when the call carries a tensor). The
+    /// reply waits in the socket for [`DataPlaneClient::receive`].
+    pub(crate) fn send(&mut self, request: Call, send: &[f32]) -> std::result::Result<(), CallError> {
+        if self.pending.is_some() {
+            return Err(CallError::OutOfOrder("a call was sent while the reply to the previous one was unread"));
+        }
         let body = if request.op.sends() { wire_bytes(send, request.encoding, &mut self.scratch) } else { &[] };
         write_both(&mut self.stream, &request.to_bytes(body.len()), body)?;
+        self.pending = Some(request);
+        Ok(())
+    }
+
+    /// The second half of a call: the reply to what [`DataPlaneClient::send`] sent, its
+    /// parameters (if the server sent any) into `receive`.
+    pub(crate) fn receive(&mut self, receive: &mut [f32]) -> std::result::Result<Answer, CallError> {
+        let Some(request) = self.pending.take() else {
+            return Err(CallError::OutOfOrder("a reply was read with no call sent"));
+        };
         let mut head = [0u8; REPLY_BYTES];
         self.reads.read_exact(&mut self.stream, &mut head[..1])?;
         if head[0] != OK {

@@ -28,6 +28,9 @@ pub struct ShardedStore<S> {
     shards: Vec<S>,
     ranges: Vec<Range<usize>>,
     versions: Mutex<Vec<Option<u64>>>,
+    /// The versions the worker's parameters had before the last overlapped reply replaced
+    /// them: the gradient it starts next was computed at those.
+    replaced: Mutex<Option<Vec<Option<u64>>>>,
     len: usize,
 }
 
@@ -48,11 +51,15 @@ impl<S: ParamStore> ShardedStore<S> {
             }
         }
         let versions = Mutex::new(vec![None; shards.len()]);
-        Ok(ShardedStore { shards, ranges, versions, len })
+        Ok(ShardedStore { shards, ranges, versions, replaced: Mutex::new(None), len })
     }
 
     fn versions(&self) -> std::sync::MutexGuard<'_, Vec<Option<u64>>> {
         self.versions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn replaced(&self) -> std::sync::MutexGuard<'_, Option<Vec<Option<u64>>>> {
+        self.replaced.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The combined version: the sum of the shards' versions, which grows with every update.
@@ -130,6 +137,7 @@ impl<S: ParamStore> ParamStore for ShardedStore<S> {
         self.check("pull buffer", out.len())?;
         let known = self.known(have);
         let pulled = self.each(out, |i, shard, slice| shard.pull(known[i], slice))?;
+        *self.replaced() = None;
         Ok(self.remember(pulled))
     }
 
@@ -148,6 +156,39 @@ impl<S: ParamStore> ParamStore for ShardedStore<S> {
             let base = known[i].unwrap_or(0);
             shard.push_gradient_and_pull(worker, base, &grad[self.ranges[i].clone()], known[i], slice)
         })?;
+        let (outcomes, pulled): (Vec<_>, Vec<_>) = results.into_iter().unzip();
+        Ok((merge(&outcomes), self.remember(pulled)))
+    }
+
+    /// Starts the push on every shard in turn (each request is read by its server while the
+    /// next is written); each shard judges staleness against the version the gradient was
+    /// computed at.
+    fn start_push_gradient_and_pull(
+        &self,
+        worker: usize,
+        _base_version: u64,
+        grad: &[f32],
+        have: Option<u64>,
+    ) -> Result<bool> {
+        self.check("gradient", grad.len())?;
+        let known = self.known(have);
+        let bases = self.replaced().take().unwrap_or_else(|| known.clone());
+        for (i, shard) in self.shards.iter().enumerate() {
+            let slice = &grad[self.ranges[i].clone()];
+            if !shard.start_push_gradient_and_pull(worker, bases[i].unwrap_or(0), slice, known[i])? {
+                return match i {
+                    0 => Ok(false),
+                    _ => Err(DistError::Setup(format!("shard {i} cannot overlap a push where shard 0 did"))),
+                };
+            }
+        }
+        Ok(true)
+    }
+
+    fn finish_push_gradient_and_pull(&self, out: &mut [f32]) -> Result<(PushOutcome, Option<u64>)> {
+        self.check("pull buffer", out.len())?;
+        *self.replaced() = Some(self.versions().clone());
+        let results = self.each(out, |_, shard, slice| shard.finish_push_gradient_and_pull(slice))?;
         let (outcomes, pulled): (Vec<_>, Vec<_>) = results.into_iter().unzip();
         Ok((merge(&outcomes), self.remember(pulled)))
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::error::{DistError, Result};
 
 /// How a store turns what workers push into new parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -81,6 +81,26 @@ pub trait ParamStore: Send + Sync {
         Ok((outcome, self.pull(have, out)?))
     }
 
+    /// Starts a [`ParamStore::push_gradient_and_pull`] without waiting for the reply, which
+    /// [`ParamStore::finish_push_gradient_and_pull`] reads: a store across a network lets the
+    /// worker act while the round trip runs. `Ok(false)` when this store cannot (in memory,
+    /// where there is no round trip to hide; over several shards): nothing was sent.
+    fn start_push_gradient_and_pull(
+        &self,
+        _worker: usize,
+        _base_version: u64,
+        _grad: &[f32],
+        _have: Option<u64>,
+    ) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// The reply to the push [`ParamStore::start_push_gradient_and_pull`] sent: its outcome,
+    /// and in `out` the store's parameters if newer than the `have` it was sent with.
+    fn finish_push_gradient_and_pull(&self, _out: &mut [f32]) -> Result<(PushOutcome, Option<u64>)> {
+        Err(DistError::Setup("this store sent no push whose reply could be read".into()))
+    }
+
     /// Pushes worker `worker`'s parameters (averaging and EASGD) and blocks until the round
     /// completes; `params` is overwritten with what the worker continues from.
     fn push_params(&self, worker: usize, params: &mut [f32]) -> Result<PushOutcome>;
@@ -109,6 +129,18 @@ impl<T: ParamStore + ?Sized> ParamStore for std::sync::Arc<T> {
         out: &mut [f32],
     ) -> Result<(PushOutcome, Option<u64>)> {
         (**self).push_gradient_and_pull(worker, base_version, grad, have, out)
+    }
+    fn start_push_gradient_and_pull(
+        &self,
+        worker: usize,
+        base_version: u64,
+        grad: &[f32],
+        have: Option<u64>,
+    ) -> Result<bool> {
+        (**self).start_push_gradient_and_pull(worker, base_version, grad, have)
+    }
+    fn finish_push_gradient_and_pull(&self, out: &mut [f32]) -> Result<(PushOutcome, Option<u64>)> {
+        (**self).finish_push_gradient_and_pull(out)
     }
     fn push_params(&self, worker: usize, params: &mut [f32]) -> Result<PushOutcome> {
         (**self).push_params(worker, params)

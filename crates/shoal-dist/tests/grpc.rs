@@ -236,6 +236,66 @@ fn two_shards_give_the_unsharded_update() {
     assert!(err.to_string().contains("shard mismatch"), "{err}");
 }
 
+/// Overlapped pushes, as an overlapping worker makes them: the reply to gradient k is read
+/// after gradient k + 1 is computed (at the parameters before that reply), so from the second
+/// push on every gradient arrives one update stale — and the parameters are bit for bit what
+/// an in-process store gives for the same gradients at the same bases.
+#[test]
+fn overlapped_pushes_are_one_update_staler_and_otherwise_the_same() {
+    let mut rng = Pcg64Mcg::seed_from_u64(9);
+    let len = 777;
+    let init: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let noise: Vec<Vec<f32>> = (0..6).map(|_| (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()).collect();
+    for count in [1, 2] {
+        let servers: Vec<_> = (0..count)
+            .map(|i| {
+                let range = shoal_dist::shard_range(len, i, count);
+                let shard = ShardInfo { index: i as u32, count: count as u32, offset: range.start as u64 };
+                spawn("127.0.0.1:0", async_server(init[range].to_vec()), None, config(shard)).unwrap()
+            })
+            .collect();
+        let shards = servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| GrpcStore::connect(&s.addr().to_string(), LAYOUT, i as u32, count as u32, options()).unwrap())
+            .collect();
+        let store = ShardedStore::new(shards, len).unwrap();
+        let local = async_server(init.clone());
+        let mut params = vec![0.0; len];
+        let mut version = store.pull(None, &mut params).unwrap();
+        let mut local_base = 0;
+        for (k, noise) in noise.iter().enumerate() {
+            // A gradient that depends on the parameters it is computed at.
+            let grad: Vec<f32> = params.iter().zip(noise).map(|(p, n)| 0.5 * p + n).collect();
+            let computed_at = local_base;
+            if k > 0 {
+                let (outcome, pulled) = store.finish_push_gradient_and_pull(&mut params).unwrap();
+                let staleness = u64::from(k > 1);
+                assert_eq!(outcome, PushOutcome::Applied { version: count as u64 * k as u64, staleness }, "push {k}");
+                assert_eq!(params, local.params(), "{count} shard(s), after push {}", k - 1);
+                version = pulled.or(version);
+                local_base = local.version();
+            }
+            assert!(store.start_push_gradient_and_pull(0, 0, &grad, version).unwrap(), "a remote store overlaps");
+            local.push_gradient(0, computed_at, &grad).unwrap();
+        }
+        store.finish_push_gradient_and_pull(&mut params).unwrap();
+        assert_eq!(params, local.params(), "{count} shard(s), after the last push");
+        // Calls out of order are refused by name, and the connection goes on.
+        let err = store.finish_push_gradient_and_pull(&mut params).unwrap_err();
+        assert!(err.to_string().contains("no call sent"), "{err}");
+        assert!(store.start_push_gradient_and_pull(0, 0, &noise[0], version).unwrap());
+        let err = store.pull(None, &mut params).unwrap_err();
+        assert!(err.to_string().contains("reply to the previous one was unread"), "{err}");
+        store.finish_push_gradient_and_pull(&mut params).unwrap();
+        assert_eq!(store.pull(None, &mut params).unwrap(), Some(count as u64 * 7));
+    }
+    // In memory there is no round trip to hide: the store says so and sends nothing.
+    let local = async_server(init.clone());
+    assert!(!local.start_push_gradient_and_pull(0, 0, &init, None).unwrap());
+    assert_eq!(local.version(), 0);
+}
+
 #[test]
 fn callers_without_the_token_or_with_another_layout_are_refused() {
     let server = spawn("127.0.0.1:0", async_server(vec![0.0; 4]), None, config(ShardInfo::WHOLE)).unwrap();

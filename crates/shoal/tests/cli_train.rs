@@ -190,6 +190,8 @@ fn cluster_commands_name_the_fix() {
     let message = err(&shoal(&["train", &config("cartpole-ppo-allreduce.toml"), "--out", out]));
     assert!(message.contains("mpirun -np N shoal run"), "{message}");
     let sync = config("cartpole-ppo-sync.toml");
+    let message = err(&shoal(&["train", &sync, "--set", "cluster.overlap_push=true", "--out", out]));
+    assert!(message.contains("cluster.overlap_push needs mode = \"async\""), "{message}");
     let run = |extra: &[&str]| {
         let mut args = vec!["run", &sync, "--out", out];
         args.extend_from_slice(extra);

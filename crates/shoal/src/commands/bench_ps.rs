@@ -4,7 +4,8 @@
 //! this process) with the tensors in gRPC messages, and on the server's data plane (how
 //! workers send them); and, as the physical reference, the same bytes sent to a loopback TCP
 //! peer and back, with blocking reads and with the data plane's polled reads. Then env
-//! steps/s of A3C with one embedded worker and with 1 and 2 worker processes.
+//! steps/s of A3C with one embedded worker and with 1 and 2 worker processes, each push
+//! waiting for its reply or overlapped with the next rollout (`cluster.overlap_push`).
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -36,15 +37,17 @@ pub struct PsArgs {
     a3c_steps: u64,
 }
 
-/// Env steps per second of A3C with `workers` workers as threads (`embedded`) or processes:
-/// a `shoal train` run into a temporary directory, read from its summary (start-up included).
-fn a3c(args: &PsArgs, topology: &str, workers: usize) -> Result<f64> {
+/// Env steps per second of A3C with `workers` workers as threads (`embedded`) or processes,
+/// pushes overlapped with acting or not (`cluster.overlap_push`): a `shoal train` run into a
+/// temporary directory, read from its summary (start-up included).
+fn a3c(args: &PsArgs, topology: &str, workers: usize, overlap: bool) -> Result<f64> {
     let dir = std::env::temp_dir().join(format!("shoal-bench-a3c-{}-{topology}-{workers}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let status = std::process::Command::new(std::env::current_exe()?)
         .arg("train")
         .arg(&args.a3c_config)
         .args(["--set", &format!("cluster.topology={topology}"), "--set", &format!("cluster.workers={workers}")])
+        .args(["--set", &format!("cluster.overlap_push={overlap}")])
         .args(["--set", &format!("stop.env_steps={}", args.a3c_steps), "--out"])
         .arg(&dir)
         .stdout(std::process::Stdio::null())
@@ -172,13 +175,15 @@ pub fn run(args: &PsArgs) -> Result<()> {
         println!("data_plane_vs_polled_tcp_{label}: {:.2}", tcp_polled / data);
     }
     if args.a3c_config.exists() {
-        let embedded = a3c(args, "embedded", 1)?;
+        let embedded = a3c(args, "embedded", 1, false)?;
         println!("a3c_1_embedded_worker_env_steps_per_sec: {embedded:.0}");
-        for workers in [1, 2] {
-            let processes = a3c(args, "processes", workers)?;
-            println!("a3c_{workers}_worker_processes_env_steps_per_sec: {processes:.0}");
-            if workers == 1 {
-                println!("a3c_1_worker_process_vs_embedded: {:.2}", processes / embedded);
+        for (overlap, label) in [(false, ""), (true, "_overlapped")] {
+            for workers in [1, 2] {
+                let processes = a3c(args, "processes", workers, overlap)?;
+                println!("a3c_{workers}_worker_processes{label}_env_steps_per_sec: {processes:.0}");
+                if workers == 1 {
+                    println!("a3c_1_worker_process{label}_vs_embedded: {:.2}", processes / embedded);
+                }
             }
         }
     }
