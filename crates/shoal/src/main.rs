@@ -41,6 +41,8 @@ enum Command {
     /// One task of a run started by a cluster engine (srun, mpirun, a Kubernetes Indexed Job):
     /// its role comes from its rank, the servers' addresses from rank 0's rendezvous.
     Run(commands::run_task::Args),
+    /// Search hyperparameters: a study of trials (grid, random; ASHA, median stopping), resumable.
+    Tune(commands::tune::Args),
     /// Measure performance.
     #[command(subcommand)]
     Bench(commands::bench::Bench),
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Worker(args) => commands::worker::run(&args),
         Command::Replay(args) => commands::replay::run(&args),
         Command::Run(args) => commands::run_task::run(&args),
+        Command::Tune(args) => commands::tune::run(&args),
         Command::Bench(bench) => commands::bench::run(&bench),
     };
     match result {

@@ -17,6 +17,7 @@ pub mod replay;
 pub mod rollout;
 pub mod run_task;
 pub mod train;
+pub mod tune;
 pub mod worker;
 
 use anyhow::{bail, Result};

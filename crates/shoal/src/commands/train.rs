@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use shoal_algo::checkpoint::{load_checkpoint, save_checkpoint, write_json};
 use shoal_algo::cluster::{Mode, Topology};
 use shoal_algo::eval::EvalStop;
-use shoal_algo::{build_agent, learn, Agent, Callback, Control, LoopState, Progress, StopReason, TrainConfig};
+use shoal_algo::{build_agent, learn, Agent, Callback, Control, LoopState, Progress, StopReason, Summary, TrainConfig};
 
 use crate::run::csv::CsvWriter;
 use crate::run::tensorboard::EventWriter;
@@ -162,15 +162,6 @@ pub fn run(args: &Args) -> Result<()> {
         eprintln!("run saved in {}", run_dir.root.display());
         return Ok(());
     }
-    let mut agent = build_agent(&config)?;
-    let mut state = LoopState::default();
-    if resuming {
-        state = load_checkpoint(agent.as_mut(), &run_dir.checkpoint())
-            .with_context(|| format!("resuming from {}", run_dir.checkpoint().display()))?;
-        eprintln!("resumed {} at {} env steps", run_dir.root.display(), agent.env_steps());
-    }
-    run_dir.write_config(&config)?;
-
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
     // A second handler cannot be installed in one process (tests run `run` once per process).
@@ -186,22 +177,9 @@ pub fn run(args: &Args) -> Result<()> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.set_position(agent.env_steps());
-    let mut logger = MetricsLogger::open(&run_dir, 1)?;
-    let every = config.common.run.checkpoint_every;
-    let mut checkpointer =
-        Checkpointer::new(run_dir.checkpoint(), every, agent.as_ref(), state, Arc::clone(&interrupted));
     let mut progress = ProgressReporter { bar: bar.clone() };
-    let mut callbacks: Vec<&mut dyn Callback> = vec![&mut logger, &mut checkpointer, &mut progress];
-    let mut eval_stop = EvalStop::from_config(&config.common);
-    if let Some(eval_stop) = eval_stop.as_mut() {
-        callbacks.push(eval_stop);
-    }
-    let summary = learn(agent.as_mut(), &config.common.stop, &mut state, &mut callbacks)?;
+    let summary = train_into(&config, &run_dir, resuming, &interrupted, &mut progress)?;
     bar.finish_and_clear();
-
-    save_checkpoint(agent.as_mut(), &state, &run_dir.checkpoint())?;
-    write_json(&run_dir.summary(), &summary)?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
     if summary.stop_reason == StopReason::Callback && interrupted.load(Ordering::SeqCst) {
         eprintln!("interrupted: checkpoint saved; continue with `shoal train --resume {}`", run_dir.root.display());
@@ -209,6 +187,41 @@ pub fn run(args: &Args) -> Result<()> {
         eprintln!("run saved in {}", run_dir.root.display());
     }
     Ok(())
+}
+
+/// Trains `config` in this process into `run_dir` — continuing from its checkpoint when
+/// `resuming` — with what every run gets (metrics.csv and TensorBoard, periodic checkpoints,
+/// the config's evaluation stop, a stop once `interrupted` is set) and `extra`; then
+/// saves the final checkpoint and `summary.json`. `shoal train` and every `shoal tune` trial run
+/// through here.
+pub fn train_into(
+    config: &TrainConfig,
+    run_dir: &RunDir,
+    resuming: bool,
+    interrupted: &Arc<AtomicBool>,
+    extra: &mut dyn Callback,
+) -> Result<Summary> {
+    let mut agent = build_agent(config)?;
+    let mut state = LoopState::default();
+    if resuming {
+        state = load_checkpoint(agent.as_mut(), &run_dir.checkpoint())
+            .with_context(|| format!("resuming from {}", run_dir.checkpoint().display()))?;
+        eprintln!("resumed {} at {} env steps", run_dir.root.display(), agent.env_steps());
+    }
+    run_dir.write_config(config)?;
+    let mut logger = MetricsLogger::open(run_dir, 1)?;
+    let every = config.common.run.checkpoint_every;
+    let mut checkpointer =
+        Checkpointer::new(run_dir.checkpoint(), every, agent.as_ref(), state, Arc::clone(interrupted));
+    let mut callbacks: Vec<&mut dyn Callback> = vec![&mut logger, &mut checkpointer, extra];
+    let mut eval_stop = EvalStop::from_config(&config.common);
+    if let Some(eval_stop) = eval_stop.as_mut() {
+        callbacks.push(eval_stop);
+    }
+    let summary = learn(agent.as_mut(), &config.common.stop, &mut state, &mut callbacks)?;
+    save_checkpoint(agent.as_mut(), &state, &run_dir.checkpoint())?;
+    write_json(&run_dir.summary(), &summary)?;
+    Ok(summary)
 }
 
 /// The checkpoint directory for a path given to `eval`: a checkpoint itself or a run directory.

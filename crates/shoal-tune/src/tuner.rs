@@ -1,0 +1,292 @@
+//! The tuner: keeps `max_concurrent` trial jobs running — each job asked of the scheduler,
+//! each new trial's parameters of the searcher — records everything in the study store as it
+//! happens, and resumes a killed study from that store.
+//!
+//! How a trial trains is not this crate's business: a [`TrialRunner`] (the CLI's trains in
+//! this process, as `shoal train` does, into the trial's own run directory) runs a job and
+//! reports every iteration's metrics, and the tuner answers whether to go on.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use shoal_algo::TrainConfig;
+
+use crate::error::{spec_err, Result};
+use crate::scheduler::{scheduler_for, Decision, Job, Scheduler};
+use crate::searcher::{searcher_for, Searcher};
+use crate::space::{show, Params};
+use crate::store::{StudyStore, TrialRow, TrialState};
+use crate::study::Study;
+
+/// One job for a runner: train trial `trial` (config `config`, run directory `dir`) until
+/// `until` env steps, continuing from its checkpoint when `resume`.
+pub struct TrialJob<'a> {
+    pub trial: usize,
+    pub config: &'a TrainConfig,
+    pub dir: PathBuf,
+    pub until: u64,
+    pub resume: bool,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobEnd {
+    pub env_steps: u64,
+    /// The tuner's answer stopped it (a rung reached, a scheduler's stop, an interrupt);
+    /// otherwise the run's own stop rule ended it.
+    pub stopped_by_tuner: bool,
+}
+
+/// What a runner calls after every iteration: `(env_steps, metrics)`, answered with whether
+/// to go on.
+pub type Report<'a> = dyn FnMut(u64, &[(&str, f64)]) -> Decision + 'a;
+
+/// Trains trials.
+pub trait TrialRunner: Sync {
+    /// Runs `job`, calling `report(env_steps, metrics)` after every iteration and stopping
+    /// (with a checkpoint to continue from) when it answers [`Decision::Stop`]. An error is the
+    /// trial's failure, as its message.
+    fn run(&self, job: &TrialJob<'_>, report: &mut Report<'_>) -> std::result::Result<JobEnd, String>;
+}
+
+/// What the tuner tells whoever watches: a line per event.
+pub trait Observer: Sync {
+    fn event(&self, line: &str);
+}
+
+/// The directory of trial `id` inside study directory `dir`.
+pub fn trial_dir(dir: &Path, id: usize) -> PathBuf {
+    dir.join("trials").join(format!("trial-{id:04}"))
+}
+
+/// The study's database inside its directory.
+pub fn store_path(dir: &Path) -> PathBuf {
+    dir.join("study.db")
+}
+
+struct State {
+    store: StudyStore,
+    searcher: Box<dyn Searcher>,
+    scheduler: Box<dyn Scheduler>,
+    /// Trials started so far (the next new trial's id).
+    started: usize,
+    running: usize,
+    failures: usize,
+    /// Trials whose job is to be run again first (running when a resumed study was killed).
+    requeued: Vec<(usize, u64)>,
+    /// Every trial's parameters, by id.
+    params: Vec<Params>,
+}
+
+/// Runs a study in `dir` to its end (or until `interrupted`): a new one from `study`, or
+/// (`resume`) the one stored there.
+pub fn run_study(
+    study: &Study,
+    dir: &Path,
+    runner: &dyn TrialRunner,
+    observer: &dyn Observer,
+    interrupted: &AtomicBool,
+    resume: bool,
+) -> Result<Vec<TrialRow>> {
+    let path = store_path(dir);
+    let (store, trials) = if resume {
+        let store = StudyStore::open(&path)?;
+        let trials = store.trials()?;
+        (store, trials)
+    } else {
+        std::fs::create_dir_all(dir).map_err(crate::error::io_err(dir))?;
+        let base_path = study.base_path.display().to_string();
+        let meta = [("study", study.text.as_str()), ("base", study.base_text.as_str()), ("base_path", &base_path)];
+        (StudyStore::create(&path, &meta)?, Vec::new())
+    };
+    let mut state = State {
+        searcher: searcher_for(study),
+        scheduler: scheduler_for(study),
+        started: trials.len(),
+        running: 0,
+        failures: trials.iter().filter(|t| t.state == TrialState::Failed).count(),
+        requeued: Vec::new(),
+        params: trials.iter().map(|t| t.params.clone()).collect(),
+        store,
+    };
+    restore(study, &mut state, &trials)?;
+    let state = Mutex::new(state);
+    let job_ended = Condvar::new();
+    std::thread::scope(|scope| -> Result<()> {
+        let mut st = lock(&state);
+        loop {
+            while st.running < study.max_concurrent && !interrupted.load(Ordering::SeqCst) {
+                if st.failures > study.max_failures {
+                    break;
+                }
+                let Some((trial, until, resume)) = next(study, &mut st)? else { break };
+                st.running += 1;
+                let config = study.trial_config(trial, &st.params[trial])?;
+                observer.event(&format!(
+                    "trial {trial} {} until {until} env steps: {}",
+                    verb(resume),
+                    show(&st.params[trial])
+                ));
+                let (state, job_ended) = (&state, &job_ended);
+                scope.spawn(move || {
+                    let job = TrialJob { trial, config: &config, dir: trial_dir(dir, trial), until, resume };
+                    let line = run_job(study, state, runner, interrupted, &job);
+                    observer.event(&line);
+                    lock(state).running -= 1;
+                    job_ended.notify_all();
+                });
+            }
+            if st.running == 0 {
+                break;
+            }
+            st = job_ended.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        Ok(())
+    })?;
+    let st = lock(&state);
+    if st.failures > study.max_failures {
+        return Err(spec_err(format!(
+            "{} trials failed (max_failures = {}): see their errors with `shoal tune --status {}`",
+            st.failures,
+            study.max_failures,
+            dir.display()
+        )));
+    }
+    st.store.trials()
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn verb(resume: bool) -> &'static str {
+    if resume {
+        "continues"
+    } else {
+        "starts"
+    }
+}
+
+/// The next job: a requeued one first, then the scheduler's; a new trial is drawn and stored.
+fn next(study: &Study, st: &mut State) -> Result<Option<(usize, u64, bool)>> {
+    if let Some((trial, until)) = st.requeued.pop() {
+        return Ok(Some((trial, until, true)));
+    }
+    let can_start = st.started < study.trial_count();
+    Ok(match st.scheduler.next_job(can_start) {
+        None => None,
+        Some(Job { trial: Some(trial), until }) => {
+            st.store.start_job(trial, until)?;
+            Some((trial, until, true))
+        }
+        Some(Job { trial: None, until }) => {
+            let id = st.started;
+            st.started += 1;
+            let params = st.searcher.suggest(id);
+            st.store.add_trial(id, &params, until)?;
+            st.params.push(params);
+            Some((id, until, false))
+        }
+    })
+}
+
+/// Rebuilds a resumed study's searcher and scheduler from the store, and requeues the jobs
+/// that were running when it stopped.
+fn restore(study: &Study, st: &mut State, trials: &[TrialRow]) -> Result<()> {
+    for trial in trials {
+        let ended = matches!(trial.state, TrialState::Finished | TrialState::Stopped | TrialState::Failed);
+        if ended {
+            st.searcher.observe(trial.id, &trial.params, trial.value.map(|v| study.mode.score(v)));
+        }
+        for (step, value) in st.store.results(trial.id)? {
+            st.scheduler.on_result(trial.id, step, study.mode.score(value));
+        }
+    }
+    for job in st.store.jobs()? {
+        st.scheduler.replay_job(job.trial, job.until);
+        if job.ended {
+            st.scheduler.on_job_end(job.trial, job.until, job.value.map(|v| study.mode.score(v)));
+        } else {
+            st.requeued.push((job.trial, job.until));
+        }
+    }
+    Ok(())
+}
+
+/// Runs one job and records how it ended; the line to show.
+fn run_job(
+    study: &Study,
+    state: &Mutex<State>,
+    runner: &dyn TrialRunner,
+    interrupted: &AtomicBool,
+    job: &TrialJob<'_>,
+) -> String {
+    let budget = study.budget.unwrap_or(u64::MAX);
+    let mut last: Option<f64> = None;
+    let mut stopped_early = false;
+    let mut record_error = None;
+    let mut report = |steps: u64, metrics: &[(&str, f64)]| -> Decision {
+        let value = metrics.iter().find(|(name, _)| *name == study.metric).map(|&(_, v)| v).filter(|v| v.is_finite());
+        let mut decision = Decision::Continue;
+        if let Some(value) = value {
+            last = Some(value);
+            let mut st = lock(state);
+            if let Err(e) = st.store.add_result(job.trial, steps, value) {
+                record_error = Some(e.to_string());
+                return Decision::Stop;
+            }
+            if st.scheduler.on_result(job.trial, steps, study.mode.score(value)) == Decision::Stop {
+                stopped_early = true;
+                decision = Decision::Stop;
+            }
+        }
+        if interrupted.load(Ordering::SeqCst) || (steps >= job.until && job.until < budget) {
+            decision = Decision::Stop;
+        }
+        decision
+    };
+    let outcome = runner.run(job, &mut report);
+    let mut st = lock(state);
+    if interrupted.load(Ordering::SeqCst) && record_error.is_none() {
+        // Left running in the store: `--resume` runs this job again from its checkpoint.
+        return format!("trial {} interrupted", job.trial);
+    }
+    let (trial_state, steps, error) = match (outcome, record_error) {
+        (_, Some(e)) | (Err(e), None) => (TrialState::Failed, 0, Some(e)),
+        (Ok(end), None) => {
+            let state = if stopped_early {
+                TrialState::Stopped
+            } else if end.stopped_by_tuner {
+                TrialState::Paused
+            } else {
+                TrialState::Finished
+            };
+            (state, end.env_steps, None)
+        }
+    };
+    let error = error.or_else(|| {
+        (trial_state != TrialState::Failed && last.is_none()).then(|| {
+            format!("the run never reported `{}` (metric = in the study file): name one the run reports", study.metric)
+        })
+    });
+    let trial_state = if error.is_some() { TrialState::Failed } else { trial_state };
+    if trial_state == TrialState::Failed {
+        st.failures += 1;
+    }
+    let score = last.map(|v| study.mode.score(v));
+    let saved = st.store.end_job(job.trial, steps, last, trial_state, error.as_deref());
+    st.scheduler.on_job_end(job.trial, job.until, if trial_state == TrialState::Failed { None } else { score });
+    if trial_state != TrialState::Paused {
+        let params = st.params[job.trial].clone();
+        st.searcher.observe(job.trial, &params, score);
+    }
+    let value = last.map_or("-".to_string(), |v| format!("{v:.4}"));
+    match (saved, error) {
+        (Err(e), _) => format!("trial {} could not be recorded: {e}", job.trial),
+        (Ok(()), Some(e)) => format!("trial {} failed: {e}", job.trial),
+        (Ok(()), None) => {
+            format!("trial {} {} at {steps} env steps: {} = {value}", job.trial, trial_state.name(), study.metric)
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! `shoal tune`: runs a hyperparameter study (see `shoal-tune`) with every trial trained in
+//! this process, as `shoal train` trains, into `DIR/trials/trial-NNNN` — a run directory that
+//! `shoal eval`, `plot` and `train --resume` read. `--resume DIR` finishes a killed or
+//! interrupted study; `--status DIR` prints its table.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use shoal_algo::cluster::Topology;
+use shoal_algo::{Agent, Callback, Control, Progress, StopReason};
+use shoal_tune::store::StudyStore;
+use shoal_tune::summary::{table, write_outputs};
+use shoal_tune::{run_study, store_path, Decision, JobEnd, Observer, Report, Study, TrialJob, TrialRunner};
+
+use super::train::train_into;
+use crate::run::RunDir;
+
+/// Arguments of `shoal tune`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The study file, e.g. configs/tune/cartpole-ppo-lr-grid.toml.
+    study: Option<PathBuf>,
+    /// The study's directory (default: runs/tune-<study file name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Finish the study in this directory: finished trials are kept, the ones running when it
+    /// stopped continue from their checkpoints.
+    #[arg(long, conflicts_with_all = ["study", "out"])]
+    resume: Option<PathBuf>,
+    /// Print the trials of the study in this directory (running or finished) and exit.
+    #[arg(long, conflicts_with_all = ["study", "out", "resume"])]
+    status: Option<PathBuf>,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if let Some(dir) = &args.status {
+        let study = stored_study(dir)?;
+        let trials = StudyStore::open(&store_path(dir))?.trials()?;
+        print!("{}", table(&study, &trials));
+        return Ok(());
+    }
+    let (study, dir, resume) = match (&args.resume, &args.study) {
+        (Some(dir), _) => (stored_study(dir)?, dir.clone(), true),
+        (None, Some(path)) => {
+            let study = Study::load(path)?;
+            let stem = path.file_stem().map_or("study".into(), |s| s.to_string_lossy().into_owned());
+            let dir = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("tune-{stem}")));
+            (study, dir, false)
+        }
+        (None, None) => {
+            bail!("give a study file (e.g. configs/tune/cartpole-ppo-lr-grid.toml), --resume DIR or --status DIR")
+        }
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    eprintln!(
+        "study {}: {} trials, {} at a time, metric {} ({:?})",
+        dir.display(),
+        study.trial_count(),
+        study.max_concurrent,
+        study.metric,
+        study.mode
+    );
+    let runner = InProcess { interrupted: Arc::clone(&interrupted) };
+    let trials = run_study(&study, &dir, &runner, &Printer, &interrupted, resume)?;
+    print!("{}", table(&study, &trials));
+    if interrupted.load(Ordering::SeqCst) {
+        eprintln!("interrupted: continue with `shoal tune --resume {}`", dir.display());
+        return Ok(());
+    }
+    match write_outputs(&study, &dir, &trials)? {
+        Some(best) => eprintln!(
+            "best: trial {} ({} = {:.4}); its config is {}",
+            best.id,
+            study.metric,
+            best.value.unwrap_or(f64::NAN),
+            dir.join("best.toml").display()
+        ),
+        None => eprintln!("no trial reported {}", study.metric),
+    }
+    Ok(())
+}
+
+/// The study stored in `dir`, as it was started.
+fn stored_study(dir: &Path) -> Result<Study> {
+    let store = StudyStore::open(&store_path(dir))?;
+    let text = store.meta("study")?.context("the study store has no study text")?;
+    let base = store.meta("base")?.context("the study store has no base config")?;
+    Ok(Study::parse(&text, dir, Some(base))?)
+}
+
+/// Prints the tuner's events, a line each.
+struct Printer;
+
+impl Observer for Printer {
+    fn event(&self, line: &str) {
+        eprintln!("{line}");
+    }
+}
+
+/// Trains trials as threads of this process.
+struct InProcess {
+    interrupted: Arc<AtomicBool>,
+}
+
+impl TrialRunner for InProcess {
+    fn run(&self, job: &TrialJob<'_>, report: &mut Report<'_>) -> std::result::Result<JobEnd, String> {
+        self.train(job, report).map_err(|e| format!("{e:#}"))
+    }
+}
+
+impl InProcess {
+    fn train(&self, job: &TrialJob<'_>, report: &mut Report<'_>) -> Result<JobEnd> {
+        if job.config.cluster().is_some_and(|c| c.topology == Topology::Processes) {
+            bail!("trials run as threads of `shoal tune`: drop cluster.topology = \"processes\" from the base config");
+        }
+        let resuming = job.resume && job.dir.join("checkpoints").join("latest").exists();
+        let run_dir = if resuming { RunDir::open(&job.dir)? } else { fresh_dir(&job.dir)? };
+        let mut reporter = Reporter { report };
+        let summary = train_into(job.config, &run_dir, resuming, &self.interrupted, &mut reporter)?;
+        Ok(JobEnd { env_steps: summary.env_steps, stopped_by_tuner: summary.stop_reason == StopReason::Callback })
+    }
+}
+
+/// A trial's directory from scratch (what a killed first job left is started over).
+fn fresh_dir(dir: &Path) -> Result<RunDir> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    RunDir::create(Some(dir), "")
+}
+
+/// Hands every iteration's metrics to the tuner and stops when it says so.
+struct Reporter<'a> {
+    report: &'a mut Report<'a>,
+}
+
+impl Callback for Reporter<'_> {
+    fn on_iteration(&mut self, _: &mut dyn Agent, p: &Progress<'_>) -> shoal_algo::Result<Control> {
+        let mut metrics: Vec<(&str, f64)> = vec![("env_steps", p.env_steps as f64), ("wall_seconds", p.wall_seconds)];
+        metrics.extend(p.episode_return_mean.map(|v| ("episode_return_mean", v)));
+        metrics.extend(p.episode_len_mean.map(|v| ("episode_len_mean", v)));
+        metrics.extend(p.metrics.iter().copied());
+        Ok(match (self.report)(p.env_steps, &metrics) {
+            Decision::Continue => Control::Continue,
+            Decision::Stop => Control::Stop,
+        })
+    }
+}

@@ -1,0 +1,125 @@
+//! `shoal tune` as a user runs it: the documents' grid example picks the right learning rate,
+//! a bad study fails before any trial runs and names the key, and a study killed with
+//! SIGKILL finishes with `--resume`, no trial lost or run twice.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn shoal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shoal")).args(args).output().expect("run shoal")
+}
+
+fn config(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs").join(name).display().to_string()
+}
+
+fn ok(output: &Output) -> String {
+    assert!(output.status.success(), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `trials.csv` as (trial, state, env steps, metric) rows.
+fn trials(dir: &Path) -> Vec<(usize, String, u64, Option<f64>)> {
+    let text = std::fs::read_to_string(dir.join("trials.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            (f[0].parse().unwrap(), f[1].to_string(), f[2].parse().unwrap(), f[3].parse().ok())
+        })
+        .collect()
+}
+
+/// The documents' example: a grid over PPO's learning rate on CartPole reports 1e-3 as best,
+/// every trial is a run directory `shoal eval` reads, and `--status` shows the study.
+#[test]
+fn the_learning_rate_grid_finds_1e_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("study");
+    let table = ok(&shoal(&["tune", &config("tune/cartpole-ppo-lr-grid.toml"), "--out", out.to_str().unwrap()]));
+    eprintln!("{table}");
+    let rows = trials(&out);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(rows.iter().all(|(_, state, steps, value)| state == "finished" && *steps >= 30_000 && value.is_some()));
+    let best = std::fs::read_to_string(out.join("best.toml")).unwrap();
+    let best: toml::Table = best.parse().unwrap();
+    assert_eq!(best["ppo"]["learning_rate"].as_float(), Some(1e-3), "{best:#?}");
+    assert_eq!(best["stop"]["env_steps"].as_integer(), Some(30_000), "[set] lands in the trials");
+    let trial = out.join("trials/trial-0000");
+    let eval = ok(&shoal(&["eval", trial.to_str().unwrap(), "--episodes", "2"]));
+    assert!(eval.contains("episode_return_mean"), "{eval}");
+    let status = ok(&shoal(&["tune", "--status", out.to_str().unwrap()]));
+    assert_eq!(status.lines().count(), 4, "a header and a line per trial: {status}");
+}
+
+/// A study whose space names a key the train config does not have fails at once, naming it;
+/// so do a bad distribution and a grid under a random searcher.
+#[test]
+fn a_bad_study_names_the_key_before_any_trial_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = config("cartpole-ppo.toml");
+    let cases = [
+        ("\"ppo.learnig_rate\" = { loguniform = [1e-5, 1e-2] }", "grid", "unknown field `learnig_rate`"),
+        ("\"ppo.learning_rate\" = { loguniform = [0.0, 1e-2] }", "random", "0 < low"),
+        ("\"ppo.gamma\" = { choice = [\"high\"] }", "random", "space.\"ppo.gamma\" = \"high\""),
+        ("\"ppo.gamma\" = { grid = [0.9, 0.99] }", "random", "only searcher = \"grid\" enumerates"),
+    ];
+    for (i, (space, searcher, expected)) in cases.iter().enumerate() {
+        let study = dir.path().join(format!("s{i}.toml"));
+        let text = format!("base = {base:?}\nsearcher = \"{searcher}\"\n[space]\n{space}\n");
+        std::fs::write(&study, text).unwrap();
+        let out = dir.path().join(format!("out{i}"));
+        let output = shoal(&["tune", study.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains(expected), "case {i}: expected `{expected}` in: {stderr}");
+        assert!(!out.join("study.db").exists(), "case {i}: no study may start");
+    }
+}
+
+/// SIGKILL in the middle of an ASHA study, then `--resume`: every trial of the study is there
+/// once and none is left running (the jobs killed mid-way ran again, from the trial's last
+/// checkpoint when it had one), and ASHA's rungs still shape the study.
+#[test]
+fn a_killed_study_resumes_without_losing_or_repeating_a_trial() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("study");
+    let study = dir.path().join("asha.toml");
+    let text = std::fs::read_to_string(config("tune/cartpole-ppo-asha.toml"))
+        .unwrap()
+        .replace("base = \"../cartpole-ppo.toml\"", &format!("base = {:?}", config("cartpole-ppo.toml")))
+        .replace("num_samples = 18", "num_samples = 9")
+        .replace("grace_period = 10_000", "grace_period = 2_000")
+        .replace("\"stop.env_steps\" = 90_000", "\"stop.env_steps\" = 18_000");
+    std::fs::write(&study, text).unwrap();
+    let log = std::fs::File::create(dir.path().join("first.log")).unwrap();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["tune", study.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // Kill once trial 4 has started (some trials ended, some running).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = std::fs::read_to_string(dir.path().join("first.log")).unwrap_or_default();
+        if text.contains("trial 4 starts") {
+            break;
+        }
+        assert!(first.try_wait().unwrap().is_none(), "the study ended before it could be killed: {text}");
+        assert!(Instant::now() < deadline, "trial 4 never started: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let resumed = shoal(&["tune", "--resume", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{stderr}");
+    let rows = trials(&out);
+    let ids: BTreeSet<usize> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(ids, (0..9).collect(), "every trial once: {rows:?}");
+    assert!(rows.iter().all(|r| r.1 == "paused" || r.1 == "finished"), "none running or failed: {rows:?}");
+    assert!(rows.iter().any(|r| r.1 == "finished" && r.2 >= 18_000), "ASHA took one trial to the budget: {rows:?}");
+    assert!(rows.iter().filter(|r| r.2 < 6_000).count() >= 5, "most trials stopped at the first rung: {rows:?}");
+}
