@@ -14,6 +14,7 @@ pub mod space;
 pub mod store;
 pub mod study;
 pub mod summary;
+pub mod tpe;
 pub mod tuner;
 
 pub use error::{Result, TuneError};

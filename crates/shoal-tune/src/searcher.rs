@@ -7,6 +7,7 @@ use rand_pcg::Pcg64Mcg;
 
 use crate::space::{Domain, Params, Space};
 use crate::study::{SearcherKind, Study};
+use crate::tpe::Tpe;
 
 /// Chooses the parameters of trial after trial (ask), learning from their results (tell).
 pub trait Searcher: Send {
@@ -18,14 +19,16 @@ pub trait Searcher: Send {
 
 /// The searcher a study asks for.
 pub fn searcher_for(study: &Study) -> Box<dyn Searcher> {
+    let (space, seed) = (study.space.clone(), study.seed);
     match study.searcher {
-        SearcherKind::Grid => Box::new(GridSearch { space: study.space.clone(), seed: study.seed }),
-        SearcherKind::Random => Box::new(RandomSearch { space: study.space.clone(), seed: study.seed }),
+        SearcherKind::Grid => Box::new(GridSearch { space, seed }),
+        SearcherKind::Random => Box::new(RandomSearch::new(space, seed)),
+        SearcherKind::Tpe => Box::new(Tpe::new(space, seed)),
     }
 }
 
 /// A generator for trial `index` alone: the same draws whatever order trials are asked in.
-fn trial_rng(seed: u64, index: usize) -> Pcg64Mcg {
+pub(crate) fn trial_rng(seed: u64, index: usize) -> Pcg64Mcg {
     Pcg64Mcg::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
@@ -62,6 +65,12 @@ impl Searcher for GridSearch {
 pub struct RandomSearch {
     space: Space,
     seed: u64,
+}
+
+impl RandomSearch {
+    pub fn new(space: Space, seed: u64) -> Self {
+        RandomSearch { space, seed }
+    }
 }
 
 impl Searcher for RandomSearch {
@@ -102,9 +111,9 @@ mod tests {
     #[test]
     fn random_search_is_reproducible_from_the_seed() {
         let space = space("lr = { loguniform = [1e-5, 1e-2] }\nn = { choice = [64, 128] }");
-        let mut a = RandomSearch { space: space.clone(), seed: 11 };
-        let mut b = RandomSearch { space: space.clone(), seed: 11 };
-        let mut c = RandomSearch { space, seed: 12 };
+        let mut a = RandomSearch::new(space.clone(), 11);
+        let mut b = RandomSearch::new(space.clone(), 11);
+        let mut c = RandomSearch::new(space, 12);
         let (first, again, other) = (a.suggest(5), b.suggest(5), c.suggest(5));
         assert_eq!(first, again);
         assert_ne!(first, other);

@@ -6,7 +6,7 @@
 //! metric = "episode_return_mean"     # what a trial is judged by; mode = "max" | "min"
 //! num_samples = 3                    # trials (a grid repeats num_samples times)
 //! max_concurrent = 2                 # trials at once
-//! searcher = "grid"                  # grid | random
+//! searcher = "grid"                  # grid | random | tpe
 //! scheduler = "fifo"                 # fifo | asha | median
 //! [set]                              # fixed overrides of the base config, for every trial
 //! "stop.env_steps" = 100_000
@@ -58,6 +58,9 @@ pub enum SearcherKind {
     /// Every key sampled independently.
     #[default]
     Random,
+    /// Tree-structured Parzen estimators (`tpe.rs`): random for 10 trials, then guided by
+    /// the results so far.
+    Tpe,
 }
 
 /// Which trials are stopped early.
@@ -266,7 +269,7 @@ impl Study {
     pub fn trial_count(&self) -> usize {
         match self.searcher {
             SearcherKind::Grid => self.num_samples * self.space.grid_size(),
-            SearcherKind::Random => self.num_samples,
+            SearcherKind::Random | SearcherKind::Tpe => self.num_samples,
         }
     }
 
