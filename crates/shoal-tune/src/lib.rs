@@ -8,6 +8,7 @@
 //! over `study` (the checked study file) and `space` (distributions).
 
 pub mod error;
+pub mod pbt;
 pub mod scheduler;
 pub mod searcher;
 pub mod space;
@@ -18,7 +19,7 @@ pub mod tpe;
 pub mod tuner;
 
 pub use error::{Result, TuneError};
-pub use scheduler::{Decision, Job, Scheduler};
+pub use scheduler::{Decision, Exploit, Job, Scheduler};
 pub use searcher::Searcher;
 pub use space::{Domain, Params, Space};
 pub use store::{StudyStore, TrialRow, TrialState};

@@ -7,13 +7,37 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::pbt::Pbt;
+use crate::space::Params;
 use crate::study::{AshaConfig, MedianConfig, SchedulerKind, Study};
 
-/// Work for a free slot: trial `trial` (`None`: a new one) runs until `until` env steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Work for a free slot: trial `trial` (`None`: a new one) runs until `until` env steps —
+/// after taking over another trial's checkpoint and new parameters when `exploit` says so
+/// (population-based training).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Job {
     pub trial: Option<usize>,
     pub until: u64,
+    pub exploit: Option<Exploit>,
+}
+
+/// Trial `source`'s checkpoint, to continue from with `params`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exploit {
+    pub source: usize,
+    pub params: Params,
+}
+
+impl Job {
+    /// A new trial, until `until`.
+    pub fn start(until: u64) -> Self {
+        Job { trial: None, until, exploit: None }
+    }
+
+    /// Trial `trial` continued from its checkpoint until `until`.
+    pub fn resume(trial: usize, until: u64) -> Self {
+        Job { trial: Some(trial), until, exploit: None }
+    }
 }
 
 /// What to do with a running job after an intermediate result.
@@ -33,6 +57,8 @@ pub trait Scheduler: Send {
     /// Trial `trial`'s job for `until` ended at `step` with `score` (its last result; `None`
     /// when it failed or reported none).
     fn on_job_end(&mut self, trial: usize, until: u64, score: Option<f64>);
+    /// Trial `trial` exists with `params` (a new trial, or a stored one when a study resumes).
+    fn on_trial(&mut self, _trial: usize, _params: &Params) {}
     /// A resumed study replays its stored jobs, in order: trial `trial` had a job until
     /// `until` (before its end, if it ended, is told through `on_job_end`).
     fn replay_job(&mut self, _trial: usize, _until: u64) {}
@@ -45,6 +71,7 @@ pub fn scheduler_for(study: &Study) -> Box<dyn Scheduler> {
         SchedulerKind::Fifo => Box::new(Fifo { budget }),
         SchedulerKind::Asha => Box::new(Asha::new(study.asha, budget)),
         SchedulerKind::Median => Box::new(MedianStopping::new(study.median, budget)),
+        SchedulerKind::Pbt => Box::new(Pbt::new(study.pbt.clone(), study.space.clone(), budget, study.seed)),
     }
 }
 
@@ -55,7 +82,7 @@ pub struct Fifo {
 
 impl Scheduler for Fifo {
     fn next_job(&mut self, can_start: bool) -> Option<Job> {
-        can_start.then_some(Job { trial: None, until: self.budget })
+        can_start.then(|| Job::start(self.budget))
     }
     fn on_result(&mut self, _: usize, _: u64, _: f64) -> Decision {
         Decision::Continue
@@ -117,10 +144,10 @@ impl Scheduler for Asha {
         for k in (0..self.rungs.len() - 1).rev() {
             if let Some(trial) = self.promotable(k) {
                 self.promoted[k].insert(trial);
-                return Some(Job { trial: Some(trial), until: self.rungs[k + 1] });
+                return Some(Job::resume(trial, self.rungs[k + 1]));
             }
         }
-        can_start.then_some(Job { trial: None, until: self.rungs[0] })
+        can_start.then(|| Job::start(self.rungs[0]))
     }
 
     fn on_result(&mut self, _: usize, _: u64, _: f64) -> Decision {
@@ -159,7 +186,7 @@ impl MedianStopping {
 
 impl Scheduler for MedianStopping {
     fn next_job(&mut self, can_start: bool) -> Option<Job> {
-        can_start.then_some(Job { trial: None, until: self.budget })
+        can_start.then(|| Job::start(self.budget))
     }
 
     fn on_result(&mut self, trial: usize, step: u64, score: f64) -> Decision {
@@ -207,7 +234,7 @@ mod tests {
     fn asha_promotes_by_the_papers_rule() {
         let mut s = asha(1, 3, 9);
         assert_eq!(s.rungs(), &[1, 3, 9]);
-        let start = Some(Job { trial: None, until: 1 });
+        let start = Some(Job::start(1));
         // Trials 0, 1: rung 0 has 1 then 2 results: top ⌊n/3⌋ = 0, nothing to promote.
         assert_eq!(s.next_job(true), start);
         s.on_job_end(0, 1, Some(0.5));
@@ -216,7 +243,7 @@ mod tests {
         // A third result makes the top third one trial: the best (trial 1) is promoted.
         assert_eq!(s.next_job(true), start);
         s.on_job_end(2, 1, Some(0.1));
-        assert_eq!(s.next_job(true), Some(Job { trial: Some(1), until: 3 }));
+        assert_eq!(s.next_job(true), Some(Job::resume(1, 3)));
         // Promoted once only: with nothing else promotable a new trial starts.
         assert_eq!(s.next_job(true), start);
         s.on_job_end(3, 1, Some(0.7));
@@ -226,7 +253,7 @@ mod tests {
         assert_eq!(s.next_job(true), start);
         // Six results at rung 0: the top two are 1 (promoted) and 4, which goes up now.
         s.on_job_end(5, 1, Some(0.2));
-        assert_eq!(s.next_job(true), Some(Job { trial: Some(4), until: 3 }));
+        assert_eq!(s.next_job(true), Some(Job::resume(4, 3)));
         s.on_job_end(4, 3, Some(0.85));
         // Rung 1 holds 2 results: nothing to promote to the top rung yet; and once no new
         // trial may start, no job at all.
@@ -236,11 +263,11 @@ mod tests {
             assert_eq!(s.next_job(true), start);
             s.on_job_end(t, 1, Some(score));
         }
-        assert_eq!(s.next_job(true), Some(Job { trial: Some(8), until: 3 }));
+        assert_eq!(s.next_job(true), Some(Job::resume(8, 3)));
         s.on_job_end(8, 3, Some(0.97));
         // Rung 1 now has 3 results (0.95, 0.85, 0.97): trial 8 goes to the top rung — the
         // highest rung is served first.
-        assert_eq!(s.next_job(false), Some(Job { trial: Some(8), until: 9 }));
+        assert_eq!(s.next_job(false), Some(Job::resume(8, 9)));
         assert_eq!(s.next_job(false), None);
     }
 

@@ -141,6 +141,12 @@ impl StudyStore {
         self.exec("INSERT INTO jobs (trial, until) VALUES (?1, ?2)", params![id as i64, until as i64])
     }
 
+    /// Trial `id` goes on with `params` (population-based training's exploration).
+    pub fn set_params(&self, id: usize, params: &Params) -> Result<()> {
+        let text = toml::to_string(params).map_err(|e| TuneError::Spec(format!("trial {id}'s parameters: {e}")))?;
+        self.exec("UPDATE trials SET params = ?2 WHERE id = ?1", params![id as i64, text])
+    }
+
     /// An intermediate result of trial `id`.
     pub fn add_result(&self, id: usize, step: u64, value: f64) -> Result<()> {
         self.exec(

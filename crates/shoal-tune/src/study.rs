@@ -7,7 +7,7 @@
 //! num_samples = 3                    # trials (a grid repeats num_samples times)
 //! max_concurrent = 2                 # trials at once
 //! searcher = "grid"                  # grid | random | tpe
-//! scheduler = "fifo"                 # fifo | asha | median
+//! scheduler = "fifo"                 # fifo | asha | median | pbt
 //! [set]                              # fixed overrides of the base config, for every trial
 //! "stop.env_steps" = 100_000
 //! [space]                            # the tuned keys (see `space.rs`)
@@ -20,6 +20,7 @@ use serde::Deserialize;
 use shoal_algo::TrainConfig;
 
 use crate::error::{io_err, spec_err, Result, TuneError};
+use crate::pbt::PbtConfig;
 use crate::space::{Params, Space};
 
 /// Whether a larger or a smaller metric is better.
@@ -74,6 +75,8 @@ pub enum SchedulerKind {
     Asha,
     /// Median stopping (Golovin et al., 2017).
     Median,
+    /// Population-based training (Jaderberg et al., 2017; `pbt.rs`).
+    Pbt,
 }
 
 /// `[asha]`: rungs at `grace_period · reduction_factorᵏ` env steps, up to the base config's
@@ -136,6 +139,8 @@ struct StudyFile {
     #[serde(default)]
     median: MedianConfig,
     #[serde(default)]
+    pbt: PbtConfig,
+    #[serde(default)]
     set: toml::Table,
     #[serde(default)]
     space: toml::Table,
@@ -168,6 +173,7 @@ pub struct Study {
     pub max_failures: usize,
     pub asha: AshaConfig,
     pub median: MedianConfig,
+    pub pbt: PbtConfig,
     /// `key=value` overrides every trial gets.
     pub fixed: Vec<String>,
     pub space: Space,
@@ -206,6 +212,11 @@ impl Study {
         if file.asha.reduction_factor < 2 || file.asha.grace_period == 0 {
             return Err(spec_err("asha.reduction_factor must be at least 2 and asha.grace_period at least 1"));
         }
+        if file.pbt.perturbation_interval == 0 || !(0.0..=0.5).contains(&file.pbt.quantile_fraction) {
+            return Err(spec_err(
+                "pbt.perturbation_interval must be at least 1 and pbt.quantile_fraction within [0, 0.5]",
+            ));
+        }
         let space = Space::parse(&file.space)?;
         if file.searcher != SearcherKind::Grid && !space.grid().is_empty() {
             let (key, _) = space.grid()[0];
@@ -236,6 +247,7 @@ impl Study {
             max_failures: file.max_failures,
             asha: file.asha,
             median: file.median,
+            pbt: file.pbt,
             fixed,
             space,
             base_seed: base.common.seed,

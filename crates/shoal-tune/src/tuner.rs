@@ -13,7 +13,7 @@ use std::sync::{Condvar, Mutex};
 use shoal_algo::TrainConfig;
 
 use crate::error::{spec_err, Result};
-use crate::scheduler::{scheduler_for, Decision, Job, Scheduler};
+use crate::scheduler::{scheduler_for, Decision, Scheduler};
 use crate::searcher::{searcher_for, Searcher};
 use crate::space::{show, Params};
 use crate::store::{StudyStore, TrialRow, TrialState};
@@ -48,6 +48,10 @@ pub trait TrialRunner: Sync {
     /// (with a checkpoint to continue from) when it answers [`Decision::Stop`]. An error is the
     /// trial's failure, as its message.
     fn run(&self, job: &TrialJob<'_>, report: &mut Report<'_>) -> std::result::Result<JobEnd, String>;
+
+    /// Replaces the checkpoint in trial directory `to` with the one in `from` (population-based
+    /// training's exploit).
+    fn copy_checkpoint(&self, from: &Path, to: &Path) -> std::result::Result<(), String>;
 }
 
 /// What the tuner tells whoever watches: a line per event.
@@ -120,7 +124,7 @@ pub fn run_study(
                 if st.failures > study.max_failures {
                     break;
                 }
-                let Some((trial, until, resume)) = next(study, &mut st)? else { break };
+                let Some((trial, until, resume)) = next(study, dir, &mut st, runner, observer)? else { break };
                 st.running += 1;
                 let config = study.trial_config(trial, &st.params[trial])?;
                 observer.event(&format!(
@@ -168,33 +172,50 @@ fn verb(resume: bool) -> &'static str {
     }
 }
 
-/// The next job: a requeued one first, then the scheduler's; a new trial is drawn and stored.
-fn next(study: &Study, st: &mut State) -> Result<Option<(usize, u64, bool)>> {
+/// The next job: a requeued one first, then the scheduler's; a new trial is drawn and stored,
+/// an exploiting one takes over its source's checkpoint and its new parameters.
+fn next(
+    study: &Study,
+    dir: &Path,
+    st: &mut State,
+    runner: &dyn TrialRunner,
+    observer: &dyn Observer,
+) -> Result<Option<(usize, u64, bool)>> {
     if let Some((trial, until)) = st.requeued.pop() {
         return Ok(Some((trial, until, true)));
     }
     let can_start = st.started < study.trial_count();
-    Ok(match st.scheduler.next_job(can_start) {
-        None => None,
-        Some(Job { trial: Some(trial), until }) => {
-            st.store.start_job(trial, until)?;
-            Some((trial, until, true))
-        }
-        Some(Job { trial: None, until }) => {
-            let id = st.started;
-            st.started += 1;
-            let params = st.searcher.suggest(id);
-            st.store.add_trial(id, &params, until)?;
-            st.params.push(params);
-            Some((id, until, false))
-        }
-    })
+    let Some(job) = st.scheduler.next_job(can_start) else { return Ok(None) };
+    let Some(trial) = job.trial else {
+        let id = st.started;
+        st.started += 1;
+        let params = st.searcher.suggest(id);
+        st.store.add_trial(id, &params, job.until)?;
+        st.scheduler.on_trial(id, &params);
+        st.params.push(params);
+        return Ok(Some((id, job.until, false)));
+    };
+    if let Some(exploit) = job.exploit {
+        runner
+            .copy_checkpoint(&trial_dir(dir, exploit.source), &trial_dir(dir, trial))
+            .map_err(|e| spec_err(format!("trial {trial} taking over trial {}'s checkpoint: {e}", exploit.source)))?;
+        st.store.set_params(trial, &exploit.params)?;
+        observer.event(&format!(
+            "trial {trial} takes over trial {}'s checkpoint: {}",
+            exploit.source,
+            show(&exploit.params)
+        ));
+        st.params[trial] = exploit.params;
+    }
+    st.store.start_job(trial, job.until)?;
+    Ok(Some((trial, job.until, true)))
 }
 
 /// Rebuilds a resumed study's searcher and scheduler from the store, and requeues the jobs
 /// that were running when it stopped.
 fn restore(study: &Study, st: &mut State, trials: &[TrialRow]) -> Result<()> {
     for trial in trials {
+        st.scheduler.on_trial(trial.id, &trial.params);
         let ended = matches!(trial.state, TrialState::Finished | TrialState::Stopped | TrialState::Failed);
         if ended {
             st.searcher.observe(trial.id, &trial.params, trial.value.map(|v| study.mode.score(v)));

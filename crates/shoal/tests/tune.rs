@@ -123,3 +123,47 @@ fn a_killed_study_resumes_without_losing_or_repeating_a_trial() {
     assert!(rows.iter().any(|r| r.1 == "finished" && r.2 >= 18_000), "ASHA took one trial to the budget: {rows:?}");
     assert!(rows.iter().filter(|r| r.2 < 6_000).count() >= 5, "most trials stopped at the first rung: {rows:?}");
 }
+
+/// Population-based training: trials in the bottom quarter take over a top trial's checkpoint,
+/// and the explored learning rate is what they train with afterwards — in their config and in
+/// the learning rate their optimizer steps with (`charts/learning_rate`, constant here).
+#[test]
+fn pbt_trials_take_over_checkpoints_and_train_with_the_explored_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("study");
+    let study = dir.path().join("pbt.toml");
+    let text = std::fs::read_to_string(config("tune/cartpole-ppo-pbt.toml"))
+        .unwrap()
+        .replace("base = \"../cartpole-ppo.toml\"", &format!("base = {:?}", config("cartpole-ppo.toml")))
+        .replace("num_samples = 8", "num_samples = 4")
+        .replace("perturbation_interval = 10_000", "perturbation_interval = 3_000")
+        .replace("\"stop.env_steps\" = 60_000", "\"stop.env_steps\" = 9_000");
+    std::fs::write(&study, text).unwrap();
+    let output = shoal(&["tune", study.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{log}");
+    // The last takeover of each trial, with the learning rate it explored.
+    let mut takeovers = std::collections::BTreeMap::new();
+    for line in log.lines().filter(|l| l.contains("takes over")) {
+        let trial: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let lr: f64 =
+            line.split("ppo.learning_rate=").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+        takeovers.insert(trial, lr);
+    }
+    // Generations start at 3k and 6k env steps, ⌈4 · 0.25⌉ = 1 trial exploiting in each.
+    assert_eq!(log.matches("takes over").count(), 2, "{log}");
+    for (trial, lr) in takeovers {
+        let run = out.join(format!("trials/trial-{trial:04}"));
+        let config: toml::Table = std::fs::read_to_string(run.join("config.toml")).unwrap().parse().unwrap();
+        assert_eq!(config["ppo"]["learning_rate"].as_float(), Some(lr), "trial {trial}'s config");
+        let metrics = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+        let header: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
+        let column = header.iter().position(|h| *h == "charts/learning_rate").unwrap();
+        let last: Vec<&str> = metrics.lines().last().unwrap().split(',').collect();
+        let logged: f64 = last[column].parse().unwrap();
+        assert!((logged - lr).abs() <= 1e-9 * lr, "trial {trial} steps with {logged}, explored {lr}");
+    }
+    let rows = trials(&out);
+    assert_eq!(rows.len(), 4);
+    assert!(rows.iter().all(|r| r.1 == "finished" && r.2 >= 9_000), "{rows:?}");
+}

@@ -110,6 +110,41 @@ impl TrialRunner for InProcess {
     fn run(&self, job: &TrialJob<'_>, report: &mut Report<'_>) -> std::result::Result<JobEnd, String> {
         self.train(job, report).map_err(|e| format!("{e:#}"))
     }
+
+    fn copy_checkpoint(&self, from: &Path, to: &Path) -> std::result::Result<(), String> {
+        let (source, target) = (
+            RunDir::open(from).map_err(|e| format!("{e:#}"))?.checkpoint(),
+            RunDir::open(to).map_err(|e| format!("{e:#}"))?.checkpoint(),
+        );
+        // Copied beside the target, then swapped in: a crash leaves one whole checkpoint.
+        let staged = target.with_extension("incoming");
+        let old = target.with_extension("replaced");
+        let step = |r: std::io::Result<()>, what: &str| r.map_err(|e| format!("{what}: {e}"));
+        let _ = std::fs::remove_dir_all(&staged);
+        step(copy_dir(&source, &staged), &format!("copying {}", source.display()))?;
+        let _ = std::fs::remove_dir_all(&old);
+        if target.exists() {
+            step(std::fs::rename(&target, &old), "setting the old checkpoint aside")?;
+        }
+        step(std::fs::rename(&staged, &target), "moving the copy in")?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    }
+}
+
+/// Copies directory `from` (files and subdirectories) to a new directory `to`.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 impl InProcess {
@@ -148,5 +183,34 @@ impl Callback for Reporter<'_> {
             Decision::Continue => Control::Continue,
             Decision::Stop => Control::Stop,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A takeover replaces the target's checkpoint with the source's, files and
+    /// subdirectories, and leaves no staging directory behind.
+    #[test]
+    fn a_checkpoint_copy_replaces_the_target_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("a"), dir.path().join("b"));
+        for (root, tag) in [(&from, "source"), (&to, "target")] {
+            let latest = root.join("checkpoints/latest");
+            std::fs::create_dir_all(latest.join("worker-0")).unwrap();
+            std::fs::write(root.join("config.toml"), "algo = \"ppo\"").unwrap();
+            std::fs::write(latest.join("model.safetensors"), tag).unwrap();
+            std::fs::write(latest.join("worker-0/state.json"), tag).unwrap();
+        }
+        std::fs::write(to.join("checkpoints/latest/stale.json"), "old").unwrap();
+        let runner = InProcess { interrupted: Arc::new(AtomicBool::new(false)) };
+        runner.copy_checkpoint(&from, &to).unwrap();
+        let latest = to.join("checkpoints/latest");
+        assert_eq!(std::fs::read_to_string(latest.join("model.safetensors")).unwrap(), "source");
+        assert_eq!(std::fs::read_to_string(latest.join("worker-0/state.json")).unwrap(), "source");
+        assert!(!latest.join("stale.json").exists(), "the old checkpoint is gone whole");
+        let left: Vec<_> = std::fs::read_dir(to.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("latest")]);
     }
 }
