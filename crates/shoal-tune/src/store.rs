@@ -4,6 +4,7 @@
 //! from it. WAL journaling: a commit survives the process being killed.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -70,7 +71,14 @@ pub struct JobRow {
 pub struct StudyStore {
     conn: Connection,
     path: PathBuf,
+    /// Intermediate results not written yet: they go with the job's end, or once a second
+    /// (a killed tuner may lose the last second of a curve, never a trial or a job's end).
+    pending: Vec<(usize, u64, f64)>,
+    flushed: Instant,
 }
+
+/// The longest an intermediate result waits for its write.
+const RESULT_DELAY: Duration = Duration::from_secs(1);
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
@@ -113,11 +121,25 @@ impl StudyStore {
     fn connect(path: &Path) -> Result<Self> {
         let conn = Connection::open(path).map_err(|e| store_err(path, e))?;
         conn.execute_batch(SCHEMA).map_err(|e| store_err(path, e))?;
-        Ok(StudyStore { conn, path: path.to_path_buf() })
+        Ok(StudyStore { conn, path: path.to_path_buf(), pending: Vec::new(), flushed: Instant::now() })
     }
 
     fn exec(&self, sql: &str, args: impl rusqlite::Params) -> Result<()> {
-        self.conn.execute(sql, args).map(|_| ()).map_err(|e| store_err(&self.path, e))
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| store_err(&self.path, e))?;
+        stmt.execute(args).map(|_| ()).map_err(|e| store_err(&self.path, e))
+    }
+
+    /// Runs `f`'s statements as one transaction: one commit for an event that writes
+    /// several rows, all of them or none.
+    fn atomically(&self, f: impl FnOnce() -> Result<()>) -> Result<()> {
+        self.conn.execute_batch("BEGIN").map_err(|e| store_err(&self.path, e))?;
+        match f() {
+            Ok(()) => self.conn.execute_batch("COMMIT").map_err(|e| store_err(&self.path, e)),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     /// A value the study stored at creation.
@@ -131,14 +153,18 @@ impl StudyStore {
     /// Records trial `id` with its parameters, running its first job until `until`.
     pub fn add_trial(&self, id: usize, params: &Params, until: u64) -> Result<()> {
         let text = toml::to_string(params).map_err(|e| TuneError::Spec(format!("trial {id}'s parameters: {e}")))?;
-        self.exec("INSERT INTO trials (id, params, state) VALUES (?1, ?2, 'running')", params![id as i64, text])?;
-        self.start_job(id, until)
+        self.atomically(|| {
+            self.exec("INSERT INTO trials (id, params, state) VALUES (?1, ?2, 'running')", params![id as i64, text])?;
+            self.exec("INSERT INTO jobs (trial, until) VALUES (?1, ?2)", params![id as i64, until as i64])
+        })
     }
 
     /// Records a job of trial `id` running until `until` env steps.
     pub fn start_job(&self, id: usize, until: u64) -> Result<()> {
-        self.exec("UPDATE trials SET state = 'running' WHERE id = ?1", params![id as i64])?;
-        self.exec("INSERT INTO jobs (trial, until) VALUES (?1, ?2)", params![id as i64, until as i64])
+        self.atomically(|| {
+            self.exec("UPDATE trials SET state = 'running' WHERE id = ?1", params![id as i64])?;
+            self.exec("INSERT INTO jobs (trial, until) VALUES (?1, ?2)", params![id as i64, until as i64])
+        })
     }
 
     /// Trial `id` goes on with `params` (population-based training's exploration).
@@ -148,27 +174,51 @@ impl StudyStore {
     }
 
     /// An intermediate result of trial `id`.
-    pub fn add_result(&self, id: usize, step: u64, value: f64) -> Result<()> {
-        self.exec(
-            "INSERT INTO results (trial, step, value) VALUES (?1, ?2, ?3)",
-            params![id as i64, step as i64, value],
-        )
+    pub fn add_result(&mut self, id: usize, step: u64, value: f64) -> Result<()> {
+        self.pending.push((id, step, value));
+        if self.flushed.elapsed() < RESULT_DELAY {
+            return Ok(());
+        }
+        self.atomically(|| self.write_results())?;
+        self.pending.clear();
+        self.flushed = Instant::now();
+        Ok(())
+    }
+
+    /// Writes the pending results (inside the caller's transaction).
+    fn write_results(&self) -> Result<()> {
+        for &(id, step, value) in &self.pending {
+            self.exec(
+                "INSERT INTO results (trial, step, value) VALUES (?1, ?2, ?3)",
+                params![id as i64, step as i64, value],
+            )?;
+        }
+        Ok(())
     }
 
     /// The end of trial `id`'s running job: where it got, with what, and the trial's state.
     pub fn end_job(
-        &self,
+        &mut self,
         id: usize,
         steps: u64,
         value: Option<f64>,
         state: TrialState,
         error: Option<&str>,
     ) -> Result<()> {
-        self.exec("UPDATE jobs SET ended = 1, value = ?2 WHERE trial = ?1 AND ended = 0", params![id as i64, value])?;
-        self.exec(
-            "UPDATE trials SET state = ?2, steps = ?3, value = ?4, error = ?5 WHERE id = ?1",
-            params![id as i64, state.name(), steps as i64, value, error],
-        )
+        self.atomically(|| {
+            self.write_results()?;
+            self.exec(
+                "UPDATE jobs SET ended = 1, value = ?2 WHERE trial = ?1 AND ended = 0",
+                params![id as i64, value],
+            )?;
+            self.exec(
+                "UPDATE trials SET state = ?2, steps = ?3, value = ?4, error = ?5 WHERE id = ?1",
+                params![id as i64, state.name(), steps as i64, value, error],
+            )
+        })?;
+        self.pending.clear();
+        self.flushed = Instant::now();
+        Ok(())
     }
 
     /// Every trial, by id.
@@ -251,7 +301,7 @@ mod tests {
         let path = dir.path().join("study.db");
         let params: Params = [("ppo.learning_rate".to_string(), toml::Value::Float(1e-3))].into_iter().collect();
         {
-            let store = StudyStore::create(&path, &[("study", "num_samples = 1")]).unwrap();
+            let mut store = StudyStore::create(&path, &[("study", "num_samples = 1")]).unwrap();
             store.add_trial(0, &params, 100).unwrap();
             store.add_result(0, 50, 12.5).unwrap();
             store.add_result(0, 100, 20.0).unwrap();

@@ -29,6 +29,8 @@ pub enum Bench {
     /// Model parallelism: an MLP cut into two pipeline stages in two processes against one
     /// process, time per training step by width (and the parameters equal).
     Pipeline(super::bench_pipeline::PipelineArgs),
+    /// The tuner's own cost per trial: empty trials and one-iteration trials, random and TPE.
+    Tune(super::bench_tune::TuneArgs),
 }
 
 /// Arguments of `shoal bench env`.
@@ -58,6 +60,7 @@ pub fn run(bench: &Bench) -> Result<()> {
         Bench::Ps(args) => super::bench_ps::run(args),
         Bench::Replay(args) => super::bench_replay::run(args),
         Bench::Allreduce(args) => super::bench_allreduce::run(args),
+        Bench::Tune(args) => super::bench_tune::run(args),
         Bench::Pipeline(args) => super::bench_pipeline::run(args),
     }
 }

@@ -8,6 +8,7 @@ pub mod bench_pipeline;
 pub mod bench_ps;
 pub mod bench_replay;
 pub mod bench_timing;
+pub mod bench_tune;
 pub mod envs;
 pub mod eval;
 pub mod launch;

@@ -64,7 +64,7 @@ pub fn run(args: &Args) -> Result<()> {
         study.metric,
         study.mode
     );
-    let runner = InProcess { interrupted: Arc::clone(&interrupted) };
+    let runner = InProcess::new(Arc::clone(&interrupted));
     let trials = run_study(&study, &dir, &runner, &Printer, &interrupted, resume)?;
     print!("{}", table(&study, &trials));
     if interrupted.load(Ordering::SeqCst) {
@@ -102,7 +102,7 @@ impl Observer for Printer {
 }
 
 /// Trains trials as threads of this process.
-struct InProcess {
+pub struct InProcess {
     interrupted: Arc<AtomicBool>,
 }
 
@@ -148,6 +148,11 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 impl InProcess {
+    /// A runner whose trials stop (with a checkpoint) once `interrupted` is set.
+    pub fn new(interrupted: Arc<AtomicBool>) -> Self {
+        InProcess { interrupted }
+    }
+
     fn train(&self, job: &TrialJob<'_>, report: &mut Report<'_>) -> Result<JobEnd> {
         if job.config.cluster().is_some_and(|c| c.topology == Topology::Processes) {
             bail!("trials run as threads of `shoal tune`: drop cluster.topology = \"processes\" from the base config");
@@ -204,7 +209,7 @@ mod tests {
             std::fs::write(latest.join("worker-0/state.json"), tag).unwrap();
         }
         std::fs::write(to.join("checkpoints/latest/stale.json"), "old").unwrap();
-        let runner = InProcess { interrupted: Arc::new(AtomicBool::new(false)) };
+        let runner = InProcess::new(Arc::new(AtomicBool::new(false)));
         runner.copy_checkpoint(&from, &to).unwrap();
         let latest = to.join("checkpoints/latest");
         assert_eq!(std::fs::read_to_string(latest.join("model.safetensors")).unwrap(), "source");
