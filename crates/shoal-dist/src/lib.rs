@@ -21,6 +21,7 @@ mod client;
 mod data_plane;
 pub mod engine;
 mod error;
+pub mod jobs;
 mod monitor;
 mod peer;
 pub mod pipeline;

@@ -18,5 +18,10 @@ pub mod pipeline {
     tonic::include_proto!("shoal.pipeline.v1");
 }
 
+/// The job queue's messages and stubs (`proto/shoal_jobs.proto`).
+pub mod jobs {
+    tonic::include_proto!("shoal.jobs.v1");
+}
+
 /// Bumped whenever the protocol changes in a way an older peer would misread.
 pub const PROTOCOL_VERSION: u32 = 1;

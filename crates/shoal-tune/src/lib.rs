@@ -4,11 +4,14 @@
 //! the trials (each a normal run directory) and keeps the whole study in SQLite, so a killed
 //! study resumes.
 //!
-//! Layers, top down: `tuner` (the loop) over `searcher`, `scheduler`, `store` and `summary`,
-//! over `study` (the checked study file) and `space` (distributions).
+//! Layers, top down: `remote` (trials served to `shoal tune-worker` processes) over `tuner`
+//! (the loop, and which searcher and scheduler a study gets) over `summary`, `store`, the
+//! searchers (`searcher`: grid and random, `tpe`) and the schedulers (`scheduler`: FIFO, ASHA,
+//! median stopping; `pbt`), over `study` (the checked study file) and `space` (distributions).
 
 pub mod error;
 pub mod pbt;
+pub mod remote;
 pub mod scheduler;
 pub mod searcher;
 pub mod space;

@@ -7,9 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::pbt::Pbt;
 use crate::space::Params;
-use crate::study::{AshaConfig, MedianConfig, SchedulerKind, Study};
+use serde::Deserialize;
 
 /// Work for a free slot: trial `trial` (`None`: a new one) runs until `until` env steps —
 /// after taking over another trial's checkpoint and new parameters when `exploit` says so
@@ -64,20 +63,50 @@ pub trait Scheduler: Send {
     fn replay_job(&mut self, _trial: usize, _until: u64) {}
 }
 
-/// The scheduler a study asks for. `budget`: a trial's whole run in env steps.
-pub fn scheduler_for(study: &Study) -> Box<dyn Scheduler> {
-    let budget = study.budget.unwrap_or(u64::MAX);
-    match study.scheduler {
-        SchedulerKind::Fifo => Box::new(Fifo { budget }),
-        SchedulerKind::Asha => Box::new(Asha::new(study.asha, budget)),
-        SchedulerKind::Median => Box::new(MedianStopping::new(study.median, budget)),
-        SchedulerKind::Pbt => Box::new(Pbt::new(study.pbt.clone(), study.space.clone(), budget, study.seed)),
+/// `[asha]`: rungs at `grace_period · reduction_factorᵏ` env steps, up to the base config's
+/// `stop.env_steps`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AshaConfig {
+    /// Env steps of the first rung: every trial runs at least this long.
+    pub grace_period: u64,
+    /// η: one trial in η goes on from each rung.
+    pub reduction_factor: u64,
+}
+
+impl Default for AshaConfig {
+    fn default() -> Self {
+        AshaConfig { grace_period: 10_000, reduction_factor: 3 }
+    }
+}
+
+/// `[median]`: stop a trial whose best result so far is worse than the median of the other
+/// trials' running averages at the same env step.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MedianConfig {
+    /// Env steps before a trial can be stopped.
+    pub grace_period: u64,
+    /// Trials that must have reached a step before it is judged there.
+    pub min_samples_required: usize,
+}
+
+impl Default for MedianConfig {
+    fn default() -> Self {
+        MedianConfig { grace_period: 10_000, min_samples_required: 3 }
     }
 }
 
 /// Every trial runs its whole budget.
 pub struct Fifo {
     budget: u64,
+}
+
+impl Fifo {
+    /// Every trial for `budget` env steps.
+    pub fn new(budget: u64) -> Self {
+        Fifo { budget }
+    }
 }
 
 impl Scheduler for Fifo {

@@ -6,8 +6,6 @@ use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
 use crate::space::{Domain, Params, Space};
-use crate::study::{SearcherKind, Study};
-use crate::tpe::Tpe;
 
 /// Chooses the parameters of trial after trial (ask), learning from their results (tell).
 pub trait Searcher: Send {
@@ -15,16 +13,6 @@ pub trait Searcher: Send {
     fn suggest(&mut self, index: usize) -> Params;
     /// Trial `index`'s final result as a score (larger is better), `None` when it failed.
     fn observe(&mut self, index: usize, params: &Params, score: Option<f64>);
-}
-
-/// The searcher a study asks for.
-pub fn searcher_for(study: &Study) -> Box<dyn Searcher> {
-    let (space, seed) = (study.space.clone(), study.seed);
-    match study.searcher {
-        SearcherKind::Grid => Box::new(GridSearch { space, seed }),
-        SearcherKind::Random => Box::new(RandomSearch::new(space, seed)),
-        SearcherKind::Tpe => Box::new(Tpe::new(space, seed)),
-    }
 }
 
 /// A generator for trial `index` alone: the same draws whatever order trials are asked in.
@@ -37,6 +25,12 @@ pub(crate) fn trial_rng(seed: u64, index: usize) -> Pcg64Mcg {
 pub struct GridSearch {
     space: Space,
     seed: u64,
+}
+
+impl GridSearch {
+    pub fn new(space: Space, seed: u64) -> Self {
+        GridSearch { space, seed }
+    }
 }
 
 impl Searcher for GridSearch {
@@ -94,7 +88,7 @@ mod tests {
     fn a_grid_enumerates_every_combination_once_per_pass() {
         let space = space("a = { grid = [1, 2, 3] }\nb = { grid = [\"x\", \"y\"] }\nc = { uniform = [0.0, 1.0] }");
         assert_eq!(space.grid_size(), 6);
-        let mut grid = GridSearch { space, seed: 3 };
+        let mut grid = GridSearch::new(space, 3);
         let trials: Vec<Params> = (0..12).map(|i| grid.suggest(i)).collect();
         let cells: Vec<(i64, String)> =
             trials.iter().map(|p| (p["a"].as_integer().unwrap(), p["b"].as_str().unwrap().to_string())).collect();

@@ -21,6 +21,7 @@ use shoal_algo::TrainConfig;
 
 use crate::error::{io_err, spec_err, Result, TuneError};
 use crate::pbt::PbtConfig;
+use crate::scheduler::{AshaConfig, MedianConfig};
 use crate::space::{Params, Space};
 
 /// Whether a larger or a smaller metric is better.
@@ -77,40 +78,6 @@ pub enum SchedulerKind {
     Median,
     /// Population-based training (Jaderberg et al., 2017; `pbt.rs`).
     Pbt,
-}
-
-/// `[asha]`: rungs at `grace_period · reduction_factorᵏ` env steps, up to the base config's
-/// `stop.env_steps`.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AshaConfig {
-    /// Env steps of the first rung: every trial runs at least this long.
-    pub grace_period: u64,
-    /// η: one trial in η goes on from each rung.
-    pub reduction_factor: u64,
-}
-
-impl Default for AshaConfig {
-    fn default() -> Self {
-        AshaConfig { grace_period: 10_000, reduction_factor: 3 }
-    }
-}
-
-/// `[median]`: stop a trial whose best result so far is worse than the median of the other
-/// trials' running averages at the same env step.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MedianConfig {
-    /// Env steps before a trial can be stopped.
-    pub grace_period: u64,
-    /// Trials that must have reached a step before it is judged there.
-    pub min_samples_required: usize,
-}
-
-impl Default for MedianConfig {
-    fn default() -> Self {
-        MedianConfig { grace_period: 10_000, min_samples_required: 3 }
-    }
 }
 
 /// The study file as written.

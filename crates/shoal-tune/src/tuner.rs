@@ -13,11 +13,34 @@ use std::sync::{Condvar, Mutex};
 use shoal_algo::TrainConfig;
 
 use crate::error::{spec_err, Result};
-use crate::scheduler::{scheduler_for, Decision, Scheduler};
-use crate::searcher::{searcher_for, Searcher};
+use crate::pbt::Pbt;
+use crate::scheduler::{Asha, Decision, Fifo, MedianStopping, Scheduler};
+use crate::searcher::{GridSearch, RandomSearch, Searcher};
 use crate::space::{show, Params};
 use crate::store::{StudyStore, TrialRow, TrialState};
-use crate::study::Study;
+use crate::study::{SchedulerKind, SearcherKind, Study};
+use crate::tpe::Tpe;
+
+/// The searcher a study asks for.
+pub fn searcher_for(study: &Study) -> Box<dyn Searcher> {
+    let (space, seed) = (study.space.clone(), study.seed);
+    match study.searcher {
+        SearcherKind::Grid => Box::new(GridSearch::new(space, seed)),
+        SearcherKind::Random => Box::new(RandomSearch::new(space, seed)),
+        SearcherKind::Tpe => Box::new(Tpe::new(space, seed)),
+    }
+}
+
+/// The scheduler a study asks for. `budget`: a trial's whole run in env steps.
+pub fn scheduler_for(study: &Study) -> Box<dyn Scheduler> {
+    let budget = study.budget.unwrap_or(u64::MAX);
+    match study.scheduler {
+        SchedulerKind::Fifo => Box::new(Fifo::new(budget)),
+        SchedulerKind::Asha => Box::new(Asha::new(study.asha, budget)),
+        SchedulerKind::Median => Box::new(MedianStopping::new(study.median, budget)),
+        SchedulerKind::Pbt => Box::new(Pbt::new(study.pbt.clone(), study.space.clone(), budget, study.seed)),
+    }
+}
 
 /// One job for a runner: train trial `trial` (config `config`, run directory `dir`) until
 /// `until` env steps, continuing from its checkpoint when `resume`.

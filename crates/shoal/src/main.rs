@@ -43,6 +43,8 @@ enum Command {
     Run(commands::run_task::Args),
     /// Search hyperparameters: a study of trials (grid, random; ASHA, median stopping), resumable.
     Tune(commands::tune::Args),
+    /// Train trials of a study served by `shoal tune --serve`, until none are left.
+    TuneWorker(commands::tune_worker::Args),
     /// Measure performance.
     #[command(subcommand)]
     Bench(commands::bench::Bench),
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => commands::replay::run(&args),
         Command::Run(args) => commands::run_task::run(&args),
         Command::Tune(args) => commands::tune::run(&args),
+        Command::TuneWorker(args) => commands::tune_worker::run(&args),
         Command::Bench(bench) => commands::bench::run(&bench),
     };
     match result {

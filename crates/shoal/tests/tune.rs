@@ -167,3 +167,65 @@ fn pbt_trials_take_over_checkpoints_and_train_with_the_explored_values() {
     assert_eq!(rows.len(), 4);
     assert!(rows.iter().all(|r| r.1 == "finished" && r.2 >= 9_000), "{rows:?}");
 }
+
+/// `shoal tune --serve` with two `shoal tune-worker` processes on loopback: both train
+/// trials of the one study; one is killed (SIGKILL) in the middle of a trial, the coordinator
+/// takes it for dead after `--worker-timeout` and gives the trial to the other, and the study
+/// completes with every trial once.
+#[test]
+fn tune_workers_share_a_study_and_a_dead_workers_trial_is_requeued() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("study");
+    let study = dir.path().join("asha.toml");
+    let text = std::fs::read_to_string(config("tune/cartpole-ppo-asha.toml"))
+        .unwrap()
+        .replace("base = \"../cartpole-ppo.toml\"", &format!("base = {:?}", config("cartpole-ppo.toml")))
+        .replace("num_samples = 18", "num_samples = 9")
+        .replace("grace_period = 10_000", "grace_period = 4_000")
+        .replace("\"stop.env_steps\" = 90_000", "\"stop.env_steps\" = 36_000");
+    std::fs::write(&study, text).unwrap();
+    let token = "tune-workers-token-0123456789";
+    let coordinator_log = dir.path().join("coordinator.log");
+    let mut coordinator = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["tune", study.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args(["--serve", "127.0.0.1:0", "--worker-timeout", "2"])
+        .env("SHOAL_TOKEN", token)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&coordinator_log).unwrap())
+        .spawn()
+        .unwrap();
+    let read_log = || std::fs::read_to_string(&coordinator_log).unwrap_or_default();
+    let wait_for = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !read_log().contains(what) {
+            assert!(Instant::now() < deadline, "no `{what}` in: {}", read_log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_for("--study 127.0.0.1:");
+    let log = read_log();
+    let addr = log.split("--study ").nth(1).unwrap().split('`').next().unwrap().to_string();
+    let worker = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args(["tune-worker", "--study", &addr, "--name", name])
+            .env("SHOAL_TOKEN", token)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut doomed = worker("w1");
+    wait_for("taken by worker w1");
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let survivor = worker("w2").wait_with_output().unwrap();
+    assert!(survivor.status.success(), "{}", String::from_utf8_lossy(&survivor.stderr));
+    assert!(coordinator.wait().unwrap().success(), "{}", read_log());
+    let log = read_log();
+    assert!(log.contains("worker w1 silent for 2s, the trial goes back on the queue"), "{log}");
+    assert!(log.contains("taken by worker w2"), "{log}");
+    let rows = trials(&out);
+    let ids: BTreeSet<usize> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(ids, (0..9).collect(), "{rows:?}");
+    assert!(rows.iter().all(|r| r.1 == "paused" || r.1 == "finished"), "{rows:?}");
+}

@@ -6,14 +6,18 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use shoal_algo::cluster::Topology;
 use shoal_algo::{Agent, Callback, Control, Progress, StopReason};
+use shoal_dist::jobs::{spawn_job_queue, JobSource};
+use shoal_tune::remote::RemoteTrials;
 use shoal_tune::store::StudyStore;
 use shoal_tune::summary::{table, write_outputs};
 use shoal_tune::{run_study, store_path, Decision, JobEnd, Observer, Report, Study, TrialJob, TrialRunner};
 
+use super::ps::Security;
 use super::train::train_into;
 use crate::run::RunDir;
 
@@ -32,6 +36,17 @@ pub struct Args {
     /// Print the trials of the study in this directory (running or finished) and exit.
     #[arg(long, conflicts_with_all = ["study", "out", "resume"])]
     status: Option<PathBuf>,
+    /// Train no trial here: serve them on this address to `shoal tune-worker` processes
+    /// (max_concurrent of them at a time), which need the study directory on storage they
+    /// share with this process.
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<String>,
+    /// With --serve: seconds of silence after which a worker is taken for dead and its trial
+    /// goes back on the queue (continuing from its last checkpoint).
+    #[arg(long, default_value_t = 60.0, requires = "serve")]
+    worker_timeout: f64,
+    #[command(flatten)]
+    security: Security,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -64,8 +79,10 @@ pub fn run(args: &Args) -> Result<()> {
         study.metric,
         study.mode
     );
-    let runner = InProcess::new(Arc::clone(&interrupted));
-    let trials = run_study(&study, &dir, &runner, &Printer, &interrupted, resume)?;
+    let trials = match &args.serve {
+        None => run_study(&study, &dir, &InProcess::new(Arc::clone(&interrupted)), &Printer, &interrupted, resume)?,
+        Some(listen) => serve(args, listen, &study, &dir, &interrupted, resume)?,
+    };
     print!("{}", table(&study, &trials));
     if interrupted.load(Ordering::SeqCst) {
         eprintln!("interrupted: continue with `shoal tune --resume {}`", dir.display());
@@ -82,6 +99,30 @@ pub fn run(args: &Args) -> Result<()> {
         None => eprintln!("no trial reported {}", study.metric),
     }
     Ok(())
+}
+
+/// Runs the study with every trial trained by `shoal tune-worker` processes that take them
+/// from a job queue served on `listen`; keeps serving a few seconds after the end, so that
+/// waiting workers hear there is nothing left and exit.
+fn serve(
+    args: &Args,
+    listen: &str,
+    study: &Study,
+    dir: &Path,
+    interrupted: &Arc<AtomicBool>,
+    resume: bool,
+) -> Result<Vec<shoal_tune::TrialRow>> {
+    args.security.check_exposure(listen)?;
+    let (token, tls) = args.security.load()?;
+    let timeout = Duration::from_secs_f64(args.worker_timeout.max(0.1));
+    let local = Box::new(InProcess::new(Arc::clone(interrupted)));
+    let queue = Arc::new(RemoteTrials::new(timeout, local, |line| eprintln!("{line}")));
+    let server = spawn_job_queue(listen, Arc::clone(&queue) as Arc<dyn JobSource>, token, tls.as_ref())?;
+    eprintln!("serving trials to `shoal tune-worker --study {}`", server.addr());
+    let trials = run_study(study, dir, queue.as_ref(), &Printer, interrupted, resume);
+    queue.close();
+    std::thread::sleep(Duration::from_secs(3));
+    Ok(trials?)
 }
 
 /// The study stored in `dir`, as it was started.
@@ -154,15 +195,21 @@ impl InProcess {
     }
 
     fn train(&self, job: &TrialJob<'_>, report: &mut Report<'_>) -> Result<JobEnd> {
-        if job.config.cluster().is_some_and(|c| c.topology == Topology::Processes) {
-            bail!("trials run as threads of `shoal tune`: drop cluster.topology = \"processes\" from the base config");
-        }
-        let resuming = job.resume && job.dir.join("checkpoints").join("latest").exists();
-        let run_dir = if resuming { RunDir::open(&job.dir)? } else { fresh_dir(&job.dir)? };
-        let mut reporter = Reporter { report };
-        let summary = train_into(job.config, &run_dir, resuming, &self.interrupted, &mut reporter)?;
-        Ok(JobEnd { env_steps: summary.env_steps, stopped_by_tuner: summary.stop_reason == StopReason::Callback })
+        train_trial(job, &self.interrupted, &mut Reporter { report })
     }
+}
+
+/// Trains one job of a trial in this process into its run directory — continuing from its
+/// checkpoint when the job says so and there is one — with `callback` hearing every iteration
+/// (and stopping the job, with a checkpoint, when it says so).
+pub fn train_trial(job: &TrialJob<'_>, interrupted: &Arc<AtomicBool>, callback: &mut dyn Callback) -> Result<JobEnd> {
+    if job.config.cluster().is_some_and(|c| c.topology == Topology::Processes) {
+        bail!("trials run as threads of `shoal tune`: drop cluster.topology = \"processes\" from the base config");
+    }
+    let resuming = job.resume && job.dir.join("checkpoints").join("latest").exists();
+    let run_dir = if resuming { RunDir::open(&job.dir)? } else { fresh_dir(&job.dir)? };
+    let summary = train_into(job.config, &run_dir, resuming, interrupted, callback)?;
+    Ok(JobEnd { env_steps: summary.env_steps, stopped_by_tuner: summary.stop_reason == StopReason::Callback })
 }
 
 /// A trial's directory from scratch (what a killed first job left is started over).
@@ -180,15 +227,21 @@ struct Reporter<'a> {
 
 impl Callback for Reporter<'_> {
     fn on_iteration(&mut self, _: &mut dyn Agent, p: &Progress<'_>) -> shoal_algo::Result<Control> {
-        let mut metrics: Vec<(&str, f64)> = vec![("env_steps", p.env_steps as f64), ("wall_seconds", p.wall_seconds)];
-        metrics.extend(p.episode_return_mean.map(|v| ("episode_return_mean", v)));
-        metrics.extend(p.episode_len_mean.map(|v| ("episode_len_mean", v)));
-        metrics.extend(p.metrics.iter().copied());
-        Ok(match (self.report)(p.env_steps, &metrics) {
+        Ok(match (self.report)(p.env_steps, &trial_metrics(p)) {
             Decision::Continue => Control::Continue,
             Decision::Stop => Control::Stop,
         })
     }
+}
+
+/// What a trial reports after an iteration: the run's progress and the algorithm's metrics,
+/// by the names metrics.csv gives them.
+pub fn trial_metrics<'a>(p: &Progress<'a>) -> Vec<(&'a str, f64)> {
+    let mut metrics: Vec<(&str, f64)> = vec![("env_steps", p.env_steps as f64), ("wall_seconds", p.wall_seconds)];
+    metrics.extend(p.episode_return_mean.map(|v| ("episode_return_mean", v)));
+    metrics.extend(p.episode_len_mean.map(|v| ("episode_len_mean", v)));
+    metrics.extend(p.metrics.iter().copied());
+    metrics
 }
 
 #[cfg(test)]
