@@ -145,6 +145,19 @@ impl Domain {
         }
     }
 
+    /// Where `value` sits on a numeric axis (for plots): its index among listed values, the
+    /// base-10 logarithm for `loguniform`, the number itself otherwise.
+    pub fn axis_position(&self, value: &toml::Value) -> Option<f64> {
+        if let Some(values) = self.values() {
+            return values.iter().position(|v| v == value).map(|i| i as f64);
+        }
+        let x = value.as_float().or_else(|| value.as_integer().map(|i| i as f64))?;
+        Some(match self {
+            Domain::LogUniform { .. } => x.log10(),
+            _ => x,
+        })
+    }
+
     /// Every value of a grid or a choice, in order (`None` for a continuous or integer range).
     pub fn values(&self) -> Option<&[toml::Value]> {
         match self {

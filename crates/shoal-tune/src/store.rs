@@ -90,7 +90,8 @@ CREATE TABLE IF NOT EXISTS trials (
 CREATE TABLE IF NOT EXISTS results (trial INTEGER NOT NULL, step INTEGER NOT NULL, value REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, trial INTEGER NOT NULL, until INTEGER NOT NULL,
-    ended INTEGER NOT NULL DEFAULT 0, value REAL);
+    ended INTEGER NOT NULL DEFAULT 0, value REAL,
+    started_at REAL NOT NULL DEFAULT (unixepoch('subsec')), ended_at REAL);
 ";
 
 impl StudyStore {
@@ -208,7 +209,7 @@ impl StudyStore {
         self.atomically(|| {
             self.write_results()?;
             self.exec(
-                "UPDATE jobs SET ended = 1, value = ?2 WHERE trial = ?1 AND ended = 0",
+                "UPDATE jobs SET ended = 1, value = ?2, ended_at = unixepoch('subsec') WHERE trial = ?1 AND ended = 0",
                 params![id as i64, value],
             )?;
             self.exec(

@@ -136,7 +136,8 @@ pub struct Study {
     pub searcher: SearcherKind,
     pub scheduler: SchedulerKind,
     pub seed: u64,
-    /// Failed trials tolerated before the study gives up.
+    /// Times a trial whose job crashed runs again (from its last checkpoint) before it is
+    /// recorded as failed; the study goes on either way.
     pub max_failures: usize,
     pub asha: AshaConfig,
     pub median: MedianConfig,

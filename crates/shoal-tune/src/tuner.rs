@@ -6,6 +6,7 @@
 //! this process, as `shoal train` does, into the trial's own run directory) runs a job and
 //! reports every iteration's metrics, and the tuner answers whether to go on.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -99,7 +100,8 @@ struct State {
     /// Trials started so far (the next new trial's id).
     started: usize,
     running: usize,
-    failures: usize,
+    /// How often each trial's jobs failed and ran again.
+    retries: BTreeMap<usize, usize>,
     /// Trials whose job is to be run again first (running when a resumed study was killed).
     requeued: Vec<(usize, u64)>,
     /// Every trial's parameters, by id.
@@ -134,7 +136,7 @@ pub fn run_study(
         scheduler: scheduler_for(study),
         started: trials.len(),
         running: 0,
-        failures: trials.iter().filter(|t| t.state == TrialState::Failed).count(),
+        retries: BTreeMap::new(),
         requeued: Vec::new(),
         params: trials.iter().map(|t| t.params.clone()).collect(),
         broken: false,
@@ -152,14 +154,6 @@ pub fn run_study(
     results.into_iter().collect::<Result<Vec<()>>>()?;
     let state = slots.state;
     let st = state.into_inner().unwrap_or_else(|p| p.into_inner());
-    if st.failures > study.max_failures {
-        return Err(spec_err(format!(
-            "{} trials failed (max_failures = {}): see their errors with `shoal tune --status {}`",
-            st.failures,
-            study.max_failures,
-            dir.display()
-        )));
-    }
     st.store.trials()
 }
 
@@ -233,7 +227,7 @@ impl Slots<'_> {
         let study = self.study;
         let mut st = lock(&self.state);
         loop {
-            let stopping = self.interrupted.load(Ordering::SeqCst) || st.failures > study.max_failures || st.broken;
+            let stopping = self.interrupted.load(Ordering::SeqCst) || st.broken;
             let job = match stopping {
                 true => None,
                 false => {
@@ -328,6 +322,7 @@ fn run_job(
         // Left running in the store: `--resume` runs this job again from its checkpoint.
         return format!("trial {} interrupted", job.trial);
     }
+    let runner_failed = outcome.is_err() || record_error.is_some();
     let (trial_state, steps, error) = match (outcome, record_error) {
         (_, Some(e)) | (Err(e), None) => (TrialState::Failed, 0, Some(e)),
         (Ok(end), None) => {
@@ -347,8 +342,22 @@ fn run_job(
         })
     });
     let trial_state = if error.is_some() { TrialState::Failed } else { trial_state };
-    if trial_state == TrialState::Failed {
-        st.failures += 1;
+    // A crashed job runs again (Ray Tune's `max_failures`); a run that reports no metric
+    // would only fail again.
+    if runner_failed {
+        let attempts = st.retries.entry(job.trial).or_insert(0);
+        if *attempts < study.max_failures {
+            *attempts += 1;
+            let attempt = *attempts;
+            // The job stays open in the store; its next run continues it.
+            st.requeued.push((job.trial, job.until));
+            return format!(
+                "trial {} failed ({}); running it again from its last checkpoint (retry {attempt} of max_failures = {})",
+                job.trial,
+                error.unwrap_or_default(),
+                study.max_failures
+            );
+        }
     }
     let score = last.map(|v| study.mode.score(v));
     let saved = st.store.end_job(job.trial, steps, last, trial_state, error.as_deref());
@@ -363,6 +372,74 @@ fn run_job(
         (Ok(()), Some(e)) => format!("trial {} failed: {e}", job.trial),
         (Ok(()), None) => {
             format!("trial {} {} at {steps} env steps: {} = {value}", job.trial, trial_state.name(), study.metric)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Trains nothing: reports the trial's id as its result; the first job of trial 1 crashes.
+    #[derive(Default)]
+    struct Flaky {
+        attempts: Mutex<BTreeMap<usize, usize>>,
+    }
+
+    impl TrialRunner for Flaky {
+        fn run(&self, job: &TrialJob<'_>, report: &mut Report<'_>) -> std::result::Result<JobEnd, String> {
+            let attempt = {
+                let mut attempts = self.attempts.lock().unwrap();
+                let a = attempts.entry(job.trial).or_insert(0);
+                *a += 1;
+                *a
+            };
+            if job.trial == 1 && attempt == 1 {
+                return Err("the env crashed".into());
+            }
+            report(100, &[("episode_return_mean", job.trial as f64)]);
+            Ok(JobEnd { env_steps: 100, stopped_by_tuner: false })
+        }
+
+        fn copy_checkpoint(&self, _: &Path, _: &Path) -> std::result::Result<(), String> {
+            Err("no checkpoints here".into())
+        }
+    }
+
+    struct Quiet;
+
+    impl Observer for Quiet {
+        fn event(&self, _: &str) {}
+    }
+
+    fn study(max_failures: usize) -> Study {
+        let base = "algo = \"ppo\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 100\n";
+        let text = format!(
+            "base = \"b.toml\"\nnum_samples = 3\nmax_failures = {max_failures}\n[space]\n\"ppo.gamma\" = {{ uniform = [0.9, 0.99] }}\n"
+        );
+        Study::parse(&text, Path::new("."), Some(base.into())).unwrap()
+    }
+
+    /// `max_failures`: a crashed trial runs again that often before it counts as failed, and
+    /// a failed trial does not stop the study.
+    #[test]
+    fn a_crashed_trial_is_retried_then_recorded_and_the_study_goes_on() {
+        for (max_failures, trial_1) in [(1, TrialState::Finished), (0, TrialState::Failed)] {
+            let dir = tempfile::tempdir().unwrap();
+            let runner = Flaky::default();
+            let trials =
+                run_study(&study(max_failures), dir.path(), &runner, &Quiet, &AtomicBool::new(false), false).unwrap();
+            let states: Vec<TrialState> = trials.iter().map(|t| t.state).collect();
+            assert_eq!(
+                states,
+                vec![TrialState::Finished, trial_1, TrialState::Finished],
+                "max_failures {max_failures}"
+            );
+            let attempts = runner.attempts.lock().unwrap()[&1];
+            assert_eq!(attempts, 1 + max_failures, "trial 1 ran {attempts} times");
+            if trial_1 == TrialState::Failed {
+                assert_eq!(trials[1].error.as_deref(), Some("the env crashed"));
+            }
         }
     }
 }

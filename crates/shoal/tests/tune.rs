@@ -52,6 +52,12 @@ fn the_learning_rate_grid_finds_1e_3() {
     assert!(eval.contains("episode_return_mean"), "{eval}");
     let status = ok(&shoal(&["tune", "--status", out.to_str().unwrap()]));
     assert_eq!(status.lines().count(), 4, "a header and a line per trial: {status}");
+    assert!(out.join("curves.png").exists() && out.join("params.png").exists());
+    // The same study with every trial in a child process gives the same trials.
+    let in_processes = dir.path().join("processes");
+    let grid = config("tune/cartpole-ppo-lr-grid.toml");
+    ok(&shoal(&["tune", &grid, "--out", in_processes.to_str().unwrap(), "--processes"]));
+    assert_eq!(trials(&in_processes), rows, "trials in child processes");
 }
 
 /// A study whose space names a key the train config does not have fails at once, naming it;

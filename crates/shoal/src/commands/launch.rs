@@ -20,7 +20,8 @@ use shoal_dist::{ClientOptions, Coordinator, Encoding, ParamStore, ShardedStore,
 use crate::run::RunDir;
 
 /// Child processes, killed if the launcher returns early.
-struct Children(Vec<Child>);
+/// Child processes, killed (by PID) and reaped when dropped, however the run ends.
+pub struct Children(pub Vec<Child>);
 
 impl Drop for Children {
     fn drop(&mut self) {

@@ -19,6 +19,7 @@ pub mod rollout;
 pub mod run_task;
 pub mod train;
 pub mod tune;
+pub mod tune_plot;
 pub mod tune_worker;
 pub mod worker;
 

@@ -50,9 +50,7 @@ pub fn run(args: &Args) -> Result<()> {
     if curves.iter().all(|c| c.points.is_empty()) {
         bail!("no finished episodes in these runs yet: nothing to plot");
     }
-    // The font ships with the binary, so plotting needs no system font library.
-    register_font("sans-serif", FontStyle::Normal, include_bytes!("../../assets/DejaVuSans.ttf"))
-        .map_err(|_| anyhow::anyhow!("the bundled font could not be loaded"))?;
+    register_bundled_font()?;
     let root = BitMapBackend::new(&args.out, (1400, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let panels = root.split_evenly((1, 2));
@@ -100,8 +98,14 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// Registers the font that ships with the binary, so plotting needs no system font library.
+pub fn register_bundled_font() -> Result<()> {
+    register_font("sans-serif", FontStyle::Normal, include_bytes!("../../assets/DejaVuSans.ttf"))
+        .map_err(|_| anyhow::anyhow!("the bundled font could not be loaded"))
+}
+
 /// `150000` → `150k`, `2.5` → `2.5`: axis labels that stay short.
-fn short_number(x: f64) -> String {
+pub fn short_number(x: f64) -> String {
     match x.abs() {
         v if v >= 1e6 => format!("{:.1}M", x / 1e6),
         v if v >= 1e3 => format!("{:.0}k", x / 1e3),

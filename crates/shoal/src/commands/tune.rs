@@ -4,6 +4,7 @@
 //! interrupted study; `--status DIR` prints its table.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,13 +13,16 @@ use anyhow::{bail, Context, Result};
 use shoal_algo::cluster::Topology;
 use shoal_algo::{Agent, Callback, Control, Progress, StopReason};
 use shoal_dist::jobs::{spawn_job_queue, JobSource};
+use shoal_dist::{ServerTls, Token, TOKEN_ENV};
 use shoal_tune::remote::RemoteTrials;
 use shoal_tune::store::StudyStore;
 use shoal_tune::summary::{table, write_outputs};
 use shoal_tune::{run_study, store_path, Decision, JobEnd, Observer, Report, Study, TrialJob, TrialRunner};
 
+use super::launch::{fresh_token, Children};
 use super::ps::Security;
 use super::train::train_into;
+use super::tune_plot::plot_study;
 use crate::run::RunDir;
 
 /// Arguments of `shoal tune`.
@@ -45,6 +49,11 @@ pub struct Args {
     /// goes back on the queue (continuing from its last checkpoint).
     #[arg(long, default_value_t = 60.0, requires = "serve")]
     worker_timeout: f64,
+    /// Train every trial in a child process (`shoal tune-worker` on loopback, max_concurrent
+    /// of them) instead of a thread of this one: a trial that takes its process down takes no
+    /// other trial and not the study with it.
+    #[arg(long, conflicts_with = "serve")]
+    processes: bool,
     #[command(flatten)]
     security: Security,
 }
@@ -79,18 +88,49 @@ pub fn run(args: &Args) -> Result<()> {
         study.metric,
         study.mode
     );
-    let trials = match &args.serve {
-        None => run_study(&study, &dir, &InProcess::new(Arc::clone(&interrupted)), &Printer, &interrupted, resume)?,
-        Some(listen) => serve(args, listen, &study, &dir, &interrupted, resume)?,
+    let trials = match (&args.serve, args.processes) {
+        (Some(listen), _) => {
+            args.security.check_exposure(listen)?;
+            let (token, tls) = args.security.load()?;
+            let timeout = Duration::from_secs_f64(args.worker_timeout.max(0.1));
+            let queue = Queue { listen, token, tls, timeout };
+            queue.serve(&study, &dir, &interrupted, resume, |addr| {
+                eprintln!("serving trials to `shoal tune-worker --study {addr}`");
+                Ok(Children(Vec::new()))
+            })?
+        }
+        (None, true) => {
+            let token = fresh_token()?;
+            let secret = token.secret().to_string();
+            let queue = Queue { listen: "127.0.0.1:0", token, tls: None, timeout: Duration::from_secs(60) };
+            queue.serve(&study, &dir, &interrupted, resume, |addr| {
+                let exe = std::env::current_exe().context("locating the shoal executable")?;
+                let start = |i: usize| {
+                    Command::new(&exe)
+                        .args(["tune-worker", "--study", addr, "--name", &format!("child-{i}")])
+                        .env(TOKEN_ENV, &secret)
+                        .spawn()
+                        .context("starting a trial process")
+                };
+                Ok(Children((0..study.max_concurrent).map(start).collect::<Result<_>>()?))
+            })?
+        }
+        (None, false) => {
+            run_study(&study, &dir, &InProcess::new(Arc::clone(&interrupted)), &Printer, &interrupted, resume)?
+        }
     };
     print!("{}", table(&study, &trials));
     if interrupted.load(Ordering::SeqCst) {
         eprintln!("interrupted: continue with `shoal tune --resume {}`", dir.display());
         return Ok(());
     }
-    match write_outputs(&study, &dir, &trials)? {
+    let best = write_outputs(&study, &dir, &trials)?;
+    let store = StudyStore::open(&store_path(&dir))?;
+    let results = trials.iter().map(|t| Ok((t.id, store.results(t.id)?))).collect::<Result<_>>()?;
+    plot_study(&study, &dir, &trials, &results, best.as_ref().map(|b| b.id))?;
+    match best {
         Some(best) => eprintln!(
-            "best: trial {} ({} = {:.4}); its config is {}",
+            "best: trial {} ({} = {:.4}); its config is {}; curves.png and params.png beside it",
             best.id,
             study.metric,
             best.value.unwrap_or(f64::NAN),
@@ -101,28 +141,47 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Runs the study with every trial trained by `shoal tune-worker` processes that take them
-/// from a job queue served on `listen`; keeps serving a few seconds after the end, so that
-/// waiting workers hear there is nothing left and exit.
-fn serve(
-    args: &Args,
-    listen: &str,
-    study: &Study,
-    dir: &Path,
-    interrupted: &Arc<AtomicBool>,
-    resume: bool,
-) -> Result<Vec<shoal_tune::TrialRow>> {
-    args.security.check_exposure(listen)?;
-    let (token, tls) = args.security.load()?;
-    let timeout = Duration::from_secs_f64(args.worker_timeout.max(0.1));
-    let local = Box::new(InProcess::new(Arc::clone(interrupted)));
-    let queue = Arc::new(RemoteTrials::new(timeout, local, |line| eprintln!("{line}")));
-    let server = spawn_job_queue(listen, Arc::clone(&queue) as Arc<dyn JobSource>, token, tls.as_ref())?;
-    eprintln!("serving trials to `shoal tune-worker --study {}`", server.addr());
-    let trials = run_study(study, dir, queue.as_ref(), &Printer, interrupted, resume);
-    queue.close();
-    std::thread::sleep(Duration::from_secs(3));
-    Ok(trials?)
+/// A job queue to serve a study's trials on.
+struct Queue<'a> {
+    listen: &'a str,
+    token: Token,
+    tls: Option<ServerTls>,
+    /// Silence after which a worker is taken for dead.
+    timeout: Duration,
+}
+
+impl Queue<'_> {
+    /// Runs the study with every trial trained by `shoal tune-worker` processes that take them
+    /// from this queue (`workers`, given the address, starts any that belong to this process);
+    /// then tells the waiting workers there is nothing left, and reaps this process's.
+    fn serve(
+        self,
+        study: &Study,
+        dir: &Path,
+        interrupted: &Arc<AtomicBool>,
+        resume: bool,
+        workers: impl FnOnce(&str) -> Result<Children>,
+    ) -> Result<Vec<shoal_tune::TrialRow>> {
+        let local = Box::new(InProcess::new(Arc::clone(interrupted)));
+        let queue = Arc::new(RemoteTrials::new(self.timeout, local, |line| eprintln!("{line}")));
+        let server =
+            spawn_job_queue(self.listen, Arc::clone(&queue) as Arc<dyn JobSource>, self.token, self.tls.as_ref())?;
+        let mut children = workers(&server.addr().to_string())?;
+        let trials = run_study(study, dir, queue.as_ref(), &Printer, interrupted, resume);
+        queue.close();
+        // Workers ask every 100 ms: a few seconds let every one hear it and exit.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < deadline
+            && children.0.iter_mut().any(|c| c.try_wait().ok().flatten().is_none())
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if children.0.is_empty() {
+            std::thread::sleep(deadline.saturating_duration_since(std::time::Instant::now()));
+        }
+        drop(children);
+        Ok(trials?)
+    }
 }
 
 /// The study stored in `dir`, as it was started.
