@@ -213,17 +213,14 @@ impl GrpcStore {
     /// The reply to what [`GrpcStore::data_send`] sent. Not retried: a connection lost with
     /// the reply lost the push's outcome too.
     fn data_receive(&self, receive: &mut [f32]) -> Result<Answer> {
-        let (server, addr) = (self.conn.server, self.conn.addr.clone());
         let mut slot = self.data_slot()?;
         let client = slot.as_mut().ok_or_else(|| DistError::Setup("no call is waiting for its reply".into()))?;
-        match client.receive(receive) {
-            Ok(reply) => Ok(reply),
-            Err(CallError::Io(e)) => {
-                *slot = None;
-                Err(DistError::Unreachable { server, addr, detail: e.to_string() })
-            }
-            Err(e) => Err(self.call_error(e)),
+        let reply = client.receive(receive);
+        if let Err(CallError::Io(_)) = reply {
+            // The stream is cut mid-reply: the next call connects afresh.
+            *slot = None;
         }
+        reply.map_err(|e| self.call_error(e))
     }
 
     fn data_slot(&self) -> Result<std::sync::MutexGuard<'_, Option<DataPlaneClient>>> {

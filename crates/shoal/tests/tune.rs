@@ -20,6 +20,21 @@ fn ok(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// A smaller copy of study file `configs/<name>` in `dir`: its base config by absolute path,
+/// each `(from, to)` replaced in its text.
+fn small_study(dir: &Path, name: &str, changes: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(config(name))
+        .unwrap()
+        .replace("base = \"../cartpole-ppo.toml\"", &format!("base = {:?}", config("cartpole-ppo.toml")));
+    for (from, to) in changes {
+        assert!(text.contains(from), "{name} has no `{from}`");
+        text = text.replace(from, to);
+    }
+    let path = dir.join(Path::new(name).file_name().unwrap());
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// `trials.csv` as (trial, state, env steps, metric) rows.
 fn trials(dir: &Path) -> Vec<(usize, String, u64, Option<f64>)> {
     let text = std::fs::read_to_string(dir.join("trials.csv")).unwrap();
@@ -91,14 +106,15 @@ fn a_bad_study_names_the_key_before_any_trial_runs() {
 fn a_killed_study_resumes_without_losing_or_repeating_a_trial() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("study");
-    let study = dir.path().join("asha.toml");
-    let text = std::fs::read_to_string(config("tune/cartpole-ppo-asha.toml"))
-        .unwrap()
-        .replace("base = \"../cartpole-ppo.toml\"", &format!("base = {:?}", config("cartpole-ppo.toml")))
-        .replace("num_samples = 18", "num_samples = 9")
-        .replace("grace_period = 10_000", "grace_period = 2_000")
-        .replace("\"stop.env_steps\" = 90_000", "\"stop.env_steps\" = 18_000");
-    std::fs::write(&study, text).unwrap();
+    let study = small_study(
+        dir.path(),
+        "tune/cartpole-ppo-asha.toml",
+        &[
+            ("num_samples = 18", "num_samples = 9"),
+            ("grace_period = 10_000", "grace_period = 2_000"),
+            ("\"stop.env_steps\" = 90_000", "\"stop.env_steps\" = 18_000"),
+        ],
+    );
     let log = std::fs::File::create(dir.path().join("first.log")).unwrap();
     let mut first = Command::new(env!("CARGO_BIN_EXE_shoal"))
         .args(["tune", study.to_str().unwrap(), "--out", out.to_str().unwrap()])
@@ -137,14 +153,15 @@ fn a_killed_study_resumes_without_losing_or_repeating_a_trial() {
 fn pbt_trials_take_over_checkpoints_and_train_with_the_explored_values() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("study");
-    let study = dir.path().join("pbt.toml");
-    let text = std::fs::read_to_string(config("tune/cartpole-ppo-pbt.toml"))
-        .unwrap()
-        .replace("base = \"../cartpole-ppo.toml\"", &format!("base = {:?}", config("cartpole-ppo.toml")))
-        .replace("num_samples = 8", "num_samples = 4")
-        .replace("perturbation_interval = 10_000", "perturbation_interval = 3_000")
-        .replace("\"stop.env_steps\" = 60_000", "\"stop.env_steps\" = 9_000");
-    std::fs::write(&study, text).unwrap();
+    let study = small_study(
+        dir.path(),
+        "tune/cartpole-ppo-pbt.toml",
+        &[
+            ("num_samples = 8", "num_samples = 4"),
+            ("perturbation_interval = 10_000", "perturbation_interval = 3_000"),
+            ("\"stop.env_steps\" = 60_000", "\"stop.env_steps\" = 9_000"),
+        ],
+    );
     let output = shoal(&["tune", study.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     let log = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{log}");
@@ -182,14 +199,15 @@ fn pbt_trials_take_over_checkpoints_and_train_with_the_explored_values() {
 fn tune_workers_share_a_study_and_a_dead_workers_trial_is_requeued() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("study");
-    let study = dir.path().join("asha.toml");
-    let text = std::fs::read_to_string(config("tune/cartpole-ppo-asha.toml"))
-        .unwrap()
-        .replace("base = \"../cartpole-ppo.toml\"", &format!("base = {:?}", config("cartpole-ppo.toml")))
-        .replace("num_samples = 18", "num_samples = 9")
-        .replace("grace_period = 10_000", "grace_period = 4_000")
-        .replace("\"stop.env_steps\" = 90_000", "\"stop.env_steps\" = 36_000");
-    std::fs::write(&study, text).unwrap();
+    let study = small_study(
+        dir.path(),
+        "tune/cartpole-ppo-asha.toml",
+        &[
+            ("num_samples = 18", "num_samples = 9"),
+            ("grace_period = 10_000", "grace_period = 4_000"),
+            ("\"stop.env_steps\" = 90_000", "\"stop.env_steps\" = 36_000"),
+        ],
+    );
     let token = "tune-workers-token-0123456789";
     let coordinator_log = dir.path().join("coordinator.log");
     let mut coordinator = Command::new(env!("CARGO_BIN_EXE_shoal"))

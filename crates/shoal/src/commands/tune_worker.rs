@@ -5,7 +5,6 @@
 //! and stopping when it answers so. A job the coordinator gave to another worker meanwhile
 //! (this one fell silent for too long) is dropped without writing anything more.
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,12 +12,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use shoal_algo::{Agent, AlgoError, Callback, Control, Progress, TrainConfig};
 use shoal_dist::jobs::{JobClient, JobEnd, Take};
-use shoal_dist::{ClientOptions, Encoding, Token};
+use shoal_dist::{ClientOptions, Encoding};
 use shoal_tune::remote::decode_job;
 use shoal_tune::TrialJob;
 
 use super::tune::{train_trial, trial_metrics};
-use super::worker::client_tls;
+use super::worker::ClientSecurity;
 
 /// Arguments of `shoal tune-worker`.
 #[derive(clap::Args)]
@@ -29,23 +28,15 @@ pub struct Args {
     /// This worker's name in the coordinator's log (default: host name and process id).
     #[arg(long)]
     name: Option<String>,
-    /// File holding the run's token (default: $SHOAL_TOKEN).
-    #[arg(long)]
-    token_file: Option<PathBuf>,
-    /// Connect over TLS, trusting this PEM certificate authority (a build with `--features tls`).
-    #[arg(long)]
-    tls_ca: Option<PathBuf>,
-    /// The name the coordinator's certificate carries.
-    #[arg(long, default_value = "localhost", requires = "tls_ca")]
-    tls_domain: String,
+    #[command(flatten)]
+    security: ClientSecurity,
     /// Seconds to keep retrying an unreachable coordinator.
     #[arg(long, default_value_t = 60.0)]
     retry_seconds: f64,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let token = Token::from_file_or_env(args.token_file.as_deref())?;
-    let tls = client_tls(args.tls_ca.as_deref(), &args.tls_domain)?;
+    let (token, tls) = args.security.load()?;
     let retry_for = Duration::from_secs_f64(args.retry_seconds.max(0.0));
     let options = ClientOptions { tls, token, encoding: Encoding::F32Le, retry_for };
     let name = args.name.clone().unwrap_or_else(|| {

@@ -26,15 +26,8 @@ pub struct Args {
     /// Override a config key, repeatable (as `shoal train --set`).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// File holding the run's token (default: $SHOAL_TOKEN).
-    #[arg(long)]
-    token_file: Option<PathBuf>,
-    /// Connect over TLS, trusting this PEM certificate authority (a build with `--features tls`).
-    #[arg(long)]
-    tls_ca: Option<PathBuf>,
-    /// The name the servers' certificates carry.
-    #[arg(long, default_value = "localhost", requires = "tls_ca")]
-    tls_domain: String,
+    #[command(flatten)]
+    security: ClientSecurity,
     /// Ape-X: the `shoal replay` server this actor inserts into (or the learner samples from).
     #[arg(long)]
     replay: Option<String>,
@@ -63,8 +56,7 @@ pub fn run(args: &Args) -> Result<()> {
         "--replay is for Ape-X workers, and an Ape-X worker needs it (algo = \"{}\")",
         config.algo.name()
     );
-    let tls = client_tls(args.tls_ca.as_deref(), &args.tls_domain)?;
-    let token = Token::from_file_or_env(args.token_file.as_deref())?;
+    let (token, tls) = args.security.load()?;
     let options = client_options(&cluster, tls, token);
     let role = match (&args.replay, args.learner) {
         (None, _) => WorkerRole::Worker(args.rank),
@@ -72,6 +64,29 @@ pub fn run(args: &Args) -> Result<()> {
         (Some(_), true) => WorkerRole::Learner,
     };
     work(&config, role, &args.ps, args.replay.as_deref(), options)
+}
+
+/// How a client process (`shoal worker`, `shoal tune-worker`) proves itself to its servers:
+/// the run's token, and the CA their TLS certificates are checked against.
+#[derive(clap::Args)]
+pub struct ClientSecurity {
+    /// File holding the run's token (default: $SHOAL_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Connect over TLS, trusting this PEM certificate authority (a build with `--features tls`).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// The name the servers' certificates carry.
+    #[arg(long, default_value = "localhost", requires = "tls_ca")]
+    tls_domain: String,
+}
+
+impl ClientSecurity {
+    /// The run's token, and TLS toward the servers when a CA is given.
+    pub fn load(&self) -> Result<(Token, Option<ClientTls>)> {
+        let tls = client_tls(self.tls_ca.as_deref(), &self.tls_domain)?;
+        Ok((Token::from_file_or_env(self.token_file.as_deref())?, tls))
+    }
 }
 
 /// TLS toward the servers when a CA is given: trust `ca`'s PEM, expect certificates for
