@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shoal_dist::UpdateMode;
+use shoal_dist::{Limits, UpdateMode};
 
 use crate::checks::{check_positive, check_range};
 use crate::error::{config_err, Result};
@@ -78,8 +78,21 @@ pub struct ClusterConfig {
     /// Processes: server updates between two server checkpoints.
     pub checkpoint_every: u64,
     pub compression: Compression,
-    /// Processes: seconds a worker keeps retrying an unreachable server.
+    /// Processes: seconds a worker keeps retrying an unreachable (or busy) server.
     pub retry_seconds: f64,
+    /// Processes: connections one server (a shard, the replay) holds open, gRPC and data
+    /// plane together; a worker holds two per shard. Beyond them calls are answered busy.
+    pub max_connections: usize,
+    /// Processes, async mode: megabytes of pushed tensors one shard receives or queues at
+    /// once (at least one push). Beyond them pushes are answered busy (`RESOURCE_EXHAUSTED`,
+    /// `retry-after-ms`) and workers retry after the wait the server advises.
+    pub max_pending_mb: f64,
+    /// Processes: the largest gRPC message a parameter server takes (tensors travel in
+    /// chunks of 256 KiB).
+    pub max_message_bytes: usize,
+    /// Processes: seconds a client may stop sending in the middle of a tensor before the
+    /// server closes its connection.
+    pub stall_seconds: f64,
 }
 
 impl Default for ClusterConfig {
@@ -98,6 +111,10 @@ impl Default for ClusterConfig {
             checkpoint_every: 500,
             compression: Compression::None,
             retry_seconds: 60.0,
+            max_connections: Limits::default().max_connections,
+            max_pending_mb: (Limits::default().max_pending_bytes >> 20) as f64,
+            max_message_bytes: Limits::default().max_message_bytes,
+            stall_seconds: Limits::default().stall_timeout.as_secs_f64(),
         }
     }
 }
@@ -115,6 +132,9 @@ impl ClusterConfig {
         check_range("cluster.round_timeout", self.round_timeout, 1e-3, 86_400.0)?;
         check_range("cluster.retry_seconds", self.retry_seconds, 0.0, 86_400.0)?;
         check_range("cluster.easgd_alpha", self.easgd_alpha, 0.0, 1.0)?;
+        check_range("cluster.max_pending_mb", self.max_pending_mb, 1e-3, 1e6)?;
+        check_range("cluster.stall_seconds", self.stall_seconds, 1e-3, 86_400.0)?;
+        self.limits().validate().map_err(|e| config_err(e.to_string()))?;
         if self.push_every == 0 {
             return Err(config_err("cluster.push_every must be at least 1"));
         }
@@ -129,6 +149,17 @@ impl ClusterConfig {
             ));
         }
         Ok(())
+    }
+
+    /// What each server process of the run takes on at once.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.max_connections,
+            max_pending_bytes: (self.max_pending_mb * (1 << 20) as f64) as usize,
+            max_message_bytes: self.max_message_bytes,
+            stall_timeout: Duration::from_secs_f64(self.stall_seconds),
+            ..Limits::default()
+        }
     }
 
     /// True when the config asks for more than one plain agent in this process (an

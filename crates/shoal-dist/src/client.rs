@@ -3,12 +3,16 @@
 //!
 //! The client owns a single-threaded tokio runtime and blocks on each call, because workers
 //! are plain threads. Calls that fail because the server is unreachable (not started yet,
-//! restarting after a crash) are retried with exponential backoff for `retry_for`; every
-//! other failure — a refused token, a layout mismatch, a malformed reply — is returned at once.
+//! restarting after a crash) are retried with exponential backoff for `retry_for`; calls the
+//! server answers busy (overloaded, see [`crate::Limits`]) are retried after the wait it
+//! advises, with jitter so that refused workers do not come back together; every other
+//! failure — a refused token, a layout mismatch, a malformed reply — is returned at once.
 //! A gradient whose reply was lost with a crashing server may be applied twice after the
 //! retry; asynchronous SGD tolerates that, as it tolerates staleness.
 
 use std::future::Future;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,6 +24,7 @@ use tonic::{Code, Request, Status};
 use crate::auth::Token;
 use crate::data_plane::{Answer, Call, CallError, DataPlaneClient, Introduction, Op};
 use crate::error::{check_len, DistError, Result};
+use crate::limits::Busy;
 use crate::monitor::{Coordinator, RunStatus};
 use crate::proto::param_service_client::ParamServiceClient;
 use crate::proto::{Chunk, Encoding, HelloReply, HelloRequest, PullRequest, ReportRequest, PROTOCOL_VERSION};
@@ -69,6 +74,44 @@ pub(crate) struct Connection<C> {
     server: &'static str,
     pub(crate) addr: String,
     pub(crate) options: ClientOptions,
+    /// Calls the server answered busy (each retried).
+    refusals: AtomicU64,
+}
+
+/// The waits between attempts of one call, within the retry window.
+struct Retry {
+    deadline: Instant,
+    /// The next wait for an unreachable server: doubling from 50 ms up to 2 s.
+    delay: Duration,
+}
+
+impl Retry {
+    fn new(window: Duration) -> Self {
+        Retry { deadline: Instant::now() + window, delay: Duration::from_millis(50) }
+    }
+
+    /// Waits before the next attempt at an unreachable server; false when the window is over.
+    fn after_unreachable(&mut self) -> bool {
+        let waited = self.wait(self.delay);
+        self.delay = (self.delay * 2).min(Duration::from_secs(2));
+        waited
+    }
+
+    /// Waits the server's advice (or the current delay), scaled by a random factor in
+    /// [0.5, 1.5); false when the window is over.
+    fn after_busy(&mut self, advice: Option<Duration>) -> bool {
+        let jitter =
+            0.5 + (std::collections::hash_map::RandomState::new().hash_one(Instant::now()) % 1000) as f64 / 1000.0;
+        self.wait(advice.unwrap_or(self.delay).mul_f64(jitter))
+    }
+
+    fn wait(&self, wait: Duration) -> bool {
+        if Instant::now() + wait > self.deadline {
+            return false;
+        }
+        std::thread::sleep(wait);
+        true
+    }
 }
 
 /// The error of one attempt: retried when the server is unreachable.
@@ -124,31 +167,43 @@ impl<C: Clone> Connection<C> {
             let _guard = runtime.enter();
             endpoint.connect_lazy()
         };
-        Ok(Connection { runtime, client: client(channel), server, addr: addr.to_string(), options })
+        let refusals = AtomicU64::new(0);
+        Ok(Connection { runtime, client: client(channel), server, addr: addr.to_string(), options, refusals })
     }
 
-    /// Runs one call, retrying with backoff while the server is unreachable.
+    /// Runs one call, retrying with backoff while the server is unreachable or busy.
     pub(crate) fn call<T>(&self, mut attempt: impl FnMut(&Runtime, C, &Token) -> Result<T, Attempt>) -> Result<T> {
-        let deadline = Instant::now() + self.options.retry_for;
-        let mut delay = Duration::from_millis(50);
+        let mut retry = Retry::new(self.options.retry_for);
         loop {
             match attempt(&self.runtime, self.client.clone(), &self.options.token) {
                 Ok(value) => return Ok(value),
                 Err(Attempt::Fatal(e)) => return Err(e),
                 Err(Attempt::Status(status)) if unreachable(&status) => {
-                    if Instant::now() + delay > deadline {
-                        return Err(DistError::Unreachable {
-                            server: self.server,
-                            addr: self.addr.clone(),
-                            detail: format!("{} (gave up after {:?})", status.message(), self.options.retry_for),
-                        });
+                    if !retry.after_unreachable() {
+                        return Err(self.gave_up(status.message()));
                     }
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(Attempt::Status(status)) if status.code() == Code::ResourceExhausted => {
+                    self.refusals.fetch_add(1, Ordering::Relaxed);
+                    if !retry.after_busy(Busy::retry_after(&status)) {
+                        return Err(self.overloaded(status.message()));
+                    }
                 }
                 Err(Attempt::Status(status)) => return Err(self.refusal(status)),
             }
         }
+    }
+
+    /// The error of a call whose server stayed unreachable through the retry window.
+    fn gave_up(&self, detail: impl std::fmt::Display) -> DistError {
+        let detail = format!("{detail} (gave up after {:?})", self.options.retry_for);
+        DistError::Unreachable { server: self.server, addr: self.addr.clone(), detail }
+    }
+
+    /// The error of a call whose server stayed busy through the retry window.
+    fn overloaded(&self, detail: &str) -> DistError {
+        let detail = format!("{detail} (still refused after retrying for {:?})", self.options.retry_for);
+        DistError::Busy { server: self.server, addr: self.addr.clone(), detail }
     }
 
     fn refusal(&self, status: Status) -> DistError {
@@ -198,6 +253,11 @@ impl GrpcStore {
         self.data_plane.is_some()
     }
 
+    /// Calls the server answered busy so far (each waited for and retried).
+    pub fn refusals(&self) -> u64 {
+        self.conn.refusals.load(Ordering::Relaxed)
+    }
+
     /// One data-plane call, reconnecting with backoff while the server is unreachable, as
     /// gRPC calls retry.
     fn data_call(&self, request: Call, send: &[f32], receive: &mut [f32]) -> Result<Answer> {
@@ -228,15 +288,15 @@ impl GrpcStore {
         Ok(slot.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Runs `op` on the data-plane connection, connecting first when there is none, and
-    /// reconnecting with backoff while the server is unreachable.
+    /// Runs `op` on the data-plane connection, connecting first when there is none,
+    /// reconnecting with backoff while the server is unreachable, and trying again after the
+    /// server's advice while it is busy.
     fn on_data_plane<T>(
         &self,
         mut op: impl FnMut(&mut DataPlaneClient) -> std::result::Result<T, CallError>,
     ) -> Result<T> {
-        let (server, addr) = (self.conn.server, self.conn.addr.clone());
-        let deadline = Instant::now() + self.conn.options.retry_for;
-        let mut delay = Duration::from_millis(50);
+        let addr = self.conn.addr.clone();
+        let mut retry = Retry::new(self.conn.options.retry_for);
         let mut slot = self.data_slot()?;
         loop {
             let result = match slot.as_mut() {
@@ -255,12 +315,15 @@ impl GrpcStore {
                 Ok(value) => return Ok(value),
                 Err(CallError::Io(e)) => {
                     *slot = None;
-                    if Instant::now() + delay > deadline {
-                        let detail = format!("{e} (gave up after {:?})", self.conn.options.retry_for);
-                        return Err(DistError::Unreachable { server, addr, detail });
+                    if !retry.after_unreachable() {
+                        return Err(self.conn.gave_up(e));
                     }
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(CallError::Busy(busy)) => {
+                    self.conn.refusals.fetch_add(1, Ordering::Relaxed);
+                    if !retry.after_busy(Some(busy.retry_after)) {
+                        return Err(self.conn.overloaded(&busy.message));
+                    }
                 }
                 Err(e) => return Err(self.call_error(e)),
             }
@@ -273,6 +336,7 @@ impl GrpcStore {
         match error {
             CallError::Refused(detail) => DistError::Refused { server, addr, detail },
             CallError::Remote(detail) => DistError::Remote { server, addr, detail },
+            CallError::Busy(busy) => DistError::Busy { server, addr, detail: busy.message },
             CallError::OutOfOrder(detail) => DistError::Setup(format!("data plane of {addr}: {detail}")),
             CallError::Io(e) => DistError::Unreachable { server, addr, detail: e.to_string() },
         }
@@ -465,8 +529,9 @@ impl ParamStore for GrpcStore {
             Ok(reply) => Ok((pushed(reply)?, reply.params)),
             // The connection went with the reply: whether the server applied the push is
             // unknown, so it counts as not applied, and the worker goes on from what the
-            // server holds (pulled with the usual retries).
-            Err(DistError::Unreachable { .. }) => {
+            // server holds (pulled with the usual retries). A push answered busy was not
+            // applied either.
+            Err(DistError::Unreachable { .. } | DistError::Busy { .. }) => {
                 let pulled = self.pull(None, out)?;
                 Ok((PushOutcome::Stale { version: pulled.unwrap_or(0), staleness: 0 }, pulled))
             }

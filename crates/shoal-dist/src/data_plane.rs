@@ -29,7 +29,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::auth::Token;
+use crate::connections::Slot;
 use crate::error::Result;
+use crate::limits::{Admission, BufferPool, Busy};
 use crate::peer::{check_peer, ServiceConfig};
 use crate::proto::{Encoding, PROTOCOL_VERSION};
 use crate::server::ParamServer;
@@ -59,9 +61,6 @@ fn spin_budget(server: bool) -> Duration {
 
 /// How long a client waits for a connection to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Connections one server serves at once (a thread each); more are refused with a message.
-pub const MAX_CONNECTIONS: usize = 1024;
 
 /// What a call asks the server to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,9 +126,11 @@ pub(crate) struct Answer {
     pub params: Option<u64>,
 }
 
-/// A reply's first byte.
+/// A reply's first byte: done; failed (a message follows); overloaded (a wait in
+/// milliseconds as a `u32`, then a message, follow — see [`crate::limits`]).
 const OK: u8 = 0;
 const ERROR: u8 = 1;
+const BUSY: u8 = 2;
 
 impl Answer {
     fn to_bytes(self, payload: usize) -> [u8; REPLY_BYTES] {
@@ -190,13 +191,16 @@ fn write_both(stream: &mut TcpStream, head: &[u8], body: &[u8]) -> io::Result<()
     Ok(())
 }
 
-/// Writes a length-prefixed text (a token or an error message), cut at [`MAX_TEXT`] bytes.
+/// Writes a status byte and a length-prefixed text (a token or an error message), cut at
+/// [`MAX_TEXT`] bytes.
 fn write_text(stream: &mut TcpStream, status: u8, text: &str) -> io::Result<()> {
+    stream.write_all(&[status])?;
+    write_text_body(stream, text)
+}
+
+fn write_text_body(stream: &mut TcpStream, text: &str) -> io::Result<()> {
     let text = &text.as_bytes()[..text.len().min(MAX_TEXT)];
-    let mut head = [0u8; 5];
-    head[0] = status;
-    head[1..5].copy_from_slice(&(text.len() as u32).to_le_bytes());
-    write_both(stream, &head, text)
+    write_both(stream, &(text.len() as u32).to_le_bytes(), text)
 }
 
 /// Reads that poll a nonblocking socket (yielding the core to any thread that wants it) for
@@ -263,6 +267,41 @@ fn poll(stream: &mut TcpStream, buf: &mut [u8], budget: Duration) -> io::Result<
     polled
 }
 
+/// Answers busy: the wait the client should take, then why.
+fn write_busy(stream: &mut TcpStream, busy: &Busy) -> io::Result<()> {
+    let millis = busy.retry_after.as_millis().min(u128::from(u32::MAX)) as u32;
+    stream.write_all(&[BUSY])?;
+    stream.write_all(&millis.to_le_bytes())?;
+    write_text_body(stream, &busy.message)
+}
+
+/// A status byte's message (and, for [`BUSY`], its wait first).
+fn read_answer(stream: &mut TcpStream, status: u8) -> io::Result<CallError> {
+    let mut word = [0u8; 4];
+    let retry_after = if status == BUSY {
+        stream.read_exact(&mut word)?;
+        Some(Duration::from_millis(u64::from(u32::from_le_bytes(word))))
+    } else {
+        None
+    };
+    stream.read_exact(&mut word)?;
+    let message = read_text(stream, u64::from(u32::from_le_bytes(word)))?;
+    Ok(match retry_after {
+        Some(retry_after) => CallError::Busy(Busy { retry_after, message }),
+        None => CallError::Remote(message),
+    })
+}
+
+/// Reads and drops `bytes` bytes: the tensor of a call answered busy, so that the stream stays
+/// in step.
+fn skip(stream: &mut TcpStream, bytes: u64) -> io::Result<()> {
+    let copied = io::copy(&mut Read::by_ref(stream).take(bytes), &mut io::sink())?;
+    if copied < bytes {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
 fn read_text(stream: &mut TcpStream, len: u64) -> io::Result<String> {
     if len > MAX_TEXT as u64 {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("a text of {len} bytes (at most {MAX_TEXT})")));
@@ -305,6 +344,10 @@ fn read_tensor(
 pub(crate) struct DataPlaneServer {
     store: Arc<ParamServer>,
     cfg: ServiceConfig,
+    /// The async-mode gate on pushes, shared with the gRPC service (`None`: round modes).
+    admission: Option<Arc<Admission>>,
+    /// Received tensors' vectors, shared with the gRPC service.
+    buffers: Arc<BufferPool>,
     /// Open connections (a clone of each socket), shut down when the server stops.
     open: Mutex<HashMap<u64, TcpStream>>,
     next_id: AtomicU64,
@@ -313,9 +356,21 @@ pub(crate) struct DataPlaneServer {
 impl DataPlaneServer {
     /// The data plane of `store`, or `None` when the server uses TLS (the data plane has no
     /// encryption, so tensors then go over gRPC).
-    pub(crate) fn new(store: Arc<ParamServer>, cfg: &ServiceConfig) -> Option<Arc<Self>> {
+    pub(crate) fn new(
+        store: Arc<ParamServer>,
+        cfg: &ServiceConfig,
+        admission: Option<Arc<Admission>>,
+        buffers: Arc<BufferPool>,
+    ) -> Option<Arc<Self>> {
         cfg.tls.is_none().then(|| {
-            Arc::new(DataPlaneServer { store, cfg: cfg.clone(), open: Mutex::default(), next_id: AtomicU64::new(0) })
+            Arc::new(DataPlaneServer {
+                store,
+                cfg: cfg.clone(),
+                admission,
+                buffers,
+                open: Mutex::default(),
+                next_id: AtomicU64::new(0),
+            })
         })
     }
 
@@ -323,29 +378,17 @@ impl DataPlaneServer {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Serves `stream` (whose first byte was [`MAGIC`]'s) on a thread of its own.
-    pub(crate) fn accept(self: &Arc<Self>, stream: TcpStream) {
+    /// Serves `stream` (whose first byte was [`MAGIC`]'s) on a thread of its own; `slot` is
+    /// its place in the server's connection count.
+    pub(crate) fn accept(self: &Arc<Self>, stream: TcpStream, slot: Arc<Slot>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let full = self.open().len() >= MAX_CONNECTIONS;
-        if !full {
-            if let Ok(clone) = stream.try_clone() {
-                self.open().insert(id, clone);
-            }
+        if let Ok(clone) = stream.try_clone() {
+            self.open().insert(id, clone);
         }
         let server = Arc::clone(self);
         let spawned = std::thread::Builder::new().name(format!("shoal-ps-data-{id}")).spawn(move || {
             let mut stream = stream;
-            let _ = if full {
-                write_text(
-                    &mut stream,
-                    ERROR,
-                    &format!(
-                        "the server serves {MAX_CONNECTIONS} data-plane connections at most; retry later or add shards"
-                    ),
-                )
-            } else {
-                server.serve(&mut stream)
-            };
+            let _ = server.serve(&mut stream, &slot);
             server.open().remove(&id);
         });
         if spawned.is_err() {
@@ -360,8 +403,9 @@ impl DataPlaneServer {
         }
     }
 
-    /// The handshake: magic, protocol, layout, shard and token, checked as `Hello` checks them.
-    fn handshake(&self, stream: &mut TcpStream) -> io::Result<bool> {
+    /// The handshake: magic, protocol, layout, shard and token, checked as `Hello` checks them,
+    /// then room for the connection (answered busy when the server holds all it may).
+    fn handshake(&self, stream: &mut TcpStream, slot: &Slot) -> io::Result<bool> {
         let mut head = [0u8; 30];
         stream.read_exact(&mut head)?;
         let token = read_text(stream, u64::from(u16::from_le_bytes([head[28], head[29]])))?;
@@ -373,20 +417,27 @@ impl DataPlaneServer {
             let layout = format!("{:016x}", u64_at(&head, 12));
             check_peer(&self.cfg, u32_at(&head, 8), &layout, u32_at(&head, 20), u32_at(&head, 24)).err()
         };
-        write_text(stream, if refusal.is_some() { ERROR } else { OK }, refusal.as_deref().unwrap_or(""))?;
-        Ok(refusal.is_none())
+        if let Some(refusal) = refusal {
+            write_text(stream, ERROR, &refusal)?;
+            return Ok(false);
+        }
+        if !slot.admit() {
+            write_busy(stream, &slot.busy())?;
+            return Ok(false);
+        }
+        write_text(stream, OK, "")?;
+        Ok(true)
     }
 
-    fn serve(&self, stream: &mut TcpStream) -> io::Result<()> {
+    fn serve(&self, stream: &mut TcpStream, slot: &Slot) -> io::Result<()> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        if !self.handshake(stream)? {
+        if !self.handshake(stream, slot)? {
             return Ok(());
         }
         // Between calls a worker may think (roll out, compute) for as long as it likes.
         stream.set_read_timeout(None)?;
         let len = self.store.len();
-        let mut received = vec![0.0f32; len];
         let mut scratch = Vec::new();
         let mut reads = PolledReads::new(spin_budget(true));
         loop {
@@ -408,28 +459,57 @@ impl DataPlaneServer {
                 );
                 return write_text(stream, ERROR, &message);
             }
-            if request.op.sends() {
-                if let Err(e) = read_tensor(stream, request.encoding, bytes, &mut received, &mut scratch)? {
-                    return write_text(stream, ERROR, &format!("malformed tensor: {e}"));
-                }
+            if !request.op.sends() {
+                self.answer(stream, request, &mut [], &mut scratch)?;
+                continue;
             }
-            match self.call(request, &mut received) {
-                Ok((answer, tensor)) => {
-                    let values = match &tensor {
-                        Tensor::None => None,
-                        Tensor::Received => Some(&received[..]),
-                        Tensor::Snapshot(params) => Some(&params[..]),
-                    };
-                    match values {
-                        Some(values) => {
-                            let body = wire_bytes(values, request.encoding, &mut scratch);
-                            write_both(stream, &answer.to_bytes(body.len()), body)?;
-                        }
-                        None => stream.write_all(&answer.to_bytes(0))?,
+            let permit = match self.admission.as_ref().map(|gate| gate.try_admit()).transpose() {
+                Ok(permit) => permit,
+                Err(busy) => {
+                    skip(stream, bytes)?;
+                    write_busy(stream, &busy)?;
+                    continue;
+                }
+            };
+            // A client may not stall in the middle of a tensor while it holds a permit.
+            stream.set_read_timeout(Some(self.cfg.limits.stall_timeout))?;
+            let mut received = self.buffers.take();
+            let read = read_tensor(stream, request.encoding, bytes, &mut received, &mut scratch);
+            stream.set_read_timeout(None)?;
+            let answered = match read? {
+                Err(e) => return write_text(stream, ERROR, &format!("malformed tensor: {e}")),
+                Ok(()) => self.answer(stream, request, &mut received, &mut scratch),
+            };
+            self.buffers.give(received);
+            drop(permit);
+            answered?;
+        }
+    }
+
+    /// Runs a call on the store and writes the answer.
+    fn answer(
+        &self,
+        stream: &mut TcpStream,
+        request: Call,
+        received: &mut [f32],
+        scratch: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        match self.call(request, received) {
+            Ok((answer, tensor)) => {
+                let values = match &tensor {
+                    Tensor::None => None,
+                    Tensor::Received => Some(&received[..]),
+                    Tensor::Snapshot(params) => Some(&params[..]),
+                };
+                match values {
+                    Some(values) => {
+                        let body = wire_bytes(values, request.encoding, scratch);
+                        write_both(stream, &answer.to_bytes(body.len()), body)
                     }
+                    None => stream.write_all(&answer.to_bytes(0)),
                 }
-                Err(e) => write_text(stream, ERROR, &e.to_string())?,
             }
+            Err(e) => write_text(stream, ERROR, &e.to_string()),
         }
     }
 
@@ -481,6 +561,9 @@ pub(crate) enum CallError {
     Refused(String),
     /// The server answered the call with an error.
     Remote(String),
+    /// The server is overloaded (too many pushes in flight, or no room for the connection):
+    /// try again after the wait it advises. The connection stays in step.
+    Busy(Busy),
     /// The caller broke the call order (a send while a reply is unread, a receive with none
     /// sent); the connection is untouched.
     OutOfOrder(&'static str),
@@ -529,9 +612,12 @@ impl DataPlaneClient {
         head[24..28].copy_from_slice(&who.shards.to_le_bytes());
         head[28..30].copy_from_slice(&(secret.len().min(MAX_TEXT) as u16).to_le_bytes());
         write_both(&mut stream, &head, &secret[..secret.len().min(MAX_TEXT)])?;
-        let (status, message) = read_status(&mut stream)?;
-        if status != OK {
-            return Err(CallError::Refused(message));
+        let mut status = [0u8];
+        stream.read_exact(&mut status)?;
+        match read_answer(&mut stream, status[0])? {
+            CallError::Remote(message) if status[0] != OK => return Err(CallError::Refused(message)),
+            CallError::Busy(busy) => return Err(CallError::Busy(busy)),
+            _ => {}
         }
         Ok(DataPlaneClient { stream, scratch: Vec::new(), reads: PolledReads::new(spin_budget(false)), pending: None })
     }
@@ -569,9 +655,7 @@ impl DataPlaneClient {
         let mut head = [0u8; REPLY_BYTES];
         self.reads.read_exact(&mut self.stream, &mut head[..1])?;
         if head[0] != OK {
-            let mut len = [0u8; 4];
-            self.stream.read_exact(&mut len)?;
-            return Err(CallError::Remote(read_text(&mut self.stream, u64::from(u32::from_le_bytes(len)))?));
+            return Err(read_answer(&mut self.stream, head[0])?);
         }
         self.stream.read_exact(&mut head[1..])?;
         let invalid = |m: String| CallError::Io(io::Error::new(io::ErrorKind::InvalidData, m));
@@ -586,12 +670,6 @@ impl DataPlaneClient {
         }
         Ok(reply)
     }
-}
-
-fn read_status(stream: &mut TcpStream) -> io::Result<(u8, String)> {
-    let mut head = [0u8; 5];
-    stream.read_exact(&mut head)?;
-    Ok((head[0], read_text(stream, u64::from(u32_at(&head, 1)))?))
 }
 
 #[cfg(test)]

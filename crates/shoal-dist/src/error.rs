@@ -22,6 +22,9 @@ pub enum DistError {
     /// The server refused the client: wrong token, protocol version, model layout or shard.
     #[error("the {server} at {addr} refused this worker: {detail}")]
     Refused { server: &'static str, addr: String, detail: String },
+    /// The server stayed overloaded through the retry window (it answered busy each time).
+    #[error("the {server} at {addr} is overloaded: {detail}")]
+    Busy { server: &'static str, addr: String, detail: String },
     /// The server answered a call with an error.
     #[error("the {server} at {addr} failed a call: {detail}")]
     Remote { server: &'static str, addr: String, detail: String },

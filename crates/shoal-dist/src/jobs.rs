@@ -16,7 +16,7 @@ use crate::proto::jobs::job_queue_client::JobQueueClient as RpcClient;
 use crate::proto::jobs::job_queue_server::{JobQueue, JobQueueServer};
 use crate::proto::jobs::{FinishReply, FinishRequest, ProgressReply, ProgressRequest, TakeReply, TakeRequest};
 use crate::proto::PROTOCOL_VERSION;
-use crate::service::{spawn_service, ServerHandle, ServerTls};
+use crate::service::{spawn_service, Served, ServerHandle, ServerTls};
 
 /// What a worker gets when it asks for work.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +112,7 @@ pub fn spawn_job_queue(
     tls: Option<&ServerTls>,
 ) -> Result<ServerHandle> {
     let service = JobQueueServer::new(Service { source, token });
-    spawn_service(listen, tls, "shoal-jobs", None, move |builder| builder.add_service(service))
+    spawn_service(listen, "shoal-jobs", Served::plain(tls), move |builder| builder.add_service(service))
 }
 
 /// A worker's client of the queue. Calls retry while the coordinator is unreachable.

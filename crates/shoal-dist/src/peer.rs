@@ -3,6 +3,7 @@
 //! mismatch naming both sides.
 
 use crate::auth::Token;
+use crate::limits::Limits;
 use crate::proto::PROTOCOL_VERSION;
 
 /// Which part of the whole parameter vector a server holds.
@@ -35,6 +36,8 @@ pub struct ServiceConfig {
     /// [`shoal_nn::ParamLayout::fingerprint`] of the whole model.
     pub layout_hash: u64,
     pub shard: ShardInfo,
+    /// What the server takes on at once.
+    pub limits: Limits,
 }
 
 /// The checks of a client's introduction (gRPC `Hello` and the data plane's handshake): the

@@ -26,7 +26,7 @@ use crate::proto::pipeline::stage_service_client::StageServiceClient;
 use crate::proto::pipeline::stage_service_server::{StageService, StageServiceServer};
 use crate::proto::pipeline::StageTensor;
 use crate::proto::Encoding;
-use crate::service::{spawn_service, ServerHandle};
+use crate::service::{spawn_service, Served, ServerHandle};
 use crate::wire;
 
 /// The largest activation batch either side accepts (rows × width × 4 bytes).
@@ -172,7 +172,7 @@ pub fn spawn_stage(listen: &str, stage: Stage, token: Token) -> Result<ServerHan
     let service = StageServiceServer::new(StageServer { stage: Mutex::new(stage), token })
         .max_decoding_message_size(MAX_STAGE_MESSAGE)
         .max_encoding_message_size(MAX_STAGE_MESSAGE);
-    spawn_service(listen, None, "shoal-stage", None, move |server| server.add_service(service))
+    spawn_service(listen, "shoal-stage", Served::plain(None), move |server| server.add_service(service))
 }
 
 /// A stage served by another process, as the stage before it sees it.

@@ -24,4 +24,4 @@ pub mod jobs {
 }
 
 /// Bumped whenever the protocol changes in a way an older peer would misread.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;

@@ -22,7 +22,7 @@ use crate::proto::rendezvous::rendezvous_client::RendezvousClient as RpcClient;
 use crate::proto::rendezvous::rendezvous_server::{Rendezvous, RendezvousServer};
 use crate::proto::rendezvous::{Directory, LookupRequest, RegisterRequest, Task};
 use crate::proto::PROTOCOL_VERSION;
-use crate::service::{spawn_service, ServerHandle, ServerTls};
+use crate::service::{spawn_service, Served, ServerHandle, ServerTls};
 
 /// What every task of a run must agree on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +98,7 @@ struct Service(Arc<RendezvousState>);
 impl Rendezvous for Service {
     async fn register(&self, request: Request<RegisterRequest>) -> std::result::Result<Response<Directory>, Status> {
         self.0.token.check(&request)?;
-        let seen_from = request.remote_addr().map(|addr| addr.ip());
+        let seen_from = crate::connections::remote_addr(&request).map(|addr| addr.ip());
         let req = request.into_inner();
         self.0.check(req.task.as_ref())?;
         let host = match (req.host.is_empty(), seen_from) {
@@ -122,7 +122,7 @@ impl Rendezvous for Service {
 /// Serves `state` on `listen` (rank 0), over TLS when `tls` is given.
 pub fn spawn_rendezvous(listen: &str, state: Arc<RendezvousState>, tls: Option<&ServerTls>) -> Result<ServerHandle> {
     let service = RendezvousServer::new(Service(state));
-    spawn_service(listen, tls, "shoal-rendezvous", None, move |builder| builder.add_service(service))
+    spawn_service(listen, "shoal-rendezvous", Served::plain(tls), move |builder| builder.add_service(service))
 }
 
 /// A task's client of rank 0's rendezvous.

@@ -3,21 +3,28 @@
 //! Every call is checked for the run's token before its handler runs; `Hello` compares the
 //! client's protocol version, model layout and shard with the server's and refuses a mismatch
 //! naming both sides; tensor streams are validated chunk by chunk ([`crate::wire`]), and
-//! messages above [`MAX_MESSAGE_BYTES`] are refused by the transport. A blocking operation (a
-//! synchronous round waiting for the other workers) runs on tokio's blocking pool, so it never
-//! stalls other calls.
+//! messages above [`Limits::max_message_bytes`] are refused by the transport. A blocking
+//! operation (a synchronous round waiting for the other workers) runs on tokio's blocking
+//! pool, so it never stalls other calls. What a server takes on at once is bounded
+//! ([`crate::limits`]): connections, calls per connection, async pushes in flight (beyond
+//! them: `RESOURCE_EXHAUSTED` with `retry-after-ms`), and the chunks of a reply queued for a
+//! slow reader.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use tokio::sync::oneshot;
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
+use tonic::service::InterceptorLayer;
 use tonic::transport::server::Router;
 use tonic::{Request, Response, Status, Streaming};
+use tower::layer::util::{Identity, Stack};
 
+use crate::connections::{admit_call, Connections, CountedStream};
 use crate::data_plane::{DataPlaneServer, MAGIC};
 use crate::error::{DistError, Result};
+use crate::limits::{Admission, BufferPool, Limits};
 use crate::monitor::{Coordinator, RunMonitor};
 use crate::peer::check_peer;
 pub use crate::peer::{ServerTls, ServiceConfig, ShardInfo};
@@ -26,8 +33,8 @@ use crate::proto::{
     Chunk, Encoding, HelloReply, HelloRequest, PullRequest, PushReply, ReportReply, ReportRequest, PROTOCOL_VERSION,
 };
 use crate::server::ParamServer;
-use crate::store::{ParamStore, PushOutcome};
-use crate::wire::{self, Assembler, MAX_MESSAGE_BYTES};
+use crate::store::{ParamStore, PushOutcome, UpdateMode};
+use crate::wire::{self, Assembler};
 
 /// HTTP/2 flow-control windows: large, so a 10 MB tensor is not throttled by round trips.
 pub(crate) const STREAM_WINDOW: u32 = 16 << 20;
@@ -39,6 +46,8 @@ struct PsService {
     store: Arc<ParamServer>,
     /// Tensors received by pushes, reused by later pushes.
     buffers: Arc<BufferPool>,
+    /// The async-mode gate on pushes (`None`: round modes, bounded by their workers).
+    admission: Option<Arc<Admission>>,
     /// Counts the run's progress (workers report to every shard); `None` refuses reports.
     monitor: Option<Arc<RunMonitor>>,
     cfg: ServiceConfig,
@@ -58,30 +67,22 @@ fn encoding(code: i32) -> Result<Encoding, Status> {
     Encoding::try_from(code).map_err(|_| Status::invalid_argument(format!("unknown tensor encoding {code}")))
 }
 
-/// Vectors of the store's length kept between pushes: a fresh 10 MB vector costs a memset and
-/// thousands of page faults on every push (a fifth of a loopback push's time, measured).
-/// Every value of a reused vector is overwritten before use: [`Assembler::finish`] refuses a
-/// tensor that did not fill it.
-struct BufferPool {
-    len: usize,
-    free: std::sync::Mutex<Vec<Vec<f32>>>,
-}
-
-impl BufferPool {
-    fn take(&self) -> Vec<f32> {
-        self.free.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_else(|| vec![0.0; self.len])
-    }
-
-    fn give(&self, buffer: Vec<f32>) {
-        self.free.lock().unwrap_or_else(|e| e.into_inner()).push(buffer);
-    }
-}
-
-/// Reads one tensor from a client stream into `values` (the store's length).
-async fn receive(stream: &mut Streaming<Chunk>, values: &mut [f32]) -> Result<(u32, u64, i32), Status> {
+/// Reads one tensor from a client stream into `values` (the store's length); a client that
+/// stops sending mid-tensor for `stall` is cut off.
+async fn receive(
+    stream: &mut Streaming<Chunk>,
+    values: &mut [f32],
+    stall: std::time::Duration,
+) -> Result<(u32, u64, i32), Status> {
     let mut assembler = Assembler::new(values);
     let mut encoding = 0;
-    while let Some(chunk) = stream.message().await? {
+    loop {
+        let next = tokio::time::timeout(stall, stream.message()).await.map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "the client sent nothing for {stall:?} in the middle of a tensor (cluster.stall_seconds)"
+            ))
+        })?;
+        let Some(chunk) = next? else { break };
         encoding = chunk.encoding;
         assembler.accept(&chunk).map_err(|e| status(e.into()))?;
     }
@@ -89,19 +90,24 @@ async fn receive(stream: &mut Streaming<Chunk>, values: &mut [f32]) -> Result<(u
     Ok((worker, version, encoding))
 }
 
+/// Chunks of a reply queued for a client (1 MiB): a slow reader holds no more of the server's
+/// memory than that, and the encoder waits for it.
+const QUEUED_CHUNKS: usize = 4;
+
 /// A tensor on its way to a client: chunks leave as soon as they are encoded.
-type ChunkStream = UnboundedReceiverStream<Result<Chunk, Status>>;
-type ChunkSender = tokio::sync::mpsc::UnboundedSender<Result<Chunk, Status>>;
+type ChunkStream = ReceiverStream<Result<Chunk, Status>>;
+type ChunkSender = mpsc::Sender<Result<Chunk, Status>>;
 
 fn chunk_channel() -> (ChunkSender, Response<ChunkStream>) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    (tx, Response::new(UnboundedReceiverStream::new(rx)))
+    let (tx, rx) = mpsc::channel(QUEUED_CHUNKS);
+    (tx, Response::new(ReceiverStream::new(rx)))
 }
 
-/// Encodes `values` into `tx` chunk by chunk (stopping if the client went away).
+/// Encodes `values` into `tx` chunk by chunk from a blocking thread (stopping if the client
+/// went away).
 fn send_chunks(tx: &ChunkSender, values: &[f32], enc: Encoding, worker: u32, version: u64) {
     for chunk in wire::chunks(values, enc, worker, version) {
-        if tx.send(Ok(chunk)).is_err() {
+        if tx.blocking_send(Ok(chunk)).is_err() {
             break;
         }
     }
@@ -115,6 +121,21 @@ fn push_reply(outcome: PushOutcome) -> PushReply {
     match outcome {
         PushOutcome::Applied { version, staleness } => PushReply { applied: true, version, staleness },
         PushOutcome::Stale { version, staleness } => PushReply { applied: false, version, staleness },
+    }
+}
+
+impl PsService {
+    /// Receives a pushed tensor into a vector of the pool (given back if the stream fails);
+    /// the vector and the stream's worker, version and encoding.
+    async fn receive_pooled(&self, request: Request<Streaming<Chunk>>) -> Result<(Vec<f32>, (u32, u64, i32)), Status> {
+        let mut values = self.buffers.take();
+        match receive(&mut request.into_inner(), &mut values, self.cfg.limits.stall_timeout).await {
+            Ok(header) => Ok((values, header)),
+            Err(e) => {
+                self.buffers.give(values);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -146,30 +167,37 @@ impl ParamService for PsService {
         let pull = request.into_inner();
         let (enc, have) = (encoding(pull.encoding)?, pull.have_version);
         let (tx, response) = chunk_channel();
-        let store = Arc::clone(&self.store);
-        let encode = move || {
-            if store.read_if_newer(have, |params, version| send_chunks(&tx, params, enc, 0, version)).is_none() {
-                let _ = tx.send(Ok(Chunk { unchanged: true, version: have.unwrap_or(0), ..Chunk::default() }));
-            }
-        };
-        // A tensor of several chunks is encoded on the blocking pool, so the first chunks
-        // leave while the rest are copied (on loopback this took a tenth off a 10 MB pull).
+        let unchanged = Chunk { unchanged: true, version: have.unwrap_or(0), ..Chunk::default() };
+        // A tensor of one chunk fits the empty queue at once; one of several is encoded on
+        // the blocking pool, so the first chunks leave while the rest are copied (on loopback
+        // this took a tenth off a 10 MB pull).
         if self.store.len() <= wire::CHUNK_VALUES {
-            encode();
+            let sent = self.store.read_if_newer(have, |params, version| {
+                wire::chunks(params, enc, 0, version).for_each(|chunk| drop(tx.try_send(Ok(chunk))))
+            });
+            if sent.is_none() {
+                let _ = tx.try_send(Ok(unchanged));
+            }
         } else {
-            tokio::task::spawn_blocking(encode);
+            let store = Arc::clone(&self.store);
+            tokio::task::spawn_blocking(move || {
+                if store.read_if_newer(have, |params, version| send_chunks(&tx, params, enc, 0, version)).is_none() {
+                    let _ = tx.blocking_send(Ok(unchanged));
+                }
+            });
         }
         Ok(response)
     }
 
     async fn push_gradient(&self, request: Request<Streaming<Chunk>>) -> Result<Response<PushReply>, Status> {
         self.cfg.token.check(&request)?;
-        let mut grad = self.buffers.take();
-        let (worker, base_version, _) = receive(&mut request.into_inner(), &mut grad).await?;
+        let permit = self.admission.as_ref().map(|gate| gate.try_admit()).transpose().map_err(|busy| busy.status())?;
+        let (grad, (worker, base_version, _)) = self.receive_pooled(request).await?;
         let (store, buffers) = (Arc::clone(&self.store), Arc::clone(&self.buffers));
         let outcome = blocking(move || {
             let outcome = store.push_gradient(worker as usize, base_version, &grad);
             buffers.give(grad);
+            drop(permit);
             outcome
         })
         .await?;
@@ -180,8 +208,7 @@ impl ParamService for PsService {
 
     async fn push_params(&self, request: Request<Streaming<Chunk>>) -> Result<Response<ChunkStream>, Status> {
         self.cfg.token.check(&request)?;
-        let mut params = self.buffers.take();
-        let (worker, _, enc) = receive(&mut request.into_inner(), &mut params).await?;
+        let (mut params, (worker, _, enc)) = self.receive_pooled(request).await?;
         let enc = encoding(enc)?;
         let (store, buffers) = (Arc::clone(&self.store), Arc::clone(&self.buffers));
         let (tx, response) = chunk_channel();
@@ -233,12 +260,25 @@ pub struct ServerHandle {
     thread: Option<JoinHandle<Result<()>>>,
     /// The data plane beside gRPC (parameter servers without TLS), closed with the server.
     data_plane: Option<Arc<DataPlaneServer>>,
+    connections: Arc<Connections>,
+    /// The async-mode gate on pushes, for its count of refusals.
+    admission: Option<Arc<Admission>>,
 }
 
 impl ServerHandle {
     /// The address it listens on (with the port the OS chose for `:0`).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Connections open now (gRPC and data plane), what [`Limits::max_connections`] bounds.
+    pub fn open_connections(&self) -> usize {
+        self.connections.open()
+    }
+
+    /// Pushes answered busy so far (async mode's [`Limits::max_pending_bytes`]).
+    pub fn refused_pushes(&self) -> u64 {
+        self.admission.as_ref().map_or(0, |gate| gate.refused())
     }
 
     /// Stops accepting calls, lets running ones finish, and waits for the server thread.
@@ -295,21 +335,42 @@ pub fn spawn(
     monitor: Option<Arc<RunMonitor>>,
     cfg: ServiceConfig,
 ) -> Result<ServerHandle> {
-    let tls = cfg.tls.clone();
-    let data_plane = DataPlaneServer::new(Arc::clone(&store), &cfg);
-    let buffers = Arc::new(BufferPool { len: store.len(), free: Default::default() });
-    let service = ParamServiceServer::new(PsService { store, buffers, monitor, cfg })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    spawn_service(listen, tls.as_ref(), "shoal-ps", data_plane, move |server| server.add_service(service))
+    let (tls, limits) = (cfg.tls.clone(), cfg.limits);
+    let buffers = BufferPool::new(store.len());
+    let admission = matches!(store.mode(), UpdateMode::Async { .. })
+        .then(|| Admission::new(limits.max_pending_bytes, store.len() * 4));
+    let data_plane = DataPlaneServer::new(Arc::clone(&store), &cfg, admission.clone(), Arc::clone(&buffers));
+    let service = ParamServiceServer::new(PsService { store, buffers, admission: admission.clone(), monitor, cfg })
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
+    let served = Served { tls: tls.as_ref(), limits, data_plane, admission };
+    spawn_service(listen, "shoal-ps", served, move |server| server.add_service(service))
 }
 
-/// The connections `listener` accepts, for gRPC; with a data plane, a connection whose first
-/// byte is the data plane's goes to it instead (on a blocking thread of its own).
+/// What a gRPC service is served with.
+pub(crate) struct Served<'a> {
+    pub tls: Option<&'a ServerTls>,
+    pub limits: Limits,
+    /// The parameter server's data plane, sharing the port.
+    pub data_plane: Option<Arc<DataPlaneServer>>,
+    pub admission: Option<Arc<Admission>>,
+}
+
+impl<'a> Served<'a> {
+    /// A service with default limits and no data plane.
+    pub(crate) fn plain(tls: Option<&'a ServerTls>) -> Self {
+        Served { tls, limits: Limits::default(), data_plane: None, admission: None }
+    }
+}
+
+/// The connections `listener` accepts, for gRPC, each with its slot in `connections`; with a
+/// data plane, a connection whose first byte is the data plane's goes to it instead (on a
+/// blocking thread of its own).
 fn incoming(
     listener: tokio::net::TcpListener,
     data_plane: Option<Arc<DataPlaneServer>>,
-) -> UnboundedReceiverStream<std::io::Result<tokio::net::TcpStream>> {
+    connections: Arc<Connections>,
+) -> UnboundedReceiverStream<std::io::Result<CountedStream>> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
@@ -324,8 +385,9 @@ fn incoming(
             };
             // Without this, Nagle and delayed ACKs add ~40 ms to small calls.
             let _ = conn.set_nodelay(true);
+            let slot = connections.slot();
             let Some(data_plane) = &data_plane else {
-                if tx.send(Ok(conn)).is_err() {
+                if tx.send(Ok(CountedStream::new(conn, slot))).is_err() {
                     return;
                 }
                 continue;
@@ -338,12 +400,12 @@ fn incoming(
                     Ok(Ok(1)) if first[0] == MAGIC[0] => {
                         let conn = conn.into_std().and_then(|c| c.set_nonblocking(false).map(|()| c));
                         if let Ok(conn) = conn {
-                            data_plane.accept(conn);
+                            data_plane.accept(conn, slot);
                         }
                     }
                     // HTTP/2 (or TLS, or a peer that closed at once): gRPC's.
                     Ok(Ok(_)) => {
-                        let _ = tx.send(Ok(conn));
+                        let _ = tx.send(Ok(CountedStream::new(conn, slot)));
                     }
                     // Silent for 10 s, or failed: dropped.
                     _ => {}
@@ -354,15 +416,20 @@ fn incoming(
     UnboundedReceiverStream::new(rx)
 }
 
+/// The server builder every service is added to: calls pass the connection bound first.
+pub(crate) type Builder = tonic::transport::Server<Stack<InterceptorLayer<AdmitCall>, Identity>>;
+type AdmitCall = fn(Request<()>) -> Result<Request<()>, Status>;
+
 /// Serves what `route` adds to a configured server on `listen`, from a background thread
 /// named `name` with its own tokio runtime.
 pub(crate) fn spawn_service(
     listen: &str,
-    tls: Option<&ServerTls>,
     name: &str,
-    data_plane: Option<Arc<DataPlaneServer>>,
-    route: impl FnOnce(&mut tonic::transport::Server) -> Router + Send + 'static,
+    served: Served<'_>,
+    route: impl FnOnce(&mut Builder) -> Router<Stack<InterceptorLayer<AdmitCall>, Identity>> + Send + 'static,
 ) -> Result<ServerHandle> {
+    let Served { tls, limits, data_plane, admission } = served;
+    limits.validate()?;
     let listener =
         std::net::TcpListener::bind(listen).map_err(|e| DistError::Setup(format!("cannot listen on {listen}: {e}")))?;
     let addr = listener.local_addr().map_err(|e| DistError::Setup(format!("cannot read the bound address: {e}")))?;
@@ -373,7 +440,11 @@ pub(crate) fn spawn_service(
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_frame_size(MAX_FRAME);
+        .max_frame_size(MAX_FRAME)
+        .concurrency_limit_per_connection(limits.max_calls_per_connection)
+        .layer(InterceptorLayer::new(admit_call as AdmitCall));
+    let connections = Connections::new(limits.max_connections);
+    let counted = Arc::clone(&connections);
     let thread = std::thread::Builder::new()
         .name(format!("{name}-{addr}"))
         .spawn(move || -> Result<()> {
@@ -385,7 +456,7 @@ pub(crate) fn spawn_service(
             let served = runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)
                     .map_err(|e| DistError::Setup(format!("cannot register the socket: {e}")))?;
-                let serve = route(&mut builder).serve_with_incoming(incoming(listener, data_plane));
+                let serve = route(&mut builder).serve_with_incoming(incoming(listener, data_plane, counted));
                 // Stopping drops every connection at once (clients keep idle HTTP/2
                 // connections open, so a graceful drain could wait forever); clients see the
                 // server as unreachable and retry.
@@ -399,5 +470,5 @@ pub(crate) fn spawn_service(
             served
         })
         .map_err(|e| DistError::Setup(format!("cannot start the server thread: {e}")))?;
-    Ok(ServerHandle { addr, shutdown: Some(tx), thread: Some(thread), data_plane: closer })
+    Ok(ServerHandle { addr, shutdown: Some(tx), thread: Some(thread), data_plane: closer, connections, admission })
 }

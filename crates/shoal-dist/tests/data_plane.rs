@@ -12,13 +12,14 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use shoal_dist::{
-    spawn, ClientOptions, Encoding, GrpcStore, ParamServer, ParamStore, ServerHandle, ServiceConfig, ShardInfo, Token,
-    UpdateMode,
+    spawn, ClientOptions, Encoding, GrpcStore, Limits, ParamServer, ParamStore, ServerHandle, ServiceConfig, ShardInfo,
+    Token, UpdateMode,
 };
 use shoal_nn::Sgd;
 
 const LAYOUT: u64 = 0xfeed_beef;
 const SECRET: &str = "test-token-0123456789";
+const PROTOCOL: u32 = shoal_dist::proto::PROTOCOL_VERSION;
 
 fn server(len: usize) -> ServerHandle {
     let store = ParamServer::new(
@@ -27,8 +28,13 @@ fn server(len: usize) -> ServerHandle {
         1.0,
         UpdateMode::Async { max_staleness: None },
     );
-    let config =
-        ServiceConfig { tls: None, token: Token::new(SECRET).unwrap(), layout_hash: LAYOUT, shard: ShardInfo::WHOLE };
+    let config = ServiceConfig {
+        tls: None,
+        token: Token::new(SECRET).unwrap(),
+        layout_hash: LAYOUT,
+        shard: ShardInfo::WHOLE,
+        limits: Limits::default(),
+    };
     spawn("127.0.0.1:0", Arc::new(store), None, config).unwrap()
 }
 
@@ -88,18 +94,18 @@ fn still_serves(server: &ServerHandle) {
 #[test]
 fn the_handshake_refuses_by_name() {
     let server = server(8);
-    let (status, text) = answer(&server, &hello(1, LAYOUT, "another-token-987654321"));
+    let (status, text) = answer(&server, &hello(PROTOCOL, LAYOUT, "another-token-987654321"));
     assert_eq!((status, text.contains("wrong token")), (1, true), "{text}");
-    let (status, text) = answer(&server, &hello(1, 0x1234, SECRET));
+    let (status, text) = answer(&server, &hello(PROTOCOL, 0x1234, SECRET));
     assert_eq!(status, 1);
     assert!(text.contains("layout mismatch") && text.contains("0000000000001234"), "{text}");
     let (status, text) = answer(&server, &hello(99, LAYOUT, SECRET));
     assert!(status == 1 && text.contains("protocol version mismatch"), "{text}");
-    let mut wrong_magic = hello(1, LAYOUT, SECRET);
+    let mut wrong_magic = hello(PROTOCOL, LAYOUT, SECRET);
     wrong_magic[7] = b'9';
     let (status, text) = answer(&server, &wrong_magic);
     assert!(status == 1 && text.contains("not a shoal data-plane client"), "{text}");
-    assert_eq!(answer(&server, &hello(1, LAYOUT, SECRET)), (0, String::new()));
+    assert_eq!(answer(&server, &hello(PROTOCOL, LAYOUT, SECRET)), (0, String::new()));
     still_serves(&server);
 }
 
@@ -116,7 +122,7 @@ fn malformed_calls_are_answered_by_name_and_the_server_keeps_serving() {
     for (bytes, expected) in cases {
         let mut stream = TcpStream::connect(server.addr()).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        stream.write_all(&hello(1, LAYOUT, SECRET)).unwrap();
+        stream.write_all(&hello(PROTOCOL, LAYOUT, SECRET)).unwrap();
         assert_eq!(read_status(&mut stream), (0, String::new()));
         stream.write_all(&bytes).unwrap();
         let (status, text) = read_status(&mut stream);
@@ -135,7 +141,7 @@ fn random_bytes_after_the_handshake_never_stop_the_server() {
     for _ in 0..200 {
         let mut stream = TcpStream::connect(server.addr()).unwrap();
         stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-        let mut bytes = hello(1, LAYOUT, SECRET);
+        let mut bytes = hello(PROTOCOL, LAYOUT, SECRET);
         // A header with a valid op and encoding half the time, so the fuzz reaches the tensor.
         let mut head: Vec<u8> = (0..40).map(|_| rng.random()).collect();
         if rng.random_bool(0.5) {

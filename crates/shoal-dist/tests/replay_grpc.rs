@@ -10,8 +10,8 @@ use shoal_dist::proto::replay::replay_service_client::ReplayServiceClient;
 use shoal_dist::proto::replay::{Columns, InsertRequest};
 use shoal_dist::replay::{max_rows_per_message, Row};
 use shoal_dist::{
-    spawn_replay, ClientOptions, DistError, Encoding, GrpcReplay, LocalReplay, PrioritizedReplay, ReplayStore, Sample,
-    Token, Transitions,
+    spawn_replay, ClientOptions, DistError, Encoding, GrpcReplay, Limits, LocalReplay, PrioritizedReplay, ReplayStore,
+    Sample, Token, Transitions,
 };
 
 const OBS_DIM: usize = 3;
@@ -43,7 +43,7 @@ fn rows(range: std::ops::Range<usize>) -> (Transitions, Vec<f32>) {
 #[test]
 fn remote_replay_matches_the_in_process_one() {
     let local = replay(100_000);
-    let server = spawn_replay("127.0.0.1:0", Arc::new(replay(100_000)), token(), None).unwrap();
+    let server = spawn_replay("127.0.0.1:0", Arc::new(replay(100_000)), token(), None, Limits::default()).unwrap();
     let remote = GrpcReplay::connect(&server.addr().to_string(), OBS_DIM, options(token())).unwrap();
     assert_eq!(remote.capacity(), 100_000);
     // More rows than one message carries: the client splits the insert.
@@ -68,7 +68,7 @@ fn remote_replay_matches_the_in_process_one() {
 
 #[test]
 fn refusals_and_malformed_input_leave_the_server_serving() {
-    let server = spawn_replay("127.0.0.1:0", Arc::new(replay(1000)), token(), None).unwrap();
+    let server = spawn_replay("127.0.0.1:0", Arc::new(replay(1000)), token(), None, Limits::default()).unwrap();
     let addr = server.addr().to_string();
     let other = Token::new("another-token-0123456789").unwrap();
     let err = GrpcReplay::connect(&addr, OBS_DIM, options(other)).err().unwrap();

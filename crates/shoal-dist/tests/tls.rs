@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_dist::{
-    spawn, ClientOptions, ClientTls, DistError, Encoding, GrpcStore, ParamServer, ParamStore, ServerTls, ServiceConfig,
-    ShardInfo, Token, UpdateMode,
+    spawn, ClientOptions, ClientTls, DistError, Encoding, GrpcStore, Limits, ParamServer, ParamStore, ServerTls,
+    ServiceConfig, ShardInfo, Token, UpdateMode,
 };
 use shoal_nn::Sgd;
 
@@ -40,6 +40,7 @@ fn tls_clients_connect_and_others_are_kept_out() {
         token: Token::new("tls-test-token-0123456789").unwrap(),
         layout_hash: 7,
         shard: ShardInfo::WHOLE,
+        limits: Limits::default(),
     };
     let server = spawn("127.0.0.1:0", store, None, config).unwrap();
     let addr = server.addr().to_string();

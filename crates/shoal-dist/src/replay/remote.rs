@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::Token;
 use crate::client::{ClientOptions, Connection};
 use crate::error::{DistError, Result};
+use crate::limits::Limits;
 use crate::proto::replay::replay_service_client::ReplayServiceClient;
 use crate::proto::replay::replay_service_server::{ReplayService, ReplayServiceServer};
 use crate::proto::replay::{
@@ -25,7 +26,7 @@ use crate::proto::replay::{
 };
 use crate::proto::PROTOCOL_VERSION;
 use crate::replay::{LocalReplay, ReplayStats, ReplayStore, Sample, Transitions};
-use crate::service::{spawn_service, ServerHandle, ServerTls};
+use crate::service::{spawn_service, Served, ServerHandle, ServerTls};
 use crate::wire::MAX_MESSAGE_BYTES;
 
 /// Most rows of width `obs_dim` one message may carry: columns and weights as f32, a key as
@@ -184,19 +185,23 @@ impl ReplayService for ReplayServer {
 }
 
 /// Serves `replay` on `listen` (port 0 picks a free one) from a background thread; calls
-/// must carry `token`; TLS when `tls` is given (feature `tls`).
+/// must carry `token`; TLS when `tls` is given (feature `tls`). Of `limits`, the connection
+/// and per-connection call bounds apply; messages keep the protocol's size, which clients cut
+/// their batches to.
 pub fn spawn_replay(
     listen: &str,
     replay: Arc<LocalReplay>,
     token: Token,
     tls: Option<&ServerTls>,
+    limits: Limits,
 ) -> Result<ServerHandle> {
     let stats = replay.stats()?;
     let server = ReplayServer { obs_dim: replay.obs_dim(), capacity: stats.capacity, replay, token };
     let service = ReplayServiceServer::new(server)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    spawn_service(listen, tls, "shoal-replay", None, move |builder| builder.add_service(service))
+    let served = Served { limits: Limits { max_message_bytes: MAX_MESSAGE_BYTES, ..limits }, ..Served::plain(tls) };
+    spawn_service(listen, "shoal-replay", served, move |builder| builder.add_service(service))
 }
 
 /// A remote replay: the [`ReplayStore`] of an actor or learner process.

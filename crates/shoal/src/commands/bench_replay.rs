@@ -11,8 +11,8 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use shoal_dist::replay::Row;
 use shoal_dist::{
-    spawn_replay, ClientOptions, Encoding, GrpcReplay, LocalReplay, PrioritizedReplay, ReplayStore, Sample, Token,
-    Transitions,
+    spawn_replay, ClientOptions, Encoding, GrpcReplay, Limits, LocalReplay, PrioritizedReplay, ReplayStore, Sample,
+    Token, Transitions,
 };
 
 use super::bench_timing::per_call;
@@ -93,7 +93,7 @@ pub fn run(args: &ReplayArgs) -> Result<()> {
     };
     measure("inproc", &fresh()?, args)?;
     let token = Token::new("bench-replay-token-0123456789")?;
-    let server = spawn_replay("127.0.0.1:0", Arc::new(fresh()?), token.clone(), None)?;
+    let server = spawn_replay("127.0.0.1:0", Arc::new(fresh()?), token.clone(), None, Limits::default())?;
     let options = ClientOptions { tls: None, token, encoding: Encoding::F32Le, retry_for: Duration::from_secs(10) };
     let remote = GrpcReplay::connect(&server.addr().to_string(), args.obs_dim, options)?;
     measure("grpc", &remote, args)?;

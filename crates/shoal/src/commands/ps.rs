@@ -202,6 +202,7 @@ pub fn serve(
         token: opts.token,
         layout_hash: spec.layout_hash(),
         shard: ShardInfo { index: index as u32, count: count as u32, offset },
+        limits: cluster.limits(),
     };
     let handle = shoal_dist::spawn(&opts.listen, Arc::clone(&server), Some(Arc::clone(&monitor)), service)?;
     println!(
@@ -262,6 +263,8 @@ pub fn serve(
                 ("ps/staleness_mean", stats.staleness_sum as f64 / stats.gradients.max(1) as f64),
                 ("ps/rejected", stats.rejected_stale as f64),
                 ("ps/dropped_workers", stats.dropped_workers as f64),
+                ("ps/connections", handle.open_connections() as f64),
+                ("ps/refused_busy", handle.refused_pushes() as f64),
                 ("charts/learning_rate", lr),
             ])?;
         }

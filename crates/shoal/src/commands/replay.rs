@@ -99,7 +99,8 @@ pub fn serve(
         replay.load(path).with_context(|| format!("resuming the replay from {}", path.display()))?;
         eprintln!("shoal replay: resumed {} transitions", replay.stats()?.len);
     }
-    let handle = spawn_replay(&opts.listen, Arc::clone(&replay), opts.token, opts.tls.as_ref())?;
+    let limits = config.cluster().unwrap_or_default().limits();
+    let handle = spawn_replay(&opts.listen, Arc::clone(&replay), opts.token, opts.tls.as_ref(), limits)?;
     let stats = replay.stats()?;
     println!("shoal replay listening on {} (capacity {}, obs_dim {})", handle.addr(), stats.capacity, replay.obs_dim());
     use std::io::Write;
