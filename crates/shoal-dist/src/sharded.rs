@@ -54,6 +54,12 @@ impl<S: ParamStore> ShardedStore<S> {
         Ok(ShardedStore { shards, ranges, versions, replaced: Mutex::new(None), len })
     }
 
+    /// The shards' stores, in order (for what only a shard's client knows, such as how often
+    /// its server answered busy).
+    pub fn shards(&self) -> &[S] {
+        &self.shards
+    }
+
     fn versions(&self) -> std::sync::MutexGuard<'_, Vec<Option<u64>>> {
         self.versions.lock().unwrap_or_else(|p| p.into_inner())
     }

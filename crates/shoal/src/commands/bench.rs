@@ -31,6 +31,16 @@ pub enum Bench {
     Pipeline(super::bench_pipeline::PipelineArgs),
     /// The tuner's own cost per trial: empty trials and one-iteration trials, random and TPE.
     Tune(super::bench_tune::TuneArgs),
+    /// Many simulated workers against parameter-server shards and a replay in processes of
+    /// their own: calls/s, MB/s, p50/p95/p99 latency, busy answers, errors, server memory and
+    /// sockets; `--soak SECONDS` for the long test (memory, descriptors, killed workers).
+    Load(super::bench_load::LoadArgs),
+    /// One server of `shoal bench load` (started by it).
+    #[command(hide = true)]
+    LoadServer(super::bench_load::LoadServerArgs),
+    /// A process of simulated workers of `shoal bench load --soak` (started by it).
+    #[command(hide = true)]
+    LoadClients(super::bench_load::LoadClientsArgs),
 }
 
 /// Arguments of `shoal bench env`.
@@ -62,6 +72,9 @@ pub fn run(bench: &Bench) -> Result<()> {
         Bench::Allreduce(args) => super::bench_allreduce::run(args),
         Bench::Tune(args) => super::bench_tune::run(args),
         Bench::Pipeline(args) => super::bench_pipeline::run(args),
+        Bench::Load(args) => super::bench_load::run(args),
+        Bench::LoadServer(args) => super::bench_load::serve(args),
+        Bench::LoadClients(args) => super::bench_load::clients(args),
     }
 }
 

@@ -40,7 +40,7 @@ pub fn fresh_token() -> Result<Token> {
 
 /// Starts a server process (`shoal ps` or `shoal replay`, which print "listening on ADDR"
 /// first) and reads the address it printed.
-fn start_listener(mut command: Command, token: &Token, what: &str) -> Result<(Child, String)> {
+pub(super) fn start_listener(mut command: Command, token: &Token, what: &str) -> Result<(Child, String)> {
     let mut child = command
         .env(TOKEN_ENV, token.secret())
         .stdout(Stdio::piped())
