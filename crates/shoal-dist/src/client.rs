@@ -276,9 +276,13 @@ impl GrpcStore {
         let mut slot = self.data_slot()?;
         let client = slot.as_mut().ok_or_else(|| DistError::Setup("no call is waiting for its reply".into()))?;
         let reply = client.receive(receive);
-        if let Err(CallError::Io(_)) = reply {
+        match reply {
             // The stream is cut mid-reply: the next call connects afresh.
-            *slot = None;
+            Err(CallError::Io(_)) => *slot = None,
+            Err(CallError::Busy(_)) => {
+                self.conn.refusals.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
         }
         reply.map_err(|e| self.call_error(e))
     }
@@ -529,9 +533,9 @@ impl ParamStore for GrpcStore {
             Ok(reply) => Ok((pushed(reply)?, reply.params)),
             // The connection went with the reply: whether the server applied the push is
             // unknown, so it counts as not applied, and the worker goes on from what the
-            // server holds (pulled with the usual retries). A push answered busy was not
-            // applied either.
-            Err(DistError::Unreachable { .. } | DistError::Busy { .. }) => {
+            // server holds (pulled with the usual retries). A push answered busy is returned
+            // as `DistError::Busy`: nothing was applied, and the caller may push again.
+            Err(DistError::Unreachable { .. }) => {
                 let pulled = self.pull(None, out)?;
                 Ok((PushOutcome::Stale { version: pulled.unwrap_or(0), staleness: 0 }, pulled))
             }

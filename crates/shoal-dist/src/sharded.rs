@@ -73,11 +73,8 @@ impl<S: ParamStore> ShardedStore<S> {
         versions.iter().map(|v| v.unwrap_or(0)).sum()
     }
 
-    /// Runs `f` on every shard with its slice, in parallel when there is more than one.
-    fn each<T: Send>(&self, data: &mut [f32], f: impl Fn(usize, &S, &mut [f32]) -> Result<T> + Sync) -> Result<Vec<T>>
-    where
-        S: Sync,
-    {
+    /// `data` cut into the shards' slices.
+    fn slices<'a>(&self, data: &'a mut [f32]) -> Vec<&'a mut [f32]> {
         let mut slices = Vec::with_capacity(self.shards.len());
         let mut rest = data;
         for range in &self.ranges {
@@ -85,6 +82,15 @@ impl<S: ParamStore> ShardedStore<S> {
             slices.push(head);
             rest = tail;
         }
+        slices
+    }
+
+    /// Runs `f` on every shard with its slice, in parallel when there is more than one.
+    fn each<T: Send>(&self, data: &mut [f32], f: impl Fn(usize, &S, &mut [f32]) -> Result<T> + Sync) -> Result<Vec<T>>
+    where
+        S: Sync,
+    {
+        let mut slices = self.slices(data);
         if self.shards.len() == 1 {
             return Ok(vec![f(0, &self.shards[0], slices.pop().unwrap_or_default())?]);
         }
@@ -125,6 +131,46 @@ impl<S: ParamStore> ShardedStore<S> {
         changed.then(|| Self::combined(&versions))
     }
 
+    /// Sends a push of its slice of `grad` (computed at `bases`, pulling what is newer than
+    /// `known`) to every shard; false when the shards cannot split a push from its reply. If
+    /// a send fails, the replies already on their way are read and dropped, so that every
+    /// connection is left ready for its next call.
+    fn start_all(&self, worker: usize, bases: &[Option<u64>], known: &[Option<u64>], grad: &[f32]) -> Result<bool> {
+        for (i, shard) in self.shards.iter().enumerate() {
+            let slice = &grad[self.ranges[i].clone()];
+            let started = shard.start_push_gradient_and_pull(worker, bases[i].unwrap_or(0), slice, known[i]);
+            let error = match started {
+                Ok(true) => continue,
+                Ok(false) if i == 0 => return Ok(false),
+                Ok(false) => DistError::Setup(format!("shard {i} cannot overlap a push where shard 0 did")),
+                Err(e) => e,
+            };
+            for (j, sent) in self.shards[..i].iter().enumerate() {
+                let _ = sent.finish_push_gradient_and_pull(&mut vec![0.0; self.ranges[j].len()]);
+            }
+            return Err(error);
+        }
+        Ok(true)
+    }
+
+    /// Reads every shard's reply to what [`ShardedStore::start_all`] sent, one after another
+    /// (the servers answered meanwhile), each into its slice of `out`; a shard that answered
+    /// busy is answered by `busy` instead. The first error after all are read.
+    fn finish_all(
+        &self,
+        out: &mut [f32],
+        busy: impl Fn(usize, &S, &mut [f32]) -> Result<(PushOutcome, Option<u64>)>,
+    ) -> Result<Vec<(PushOutcome, Option<u64>)>> {
+        let mut results = Vec::with_capacity(self.shards.len());
+        for (i, (shard, slice)) in self.shards.iter().zip(self.slices(out)).enumerate() {
+            results.push(match shard.finish_push_gradient_and_pull(slice) {
+                Err(DistError::Busy { .. }) => busy(i, shard, slice),
+                other => other,
+            });
+        }
+        results.into_iter().collect()
+    }
+
     fn check(&self, what: &'static str, got: usize) -> Result<()> {
         check_len(what, got, self.len)
     }
@@ -147,6 +193,10 @@ impl<S: ParamStore> ParamStore for ShardedStore<S> {
         Ok(self.remember(pulled))
     }
 
+    /// Where the shards split a push and its reply (the data plane), the request goes to every
+    /// shard first and the replies are read after, so the shards work at once without a thread
+    /// per shard (a thread spawned per shard per call cost 2 shards of a 10 KB model 80% of
+    /// their calls per second: `shoal bench load`); in-memory shards take one thread each.
     fn push_gradient_and_pull(
         &self,
         worker: usize,
@@ -158,10 +208,23 @@ impl<S: ParamStore> ParamStore for ShardedStore<S> {
         self.check("gradient", grad.len())?;
         self.check("pull buffer", out.len())?;
         let known = self.known(have);
-        let results = self.each(out, |i, shard, slice| {
-            let base = known[i].unwrap_or(0);
-            shard.push_gradient_and_pull(worker, base, &grad[self.ranges[i].clone()], known[i], slice)
-        })?;
+        let results = if self.start_all(worker, &known, &known, grad)? {
+            // A shard that answered busy gets the push again, waiting as the store waits.
+            self.finish_all(out, |i, shard, slice| {
+                shard.push_gradient_and_pull(
+                    worker,
+                    known[i].unwrap_or(0),
+                    &grad[self.ranges[i].clone()],
+                    known[i],
+                    slice,
+                )
+            })?
+        } else {
+            self.each(out, |i, shard, slice| {
+                let base = known[i].unwrap_or(0);
+                shard.push_gradient_and_pull(worker, base, &grad[self.ranges[i].clone()], known[i], slice)
+            })?
+        };
         let (outcomes, pulled): (Vec<_>, Vec<_>) = results.into_iter().unzip();
         Ok((merge(&outcomes), self.remember(pulled)))
     }
@@ -179,22 +242,18 @@ impl<S: ParamStore> ParamStore for ShardedStore<S> {
         self.check("gradient", grad.len())?;
         let known = self.known(have);
         let bases = self.replaced().take().unwrap_or_else(|| known.clone());
-        for (i, shard) in self.shards.iter().enumerate() {
-            let slice = &grad[self.ranges[i].clone()];
-            if !shard.start_push_gradient_and_pull(worker, bases[i].unwrap_or(0), slice, known[i])? {
-                return match i {
-                    0 => Ok(false),
-                    _ => Err(DistError::Setup(format!("shard {i} cannot overlap a push where shard 0 did"))),
-                };
-            }
-        }
-        Ok(true)
+        self.start_all(worker, &bases, &known, grad)
     }
 
     fn finish_push_gradient_and_pull(&self, out: &mut [f32]) -> Result<(PushOutcome, Option<u64>)> {
         self.check("pull buffer", out.len())?;
         *self.replaced() = Some(self.versions().clone());
-        let results = self.each(out, |_, shard, slice| shard.finish_push_gradient_and_pull(slice))?;
+        // The gradient is gone: a push a shard answered busy counts as stale, and the worker
+        // goes on from that shard's current parameters.
+        let results = self.finish_all(out, |_, shard, slice| {
+            let pulled = shard.pull(None, slice)?;
+            Ok((PushOutcome::Stale { version: pulled.unwrap_or(0), staleness: 0 }, pulled))
+        })?;
         let (outcomes, pulled): (Vec<_>, Vec<_>) = results.into_iter().unzip();
         Ok((merge(&outcomes), self.remember(pulled)))
     }

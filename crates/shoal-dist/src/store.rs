@@ -97,6 +97,7 @@ pub trait ParamStore: Send + Sync {
 
     /// The reply to the push [`ParamStore::start_push_gradient_and_pull`] sent: its outcome,
     /// and in `out` the store's parameters if newer than the `have` it was sent with.
+    /// [`DistError::Busy`] when an overloaded server refused the push: nothing was applied.
     fn finish_push_gradient_and_pull(&self, _out: &mut [f32]) -> Result<(PushOutcome, Option<u64>)> {
         Err(DistError::Setup("this store sent no push whose reply could be read".into()))
     }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use shoal_dist::proto::param_service_client::ParamServiceClient;
 use shoal_dist::proto::{Chunk, PROTOCOL_VERSION};
 use shoal_dist::{
-    spawn, ClientOptions, Coordinator, DistError, Encoding, GrpcStore, Limits, ParamServer, ParamStore, PushOutcome,
-    RunMonitor, ServerHandle, ServiceConfig, ShardInfo, StopRule, Token, UpdateMode,
+    shard_range, spawn, ClientOptions, Coordinator, DistError, Encoding, GrpcStore, Limits, ParamServer, ParamStore,
+    PushOutcome, RunMonitor, ServerHandle, ServiceConfig, ShardInfo, ShardedStore, StopRule, Token, UpdateMode,
 };
 use shoal_nn::Sgd;
 
@@ -21,21 +21,24 @@ const LAYOUT: u64 = 0x10ad;
 const SECRET: &str = "load-test-token-0123456789";
 
 fn serve(len: usize, mode: UpdateMode, limits: Limits) -> (Arc<ParamServer>, ServerHandle) {
+    serve_shard(len, mode, limits, ShardInfo::WHOLE)
+}
+
+fn serve_shard(len: usize, mode: UpdateMode, limits: Limits, shard: ShardInfo) -> (Arc<ParamServer>, ServerHandle) {
     let store = Arc::new(ParamServer::new(vec![0.0; len], Box::new(Sgd::new(len, 0.0, false)), 1e-3, mode));
-    let config = ServiceConfig {
-        tls: None,
-        token: Token::new(SECRET).unwrap(),
-        layout_hash: LAYOUT,
-        shard: ShardInfo::WHOLE,
-        limits,
-    };
+    let config = ServiceConfig { tls: None, token: Token::new(SECRET).unwrap(), layout_hash: LAYOUT, shard, limits };
     let monitor = Arc::new(RunMonitor::new(StopRule { env_steps: None, episode_return_mean: None, window: 100 }));
     let handle = spawn("127.0.0.1:0", Arc::clone(&store), Some(monitor), config).unwrap();
     (store, handle)
 }
 
+fn options(retry_seconds: u64) -> ClientOptions {
+    let retry_for = Duration::from_secs(retry_seconds);
+    ClientOptions { tls: None, token: Token::new(SECRET).unwrap(), encoding: Encoding::F32Le, retry_for }
+}
+
 fn client(handle: &ServerHandle, retry_for: Duration) -> GrpcStore {
-    let options = ClientOptions { tls: None, token: Token::new(SECRET).unwrap(), encoding: Encoding::F32Le, retry_for };
+    let options = ClientOptions { retry_for, ..options(0) };
     GrpcStore::connect(&handle.addr().to_string(), LAYOUT, 0, 1, options).unwrap()
 }
 
@@ -131,32 +134,43 @@ fn a_full_server_answers_busy_with_advice_on_both_planes_and_keeps_serving() {
 }
 
 #[test]
-fn many_clients_against_one_place_all_land_their_pushes() {
+fn many_clients_against_one_place_per_shard_all_land_their_pushes() {
     let len = 1 << 16;
-    let limits = Limits { max_pending_bytes: len * 4, ..Limits::default() };
-    let (store, handle) = serve(len, ASYNC, limits);
     let (clients, pushes) = (16, 20);
-    let refusals: u64 = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..clients)
-            .map(|w| {
-                let handle = &handle;
-                scope.spawn(move || {
-                    let store = client(handle, Duration::from_secs(30));
-                    let grad = vec![1.0f32; len];
-                    let mut params = vec![0.0f32; len];
-                    for _ in 0..pushes {
-                        let (outcome, _) = store.push_gradient_and_pull(w, 0, &grad, None, &mut params).unwrap();
-                        assert!(matches!(outcome, PushOutcome::Applied { .. }));
-                    }
-                    store.refusals()
-                })
+    for shards in [1u32, 2] {
+        let servers: Vec<(Arc<ParamServer>, ServerHandle)> = (0..shards)
+            .map(|index| {
+                let part = shard_range(len, index as usize, shards as usize).len();
+                let limits = Limits { max_pending_bytes: part * 4, ..Limits::default() };
+                serve_shard(part, ASYNC, limits, ShardInfo { index, count: shards, offset: 0 })
             })
             .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).sum()
-    });
-    assert_eq!(store.version(), (clients * pushes) as u64, "every push applied exactly once");
-    assert_eq!(refusals, handle.refused_pushes(), "every refusal was retried");
-    assert!(refusals > 0, "16 clients against one place were refused at times");
+        let addrs: Vec<String> = servers.iter().map(|(_, handle)| handle.addr().to_string()).collect();
+        let refusals: u64 = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..clients)
+                .map(|w| {
+                    let addrs = &addrs;
+                    scope.spawn(move || {
+                        let store = ShardedStore::<GrpcStore>::connect(addrs, LAYOUT, len, &options(30)).unwrap();
+                        let grad = vec![1.0f32; len];
+                        let mut params = vec![0.0f32; len];
+                        for _ in 0..pushes {
+                            let (outcome, _) = store.push_gradient_and_pull(w, 0, &grad, None, &mut params).unwrap();
+                            assert!(matches!(outcome, PushOutcome::Applied { .. }), "{outcome:?}");
+                        }
+                        store.shards().iter().map(GrpcStore::refusals).sum::<u64>()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).sum()
+        });
+        for (store, _) in &servers {
+            assert_eq!(store.version(), (clients * pushes) as u64, "every push applied once on every shard");
+        }
+        let refused: u64 = servers.iter().map(|(_, handle)| handle.refused_pushes()).sum();
+        assert_eq!(refusals, refused, "every refusal was retried ({shards} shards)");
+        assert!(refusals > 0, "16 clients against one place per shard were refused at times ({shards} shards)");
+    }
 }
 
 #[test]
@@ -203,13 +217,7 @@ fn connection_and_message_limits_refuse_cleanly_and_free_on_close() {
         }
         other => panic!("a fourth connection (B's data plane) should be refused, got {other:?}"),
     }
-    let options = ClientOptions {
-        tls: None,
-        token: Token::new(SECRET).unwrap(),
-        encoding: Encoding::F32Le,
-        retry_for: Duration::ZERO,
-    };
-    match GrpcStore::connect(&handle.addr().to_string(), LAYOUT, 0, 1, options) {
+    match GrpcStore::connect(&handle.addr().to_string(), LAYOUT, 0, 1, options(0)) {
         Err(DistError::Busy { detail, .. }) => assert!(detail.contains("connections at most"), "{detail}"),
         Err(e) => panic!("a fourth gRPC connection should be answered busy, got {e}"),
         Ok(_) => panic!("a fourth gRPC connection should be answered busy"),

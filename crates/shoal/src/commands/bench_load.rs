@@ -146,7 +146,12 @@ pub struct ProcessUse {
     pub rss_mb: f64,
     pub fds: usize,
     pub sockets: usize,
+    /// CPU time used so far, user and system.
+    pub cpu_seconds: f64,
 }
+
+/// The unit of `/proc/PID/stat`'s times: USER_HZ, which Linux fixes at 100 for user space.
+const TICKS_PER_SECOND: f64 = 100.0;
 
 /// Reads a process's resident memory and open file descriptors (and which are sockets).
 pub fn process_use(pid: u32) -> ProcessUse {
@@ -165,7 +170,11 @@ pub fn process_use(pid: u32) -> ProcessUse {
             }
         }
     }
-    ProcessUse { rss_mb: rss_kb / 1024.0, fds, sockets }
+    // Fields 14 and 15 of /proc/PID/stat (after the parenthesised name): utime, stime.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: f64 = after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<f64>().ok()).sum();
+    ProcessUse { rss_mb: rss_kb / 1024.0, fds, sockets, cpu_seconds: ticks / TICKS_PER_SECOND }
 }
 
 /// Started server processes: their PIDs and addresses.
@@ -327,11 +336,16 @@ fn measure(
     servers: &Servers,
 ) -> (super::load_workers::Tally, Vec<ProcessUse>) {
     let workers = Workers::start(targets, 0, count, learner);
+    workers.wait_connected(count, Duration::from_secs(120));
     std::thread::sleep(Duration::from_secs(1));
     workers.swap();
+    let before = servers.usage();
     std::thread::sleep(Duration::from_secs_f64(seconds));
     let tally = workers.swap();
-    let usage = servers.usage();
+    let mut usage = servers.usage();
+    for (after, before) in usage.iter_mut().zip(before) {
+        after.cpu_seconds -= before.cpu_seconds;
+    }
     workers.stop();
     (tally, usage)
 }
@@ -344,7 +358,7 @@ struct Table {
 
 impl Table {
     fn new(header: Vec<&'static str>, csv: Option<PathBuf>) -> Result<Self> {
-        println!("{}", header.iter().map(|h| format!("{h:>11}")).collect::<String>());
+        println!("{}", header.iter().map(|h| format!("{h:>12}")).collect::<String>());
         let csv = match csv {
             Some(path) => {
                 let mut file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
@@ -358,7 +372,7 @@ impl Table {
 
     fn row(&mut self, values: &[String]) -> Result<()> {
         debug_assert_eq!(values.len(), self.header.len());
-        println!("{}", values.iter().map(|v| format!("{v:>11}")).collect::<String>());
+        println!("{}", values.iter().map(|v| format!("{v:>12}")).collect::<String>());
         if let Some(file) = &mut self.csv {
             writeln!(file, "{}", values.join(","))?;
         }
@@ -402,8 +416,19 @@ pub fn run(args: &LoadArgs) -> Result<()> {
 fn ps_table(args: &LoadArgs, token: &Token, sizes: &[usize]) -> Result<()> {
     println!("parameter server: async push of a gradient + pull of the parameters, rate {} per worker", rate(args));
     let header = vec![
-        "shards", "model", "workers", "calls/s", "MB/s", "p50_us", "p95_us", "p99_us", "busy", "errors", "rss_MB",
+        "shards",
+        "model",
+        "workers",
+        "calls/s",
+        "MB/s",
+        "p50_us",
+        "p95_us",
+        "p99_us",
+        "busy",
+        "errors",
+        "rss_MB",
         "sockets",
+        "cpu_us/call",
     ];
     let mut table = Table::new(header, csv_path(&args.csv, "ps"))?;
     for &shards in &args.shards {
@@ -419,6 +444,9 @@ fn ps_table(args: &LoadArgs, token: &Token, sizes: &[usize]) -> Result<()> {
                 let [p50, p95, p99] = latency_cells(calls);
                 let rss = usage.iter().map(|u| u.rss_mb).fold(0.0, f64::max);
                 let sockets: usize = usage.iter().map(|u| u.sockets).sum();
+                // The servers' CPU per completed call, all shards together.
+                let cpu: f64 = usage.iter().map(|u| u.cpu_seconds).sum();
+                let cpu_per_call = cpu / (per_sec * args.seconds).max(1.0) * 1e6;
                 table.row(&[
                     shards.to_string(),
                     human_size(bytes),
@@ -432,6 +460,7 @@ fn ps_table(args: &LoadArgs, token: &Token, sizes: &[usize]) -> Result<()> {
                     calls.errors.to_string(),
                     format!("{rss:.0}"),
                     sockets.to_string(),
+                    format!("{cpu_per_call:.1}"),
                 ])?;
                 report_errors("push+pull", calls);
             }

@@ -8,7 +8,7 @@
 //! Every call's latency lands in the worker's [`Tally`], which a reporter swaps out per
 //! measuring window.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -105,6 +105,8 @@ impl Tally {
 /// Running simulated workers, each with its tally.
 pub struct Workers {
     stop: Arc<AtomicBool>,
+    /// Workers connected to every server.
+    connected: Arc<AtomicUsize>,
     tallies: Vec<Arc<Mutex<Tally>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -114,9 +116,10 @@ impl Workers {
     /// that samples and updates priorities as fast as it can.
     pub fn start(targets: &Targets, first: usize, count: usize, learner: bool) -> Workers {
         let stop = Arc::new(AtomicBool::new(false));
-        let mut workers = Workers { stop, tallies: Vec::new(), threads: Vec::new() };
+        let connected = Arc::new(AtomicUsize::new(0));
+        let mut workers = Workers { stop, connected, tallies: Vec::new(), threads: Vec::new() };
         for worker in first..first + count {
-            workers.spawn(targets, move |targets, tally, stop| act(targets, worker, tally, stop));
+            workers.spawn(targets, move |targets, tally, running| act(targets, worker, tally, running));
         }
         if learner && targets.replay.is_some() {
             workers.spawn(targets, learn);
@@ -127,18 +130,27 @@ impl Workers {
     fn spawn(
         &mut self,
         targets: &Targets,
-        body: impl FnOnce(&Targets, &Mutex<Tally>, &AtomicBool) -> Result<()> + Send + 'static,
+        body: impl FnOnce(&Targets, &Mutex<Tally>, &Running) -> Result<()> + Send + 'static,
     ) {
         let tally = Arc::new(Mutex::new(Tally::default()));
-        let (targets, stop, mine) = (targets.clone(), Arc::clone(&self.stop), Arc::clone(&tally));
+        let running = Running { stop: Arc::clone(&self.stop), connected: Arc::clone(&self.connected) };
+        let (targets, mine) = (targets.clone(), Arc::clone(&tally));
         self.threads.push(std::thread::spawn(move || {
-            if let Err(e) = body(&targets, &mine, &stop) {
+            if let Err(e) = body(&targets, &mine, &running) {
                 let mut tally = lock(&mine);
                 tally.push_pull.errors += 1;
                 tally.push_pull.last_error = Some(format!("could not start: {e:#}"));
             }
         }));
         self.tallies.push(tally);
+    }
+
+    /// Waits until `count` workers have connected to every server (at most `within`).
+    pub fn wait_connected(&self, count: usize, within: Duration) {
+        let start = Instant::now();
+        while self.connected.load(Ordering::Relaxed) < count && start.elapsed() < within {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Everything recorded since the last call, all workers together.
@@ -156,6 +168,18 @@ impl Workers {
         for thread in self.threads {
             let _ = thread.join();
         }
+    }
+}
+
+/// What a worker's thread shares with the others: the stop flag, the count of connected ones.
+struct Running {
+    stop: Arc<AtomicBool>,
+    connected: Arc<AtomicUsize>,
+}
+
+impl Running {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 }
 
@@ -177,13 +201,13 @@ impl Pace {
         Pace { period, next: Instant::now() + phase }
     }
 
-    fn wait(&mut self, stop: &AtomicBool) {
+    fn wait(&mut self, running: &Running) {
         let Some(period) = self.period else { return };
         let now = Instant::now();
         if self.next > now {
             // Sleep in slices, so a stop is heard soon.
             let mut left = self.next - now;
-            while !left.is_zero() && !stop.load(Ordering::Relaxed) {
+            while !left.is_zero() && !running.stopped() {
                 let slice = left.min(Duration::from_millis(100));
                 std::thread::sleep(slice);
                 left -= slice;
@@ -195,7 +219,7 @@ impl Pace {
 }
 
 /// One simulated worker: push+pull a gradient on every shard, insert a batch into the replay.
-fn act(targets: &Targets, worker: usize, tally: &Mutex<Tally>, stop: &AtomicBool) -> Result<()> {
+fn act(targets: &Targets, worker: usize, tally: &Mutex<Tally>, running: &Running) -> Result<()> {
     let options = targets.options();
     let store = match targets.shards.is_empty() {
         true => None,
@@ -206,12 +230,13 @@ fn act(targets: &Targets, worker: usize, tally: &Mutex<Tally>, stop: &AtomicBool
         None => None,
     };
     let batch = replay.as_ref().map(|(_, obs_dim)| transitions(*obs_dim, worker));
+    running.connected.fetch_add(1, Ordering::Relaxed);
     let grad = vec![1e-6f32; targets.len];
     let mut params = vec![0.0f32; targets.len];
     let mut version = None;
     let mut pace = Pace::new(targets.rate, worker);
     let mut refused = 0;
-    while !stop.load(Ordering::Relaxed) {
+    while !running.stopped() {
         if let Some(store) = &store {
             let started = Instant::now();
             let result = store.push_gradient_and_pull(worker, version.unwrap_or(0), &grad, version, &mut params);
@@ -227,17 +252,17 @@ fn act(targets: &Targets, worker: usize, tally: &Mutex<Tally>, stop: &AtomicBool
             let result = replay.insert(rows, Some(priorities));
             lock(tally).insert.record(started, result);
         }
-        pace.wait(stop);
+        pace.wait(running);
     }
     Ok(())
 }
 
 /// The replay's learner: samples a batch and updates its priorities, back to back.
-fn learn(targets: &Targets, tally: &Mutex<Tally>, stop: &AtomicBool) -> Result<()> {
+fn learn(targets: &Targets, tally: &Mutex<Tally>, running: &Running) -> Result<()> {
     let Some((addr, obs_dim)) = &targets.replay else { return Ok(()) };
     let replay = GrpcReplay::connect(addr, *obs_dim, targets.options())?;
     let mut sample = Sample::default();
-    while !stop.load(Ordering::Relaxed) {
+    while !running.stopped() {
         let started = Instant::now();
         let result = replay.sample(SAMPLE_ROWS, 0.4, &mut sample).and_then(|()| {
             let priorities: Vec<f32> = sample.weights.iter().map(|w| w + 0.1).collect();
