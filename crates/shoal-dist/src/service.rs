@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::InterceptorLayer;
 use tonic::transport::server::Router;
 use tonic::{Request, Response, Status, Streaming};
@@ -363,6 +363,9 @@ impl<'a> Served<'a> {
     }
 }
 
+/// Accepted connections waiting for the gRPC server to take them: beyond this, accepting waits.
+const QUEUED_CONNECTIONS: usize = 64;
+
 /// The connections `listener` accepts, for gRPC, each with its slot in `connections`; with a
 /// data plane, a connection whose first byte is the data plane's goes to it instead (on a
 /// blocking thread of its own).
@@ -370,8 +373,8 @@ fn incoming(
     listener: tokio::net::TcpListener,
     data_plane: Option<Arc<DataPlaneServer>>,
     connections: Arc<Connections>,
-) -> UnboundedReceiverStream<std::io::Result<CountedStream>> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+) -> ReceiverStream<std::io::Result<CountedStream>> {
+    let (tx, rx) = mpsc::channel(QUEUED_CONNECTIONS);
     tokio::spawn(async move {
         loop {
             let conn = match listener.accept().await {
@@ -387,7 +390,7 @@ fn incoming(
             let _ = conn.set_nodelay(true);
             let slot = connections.slot();
             let Some(data_plane) = &data_plane else {
-                if tx.send(Ok(CountedStream::new(conn, slot))).is_err() {
+                if tx.send(Ok(CountedStream::new(conn, slot))).await.is_err() {
                     return;
                 }
                 continue;
@@ -405,7 +408,7 @@ fn incoming(
                     }
                     // HTTP/2 (or TLS, or a peer that closed at once): gRPC's.
                     Ok(Ok(_)) => {
-                        let _ = tx.send(Ok(CountedStream::new(conn, slot)));
+                        let _ = tx.send(Ok(CountedStream::new(conn, slot))).await;
                     }
                     // Silent for 10 s, or failed: dropped.
                     _ => {}
@@ -413,7 +416,7 @@ fn incoming(
             });
         }
     });
-    UnboundedReceiverStream::new(rx)
+    ReceiverStream::new(rx)
 }
 
 /// The server builder every service is added to: calls pass the connection bound first.

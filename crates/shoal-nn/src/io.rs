@@ -32,13 +32,20 @@ fn format_err(path: &Path, problem: impl ToString) -> NnError {
 /// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename, fsync
 /// of the directory.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    atomic_write_with(path, |tmp| {
+        let mut file = File::create(tmp).map_err(io_err(tmp))?;
+        file.write_all(bytes).map_err(io_err(tmp))
+    })
+}
+
+/// [`atomic_write`] for a writer that streams into the file itself (`write` is given the
+/// temp file's path), so a large checkpoint is never held whole in memory.
+pub fn atomic_write_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
-    file.write_all(bytes).map_err(io_err(&tmp))?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    drop(file);
+    write(&tmp)?;
+    File::open(&tmp).and_then(|file| file.sync_all()).map_err(io_err(&tmp))?;
     fs::rename(&tmp, path).map_err(io_err(path))?;
     // Persist the rename itself; not every platform can open a directory, so this is best effort.
     if let Ok(d) = File::open(dir) {

@@ -175,7 +175,13 @@ impl TransitionRing {
         out.push(self.row(slot));
     }
 
+    /// The next slot to write.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
     /// The filled slots as columns (slot order, not insertion order), and the write position.
+    #[cfg(test)]
     pub fn filled(&self) -> (Transitions, usize) {
         let mut filled = Transitions::new(self.obs_dim);
         (0..self.len).for_each(|slot| self.copy_row(slot, &mut filled));

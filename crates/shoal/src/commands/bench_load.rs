@@ -70,6 +70,13 @@ pub struct LoadArgs {
     /// Soak: where soak.csv, soak.png and the servers' checkpoints go.
     #[arg(long, default_value = "soak")]
     pub out: PathBuf,
+    /// Start the servers in this network namespace (`nsenter --net=/run/netns/NS`, root), so
+    /// that calls cross a veth link instead of loopback: `bench/load_netns.py` makes one.
+    #[arg(long, requires = "server_ip")]
+    pub server_netns: Option<String>,
+    /// The address the servers listen on (in `--server-netns`).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub server_ip: String,
 }
 
 /// Arguments of the hidden `shoal bench load-server`: one server for the load benchmarks.
@@ -94,6 +101,9 @@ pub struct LoadServerArgs {
     checkpoint_seconds: f64,
     #[arg(long, default_value_t = 256.0)]
     max_pending_mb: f64,
+    /// The address to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
 }
 
 /// Arguments of the hidden `shoal bench load-clients`: simulated workers in a process of
@@ -190,6 +200,36 @@ impl Servers {
     }
 }
 
+/// How the load benchmark's servers are started: where, and with what push gate.
+pub struct ServerOptions<'a> {
+    /// A network namespace to start them in (`None`: this one).
+    pub netns: Option<&'a str>,
+    /// The address they listen on.
+    pub ip: &'a str,
+    pub max_pending_mb: f64,
+}
+
+impl<'a> ServerOptions<'a> {
+    pub fn of(args: &'a LoadArgs) -> Self {
+        ServerOptions { netns: args.server_netns.as_deref(), ip: &args.server_ip, max_pending_mb: args.max_pending_mb }
+    }
+
+    /// The command that starts `shoal bench load-server` there.
+    fn command(&self, exe: &Path) -> Command {
+        let mut command = match self.netns {
+            Some(ns) => {
+                let mut command = Command::new("nsenter");
+                command.arg(format!("--net=/run/netns/{ns}")).arg(exe);
+                command
+            }
+            None => Command::new(exe),
+        };
+        command.args(["bench", "load-server", "--listen", &format!("{}:0", self.ip)]);
+        command.args(["--max-pending-mb", &self.max_pending_mb.to_string()]);
+        command
+    }
+}
+
 /// Starts `shards` parameter-server processes for a model of `len` parameters (and, with
 /// `replay`, a replay process of that capacity last), checkpointing into `checkpoints`.
 pub fn start_servers(
@@ -198,14 +238,13 @@ pub fn start_servers(
     shards: usize,
     replay: Option<usize>,
     checkpoints: Option<(&Path, f64)>,
-    max_pending_mb: f64,
+    options: &ServerOptions<'_>,
 ) -> Result<Servers> {
     let exe = std::env::current_exe()?;
     let mut servers = Servers { children: Children(Vec::new()), addrs: Vec::new() };
     let roles = (0..shards).map(Some).chain(replay.map(|_| None));
     for role in roles {
-        let mut command = Command::new(&exe);
-        command.args(["bench", "load-server", "--max-pending-mb", &max_pending_mb.to_string()]);
+        let mut command = options.command(&exe);
         let name = match role {
             Some(i) => {
                 let shard_len = shard_range(len, i, shards).len();
@@ -241,7 +280,7 @@ pub fn serve(args: &LoadServerArgs) -> Result<()> {
     let (handle, save): (ServerHandle, Saver) = match args.replay_capacity {
         Some(capacity) => {
             let replay = Arc::new(LocalReplay::new(PrioritizedReplay::new(capacity, args.obs_dim, 0.6)?, 1));
-            let handle = spawn_replay("127.0.0.1:0", Arc::clone(&replay), token, None, limits)?;
+            let handle = spawn_replay(&args.listen, Arc::clone(&replay), token, None, limits)?;
             (handle, Box::new(move |path| Ok(replay.save(path)?)))
         }
         None => {
@@ -253,7 +292,7 @@ pub fn serve(args: &LoadServerArgs) -> Result<()> {
             ));
             let shard = ShardInfo { index: args.index, count: args.shards, offset: 0 };
             let config = ServiceConfig { tls: None, token, layout_hash: 0, shard, limits };
-            let handle = spawn("127.0.0.1:0", Arc::clone(&server), None, config)?;
+            let handle = spawn(&args.listen, Arc::clone(&server), None, config)?;
             let mut layout = ParamLayout::new();
             layout.push("params", &[args.len]);
             (handle, Box::new(move |path| Ok(server.save(path, &layout)?)))
@@ -434,7 +473,7 @@ fn ps_table(args: &LoadArgs, token: &Token, sizes: &[usize]) -> Result<()> {
     for &shards in &args.shards {
         for &bytes in sizes {
             let len = bytes / 4;
-            let servers = start_servers(token, len, shards, None, None, args.max_pending_mb)?;
+            let servers = start_servers(token, len, shards, None, None, &ServerOptions::of(args))?;
             let targets =
                 Targets { shards: servers.addrs.clone(), len, replay: None, token: token.clone(), rate: args.rate };
             for &count in &args.clients {
@@ -492,7 +531,7 @@ fn replay_table(args: &LoadArgs, token: &Token) -> Result<()> {
     ];
     let mut table = Table::new(header, csv_path(&args.csv, "replay"))?;
     for &count in &args.clients {
-        let servers = start_servers(token, 0, 0, Some(1 << 20), None, args.max_pending_mb)?;
+        let servers = start_servers(token, 0, 0, Some(1 << 20), None, &ServerOptions::of(args))?;
         let replay = Some((servers.addrs[0].clone(), 4));
         let targets = Targets { shards: Vec::new(), len: 0, replay, token: token.clone(), rate: args.rate };
         let (tally, usage) = measure(&targets, count, true, args.seconds, &servers);

@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 use shoal_dist::{Token, TOKEN_ENV};
 
-use super::bench_load::{json_lines, parse_size, start_servers, LoadArgs, ProcessUse};
+use super::bench_load::{json_lines, parse_size, start_servers, LoadArgs, ProcessUse, ServerOptions};
 use super::launch::fresh_token;
 use super::plot::register_bundled_font;
 
@@ -84,9 +84,9 @@ impl Calls {
         self.refusals += report["refusals"].as_u64().unwrap_or(0);
     }
 
-    /// Adds every report waiting in `lines`; the number of reports.
-    fn drain(&mut self, lines: &Receiver<serde_json::Value>) -> usize {
-        lines.try_iter().map(|report| self.add(&report)).count()
+    /// Adds every report waiting in `lines`.
+    fn drain(&mut self, lines: &Receiver<serde_json::Value>) {
+        lines.try_iter().for_each(|report| self.add(&report));
     }
 }
 
@@ -111,7 +111,7 @@ pub fn run(args: &LoadArgs, seconds: f64) -> Result<()> {
         shards,
         Some(1 << 20),
         Some((&args.out, args.checkpoint_seconds)),
-        args.max_pending_mb,
+        &ServerOptions::of(args),
     )?;
     let mut names: Vec<String> = (0..shards).map(|i| format!("ps-shard{i}")).collect();
     names.push("replay".into());
@@ -142,9 +142,15 @@ pub fn run(args: &LoadArgs, seconds: f64) -> Result<()> {
     let (mut samples, mut kills, mut last_kill) = (Vec::new(), 0, Instant::now());
     let every = Duration::from_secs_f64(args.sample_seconds);
     while start.elapsed().as_secs_f64() < seconds {
-        std::thread::sleep(every);
+        // The steady workers' reports set the pace: one report, one sample.
         let mut calls = Calls::default();
-        let reports = calls.drain(&steady.lines);
+        let reports = match steady.lines.recv_timeout(every * 3) {
+            Ok(report) => {
+                calls.add(&report);
+                1
+            }
+            Err(_) => 0,
+        };
         calls.drain(&lone.lines);
         if args.kill_every > 0.0 && last_kill.elapsed().as_secs_f64() >= args.kill_every {
             lone.kill();
@@ -184,7 +190,7 @@ fn print_sample(sample: &Sample, names: &[String], reports: usize) {
         c.refusals,
         c.errors,
         sample.kills,
-        if reports == 0 { "  (no report from the workers this interval)" } else { "" }
+        if reports == 0 { "  (no report from the workers in three intervals)" } else { "" }
     );
     if let Some(error) = &c.last_error {
         println!("        last error: {error}");

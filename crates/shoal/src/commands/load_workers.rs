@@ -261,6 +261,10 @@ fn act(targets: &Targets, worker: usize, tally: &Mutex<Tally>, running: &Running
 fn learn(targets: &Targets, tally: &Mutex<Tally>, running: &Running) -> Result<()> {
     let Some((addr, obs_dim)) = &targets.replay else { return Ok(()) };
     let replay = GrpcReplay::connect(addr, *obs_dim, targets.options())?;
+    // As a learner waits for its first batch (an empty replay refuses samples).
+    while !running.stopped() && replay.stats()?.len < SAMPLE_ROWS as u64 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut sample = Sample::default();
     while !running.stopped() {
         let started = Instant::now();
@@ -268,10 +272,7 @@ fn learn(targets: &Targets, tally: &Mutex<Tally>, running: &Running) -> Result<(
             let priorities: Vec<f32> = sample.weights.iter().map(|w| w + 0.1).collect();
             replay.update_priorities(&sample.keys, &priorities)
         });
-        if lock(tally).sample.record(started, result).is_none() {
-            // An empty replay refuses samples: wait for the actors.
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        lock(tally).sample.record(started, result);
     }
     Ok(())
 }
