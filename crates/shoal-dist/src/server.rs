@@ -120,15 +120,22 @@ impl ParamServer {
         self.load(&policy.path, &policy.layout)
     }
 
-    /// Writes parameters, optimizer state and version to `path` atomically.
+    /// Writes parameters, optimizer state and version to `path` atomically. They are encoded
+    /// under the lock and written after it: a soak (`shoal bench load --soak`) saw pushes pile
+    /// up behind a checkpoint's fsync, and each pile-up grow the server's receive buffers.
     pub fn save(&self, path: &Path, layout: &ParamLayout) -> Result<()> {
-        let state = self.lock();
-        Self::write(&state, path, layout)
+        let bytes = Self::encode(&self.lock(), path, layout)?;
+        io::atomic_write(path, &bytes)?;
+        Ok(())
+    }
+
+    fn encode(state: &State, path: &Path, layout: &ParamLayout) -> Result<Vec<u8>> {
+        let meta = HashMap::from([(VERSION_KEY.to_string(), state.version.to_string())]);
+        Ok(io::encode_flat(path, layout, &state.params, Some(state.optimizer.as_ref()), &meta)?)
     }
 
     fn write(state: &State, path: &Path, layout: &ParamLayout) -> Result<()> {
-        let meta = HashMap::from([(VERSION_KEY.to_string(), state.version.to_string())]);
-        io::save_flat(path, layout, &state.params, Some(state.optimizer.as_ref()), &meta)?;
+        io::atomic_write(path, &Self::encode(state, path, layout)?)?;
         Ok(())
     }
 

@@ -77,6 +77,18 @@ pub fn save_flat(
     optimizer: Option<&dyn Optimizer<f32>>,
     metadata: &HashMap<String, String>,
 ) -> Result<()> {
+    atomic_write(path, &encode_flat(path, layout, params, optimizer, metadata)?)
+}
+
+/// The file [`save_flat`] writes, as bytes: what a server encodes while it holds its state,
+/// to write (and wait for the disk) after letting go of it. `path` names the file in errors.
+pub fn encode_flat(
+    path: &Path,
+    layout: &ParamLayout,
+    params: &[f32],
+    optimizer: Option<&dyn Optimizer<f32>>,
+    metadata: &HashMap<String, String>,
+) -> Result<Vec<u8>> {
     layout.check_len("parameter vector", params.len())?;
     let mut entries: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for t in layout.tensors() {
@@ -101,8 +113,7 @@ pub fn save_flat(
                 .map_err(|e| format_err(path, e))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(views, Some(info)).map_err(|e| format_err(path, e))?;
-    atomic_write(path, &bytes)
+    safetensors::serialize(views, Some(info)).map_err(|e| format_err(path, e))
 }
 
 /// Loads parameters (and optimizer state, if `optimizer` is given) saved by [`save`] into
