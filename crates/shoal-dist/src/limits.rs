@@ -177,8 +177,12 @@ impl Drop for Permit {
 /// Vectors of the store's length kept between pushes: a fresh 10 MB vector costs a memset and
 /// thousands of page faults on every push (a fifth of a loopback push's time, measured).
 /// Every value of a reused vector is overwritten before use (a received tensor must fill it).
-/// It holds at most as many vectors as were in use at once, which the [`Admission`] (async)
-/// or the number of workers (round modes) bounds.
+/// It keeps at most [`KEPT_BUFFERS`] idle vectors: more are in use only during a burst (which
+/// the [`Admission`] or the number of workers bounds), and keeping them all would hold the
+/// burst's memory for good — a soak's shard RSS stepped up after each burst.
+/// Idle receive vectors a server keeps (pushes in flight at once in steady work, with room).
+const KEPT_BUFFERS: usize = 8;
+
 pub(crate) struct BufferPool {
     len: usize,
     free: Mutex<Vec<Vec<f32>>>,
@@ -194,7 +198,10 @@ impl BufferPool {
     }
 
     pub(crate) fn give(&self, buffer: Vec<f32>) {
-        self.free.lock().unwrap_or_else(|e| e.into_inner()).push(buffer);
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < KEPT_BUFFERS {
+            free.push(buffer);
+        }
     }
 }
 
