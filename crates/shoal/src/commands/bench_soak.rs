@@ -241,17 +241,27 @@ fn rss_range(samples: &[Sample], i: usize) -> (f64, f64) {
     samples.iter().map(|s| s.servers[i].rss_mb).fold((f64::INFINITY, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)))
 }
 
+/// The mean resident memory of server `i` over `samples`.
+fn rss_mean(samples: &[Sample], i: usize) -> f64 {
+    samples.iter().map(|s| s.servers[i].rss_mb).sum::<f64>() / samples.len().max(1) as f64
+}
+
 fn verdict(samples: &[Sample], names: &[String], seconds: f64) {
     let steady = after_warm_up(samples, seconds);
     let second_half = &samples[samples.len() / 2..];
+    // The trend without single samples' bursts: the first and the last fifth after warm-up.
+    let fifth = (steady.len() / 5).max(1).min(steady.len());
+    let (early, late) = (&steady[..fifth], &steady[steady.len() - fifth..]);
     for (i, name) in names.iter().enumerate() {
         let (lo, hi) = rss_range(steady, i);
         let (late_lo, late_hi) = rss_range(second_half, i);
         let fds: Vec<usize> = steady.iter().map(|s| s.servers[i].fds).collect();
         println!(
-            "soak_{name}: rss after warm-up {lo:.1}–{hi:.1} MB (spread {:.1}% of the lowest; second half {late_lo:.1}–{late_hi:.1} MB, {:.1}%), fds {}–{} (first {}, last {})",
+            "soak_{name}: rss after warm-up {lo:.1}–{hi:.1} MB (spread {:.1}% of the lowest; second half {late_lo:.1}–{late_hi:.1} MB, {:.1}%; mean of the first fifth {:.1} MB, of the last {:.1} MB), fds {}–{} (first {}, last {})",
             (hi - lo) / lo.max(1e-9) * 100.0,
             (late_hi - late_lo) / late_lo.max(1e-9) * 100.0,
+            rss_mean(early, i),
+            rss_mean(late, i),
             fds.iter().min().unwrap_or(&0),
             fds.iter().max().unwrap_or(&0),
             fds.first().unwrap_or(&0),
