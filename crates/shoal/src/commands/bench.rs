@@ -72,7 +72,10 @@ pub fn run(bench: &Bench) -> Result<()> {
         Bench::Allreduce(args) => super::bench_allreduce::run(args),
         Bench::Tune(args) => super::bench_tune::run(args),
         Bench::Pipeline(args) => super::bench_pipeline::run(args),
-        Bench::Load(args) => super::bench_load::run(args),
+        Bench::Load(args) => match args.soak {
+            Some(seconds) => super::bench_soak::run(args, seconds),
+            None => super::bench_load::run(args),
+        },
         Bench::LoadServer(args) => super::bench_load::serve(args),
         Bench::LoadClients(args) => super::bench_load::clients(args),
     }

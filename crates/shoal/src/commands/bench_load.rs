@@ -436,10 +436,8 @@ fn report_errors(what: &str, calls: &Calls) {
     }
 }
 
+/// The tables (`--soak` runs [`super::bench_soak::run`] instead, from `shoal bench`).
 pub fn run(args: &LoadArgs) -> Result<()> {
-    if let Some(seconds) = args.soak {
-        return super::bench_soak::run(args, seconds);
-    }
     let token = fresh_token()?;
     let sizes = args.sizes.iter().map(|s| parse_size(s)).collect::<Result<Vec<_>>>()?;
     for table in &args.tables {
