@@ -40,6 +40,14 @@ pub struct ServiceConfig {
     pub limits: Limits,
 }
 
+impl ServiceConfig {
+    /// A plain-TCP server (no TLS) with the default [`Limits`]: what benchmarks and in-process
+    /// servers start with; set `tls` or `limits` on the result for more.
+    pub fn new(token: Token, layout_hash: u64, shard: ShardInfo) -> Self {
+        ServiceConfig { tls: None, token, layout_hash, shard, limits: Limits::default() }
+    }
+}
+
 /// The checks of a client's introduction (gRPC `Hello` and the data plane's handshake): the
 /// same protocol version, model layout and shard as this server, or a message naming both sides.
 pub(crate) fn check_peer(

@@ -12,8 +12,8 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use shoal_dist::{
-    spawn, ClientOptions, Encoding, GrpcStore, Limits, ParamServer, ParamStore, ServerHandle, ServiceConfig, ShardInfo,
-    Token, UpdateMode,
+    spawn, ClientOptions, Encoding, GrpcStore, ParamServer, ParamStore, ServerHandle, ServiceConfig, ShardInfo, Token,
+    UpdateMode,
 };
 use shoal_nn::Sgd;
 
@@ -28,13 +28,7 @@ fn server(len: usize) -> ServerHandle {
         1.0,
         UpdateMode::Async { max_staleness: None },
     );
-    let config = ServiceConfig {
-        tls: None,
-        token: Token::new(SECRET).unwrap(),
-        layout_hash: LAYOUT,
-        shard: ShardInfo::WHOLE,
-        limits: Limits::default(),
-    };
+    let config = ServiceConfig::new(Token::new(SECRET).unwrap(), LAYOUT, ShardInfo::WHOLE);
     spawn("127.0.0.1:0", Arc::new(store), None, config).unwrap()
 }
 

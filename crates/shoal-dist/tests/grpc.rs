@@ -12,7 +12,7 @@ use rand_pcg::Pcg64Mcg;
 use shoal_dist::proto::param_service_client::ParamServiceClient;
 use shoal_dist::proto::Chunk;
 use shoal_dist::{
-    spawn, ClientOptions, Coordinator, DistError, Encoding, GrpcStore, Limits, ParamServer, ParamStore, PushOutcome,
+    spawn, ClientOptions, Coordinator, DistError, Encoding, GrpcStore, ParamServer, ParamStore, PushOutcome,
     RunMonitor, ServiceConfig, ShardInfo, ShardedStore, StopRule, Token, UpdateMode,
 };
 use shoal_nn::{Adam, Sgd};
@@ -28,7 +28,7 @@ fn options() -> ClientOptions {
 }
 
 fn config(shard: ShardInfo) -> ServiceConfig {
-    ServiceConfig { tls: None, token: token(), layout_hash: LAYOUT, shard, limits: Limits::default() }
+    ServiceConfig::new(token(), LAYOUT, shard)
 }
 
 /// A client of the server at `addr` sending its tensors on the data plane or in gRPC messages.

@@ -26,7 +26,7 @@ fn serve(len: usize, mode: UpdateMode, limits: Limits) -> (Arc<ParamServer>, Ser
 
 fn serve_shard(len: usize, mode: UpdateMode, limits: Limits, shard: ShardInfo) -> (Arc<ParamServer>, ServerHandle) {
     let store = Arc::new(ParamServer::new(vec![0.0; len], Box::new(Sgd::new(len, 0.0, false)), 1e-3, mode));
-    let config = ServiceConfig { tls: None, token: Token::new(SECRET).unwrap(), layout_hash: LAYOUT, shard, limits };
+    let config = ServiceConfig { limits, ..ServiceConfig::new(Token::new(SECRET).unwrap(), LAYOUT, shard) };
     let monitor = Arc::new(RunMonitor::new(StopRule { env_steps: None, episode_return_mean: None, window: 100 }));
     let handle = spawn("127.0.0.1:0", Arc::clone(&store), Some(monitor), config).unwrap();
     (store, handle)

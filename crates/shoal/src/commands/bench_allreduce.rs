@@ -41,8 +41,8 @@ mod with_mpi {
     use anyhow::{Context, Result};
     use shoal_dist::allreduce::MpiGroup;
     use shoal_dist::{
-        AllReduce, ClientOptions, Encoding, GrpcStore, Limits, ParamServer, ParamStore, ServiceConfig, ShardInfo,
-        Token, UpdateMode,
+        AllReduce, ClientOptions, Encoding, GrpcStore, ParamServer, ParamStore, ServiceConfig, ShardInfo, Token,
+        UpdateMode,
     };
     use shoal_nn::Sgd;
 
@@ -149,13 +149,7 @@ mod with_mpi {
                     1e-3,
                     UpdateMode::Sync { workers: size, timeout: Duration::from_secs(60) },
                 );
-                let config = ServiceConfig {
-                    tls: None,
-                    token: token.clone(),
-                    layout_hash: 0,
-                    shard: ShardInfo::WHOLE,
-                    limits: Limits::default(),
-                };
+                let config = ServiceConfig::new(token.clone(), 0, ShardInfo::WHOLE);
                 Some(shoal_dist::spawn("0.0.0.0:0", Arc::new(store), None, config)?)
             } else {
                 None

@@ -291,7 +291,7 @@ pub fn serve(args: &LoadServerArgs) -> Result<()> {
                 UpdateMode::Async { max_staleness: None },
             ));
             let shard = ShardInfo { index: args.index, count: args.shards, offset: 0 };
-            let config = ServiceConfig { tls: None, token, layout_hash: 0, shard, limits };
+            let config = ServiceConfig { limits, ..ServiceConfig::new(token, 0, shard) };
             let handle = spawn(&args.listen, Arc::clone(&server), None, config)?;
             let mut layout = ParamLayout::new();
             layout.push("params", &[args.len]);
@@ -301,11 +301,7 @@ pub fn serve(args: &LoadServerArgs) -> Result<()> {
     println!("shoal bench load-server listening on {}", handle.addr());
     std::io::stdout().flush()?;
     // Serve until stdin closes (the benchmark ended or died), saving every interval.
-    let (closed_tx, closed) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-        let _ = closed_tx.send(());
-    });
+    let closed = stdin_closed();
     let every = Duration::from_secs_f64(args.checkpoint_seconds.max(0.1));
     while closed.recv_timeout(every).is_err() {
         if let Some(path) = &args.checkpoint {
@@ -318,6 +314,17 @@ pub fn serve(args: &LoadServerArgs) -> Result<()> {
     Ok(())
 }
 
+/// A channel that hears when stdin closes: the parent that started this helper process ended
+/// or died, so the helper stops too.
+fn stdin_closed() -> std::sync::mpsc::Receiver<()> {
+    let (closed_tx, closed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        let _ = closed_tx.send(());
+    });
+    closed
+}
+
 /// `shoal bench load-clients`.
 pub fn clients(args: &LoadClientsArgs) -> Result<()> {
     let targets = Targets {
@@ -328,11 +335,7 @@ pub fn clients(args: &LoadClientsArgs) -> Result<()> {
         rate: args.rate,
     };
     let workers = Workers::start(&targets, args.first, args.workers, args.learner);
-    let (closed_tx, closed) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-        let _ = closed_tx.send(());
-    });
+    let closed = stdin_closed();
     let every = Duration::from_secs_f64(args.report_every.max(0.1));
     let mut stdout = std::io::stdout();
     while closed.recv_timeout(every).is_err() {

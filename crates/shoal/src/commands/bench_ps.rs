@@ -15,7 +15,7 @@ use anyhow::Result;
 use std::sync::Arc;
 
 use shoal_dist::{
-    ClientOptions, Encoding, GrpcStore, Limits, ParamServer, ParamStore, PolledReads, ServiceConfig, ShardInfo, Token,
+    ClientOptions, Encoding, GrpcStore, ParamServer, ParamStore, PolledReads, ServiceConfig, ShardInfo, Token,
     UpdateMode,
 };
 use shoal_nn::Sgd;
@@ -131,13 +131,7 @@ pub fn run(args: &PsArgs) -> Result<()> {
         let server = async_server(len);
         let grad = vec![1e-3f32; len];
         let mut params = vec![0.0f32; len];
-        let config = ServiceConfig {
-            tls: None,
-            token: token.clone(),
-            layout_hash: 0,
-            shard: ShardInfo::WHOLE,
-            limits: Limits::default(),
-        };
+        let config = ServiceConfig::new(token.clone(), 0, ShardInfo::WHOLE);
         let handle = shoal_dist::spawn("127.0.0.1:0", Arc::new(async_server(len)), None, config)?;
         let options = ClientOptions {
             tls: None,
