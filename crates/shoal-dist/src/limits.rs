@@ -151,6 +151,11 @@ impl Admission {
         Ok(Permit { admission: Arc::clone(self), since: Instant::now() })
     }
 
+    /// Pushes holding a permit now.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
     /// Pushes refused so far.
     pub(crate) fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)

@@ -276,6 +276,11 @@ impl ServerHandle {
         self.connections.open()
     }
 
+    /// Async pushes being received or applied now (what `max_pending_bytes` bounds).
+    pub fn pushes_in_flight(&self) -> usize {
+        self.admission.as_ref().map_or(0, |gate| gate.in_flight())
+    }
+
     /// Pushes answered busy so far (async mode's [`Limits::max_pending_bytes`]).
     pub fn refused_pushes(&self) -> u64 {
         self.admission.as_ref().map_or(0, |gate| gate.refused())

@@ -92,6 +92,8 @@ fn a_full_server_answers_busy_with_advice_on_both_planes_and_keeps_serving() {
     // The only place for a push is taken by a client that stalls mid-tensor.
     let stuck = stall_mid_push(&handle, len, 0);
     let held_since = Instant::now();
+    // The server reads the stalled push's header on a thread of its own: wait until it holds the place.
+    assert!(eventually(Duration::from_secs(5), || handle.pushes_in_flight() == 1), "the stalled push took the place");
 
     // gRPC: RESOURCE_EXHAUSTED carrying retry-after-ms, before the tensor is read.
     let runtime = tokio::runtime::Runtime::new().unwrap();
