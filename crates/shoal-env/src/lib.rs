@@ -38,7 +38,7 @@ pub use error::{EnvError, Result};
 pub use options::{EnvOptions, OptionValue};
 pub use registry::{make, make_with, register, spec, specs, EnvSpec};
 pub use space::{Action, OwnedAction, Space};
-pub use vector::{Actions, Batch, SyncVectorEnv, ThreadedVectorEnv, VecEnv};
+pub use vector::{Actions, AutoresetMode, Batch, SyncVectorEnv, ThreadedVectorEnv, VecEnv};
 
 /// Builds `num_envs` copies of a registered env as one vector env on `threads` threads
 /// (1 = synchronous on the calling thread).

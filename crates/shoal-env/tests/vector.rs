@@ -5,7 +5,9 @@
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
-use shoal_env::{make, Action, Actions, Env, EnvError, Space, StepResult, SyncVectorEnv, ThreadedVectorEnv, VecEnv};
+use shoal_env::{
+    make, Action, Actions, AutoresetMode, Env, EnvError, Space, StepResult, SyncVectorEnv, ThreadedVectorEnv, VecEnv,
+};
 
 /// Steps `n` envs of `id` one by one with the same seeds and actions as a vector env would.
 struct Reference {
@@ -76,6 +78,43 @@ fn threaded_vector_env_matches_single_envs_for_any_thread_count() {
         let mut v = ThreadedVectorEnv::new(envs, threads).unwrap();
         assert_eq!(v.threads(), threads);
         assert!(check_against_reference(&mut v, "CartPole-v1", 400) > 30, "threads {threads}");
+    }
+}
+
+/// Next-step mode: the ending step shows the episode's last observation, the env's next step
+/// ignores its action and shows the reset observation with reward 0 and no flag, the same
+/// stream of episodes as same-step mode otherwise.
+#[test]
+fn next_step_autoreset_resets_on_the_step_after_the_end() {
+    for threads in [1, 2] {
+        let envs = (0..5).map(|_| make("CartPole-v1").unwrap()).collect();
+        let mut v = ThreadedVectorEnv::new(envs, threads).unwrap();
+        v.set_autoreset_mode(AutoresetMode::NextStep);
+        let mut reference = Reference::new("CartPole-v1", 5, 100);
+        v.reset(Some(100)).unwrap();
+        let mut rng = Pcg64Mcg::seed_from_u64(9);
+        let mut pending = [false; 5];
+        let (mut episodes, mut skipped) = (0, 0);
+        for t in 0..500 {
+            let actions: Vec<i64> = (0..5).map(|_| rng.random_range(0..2)).collect();
+            v.step(Actions::Discrete(&actions)).unwrap();
+            let batch = v.batch();
+            for i in 0..5 {
+                if std::mem::take(&mut pending[i]) {
+                    skipped += 1;
+                    reference.envs[i].reset(None, &mut reference.obs[i]).unwrap();
+                    assert_eq!((batch.rewards[i], batch.done(i)), (0.0, false), "step {t} env {i}");
+                } else {
+                    let r = reference.envs[i].step(Action::Discrete(actions[i]), &mut reference.obs[i]).unwrap();
+                    assert_eq!(batch.rewards[i], r.reward as f32, "step {t} env {i}");
+                    assert_eq!((batch.terminated[i], batch.truncated[i]), (r.terminated, r.truncated));
+                    pending[i] = r.done();
+                    episodes += usize::from(r.done());
+                }
+                assert_eq!(batch.obs_row(i), &reference.obs[i][..], "obs, step {t} env {i}");
+            }
+        }
+        assert!(episodes > 30 && skipped + 5 >= episodes, "threads {threads}: {episodes} episodes");
     }
 }
 

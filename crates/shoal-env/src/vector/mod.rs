@@ -8,6 +8,11 @@
 //! the same-step mode makes impossible to hide. The finished episode's return and length are in
 //! `finished_return` / `finished_length` at the same index.
 //!
+//! The other Gymnasium mode, next-step ([`AutoresetMode::NextStep`], Gymnasium's default), is
+//! there for Python users who expect it (`shoal.make_vec(..., autoreset_mode=...)`): the step
+//! that ends an episode returns its last observation in `obs`, and the env's next step ignores
+//! its action and resets it (reward 0, neither flag set). Shoal's learners use same-step.
+//!
 //! Env `i` is seeded with `seed + i` on `reset(Some(seed))`, as in Gymnasium.
 
 mod sync;
@@ -46,6 +51,20 @@ pub trait VecEnv: Send {
 
     /// Restores a [`VecEnv::snapshot`] of a vector env built the same way.
     fn restore(&mut self, snapshot: &Snapshot) -> Result<()>;
+
+    /// Chooses when finished envs reset (same-step unless changed), from the next step on.
+    fn set_autoreset_mode(&mut self, mode: AutoresetMode);
+}
+
+/// When a vector env resets an env that finished an episode (Gymnasium's `AutoresetMode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoresetMode {
+    /// In the step that ended the episode; its last observation goes to `final_obs`.
+    #[default]
+    SameStep,
+    /// In the env's next step, whose action is ignored; the ending step's `obs` is the last one.
+    NextStep,
 }
 
 /// The JSON layout of a vector env snapshot: `{"envs": [...], "batch": {...}}`.
@@ -61,10 +80,12 @@ fn unpack_snapshot(snapshot: &Snapshot, num_envs: usize) -> Result<(Vec<Snapshot
     if envs.len() != num_envs {
         return Err(bad(format!("holds {} envs, this vector env has {num_envs}", envs.len())));
     }
-    let batch: Batch = snapshot
+    let mut batch: Batch = snapshot
         .get("batch")
         .map(|b| Batch::deserialize(b).map_err(|e| bad(e.to_string())))
         .ok_or_else(|| bad("no `batch`".into()))??;
+    // Snapshots from before next-step mode existed have no pending resets.
+    batch.pending_reset.resize(num_envs, false);
     Ok((envs.clone(), batch))
 }
 
@@ -136,6 +157,12 @@ pub struct Batch {
     /// Return and length of the episode that ended this step (valid where done).
     pub finished_return: Vec<f64>,
     pub finished_length: Vec<u64>,
+    /// When finished envs reset.
+    #[serde(default)]
+    pub autoreset: AutoresetMode,
+    /// Next-step mode: env `i` ended an episode on the last step and resets on the next.
+    #[serde(default)]
+    pub pending_reset: Vec<bool>,
 }
 
 impl Batch {
@@ -152,6 +179,8 @@ impl Batch {
             episode_length: vec![0; num_envs],
             finished_return: vec![0.0; num_envs],
             finished_length: vec![0; num_envs],
+            autoreset: AutoresetMode::SameStep,
+            pending_reset: vec![false; num_envs],
         }
     }
 
@@ -188,6 +217,8 @@ impl Batch {
             episode_length: &mut self.episode_length,
             finished_return: &mut self.finished_return,
             finished_length: &mut self.finished_length,
+            autoreset: self.autoreset,
+            pending_reset: &mut self.pending_reset,
         }
     }
 }
@@ -204,6 +235,8 @@ struct Rows<'a> {
     episode_length: &'a mut [u64],
     finished_return: &'a mut [f64],
     finished_length: &'a mut [u64],
+    autoreset: AutoresetMode,
+    pending_reset: &'a mut [bool],
 }
 
 /// Resets `envs` into `rows`; env `j` gets `seed + first_index + j`.
@@ -216,11 +249,13 @@ fn reset_envs<E: Env>(envs: &mut [E], seed: Option<u64>, first_index: usize, row
     rows.truncated.fill(false);
     rows.episode_return.fill(0.0);
     rows.episode_length.fill(0);
+    rows.pending_reset.fill(false);
     Ok(())
 }
 
-/// Steps `envs` with `actions` into `rows`, resetting finished envs in the same step.
-/// `first_index` is the global index of `envs[0]`, for error messages.
+/// Steps `envs` with `actions` into `rows`, resetting finished envs in the same step or, in
+/// next-step mode, instead of their next step. `first_index` is the global index of `envs[0]`,
+/// for error messages.
 fn step_envs<E: Env>(
     envs: &mut [E],
     actions: Actions<'_>,
@@ -231,6 +266,14 @@ fn step_envs<E: Env>(
     let d = rows.obs_dim;
     for (j, env) in envs.iter_mut().enumerate() {
         let obs = &mut rows.obs[j * d..(j + 1) * d];
+        if rows.pending_reset[j] {
+            rows.pending_reset[j] = false;
+            env.reset(None, obs)?;
+            rows.rewards[j] = 0.0;
+            rows.terminated[j] = false;
+            rows.truncated[j] = false;
+            continue;
+        }
         let result = env.step(actions.get(j, per_env), obs)?;
         check_finite(env, result.reward, obs, first_index + j)?;
         rows.rewards[j] = result.reward as f32;
@@ -244,7 +287,10 @@ fn step_envs<E: Env>(
             rows.finished_length[j] = rows.episode_length[j];
             rows.episode_return[j] = 0.0;
             rows.episode_length[j] = 0;
-            env.reset(None, obs)?;
+            match rows.autoreset {
+                AutoresetMode::SameStep => env.reset(None, obs)?,
+                AutoresetMode::NextStep => rows.pending_reset[j] = true,
+            }
         }
     }
     Ok(())

@@ -2,7 +2,7 @@ use crate::env::{Env, Snapshot};
 use crate::error::Result;
 use crate::space::Space;
 
-use super::{check_action_count, common_spaces, reset_envs, step_envs, Actions, Batch, VecEnv};
+use super::{check_action_count, common_spaces, reset_envs, step_envs, Actions, AutoresetMode, Batch, VecEnv};
 
 /// Steps its envs one after another on the calling thread (Gymnasium's `SyncVectorEnv`).
 /// The right choice for cheap envs on few cores, and inside workers that own one core each.
@@ -63,6 +63,10 @@ impl<E: Env> VecEnv for SyncVectorEnv<E> {
         }
         self.batch = batch;
         Ok(())
+    }
+
+    fn set_autoreset_mode(&mut self, mode: AutoresetMode) {
+        self.batch.autoreset = mode;
     }
 
     fn batch(&self) -> &Batch {

@@ -22,7 +22,7 @@ use crate::env::{Env, Snapshot};
 use crate::error::{EnvError, Result};
 use crate::space::Space;
 
-use super::{check_action_count, common_spaces, reset_envs, step_envs, Actions, Batch, Rows, VecEnv};
+use super::{check_action_count, common_spaces, reset_envs, step_envs, Actions, AutoresetMode, Batch, Rows, VecEnv};
 
 /// Spins before a waiting thread parks (worker) or yields (caller): long enough to cover a
 /// step of a cheap env batch, short enough not to burn a core while a learner trains.
@@ -88,6 +88,8 @@ struct BatchPtrs {
     episode_length: *mut u64,
     finished_return: *mut f64,
     finished_length: *mut u64,
+    autoreset: AutoresetMode,
+    pending_reset: *mut bool,
 }
 
 // SAFETY: each thread only forms `Rows` over its own disjoint row range (see `rows`), and only
@@ -107,6 +109,8 @@ impl BatchPtrs {
             episode_length: batch.episode_length.as_mut_ptr(),
             finished_return: batch.finished_return.as_mut_ptr(),
             finished_length: batch.finished_length.as_mut_ptr(),
+            autoreset: batch.autoreset,
+            pending_reset: batch.pending_reset.as_mut_ptr(),
         }
     }
 
@@ -130,6 +134,8 @@ impl BatchPtrs {
                 episode_length: std::slice::from_raw_parts_mut(self.episode_length.add(start), len),
                 finished_return: std::slice::from_raw_parts_mut(self.finished_return.add(start), len),
                 finished_length: std::slice::from_raw_parts_mut(self.finished_length.add(start), len),
+                autoreset: self.autoreset,
+                pending_reset: std::slice::from_raw_parts_mut(self.pending_reset.add(start), len),
             }
         }
     }
@@ -458,6 +464,10 @@ impl<E: Env + 'static> VecEnv for ThreadedVectorEnv<E> {
         self.run(Command::Restore, None)?;
         self.batch = batch;
         Ok(())
+    }
+
+    fn set_autoreset_mode(&mut self, mode: AutoresetMode) {
+        self.batch.autoreset = mode;
     }
 
     fn batch(&self) -> &Batch {
