@@ -4,7 +4,6 @@
 //! and dispatches, so `shoal --help` and the module list read as the same table of contents.
 
 mod commands;
-mod run;
 
 use std::process::ExitCode;
 

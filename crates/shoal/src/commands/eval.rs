@@ -7,7 +7,7 @@ use shoal_algo::checkpoint::load_checkpoint;
 use shoal_algo::eval::evaluate;
 use shoal_algo::{build_agent, TrainConfig};
 
-use crate::run::find_config;
+use shoal::run::find_config;
 
 /// Arguments of `shoal eval`.
 #[derive(clap::Args)]
@@ -28,7 +28,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let dir = super::train::checkpoint_dir(&args.checkpoint);
+    let dir = shoal::training::checkpoint_dir(&args.checkpoint);
     let config = TrainConfig::load(&find_config(&dir)?, &[])?;
     let mut agent = build_agent(&config)?;
     load_checkpoint(agent.as_mut(), &dir).with_context(|| format!("loading {}", dir.display()))?;

@@ -17,7 +17,7 @@ use shoal_algo::registry::{cluster_agent, server_spec};
 use shoal_algo::{build_agent, Agent, Algo, LoopState, StopReason, Summary, TrainConfig};
 use shoal_dist::{ClientOptions, Coordinator, Encoding, ParamStore, ShardedStore, Token, TOKEN_ENV};
 
-use crate::run::RunDir;
+use shoal::run::RunDir;
 
 /// Child processes, killed if the launcher returns early.
 /// Child processes, killed (by PID) and reaped when dropped, however the run ends.

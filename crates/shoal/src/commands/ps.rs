@@ -18,7 +18,7 @@ use shoal_algo::registry::{server_spec, worker_agent};
 use shoal_algo::TrainConfig;
 use shoal_dist::{shard_range, CheckpointPolicy, ParamStore, RunMonitor, ServerTls, ServiceConfig, ShardInfo, Token};
 
-use crate::run::csv::CsvWriter;
+use shoal::run::csv::CsvWriter;
 
 /// Arguments of `shoal ps`.
 #[derive(clap::Args)]

@@ -44,9 +44,9 @@ use shoal_dist::{
 use super::launch::collect;
 use super::ps::{self, Security, ShardServe};
 use super::replay::{self, ReplayServe};
-use super::train::{Checkpointer, MetricsLogger};
 use super::worker::{self, WorkerRole};
-use crate::run::RunDir;
+use shoal::run::RunDir;
+use shoal::training::{Checkpointer, MetricsLogger};
 
 /// Arguments of `shoal run`.
 #[derive(clap::Args)]

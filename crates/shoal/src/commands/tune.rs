@@ -21,9 +21,9 @@ use shoal_tune::{run_study, store_path, Decision, JobEnd, Observer, Report, Stud
 
 use super::launch::{fresh_token, Children};
 use super::ps::Security;
-use super::train::train_into;
 use super::tune_plot::plot_study;
-use crate::run::RunDir;
+use shoal::run::RunDir;
+use shoal::training::train_into;
 
 /// Arguments of `shoal tune`.
 #[derive(clap::Args)]
