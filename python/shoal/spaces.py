@@ -41,4 +41,6 @@ def flat_actions(space: spaces.Space, actions: Any) -> np.ndarray:
     """Actions of `space` (one or a batch) as the flat contiguous array Shoal steps with:
     int64 for Discrete and MultiDiscrete, float32 for Box."""
     dtype = np.float32 if isinstance(space, spaces.Box) else np.int64
+    if type(actions) is np.ndarray and actions.dtype == dtype and actions.ndim == 1 and actions.flags.c_contiguous:
+        return actions  # already what Shoal steps with (the common case): no call into NumPy
     return np.ascontiguousarray(np.asarray(actions, dtype=dtype).reshape(-1))

@@ -91,17 +91,28 @@ class ShoalVectorEnv(VectorEnv):
         self._core.step(flat_actions(self.single_action_space, actions))
         terminated = self._terminated.copy()
         truncated = self._truncated.copy()
-        infos: dict[str, Any] = {}
-        done = np.flatnonzero(terminated | truncated)
-        if done.size:
-            same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
-            for i in done:
-                if same_step:
-                    final = rows_to_obs(self.single_observation_space, self._final_obs[i], None)
-                    infos = self._add_info(infos, {"final_obs": final, "final_info": {}}, int(i))
-                episode = {"r": float(self._finished_return[i]), "l": int(self._finished_length[i])}
-                infos = self._add_info(infos, {"episode": episode}, int(i))
+        done = terminated | truncated
+        infos = self._episode_infos(done) if done.any() else {}
         return self._observations(self._obs), self._rewards.astype(np.float64), terminated, truncated, infos
+
+    def _episode_infos(self, done: np.ndarray) -> dict[str, Any]:
+        """Gymnasium's info layout for the envs that ended an episode (built with whole-array
+        operations: one Python call per env would cost more than stepping 256 envs in Rust)."""
+        infos: dict[str, Any] = {
+            "episode": {
+                "r": np.where(done, self._finished_return, 0.0),
+                "l": np.where(done, self._finished_length, 0).astype(np.int64),
+                "_r": done,
+                "_l": done,
+            },
+            "_episode": done,
+        }
+        if self.autoreset_mode == AutoresetMode.SAME_STEP:
+            final_obs = np.full(self.num_envs, None, dtype=object)
+            for i in np.flatnonzero(done):
+                final_obs[i] = rows_to_obs(self.single_observation_space, self._final_obs[i], None)
+            infos.update({"final_obs": final_obs, "_final_obs": done, "final_info": {}, "_final_info": done})
+        return infos
 
     def _observations(self, rows: np.ndarray) -> Any:
         if not self.copy and self.single_observation_space.dtype == np.float32:
