@@ -36,6 +36,10 @@ pub enum EnvError {
     #[error("observation buffer has {got} values, the observation space needs {expected}")]
     ObsBuffer { got: usize, expected: usize },
 
+    /// A Python env (through the Gymnasium bridge, feature `python`) raised, or could not be built.
+    #[error("Python env `{env}`: {message}")]
+    Python { env: String, message: String },
+
     /// `step` was called before the first `reset`, or after an episode ended without a reset.
     #[error("`step` called on `{env}` {when}; call `reset` first")]
     NeedsReset { env: String, when: &'static str },

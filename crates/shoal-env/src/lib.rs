@@ -27,6 +27,8 @@
 pub mod env;
 pub mod envs;
 pub mod error;
+#[cfg(feature = "python")]
+pub mod gymnasium;
 pub mod options;
 pub mod registry;
 pub mod space;

@@ -112,6 +112,13 @@ impl EnvOptions {
         self.values.remove(key)
     }
 
+    /// Takes every option not yet taken, for envs that pass their options on as keyword
+    /// arguments (Python envs through the Gymnasium bridge).
+    pub fn take_all(&mut self) -> Vec<(String, OptionValue)> {
+        self.asked.extend(self.values.keys().cloned());
+        std::mem::take(&mut self.values).into_iter().collect()
+    }
+
     fn bad(&self, key: &str, problem: String) -> EnvError {
         EnvError::BadOption { env: self.env.clone(), key: key.to_string(), problem }
     }

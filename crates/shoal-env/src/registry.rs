@@ -216,7 +216,13 @@ pub fn specs() -> Vec<EnvSpec> {
 }
 
 /// The spec registered under `id`, or an error suggesting close ids.
+///
+/// Ids starting with `gymnasium:` or `python:` are Python envs, built through the Gymnasium
+/// bridge (feature `python`; see [`crate::gymnasium`]).
 pub fn spec(id: &str) -> Result<EnvSpec> {
+    if id.starts_with("gymnasium:") || id.starts_with("python:") {
+        return python_spec(id);
+    }
     let specs = specs();
     if let Some(spec) = specs.iter().find(|s| s.id == id) {
         return Ok(spec.clone());
@@ -230,6 +236,21 @@ pub fn spec(id: &str) -> Result<EnvSpec> {
     Err(EnvError::UnknownEnv {
         id: id.to_string(),
         suggestions: scored.into_iter().take(3).map(|(_, s)| s.to_string()).collect(),
+    })
+}
+
+#[cfg(feature = "python")]
+fn python_spec(id: &str) -> Result<EnvSpec> {
+    let owned = id.to_string();
+    Ok(EnvSpec::new(id, move |options: &mut EnvOptions| crate::gymnasium::GymEnv::new(&owned, options)))
+}
+
+#[cfg(not(feature = "python"))]
+fn python_spec(id: &str) -> Result<EnvSpec> {
+    Err(EnvError::Python {
+        env: id.to_string(),
+        message: "Python envs need Shoal built with the `python` feature (cargo build --release --features python)"
+            .into(),
     })
 }
 

@@ -1,0 +1,138 @@
+//! The Gymnasium bridge (feature `python`): Python envs inside Shoal. Needs a Python with
+//! `gymnasium` (and `minatar` for the DQN test) — `.ci/run` makes the venv and points
+//! `VIRTUAL_ENV` at it.
+
+use std::path::Path;
+use std::process::Command;
+
+use shoal_env::{make_with, Action, Env, OptionValue};
+
+/// Makes `tests/python/bridge_envs.py` importable (before the interpreter starts).
+fn test_modules_importable() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+        // SAFETY: set once, before any thread of this test binary starts Python or reads it.
+        std::env::set_var("PYTHONPATH", dir);
+    });
+}
+
+/// Gymnasium's own CartPole through the bridge, started from the state Shoal's native CartPole
+/// drew, takes the same trajectory as the native env, step for step and bit for bit.
+#[test]
+fn bridged_cartpole_matches_native_cartpole_step_for_step() {
+    test_modules_importable();
+    let mut steps_compared = 0;
+    for seed in 0..8u64 {
+        let mut native = shoal_env::make("CartPole-v1").unwrap();
+        let mut native_obs = [0.0f32; 4];
+        native.reset(Some(seed), &mut native_obs).unwrap();
+        let snapshot = native.snapshot().unwrap();
+        // TimeLimit(CartPole): [[state, steps_beyond_terminated, rng], elapsed]
+        let state: Vec<String> =
+            snapshot[0][0].as_array().unwrap().iter().map(|v| format!("{:.17e}", v.as_f64().unwrap())).collect();
+        let mut bridged = make_with(
+            "python:bridge_envs:CartPoleFrom",
+            &[("state", OptionValue::List(state)), ("max_episode_steps", OptionValue::Int(500))],
+        )
+        .unwrap();
+        assert_eq!(bridged.observation_space(), native.observation_space());
+        assert_eq!(bridged.action_space(), native.action_space());
+        let mut bridged_obs = [0.0f32; 4];
+        bridged.reset(Some(seed), &mut bridged_obs).unwrap();
+        assert_eq!(bridged_obs, native_obs);
+        for t in 0..500 {
+            let action = Action::Discrete(((t * 7 + seed as usize) / 3 % 2) as i64);
+            let a = native.step(action, &mut native_obs).unwrap();
+            let b = bridged.step(action, &mut bridged_obs).unwrap();
+            assert_eq!((a, native_obs), (b, bridged_obs), "seed {seed} step {t}");
+            steps_compared += 1;
+            if a.done() {
+                break;
+            }
+        }
+    }
+    assert!(steps_compared > 80, "{steps_compared}");
+}
+
+#[test]
+fn gymnasium_ids_build_with_their_spaces_and_errors_name_the_fix() {
+    test_modules_importable();
+    let mut env = make_with("gymnasium:Pendulum-v1", &[("g", OptionValue::Float(9.81))]).unwrap();
+    assert_eq!(env.action_space().to_string(), shoal_env::make("Pendulum-v1").unwrap().action_space().to_string());
+    let mut obs = [0.0f32; 3];
+    env.reset(Some(1), &mut obs).unwrap();
+    let step = env.step(Action::Continuous(&[0.5]), &mut obs).unwrap();
+    assert!(step.reward < 0.0 && !step.done());
+    // An action outside the space is caught before Python sees it.
+    let err = env.step(Action::Continuous(&[f32::NAN]), &mut obs).unwrap_err().to_string();
+    assert!(err.contains("must be finite"), "{err}");
+
+    let err = make_with("gymnasium:CartPole-v9", &[]).unwrap_err().to_string();
+    assert!(err.contains("Python env `gymnasium:CartPole-v9`") && err.contains("`v1`"), "{err}");
+    let err = make_with("python:bridge_envs:dict_space_env", &[]).unwrap_err().to_string();
+    assert!(err.contains("observation space is a Dict") && err.contains("FlattenObservation"), "{err}");
+    let err = make_with("python:no_such_module:Env", &[]).unwrap_err().to_string();
+    assert!(err.contains("No module named 'no_such_module'") && err.contains("VIRTUAL_ENV"), "{err}");
+}
+
+/// DQN (an MLP over MinAtar's 10×10×4 grid) trains 10k steps on a bridged MinAtar env, and a run
+/// stopped at 5k and resumed from its checkpoint (the env pickled in it) ends where the
+/// uninterrupted run ends: same episodes, same weights.
+#[test]
+fn dqn_on_minatar_trains_checkpoints_and_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = dir.join("minatar-dqn.toml");
+    std::fs::write(
+        &config,
+        r#"algo = "dqn"
+seed = 2
+[env]
+id = "gymnasium:MinAtar/Breakout-v1"
+num_envs = 1
+[stop]
+env_steps = 10_000
+[run]
+checkpoint_every = 5_000
+[dqn]
+learning_starts = 1_000
+buffer_size = 10_000
+train_frequency = 4
+target_network_frequency = 500
+# ε constant, so a run stopped at 5k (a shorter budget) explores as the 10k run does.
+start_e = 0.1
+end_e = 0.1
+net = { hidden = [64] }
+"#,
+    )
+    .unwrap();
+    let shoal = env!("CARGO_BIN_EXE_shoal");
+    let train = |args: &[&str]| {
+        let out = Command::new(shoal).arg("train").args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let straight = dir.join("straight");
+    train(&[config.to_str().unwrap(), "--out", straight.to_str().unwrap()]);
+    let resumed = dir.join("resumed");
+    train(&[config.to_str().unwrap(), "--out", resumed.to_str().unwrap(), "--set", "stop.env_steps=5000"]);
+    train(&["--resume", resumed.to_str().unwrap(), "--set", "stop.env_steps=10000"]);
+    let summary = |run: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
+    };
+    let (a, b) = (summary(&straight), summary(&resumed));
+    assert_eq!(a["env_steps"], 10_000);
+    assert_eq!(b["env_steps"], 10_000);
+    assert!(a["episodes"].as_u64().unwrap() > 20, "{a}");
+    assert_eq!(a["final_episode_return_mean"], b["final_episode_return_mean"], "{a}\n{b}");
+    assert_eq!(a["episodes"], b["episodes"]);
+    // A safetensors file: header length, JSON header (its metadata map has no fixed key order),
+    // tensor bytes.
+    let weights = |run: &Path| {
+        let bytes = std::fs::read(run.join("checkpoints/latest/model.safetensors")).unwrap();
+        let end = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..end]).unwrap();
+        (header, bytes[end..].to_vec())
+    };
+    assert!(weights(&straight) == weights(&resumed), "the resumed run's final weights or optimizer state differ");
+}
