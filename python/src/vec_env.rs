@@ -87,7 +87,7 @@ impl VecEnv {
         let mut inner = py
             .detach(|| spec.make_vec(&options::borrowed(&options), num_envs, num_threads.min(num_envs)))
             .map_err(env_error)?;
-        inner.set_autoreset_mode(mode);
+        inner.set_autoreset_mode(mode).map_err(env_error)?;
         let per_env = inner.single_action_space().flat_dim();
         Ok(VecEnv {
             id: spec.id.clone(),

@@ -19,7 +19,7 @@ use crate::wrappers::TimeLimit;
 /// Both keep the concrete env type until the last moment: a single env is boxed once around
 /// `TimeLimit<E>`, and a vector env is built over `Vec<TimeLimit<E>>` itself, so stepping it
 /// inlines the env into the vector env's loop with no dynamic call per env step at all.
-trait Builder: Send + Sync {
+pub(crate) trait Builder: Send + Sync {
     fn one(&self, options: &mut EnvOptions, max_episode_steps: Option<u64>) -> Result<Box<dyn Env>>;
     fn vector(
         &self,
@@ -107,6 +107,18 @@ impl EnvSpec {
             reward_threshold: None,
             default_options: Vec::new(),
             builder: Arc::new(Typed(factory, PhantomData)),
+        }
+    }
+
+    /// A spec built by its own builder (the Gymnasium bridge's).
+    #[cfg(feature = "python")]
+    pub(crate) fn with_builder(id: &str, builder: Arc<dyn Builder>) -> Self {
+        EnvSpec {
+            id: id.to_string(),
+            max_episode_steps: None,
+            reward_threshold: None,
+            default_options: Vec::new(),
+            builder,
         }
     }
 
@@ -241,8 +253,7 @@ pub fn spec(id: &str) -> Result<EnvSpec> {
 
 #[cfg(feature = "python")]
 fn python_spec(id: &str) -> Result<EnvSpec> {
-    let owned = id.to_string();
-    Ok(EnvSpec::new(id, move |options: &mut EnvOptions| crate::gymnasium::GymEnv::new(&owned, options)))
+    Ok(crate::gymnasium::spec(id))
 }
 
 #[cfg(not(feature = "python"))]

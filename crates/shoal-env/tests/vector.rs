@@ -89,7 +89,7 @@ fn next_step_autoreset_resets_on_the_step_after_the_end() {
     for threads in [1, 2] {
         let envs = (0..5).map(|_| make("CartPole-v1").unwrap()).collect();
         let mut v = ThreadedVectorEnv::new(envs, threads).unwrap();
-        v.set_autoreset_mode(AutoresetMode::NextStep);
+        v.set_autoreset_mode(AutoresetMode::NextStep).unwrap();
         let mut reference = Reference::new("CartPole-v1", 5, 100);
         v.reset(Some(100)).unwrap();
         let mut rng = Pcg64Mcg::seed_from_u64(9);

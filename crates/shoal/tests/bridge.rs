@@ -5,9 +5,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use shoal_env::{make_with, Action, Env, OptionValue};
+use shoal_env::{make_vec, make_with, Action, Actions, Env, OptionValue, Space};
 
-/// Makes `tests/python/bridge_envs.py` importable (before the interpreter starts).
+/// Makes `tests/python/bridge_envs.py` importable; every test calls it first, since whichever
+/// test starts the interpreter fixes its path.
 fn test_modules_importable() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -53,6 +54,89 @@ fn bridged_cartpole_matches_native_cartpole_step_for_step() {
         }
     }
     assert!(steps_compared > 80, "{steps_compared}");
+}
+
+/// The state CartPole-v1 draws for `seed`, as strings for the `CartPoleFrom` option.
+fn native_start(seed: u64) -> (Box<dyn Env>, Vec<f64>, Vec<String>) {
+    let mut native = shoal_env::make("CartPole-v1").unwrap();
+    native.reset(Some(seed), &mut [0.0; 4]).unwrap();
+    // TimeLimit(CartPole): [[state, steps_beyond_terminated, rng], elapsed]
+    let state: Vec<f64> =
+        native.snapshot().unwrap()[0][0].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let text = state.iter().map(|v| format!("{v:.17e}")).collect();
+    (native, state, text)
+}
+
+/// A vector of Python envs (Gymnasium's SyncVectorEnv, stepped in one call per batch) fills
+/// Shoal's batch exactly as native envs started from the same states do, same-step auto-reset
+/// and final observations included.
+#[test]
+fn a_vector_of_python_envs_matches_native_envs_batch_for_batch() {
+    test_modules_importable();
+    let (_, state, text) = native_start(4);
+    let n = 3;
+    let mut bridged = make_vec(
+        "python:bridge_envs:CartPoleFrom",
+        &[("state", OptionValue::List(text)), ("max_episode_steps", OptionValue::Int(500))],
+        n,
+        1,
+    )
+    .unwrap();
+    let mut native: Vec<Box<dyn Env>> = (0..n).map(|_| shoal_env::make("CartPole-v1").unwrap()).collect();
+    let mut obs = vec![[0.0f32; 4]; n];
+    for (env, o) in native.iter_mut().zip(&mut obs) {
+        env.reset_to_state(&state, o).unwrap();
+    }
+    bridged.reset(Some(0)).unwrap();
+    let mut episodes = 0;
+    for t in 0..400usize {
+        let actions: Vec<i64> = (0..n).map(|i| ((t * 5 + i * 3) / 4 % 2) as i64).collect();
+        bridged.step(Actions::Discrete(&actions)).unwrap();
+        let batch = bridged.batch();
+        for i in 0..n {
+            let step = native[i].step(Action::Discrete(actions[i]), &mut obs[i]).unwrap();
+            assert_eq!(
+                (batch.rewards[i], batch.terminated[i], batch.truncated[i]),
+                (1.0, step.terminated, step.truncated)
+            );
+            if step.done() {
+                episodes += 1;
+                assert_eq!(batch.final_obs(i).unwrap(), obs[i], "final obs, step {t} env {i}");
+                assert_eq!(batch.finished_length[i] as f64, batch.finished_return[i]);
+                native[i].reset_to_state(&state, &mut obs[i]).unwrap();
+            }
+            assert_eq!(batch.obs_row(i), obs[i], "step {t} env {i}");
+        }
+    }
+    assert!(episodes >= 6, "{episodes}");
+}
+
+/// Atari through ale-py's own vector env: its preprocessing (84×84 grayscale, 4 frames
+/// stacked) lands in Shoal's batch as `[num_envs, 4·84·84]` rows of a `[4, 84, 84]` Box, the
+/// shape a CNN takes.
+#[test]
+fn atari_pong_steps_frame_stacked_observations_into_the_batch() {
+    test_modules_importable();
+    let mut pong = make_vec("gymnasium:ALE/Pong-v5", &[], 2, 2).unwrap();
+    let Space::Box { shape, low, high } = pong.single_observation_space().clone() else { panic!("not a Box") };
+    assert_eq!(shape, vec![4, 84, 84]);
+    assert!(low.iter().all(|&l| l == 0.0) && high.iter().all(|&h| h == 255.0));
+    assert_eq!(pong.single_action_space().n(), Some(6));
+    pong.reset(Some(0)).unwrap();
+    let frame = 84 * 84;
+    let (mut reward, mut moving) = (0.0f32, false);
+    for t in 0..300 {
+        pong.step(Actions::Discrete(&[(t % 6) as i64, ((t / 3) % 6) as i64])).unwrap();
+        let batch = pong.batch();
+        assert_eq!(batch.obs.len(), 2 * 4 * frame);
+        assert!(batch.obs.iter().all(|&x| (0.0..=255.0).contains(&x) && x.fract() == 0.0));
+        // Consecutive frames of a stack differ once the ball moves.
+        let row = batch.obs_row(0);
+        moving |= row[2 * frame..3 * frame] != row[3 * frame..];
+        reward += batch.rewards.iter().sum::<f32>();
+    }
+    assert!(moving, "the stacked frames never differed");
+    assert!(reward < 0.0, "random play in Pong should concede points, got a total reward of {reward}");
 }
 
 #[test]

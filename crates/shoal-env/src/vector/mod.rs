@@ -53,7 +53,8 @@ pub trait VecEnv: Send {
     fn restore(&mut self, snapshot: &Snapshot) -> Result<()>;
 
     /// Chooses when finished envs reset (same-step unless changed), from the next step on.
-    fn set_autoreset_mode(&mut self, mode: AutoresetMode);
+    /// Vector envs that cannot reset the other way say so (Python vector envs are same-step).
+    fn set_autoreset_mode(&mut self, mode: AutoresetMode) -> Result<()>;
 }
 
 /// When a vector env resets an env that finished an episode (Gymnasium's `AutoresetMode`).
@@ -68,13 +69,13 @@ pub enum AutoresetMode {
 }
 
 /// The JSON layout of a vector env snapshot: `{"envs": [...], "batch": {...}}`.
-fn pack_snapshot(envs: Vec<Snapshot>, batch: &Batch) -> Result<Snapshot> {
+pub(crate) fn pack_snapshot(envs: Vec<Snapshot>, batch: &Batch) -> Result<Snapshot> {
     let batch = serde_json::to_value(batch).map_err(|e| EnvError::SpaceMismatch(format!("batch snapshot: {e}")))?;
     Ok(serde_json::json!({ "envs": envs, "batch": batch }))
 }
 
 /// Splits a vector env snapshot, checking it holds `num_envs` envs.
-fn unpack_snapshot(snapshot: &Snapshot, num_envs: usize) -> Result<(Vec<Snapshot>, Batch)> {
+pub(crate) fn unpack_snapshot(snapshot: &Snapshot, num_envs: usize) -> Result<(Vec<Snapshot>, Batch)> {
     let bad = |problem: String| EnvError::SpaceMismatch(format!("vector env snapshot: {problem}"));
     let envs = snapshot.get("envs").and_then(|e| e.as_array()).ok_or_else(|| bad("no `envs` list".into()))?;
     if envs.len() != num_envs {
@@ -106,7 +107,7 @@ impl<'a> Actions<'a> {
     }
 
     /// The action of env `i`, `per_env` values wide.
-    fn get(&self, i: usize, per_env: usize) -> Action<'a> {
+    pub(crate) fn get(&self, i: usize, per_env: usize) -> Action<'a> {
         let range = i * per_env..(i + 1) * per_env;
         match *self {
             Actions::Discrete(v) => Action::Discrete(v[i]),
@@ -127,7 +128,7 @@ impl<'a> Actions<'a> {
 }
 
 /// Checks there is exactly one action per env before anything is stepped.
-fn check_action_count(actions: &Actions<'_>, num_envs: usize, space: &Space) -> Result<usize> {
+pub(crate) fn check_action_count(actions: &Actions<'_>, num_envs: usize, space: &Space) -> Result<usize> {
     let per_env = match space {
         Space::Discrete { .. } => 1,
         other => other.flat_dim(),

@@ -65,8 +65,9 @@ impl<E: Env> VecEnv for SyncVectorEnv<E> {
         Ok(())
     }
 
-    fn set_autoreset_mode(&mut self, mode: AutoresetMode) {
+    fn set_autoreset_mode(&mut self, mode: AutoresetMode) -> Result<()> {
         self.batch.autoreset = mode;
+        Ok(())
     }
 
     fn batch(&self) -> &Batch {

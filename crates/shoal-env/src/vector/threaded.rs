@@ -466,8 +466,9 @@ impl<E: Env + 'static> VecEnv for ThreadedVectorEnv<E> {
         Ok(())
     }
 
-    fn set_autoreset_mode(&mut self, mode: AutoresetMode) {
+    fn set_autoreset_mode(&mut self, mode: AutoresetMode) -> Result<()> {
         self.batch.autoreset = mode;
+        Ok(())
     }
 
     fn batch(&self) -> &Batch {

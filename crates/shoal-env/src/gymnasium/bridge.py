@@ -1,0 +1,118 @@
+"""The Python half of Shoal's Gymnasium bridge (crates/shoal-env/src/gymnasium/): builds Python
+envs and vectors of them from Shoal ids, and steps vectors in one call per batch, handing back
+contiguous float32 arrays that Rust copies into its batch buffer once.
+
+Embedded into the Shoal binary and run by its interpreter; not a module users import."""
+
+import base64
+import importlib
+import pickle
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+
+# How the packages of Gymnasium namespaces register their ids: a module whose import does it,
+# and for some a function to call once (MinAtar's).
+NAMESPACES = {"ALE/": ("ale_py", None), "MinAtar/": ("minatar.gym", "register_envs")}
+
+
+def factory(shoal_id, kwargs, max_episode_steps=None):
+    """`(gymnasium id or None, a function making one env)` for a `gymnasium:` or `python:` id;
+    a time limit goes to `gymnasium.make`, or wraps a `python:` env in Gymnasium's TimeLimit."""
+    if shoal_id.startswith("gymnasium:"):
+        gym_id = shoal_id[len("gymnasium:"):]
+        for prefix, (module, register) in NAMESPACES.items():
+            if gym_id.startswith(prefix):
+                imported = importlib.import_module(module)
+                if register and gym_id not in gym.registry:
+                    getattr(imported, register)()
+        gym.spec(gym_id)  # an unknown id fails here, with Gymnasium's suggestions
+        if max_episode_steps is not None:
+            kwargs = {**kwargs, "max_episode_steps": max_episode_steps}
+        return gym_id, lambda: gym.make(gym_id, **kwargs)
+    if shoal_id.startswith("python:"):
+        module, _, name = shoal_id[len("python:"):].rpartition(":")
+        if not module:
+            raise ValueError("write python:package.module:ClassName")
+        target = getattr(importlib.import_module(module), name)
+        if max_episode_steps is not None:
+            return None, lambda: gym.wrappers.TimeLimit(target(**kwargs), max_episode_steps)
+        return None, lambda: target(**kwargs)
+    raise ValueError("ids of Python envs start with gymnasium: or python:")
+
+
+def make_env(shoal_id, kwargs, max_episode_steps):
+    return factory(shoal_id, kwargs, max_episode_steps)[1]()
+
+
+def make_vector(shoal_id, num_envs, threads, kwargs, max_episode_steps):
+    """A same-step vector env: the package's own vector env where Gymnasium registers one
+    (ale-py's AtariVectorEnv, whose C++ threads step the games), subprocesses when `threads > 1`,
+    otherwise Gymnasium's SyncVectorEnv."""
+    gym_id, make = factory(shoal_id, kwargs, max_episode_steps)
+    if gym_id is not None and gym.spec(gym_id).vector_entry_point is not None:
+        extra = {} if "num_threads" in kwargs or threads <= 1 else {"num_threads": threads}
+        if max_episode_steps is not None:  # ale-py counts frames, Gymnasium agent steps
+            extra["max_num_frames_per_episode"] = max_episode_steps * kwargs.get("frameskip", 4)
+        return gym.make_vec(gym_id, num_envs, vectorization_mode="vector_entry_point",
+                            autoreset_mode=AutoresetMode.SAME_STEP, **extra, **kwargs)
+    if threads > 1:
+        return AsyncVectorEnv([make] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+    return SyncVectorEnv([make] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def flat(values, num_envs):
+    """`[num_envs, flat_dim]` float32, contiguous (the one conversion of an observation batch)."""
+    return np.ascontiguousarray(values, dtype=np.float32).reshape(num_envs, -1)
+
+
+def reset(vec, seed):
+    obs, _ = vec.reset(seed=seed)
+    return flat(obs, vec.num_envs)
+
+
+def step(vec, actions):
+    """One batch step: observations, float64 rewards, uint8 terminated/truncated flags, and the
+    final observations (rows valid where done) or None when no episode ended."""
+    obs, rewards, terminated, truncated, infos = vec.step(actions)
+    done = np.logical_or(terminated, truncated)
+    final = None
+    if done.any():
+        final_obs = infos["final_obs"]
+        if final_obs.dtype == object:  # Gymnasium's vector envs: one object per env, None where not done
+            template = np.zeros_like(np.asarray(obs[0]))
+            final_obs = np.stack([final_obs[i] if done[i] else template for i in range(vec.num_envs)])
+        final = flat(final_obs, vec.num_envs)
+    return (
+        flat(obs, vec.num_envs),
+        np.ascontiguousarray(rewards, dtype=np.float64),
+        np.ascontiguousarray(terminated, dtype=np.uint8),
+        np.ascontiguousarray(truncated, dtype=np.uint8),
+        final,
+    )
+
+
+def actions_from(raw, raw_dtype, dtype, shape):
+    """Actions from Shoal's bytes (float32 or int64), in the env's dtype and shape."""
+    return np.frombuffer(raw, dtype=raw_dtype).astype(dtype, copy=False).reshape(shape)
+
+
+def pickle_env(env):
+    return base64.b64encode(pickle.dumps(env)).decode()
+
+
+def unpickle_env(text):
+    return pickle.loads(base64.b64decode(text))
+
+
+def snapshot(vec):
+    """Each env pickled, or None where the vector env keeps its envs out of reach (ale-py's C++
+    vector, subprocesses)."""
+    if isinstance(vec, SyncVectorEnv):
+        return [pickle_env(env) for env in vec.envs]
+    return None
+
+
+def restore(vec, pickled):
+    vec.envs = [unpickle_env(text) for text in pickled]
