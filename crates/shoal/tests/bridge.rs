@@ -137,6 +137,42 @@ fn atari_pong_steps_frame_stacked_observations_into_the_batch() {
     }
     assert!(moving, "the stacked frames never differed");
     assert!(reward < 0.0, "random play in Pong should concede points, got a total reward of {reward}");
+    // ale-py's C++ vector keeps its games out of a checkpoint's reach: restoring starts new
+    // episodes (with a warning) instead of failing the run.
+    let snapshot = pong.snapshot().unwrap();
+    pong.restore(&snapshot).unwrap();
+    assert!(pong.batch().episode_length.iter().all(|&l| l == 0));
+    pong.step(Actions::Discrete(&[0, 0])).unwrap();
+}
+
+/// MuJoCo through the bridge: HalfCheetah-v5's float64 observations and float32 actions,
+/// and a snapshot (the pickled envs) that replays the same steps after a restore.
+#[test]
+fn mujoco_halfcheetah_steps_and_restores_exactly() {
+    test_modules_importable();
+    let mut cheetah = make_vec("gymnasium:HalfCheetah-v5", &[], 2, 1).unwrap();
+    assert_eq!(cheetah.single_observation_space().flat_dim(), 17);
+    assert_eq!(cheetah.single_action_space().to_string(), "Box(-1.0, 1.0, (6,), float32)");
+    cheetah.reset(Some(0)).unwrap();
+    let actions: Vec<Vec<f32>> =
+        (0..40).map(|t| (0..12).map(|j| (((t * 12 + j) as f32) * 0.37).sin()).collect()).collect();
+    for a in &actions[..10] {
+        cheetah.step(Actions::Continuous(a)).unwrap();
+    }
+    let snapshot = cheetah.snapshot().unwrap();
+    let run = |env: &mut Box<dyn shoal_env::VecEnv>| -> Vec<Vec<f32>> {
+        actions[10..]
+            .iter()
+            .map(|a| {
+                env.step(Actions::Continuous(a)).unwrap();
+                env.batch().obs.iter().chain(&env.batch().rewards).copied().collect()
+            })
+            .collect()
+    };
+    let first = run(&mut cheetah);
+    cheetah.restore(&snapshot).unwrap();
+    assert!(first == run(&mut cheetah), "the restored envs took other steps");
+    assert!(first.iter().all(|row| row.iter().all(|x| x.is_finite())));
 }
 
 #[test]
@@ -219,4 +255,47 @@ net = { hidden = [64] }
         (header, bytes[end..].to_vec())
     };
     assert!(weights(&straight) == weights(&resumed), "the resumed run's final weights or optimizer state differ");
+}
+
+/// The algorithms and topologies see an ordinary vector env: PPO solves Gymnasium's own
+/// CartPole through the bridge (judged by `shoal eval`, which steps the bridged env too), and
+/// Ape-X (embedded actors) and A3C as worker processes (which start their own interpreters)
+/// run over it.
+#[test]
+fn algorithms_and_cluster_modes_run_over_a_python_env() {
+    test_modules_importable();
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let dir = tempfile::tempdir().unwrap();
+    let shoal = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_shoal")).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let run = |config: &str, name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let config = configs.join(config);
+        let mut args = vec!["train", config.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        args.extend_from_slice(&["--set", "env.id=gymnasium:CartPole-v1"]);
+        for item in extra {
+            args.extend_from_slice(&["--set", item]);
+        }
+        shoal(&args);
+        out
+    };
+    let ppo = run("cartpole-ppo.toml", "ppo", &[]);
+    let report = shoal(&["eval", ppo.to_str().unwrap(), "--deterministic", "--episodes", "10", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert!(report["episode_return_mean"].as_f64().unwrap() >= 475.0, "{report}");
+
+    let apex = run("cartpole-apex.toml", "apex", &["stop.env_steps=4000"]);
+    let a3c =
+        run("cartpole-a3c.toml", "a3c", &["stop.env_steps=4000", "cluster.topology=processes", "cluster.workers=2"]);
+    for run in [apex, a3c] {
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+        assert!(
+            summary["env_steps"].as_u64().unwrap() >= 4000 && summary["episodes"].as_u64().unwrap() > 10,
+            "{summary}"
+        );
+    }
 }

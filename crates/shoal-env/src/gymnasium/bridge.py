@@ -6,10 +6,12 @@ Embedded into the Shoal binary and run by its interpreter; not a module users im
 
 import base64
 import importlib
+import io
 import pickle
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.utils import EzPickle
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 # How the packages of Gymnasium namespaces register their ids: a module whose import does it,
@@ -47,16 +49,21 @@ def make_env(shoal_id, kwargs, max_episode_steps):
 
 
 def make_vector(shoal_id, num_envs, threads, kwargs, max_episode_steps):
-    """A same-step vector env: the package's own vector env where Gymnasium registers one
-    (ale-py's AtariVectorEnv, whose C++ threads step the games), subprocesses when `threads > 1`,
-    otherwise Gymnasium's SyncVectorEnv."""
+    """A same-step vector env: the package's own vector env where Gymnasium registers one that
+    resets in the same step (ale-py's AtariVectorEnv, whose C++ threads step the games),
+    subprocesses when `threads > 1`, otherwise Gymnasium's SyncVectorEnv."""
     gym_id, make = factory(shoal_id, kwargs, max_episode_steps)
     if gym_id is not None and gym.spec(gym_id).vector_entry_point is not None:
         extra = {} if "num_threads" in kwargs or threads <= 1 else {"num_threads": threads}
         if max_episode_steps is not None:  # ale-py counts frames, Gymnasium agent steps
             extra["max_num_frames_per_episode"] = max_episode_steps * kwargs.get("frameskip", 4)
-        return gym.make_vec(gym_id, num_envs, vectorization_mode="vector_entry_point",
-                            autoreset_mode=AutoresetMode.SAME_STEP, **extra, **kwargs)
+        try:
+            vec = gym.make_vec(gym_id, num_envs, vectorization_mode="vector_entry_point",
+                               autoreset_mode=AutoresetMode.SAME_STEP, **extra, **kwargs)
+        except TypeError:
+            vec = None  # Gymnasium's own vector envs (CartPole's) reset in the next step only
+        if vec is not None and vec.metadata.get("autoreset_mode") == AutoresetMode.SAME_STEP:
+            return vec
     if threads > 1:
         return AsyncVectorEnv([make] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
     return SyncVectorEnv([make] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
@@ -98,8 +105,27 @@ def actions_from(raw, raw_dtype, dtype, shape):
     return np.frombuffer(raw, dtype=raw_dtype).astype(dtype, copy=False).reshape(shape)
 
 
+def _rebuild(cls, state):
+    obj = cls.__new__(cls)
+    obj.__dict__.update(state)
+    return obj
+
+
+class _StatePickler(pickle.Pickler):
+    """Pickles envs with their state. Gymnasium's EzPickle envs (MuJoCo, Box2D, …) pickle only
+    their constructor's arguments, so unpickling would build a fresh env that forgot where it
+    was; their `__dict__` (simulation data included) is pickled instead."""
+
+    def reducer_override(self, obj):
+        if isinstance(obj, EzPickle):
+            return _rebuild, (type(obj), obj.__dict__)
+        return NotImplemented
+
+
 def pickle_env(env):
-    return base64.b64encode(pickle.dumps(env)).decode()
+    buffer = io.BytesIO()
+    _StatePickler(buffer).dump(env)
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def unpickle_env(text):

@@ -18,8 +18,9 @@
 //! When `VIRTUAL_ENV` is set, that venv's packages are importable, as they would be for
 //! `python` run from it. Spaces translate as Discrete, Box (any dtype, as f32) and
 //! MultiDiscrete; others are an error naming the space and a wrapper that flattens it.
-//! Checkpoints hold the envs pickled, so a run over picklable envs resumes exactly; envs out of
-//! reach (ale-py's C++ vector, subprocesses) start new episodes on resume, with a warning.
+//! Checkpoints hold the envs pickled with their state (see `bridge.py` for EzPickle envs), so a
+//! run resumes exactly; envs out of reach (ale-py's C++ vector, subprocesses) start new
+//! episodes on resume, with a warning.
 //! Time limits are Gymnasium's own (`max_episode_steps` is passed to `gymnasium.make`).
 
 mod env;
