@@ -11,7 +11,9 @@ Prints one `name: value` line per measurement and the ratios. Run through bench/
 """
 
 import argparse
+import os
 import subprocess
+import sys
 import time
 
 import gymnasium as gym
@@ -88,7 +90,8 @@ def bridge(shoal_binary, num_envs, seconds):
     print(f"gymnasium_sync_pendulum_steps_per_sec: {theirs:.0f}", flush=True)
     out = subprocess.run([shoal_binary, "bench", "env", "--env", "gymnasium:Pendulum-v1", "--num-envs",
                           str(num_envs), "--threads", "1", "--seconds", str(seconds)],
-                         check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+                         check=True, capture_output=True, text=True,
+                         env={**os.environ, "VIRTUAL_ENV": sys.prefix}).stdout.strip().splitlines()[-1]
     ours = float(out.split()[1])
     print(f"shoal_bridge_pendulum_steps_per_sec: {ours:.0f}")
     print(f"bridge / gymnasium_sync: {ours / theirs:.2f}x", flush=True)

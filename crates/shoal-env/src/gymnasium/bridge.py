@@ -12,7 +12,7 @@ import pickle
 import gymnasium as gym
 import numpy as np
 from gymnasium.utils import EzPickle
-from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 
 # How the packages of Gymnasium namespaces register their ids: a module whose import does it,
 # and for some a function to call once (MinAtar's).
@@ -51,7 +51,7 @@ def make_env(shoal_id, kwargs, max_episode_steps):
 def make_vector(shoal_id, num_envs, threads, kwargs, max_episode_steps):
     """A same-step vector env: the package's own vector env where Gymnasium registers one that
     resets in the same step (ale-py's AtariVectorEnv, whose C++ threads step the games),
-    subprocesses when `threads > 1`, otherwise Gymnasium's SyncVectorEnv."""
+    subprocesses when `threads > 1`, otherwise a loop over the envs (EnvLoop)."""
     gym_id, make = factory(shoal_id, kwargs, max_episode_steps)
     if gym_id is not None and gym.spec(gym_id).vector_entry_point is not None:
         extra = {} if "num_threads" in kwargs or threads <= 1 else {"num_threads": threads}
@@ -65,8 +65,52 @@ def make_vector(shoal_id, num_envs, threads, kwargs, max_episode_steps):
         if vec is not None and vec.metadata.get("autoreset_mode") == AutoresetMode.SAME_STEP:
             return vec
     if threads > 1:
-        return AsyncVectorEnv([make] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
-    return SyncVectorEnv([make] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+        # copy=False: Rust copies the observations into its batch anyway.
+        return AsyncVectorEnv([make] * num_envs, copy=False, autoreset_mode=AutoresetMode.SAME_STEP)
+    return EnvLoop([make() for _ in range(num_envs)])
+
+
+class EnvLoop:
+    """Gymnasium's SyncVectorEnv in same-step mode, cut to what Shoal needs: the envs stepped
+    in a loop, their observations written into arrays allocated once (no batching of infos, no
+    copies Rust would make again), so the bridge costs no more than Python's own loop."""
+
+    def __init__(self, envs):
+        self.envs = envs
+        self.num_envs = len(envs)
+        self.single_observation_space = envs[0].observation_space
+        self.single_action_space = envs[0].action_space
+        width = int(np.prod(self.single_observation_space.shape, dtype=np.int64)) or 1
+        self.obs = np.zeros((self.num_envs, width), dtype=np.float32)
+        self.final_obs = np.zeros_like(self.obs)
+        self.rewards = np.zeros(self.num_envs, dtype=np.float64)
+        self.terminated = np.zeros(self.num_envs, dtype=np.uint8)
+        self.truncated = np.zeros(self.num_envs, dtype=np.uint8)
+
+    def reset(self, seed=None):
+        for i, env in enumerate(self.envs):
+            obs, _ = env.reset(seed=None if seed is None else seed + i)
+            self.obs[i] = np.ravel(obs)
+        return self.obs
+
+    def step(self, actions):
+        ended = False
+        obs_rows, final_rows = self.obs, self.final_obs
+        for i, env in enumerate(self.envs):
+            obs, reward, terminated, truncated, _ = env.step(actions[i])
+            self.rewards[i] = reward
+            self.terminated[i] = terminated
+            self.truncated[i] = truncated
+            if terminated or truncated:
+                final_rows[i] = np.ravel(obs)
+                obs, _ = env.reset()
+                ended = True
+            obs_rows[i] = np.ravel(obs)
+        return obs_rows, self.rewards, self.terminated, self.truncated, final_rows if ended else None
+
+    def close(self):
+        for env in self.envs:
+            env.close()
 
 
 def flat(values, num_envs):
@@ -75,13 +119,19 @@ def flat(values, num_envs):
 
 
 def reset(vec, seed):
+    if isinstance(vec, EnvLoop):
+        return vec.reset(seed)
     obs, _ = vec.reset(seed=seed)
     return flat(obs, vec.num_envs)
 
 
-def step(vec, actions):
-    """One batch step: observations, float64 rewards, uint8 terminated/truncated flags, and the
-    final observations (rows valid where done) or None when no episode ended."""
+def step(vec, raw, raw_dtype, dtype, shape):
+    """One batch step from Shoal's action bytes: observations, float64 rewards, uint8
+    terminated/truncated flags, and the final observations (rows valid where done) or None when
+    no episode ended."""
+    actions = actions_from(raw, raw_dtype, dtype, shape)
+    if isinstance(vec, EnvLoop):
+        return vec.step(actions)
     obs, rewards, terminated, truncated, infos = vec.step(actions)
     done = np.logical_or(terminated, truncated)
     final = None
@@ -135,7 +185,7 @@ def unpickle_env(text):
 def snapshot(vec):
     """Each env pickled, or None where the vector env keeps its envs out of reach (ale-py's C++
     vector, subprocesses)."""
-    if isinstance(vec, SyncVectorEnv):
+    if isinstance(vec, EnvLoop):
         return [pickle_env(env) for env in vec.envs]
     return None
 

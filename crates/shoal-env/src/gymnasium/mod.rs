@@ -11,7 +11,7 @@
 //! ([`GymVecEnv`], what training builds) is one Python vector env stepped in one call per
 //! batch: ale-py's own `AtariVectorEnv` for Atari ids (its C++ threads step the games and do
 //! the Atari preprocessing), Gymnasium's `AsyncVectorEnv` (subprocesses) with more than one
-//! thread, its `SyncVectorEnv` otherwise. Observations come back as one float32 array that
+//! thread, a loop over the envs (Gymnasium's `SyncVectorEnv`, cut down) otherwise. Observations come back as one float32 array that
 //! Rust copies into its batch buffer once.
 //!
 //! The interpreter is CPython embedded in this process (each worker process owns its own).

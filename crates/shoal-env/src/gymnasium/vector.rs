@@ -61,10 +61,10 @@ impl GymVecEnv {
 
     /// One batch step in Python; its arrays copied into the batch buffers.
     fn step_python(&mut self, py: Python<'_>, raw: Bound<'_, PyBytes>, raw_dtype: &str) -> PyResult<()> {
-        let helper = helper(py)?;
-        let actions =
-            helper.call_method1("actions_from", (raw, raw_dtype, &self.action_dtype, self.actions_shape.clone()))?;
-        let result = helper.call_method1("step", (self.vec.bind(py), actions))?;
+        let result = helper(py)?.call_method1(
+            "step",
+            (self.vec.bind(py), raw, raw_dtype, &self.action_dtype, self.actions_shape.clone()),
+        )?;
         let result = result.cast::<PyTuple>()?;
         copy(py, &result.get_item(0)?, &mut self.batch.obs)?;
         copy(py, &result.get_item(1)?, &mut self.rewards)?;
@@ -166,7 +166,7 @@ impl VecEnv for GymVecEnv {
         &self.batch
     }
 
-    /// Each env pickled when the Python vector env holds them (Gymnasium's SyncVectorEnv), or
+    /// Each env pickled when the bridge's own loop holds them, or
     /// `null`s when it keeps them out of reach (ale-py's C++ vector, subprocesses).
     fn snapshot(&mut self) -> Result<Snapshot> {
         let pickled: Option<Vec<String>> = with_python(|py| {
