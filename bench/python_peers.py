@@ -20,20 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 import shoal
-
-
-def rate(step, actions, seconds):
-    """Batches per second of `step` over `seconds` (after a warm-up)."""
-    for i in range(20):
-        step(actions[i % len(actions)])
-    batches, start = 0, time.perf_counter()
-    while True:
-        for _ in range(16):
-            step(actions[batches % len(actions)])
-            batches += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return batches / elapsed
+from env_peers import measure as rate  # batches per second of a step function, after a warm-up
 
 
 def stepping(num_envs, threads, seconds):
