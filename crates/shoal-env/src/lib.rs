@@ -32,6 +32,7 @@ pub mod gymnasium;
 pub mod options;
 pub mod registry;
 pub mod space;
+mod spec;
 pub mod vector;
 pub mod wrappers;
 

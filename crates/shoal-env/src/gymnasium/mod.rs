@@ -39,8 +39,8 @@ pub use vector::GymVecEnv;
 use crate::env::Env;
 use crate::error::{EnvError, Result};
 use crate::options::{EnvOptions, OptionValue};
-use crate::registry::{Builder, EnvSpec};
 use crate::space::Space;
+use crate::spec::{Builder, EnvSpec};
 use crate::vector::VecEnv;
 
 /// The spec of a `gymnasium:` or `python:` id: no time limit or threshold on Shoal's side
