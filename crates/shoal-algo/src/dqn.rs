@@ -209,7 +209,7 @@ impl Dqn {
         for i in 0..n {
             let step = Step {
                 obs: &self.obs[i * d..(i + 1) * d],
-                action: self.actions[i] as f32,
+                action: &[self.actions[i] as f32],
                 reward: batch.rewards[i],
                 next_obs: batch.final_obs(i).unwrap_or_else(|| batch.obs_row(i)),
                 terminated: batch.terminated[i],

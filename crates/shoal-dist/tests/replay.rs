@@ -11,7 +11,7 @@ fn rows(range: std::ops::Range<usize>) -> Transitions {
     let mut t = Transitions::new(1);
     for i in range {
         let x = i as f32;
-        t.push(Row { obs: &[x], action: 0.0, reward: x, next_obs: &[x + 1.0], done: 0.0, discount: 0.99 });
+        t.push(Row { obs: &[x], action: &[0.0], reward: x, next_obs: &[x + 1.0], done: 0.0, discount: 0.99 });
     }
     t
 }
@@ -126,6 +126,37 @@ fn a_checkpoint_restores_rows_priorities_and_keys() {
     assert!(err.contains("capacity 6") && err.contains("8"), "{err}");
 }
 
+/// Continuous actions (SAC, TD3) keep their width through insert, sample and a checkpoint, and
+/// a replay of another action width refuses them.
+#[test]
+fn continuous_actions_round_trip_with_their_width() {
+    let mut wide = Transitions::with_act_dim(1, 2);
+    for i in 0..5 {
+        let x = i as f32;
+        wide.push(Row { obs: &[x], action: &[x, -x], reward: x, next_obs: &[x + 1.0], done: 0.0, discount: 0.99 });
+    }
+    let mut replay = PrioritizedReplay::with_act_dim(8, 1, 2, 0.0).unwrap();
+    replay.insert(&wide, None).unwrap();
+    let mut batch = Transitions::default();
+    replay.sample_uniform(16, &mut Pcg64Mcg::seed_from_u64(1), &mut batch);
+    assert_eq!((batch.act_dim, batch.actions.len()), (2, 32));
+    for i in 0..batch.len() {
+        let row = batch.row(i);
+        assert_eq!(row.action, &[row.obs[0], -row.obs[0]][..]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replay.safetensors");
+    replay.save(&path).unwrap();
+    let mut restored = PrioritizedReplay::with_act_dim(8, 1, 2, 0.0).unwrap();
+    restored.load(&path).unwrap();
+    let (mut a, mut b) = (Sample::default(), Sample::default());
+    replay.sample(8, 0.4, &mut Pcg64Mcg::seed_from_u64(2), &mut a).unwrap();
+    restored.sample(8, 0.4, &mut Pcg64Mcg::seed_from_u64(2), &mut b).unwrap();
+    assert_eq!(a, b);
+    let err = PrioritizedReplay::new(8, 1, 0.0).unwrap().insert(&wide, None).unwrap_err().to_string();
+    assert!(err.contains("act_dim 2") && err.contains("act_dim 1"), "{err}");
+}
+
 #[test]
 fn bad_input_is_refused_and_leaves_the_replay_unchanged() {
     let mut replay = PrioritizedReplay::new(8, 1, 0.6).unwrap();
@@ -134,7 +165,7 @@ fn bad_input_is_refused_and_leaves_the_replay_unchanged() {
     let err = replay.insert(&rows(0..2), Some(&[1.0])).unwrap_err().to_string();
     assert!(err.contains("1 priorities for 2 transitions"), "{err}");
     let mut wide = Transitions::new(2);
-    wide.push(Row { obs: &[0.0, 0.0], action: 0.0, reward: 0.0, next_obs: &[0.0, 0.0], done: 0.0, discount: 1.0 });
+    wide.push(Row { obs: &[0.0, 0.0], action: &[0.0], reward: 0.0, next_obs: &[0.0, 0.0], done: 0.0, discount: 1.0 });
     let err = replay.insert(&wide, None).unwrap_err().to_string();
     assert!(err.contains("obs_dim 2") && err.contains("obs_dim 1"), "{err}");
     let mut ragged = rows(0..2);

@@ -34,7 +34,7 @@ fn rows(range: std::ops::Range<usize>) -> (Transitions, Vec<f32>) {
     for i in range {
         let x = i as f32;
         let obs = [x, -x, 0.5 * x];
-        t.push(Row { obs: &obs, action: (i % 2) as f32, reward: 1.0, next_obs: &obs, done: 0.0, discount: 0.97 });
+        t.push(Row { obs: &obs, action: &[(i % 2) as f32], reward: 1.0, next_obs: &obs, done: 0.0, discount: 0.97 });
         priorities.push(1.0 + (i % 7) as f32);
     }
     (t, priorities)
@@ -47,7 +47,7 @@ fn remote_replay_matches_the_in_process_one() {
     let remote = GrpcReplay::connect(&server.addr().to_string(), OBS_DIM, options(token())).unwrap();
     assert_eq!(remote.capacity(), 100_000);
     // More rows than one message carries: the client splits the insert.
-    let big = max_rows_per_message(OBS_DIM) + 1000;
+    let big = max_rows_per_message(OBS_DIM, 1) + 1000;
     let (batch, priorities) = rows(0..big);
     for store in [&local as &dyn ReplayStore, &remote] {
         store.insert(&batch, Some(&priorities)).unwrap();
@@ -75,13 +75,16 @@ fn refusals_and_malformed_input_leave_the_server_serving() {
     assert!(matches!(err, DistError::Refused { .. }) && err.to_string().contains("wrong token"), "{err}");
     let err = GrpcReplay::connect(&addr, OBS_DIM + 1, options(token())).err().unwrap();
     let message = err.to_string();
-    assert!(message.contains("obs_dim is 4, the replay's 3") && message.contains("replay server"), "{message}");
+    assert!(
+        message.contains("obs_dim and act_dim are 4 and 1, the replay's 3 and 1") && message.contains("replay server"),
+        "{message}"
+    );
 
     let remote = GrpcReplay::connect(&addr, OBS_DIM, options(token())).unwrap();
     let err = remote.sample(4, 0.4, &mut Sample::default()).unwrap_err().to_string();
     assert!(err.contains("empty replay"), "{err}");
     remote.insert(&rows(0..10).0, None).unwrap();
-    let too_many = max_rows_per_message(OBS_DIM) + 1;
+    let too_many = max_rows_per_message(OBS_DIM, 1) + 1;
     let err = remote.sample(too_many, 0.4, &mut Sample::default()).unwrap_err().to_string();
     assert!(err.contains("message limit") && err.contains(&format!("at most {}", too_many - 1)), "{err}");
     let err = remote.update_priorities(&[0, 1], &[f32::NAN, 1.0]).unwrap_err().to_string();
@@ -99,4 +102,36 @@ fn refusals_and_malformed_input_leave_the_server_serving() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert!(status.message().contains("obs has 5 bytes"), "{}", status.message());
     assert_eq!(remote.stats().unwrap().len, 10, "nothing of the malformed insert was stored");
+}
+
+/// A replay of continuous actions serves clients of the same action width, rows intact, and
+/// refuses a client of another width by name.
+#[test]
+fn continuous_actions_cross_the_wire_with_their_width() {
+    let wide = LocalReplay::new(PrioritizedReplay::with_act_dim(64, OBS_DIM, 2, 0.0).unwrap(), 7);
+    let server = spawn_replay("127.0.0.1:0", Arc::new(wide), token(), None, Limits::default()).unwrap();
+    let addr = server.addr().to_string();
+    let remote = GrpcReplay::connect_with_act_dim(&addr, OBS_DIM, 2, options(token())).unwrap();
+    let mut batch = Transitions::with_act_dim(OBS_DIM, 2);
+    for i in 0..10 {
+        let x = i as f32;
+        batch.push(Row {
+            obs: &[x, x, x],
+            action: &[x, 0.5 * x],
+            reward: x,
+            next_obs: &[x; 3],
+            done: 0.0,
+            discount: 1.0,
+        });
+    }
+    remote.insert(&batch, None).unwrap();
+    let mut sample = Sample::default();
+    remote.sample(20, 0.4, &mut sample).unwrap();
+    assert_eq!(sample.batch.act_dim, 2);
+    for i in 0..sample.batch.len() {
+        let row = sample.batch.row(i);
+        assert_eq!(row.action, &[row.obs[0], 0.5 * row.obs[0]][..]);
+    }
+    let err = GrpcReplay::connect(&addr, OBS_DIM, options(token())).err().unwrap().to_string();
+    assert!(err.contains("act_dim") && err.contains("1") && err.contains("2"), "{err}");
 }

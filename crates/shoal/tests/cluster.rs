@@ -306,7 +306,7 @@ fn a_killed_replay_server_resumes_with_its_transitions() {
     let mut rows = Transitions::new(4);
     for i in 0..100 {
         let obs = [i as f32; 4];
-        rows.push(Row { obs: &obs, action: 0.0, reward: 1.0, next_obs: &obs, done: 0.0, discount: 0.97 });
+        rows.push(Row { obs: &obs, action: &[0.0], reward: 1.0, next_obs: &obs, done: 0.0, discount: 0.97 });
     }
     client.insert(&rows, None).unwrap();
     std::thread::sleep(Duration::from_millis(800));

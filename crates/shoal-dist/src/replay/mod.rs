@@ -105,6 +105,10 @@ impl LocalReplay {
         self.with(|r, _| Ok(r.obs_dim())).unwrap_or(0)
     }
 
+    pub fn act_dim(&self) -> usize {
+        self.with(|r, _| Ok(r.act_dim())).unwrap_or(1)
+    }
+
     /// Saves the replay atomically to `path` (see [`PrioritizedReplay::save`]).
     pub fn save(&self, path: &Path) -> Result<()> {
         self.with(|r, _| r.save(path))

@@ -10,15 +10,33 @@ use crate::replay::transitions::{Row, Transitions};
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PendingStep {
     pub obs: Vec<f32>,
-    pub action: f32,
+    /// The action's values (one for a discrete index); checkpoints written before actions had
+    /// a width hold a single number here.
+    #[serde(deserialize_with = "number_or_values")]
+    pub action: Vec<f32>,
     pub reward: f32,
+}
+
+/// Reads an action saved as one number (discrete, older checkpoints) or as a list.
+fn number_or_values<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<f32>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Saved {
+        One(f32),
+        Many(Vec<f32>),
+    }
+    Ok(match <Saved as serde::Deserialize>::deserialize(deserializer)? {
+        Saved::One(value) => vec![value],
+        Saved::Many(values) => values,
+    })
 }
 
 /// One step of one env, as [`NStepAssembler::add`] takes it.
 #[derive(Debug, Clone, Copy)]
 pub struct Step<'a> {
     pub obs: &'a [f32],
-    pub action: f32,
+    /// The action's values (one for a discrete index).
+    pub action: &'a [f32],
     pub reward: f32,
     /// The observation after the step (the episode's final one when it ended).
     pub next_obs: &'a [f32],
@@ -43,7 +61,8 @@ impl NStepAssembler {
 
     /// Adds env `env`'s step and appends the transitions it completes to `out`.
     pub fn add(&mut self, env: usize, step: Step<'_>, out: &mut Transitions) {
-        self.pending[env].push_back(PendingStep { obs: step.obs.to_vec(), action: step.action, reward: step.reward });
+        let pending = PendingStep { obs: step.obs.to_vec(), action: step.action.to_vec(), reward: step.reward };
+        self.pending[env].push_back(pending);
         if self.pending[env].len() == self.n {
             self.emit(env, step.next_obs, step.terminated, out);
         }
@@ -64,7 +83,7 @@ impl NStepAssembler {
         let Some(first) = self.pending[env].pop_front() else { return };
         out.push(Row {
             obs: &first.obs,
-            action: first.action,
+            action: &first.action,
             reward: sum as f32,
             next_obs,
             done: if done { 1.0 } else { 0.0 },
@@ -99,7 +118,8 @@ mod tests {
         for (t, r) in [1.0, 2.0, 4.0, 8.0].into_iter().enumerate() {
             let end = t == 3;
             let (obs, next) = ([t as f32], [t as f32 + 1.0]);
-            let step = Step { obs: &obs, action: 0.0, reward: r, next_obs: &next, terminated: end, episode_end: end };
+            let step =
+                Step { obs: &obs, action: &[0.0], reward: r, next_obs: &next, terminated: end, episode_end: end };
             nstep.add(0, step, &mut out);
         }
         assert_eq!(out.len(), 4);
@@ -111,5 +131,15 @@ mod tests {
         assert_eq!((out.rewards[2], out.discounts[2], out.dones[2]), (8.0, 0.25, 1.0));
         assert_eq!((out.rewards[3], out.discounts[3], out.dones[3]), (8.0, 0.5, 1.0));
         assert!(nstep.pending()[0].is_empty());
+    }
+
+    #[test]
+    fn pending_steps_of_older_checkpoints_read_back() {
+        let old: PendingStep = serde_json::from_str(r#"{"obs":[1.0],"action":2.0,"reward":0.5}"#).unwrap();
+        assert_eq!(old.action, vec![2.0]);
+        let new: PendingStep =
+            serde_json::from_str(&serde_json::to_string(&PendingStep { action: vec![0.5, -1.0], ..old }).unwrap())
+                .unwrap();
+        assert_eq!(new.action, vec![0.5, -1.0]);
     }
 }

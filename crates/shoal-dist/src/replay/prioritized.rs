@@ -51,18 +51,24 @@ fn bad(message: impl Into<String>) -> DistError {
 }
 
 impl PrioritizedReplay {
-    /// An empty replay of `capacity` rows of width `obs_dim`; `alpha` = 0 samples uniformly.
+    /// An empty replay of `capacity` rows of observation width `obs_dim` and one action value
+    /// (a discrete index); `alpha` = 0 samples uniformly.
     pub fn new(capacity: usize, obs_dim: usize, alpha: f64) -> Result<Self> {
-        if capacity == 0 || obs_dim == 0 {
+        Self::with_act_dim(capacity, obs_dim, 1, alpha)
+    }
+
+    /// The same for actions of `act_dim` values (continuous control).
+    pub fn with_act_dim(capacity: usize, obs_dim: usize, act_dim: usize, alpha: f64) -> Result<Self> {
+        if capacity == 0 || obs_dim == 0 || act_dim == 0 {
             return Err(bad(format!(
-                "a replay needs a capacity and obs_dim of at least 1 (got {capacity} and {obs_dim})"
+                "a replay needs a capacity, obs_dim and act_dim of at least 1 (got {capacity}, {obs_dim} and {act_dim})"
             )));
         }
         if !(0.0..=1.0).contains(&alpha) {
             return Err(bad(format!("the priority exponent alpha must be in [0, 1], got {alpha}")));
         }
         Ok(PrioritizedReplay {
-            ring: TransitionRing::new(capacity, obs_dim),
+            ring: TransitionRing::new(capacity, obs_dim, act_dim),
             keys: vec![u64::MAX; capacity],
             next_key: 0,
             sums: SumTree::new(capacity),
@@ -87,6 +93,10 @@ impl PrioritizedReplay {
 
     pub fn obs_dim(&self) -> usize {
         self.ring.obs_dim()
+    }
+
+    pub fn act_dim(&self) -> usize {
+        self.ring.act_dim()
     }
 
     fn checked_priority(p: f32, what: &str, i: usize) -> Result<f64> {
@@ -116,11 +126,14 @@ impl PrioritizedReplay {
     /// `priorities` is `None`). Nothing is written when the batch is malformed.
     pub fn insert(&mut self, batch: &Transitions, priorities: Option<&[f32]>) -> Result<()> {
         batch.check().map_err(bad)?;
-        if batch.obs_dim != self.obs_dim() {
+        if batch.obs_dim != self.obs_dim() || batch.act_dim != self.act_dim() {
             return Err(bad(format!(
-                "transitions with obs_dim {} sent to a replay of obs_dim {}; start actors and replay from the same env",
+                "transitions with obs_dim {} and act_dim {} sent to a replay of obs_dim {} and act_dim {}; start \
+                 actors and replay from the same env",
                 batch.obs_dim,
-                self.obs_dim()
+                batch.act_dim,
+                self.obs_dim(),
+                self.act_dim()
             )));
         }
         let checked = match priorities {
@@ -160,14 +173,14 @@ impl PrioritizedReplay {
         self.masses.clear();
         self.masses.extend((0..size).map(|i| (i as f64 + rng.random::<f64>()) * segment));
         self.sums.find_many(&mut self.masses, &mut self.slots);
-        let (last, d) = (self.len() - 1, self.obs_dim());
+        let (last, d, a) = (self.len() - 1, self.obs_dim(), self.act_dim());
         let batch = &mut out.batch;
-        batch.obs_dim = d;
+        (batch.obs_dim, batch.act_dim) = (d, a);
         for column in [&mut batch.obs, &mut batch.next_obs] {
             column.resize(size * d, 0.0);
         }
-        for column in [&mut batch.actions, &mut batch.rewards, &mut batch.dones, &mut batch.discounts, &mut out.weights]
-        {
+        batch.actions.resize(size * a, 0.0);
+        for column in [&mut batch.rewards, &mut batch.dones, &mut batch.discounts, &mut out.weights] {
             column.resize(size, 0.0);
         }
         out.keys.resize(size, 0);
@@ -183,7 +196,7 @@ impl PrioritizedReplay {
             let row = self.ring.row(slot);
             batch.obs[k * d..(k + 1) * d].copy_from_slice(row.obs);
             batch.next_obs[k * d..(k + 1) * d].copy_from_slice(row.next_obs);
-            batch.actions[k] = row.action;
+            batch.actions[k * a..(k + 1) * a].copy_from_slice(row.action);
             batch.rewards[k] = row.reward;
             batch.dones[k] = row.done;
             batch.discounts[k] = row.discount;
@@ -196,7 +209,7 @@ impl PrioritizedReplay {
 
     /// Draws `size` rows uniformly with replacement (plain DQN's replay; no keys or weights).
     pub fn sample_uniform(&mut self, size: usize, rng: &mut impl Rng, out: &mut Transitions) {
-        out.obs_dim = self.obs_dim();
+        (out.obs_dim, out.act_dim) = (self.obs_dim(), self.act_dim());
         out.clear();
         let len = self.len();
         if len == 0 {
@@ -246,9 +259,11 @@ impl PrioritizedReplay {
     /// column in memory at a time: a soak (`shoal bench load --soak`) saw a 1M-row replay's
     /// resident memory go from 119 to 306 MB while whole copies were serialized.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let (ring, n, d) = (&self.ring, self.ring.len(), self.ring.obs_dim());
+        let (ring, n, d, a) = (&self.ring, self.ring.len(), self.ring.obs_dim(), self.ring.act_dim());
         let pos = ring.pos();
-        // Row fields as stored before: observations as [n, d], the scalars as [n].
+        // Row fields as stored before: observations as [n, d], one-value actions and the
+        // scalars as [n], wider actions as [n, a].
+        let action_shape = if a == 1 { vec![n] } else { vec![n, a] };
         let rows = |shape: Vec<usize>, pick: fn(&Row<'_>, &mut Vec<u8>)| {
             let bytes = shape.iter().product::<usize>() * 4;
             Lazy::new(Dtype::F32, shape, move || {
@@ -259,7 +274,7 @@ impl PrioritizedReplay {
         };
         let tensors = [
             ("obs", rows(vec![n, d], |r, out| r.obs.iter().for_each(|v| out.extend(v.to_le_bytes())))),
-            ("actions", rows(vec![n], |r, out| out.extend(r.action.to_le_bytes()))),
+            ("actions", rows(action_shape, |r, out| r.action.iter().for_each(|v| out.extend(v.to_le_bytes())))),
             ("rewards", rows(vec![n], |r, out| out.extend(r.reward.to_le_bytes()))),
             ("next_obs", rows(vec![n, d], |r, out| r.next_obs.iter().for_each(|v| out.extend(v.to_le_bytes())))),
             ("dones", rows(vec![n], |r, out| out.extend(r.done.to_le_bytes()))),
@@ -324,6 +339,7 @@ impl PrioritizedReplay {
         };
         let rows = Transitions {
             obs_dim: self.obs_dim(),
+            act_dim: self.act_dim(),
             obs: f32s("obs")?,
             actions: f32s("actions")?,
             rewards: f32s("rewards")?,

@@ -29,10 +29,10 @@ use crate::replay::{LocalReplay, ReplayStats, ReplayStore, Sample, Transitions};
 use crate::service::{spawn_service, Served, ServerHandle, ServerTls};
 use crate::wire::MAX_MESSAGE_BYTES;
 
-/// Most rows of width `obs_dim` one message may carry: columns and weights as f32, a key as
+/// Most rows of widths `obs_dim` and `act_dim` one message may carry: columns and weights as f32, a key as
 /// up to 10 varint bytes, with 1 KiB left for framing.
-pub fn max_rows_per_message(obs_dim: usize) -> usize {
-    let row_bytes = (2 * obs_dim + 5) * 4 + 10;
+pub fn max_rows_per_message(obs_dim: usize, act_dim: usize) -> usize {
+    let row_bytes = (2 * obs_dim + act_dim + 4) * 4 + 10;
     ((MAX_MESSAGE_BYTES - 1024) / row_bytes).max(1)
 }
 
@@ -60,13 +60,14 @@ fn encode_columns(t: &Transitions) -> Columns {
     }
 }
 
-/// The transitions in `columns`, each column checked against `rows` and `obs_dim`.
-fn decode_columns(columns: &Columns, obs_dim: usize) -> std::result::Result<Transitions, String> {
+/// The transitions in `columns`, each column checked against `rows`, `obs_dim` and `act_dim`.
+fn decode_columns(columns: &Columns, obs_dim: usize, act_dim: usize) -> std::result::Result<Transitions, String> {
     let n = columns.rows as usize;
     Ok(Transitions {
         obs_dim,
+        act_dim,
         obs: f32s("obs", &columns.obs, n * obs_dim)?,
-        actions: f32s("actions", &columns.actions, n)?,
+        actions: f32s("actions", &columns.actions, n * act_dim)?,
         rewards: f32s("rewards", &columns.rewards, n)?,
         next_obs: f32s("next_obs", &columns.next_obs, n * obs_dim)?,
         dones: f32s("dones", &columns.dones, n)?,
@@ -105,6 +106,7 @@ fn invalid(e: impl std::fmt::Display) -> Status {
 struct ReplayServer {
     replay: Arc<LocalReplay>,
     obs_dim: usize,
+    act_dim: usize,
     capacity: u64,
     token: Token,
 }
@@ -120,16 +122,18 @@ impl ReplayService for ReplayServer {
                 hello.protocol_version
             )));
         }
-        if hello.obs_dim as usize != self.obs_dim {
+        let act_dim = hello.act_dim.max(1) as usize;
+        if hello.obs_dim as usize != self.obs_dim || act_dim != self.act_dim {
             return Err(Status::failed_precondition(format!(
-                "observation width mismatch: the client's obs_dim is {}, the replay's {}; start actors, learner and replay from the same config",
-                hello.obs_dim, self.obs_dim
+                "transition width mismatch: the client's obs_dim and act_dim are {} and {act_dim}, the replay's {} and {}; start actors, learner and replay from the same config",
+                hello.obs_dim, self.obs_dim, self.act_dim
             )));
         }
         Ok(Response::new(ReplayHelloReply {
             protocol_version: PROTOCOL_VERSION,
             obs_dim: self.obs_dim as u32,
             capacity: self.capacity,
+            act_dim: self.act_dim as u32,
         }))
     }
 
@@ -137,7 +141,7 @@ impl ReplayService for ReplayServer {
         self.token.check(&request)?;
         let insert = request.into_inner();
         let columns = insert.transitions.unwrap_or_default();
-        let batch = decode_columns(&columns, self.obs_dim).map_err(invalid)?;
+        let batch = decode_columns(&columns, self.obs_dim, self.act_dim).map_err(invalid)?;
         let priorities = match insert.priorities.is_empty() {
             true => None,
             false => Some(f32s("priorities", &insert.priorities, batch.len()).map_err(invalid)?),
@@ -149,7 +153,7 @@ impl ReplayService for ReplayServer {
     async fn sample(&self, request: Request<SampleRequest>) -> Result<Response<SampleReply>, Status> {
         self.token.check(&request)?;
         let req = request.into_inner();
-        let most = max_rows_per_message(self.obs_dim);
+        let most = max_rows_per_message(self.obs_dim, self.act_dim);
         if req.size as usize > most {
             return Err(Status::invalid_argument(format!(
                 "a sample of {} rows of obs_dim {} exceeds the {MAX_MESSAGE_BYTES}-byte message limit; sample at most {most}",
@@ -196,7 +200,8 @@ pub fn spawn_replay(
     limits: Limits,
 ) -> Result<ServerHandle> {
     let stats = replay.stats()?;
-    let server = ReplayServer { obs_dim: replay.obs_dim(), capacity: stats.capacity, replay, token };
+    let server =
+        ReplayServer { obs_dim: replay.obs_dim(), act_dim: replay.act_dim(), capacity: stats.capacity, replay, token };
     let service = ReplayServiceServer::new(server)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -208,25 +213,33 @@ pub fn spawn_replay(
 pub struct GrpcReplay {
     conn: Connection<ReplayServiceClient<Channel>>,
     obs_dim: usize,
+    act_dim: usize,
     capacity: u64,
 }
 
 impl GrpcReplay {
-    /// Connects to `shoal replay` at `addr` for transitions of width `obs_dim`, retrying while
-    /// it is unreachable (for `options.retry_for`).
+    /// Connects to `shoal replay` at `addr` for transitions of observation width `obs_dim` and
+    /// one action value (a discrete index), retrying while it is unreachable (for
+    /// `options.retry_for`).
     pub fn connect(addr: &str, obs_dim: usize, options: ClientOptions) -> Result<Self> {
+        Self::connect_with_act_dim(addr, obs_dim, 1, options)
+    }
+
+    /// The same for actions of `act_dim` values (continuous control).
+    pub fn connect_with_act_dim(addr: &str, obs_dim: usize, act_dim: usize, options: ClientOptions) -> Result<Self> {
         let conn = Connection::new("replay server (shoal replay)", addr, options, |channel| {
             ReplayServiceClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES)
         })?;
-        let hello = ReplayHello { protocol_version: PROTOCOL_VERSION, obs_dim: obs_dim as u32 };
+        let hello =
+            ReplayHello { protocol_version: PROTOCOL_VERSION, obs_dim: obs_dim as u32, act_dim: act_dim as u32 };
         let reply = conn.call(|rt, mut client, token| {
             let mut req = Request::new(hello);
             token.attach(&mut req);
             Ok(rt.block_on(client.hello(req))?.into_inner())
         })?;
-        Ok(GrpcReplay { conn, obs_dim, capacity: reply.capacity })
+        Ok(GrpcReplay { conn, obs_dim, act_dim, capacity: reply.capacity })
     }
 
     /// The server's replay capacity.
@@ -252,20 +265,20 @@ impl GrpcReplay {
 impl ReplayStore for GrpcReplay {
     fn insert(&self, batch: &Transitions, priorities: Option<&[f32]>) -> Result<ReplayStats> {
         batch.check().map_err(DistError::Replay)?;
-        if batch.obs_dim != self.obs_dim {
+        if batch.obs_dim != self.obs_dim || batch.act_dim != self.act_dim {
             return Err(DistError::Replay(format!(
-                "transitions of obs_dim {} for a replay of obs_dim {}",
-                batch.obs_dim, self.obs_dim
+                "transitions of obs_dim {} and act_dim {} for a replay of obs_dim {} and act_dim {}",
+                batch.obs_dim, batch.act_dim, self.obs_dim, self.act_dim
             )));
         }
         if let Some(p) = priorities.filter(|p| p.len() != batch.len()) {
             return Err(DistError::Replay(format!("{} priorities for {} transitions", p.len(), batch.len())));
         }
-        let rows = max_rows_per_message(self.obs_dim);
+        let rows = max_rows_per_message(self.obs_dim, self.act_dim);
         if batch.len() <= rows {
             return self.insert_piece(batch, priorities);
         }
-        let mut piece = Transitions::new(self.obs_dim);
+        let mut piece = Transitions::with_act_dim(self.obs_dim, self.act_dim);
         let mut stats = ReplayStats::default();
         for start in (0..batch.len()).step_by(rows) {
             let end = (start + rows).min(batch.len());
@@ -292,7 +305,7 @@ impl ReplayStore for GrpcReplay {
                 reply.keys.len()
             )));
         }
-        out.batch = decode_columns(&columns, self.obs_dim).map_err(malformed)?;
+        out.batch = decode_columns(&columns, self.obs_dim, self.act_dim).map_err(malformed)?;
         out.weights = f32s("weights", &reply.weights, size).map_err(malformed)?;
         out.keys = reply.keys;
         Ok(())

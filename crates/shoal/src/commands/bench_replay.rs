@@ -49,7 +49,7 @@ fn batch(obs_dim: usize, rows: usize, rng: &mut Pcg64Mcg) -> (Transitions, Vec<f
     let mut priorities = Vec::with_capacity(rows);
     for _ in 0..rows {
         let obs: Vec<f32> = (0..obs_dim).map(|_| rng.random_range(-1.0..1.0)).collect();
-        t.push(Row { obs: &obs, action: 1.0, reward: 1.0, next_obs: &obs, done: 0.0, discount: 0.97 });
+        t.push(Row { obs: &obs, action: &[1.0], reward: 1.0, next_obs: &obs, done: 0.0, discount: 0.97 });
         priorities.push(rng.random_range(0.0..2.0));
     }
     (t, priorities)

@@ -283,7 +283,7 @@ fn transitions(obs_dim: usize, worker: usize) -> (shoal_dist::Transitions, Vec<f
     let mut priorities = Vec::with_capacity(INSERT_ROWS);
     for i in 0..INSERT_ROWS {
         let obs: Vec<f32> = (0..obs_dim).map(|d| ((worker * 31 + i * 7 + d) % 97) as f32 / 97.0).collect();
-        rows.push(Row { obs: &obs, action: (i % 2) as f32, reward: 1.0, next_obs: &obs, done: 0.0, discount: 0.99 });
+        rows.push(Row { obs: &obs, action: &[(i % 2) as f32], reward: 1.0, next_obs: &obs, done: 0.0, discount: 0.99 });
         priorities.push(0.5 + (i % 5) as f32 / 5.0);
     }
     (rows, priorities)
