@@ -9,6 +9,8 @@
 //!   [`Loss`], flat params and grads). [`ActorCritic`] and [`QNetwork`] implement it.
 //! - [`PolicyHead`]: categorical and diagonal-Gaussian action distributions.
 //! - [`loss`]: PPO, A2C, TD (MSE/Huber, importance-weighted) and distillation losses.
+//! - [`squashed`]: SAC's tanh-squashed Gaussian (sample, log-probability, gradients) and the
+//!   loss of its entropy temperature.
 //! - [`optim`]: Adam, SGD, RMSProp with PyTorch's rules; gradient clipping; schedules.
 //! - [`io`]: safetensors checkpoints with atomic writes.
 //!
@@ -33,6 +35,7 @@ pub mod models;
 pub mod optim;
 pub mod policy;
 pub mod scalar;
+pub mod squashed;
 
 pub use activation::Activation;
 pub use error::{NnError, Result};

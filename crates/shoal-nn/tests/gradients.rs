@@ -234,3 +234,65 @@ fn losses_a_model_cannot_compute_are_errors() {
     let err = q.forward(&[0.0; 3], 2).unwrap_err().to_string();
     assert!(err.contains("observations has 3 values, expected 4 (2 rows × 2)"), "{err}");
 }
+
+/// SAC's squashed Gaussian: the gradients of `L = Σ w·a + Σ v·log π` in the mean and log-std
+/// (ε fixed) against central differences, with rows inside and outside the log-std clamp and
+/// actions near saturation; and the temperature loss's derivative.
+#[test]
+fn squashed_gaussian_and_temperature_gradients() {
+    use shoal_nn::squashed::{squashed_backward, squashed_sample, temperature_loss, LOG_STD_MAX};
+    let (rows, dim) = (6, 3);
+    let mut rng = Pcg64Mcg::seed_from_u64(21);
+    let mut mean = random(&mut rng, rows * dim, 2.0);
+    let mut log_std = random(&mut rng, rows * dim, 1.5);
+    log_std[4] = LOG_STD_MAX + 0.7; // clamped: no gradient
+    mean[7] = 4.0; // tanh near saturation
+    let eps = random(&mut rng, rows * dim, 1.5);
+    let w = random(&mut rng, rows * dim, 1.0);
+    let v = random(&mut rng, rows, 1.0);
+    let loss = |mean: &[f64], log_std: &[f64]| {
+        let (mut a, mut lp) = (vec![0.0; rows * dim], vec![0.0; rows]);
+        squashed_sample(mean, log_std, &eps, dim, &mut a, &mut lp);
+        a.iter().zip(&w).map(|(a, w)| a * w).sum::<f64>() + lp.iter().zip(&v).map(|(l, v)| l * v).sum::<f64>()
+    };
+    let (mut actions, mut log_probs) = (vec![0.0; rows * dim], vec![0.0; rows]);
+    squashed_sample(&mean, &log_std, &eps, dim, &mut actions, &mut log_probs);
+    let (mut d_mean, mut d_log_std) = (vec![0.0; rows * dim], vec![0.0; rows * dim]);
+    squashed_backward(&log_std, &eps, &actions, &w, &v, dim, &mut d_mean, &mut d_log_std);
+    for (which, analytic) in [("mean", &d_mean), ("log_std", &d_log_std)] {
+        for i in 0..rows * dim {
+            let eval = |delta: f64| {
+                let (mut m, mut s) = (mean.clone(), log_std.clone());
+                if which == "mean" {
+                    m[i] += delta
+                } else {
+                    s[i] += delta
+                }
+                loss(&m, &s)
+            };
+            let numeric = (eval(H) - eval(-H)) / (2.0 * H);
+            let err = (numeric - analytic[i]).abs();
+            assert!(
+                err <= 1e-7 + 1e-6 * analytic[i].abs(),
+                "{which}[{i}]: analytic {} vs numeric {numeric}",
+                analytic[i]
+            );
+        }
+    }
+    assert_eq!(d_log_std[4], 0.0);
+    assert!(actions[7].abs() > 0.99, "the saturated case was not exercised");
+    // The log-probability of a plain Gaussian plus the tanh correction, written out for one row.
+    let (m, s, e) = (mean[0], log_std[0].exp(), eps[0]);
+    let u = m + s * e;
+    let direct: f64 =
+        -0.5 * e * e - log_std[0] - 0.5 * (2.0 * std::f64::consts::PI).ln() - (1.0 - u.tanh().powi(2) + 1e-6).ln();
+    let mut row = [0.0; 1];
+    squashed_sample(&mean[..1], &log_std[..1], &eps[..1], 1, &mut [0.0], &mut row);
+    assert!((row[0] - direct).abs() < 1e-12);
+
+    let target = -(dim as f64);
+    let (_, analytic) = temperature_loss(0.3, &log_probs, target);
+    let numeric =
+        (temperature_loss(0.3 + H, &log_probs, target).0 - temperature_loss(0.3 - H, &log_probs, target).0) / (2.0 * H);
+    assert!((numeric - analytic).abs() < 1e-8, "temperature: analytic {analytic} vs numeric {numeric}");
+}
