@@ -172,7 +172,7 @@ impl Dqn {
         Ok(Dqn {
             updater: Updater::Local(Box::new(Adam::new(q.layout().len(), 0.9, 0.999, cfg.adam_eps))),
             grads: vec![0.0; q.layout().len()],
-            replay: ReplayBuffer::new(cfg.buffer_size, obs_dim, num_envs, cfg.n_step, cfg.gamma)?,
+            replay: ReplayBuffer::new(cfg.buffer_size, obs_dim, 1, num_envs, cfg.n_step, cfg.gamma)?,
             rng: Pcg64Mcg::seed_from_u64(config.seed.wrapping_add(0x5eed)),
             episodes: EpisodeTracker::default(),
             env_steps: 0,

@@ -22,6 +22,7 @@ use crate::dqn::{Dqn, DqnConfig};
 use crate::error::{config_err, io_err, AlgoError, Result};
 use crate::ppo::{Ppo, PpoConfig};
 use crate::q_learning::{QLearning, QLearningConfig};
+use crate::sac::{Sac, SacConfig};
 
 /// Which algorithm a config trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +35,8 @@ pub enum Algo {
     /// Ape-X: distributed prioritized replay DQN (actors, a replay, one learner).
     Apex,
     QLearning,
+    /// Soft Actor-Critic, for continuous actions.
+    Sac,
 }
 
 impl Algo {
@@ -45,6 +48,7 @@ impl Algo {
             Algo::Dqn => "dqn",
             Algo::Apex => "apex",
             Algo::QLearning => "q_learning",
+            Algo::Sac => "sac",
         }
     }
 }
@@ -71,6 +75,8 @@ pub struct TrainConfig {
     pub apex: Option<ApexConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub q_learning: Option<QLearningConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sac: Option<SacConfig>,
 }
 
 impl TrainConfig {
@@ -89,6 +95,7 @@ impl TrainConfig {
             dqn: take_section(&mut table, "dqn")?,
             apex: take_section(&mut table, "apex")?,
             q_learning: take_section(&mut table, "q_learning")?,
+            sac: take_section(&mut table, "sac")?,
             // What is left is the shared part; a key it does not know is an error there.
             common: deserialize("", toml::Value::Table(table))?,
         };
@@ -120,6 +127,7 @@ impl TrainConfig {
             Algo::Dqn => _ = self.dqn.get_or_insert_with(Default::default),
             Algo::Apex => _ = self.apex.get_or_insert_with(Default::default),
             Algo::QLearning => _ = self.q_learning.get_or_insert_with(Default::default),
+            Algo::Sac => _ = self.sac.get_or_insert_with(Default::default),
         }
     }
 
@@ -131,6 +139,7 @@ impl TrainConfig {
             (Algo::Dqn, self.dqn.is_some()),
             (Algo::Apex, self.apex.is_some()),
             (Algo::QLearning, self.q_learning.is_some()),
+            (Algo::Sac, self.sac.is_some()),
         ];
         if let Some((other, _)) = given.iter().find(|(a, present)| *present && *a != self.algo) {
             return Err(config_err(format!(
@@ -145,6 +154,9 @@ impl TrainConfig {
                 return Err(config_err(
                     "[cluster] needs a network algorithm (ppo, a2c, a3c, dqn); q_learning is tabular and runs alone",
                 ));
+            }
+            if self.algo == Algo::Sac {
+                return Err(config_err("sac runs alone so far: remove [cluster] (distributed SAC is not built yet)"));
             }
             if self.algo == Algo::A3c && cluster.mode != Mode::Async {
                 return Err(config_err(format!(
@@ -209,6 +221,7 @@ fn build_single_agent(config: &TrainConfig) -> Result<Box<dyn Agent>> {
         Algo::Dqn => Box::new(Dqn::new(common, section(&config.dqn, "dqn")?)?),
         Algo::Apex => Box::new(ApexAgent::new(common, section(&config.apex, "apex")?)?),
         Algo::QLearning => Box::new(QLearning::new(common, section(&config.q_learning, "q_learning")?)?),
+        Algo::Sac => Box::new(Sac::new(common, section(&config.sac, "sac")?)?),
     })
 }
 

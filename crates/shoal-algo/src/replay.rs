@@ -1,4 +1,4 @@
-//! DQN's experience replay: per-env n-step assembly ([`NStepAssembler`]) into a ring of
+//! DQN's and SAC's experience replay: per-env n-step assembly ([`NStepAssembler`]) into a ring of
 //! transitions ([`PrioritizedReplay`], the storage Ape-X's replay service uses too), sampled
 //! uniformly into a contiguous batch.
 
@@ -27,11 +27,20 @@ struct ReplayMeta {
 }
 
 impl ReplayBuffer {
-    pub fn new(capacity: usize, obs_dim: usize, num_envs: usize, n_step: usize, gamma: f64) -> Result<Self> {
+    /// A buffer of `capacity` transitions of observation width `obs_dim` and action width
+    /// `act_dim` (1 for a discrete index) from `num_envs` envs.
+    pub fn new(
+        capacity: usize,
+        obs_dim: usize,
+        act_dim: usize,
+        num_envs: usize,
+        n_step: usize,
+        gamma: f64,
+    ) -> Result<Self> {
         Ok(ReplayBuffer {
-            rows: PrioritizedReplay::new(capacity, obs_dim, 0.0)?,
+            rows: PrioritizedReplay::with_act_dim(capacity, obs_dim, act_dim, 0.0)?,
             nstep: NStepAssembler::new(num_envs, n_step, gamma),
-            completed: Transitions::new(obs_dim),
+            completed: Transitions::with_act_dim(obs_dim, act_dim),
         })
     }
 

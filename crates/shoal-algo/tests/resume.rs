@@ -123,3 +123,8 @@ fn apex_checkpoint_restores_learner_actors_and_replay() {
     learn(restored.as_mut(), &steps(4000), &mut LoopState::default(), &mut []).unwrap();
     assert!(restored.env_steps() >= 4000, "the restored run trains on");
 }
+
+#[test]
+fn sac_resumes_bit_for_bit_including_replay_and_temperature() {
+    check_resume("pendulum-sac.toml", &["sac.net.hidden=[32, 32]", "sac.batch_size=64"], 700, 1_200);
+}

@@ -1,0 +1,606 @@
+//! Soft Actor-Critic (Haarnoja et al., 2018, "Soft Actor-Critic Algorithms and Applications"),
+//! read top to bottom like CleanRL's `sac_continuous_action.py`: a tanh-squashed Gaussian actor,
+//! twin Q critics with Polyak-averaged targets, and automatic entropy tuning.
+//!
+//! Each iteration takes `train_frequency` steps of every env into the replay buffer (uniform
+//! random actions before `learning_starts`), then `gradient_steps` updates on sampled batches:
+//!
+//! ```text
+//! y    = r + γᵏ(1 − d)·(min_i Q'_i(s', a') − α·log π(a'|s')),      a' ~ π(·|s')
+//! J_Q  = ½·Σ_i mean (Q_i(s, a) − y)²                               (both critics)
+//! J_π  = mean (α·log π(ã|s) − min_i Q_i(s, ã)),   ã = tanh(μ(s) + σ(s)·ε)   (every policy_frequency)
+//! J_α  = −log α · mean(log π(ã|s) + H̄),           H̄ = −dim(A) unless set
+//! θ'_i ← τ·θ_i + (1 − τ)·θ'_i                                     (every target_network_frequency)
+//! ```
+//!
+//! Actions live in [−1, 1] inside the agent (replay, critics) and are rescaled to the env's
+//! Box bounds when stepped; `predict` returns env-scaled actions. The squashed Gaussian and its
+//! gradients are `shoal_nn::squashed` (finite-difference checked); the critics' gradient in the
+//! action comes from backpropagating to their input.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use rand_pcg::Pcg64Mcg;
+use serde::{Deserialize, Serialize};
+use shoal_dist::replay::{Step, Transitions};
+use shoal_env::{Actions, Space, VecEnv};
+use shoal_nn::mlp::{Mlp, MlpWorkspace};
+use shoal_nn::squashed::{squashed_backward, squashed_mean, squashed_sample, temperature_loss};
+use shoal_nn::{io, Adam, Optimizer, ParamLayout};
+
+use crate::agent::{build_vec_env, Agent};
+use crate::checkpoint::{read_json, write_json, CommonState};
+use crate::checks::{check_positive, check_range};
+use crate::config::{CommonConfig, NetConfig};
+use crate::episodes::EpisodeTracker;
+use crate::error::{config_err, AlgoError, Result};
+use crate::metrics::Metrics;
+use crate::replay::ReplayBuffer;
+
+/// SAC hyperparameters (Stable-Baselines3's defaults; CleanRL's names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SacConfig {
+    /// Adam's step size for the critics.
+    pub q_lr: f64,
+    /// Adam's step size for the actor and the temperature.
+    pub policy_lr: f64,
+    pub buffer_size: usize,
+    pub gamma: f64,
+    /// Polyak rate of the target critics.
+    pub tau: f64,
+    pub batch_size: usize,
+    /// Env steps of uniformly random actions before learning starts.
+    pub learning_starts: u64,
+    /// Vector-env steps between rounds of updates.
+    pub train_frequency: usize,
+    /// Updates per round.
+    pub gradient_steps: usize,
+    /// Critic updates per actor (and temperature) update.
+    pub policy_frequency: u64,
+    /// Critic updates between target updates.
+    pub target_network_frequency: u64,
+    /// Tune the temperature α toward `target_entropy` (otherwise α stays `alpha`).
+    pub autotune: bool,
+    /// The initial (or, without autotune, fixed) temperature.
+    pub alpha: f64,
+    /// The entropy α is tuned toward; `None`: −dim(A).
+    pub target_entropy: Option<f64>,
+    pub adam_eps: f64,
+    pub net: NetConfig,
+}
+
+impl Default for SacConfig {
+    fn default() -> Self {
+        SacConfig {
+            q_lr: 3e-4,
+            policy_lr: 3e-4,
+            buffer_size: 1_000_000,
+            gamma: 0.99,
+            tau: 0.005,
+            batch_size: 256,
+            learning_starts: 100,
+            train_frequency: 1,
+            gradient_steps: 1,
+            policy_frequency: 1,
+            target_network_frequency: 1,
+            autotune: true,
+            alpha: 1.0,
+            target_entropy: None,
+            adam_eps: 1e-8,
+            net: NetConfig { hidden: vec![256, 256], activation: "relu".into() },
+        }
+    }
+}
+
+impl SacConfig {
+    fn validate(&self) -> Result<()> {
+        check_range("sac.q_lr", self.q_lr, 0.0, 1.0)?;
+        check_range("sac.policy_lr", self.policy_lr, 0.0, 1.0)?;
+        check_range("sac.gamma", self.gamma, 0.0, 1.0)?;
+        check_range("sac.tau", self.tau, 0.0, 1.0)?;
+        check_positive("sac.buffer_size", self.buffer_size)?;
+        check_positive("sac.batch_size", self.batch_size)?;
+        check_positive("sac.train_frequency", self.train_frequency)?;
+        check_positive("sac.policy_frequency", self.policy_frequency as usize)?;
+        check_positive("sac.target_network_frequency", self.target_network_frequency as usize)?;
+        if !(self.alpha > 0.0 && self.alpha.is_finite()) {
+            return Err(config_err(format!("sac.alpha must be a positive number, got {}", self.alpha)));
+        }
+        Ok(())
+    }
+}
+
+/// The networks: an actor `s → (μ, log σ)` and two critics `(s, a) → Q`, each in its own flat
+/// vector (the critics share one, so one Adam steps both).
+struct Networks {
+    actor: Mlp,
+    actor_layout: ParamLayout,
+    q1: Mlp,
+    q2: Mlp,
+    critic_layout: ParamLayout,
+}
+
+impl Networks {
+    fn new(obs_dim: usize, act_dim: usize, net: &NetConfig) -> Result<Self> {
+        let activation = net.activation("sac")?;
+        let sizes = |input: usize, output: usize| {
+            std::iter::once(input).chain(net.hidden.iter().copied()).chain(std::iter::once(output)).collect::<Vec<_>>()
+        };
+        let mut actor_layout = ParamLayout::new();
+        let actor = Mlp::new(&mut actor_layout, "actor", &sizes(obs_dim, 2 * act_dim), activation, false);
+        let mut critic_layout = ParamLayout::new();
+        let q1 = Mlp::new(&mut critic_layout, "q1", &sizes(obs_dim + act_dim, 1), activation, false);
+        let q2 = Mlp::new(&mut critic_layout, "q2", &sizes(obs_dim + act_dim, 1), activation, false);
+        Ok(Networks { actor, actor_layout, q1, q2, critic_layout })
+    }
+}
+
+/// Buffers of one update, kept between calls.
+#[derive(Default)]
+struct Scratch {
+    batch: Transitions,
+    /// `[rows, obs_dim + act_dim]`: what a critic reads.
+    critic_input: Vec<f32>,
+    /// The actor's `[rows, dim]` means and log-stds, split from its output.
+    mean: Vec<f32>,
+    log_std: Vec<f32>,
+    eps: Vec<f32>,
+    actions: Vec<f32>,
+    log_probs: Vec<f32>,
+    targets: Vec<f32>,
+    /// The actor step's Q1 and min(Q1, Q2) per row.
+    q1: Vec<f32>,
+    q_min: Vec<f32>,
+    d_actions: Vec<f32>,
+    d_log_probs: Vec<f32>,
+    d_mean: Vec<f32>,
+    d_log_std: Vec<f32>,
+    /// Critic gradients of the actor's loss, which only the actor uses.
+    discarded: Vec<f32>,
+    actor_ws: MlpWorkspace<f32>,
+    q1_ws: MlpWorkspace<f32>,
+    q2_ws: MlpWorkspace<f32>,
+}
+
+/// A SAC agent.
+pub struct Sac {
+    cfg: SacConfig,
+    env: Box<dyn VecEnv>,
+    nets: Networks,
+    actor: Vec<f32>,
+    actor_grads: Vec<f32>,
+    actor_opt: Adam<f32>,
+    critic: Vec<f32>,
+    critic_grads: Vec<f32>,
+    critic_opt: Adam<f32>,
+    critic_target: Vec<f32>,
+    log_alpha: f32,
+    alpha_opt: Adam<f32>,
+    target_entropy: f64,
+    replay: ReplayBuffer,
+    rng: Pcg64Mcg,
+    episodes: EpisodeTracker,
+    env_steps: u64,
+    updates: u64,
+    obs_dim: usize,
+    act_dim: usize,
+    /// The env's action bounds, for rescaling from [−1, 1].
+    low: Vec<f32>,
+    high: Vec<f32>,
+    scratch: Scratch,
+    /// The step's observations, squashed actions and env-scaled actions.
+    step_obs: Vec<f32>,
+    step_actions: Vec<f32>,
+    env_actions: Vec<f32>,
+}
+
+impl Sac {
+    pub fn new(config: &CommonConfig, cfg: &SacConfig) -> Result<Self> {
+        let cfg = cfg.clone();
+        cfg.validate()?;
+        let env = build_vec_env(config)?;
+        let obs_dim = match env.single_observation_space() {
+            Space::Box { low, .. } => low.len(),
+            other => {
+                return Err(config_err(format!("sac needs a Box observation space, but {} has {other}", config.env.id)))
+            }
+        };
+        let (low, high) = match env.single_action_space() {
+            Space::Box { low, high, .. } if low.iter().chain(high).all(|b| b.is_finite()) => (low.clone(), high.clone()),
+            other => {
+                return Err(config_err(format!(
+                    "sac needs a bounded Box action space, but {} has {other}; use algo = \"dqn\" or \"ppo\" for discrete actions",
+                    config.env.id
+                )))
+            }
+        };
+        let act_dim = low.len();
+        let nets = Networks::new(obs_dim, act_dim, &cfg.net)?;
+        let mut rng = Pcg64Mcg::seed_from_u64(config.seed.wrapping_add(0x5ac));
+        let mut actor = vec![0.0; nets.actor_layout.len()];
+        nets.actor.init(&mut actor, 2f64.sqrt(), 0.01, &mut rng);
+        let mut critic = vec![0.0; nets.critic_layout.len()];
+        // Each network initializes only its own tensors of the shared vector.
+        nets.q1.init(&mut critic, 2f64.sqrt(), 1.0, &mut rng);
+        nets.q2.init(&mut critic, 2f64.sqrt(), 1.0, &mut rng);
+        let num_envs = config.env.num_envs;
+        Ok(Sac {
+            actor_grads: vec![0.0; actor.len()],
+            actor_opt: Adam::new(actor.len(), 0.9, 0.999, cfg.adam_eps),
+            critic_grads: vec![0.0; critic.len()],
+            critic_opt: Adam::new(critic.len(), 0.9, 0.999, cfg.adam_eps),
+            critic_target: critic.clone(),
+            log_alpha: cfg.alpha.ln() as f32,
+            alpha_opt: Adam::new(1, 0.9, 0.999, cfg.adam_eps),
+            target_entropy: cfg.target_entropy.unwrap_or(-(act_dim as f64)),
+            replay: ReplayBuffer::new(cfg.buffer_size, obs_dim, act_dim, num_envs, 1, cfg.gamma)?,
+            rng,
+            episodes: EpisodeTracker::default(),
+            env_steps: 0,
+            updates: 0,
+            obs_dim,
+            act_dim,
+            scratch: Scratch { batch: Transitions::with_act_dim(obs_dim, act_dim), ..Scratch::default() },
+            step_obs: Vec::new(),
+            step_actions: vec![0.0; num_envs * act_dim],
+            env_actions: vec![0.0; num_envs * act_dim],
+            low,
+            high,
+            actor,
+            critic,
+            nets,
+            env,
+            cfg,
+        })
+    }
+
+    fn alpha(&self) -> f32 {
+        self.log_alpha.exp()
+    }
+
+    /// Runs the actor on `rows` observations and splits its output into `scratch.mean` and
+    /// `scratch.log_std`.
+    fn actor_forward(&mut self, obs: &[f32], rows: usize) {
+        let s = &mut self.scratch;
+        self.nets.actor.forward(&self.actor, obs, rows, &mut s.actor_ws);
+        let a = self.act_dim;
+        s.mean.resize(rows * a, 0.0);
+        s.log_std.resize(rows * a, 0.0);
+        for (r, out) in s.actor_ws.output().chunks_exact(2 * a).enumerate() {
+            s.mean[r * a..(r + 1) * a].copy_from_slice(&out[..a]);
+            s.log_std[r * a..(r + 1) * a].copy_from_slice(&out[a..]);
+        }
+    }
+
+    /// Draws ε and samples squashed actions and their log-probabilities from the last
+    /// `actor_forward`, into `scratch.actions` / `scratch.log_probs`.
+    fn sample_actions(&mut self, rows: usize) {
+        let s = &mut self.scratch;
+        let n = rows * self.act_dim;
+        s.eps.clear();
+        s.eps.extend((0..n).map(|_| self.rng.sample::<f32, _>(StandardNormal)));
+        s.actions.resize(n, 0.0);
+        s.log_probs.resize(rows, 0.0);
+        squashed_sample(&s.mean, &s.log_std, &s.eps, self.act_dim, &mut s.actions, &mut s.log_probs);
+    }
+
+    /// Rescales squashed actions in [−1, 1] to the env's bounds.
+    fn to_env(&self, squashed: &[f32], out: &mut [f32]) {
+        let a = self.act_dim;
+        for (i, (o, &x)) in out.iter_mut().zip(squashed).enumerate() {
+            let (lo, hi) = (self.low[i % a], self.high[i % a]);
+            *o = lo + 0.5 * (x + 1.0) * (hi - lo);
+        }
+    }
+
+    /// One vector-env step (random actions before `learning_starts`) into the replay buffer.
+    fn collect_step(&mut self) -> Result<()> {
+        let (n, a, d) = (self.env.num_envs(), self.act_dim, self.obs_dim);
+        self.step_obs.clear();
+        self.step_obs.extend_from_slice(&self.env.batch().obs);
+        if self.env_steps < self.cfg.learning_starts {
+            for x in self.step_actions.iter_mut() {
+                *x = self.rng.random_range(-1.0..1.0);
+            }
+        } else {
+            let obs = std::mem::take(&mut self.step_obs);
+            self.actor_forward(&obs, n);
+            self.step_obs = obs;
+            self.sample_actions(n);
+            self.step_actions.copy_from_slice(&self.scratch.actions);
+        }
+        let mut env_actions = std::mem::take(&mut self.env_actions);
+        self.to_env(&self.step_actions, &mut env_actions);
+        let stepped = self.env.step(Actions::Continuous(&env_actions));
+        self.env_actions = env_actions;
+        stepped?;
+        self.env_steps += n as u64;
+        let batch = self.env.batch();
+        self.episodes.record_batch(batch);
+        for i in 0..n {
+            let step = Step {
+                obs: &self.step_obs[i * d..(i + 1) * d],
+                action: &self.step_actions[i * a..(i + 1) * a],
+                reward: batch.rewards[i],
+                next_obs: batch.final_obs(i).unwrap_or_else(|| batch.obs_row(i)),
+                terminated: batch.terminated[i],
+                episode_end: batch.done(i),
+            };
+            self.replay.add(i, step)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `[obs | actions]` rows into `scratch.critic_input`.
+    fn critic_input(&mut self, obs: &[f32], actions: &[f32], rows: usize) {
+        let (d, a) = (self.obs_dim, self.act_dim);
+        let input = &mut self.scratch.critic_input;
+        input.resize(rows * (d + a), 0.0);
+        for r in 0..rows {
+            input[r * (d + a)..r * (d + a) + d].copy_from_slice(&obs[r * d..(r + 1) * d]);
+            input[r * (d + a) + d..(r + 1) * (d + a)].copy_from_slice(&actions[r * a..(r + 1) * a]);
+        }
+    }
+
+    /// The soft TD targets `y` of the sampled batch into `scratch.targets`.
+    fn soft_targets(&mut self, rows: usize) {
+        let next_obs = std::mem::take(&mut self.scratch.batch.next_obs);
+        self.actor_forward(&next_obs, rows);
+        self.sample_actions(rows);
+        let next_actions = std::mem::take(&mut self.scratch.actions);
+        self.critic_input(&next_obs, &next_actions, rows);
+        self.scratch.actions = next_actions;
+        self.scratch.batch.next_obs = next_obs;
+        let s = &mut self.scratch;
+        self.nets.q1.forward(&self.critic_target, &s.critic_input, rows, &mut s.q1_ws);
+        self.nets.q2.forward(&self.critic_target, &s.critic_input, rows, &mut s.q2_ws);
+        let alpha = self.log_alpha.exp();
+        let b = &s.batch;
+        s.targets.clear();
+        s.targets.extend((0..rows).map(|i| {
+            let soft = s.q1_ws.output()[i].min(s.q2_ws.output()[i]) - alpha * s.log_probs[i];
+            b.rewards[i] + b.discounts[i] * (1.0 - b.dones[i]) * soft
+        }));
+    }
+
+    /// One critic step on the sampled batch; returns (loss, mean Q1).
+    fn update_critics(&mut self, rows: usize) -> Result<(f64, f64)> {
+        let (obs, actions) =
+            (std::mem::take(&mut self.scratch.batch.obs), std::mem::take(&mut self.scratch.batch.actions));
+        self.critic_input(&obs, &actions, rows);
+        (self.scratch.batch.obs, self.scratch.batch.actions) = (obs, actions);
+        let s = &mut self.scratch;
+        self.critic_grads.fill(0.0);
+        let scale = 1.0 / rows as f32;
+        let mut loss = 0.0f64;
+        for (net, ws) in [(&self.nets.q1, &mut s.q1_ws), (&self.nets.q2, &mut s.q2_ws)] {
+            net.forward(&self.critic, &s.critic_input, rows, ws);
+            let (q, grad) = ws.output_and_grad(rows, 1);
+            for ((g, &q), &y) in grad.iter_mut().zip(q).zip(&s.targets) {
+                loss += 0.5 * ((q - y) as f64).powi(2) / rows as f64;
+                *g = (q - y) * scale;
+            }
+            net.backward(&self.critic, &mut self.critic_grads, &s.critic_input, rows, ws, false);
+        }
+        let mean_q = s.q1_ws.output().iter().map(|&v| v as f64).sum::<f64>() / rows as f64;
+        if !loss.is_finite() {
+            return Err(AlgoError::Diverged(format!(
+                "the critic loss is {loss} at update {}; lower sac.q_lr or check the env's rewards",
+                self.updates
+            )));
+        }
+        self.critic_opt.step(&mut self.critic, &self.critic_grads, self.cfg.q_lr as f32);
+        Ok((loss, mean_q))
+    }
+
+    /// One actor step, and one temperature step with autotune; returns (actor loss, entropy
+    /// estimate `−mean log π`).
+    fn update_actor(&mut self, rows: usize) -> (f64, f64) {
+        let obs = std::mem::take(&mut self.scratch.batch.obs);
+        self.actor_forward(&obs, rows);
+        self.sample_actions(rows);
+        let actions = std::mem::take(&mut self.scratch.actions);
+        self.critic_input(&obs, &actions, rows);
+        self.scratch.actions = actions;
+        let alpha = self.alpha();
+        let (a, d, scale) = (self.act_dim, self.obs_dim, 1.0 / rows as f32);
+        let s = &mut self.scratch;
+        // ∂J_π/∂ã = −(1/B)·∂Q_min/∂ã: backpropagate −1/B through whichever critic is smaller,
+        // per row, to its input; the critics' own gradients are not used.
+        self.nets.q1.forward(&self.critic, &s.critic_input, rows, &mut s.q1_ws);
+        self.nets.q2.forward(&self.critic, &s.critic_input, rows, &mut s.q2_ws);
+        s.q1.clear();
+        s.q1.extend_from_slice(s.q1_ws.output());
+        s.q_min.clear();
+        s.q_min.extend(s.q1.iter().zip(s.q2_ws.output()).map(|(&x, &y)| x.min(y)));
+        s.discarded.resize(self.critic.len(), 0.0);
+        s.d_actions.clear();
+        s.d_actions.resize(rows * a, 0.0);
+        for (first, net, ws) in [(true, &self.nets.q1, &mut s.q1_ws), (false, &self.nets.q2, &mut s.q2_ws)] {
+            let grad = ws.output_grad(rows, 1);
+            for (r, g) in grad.iter_mut().enumerate() {
+                let chosen = (s.q1[r] <= s.q_min[r]) == first;
+                *g = if chosen { -scale } else { 0.0 };
+            }
+            net.backward(&self.critic, &mut s.discarded, &s.critic_input, rows, ws, true);
+            for (r, row) in ws.input_grad().chunks_exact(d + a).enumerate() {
+                s.d_actions[r * a..(r + 1) * a].iter_mut().zip(&row[d..]).for_each(|(o, &g)| *o += g);
+            }
+        }
+        s.d_log_probs.clear();
+        s.d_log_probs.resize(rows, alpha * scale);
+        s.d_mean.resize(rows * a, 0.0);
+        s.d_log_std.resize(rows * a, 0.0);
+        squashed_backward(
+            &s.log_std,
+            &s.eps,
+            &s.actions,
+            &s.d_actions,
+            &s.d_log_probs,
+            a,
+            &mut s.d_mean,
+            &mut s.d_log_std,
+        );
+        let out_grad = s.actor_ws.output_grad(rows, 2 * a);
+        for (r, g) in out_grad.chunks_exact_mut(2 * a).enumerate() {
+            g[..a].copy_from_slice(&s.d_mean[r * a..(r + 1) * a]);
+            g[a..].copy_from_slice(&s.d_log_std[r * a..(r + 1) * a]);
+        }
+        self.actor_grads.fill(0.0);
+        self.nets.actor.backward(&self.actor, &mut self.actor_grads, &obs, rows, &mut s.actor_ws, false);
+        self.actor_opt.step(&mut self.actor, &self.actor_grads, self.cfg.policy_lr as f32);
+        let mean_log_prob = s.log_probs.iter().map(|&l| l as f64).sum::<f64>() / rows as f64;
+        let actor_loss =
+            s.log_probs.iter().zip(&s.q_min).map(|(&l, &q)| (alpha * l - q) as f64).sum::<f64>() / rows as f64;
+        if self.cfg.autotune {
+            let (_, d_log_alpha) = temperature_loss(self.log_alpha, &s.log_probs, self.target_entropy);
+            let mut log_alpha = [self.log_alpha];
+            self.alpha_opt.step(&mut log_alpha, &[d_log_alpha], self.cfg.policy_lr as f32);
+            self.log_alpha = log_alpha[0];
+        }
+        s.batch.obs = obs;
+        (actor_loss, -mean_log_prob)
+    }
+
+    /// `θ' ← τθ + (1 − τ)θ'`.
+    fn update_target(&mut self) {
+        let tau = self.cfg.tau as f32;
+        for (t, &o) in self.critic_target.iter_mut().zip(&self.critic) {
+            *t = tau * o + (1.0 - tau) * *t;
+        }
+    }
+
+    /// One round of updates on fresh samples; returns (critic loss, mean Q, actor loss, entropy).
+    fn update(&mut self) -> Result<(f64, f64, f64, f64)> {
+        let rows = self.cfg.batch_size;
+        let mut batch = std::mem::take(&mut self.scratch.batch);
+        self.replay.sample(rows, &mut self.rng, &mut batch);
+        self.scratch.batch = batch;
+        self.soft_targets(rows);
+        let (critic_loss, mean_q) = self.update_critics(rows)?;
+        self.updates += 1;
+        let (mut actor_loss, mut entropy) = (f64::NAN, f64::NAN);
+        if self.updates % self.cfg.policy_frequency == 0 {
+            (actor_loss, entropy) = self.update_actor(rows);
+        }
+        if self.updates % self.cfg.target_network_frequency == 0 {
+            self.update_target();
+        }
+        Ok((critic_loss, mean_q, actor_loss, entropy))
+    }
+}
+
+/// What SAC keeps in `state.json` besides the common state.
+#[derive(Serialize, Deserialize)]
+struct SacState {
+    common: CommonState,
+    updates: u64,
+    replay: serde_json::Value,
+}
+
+impl Agent for Sac {
+    fn train_iteration(&mut self, _progress: f64) -> Result<Metrics> {
+        for _ in 0..self.cfg.train_frequency {
+            self.collect_step()?;
+        }
+        // Every iteration reports the same keys (NaN before learning starts).
+        let (mut q_loss, mut q, mut actor_loss, mut entropy) = (f64::NAN, f64::NAN, f64::NAN, f64::NAN);
+        if self.env_steps >= self.cfg.learning_starts {
+            for _ in 0..self.cfg.gradient_steps {
+                let (l, m, a, e) = self.update()?;
+                (q_loss, q) = (l, m);
+                if a.is_finite() {
+                    (actor_loss, entropy) = (a, e);
+                }
+            }
+        }
+        Ok(vec![
+            ("loss/qf", q_loss),
+            ("loss/q_values", q),
+            ("loss/actor", actor_loss),
+            ("loss/entropy", entropy),
+            ("charts/alpha", self.alpha() as f64),
+            ("charts/updates", self.updates as f64),
+            ("replay/size", self.replay.len() as f64),
+        ])
+    }
+
+    fn env_steps(&self) -> u64 {
+        self.env_steps
+    }
+    fn episodes(&self) -> &EpisodeTracker {
+        &self.episodes
+    }
+    fn episodes_mut(&mut self) -> &mut EpisodeTracker {
+        &mut self.episodes
+    }
+    fn obs_dim(&self) -> usize {
+        self.obs_dim
+    }
+    fn action_dim(&self) -> usize {
+        self.act_dim
+    }
+
+    /// The mean action `tanh(μ)` when `deterministic`, a sample otherwise; in the env's bounds.
+    fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
+        self.actor_forward(obs, rows);
+        let mut squashed = vec![0.0; rows * self.act_dim];
+        if deterministic {
+            squashed_mean(&self.scratch.mean, &mut squashed);
+        } else {
+            self.sample_actions(rows);
+            squashed.copy_from_slice(&self.scratch.actions);
+        }
+        self.to_env(&squashed, actions);
+        Ok(())
+    }
+
+    fn save(&mut self, dir: &Path) -> Result<()> {
+        let meta = HashMap::new();
+        let nets = &self.nets;
+        io::save_flat(&dir.join("actor.safetensors"), &nets.actor_layout, &self.actor, Some(&self.actor_opt), &meta)?;
+        io::save_flat(
+            &dir.join("critic.safetensors"),
+            &nets.critic_layout,
+            &self.critic,
+            Some(&self.critic_opt),
+            &meta,
+        )?;
+        io::save_flat(&dir.join("critic_target.safetensors"), &nets.critic_layout, &self.critic_target, None, &meta)?;
+        let mut alpha_layout = ParamLayout::new();
+        alpha_layout.push("log_alpha", &[1]);
+        io::save_flat(&dir.join("alpha.safetensors"), &alpha_layout, &[self.log_alpha], Some(&self.alpha_opt), &meta)?;
+        let replay = self.replay.save(&dir.join("replay.safetensors"))?;
+        let common = CommonState::capture(self.env_steps, &self.rng, &self.episodes, self.env.as_mut())?;
+        write_json(&dir.join("state.json"), &SacState { common, updates: self.updates, replay })
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<()> {
+        let state: SacState = read_json(&dir.join("state.json"))?;
+        let nets = &self.nets;
+        io::load_flat(&dir.join("actor.safetensors"), &nets.actor_layout, &mut self.actor, Some(&mut self.actor_opt))?;
+        io::load_flat(
+            &dir.join("critic.safetensors"),
+            &nets.critic_layout,
+            &mut self.critic,
+            Some(&mut self.critic_opt),
+        )?;
+        io::load_flat(&dir.join("critic_target.safetensors"), &nets.critic_layout, &mut self.critic_target, None)?;
+        let mut alpha_layout = ParamLayout::new();
+        alpha_layout.push("log_alpha", &[1]);
+        let mut log_alpha = [0.0f32];
+        io::load_flat(&dir.join("alpha.safetensors"), &alpha_layout, &mut log_alpha, Some(&mut self.alpha_opt))?;
+        self.replay.load(&dir.join("replay.safetensors"), &state.replay)?;
+        self.env.restore(&state.common.env).map_err(AlgoError::from)?;
+        self.log_alpha = log_alpha[0];
+        self.env_steps = state.common.env_steps;
+        self.rng = state.common.rng;
+        self.episodes = state.common.episodes;
+        self.updates = state.updates;
+        Ok(())
+    }
+}
