@@ -40,6 +40,7 @@ pub mod q_learning;
 pub mod registry;
 mod replay;
 pub mod sac;
+mod twin_critic;
 pub mod updater;
 
 pub use agent::{build_vec_env, learn, Agent, Callback, Control, LoopState, Progress, StopReason, Summary};

@@ -39,6 +39,7 @@ use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, AlgoError, Result};
 use crate::metrics::Metrics;
 use crate::replay::ReplayBuffer;
+use crate::twin_critic::{mlp, ActionBounds, TwinCritic};
 
 /// SAC hyperparameters (Stable-Baselines3's defaults; CleanRL's names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,37 +115,10 @@ impl SacConfig {
     }
 }
 
-/// The networks: an actor `s → (μ, log σ)` and two critics `(s, a) → Q`, each in its own flat
-/// vector (the critics share one, so one Adam steps both).
-struct Networks {
-    actor: Mlp,
-    actor_layout: ParamLayout,
-    q1: Mlp,
-    q2: Mlp,
-    critic_layout: ParamLayout,
-}
-
-impl Networks {
-    fn new(obs_dim: usize, act_dim: usize, net: &NetConfig) -> Result<Self> {
-        let activation = net.activation("sac")?;
-        let sizes = |input: usize, output: usize| {
-            std::iter::once(input).chain(net.hidden.iter().copied()).chain(std::iter::once(output)).collect::<Vec<_>>()
-        };
-        let mut actor_layout = ParamLayout::new();
-        let actor = Mlp::new(&mut actor_layout, "actor", &sizes(obs_dim, 2 * act_dim), activation, false);
-        let mut critic_layout = ParamLayout::new();
-        let q1 = Mlp::new(&mut critic_layout, "q1", &sizes(obs_dim + act_dim, 1), activation, false);
-        let q2 = Mlp::new(&mut critic_layout, "q2", &sizes(obs_dim + act_dim, 1), activation, false);
-        Ok(Networks { actor, actor_layout, q1, q2, critic_layout })
-    }
-}
-
 /// Buffers of one update, kept between calls.
 #[derive(Default)]
 struct Scratch {
     batch: Transitions,
-    /// `[rows, obs_dim + act_dim]`: what a critic reads.
-    critic_input: Vec<f32>,
     /// The actor's `[rows, dim]` means and log-stds, split from its output.
     mean: Vec<f32>,
     log_std: Vec<f32>,
@@ -152,32 +126,26 @@ struct Scratch {
     actions: Vec<f32>,
     log_probs: Vec<f32>,
     targets: Vec<f32>,
-    /// The actor step's Q1 and min(Q1, Q2) per row.
-    q1: Vec<f32>,
+    /// The actor step's min(Q1, Q2) per row.
     q_min: Vec<f32>,
     d_actions: Vec<f32>,
     d_log_probs: Vec<f32>,
     d_mean: Vec<f32>,
     d_log_std: Vec<f32>,
-    /// Critic gradients of the actor's loss, which only the actor uses.
-    discarded: Vec<f32>,
     actor_ws: MlpWorkspace<f32>,
-    q1_ws: MlpWorkspace<f32>,
-    q2_ws: MlpWorkspace<f32>,
 }
 
 /// A SAC agent.
 pub struct Sac {
     cfg: SacConfig,
     env: Box<dyn VecEnv>,
-    nets: Networks,
+    /// The actor `s → (μ, log σ)`.
+    actor_net: Mlp,
+    actor_layout: ParamLayout,
     actor: Vec<f32>,
     actor_grads: Vec<f32>,
     actor_opt: Adam<f32>,
-    critic: Vec<f32>,
-    critic_grads: Vec<f32>,
-    critic_opt: Adam<f32>,
-    critic_target: Vec<f32>,
+    critic: TwinCritic,
     log_alpha: f32,
     alpha_opt: Adam<f32>,
     target_entropy: f64,
@@ -188,9 +156,7 @@ pub struct Sac {
     updates: u64,
     obs_dim: usize,
     act_dim: usize,
-    /// The env's action bounds, for rescaling from [−1, 1].
-    low: Vec<f32>,
-    high: Vec<f32>,
+    bounds: ActionBounds,
     scratch: Scratch,
     /// The step's observations, squashed actions and env-scaled actions.
     step_obs: Vec<f32>,
@@ -209,31 +175,19 @@ impl Sac {
                 return Err(config_err(format!("sac needs a Box observation space, but {} has {other}", config.env.id)))
             }
         };
-        let (low, high) = match env.single_action_space() {
-            Space::Box { low, high, .. } if low.iter().chain(high).all(|b| b.is_finite()) => (low.clone(), high.clone()),
-            other => {
-                return Err(config_err(format!(
-                    "sac needs a bounded Box action space, but {} has {other}; use algo = \"dqn\" or \"ppo\" for discrete actions",
-                    config.env.id
-                )))
-            }
-        };
-        let act_dim = low.len();
-        let nets = Networks::new(obs_dim, act_dim, &cfg.net)?;
+        let bounds = ActionBounds::of(env.single_action_space(), "sac", &config.env.id)?;
+        let act_dim = bounds.dim();
         let mut rng = Pcg64Mcg::seed_from_u64(config.seed.wrapping_add(0x5ac));
-        let mut actor = vec![0.0; nets.actor_layout.len()];
-        nets.actor.init(&mut actor, 2f64.sqrt(), 0.01, &mut rng);
-        let mut critic = vec![0.0; nets.critic_layout.len()];
-        // Each network initializes only its own tensors of the shared vector.
-        nets.q1.init(&mut critic, 2f64.sqrt(), 1.0, &mut rng);
-        nets.q2.init(&mut critic, 2f64.sqrt(), 1.0, &mut rng);
+        let mut actor_layout = ParamLayout::new();
+        let actor_net = mlp(&mut actor_layout, "actor", obs_dim, 2 * act_dim, &cfg.net, "sac")?;
+        let mut actor = vec![0.0; actor_layout.len()];
+        actor_net.init(&mut actor, 2f64.sqrt(), 0.01, &mut rng);
+        let critic = TwinCritic::new(obs_dim, act_dim, &cfg.net, "sac", cfg.adam_eps, &mut rng)?;
         let num_envs = config.env.num_envs;
         Ok(Sac {
             actor_grads: vec![0.0; actor.len()],
             actor_opt: Adam::new(actor.len(), 0.9, 0.999, cfg.adam_eps),
-            critic_grads: vec![0.0; critic.len()],
-            critic_opt: Adam::new(critic.len(), 0.9, 0.999, cfg.adam_eps),
-            critic_target: critic.clone(),
+            critic,
             log_alpha: cfg.alpha.ln() as f32,
             alpha_opt: Adam::new(1, 0.9, 0.999, cfg.adam_eps),
             target_entropy: cfg.target_entropy.unwrap_or(-(act_dim as f64)),
@@ -248,11 +202,10 @@ impl Sac {
             step_obs: Vec::new(),
             step_actions: vec![0.0; num_envs * act_dim],
             env_actions: vec![0.0; num_envs * act_dim],
-            low,
-            high,
+            bounds,
+            actor_net,
+            actor_layout,
             actor,
-            critic,
-            nets,
             env,
             cfg,
         })
@@ -266,7 +219,7 @@ impl Sac {
     /// `scratch.log_std`.
     fn actor_forward(&mut self, obs: &[f32], rows: usize) {
         let s = &mut self.scratch;
-        self.nets.actor.forward(&self.actor, obs, rows, &mut s.actor_ws);
+        self.actor_net.forward(&self.actor, obs, rows, &mut s.actor_ws);
         let a = self.act_dim;
         s.mean.resize(rows * a, 0.0);
         s.log_std.resize(rows * a, 0.0);
@@ -288,15 +241,6 @@ impl Sac {
         squashed_sample(&s.mean, &s.log_std, &s.eps, self.act_dim, &mut s.actions, &mut s.log_probs);
     }
 
-    /// Rescales squashed actions in [−1, 1] to the env's bounds.
-    fn to_env(&self, squashed: &[f32], out: &mut [f32]) {
-        let a = self.act_dim;
-        for (i, (o, &x)) in out.iter_mut().zip(squashed).enumerate() {
-            let (lo, hi) = (self.low[i % a], self.high[i % a]);
-            *o = lo + 0.5 * (x + 1.0) * (hi - lo);
-        }
-    }
-
     /// One vector-env step (random actions before `learning_starts`) into the replay buffer.
     fn collect_step(&mut self) -> Result<()> {
         let (n, a, d) = (self.env.num_envs(), self.act_dim, self.obs_dim);
@@ -313,11 +257,8 @@ impl Sac {
             self.sample_actions(n);
             self.step_actions.copy_from_slice(&self.scratch.actions);
         }
-        let mut env_actions = std::mem::take(&mut self.env_actions);
-        self.to_env(&self.step_actions, &mut env_actions);
-        let stepped = self.env.step(Actions::Continuous(&env_actions));
-        self.env_actions = env_actions;
-        stepped?;
+        self.bounds.to_env(&self.step_actions, &mut self.env_actions);
+        self.env.step(Actions::Continuous(&self.env_actions))?;
         self.env_steps += n as u64;
         let batch = self.env.batch();
         self.episodes.record_batch(batch);
@@ -335,66 +276,20 @@ impl Sac {
         Ok(())
     }
 
-    /// Writes `[obs | actions]` rows into `scratch.critic_input`.
-    fn critic_input(&mut self, obs: &[f32], actions: &[f32], rows: usize) {
-        let (d, a) = (self.obs_dim, self.act_dim);
-        let input = &mut self.scratch.critic_input;
-        input.resize(rows * (d + a), 0.0);
-        for r in 0..rows {
-            input[r * (d + a)..r * (d + a) + d].copy_from_slice(&obs[r * d..(r + 1) * d]);
-            input[r * (d + a) + d..(r + 1) * (d + a)].copy_from_slice(&actions[r * a..(r + 1) * a]);
-        }
-    }
-
     /// The soft TD targets `y` of the sampled batch into `scratch.targets`.
     fn soft_targets(&mut self, rows: usize) {
         let next_obs = std::mem::take(&mut self.scratch.batch.next_obs);
         self.actor_forward(&next_obs, rows);
         self.sample_actions(rows);
-        let next_actions = std::mem::take(&mut self.scratch.actions);
-        self.critic_input(&next_obs, &next_actions, rows);
-        self.scratch.actions = next_actions;
-        self.scratch.batch.next_obs = next_obs;
         let s = &mut self.scratch;
-        self.nets.q1.forward(&self.critic_target, &s.critic_input, rows, &mut s.q1_ws);
-        self.nets.q2.forward(&self.critic_target, &s.critic_input, rows, &mut s.q2_ws);
+        self.critic.target_values(&next_obs, &s.actions, rows, true, &mut s.targets);
+        s.batch.next_obs = next_obs;
         let alpha = self.log_alpha.exp();
         let b = &s.batch;
-        s.targets.clear();
-        s.targets.extend((0..rows).map(|i| {
-            let soft = s.q1_ws.output()[i].min(s.q2_ws.output()[i]) - alpha * s.log_probs[i];
-            b.rewards[i] + b.discounts[i] * (1.0 - b.dones[i]) * soft
-        }));
-    }
-
-    /// One critic step on the sampled batch; returns (loss, mean Q1).
-    fn update_critics(&mut self, rows: usize) -> Result<(f64, f64)> {
-        let (obs, actions) =
-            (std::mem::take(&mut self.scratch.batch.obs), std::mem::take(&mut self.scratch.batch.actions));
-        self.critic_input(&obs, &actions, rows);
-        (self.scratch.batch.obs, self.scratch.batch.actions) = (obs, actions);
-        let s = &mut self.scratch;
-        self.critic_grads.fill(0.0);
-        let scale = 1.0 / rows as f32;
-        let mut loss = 0.0f64;
-        for (net, ws) in [(&self.nets.q1, &mut s.q1_ws), (&self.nets.q2, &mut s.q2_ws)] {
-            net.forward(&self.critic, &s.critic_input, rows, ws);
-            let (q, grad) = ws.output_and_grad(rows, 1);
-            for ((g, &q), &y) in grad.iter_mut().zip(q).zip(&s.targets) {
-                loss += 0.5 * ((q - y) as f64).powi(2) / rows as f64;
-                *g = (q - y) * scale;
-            }
-            net.backward(&self.critic, &mut self.critic_grads, &s.critic_input, rows, ws, false);
+        for (i, y) in s.targets.iter_mut().enumerate() {
+            let soft = *y - alpha * s.log_probs[i];
+            *y = b.rewards[i] + b.discounts[i] * (1.0 - b.dones[i]) * soft;
         }
-        let mean_q = s.q1_ws.output().iter().map(|&v| v as f64).sum::<f64>() / rows as f64;
-        if !loss.is_finite() {
-            return Err(AlgoError::Diverged(format!(
-                "the critic loss is {loss} at update {}; lower sac.q_lr or check the env's rewards",
-                self.updates
-            )));
-        }
-        self.critic_opt.step(&mut self.critic, &self.critic_grads, self.cfg.q_lr as f32);
-        Ok((loss, mean_q))
     }
 
     /// One actor step, and one temperature step with autotune; returns (actor loss, entropy
@@ -403,34 +298,10 @@ impl Sac {
         let obs = std::mem::take(&mut self.scratch.batch.obs);
         self.actor_forward(&obs, rows);
         self.sample_actions(rows);
-        let actions = std::mem::take(&mut self.scratch.actions);
-        self.critic_input(&obs, &actions, rows);
-        self.scratch.actions = actions;
-        let alpha = self.alpha();
-        let (a, d, scale) = (self.act_dim, self.obs_dim, 1.0 / rows as f32);
+        let (alpha, a, scale) = (self.alpha(), self.act_dim, 1.0 / rows as f32);
         let s = &mut self.scratch;
-        // ∂J_π/∂ã = −(1/B)·∂Q_min/∂ã: backpropagate −1/B through whichever critic is smaller,
-        // per row, to its input; the critics' own gradients are not used.
-        self.nets.q1.forward(&self.critic, &s.critic_input, rows, &mut s.q1_ws);
-        self.nets.q2.forward(&self.critic, &s.critic_input, rows, &mut s.q2_ws);
-        s.q1.clear();
-        s.q1.extend_from_slice(s.q1_ws.output());
-        s.q_min.clear();
-        s.q_min.extend(s.q1.iter().zip(s.q2_ws.output()).map(|(&x, &y)| x.min(y)));
-        s.discarded.resize(self.critic.len(), 0.0);
-        s.d_actions.clear();
-        s.d_actions.resize(rows * a, 0.0);
-        for (first, net, ws) in [(true, &self.nets.q1, &mut s.q1_ws), (false, &self.nets.q2, &mut s.q2_ws)] {
-            let grad = ws.output_grad(rows, 1);
-            for (r, g) in grad.iter_mut().enumerate() {
-                let chosen = (s.q1[r] <= s.q_min[r]) == first;
-                *g = if chosen { -scale } else { 0.0 };
-            }
-            net.backward(&self.critic, &mut s.discarded, &s.critic_input, rows, ws, true);
-            for (r, row) in ws.input_grad().chunks_exact(d + a).enumerate() {
-                s.d_actions[r * a..(r + 1) * a].iter_mut().zip(&row[d..]).for_each(|(o, &g)| *o += g);
-            }
-        }
+        // ∂J_π/∂ã = −(1/B)·∂Q_min/∂ã, through whichever critic is smaller per row.
+        self.critic.action_gradient(&obs, &s.actions, rows, true, &mut s.q_min, &mut s.d_actions);
         s.d_log_probs.clear();
         s.d_log_probs.resize(rows, alpha * scale);
         s.d_mean.resize(rows * a, 0.0);
@@ -451,7 +322,7 @@ impl Sac {
             g[a..].copy_from_slice(&s.d_log_std[r * a..(r + 1) * a]);
         }
         self.actor_grads.fill(0.0);
-        self.nets.actor.backward(&self.actor, &mut self.actor_grads, &obs, rows, &mut s.actor_ws, false);
+        self.actor_net.backward(&self.actor, &mut self.actor_grads, &obs, rows, &mut s.actor_ws, false);
         self.actor_opt.step(&mut self.actor, &self.actor_grads, self.cfg.policy_lr as f32);
         let mean_log_prob = s.log_probs.iter().map(|&l| l as f64).sum::<f64>() / rows as f64;
         let actor_loss =
@@ -466,14 +337,6 @@ impl Sac {
         (actor_loss, -mean_log_prob)
     }
 
-    /// `θ' ← τθ + (1 − τ)θ'`.
-    fn update_target(&mut self) {
-        let tau = self.cfg.tau as f32;
-        for (t, &o) in self.critic_target.iter_mut().zip(&self.critic) {
-            *t = tau * o + (1.0 - tau) * *t;
-        }
-    }
-
     /// One round of updates on fresh samples; returns (critic loss, mean Q, actor loss, entropy).
     fn update(&mut self) -> Result<(f64, f64, f64, f64)> {
         let rows = self.cfg.batch_size;
@@ -481,17 +344,26 @@ impl Sac {
         self.replay.sample(rows, &mut self.rng, &mut batch);
         self.scratch.batch = batch;
         self.soft_targets(rows);
-        let (critic_loss, mean_q) = self.update_critics(rows)?;
+        let b = &self.scratch.batch;
+        let (critic_loss, mean_q) =
+            self.critic.update(&b.obs, &b.actions, &self.scratch.targets, true, self.cfg.q_lr as f32, "sac.q_lr")?;
         self.updates += 1;
         let (mut actor_loss, mut entropy) = (f64::NAN, f64::NAN);
         if self.updates % self.cfg.policy_frequency == 0 {
             (actor_loss, entropy) = self.update_actor(rows);
         }
         if self.updates % self.cfg.target_network_frequency == 0 {
-            self.update_target();
+            self.critic.soft_update(self.cfg.tau);
         }
         Ok((critic_loss, mean_q, actor_loss, entropy))
     }
+}
+
+/// The temperature's checkpoint tensor.
+fn alpha_layout() -> ParamLayout {
+    let mut layout = ParamLayout::new();
+    layout.push("log_alpha", &[1]);
+    layout
 }
 
 /// What SAC keeps in `state.json` besides the common state.
@@ -555,25 +427,21 @@ impl Agent for Sac {
             self.sample_actions(rows);
             squashed.copy_from_slice(&self.scratch.actions);
         }
-        self.to_env(&squashed, actions);
+        self.bounds.to_env(&squashed, actions);
         Ok(())
     }
 
     fn save(&mut self, dir: &Path) -> Result<()> {
         let meta = HashMap::new();
-        let nets = &self.nets;
-        io::save_flat(&dir.join("actor.safetensors"), &nets.actor_layout, &self.actor, Some(&self.actor_opt), &meta)?;
+        io::save_flat(&dir.join("actor.safetensors"), &self.actor_layout, &self.actor, Some(&self.actor_opt), &meta)?;
+        self.critic.save(dir)?;
         io::save_flat(
-            &dir.join("critic.safetensors"),
-            &nets.critic_layout,
-            &self.critic,
-            Some(&self.critic_opt),
+            &dir.join("alpha.safetensors"),
+            &alpha_layout(),
+            &[self.log_alpha],
+            Some(&self.alpha_opt),
             &meta,
         )?;
-        io::save_flat(&dir.join("critic_target.safetensors"), &nets.critic_layout, &self.critic_target, None, &meta)?;
-        let mut alpha_layout = ParamLayout::new();
-        alpha_layout.push("log_alpha", &[1]);
-        io::save_flat(&dir.join("alpha.safetensors"), &alpha_layout, &[self.log_alpha], Some(&self.alpha_opt), &meta)?;
         let replay = self.replay.save(&dir.join("replay.safetensors"))?;
         let common = CommonState::capture(self.env_steps, &self.rng, &self.episodes, self.env.as_mut())?;
         write_json(&dir.join("state.json"), &SacState { common, updates: self.updates, replay })
@@ -581,19 +449,10 @@ impl Agent for Sac {
 
     fn load(&mut self, dir: &Path) -> Result<()> {
         let state: SacState = read_json(&dir.join("state.json"))?;
-        let nets = &self.nets;
-        io::load_flat(&dir.join("actor.safetensors"), &nets.actor_layout, &mut self.actor, Some(&mut self.actor_opt))?;
-        io::load_flat(
-            &dir.join("critic.safetensors"),
-            &nets.critic_layout,
-            &mut self.critic,
-            Some(&mut self.critic_opt),
-        )?;
-        io::load_flat(&dir.join("critic_target.safetensors"), &nets.critic_layout, &mut self.critic_target, None)?;
-        let mut alpha_layout = ParamLayout::new();
-        alpha_layout.push("log_alpha", &[1]);
+        io::load_flat(&dir.join("actor.safetensors"), &self.actor_layout, &mut self.actor, Some(&mut self.actor_opt))?;
+        self.critic.load(dir)?;
         let mut log_alpha = [0.0f32];
-        io::load_flat(&dir.join("alpha.safetensors"), &alpha_layout, &mut log_alpha, Some(&mut self.alpha_opt))?;
+        io::load_flat(&dir.join("alpha.safetensors"), &alpha_layout(), &mut log_alpha, Some(&mut self.alpha_opt))?;
         self.replay.load(&dir.join("replay.safetensors"), &state.replay)?;
         self.env.restore(&state.common.env).map_err(AlgoError::from)?;
         self.log_alpha = log_alpha[0];

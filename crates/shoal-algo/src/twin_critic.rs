@@ -1,0 +1,253 @@
+//! What the off-policy continuous-control algorithms (SAC, TD3) share: two critics
+//! `Q_i(s, a)` over `[obs | action]` rows with Polyak-averaged targets (Fujimoto et al.'s
+//! clipped double Q), and the rescaling of actions between [−1, 1] and the env's bounds.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rand::Rng;
+use shoal_env::Space;
+use shoal_nn::mlp::{Mlp, MlpWorkspace};
+use shoal_nn::{io, Adam, Optimizer, ParamLayout};
+
+use crate::config::NetConfig;
+use crate::error::{config_err, AlgoError, Result};
+
+/// A network `sizes[0] → hidden… → out` of `net`'s activation (no output activation).
+pub(crate) fn mlp(
+    layout: &mut ParamLayout,
+    prefix: &str,
+    input: usize,
+    output: usize,
+    net: &NetConfig,
+    section: &str,
+) -> Result<Mlp> {
+    let sizes: Vec<usize> =
+        std::iter::once(input).chain(net.hidden.iter().copied()).chain(std::iter::once(output)).collect();
+    Ok(Mlp::new(layout, prefix, &sizes, net.activation(section)?, false))
+}
+
+/// Twin critics in one flat vector (one Adam steps both), their target copy, and buffers.
+pub(crate) struct TwinCritic {
+    q1: Mlp,
+    q2: Mlp,
+    layout: ParamLayout,
+    params: Vec<f32>,
+    grads: Vec<f32>,
+    opt: Adam<f32>,
+    target: Vec<f32>,
+    obs_dim: usize,
+    act_dim: usize,
+    /// `[rows, obs_dim + act_dim]`: what a critic reads.
+    input: Vec<f32>,
+    q1_ws: MlpWorkspace<f32>,
+    q2_ws: MlpWorkspace<f32>,
+    /// Critic gradients of the actor's loss, which only the actor uses.
+    discarded: Vec<f32>,
+    /// Per row of the actor's loss: whether Q_1 (rather than Q_2) gave the value.
+    from_q1: Vec<bool>,
+}
+
+impl TwinCritic {
+    pub fn new(
+        obs_dim: usize,
+        act_dim: usize,
+        net: &NetConfig,
+        section: &str,
+        adam_eps: f64,
+        rng: &mut impl Rng,
+    ) -> Result<Self> {
+        let mut layout = ParamLayout::new();
+        let q1 = mlp(&mut layout, "q1", obs_dim + act_dim, 1, net, section)?;
+        let q2 = mlp(&mut layout, "q2", obs_dim + act_dim, 1, net, section)?;
+        let mut params = vec![0.0; layout.len()];
+        // Each network initializes only its own tensors of the shared vector.
+        q1.init(&mut params, 2f64.sqrt(), 1.0, rng);
+        q2.init(&mut params, 2f64.sqrt(), 1.0, rng);
+        Ok(TwinCritic {
+            grads: vec![0.0; params.len()],
+            opt: Adam::new(params.len(), 0.9, 0.999, adam_eps),
+            target: params.clone(),
+            params,
+            q1,
+            q2,
+            layout,
+            obs_dim,
+            act_dim,
+            input: Vec::new(),
+            q1_ws: MlpWorkspace::default(),
+            q2_ws: MlpWorkspace::default(),
+            discarded: Vec::new(),
+            from_q1: Vec::new(),
+        })
+    }
+
+    /// Writes `[obs | actions]` rows as the critics' input.
+    fn set_input(&mut self, obs: &[f32], actions: &[f32], rows: usize) {
+        let (d, a) = (self.obs_dim, self.act_dim);
+        self.input.resize(rows * (d + a), 0.0);
+        for (r, row) in self.input.chunks_exact_mut(d + a).enumerate() {
+            row[..d].copy_from_slice(&obs[r * d..(r + 1) * d]);
+            row[d..].copy_from_slice(&actions[r * a..(r + 1) * a]);
+        }
+    }
+
+    /// The target critics' `min(Q'_1, Q'_2)(s', a')` per row, or `Q'_1` alone without `twin`
+    /// (DDPG).
+    pub fn target_values(
+        &mut self,
+        next_obs: &[f32],
+        next_actions: &[f32],
+        rows: usize,
+        twin: bool,
+        out: &mut Vec<f32>,
+    ) {
+        self.set_input(next_obs, next_actions, rows);
+        self.q1.forward(&self.target, &self.input, rows, &mut self.q1_ws);
+        out.clear();
+        out.extend_from_slice(self.q1_ws.output());
+        if twin {
+            self.q2.forward(&self.target, &self.input, rows, &mut self.q2_ws);
+            out.iter_mut().zip(self.q2_ws.output()).for_each(|(q, &q2)| *q = q.min(q2));
+        }
+    }
+
+    /// One step on `½·Σ_i mean (Q_i(s, a) − y)²` (Q_1 alone without `twin`); returns (loss,
+    /// mean Q_1). A non-finite loss is [`AlgoError::Diverged`], naming `lr_key`.
+    pub fn update(
+        &mut self,
+        obs: &[f32],
+        actions: &[f32],
+        targets: &[f32],
+        twin: bool,
+        lr: f32,
+        lr_key: &str,
+    ) -> Result<(f64, f64)> {
+        let rows = targets.len();
+        self.set_input(obs, actions, rows);
+        self.grads.fill(0.0);
+        let scale = 1.0 / rows as f32;
+        let mut loss = 0.0f64;
+        let nets = [(&self.q1, &mut self.q1_ws), (&self.q2, &mut self.q2_ws)];
+        for (net, ws) in nets.into_iter().take(if twin { 2 } else { 1 }) {
+            net.forward(&self.params, &self.input, rows, ws);
+            let (q, grad) = ws.output_and_grad(rows, 1);
+            for ((g, &q), &y) in grad.iter_mut().zip(q).zip(targets) {
+                loss += 0.5 * ((q - y) as f64).powi(2) / rows as f64;
+                *g = (q - y) * scale;
+            }
+            net.backward(&self.params, &mut self.grads, &self.input, rows, ws, false);
+        }
+        if !loss.is_finite() {
+            return Err(AlgoError::Diverged(format!(
+                "the critic loss is {loss}; lower {lr_key} or check the env's rewards"
+            )));
+        }
+        let mean_q = self.q1_ws.output().iter().map(|&v| v as f64).sum::<f64>() / rows as f64;
+        self.opt.step(&mut self.params, &self.grads, lr);
+        Ok((loss, mean_q))
+    }
+
+    /// For an actor's loss `−mean Q(s, a)`: the Q used per row into `q_used` (min of both, or
+    /// Q_1 alone without `twin`) and `∂(−mean Q)/∂a` into `d_actions` (`[rows, act_dim]`),
+    /// backpropagated through whichever critic gave the row's value. The critics' own
+    /// gradients are not touched.
+    pub fn action_gradient(
+        &mut self,
+        obs: &[f32],
+        actions: &[f32],
+        rows: usize,
+        twin: bool,
+        q_used: &mut Vec<f32>,
+        d_actions: &mut Vec<f32>,
+    ) {
+        let (d, a, scale) = (self.obs_dim, self.act_dim, 1.0 / rows as f32);
+        self.set_input(obs, actions, rows);
+        self.q1.forward(&self.params, &self.input, rows, &mut self.q1_ws);
+        q_used.clear();
+        q_used.extend_from_slice(self.q1_ws.output());
+        // Per row, which critic gives the value: Q_1 unless Q_2 is strictly smaller.
+        self.from_q1.clear();
+        self.from_q1.resize(rows, true);
+        if twin {
+            self.q2.forward(&self.params, &self.input, rows, &mut self.q2_ws);
+            for ((q, &q2), from_q1) in q_used.iter_mut().zip(self.q2_ws.output()).zip(&mut self.from_q1) {
+                *from_q1 = *q <= q2;
+                *q = q.min(q2);
+            }
+        }
+        self.discarded.resize(self.params.len(), 0.0);
+        d_actions.clear();
+        d_actions.resize(rows * a, 0.0);
+        let nets = [(true, &self.q1, &mut self.q1_ws), (false, &self.q2, &mut self.q2_ws)];
+        for (first, net, ws) in nets.into_iter().take(if twin { 2 } else { 1 }) {
+            let grad = ws.output_grad(rows, 1);
+            for (g, &from_q1) in grad.iter_mut().zip(&self.from_q1) {
+                *g = if from_q1 == first { -scale } else { 0.0 };
+            }
+            net.backward(&self.params, &mut self.discarded, &self.input, rows, ws, true);
+            for (r, row) in ws.input_grad().chunks_exact(d + a).enumerate() {
+                d_actions[r * a..(r + 1) * a].iter_mut().zip(&row[d..]).for_each(|(o, &g)| *o += g);
+            }
+        }
+    }
+
+    /// `θ' ← τθ + (1 − τ)θ'`.
+    pub fn soft_update(&mut self, tau: f64) {
+        soft_update(&mut self.target, &self.params, tau);
+    }
+
+    /// Writes `critic.safetensors` (with Adam's state) and `critic_target.safetensors`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let meta = HashMap::new();
+        io::save_flat(&dir.join("critic.safetensors"), &self.layout, &self.params, Some(&self.opt), &meta)?;
+        io::save_flat(&dir.join("critic_target.safetensors"), &self.layout, &self.target, None, &meta)?;
+        Ok(())
+    }
+
+    /// Restores what [`TwinCritic::save`] wrote.
+    pub fn load(&mut self, dir: &Path) -> Result<()> {
+        io::load_flat(&dir.join("critic.safetensors"), &self.layout, &mut self.params, Some(&mut self.opt))?;
+        io::load_flat(&dir.join("critic_target.safetensors"), &self.layout, &mut self.target, None)?;
+        Ok(())
+    }
+}
+
+/// `target ← τ·online + (1 − τ)·target`.
+pub(crate) fn soft_update(target: &mut [f32], online: &[f32], tau: f64) {
+    let tau = tau as f32;
+    target.iter_mut().zip(online).for_each(|(t, &o)| *t = tau * o + (1.0 - tau) * *t);
+}
+
+/// A bounded Box action space: the agent acts in [−1, 1], the env in `[low, high]`.
+pub(crate) struct ActionBounds {
+    low: Vec<f32>,
+    high: Vec<f32>,
+}
+
+impl ActionBounds {
+    /// The bounds of `space`, or an error naming `section` and the env.
+    pub fn of(space: &Space, section: &str, env_id: &str) -> Result<Self> {
+        match space {
+            Space::Box { low, high, .. } if low.iter().chain(high).all(|b| b.is_finite()) => {
+                Ok(ActionBounds { low: low.clone(), high: high.clone() })
+            }
+            other => Err(config_err(format!(
+                "{section} needs a bounded Box action space, but {env_id} has {other}; use algo = \"dqn\" or \"ppo\" for discrete actions"
+            ))),
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.low.len()
+    }
+
+    /// Rescales actions in [−1, 1] (rows of `dim`) to the env's bounds.
+    pub fn to_env(&self, squashed: &[f32], out: &mut [f32]) {
+        let a = self.dim();
+        for (i, (o, &x)) in out.iter_mut().zip(squashed).enumerate() {
+            let (lo, hi) = (self.low[i % a], self.high[i % a]);
+            *o = lo + 0.5 * (x + 1.0) * (hi - lo);
+        }
+    }
+}
