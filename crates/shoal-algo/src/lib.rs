@@ -2,7 +2,7 @@
 //!
 //! Reinforcement learning algorithms over `shoal-env` environments and `shoal-nn` models, one
 //! file each, readable top to bottom like CleanRL: [`q_learning`], [`dqn`], [`apex`], [`a2c`], [`ppo`],
-//! [`sac`].
+//! [`sac`], [`td3`].
 //! They share one shape ([`Agent`]: `train_iteration`, `predict`, `save`, `load`) and one
 //! training loop ([`learn`]) with stop criteria and callbacks, configured by a TOML file
 //! ([`TrainConfig`]).
@@ -11,7 +11,7 @@
 //! enforces it in CI):
 //! - **top** — [`registry`], the one module that names every algorithm: [`Algo`], the
 //!   [`TrainConfig`] that aggregates their sections, and the factory ([`build_agent`]);
-//! - **algorithms** — one file each ([`ppo`], [`a2c`], [`dqn`], [`apex`], [`q_learning`], [`sac`]), each
+//! - **algorithms** — one file each ([`ppo`], [`a2c`], [`dqn`], [`apex`], [`q_learning`], [`sac`], [`td3`]), each
 //!   with its config section and a `new(common, section)`; beside them [`cluster`], which runs
 //!   any of them as workers around parameter servers without knowing which;
 //! - **shared vocabulary** — [`agent`] (the `Agent` trait and the training loop), [`config`]
@@ -40,6 +40,7 @@ pub mod q_learning;
 pub mod registry;
 mod replay;
 pub mod sac;
+pub mod td3;
 mod twin_critic;
 pub mod updater;
 

@@ -23,6 +23,7 @@ use crate::error::{config_err, io_err, AlgoError, Result};
 use crate::ppo::{Ppo, PpoConfig};
 use crate::q_learning::{QLearning, QLearningConfig};
 use crate::sac::{Sac, SacConfig};
+use crate::td3::{Td3, Td3Config};
 
 /// Which algorithm a config trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +38,8 @@ pub enum Algo {
     QLearning,
     /// Soft Actor-Critic, for continuous actions.
     Sac,
+    /// Twin Delayed DDPG (DDPG with its tricks off), for continuous actions.
+    Td3,
 }
 
 impl Algo {
@@ -49,6 +52,7 @@ impl Algo {
             Algo::Apex => "apex",
             Algo::QLearning => "q_learning",
             Algo::Sac => "sac",
+            Algo::Td3 => "td3",
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct TrainConfig {
     pub q_learning: Option<QLearningConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sac: Option<SacConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub td3: Option<Td3Config>,
 }
 
 impl TrainConfig {
@@ -96,6 +102,7 @@ impl TrainConfig {
             apex: take_section(&mut table, "apex")?,
             q_learning: take_section(&mut table, "q_learning")?,
             sac: take_section(&mut table, "sac")?,
+            td3: take_section(&mut table, "td3")?,
             // What is left is the shared part; a key it does not know is an error there.
             common: deserialize("", toml::Value::Table(table))?,
         };
@@ -128,6 +135,7 @@ impl TrainConfig {
             Algo::Apex => _ = self.apex.get_or_insert_with(Default::default),
             Algo::QLearning => _ = self.q_learning.get_or_insert_with(Default::default),
             Algo::Sac => _ = self.sac.get_or_insert_with(Default::default),
+            Algo::Td3 => _ = self.td3.get_or_insert_with(Default::default),
         }
     }
 
@@ -140,6 +148,7 @@ impl TrainConfig {
             (Algo::Apex, self.apex.is_some()),
             (Algo::QLearning, self.q_learning.is_some()),
             (Algo::Sac, self.sac.is_some()),
+            (Algo::Td3, self.td3.is_some()),
         ];
         if let Some((other, _)) = given.iter().find(|(a, present)| *present && *a != self.algo) {
             return Err(config_err(format!(
@@ -155,8 +164,11 @@ impl TrainConfig {
                     "[cluster] needs a network algorithm (ppo, a2c, a3c, dqn); q_learning is tabular and runs alone",
                 ));
             }
-            if self.algo == Algo::Sac {
-                return Err(config_err("sac runs alone so far: remove [cluster] (distributed SAC is not built yet)"));
+            if matches!(self.algo, Algo::Sac | Algo::Td3) {
+                return Err(config_err(format!(
+                    "{} runs alone so far: remove [cluster] (distributed SAC and TD3 are not built yet)",
+                    self.algo.name()
+                )));
             }
             if self.algo == Algo::A3c && cluster.mode != Mode::Async {
                 return Err(config_err(format!(
@@ -222,6 +234,7 @@ fn build_single_agent(config: &TrainConfig) -> Result<Box<dyn Agent>> {
         Algo::Apex => Box::new(ApexAgent::new(common, section(&config.apex, "apex")?)?),
         Algo::QLearning => Box::new(QLearning::new(common, section(&config.q_learning, "q_learning")?)?),
         Algo::Sac => Box::new(Sac::new(common, section(&config.sac, "sac")?)?),
+        Algo::Td3 => Box::new(Td3::new(common, section(&config.td3, "td3")?)?),
     })
 }
 

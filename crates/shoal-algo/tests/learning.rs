@@ -65,6 +65,19 @@ fn sac_balances_pendulum_for_3_of_3_seeds_within_20k_steps() {
     }
 }
 
+/// TD3 and DDPG (TD3 with its tricks off) on Pendulum-v1, the same way as SAC above.
+#[test]
+fn td3_and_ddpg_balance_pendulum_within_20k_steps() {
+    let overrides = ["td3.net.hidden=[64, 64]", "stop.eval_return_mean=-170", "stop.eval_every=2000"];
+    for seed in 1..=3 {
+        let (report, steps) = train_and_eval("pendulum-td3.toml", seed, 20, &overrides);
+        assert!(steps <= 20_000);
+        assert!(report.episode_return_mean >= -200.0, "td3 seed {seed}: {report:?}");
+    }
+    let (report, _) = train_and_eval("pendulum-ddpg.toml", 1, 20, &overrides);
+    assert!(report.episode_return_mean >= -200.0, "ddpg: {report:?}");
+}
+
 #[test]
 fn q_learning_solves_frozen_lake_cliff_walking_and_taxi() {
     let (frozen, _) = train_and_eval("frozenlake-q.toml", 1, 1000, &[]);

@@ -128,3 +128,13 @@ fn apex_checkpoint_restores_learner_actors_and_replay() {
 fn sac_resumes_bit_for_bit_including_replay_and_temperature() {
     check_resume("pendulum-sac.toml", &["sac.net.hidden=[32, 32]", "sac.batch_size=64"], 700, 1_200);
 }
+
+#[test]
+fn td3_resumes_bit_for_bit() {
+    check_resume(
+        "pendulum-td3.toml",
+        &["td3.net.hidden=[32, 32]", "td3.batch_size=64", "td3.learning_starts=300"],
+        700,
+        1_200,
+    );
+}

@@ -1,0 +1,367 @@
+//! Twin Delayed DDPG (Fujimoto et al., 2018), read top to bottom like CleanRL's
+//! `td3_continuous_action.py`; with its three tricks off (`twin_critics = false`,
+//! `policy_frequency = 1`, `policy_noise = 0`) it is DDPG (Lillicrap et al., 2016).
+//!
+//! A deterministic actor `μ(s) = tanh(f(s))` explores with Gaussian noise; each iteration takes
+//! `train_frequency` steps of every env into the replay buffer (uniform random actions before
+//! `learning_starts`), then `gradient_steps` updates:
+//!
+//! ```text
+//! a'   = clip(μ'(s') + clip(N(0, policy_noise), −noise_clip, noise_clip), −1, 1)   (target smoothing)
+//! y    = r + γᵏ(1 − d)·min_i Q'_i(s', a')                                          (clipped double Q)
+//! J_Q  = ½·Σ_i mean (Q_i(s, a) − y)²
+//! J_μ  = −mean Q_1(s, μ(s))                       every policy_frequency critic updates (delayed)
+//! θ' ← τθ + (1 − τ)θ'  for the actor and both critics, at the same times
+//! ```
+//!
+//! Actions live in [−1, 1] inside the agent and are rescaled to the env's bounds when stepped.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use rand_pcg::Pcg64Mcg;
+use serde::{Deserialize, Serialize};
+use shoal_dist::replay::{Step, Transitions};
+use shoal_env::{Actions, Space, VecEnv};
+use shoal_nn::mlp::{Mlp, MlpWorkspace};
+use shoal_nn::{io, Adam, Optimizer, ParamLayout};
+
+use crate::agent::{build_vec_env, Agent};
+use crate::checkpoint::{read_json, write_json, CommonState};
+use crate::checks::{check_positive, check_range};
+use crate::config::{CommonConfig, NetConfig};
+use crate::episodes::EpisodeTracker;
+use crate::error::{config_err, AlgoError, Result};
+use crate::metrics::Metrics;
+use crate::replay::ReplayBuffer;
+use crate::twin_critic::{mlp, soft_update, ActionBounds, TwinCritic};
+
+/// TD3 hyperparameters (Stable-Baselines3's defaults; CleanRL's names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Td3Config {
+    /// Adam's step size for the actor and the critics.
+    pub learning_rate: f64,
+    pub buffer_size: usize,
+    pub gamma: f64,
+    /// Polyak rate of the target networks.
+    pub tau: f64,
+    pub batch_size: usize,
+    /// Env steps of uniformly random actions before learning starts.
+    pub learning_starts: u64,
+    /// Vector-env steps between rounds of updates.
+    pub train_frequency: usize,
+    /// Updates per round.
+    pub gradient_steps: usize,
+    /// Standard deviation of the exploration noise, in the [−1, 1] action scale.
+    pub exploration_noise: f64,
+    /// Critic updates per actor (and target) update: TD3's delay (1 for DDPG).
+    pub policy_frequency: u64,
+    /// Standard deviation of the target policy's smoothing noise (0 for DDPG).
+    pub policy_noise: f64,
+    /// Bound of the smoothing noise.
+    pub noise_clip: f64,
+    /// Two critics and the smaller of their targets (false for DDPG: one critic).
+    pub twin_critics: bool,
+    pub adam_eps: f64,
+    pub net: NetConfig,
+}
+
+impl Default for Td3Config {
+    fn default() -> Self {
+        Td3Config {
+            learning_rate: 1e-3,
+            buffer_size: 1_000_000,
+            gamma: 0.99,
+            tau: 0.005,
+            batch_size: 256,
+            learning_starts: 100,
+            train_frequency: 1,
+            gradient_steps: 1,
+            exploration_noise: 0.1,
+            policy_frequency: 2,
+            policy_noise: 0.2,
+            noise_clip: 0.5,
+            twin_critics: true,
+            adam_eps: 1e-8,
+            net: NetConfig { hidden: vec![400, 300], activation: "relu".into() },
+        }
+    }
+}
+
+impl Td3Config {
+    fn validate(&self) -> Result<()> {
+        check_range("td3.learning_rate", self.learning_rate, 0.0, 1.0)?;
+        check_range("td3.gamma", self.gamma, 0.0, 1.0)?;
+        check_range("td3.tau", self.tau, 0.0, 1.0)?;
+        check_range("td3.exploration_noise", self.exploration_noise, 0.0, 10.0)?;
+        check_range("td3.policy_noise", self.policy_noise, 0.0, 10.0)?;
+        check_range("td3.noise_clip", self.noise_clip, 0.0, 10.0)?;
+        check_positive("td3.buffer_size", self.buffer_size)?;
+        check_positive("td3.batch_size", self.batch_size)?;
+        check_positive("td3.train_frequency", self.train_frequency)?;
+        check_positive("td3.policy_frequency", self.policy_frequency as usize)
+    }
+}
+
+/// Buffers of one update, kept between calls.
+#[derive(Default)]
+struct Scratch {
+    batch: Transitions,
+    actions: Vec<f32>,
+    targets: Vec<f32>,
+    q_used: Vec<f32>,
+    d_actions: Vec<f32>,
+    actor_ws: MlpWorkspace<f32>,
+}
+
+/// A TD3 (or DDPG) agent.
+pub struct Td3 {
+    cfg: Td3Config,
+    env: Box<dyn VecEnv>,
+    /// The actor `s → f(s)`, acting as `tanh(f(s))`.
+    actor_net: Mlp,
+    actor_layout: ParamLayout,
+    actor: Vec<f32>,
+    actor_target: Vec<f32>,
+    actor_grads: Vec<f32>,
+    actor_opt: Adam<f32>,
+    critic: TwinCritic,
+    replay: ReplayBuffer,
+    rng: Pcg64Mcg,
+    episodes: EpisodeTracker,
+    env_steps: u64,
+    updates: u64,
+    obs_dim: usize,
+    act_dim: usize,
+    bounds: ActionBounds,
+    scratch: Scratch,
+    /// The step's observations, [−1, 1] actions and env-scaled actions.
+    step_obs: Vec<f32>,
+    step_actions: Vec<f32>,
+    env_actions: Vec<f32>,
+}
+
+impl Td3 {
+    pub fn new(config: &CommonConfig, cfg: &Td3Config) -> Result<Self> {
+        let cfg = cfg.clone();
+        cfg.validate()?;
+        let env = build_vec_env(config)?;
+        let obs_dim = match env.single_observation_space() {
+            Space::Box { low, .. } => low.len(),
+            other => {
+                return Err(config_err(format!("td3 needs a Box observation space, but {} has {other}", config.env.id)))
+            }
+        };
+        let bounds = ActionBounds::of(env.single_action_space(), "td3", &config.env.id)?;
+        let act_dim = bounds.dim();
+        let mut rng = Pcg64Mcg::seed_from_u64(config.seed.wrapping_add(0x7d3));
+        let mut actor_layout = ParamLayout::new();
+        let actor_net = mlp(&mut actor_layout, "actor", obs_dim, act_dim, &cfg.net, "td3")?;
+        let mut actor = vec![0.0; actor_layout.len()];
+        actor_net.init(&mut actor, 2f64.sqrt(), 0.01, &mut rng);
+        let critic = TwinCritic::new(obs_dim, act_dim, &cfg.net, "td3", cfg.adam_eps, &mut rng)?;
+        let num_envs = config.env.num_envs;
+        Ok(Td3 {
+            actor_target: actor.clone(),
+            actor_grads: vec![0.0; actor.len()],
+            actor_opt: Adam::new(actor.len(), 0.9, 0.999, cfg.adam_eps),
+            critic,
+            replay: ReplayBuffer::new(cfg.buffer_size, obs_dim, act_dim, num_envs, 1, cfg.gamma)?,
+            rng,
+            episodes: EpisodeTracker::default(),
+            env_steps: 0,
+            updates: 0,
+            obs_dim,
+            act_dim,
+            scratch: Scratch { batch: Transitions::with_act_dim(obs_dim, act_dim), ..Scratch::default() },
+            step_obs: Vec::new(),
+            step_actions: vec![0.0; num_envs * act_dim],
+            env_actions: vec![0.0; num_envs * act_dim],
+            bounds,
+            actor_net,
+            actor_layout,
+            actor,
+            env,
+            cfg,
+        })
+    }
+
+    /// `tanh(f(s))` of `params` (the actor or its target) for `rows` observations, into
+    /// `scratch.actions`; with `noise`, Gaussian noise of that std (clipped to ±`clip`) is added
+    /// and the result clipped to [−1, 1].
+    fn act(&mut self, target: bool, obs: &[f32], rows: usize, noise: f64, clip: f64) {
+        let params = if target { &self.actor_target } else { &self.actor };
+        let s = &mut self.scratch;
+        self.actor_net.forward(params, obs, rows, &mut s.actor_ws);
+        s.actions.clear();
+        s.actions.extend(s.actor_ws.output().iter().map(|&z| z.tanh()));
+        if noise > 0.0 {
+            for a in s.actions.iter_mut() {
+                let n = (noise * self.rng.sample::<f64, _>(StandardNormal)).clamp(-clip, clip);
+                *a = (*a + n as f32).clamp(-1.0, 1.0);
+            }
+        }
+    }
+
+    /// One vector-env step (random actions before `learning_starts`) into the replay buffer.
+    fn collect_step(&mut self) -> Result<()> {
+        let (n, a, d) = (self.env.num_envs(), self.act_dim, self.obs_dim);
+        self.step_obs.clear();
+        self.step_obs.extend_from_slice(&self.env.batch().obs);
+        if self.env_steps < self.cfg.learning_starts {
+            for x in self.step_actions.iter_mut() {
+                *x = self.rng.random_range(-1.0..1.0);
+            }
+        } else {
+            let obs = std::mem::take(&mut self.step_obs);
+            self.act(false, &obs, n, self.cfg.exploration_noise, f64::INFINITY);
+            self.step_obs = obs;
+            self.step_actions.copy_from_slice(&self.scratch.actions);
+        }
+        self.bounds.to_env(&self.step_actions, &mut self.env_actions);
+        self.env.step(Actions::Continuous(&self.env_actions))?;
+        self.env_steps += n as u64;
+        let batch = self.env.batch();
+        self.episodes.record_batch(batch);
+        for i in 0..n {
+            let step = Step {
+                obs: &self.step_obs[i * d..(i + 1) * d],
+                action: &self.step_actions[i * a..(i + 1) * a],
+                reward: batch.rewards[i],
+                next_obs: batch.final_obs(i).unwrap_or_else(|| batch.obs_row(i)),
+                terminated: batch.terminated[i],
+                episode_end: batch.done(i),
+            };
+            self.replay.add(i, step)?;
+        }
+        Ok(())
+    }
+
+    /// One actor step on `−mean Q_1(s, μ(s))`; returns the loss.
+    fn update_actor(&mut self, rows: usize) -> f64 {
+        let obs = std::mem::take(&mut self.scratch.batch.obs);
+        self.act(false, &obs, rows, 0.0, 0.0);
+        let s = &mut self.scratch;
+        self.critic.action_gradient(&obs, &s.actions, rows, false, &mut s.q_used, &mut s.d_actions);
+        // Through tanh: ∂a/∂f = 1 − a².
+        let out_grad = s.actor_ws.output_grad(rows, self.act_dim);
+        for ((g, &d), &a) in out_grad.iter_mut().zip(&s.d_actions).zip(&s.actions) {
+            *g = d * (1.0 - a * a);
+        }
+        self.actor_grads.fill(0.0);
+        self.actor_net.backward(&self.actor, &mut self.actor_grads, &obs, rows, &mut s.actor_ws, false);
+        self.actor_opt.step(&mut self.actor, &self.actor_grads, self.cfg.learning_rate as f32);
+        s.batch.obs = obs;
+        -s.q_used.iter().map(|&q| q as f64).sum::<f64>() / rows as f64
+    }
+
+    /// One round of updates on fresh samples; returns (critic loss, mean Q, actor loss).
+    fn update(&mut self) -> Result<(f64, f64, f64)> {
+        let (rows, twin) = (self.cfg.batch_size, self.cfg.twin_critics);
+        let mut batch = std::mem::take(&mut self.scratch.batch);
+        self.replay.sample(rows, &mut self.rng, &mut batch);
+        self.act(true, &batch.next_obs, rows, self.cfg.policy_noise, self.cfg.noise_clip);
+        let s = &mut self.scratch;
+        self.critic.target_values(&batch.next_obs, &s.actions, rows, twin, &mut s.targets);
+        for (i, y) in s.targets.iter_mut().enumerate() {
+            *y = batch.rewards[i] + batch.discounts[i] * (1.0 - batch.dones[i]) * *y;
+        }
+        let lr = self.cfg.learning_rate as f32;
+        let result = self.critic.update(&batch.obs, &batch.actions, &s.targets, twin, lr, "td3.learning_rate");
+        self.scratch.batch = batch;
+        let (critic_loss, mean_q) = result?;
+        self.updates += 1;
+        let mut actor_loss = f64::NAN;
+        if self.updates % self.cfg.policy_frequency == 0 {
+            actor_loss = self.update_actor(rows);
+            soft_update(&mut self.actor_target, &self.actor, self.cfg.tau);
+            self.critic.soft_update(self.cfg.tau);
+        }
+        Ok((critic_loss, mean_q, actor_loss))
+    }
+}
+
+/// What TD3 keeps in `state.json` besides the common state.
+#[derive(Serialize, Deserialize)]
+struct Td3State {
+    common: CommonState,
+    updates: u64,
+    replay: serde_json::Value,
+}
+
+impl Agent for Td3 {
+    fn train_iteration(&mut self, _progress: f64) -> Result<Metrics> {
+        for _ in 0..self.cfg.train_frequency {
+            self.collect_step()?;
+        }
+        // Every iteration reports the same keys (NaN before learning starts).
+        let (mut q_loss, mut q, mut actor_loss) = (f64::NAN, f64::NAN, f64::NAN);
+        if self.env_steps >= self.cfg.learning_starts {
+            for _ in 0..self.cfg.gradient_steps {
+                let (l, m, a) = self.update()?;
+                (q_loss, q) = (l, m);
+                if a.is_finite() {
+                    actor_loss = a;
+                }
+            }
+        }
+        Ok(vec![
+            ("loss/qf", q_loss),
+            ("loss/q_values", q),
+            ("loss/actor", actor_loss),
+            ("charts/updates", self.updates as f64),
+            ("replay/size", self.replay.len() as f64),
+        ])
+    }
+
+    fn env_steps(&self) -> u64 {
+        self.env_steps
+    }
+    fn episodes(&self) -> &EpisodeTracker {
+        &self.episodes
+    }
+    fn episodes_mut(&mut self) -> &mut EpisodeTracker {
+        &mut self.episodes
+    }
+    fn obs_dim(&self) -> usize {
+        self.obs_dim
+    }
+    fn action_dim(&self) -> usize {
+        self.act_dim
+    }
+
+    /// `μ(s)` when `deterministic`, with the exploration noise otherwise; in the env's bounds.
+    fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
+        let noise = if deterministic { 0.0 } else { self.cfg.exploration_noise };
+        self.act(false, obs, rows, noise, f64::INFINITY);
+        self.bounds.to_env(&self.scratch.actions, actions);
+        Ok(())
+    }
+
+    fn save(&mut self, dir: &Path) -> Result<()> {
+        let meta = HashMap::new();
+        io::save_flat(&dir.join("actor.safetensors"), &self.actor_layout, &self.actor, Some(&self.actor_opt), &meta)?;
+        io::save_flat(&dir.join("actor_target.safetensors"), &self.actor_layout, &self.actor_target, None, &meta)?;
+        self.critic.save(dir)?;
+        let replay = self.replay.save(&dir.join("replay.safetensors"))?;
+        let common = CommonState::capture(self.env_steps, &self.rng, &self.episodes, self.env.as_mut())?;
+        write_json(&dir.join("state.json"), &Td3State { common, updates: self.updates, replay })
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<()> {
+        let state: Td3State = read_json(&dir.join("state.json"))?;
+        io::load_flat(&dir.join("actor.safetensors"), &self.actor_layout, &mut self.actor, Some(&mut self.actor_opt))?;
+        io::load_flat(&dir.join("actor_target.safetensors"), &self.actor_layout, &mut self.actor_target, None)?;
+        self.critic.load(dir)?;
+        self.replay.load(&dir.join("replay.safetensors"), &state.replay)?;
+        self.env.restore(&state.common.env).map_err(AlgoError::from)?;
+        self.env_steps = state.common.env_steps;
+        self.rng = state.common.rng;
+        self.episodes = state.common.episodes;
+        self.updates = state.updates;
+        Ok(())
+    }
+}
