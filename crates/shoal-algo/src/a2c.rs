@@ -10,6 +10,7 @@ use crate::checks::{check_positive, check_range};
 use crate::config::{CommonConfig, NetConfig};
 use crate::error::Result;
 use crate::metrics::Metrics;
+use crate::normalize::NormalizeConfig;
 use crate::on_policy::OnPolicyCore;
 use crate::updater::Updater;
 
@@ -31,6 +32,8 @@ pub struct A2cConfig {
     pub rms_eps: f64,
     pub shared_trunk: bool,
     pub init_log_std: f64,
+    /// Observation and reward normalization, saved with the model (`{ obs = true, reward = true }`).
+    pub normalize: NormalizeConfig,
     pub net: NetConfig,
 }
 
@@ -50,6 +53,7 @@ impl Default for A2cConfig {
             rms_eps: 1e-5,
             shared_trunk: false,
             init_log_std: 0.0,
+            normalize: NormalizeConfig::default(),
             net: NetConfig::default(),
         }
     }
@@ -74,7 +78,16 @@ impl A2c {
         check_range(&format!("{name}.gae_lambda"), cfg.gae_lambda, 0.0, 1.0)?;
         check_range(&format!("{name}.rms_alpha"), cfg.rms_alpha, 0.0, 1.0)?;
         check_positive(&format!("{name}.num_steps"), cfg.num_steps)?;
-        let core = OnPolicyCore::new(config, &cfg.net, name, cfg.shared_trunk, cfg.init_log_std, cfg.num_steps)?;
+        let core = OnPolicyCore::new(
+            config,
+            &cfg.net,
+            name,
+            cfg.shared_trunk,
+            cfg.init_log_std,
+            cfg.num_steps,
+            cfg.normalize,
+            cfg.gamma,
+        )?;
         let params = core.model.layout().len();
         Ok(A2c {
             updater: Updater::Local(Box::new(RmsProp::new(params, cfg.rms_alpha, cfg.rms_eps, false, 0.0))),

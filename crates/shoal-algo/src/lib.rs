@@ -34,6 +34,7 @@ pub mod error;
 pub mod eval;
 mod explore;
 pub mod metrics;
+pub mod normalize;
 mod on_policy;
 pub mod ppo;
 pub mod q_learning;

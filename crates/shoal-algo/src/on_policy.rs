@@ -19,6 +19,7 @@ use crate::checkpoint::{read_json, write_json, CommonState};
 use crate::config::{CommonConfig, NetConfig};
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, Result};
+use crate::normalize::{NormalizeConfig, Normalizer};
 
 /// How an env takes the policy's actions.
 enum ActionKind {
@@ -44,7 +45,9 @@ pub(crate) struct OnPolicyCore {
     pub act_dim: usize,
     head: PolicyHead,
     kind: ActionKind,
-    /// Rollout, step-major (`[num_steps, num_envs, …]`).
+    /// Observation and reward statistics, saved with the model and applied by `predict`.
+    normalizer: Normalizer,
+    /// Rollout, step-major (`[num_steps, num_envs, …]`), observations normalized.
     pub obs: Vec<f32>,
     pub actions: Vec<f32>,
     pub log_probs: Vec<f32>,
@@ -61,9 +64,13 @@ pub(crate) struct OnPolicyCore {
     final_rows: Vec<usize>,
     final_obs: Vec<f32>,
     next_values: Vec<f32>,
+    /// Normalized observations for a forward pass outside the rollout.
+    normalized: Vec<f32>,
 }
 
 impl OnPolicyCore {
+    /// `gamma` is the discount of the reward normalization's return (when `normalize.reward`).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: &CommonConfig,
         net: &NetConfig,
@@ -71,6 +78,8 @@ impl OnPolicyCore {
         shared_trunk: bool,
         init_log_std: f64,
         num_steps: usize,
+        normalize: NormalizeConfig,
+        gamma: f64,
     ) -> Result<Self> {
         let env = build_vec_env(config)?;
         let obs_dim = match env.single_observation_space() {
@@ -119,6 +128,7 @@ impl OnPolicyCore {
             act_dim,
             head,
             kind,
+            normalizer: Normalizer::new(normalize, obs_dim, num_envs, gamma),
             obs: vec![0.0; rows * obs_dim],
             actions: vec![0.0; rows * act_dim],
             log_probs: vec![0.0; rows],
@@ -134,6 +144,7 @@ impl OnPolicyCore {
             final_rows: Vec::new(),
             final_obs: Vec::new(),
             next_values: vec![0.0; num_envs],
+            normalized: Vec::new(),
         })
     }
 
@@ -164,7 +175,7 @@ impl OnPolicyCore {
         let (n, od, ad, width) = (self.num_envs, self.obs_dim, self.act_dim, self.head.out_dim());
         for t in 0..self.num_steps {
             let rows = t * n..(t + 1) * n;
-            self.obs[t * n * od..(t + 1) * n * od].copy_from_slice(&self.env.batch().obs);
+            self.normalizer.observe(&self.env.batch().obs, &mut self.obs[t * n * od..(t + 1) * n * od]);
             self.log_std.clear();
             self.log_std.extend_from_slice(self.model.log_std());
             let out = self.model.forward(&self.obs[t * n * od..(t + 1) * n * od], n)?;
@@ -189,8 +200,10 @@ impl OnPolicyCore {
             self.episodes.record_batch(batch);
             self.final_rows.clear();
             self.final_obs.clear();
+            let rewards = &mut self.rewards[rows.clone()];
+            rewards.copy_from_slice(&batch.rewards);
+            self.normalizer.scale_rewards(rewards, |i| batch.done(i));
             for i in 0..n {
-                self.rewards[t * n + i] = batch.rewards[i];
                 self.dones[t * n + i] = if batch.done(i) { 1.0 } else { 0.0 };
                 if batch.truncated[i] && !batch.terminated[i] {
                     self.final_rows.push(i);
@@ -198,13 +211,17 @@ impl OnPolicyCore {
                 }
             }
             if !self.final_rows.is_empty() {
-                let values = self.model.forward(&self.final_obs, self.final_rows.len())?.value.unwrap_or_default();
+                self.normalized.resize(self.final_obs.len(), 0.0);
+                self.normalizer.apply(&self.final_obs, &mut self.normalized);
+                let values = self.model.forward(&self.normalized, self.final_rows.len())?.value.unwrap_or_default();
                 for (&i, &v) in self.final_rows.iter().zip(values) {
                     self.rewards[t * n + i] += (gamma * v as f64) as f32;
                 }
             }
         }
-        let next = self.model.forward(&self.env.batch().obs, n)?.value.unwrap_or_default();
+        self.normalized.resize(n * od, 0.0);
+        self.normalizer.apply(&self.env.batch().obs, &mut self.normalized);
+        let next = self.model.forward(&self.normalized, n)?.value.unwrap_or_default();
         self.next_values.copy_from_slice(next);
         self.compute_gae(gamma, gae_lambda);
         Ok(())
@@ -270,7 +287,9 @@ impl OnPolicyCore {
         let (width, ad) = (self.head.out_dim(), self.act_dim);
         self.log_std.clear();
         self.log_std.extend_from_slice(self.model.log_std());
-        let out = self.model.forward_policy(obs, rows)?;
+        self.normalized.resize(obs.len(), 0.0);
+        self.normalizer.apply(obs, &mut self.normalized);
+        let out = self.model.forward_policy(&self.normalized, rows)?;
         for i in 0..rows {
             let (row, action) = (&out[i * width..(i + 1) * width], &mut actions[i * ad..(i + 1) * ad]);
             if deterministic {
@@ -287,6 +306,7 @@ impl OnPolicyCore {
 
     pub fn save(&mut self, dir: &Path, optimizer: Option<&dyn Optimizer<f32>>) -> Result<()> {
         io::save(&dir.join("model.safetensors"), &self.model, optimizer, &Default::default())?;
+        write_json(&dir.join("normalizer.json"), &self.normalizer)?;
         let state = CommonState::capture(self.env_steps, &self.rng, &self.episodes, self.env.as_mut())?;
         write_json(&dir.join("state.json"), &state)
     }
@@ -294,6 +314,11 @@ impl OnPolicyCore {
     pub fn load(&mut self, dir: &Path, optimizer: Option<&mut dyn Optimizer<f32>>) -> Result<()> {
         let state: CommonState = read_json(&dir.join("state.json"))?;
         io::load(&dir.join("model.safetensors"), &mut self.model, optimizer)?;
+        // Checkpoints written before normalization existed have no statistics: none were used.
+        let normalizer = dir.join("normalizer.json");
+        if normalizer.exists() {
+            self.normalizer = read_json(&normalizer)?;
+        }
         self.env.restore(&state.env)?;
         self.env_steps = state.env_steps;
         self.rng = state.rng;

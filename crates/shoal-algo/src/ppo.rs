@@ -16,6 +16,7 @@ use crate::checks::{check_positive, check_range};
 use crate::config::{CommonConfig, NetConfig};
 use crate::error::{config_err, Result};
 use crate::metrics::Metrics;
+use crate::normalize::NormalizeConfig;
 use crate::on_policy::{normalize_advantages, OnPolicyCore};
 use crate::updater::Updater;
 
@@ -50,6 +51,8 @@ pub struct PpoConfig {
     pub shared_trunk: bool,
     /// Initial log-std of a Gaussian policy (continuous actions).
     pub init_log_std: f64,
+    /// Observation and reward normalization, saved with the model (`{ obs = true, reward = true }`).
+    pub normalize: NormalizeConfig,
     pub net: NetConfig,
 }
 
@@ -74,6 +77,7 @@ impl Default for PpoConfig {
             adam_eps: 1e-5,
             shared_trunk: false,
             init_log_std: 0.0,
+            normalize: NormalizeConfig::default(),
             net: NetConfig::default(),
         }
     }
@@ -150,7 +154,16 @@ impl Ppo {
     pub fn new(config: &CommonConfig, cfg: &PpoConfig) -> Result<Self> {
         let cfg = cfg.clone();
         cfg.validate(config.env.num_envs)?;
-        let core = OnPolicyCore::new(config, &cfg.net, "ppo", cfg.shared_trunk, cfg.init_log_std, cfg.num_steps)?;
+        let core = OnPolicyCore::new(
+            config,
+            &cfg.net,
+            "ppo",
+            cfg.shared_trunk,
+            cfg.init_log_std,
+            cfg.num_steps,
+            cfg.normalize,
+            cfg.gamma,
+        )?;
         let params = core.model.layout().len();
         Ok(Ppo {
             updater: Updater::Local(Box::new(Adam::new(params, 0.9, 0.999, cfg.adam_eps))),

@@ -30,6 +30,42 @@ impl RunningMeanStd {
         self.count += 1.0;
     }
 
+    /// Folds in a batch given by its moments (Chan et al.'s parallel update; Gymnasium's
+    /// `update_from_moments`): also how the statistics of several workers merge.
+    pub fn update_moments(&mut self, batch_mean: &[f64], batch_var: &[f64], batch_count: f64) {
+        let total = self.count + batch_count;
+        for ((mean, var), (&bm, &bv)) in self.mean.iter_mut().zip(&mut self.var).zip(batch_mean.iter().zip(batch_var)) {
+            let delta = bm - *mean;
+            let m2 = *var * self.count + bv * batch_count + delta * delta * self.count * batch_count / total;
+            *mean += delta * batch_count / total;
+            *var = m2 / total;
+        }
+        self.count = total;
+    }
+
+    /// Folds in `rows` rows of `self.mean.len()` values each (Gymnasium's `update(x)` on a
+    /// batch: its mean and population variance, then [`RunningMeanStd::update_moments`]).
+    pub fn update_batch(&mut self, rows: &[f32]) {
+        let dim = self.mean.len();
+        let n = rows.len() / dim.max(1);
+        if n == 0 {
+            return;
+        }
+        let mut mean = vec![0.0; dim];
+        rows.chunks_exact(dim).for_each(|row| mean.iter_mut().zip(row).for_each(|(m, &x)| *m += x as f64));
+        mean.iter_mut().for_each(|m| *m /= n as f64);
+        let mut var = vec![0.0; dim];
+        rows.chunks_exact(dim)
+            .for_each(|row| var.iter_mut().zip(row).zip(&mean).for_each(|((v, &x), m)| *v += (x as f64 - m).powi(2)));
+        var.iter_mut().for_each(|v| *v /= n as f64);
+        self.update_moments(&mean, &var, n as f64);
+    }
+
+    /// Merges another worker's statistics into these (parallel Welford).
+    pub fn merge(&mut self, other: &RunningMeanStd) {
+        self.update_moments(&other.mean, &other.var, other.count);
+    }
+
     /// `(x - mean) / sqrt(var + epsilon)` for element `i`.
     pub fn normalize(&self, i: usize, x: f64, epsilon: f64) -> f64 {
         (x - self.mean[i]) / (self.var[i] + epsilon).sqrt()
@@ -193,5 +229,40 @@ mod tests {
         let expect_var = (c * 1.0 + n * var + mean * mean * c * n / total) / total;
         assert!((rms.mean[0] - expect_mean).abs() < 1e-12, "{} vs {expect_mean}", rms.mean[0]);
         assert!((rms.var[0] - expect_var).abs() < 1e-9, "{} vs {expect_var}", rms.var[0]);
+    }
+
+    /// Workers that each saw part of the data and merge their statistics (parallel Welford)
+    /// end where one process that saw all of it ends, whatever the split.
+    #[test]
+    fn merged_worker_statistics_equal_one_process_seeing_everything() {
+        let rows: Vec<f32> = (0..60).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.7 + (i % 3) as f32).collect();
+        let mut all = RunningMeanStd::new(3);
+        for batch in rows.chunks(9) {
+            all.update_batch(batch);
+        }
+        for split in [3, 15, 27, 45] {
+            let (mut a, mut b) = (RunningMeanStd::new(3), RunningMeanStd::new(3));
+            a.update_batch(&rows[..split]);
+            b.update_batch(&rows[split..]);
+            // Every worker starts from the prior (count 1e-4); the extra priors a merge brings
+            // weigh 1e-4 of a row, below the tolerance.
+            let mut merged = RunningMeanStd::new(3);
+            merged.merge(&a);
+            merged.merge(&b);
+            for d in 0..3 {
+                assert!(
+                    (merged.mean[d] - all.mean[d]).abs() < 1e-4,
+                    "split {split}: mean {} vs {}",
+                    merged.mean[d],
+                    all.mean[d]
+                );
+                assert!(
+                    (merged.var[d] - all.var[d]).abs() / all.var[d] < 1e-4,
+                    "split {split}: var {} vs {}",
+                    merged.var[d],
+                    all.var[d]
+                );
+            }
+        }
     }
 }
