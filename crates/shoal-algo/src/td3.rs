@@ -23,20 +23,20 @@ use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
-use shoal_dist::replay::{Step, Transitions};
-use shoal_env::{Actions, Space, VecEnv};
+use shoal_dist::replay::Transitions;
+use shoal_env::VecEnv;
 use shoal_nn::mlp::{Mlp, MlpWorkspace};
 use shoal_nn::{io, Adam, Optimizer, ParamLayout};
 
-use crate::agent::{build_vec_env, Agent};
+use crate::agent::Agent;
 use crate::checkpoint::{read_json, write_json, CommonState};
 use crate::checks::{check_positive, check_range};
 use crate::config::{CommonConfig, NetConfig};
 use crate::episodes::EpisodeTracker;
-use crate::error::{config_err, AlgoError, Result};
+use crate::error::{AlgoError, Result};
 use crate::metrics::Metrics;
 use crate::replay::ReplayBuffer;
-use crate::twin_critic::{mlp, soft_update, ActionBounds, TwinCritic};
+use crate::twin_critic::{actor, continuous_env, soft_update, ActionBounds, Collector, TwinCritic};
 
 /// TD3 hyperparameters (Stable-Baselines3's defaults; CleanRL's names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,30 +138,17 @@ pub struct Td3 {
     act_dim: usize,
     bounds: ActionBounds,
     scratch: Scratch,
-    /// The step's observations, [−1, 1] actions and env-scaled actions.
-    step_obs: Vec<f32>,
-    step_actions: Vec<f32>,
-    env_actions: Vec<f32>,
+    collector: Collector,
 }
 
 impl Td3 {
     pub fn new(config: &CommonConfig, cfg: &Td3Config) -> Result<Self> {
         let cfg = cfg.clone();
         cfg.validate()?;
-        let env = build_vec_env(config)?;
-        let obs_dim = match env.single_observation_space() {
-            Space::Box { low, .. } => low.len(),
-            other => {
-                return Err(config_err(format!("td3 needs a Box observation space, but {} has {other}", config.env.id)))
-            }
-        };
-        let bounds = ActionBounds::of(env.single_action_space(), "td3", &config.env.id)?;
+        let (env, obs_dim, bounds) = continuous_env(config, "td3")?;
         let act_dim = bounds.dim();
         let mut rng = Pcg64Mcg::seed_from_u64(config.seed.wrapping_add(0x7d3));
-        let mut actor_layout = ParamLayout::new();
-        let actor_net = mlp(&mut actor_layout, "actor", obs_dim, act_dim, &cfg.net, "td3")?;
-        let mut actor = vec![0.0; actor_layout.len()];
-        actor_net.init(&mut actor, 2f64.sqrt(), 0.01, &mut rng);
+        let (actor_net, actor_layout, actor) = actor(obs_dim, act_dim, &cfg.net, "td3", &mut rng)?;
         let critic = TwinCritic::new(obs_dim, act_dim, &cfg.net, "td3", cfg.adam_eps, &mut rng)?;
         let num_envs = config.env.num_envs;
         Ok(Td3 {
@@ -177,9 +164,7 @@ impl Td3 {
             obs_dim,
             act_dim,
             scratch: Scratch { batch: Transitions::with_act_dim(obs_dim, act_dim), ..Scratch::default() },
-            step_obs: Vec::new(),
-            step_actions: vec![0.0; num_envs * act_dim],
-            env_actions: vec![0.0; num_envs * act_dim],
+            collector: Collector::default(),
             bounds,
             actor_net,
             actor_layout,
@@ -208,35 +193,18 @@ impl Td3 {
 
     /// One vector-env step (random actions before `learning_starts`) into the replay buffer.
     fn collect_step(&mut self) -> Result<()> {
-        let (n, a, d) = (self.env.num_envs(), self.act_dim, self.obs_dim);
-        self.step_obs.clear();
-        self.step_obs.extend_from_slice(&self.env.batch().obs);
+        let n = self.env.num_envs();
+        self.collector.begin(self.env.as_ref(), self.act_dim);
         if self.env_steps < self.cfg.learning_starts {
-            for x in self.step_actions.iter_mut() {
-                *x = self.rng.random_range(-1.0..1.0);
-            }
+            self.collector.random(&mut self.rng);
         } else {
-            let obs = std::mem::take(&mut self.step_obs);
+            let obs = std::mem::take(&mut self.collector.obs);
             self.act(false, &obs, n, self.cfg.exploration_noise, f64::INFINITY);
-            self.step_obs = obs;
-            self.step_actions.copy_from_slice(&self.scratch.actions);
+            self.collector.actions.copy_from_slice(&self.scratch.actions);
+            self.collector.obs = obs;
         }
-        self.bounds.to_env(&self.step_actions, &mut self.env_actions);
-        self.env.step(Actions::Continuous(&self.env_actions))?;
-        self.env_steps += n as u64;
-        let batch = self.env.batch();
-        self.episodes.record_batch(batch);
-        for i in 0..n {
-            let step = Step {
-                obs: &self.step_obs[i * d..(i + 1) * d],
-                action: &self.step_actions[i * a..(i + 1) * a],
-                reward: batch.rewards[i],
-                next_obs: batch.final_obs(i).unwrap_or_else(|| batch.obs_row(i)),
-                terminated: batch.terminated[i],
-                episode_end: batch.done(i),
-            };
-            self.replay.add(i, step)?;
-        }
+        self.env_steps +=
+            self.collector.finish(self.env.as_mut(), &self.bounds, &mut self.replay, &mut self.episodes)?;
         Ok(())
     }
 

@@ -1,20 +1,58 @@
 //! What the off-policy continuous-control algorithms (SAC, TD3) share: two critics
 //! `Q_i(s, a)` over `[obs | action]` rows with Polyak-averaged targets (Fujimoto et al.'s
-//! clipped double Q), and the rescaling of actions between [−1, 1] and the env's bounds.
+//! clipped double Q), the rescaling of actions between [−1, 1] and the env's bounds, and the
+//! step that collects experience into the replay buffer.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use rand::Rng;
-use shoal_env::Space;
+use shoal_dist::replay::Step;
+use shoal_env::{Actions, Space, VecEnv};
 use shoal_nn::mlp::{Mlp, MlpWorkspace};
 use shoal_nn::{io, Adam, Optimizer, ParamLayout};
 
-use crate::config::NetConfig;
+use crate::agent::build_vec_env;
+use crate::config::{CommonConfig, NetConfig};
+use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, AlgoError, Result};
+use crate::replay::ReplayBuffer;
 
-/// A network `sizes[0] → hidden… → out` of `net`'s activation (no output activation).
-pub(crate) fn mlp(
+/// The config's vector env with its observation width and action bounds, or an error naming
+/// `section` when the spaces are not a Box of observations and a bounded Box of actions.
+pub(crate) fn continuous_env(config: &CommonConfig, section: &str) -> Result<(Box<dyn VecEnv>, usize, ActionBounds)> {
+    let env = build_vec_env(config)?;
+    let obs_dim = match env.single_observation_space() {
+        Space::Box { low, .. } => low.len(),
+        other => {
+            return Err(config_err(format!(
+                "{section} needs a Box observation space, but {} has {other}",
+                config.env.id
+            )))
+        }
+    };
+    let bounds = ActionBounds::of(env.single_action_space(), section, &config.env.id)?;
+    Ok((env, obs_dim, bounds))
+}
+
+/// An actor network `obs_dim → hidden… → output` in its own flat vector, initialized with a
+/// small output gain (near-zero initial actions).
+pub(crate) fn actor(
+    obs_dim: usize,
+    output: usize,
+    net: &NetConfig,
+    section: &str,
+    rng: &mut impl Rng,
+) -> Result<(Mlp, ParamLayout, Vec<f32>)> {
+    let mut layout = ParamLayout::new();
+    let mlp = mlp(&mut layout, "actor", obs_dim, output, net, section)?;
+    let mut params = vec![0.0; layout.len()];
+    mlp.init(&mut params, 2f64.sqrt(), 0.01, rng);
+    Ok((mlp, layout, params))
+}
+
+/// A network `input → hidden… → output` of `net`'s activation (no output activation).
+fn mlp(
     layout: &mut ParamLayout,
     prefix: &str,
     input: usize,
@@ -249,5 +287,61 @@ impl ActionBounds {
             let (lo, hi) = (self.low[i % a], self.high[i % a]);
             *o = lo + 0.5 * (x + 1.0) * (hi - lo);
         }
+    }
+}
+
+/// One vector-env step of an off-policy agent, in two halves around the agent's choice of
+/// actions: [`Collector::begin`] copies the observations, the agent writes `actions` (in
+/// [−1, 1]; [`Collector::random`] before learning starts), [`Collector::finish`] steps the envs
+/// and stores every env's transition in the replay buffer.
+#[derive(Default)]
+pub(crate) struct Collector {
+    /// `[num_envs, obs_dim]`: the observations the actions are chosen on.
+    pub obs: Vec<f32>,
+    /// `[num_envs, act_dim]`, in [−1, 1].
+    pub actions: Vec<f32>,
+    env_actions: Vec<f32>,
+}
+
+impl Collector {
+    pub fn begin(&mut self, env: &dyn VecEnv, act_dim: usize) {
+        self.obs.clear();
+        self.obs.extend_from_slice(&env.batch().obs);
+        self.actions.resize(env.num_envs() * act_dim, 0.0);
+        self.env_actions.resize(env.num_envs() * act_dim, 0.0);
+    }
+
+    /// Uniformly random actions (before learning starts).
+    pub fn random(&mut self, rng: &mut impl Rng) {
+        self.actions.iter_mut().for_each(|a| *a = rng.random_range(-1.0..1.0));
+    }
+
+    /// Steps the envs with `actions` rescaled to their bounds, records finished episodes and
+    /// stores the transitions; returns the env steps taken.
+    pub fn finish(
+        &mut self,
+        env: &mut dyn VecEnv,
+        bounds: &ActionBounds,
+        replay: &mut ReplayBuffer,
+        episodes: &mut EpisodeTracker,
+    ) -> Result<u64> {
+        bounds.to_env(&self.actions, &mut self.env_actions);
+        env.step(Actions::Continuous(&self.env_actions))?;
+        let (n, a) = (env.num_envs(), bounds.dim());
+        let d = self.obs.len() / n.max(1);
+        let batch = env.batch();
+        episodes.record_batch(batch);
+        for i in 0..n {
+            let step = Step {
+                obs: &self.obs[i * d..(i + 1) * d],
+                action: &self.actions[i * a..(i + 1) * a],
+                reward: batch.rewards[i],
+                next_obs: batch.final_obs(i).unwrap_or_else(|| batch.obs_row(i)),
+                terminated: batch.terminated[i],
+                episode_end: batch.done(i),
+            };
+            replay.add(i, step)?;
+        }
+        Ok(n as u64)
     }
 }
