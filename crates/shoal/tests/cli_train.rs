@@ -163,7 +163,11 @@ fn bad_configs_fail_before_training_and_name_the_key() {
             "section [dqn] is given but algo = \"ppo\"",
         ),
         ("algo = \"ppo\"\n[env]\nid = \"CartPole-v1\"\n", "[stop] needs at least one of"),
-        ("algo = \"sac\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 10\n", "unknown variant `sac`"),
+        ("algo = \"sacc\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 10\n", "unknown variant `sacc`"),
+        (
+            "algo = \"sac\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 10\n",
+            "sac needs a bounded Box action space, but CartPole-v1 has Discrete(2)",
+        ),
         ("algo = \"ppo\"\n[env]\nid = \"CartPole-v9\"\n[stop]\nenv_steps = 10\n", "did you mean `CartPole-v1`"),
         (
             "algo = \"ppo\"\n[env]\nid = \"FrozenLake-v1\"\noptions = { slippery = true }\n[stop]\nenv_steps = 10\n",
