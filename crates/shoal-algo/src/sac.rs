@@ -21,25 +21,20 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_distr::StandardNormal;
-use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 use shoal_dist::replay::Transitions;
-use shoal_env::VecEnv;
 use shoal_nn::mlp::{Mlp, MlpWorkspace};
 use shoal_nn::squashed::{squashed_backward, squashed_mean, squashed_sample, temperature_loss};
 use shoal_nn::{io, Adam, Optimizer, ParamLayout};
 
 use crate::agent::Agent;
-use crate::checkpoint::{read_json, write_json, CommonState};
 use crate::checks::{check_positive, check_range};
 use crate::config::{CommonConfig, NetConfig};
-use crate::episodes::EpisodeTracker;
-use crate::error::{config_err, AlgoError, Result};
+use crate::error::{config_err, Result};
 use crate::metrics::Metrics;
-use crate::replay::ReplayBuffer;
-use crate::twin_critic::{actor, continuous_env, ActionBounds, Collector, TwinCritic};
+use crate::twin_critic::{actor, forward_to_run, OffPolicyRun, TwinCritic};
 
 /// SAC hyperparameters (Stable-Baselines3's defaults; CleanRL's names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,7 +133,6 @@ struct Scratch {
 /// A SAC agent.
 pub struct Sac {
     cfg: SacConfig,
-    env: Box<dyn VecEnv>,
     /// The actor `s → (μ, log σ)`.
     actor_net: Mlp,
     actor_layout: ParamLayout,
@@ -149,28 +143,19 @@ pub struct Sac {
     log_alpha: f32,
     alpha_opt: Adam<f32>,
     target_entropy: f64,
-    replay: ReplayBuffer,
-    rng: Pcg64Mcg,
-    episodes: EpisodeTracker,
-    env_steps: u64,
-    updates: u64,
-    obs_dim: usize,
-    act_dim: usize,
-    bounds: ActionBounds,
+    /// Envs, replay, RNG and counters.
+    run: OffPolicyRun,
     scratch: Scratch,
-    collector: Collector,
 }
 
 impl Sac {
     pub fn new(config: &CommonConfig, cfg: &SacConfig) -> Result<Self> {
         let cfg = cfg.clone();
         cfg.validate()?;
-        let (env, obs_dim, bounds) = continuous_env(config, "sac")?;
-        let act_dim = bounds.dim();
-        let mut rng = Pcg64Mcg::seed_from_u64(config.seed.wrapping_add(0x5ac));
-        let (actor_net, actor_layout, actor) = actor(obs_dim, 2 * act_dim, &cfg.net, "sac", &mut rng)?;
-        let critic = TwinCritic::new(obs_dim, act_dim, &cfg.net, "sac", cfg.adam_eps, &mut rng)?;
-        let num_envs = config.env.num_envs;
+        let mut run = OffPolicyRun::new(config, "sac", cfg.buffer_size, cfg.gamma, 0x5ac)?;
+        let (obs_dim, act_dim) = (run.obs_dim, run.act_dim);
+        let (actor_net, actor_layout, actor) = actor(obs_dim, 2 * act_dim, &cfg.net, "sac", &mut run.rng)?;
+        let critic = TwinCritic::new(obs_dim, act_dim, &cfg.net, "sac", cfg.adam_eps, &mut run.rng)?;
         Ok(Sac {
             actor_grads: vec![0.0; actor.len()],
             actor_opt: Adam::new(actor.len(), 0.9, 0.999, cfg.adam_eps),
@@ -178,20 +163,11 @@ impl Sac {
             log_alpha: cfg.alpha.ln() as f32,
             alpha_opt: Adam::new(1, 0.9, 0.999, cfg.adam_eps),
             target_entropy: cfg.target_entropy.unwrap_or(-(act_dim as f64)),
-            replay: ReplayBuffer::new(cfg.buffer_size, obs_dim, act_dim, num_envs, 1, cfg.gamma)?,
-            rng,
-            episodes: EpisodeTracker::default(),
-            env_steps: 0,
-            updates: 0,
-            obs_dim,
-            act_dim,
             scratch: Scratch { batch: Transitions::with_act_dim(obs_dim, act_dim), ..Scratch::default() },
-            collector: Collector::default(),
-            bounds,
+            run,
             actor_net,
             actor_layout,
             actor,
-            env,
             cfg,
         })
     }
@@ -205,7 +181,7 @@ impl Sac {
     fn actor_forward(&mut self, obs: &[f32], rows: usize) {
         let s = &mut self.scratch;
         self.actor_net.forward(&self.actor, obs, rows, &mut s.actor_ws);
-        let a = self.act_dim;
+        let a = self.run.act_dim;
         s.mean.resize(rows * a, 0.0);
         s.log_std.resize(rows * a, 0.0);
         for (r, out) in s.actor_ws.output().chunks_exact(2 * a).enumerate() {
@@ -218,30 +194,24 @@ impl Sac {
     /// `actor_forward`, into `scratch.actions` / `scratch.log_probs`.
     fn sample_actions(&mut self, rows: usize) {
         let s = &mut self.scratch;
-        let n = rows * self.act_dim;
+        let n = rows * self.run.act_dim;
         s.eps.clear();
-        s.eps.extend((0..n).map(|_| self.rng.sample::<f32, _>(StandardNormal)));
+        s.eps.extend((0..n).map(|_| self.run.rng.sample::<f32, _>(StandardNormal)));
         s.actions.resize(n, 0.0);
         s.log_probs.resize(rows, 0.0);
-        squashed_sample(&s.mean, &s.log_std, &s.eps, self.act_dim, &mut s.actions, &mut s.log_probs);
+        squashed_sample(&s.mean, &s.log_std, &s.eps, self.run.act_dim, &mut s.actions, &mut s.log_probs);
     }
 
     /// One vector-env step (random actions before `learning_starts`) into the replay buffer.
     fn collect_step(&mut self) -> Result<()> {
-        let n = self.env.num_envs();
-        self.collector.begin(self.env.as_ref(), self.act_dim);
-        if self.env_steps < self.cfg.learning_starts {
-            self.collector.random(&mut self.rng);
-        } else {
-            let obs = std::mem::take(&mut self.collector.obs);
+        if self.run.begin_step(self.cfg.learning_starts) {
+            let (obs, n) = (std::mem::take(&mut self.run.step_obs), self.run.env.num_envs());
             self.actor_forward(&obs, n);
             self.sample_actions(n);
-            self.collector.actions.copy_from_slice(&self.scratch.actions);
-            self.collector.obs = obs;
+            self.run.step_actions.copy_from_slice(&self.scratch.actions);
+            self.run.step_obs = obs;
         }
-        self.env_steps +=
-            self.collector.finish(self.env.as_mut(), &self.bounds, &mut self.replay, &mut self.episodes)?;
-        Ok(())
+        self.run.finish_step()
     }
 
     /// The soft TD targets `y` of the sampled batch into `scratch.targets`.
@@ -266,7 +236,7 @@ impl Sac {
         let obs = std::mem::take(&mut self.scratch.batch.obs);
         self.actor_forward(&obs, rows);
         self.sample_actions(rows);
-        let (alpha, a, scale) = (self.alpha(), self.act_dim, 1.0 / rows as f32);
+        let (alpha, a, scale) = (self.alpha(), self.run.act_dim, 1.0 / rows as f32);
         let s = &mut self.scratch;
         // ∂J_π/∂ã = −(1/B)·∂Q_min/∂ã, through whichever critic is smaller per row.
         self.critic.action_gradient(&obs, &s.actions, rows, true, &mut s.q_min, &mut s.d_actions);
@@ -309,18 +279,18 @@ impl Sac {
     fn update(&mut self) -> Result<(f64, f64, f64, f64)> {
         let rows = self.cfg.batch_size;
         let mut batch = std::mem::take(&mut self.scratch.batch);
-        self.replay.sample(rows, &mut self.rng, &mut batch);
+        self.run.replay.sample(rows, &mut self.run.rng, &mut batch);
         self.scratch.batch = batch;
         self.soft_targets(rows);
         let b = &self.scratch.batch;
         let (critic_loss, mean_q) =
             self.critic.update(&b.obs, &b.actions, &self.scratch.targets, true, self.cfg.q_lr as f32, "sac.q_lr")?;
-        self.updates += 1;
+        self.run.updates += 1;
         let (mut actor_loss, mut entropy) = (f64::NAN, f64::NAN);
-        if self.updates % self.cfg.policy_frequency == 0 {
+        if self.run.updates % self.cfg.policy_frequency == 0 {
             (actor_loss, entropy) = self.update_actor(rows);
         }
-        if self.updates % self.cfg.target_network_frequency == 0 {
+        if self.run.updates % self.cfg.target_network_frequency == 0 {
             self.critic.soft_update(self.cfg.tau);
         }
         Ok((critic_loss, mean_q, actor_loss, entropy))
@@ -334,14 +304,6 @@ fn alpha_layout() -> ParamLayout {
     layout
 }
 
-/// What SAC keeps in `state.json` besides the common state.
-#[derive(Serialize, Deserialize)]
-struct SacState {
-    common: CommonState,
-    updates: u64,
-    replay: serde_json::Value,
-}
-
 impl Agent for Sac {
     fn train_iteration(&mut self, _progress: f64) -> Result<Metrics> {
         for _ in 0..self.cfg.train_frequency {
@@ -349,7 +311,7 @@ impl Agent for Sac {
         }
         // Every iteration reports the same keys (NaN before learning starts).
         let (mut q_loss, mut q, mut actor_loss, mut entropy) = (f64::NAN, f64::NAN, f64::NAN, f64::NAN);
-        if self.env_steps >= self.cfg.learning_starts {
+        if self.run.env_steps >= self.cfg.learning_starts {
             for _ in 0..self.cfg.gradient_steps {
                 let (l, m, a, e) = self.update()?;
                 (q_loss, q) = (l, m);
@@ -364,38 +326,24 @@ impl Agent for Sac {
             ("loss/actor", actor_loss),
             ("loss/entropy", entropy),
             ("charts/alpha", self.alpha() as f64),
-            ("charts/updates", self.updates as f64),
-            ("replay/size", self.replay.len() as f64),
+            ("charts/updates", self.run.updates as f64),
+            ("replay/size", self.run.replay.len() as f64),
         ])
     }
 
-    fn env_steps(&self) -> u64 {
-        self.env_steps
-    }
-    fn episodes(&self) -> &EpisodeTracker {
-        &self.episodes
-    }
-    fn episodes_mut(&mut self) -> &mut EpisodeTracker {
-        &mut self.episodes
-    }
-    fn obs_dim(&self) -> usize {
-        self.obs_dim
-    }
-    fn action_dim(&self) -> usize {
-        self.act_dim
-    }
+    forward_to_run!();
 
     /// The mean action `tanh(μ)` when `deterministic`, a sample otherwise; in the env's bounds.
     fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
         self.actor_forward(obs, rows);
-        let mut squashed = vec![0.0; rows * self.act_dim];
+        let mut squashed = vec![0.0; rows * self.run.act_dim];
         if deterministic {
             squashed_mean(&self.scratch.mean, &mut squashed);
         } else {
             self.sample_actions(rows);
             squashed.copy_from_slice(&self.scratch.actions);
         }
-        self.bounds.to_env(&squashed, actions);
+        self.run.bounds.to_env(&squashed, actions);
         Ok(())
     }
 
@@ -410,24 +358,16 @@ impl Agent for Sac {
             Some(&self.alpha_opt),
             &meta,
         )?;
-        let replay = self.replay.save(&dir.join("replay.safetensors"))?;
-        let common = CommonState::capture(self.env_steps, &self.rng, &self.episodes, self.env.as_mut())?;
-        write_json(&dir.join("state.json"), &SacState { common, updates: self.updates, replay })
+        self.run.save(dir)
     }
 
     fn load(&mut self, dir: &Path) -> Result<()> {
-        let state: SacState = read_json(&dir.join("state.json"))?;
         io::load_flat(&dir.join("actor.safetensors"), &self.actor_layout, &mut self.actor, Some(&mut self.actor_opt))?;
         self.critic.load(dir)?;
         let mut log_alpha = [0.0f32];
         io::load_flat(&dir.join("alpha.safetensors"), &alpha_layout(), &mut log_alpha, Some(&mut self.alpha_opt))?;
-        self.replay.load(&dir.join("replay.safetensors"), &state.replay)?;
-        self.env.restore(&state.common.env).map_err(AlgoError::from)?;
+        self.run.load(dir)?;
         self.log_alpha = log_alpha[0];
-        self.env_steps = state.common.env_steps;
-        self.rng = state.common.rng;
-        self.episodes = state.common.episodes;
-        self.updates = state.updates;
         Ok(())
     }
 }

@@ -19,24 +19,19 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_distr::StandardNormal;
-use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 use shoal_dist::replay::Transitions;
-use shoal_env::VecEnv;
 use shoal_nn::mlp::{Mlp, MlpWorkspace};
 use shoal_nn::{io, Adam, Optimizer, ParamLayout};
 
 use crate::agent::Agent;
-use crate::checkpoint::{read_json, write_json, CommonState};
 use crate::checks::{check_positive, check_range};
 use crate::config::{CommonConfig, NetConfig};
-use crate::episodes::EpisodeTracker;
-use crate::error::{AlgoError, Result};
+use crate::error::Result;
 use crate::metrics::Metrics;
-use crate::replay::ReplayBuffer;
-use crate::twin_critic::{actor, continuous_env, soft_update, ActionBounds, Collector, TwinCritic};
+use crate::twin_critic::{actor, forward_to_run, soft_update, OffPolicyRun, TwinCritic};
 
 /// TD3 hyperparameters (Stable-Baselines3's defaults; CleanRL's names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,7 +115,6 @@ struct Scratch {
 /// A TD3 (or DDPG) agent.
 pub struct Td3 {
     cfg: Td3Config,
-    env: Box<dyn VecEnv>,
     /// The actor `s → f(s)`, acting as `tanh(f(s))`.
     actor_net: Mlp,
     actor_layout: ParamLayout,
@@ -129,47 +123,29 @@ pub struct Td3 {
     actor_grads: Vec<f32>,
     actor_opt: Adam<f32>,
     critic: TwinCritic,
-    replay: ReplayBuffer,
-    rng: Pcg64Mcg,
-    episodes: EpisodeTracker,
-    env_steps: u64,
-    updates: u64,
-    obs_dim: usize,
-    act_dim: usize,
-    bounds: ActionBounds,
+    /// Envs, replay, RNG and counters.
+    run: OffPolicyRun,
     scratch: Scratch,
-    collector: Collector,
 }
 
 impl Td3 {
     pub fn new(config: &CommonConfig, cfg: &Td3Config) -> Result<Self> {
         let cfg = cfg.clone();
         cfg.validate()?;
-        let (env, obs_dim, bounds) = continuous_env(config, "td3")?;
-        let act_dim = bounds.dim();
-        let mut rng = Pcg64Mcg::seed_from_u64(config.seed.wrapping_add(0x7d3));
-        let (actor_net, actor_layout, actor) = actor(obs_dim, act_dim, &cfg.net, "td3", &mut rng)?;
-        let critic = TwinCritic::new(obs_dim, act_dim, &cfg.net, "td3", cfg.adam_eps, &mut rng)?;
-        let num_envs = config.env.num_envs;
+        let mut run = OffPolicyRun::new(config, "td3", cfg.buffer_size, cfg.gamma, 0x7d3)?;
+        let (obs_dim, act_dim) = (run.obs_dim, run.act_dim);
+        let (actor_net, actor_layout, actor) = actor(obs_dim, act_dim, &cfg.net, "td3", &mut run.rng)?;
+        let critic = TwinCritic::new(obs_dim, act_dim, &cfg.net, "td3", cfg.adam_eps, &mut run.rng)?;
         Ok(Td3 {
             actor_target: actor.clone(),
             actor_grads: vec![0.0; actor.len()],
             actor_opt: Adam::new(actor.len(), 0.9, 0.999, cfg.adam_eps),
             critic,
-            replay: ReplayBuffer::new(cfg.buffer_size, obs_dim, act_dim, num_envs, 1, cfg.gamma)?,
-            rng,
-            episodes: EpisodeTracker::default(),
-            env_steps: 0,
-            updates: 0,
-            obs_dim,
-            act_dim,
             scratch: Scratch { batch: Transitions::with_act_dim(obs_dim, act_dim), ..Scratch::default() },
-            collector: Collector::default(),
-            bounds,
+            run,
             actor_net,
             actor_layout,
             actor,
-            env,
             cfg,
         })
     }
@@ -185,7 +161,7 @@ impl Td3 {
         s.actions.extend(s.actor_ws.output().iter().map(|&z| z.tanh()));
         if noise > 0.0 {
             for a in s.actions.iter_mut() {
-                let n = (noise * self.rng.sample::<f64, _>(StandardNormal)).clamp(-clip, clip);
+                let n = (noise * self.run.rng.sample::<f64, _>(StandardNormal)).clamp(-clip, clip);
                 *a = (*a + n as f32).clamp(-1.0, 1.0);
             }
         }
@@ -193,19 +169,13 @@ impl Td3 {
 
     /// One vector-env step (random actions before `learning_starts`) into the replay buffer.
     fn collect_step(&mut self) -> Result<()> {
-        let n = self.env.num_envs();
-        self.collector.begin(self.env.as_ref(), self.act_dim);
-        if self.env_steps < self.cfg.learning_starts {
-            self.collector.random(&mut self.rng);
-        } else {
-            let obs = std::mem::take(&mut self.collector.obs);
+        if self.run.begin_step(self.cfg.learning_starts) {
+            let (obs, n) = (std::mem::take(&mut self.run.step_obs), self.run.env.num_envs());
             self.act(false, &obs, n, self.cfg.exploration_noise, f64::INFINITY);
-            self.collector.actions.copy_from_slice(&self.scratch.actions);
-            self.collector.obs = obs;
+            self.run.step_actions.copy_from_slice(&self.scratch.actions);
+            self.run.step_obs = obs;
         }
-        self.env_steps +=
-            self.collector.finish(self.env.as_mut(), &self.bounds, &mut self.replay, &mut self.episodes)?;
-        Ok(())
+        self.run.finish_step()
     }
 
     /// One actor step on `−mean Q_1(s, μ(s))`; returns the loss.
@@ -215,7 +185,7 @@ impl Td3 {
         let s = &mut self.scratch;
         self.critic.action_gradient(&obs, &s.actions, rows, false, &mut s.q_used, &mut s.d_actions);
         // Through tanh: ∂a/∂f = 1 − a².
-        let out_grad = s.actor_ws.output_grad(rows, self.act_dim);
+        let out_grad = s.actor_ws.output_grad(rows, self.run.act_dim);
         for ((g, &d), &a) in out_grad.iter_mut().zip(&s.d_actions).zip(&s.actions) {
             *g = d * (1.0 - a * a);
         }
@@ -230,7 +200,7 @@ impl Td3 {
     fn update(&mut self) -> Result<(f64, f64, f64)> {
         let (rows, twin) = (self.cfg.batch_size, self.cfg.twin_critics);
         let mut batch = std::mem::take(&mut self.scratch.batch);
-        self.replay.sample(rows, &mut self.rng, &mut batch);
+        self.run.replay.sample(rows, &mut self.run.rng, &mut batch);
         self.act(true, &batch.next_obs, rows, self.cfg.policy_noise, self.cfg.noise_clip);
         let s = &mut self.scratch;
         self.critic.target_values(&batch.next_obs, &s.actions, rows, twin, &mut s.targets);
@@ -241,23 +211,15 @@ impl Td3 {
         let result = self.critic.update(&batch.obs, &batch.actions, &s.targets, twin, lr, "td3.learning_rate");
         self.scratch.batch = batch;
         let (critic_loss, mean_q) = result?;
-        self.updates += 1;
+        self.run.updates += 1;
         let mut actor_loss = f64::NAN;
-        if self.updates % self.cfg.policy_frequency == 0 {
+        if self.run.updates % self.cfg.policy_frequency == 0 {
             actor_loss = self.update_actor(rows);
             soft_update(&mut self.actor_target, &self.actor, self.cfg.tau);
             self.critic.soft_update(self.cfg.tau);
         }
         Ok((critic_loss, mean_q, actor_loss))
     }
-}
-
-/// What TD3 keeps in `state.json` besides the common state.
-#[derive(Serialize, Deserialize)]
-struct Td3State {
-    common: CommonState,
-    updates: u64,
-    replay: serde_json::Value,
 }
 
 impl Agent for Td3 {
@@ -267,7 +229,7 @@ impl Agent for Td3 {
         }
         // Every iteration reports the same keys (NaN before learning starts).
         let (mut q_loss, mut q, mut actor_loss) = (f64::NAN, f64::NAN, f64::NAN);
-        if self.env_steps >= self.cfg.learning_starts {
+        if self.run.env_steps >= self.cfg.learning_starts {
             for _ in 0..self.cfg.gradient_steps {
                 let (l, m, a) = self.update()?;
                 (q_loss, q) = (l, m);
@@ -280,32 +242,18 @@ impl Agent for Td3 {
             ("loss/qf", q_loss),
             ("loss/q_values", q),
             ("loss/actor", actor_loss),
-            ("charts/updates", self.updates as f64),
-            ("replay/size", self.replay.len() as f64),
+            ("charts/updates", self.run.updates as f64),
+            ("replay/size", self.run.replay.len() as f64),
         ])
     }
 
-    fn env_steps(&self) -> u64 {
-        self.env_steps
-    }
-    fn episodes(&self) -> &EpisodeTracker {
-        &self.episodes
-    }
-    fn episodes_mut(&mut self) -> &mut EpisodeTracker {
-        &mut self.episodes
-    }
-    fn obs_dim(&self) -> usize {
-        self.obs_dim
-    }
-    fn action_dim(&self) -> usize {
-        self.act_dim
-    }
+    forward_to_run!();
 
     /// `μ(s)` when `deterministic`, with the exploration noise otherwise; in the env's bounds.
     fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
         let noise = if deterministic { 0.0 } else { self.cfg.exploration_noise };
         self.act(false, obs, rows, noise, f64::INFINITY);
-        self.bounds.to_env(&self.scratch.actions, actions);
+        self.run.bounds.to_env(&self.scratch.actions, actions);
         Ok(())
     }
 
@@ -314,22 +262,14 @@ impl Agent for Td3 {
         io::save_flat(&dir.join("actor.safetensors"), &self.actor_layout, &self.actor, Some(&self.actor_opt), &meta)?;
         io::save_flat(&dir.join("actor_target.safetensors"), &self.actor_layout, &self.actor_target, None, &meta)?;
         self.critic.save(dir)?;
-        let replay = self.replay.save(&dir.join("replay.safetensors"))?;
-        let common = CommonState::capture(self.env_steps, &self.rng, &self.episodes, self.env.as_mut())?;
-        write_json(&dir.join("state.json"), &Td3State { common, updates: self.updates, replay })
+        self.run.save(dir)
     }
 
     fn load(&mut self, dir: &Path) -> Result<()> {
-        let state: Td3State = read_json(&dir.join("state.json"))?;
         io::load_flat(&dir.join("actor.safetensors"), &self.actor_layout, &mut self.actor, Some(&mut self.actor_opt))?;
         io::load_flat(&dir.join("actor_target.safetensors"), &self.actor_layout, &mut self.actor_target, None)?;
         self.critic.load(dir)?;
-        self.replay.load(&dir.join("replay.safetensors"), &state.replay)?;
-        self.env.restore(&state.common.env).map_err(AlgoError::from)?;
-        self.env_steps = state.common.env_steps;
-        self.rng = state.common.rng;
-        self.episodes = state.common.episodes;
-        self.updates = state.updates;
+        self.run.load(dir)?;
         Ok(())
     }
 }

@@ -1,39 +1,25 @@
 //! What the off-policy continuous-control algorithms (SAC, TD3) share: two critics
 //! `Q_i(s, a)` over `[obs | action]` rows with Polyak-averaged targets (Fujimoto et al.'s
 //! clipped double Q), the rescaling of actions between [−1, 1] and the env's bounds, and the
-//! step that collects experience into the replay buffer.
+//! rest of an off-policy run (envs, replay, collection, checkpoint of both).
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+use serde::{Deserialize, Serialize};
 use shoal_dist::replay::Step;
 use shoal_env::{Actions, Space, VecEnv};
 use shoal_nn::mlp::{Mlp, MlpWorkspace};
 use shoal_nn::{io, Adam, Optimizer, ParamLayout};
 
 use crate::agent::build_vec_env;
+use crate::checkpoint::{read_json, write_json, CommonState};
 use crate::config::{CommonConfig, NetConfig};
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, AlgoError, Result};
 use crate::replay::ReplayBuffer;
-
-/// The config's vector env with its observation width and action bounds, or an error naming
-/// `section` when the spaces are not a Box of observations and a bounded Box of actions.
-pub(crate) fn continuous_env(config: &CommonConfig, section: &str) -> Result<(Box<dyn VecEnv>, usize, ActionBounds)> {
-    let env = build_vec_env(config)?;
-    let obs_dim = match env.single_observation_space() {
-        Space::Box { low, .. } => low.len(),
-        other => {
-            return Err(config_err(format!(
-                "{section} needs a Box observation space, but {} has {other}",
-                config.env.id
-            )))
-        }
-    };
-    let bounds = ActionBounds::of(env.single_action_space(), section, &config.env.id)?;
-    Ok((env, obs_dim, bounds))
-}
 
 /// An actor network `obs_dim → hidden… → output` in its own flat vector, initialized with a
 /// small output gain (near-zero initial actions).
@@ -290,58 +276,144 @@ impl ActionBounds {
     }
 }
 
-/// One vector-env step of an off-policy agent, in two halves around the agent's choice of
-/// actions: [`Collector::begin`] copies the observations, the agent writes `actions` (in
-/// [−1, 1]; [`Collector::random`] before learning starts), [`Collector::finish`] steps the envs
-/// and stores every env's transition in the replay buffer.
-#[derive(Default)]
-pub(crate) struct Collector {
-    /// `[num_envs, obs_dim]`: the observations the actions are chosen on.
-    pub obs: Vec<f32>,
-    /// `[num_envs, act_dim]`, in [−1, 1].
-    pub actions: Vec<f32>,
+/// What an off-policy continuous agent owns besides its networks — its envs, replay buffer,
+/// RNG and counters — with the step that collects experience (in two halves around the agent's
+/// choice of actions: [`OffPolicyRun::begin_step`], then [`OffPolicyRun::finish_step`]) and
+/// the checkpoint of all of it (`state.json` and `replay.safetensors`).
+pub(crate) struct OffPolicyRun {
+    pub env: Box<dyn VecEnv>,
+    pub replay: ReplayBuffer,
+    pub rng: Pcg64Mcg,
+    pub episodes: EpisodeTracker,
+    pub env_steps: u64,
+    /// Critic updates so far.
+    pub updates: u64,
+    pub obs_dim: usize,
+    pub act_dim: usize,
+    pub bounds: ActionBounds,
+    /// `[num_envs, obs_dim]`: the observations the step's actions are chosen on.
+    pub step_obs: Vec<f32>,
+    /// `[num_envs, act_dim]`: the step's actions, in [−1, 1].
+    pub step_actions: Vec<f32>,
     env_actions: Vec<f32>,
 }
 
-impl Collector {
-    pub fn begin(&mut self, env: &dyn VecEnv, act_dim: usize) {
-        self.obs.clear();
-        self.obs.extend_from_slice(&env.batch().obs);
-        self.actions.resize(env.num_envs() * act_dim, 0.0);
-        self.env_actions.resize(env.num_envs() * act_dim, 0.0);
+/// What [`OffPolicyRun`] keeps in `state.json`.
+#[derive(Serialize, Deserialize)]
+struct OffPolicyState {
+    common: CommonState,
+    updates: u64,
+    replay: serde_json::Value,
+}
+
+impl OffPolicyRun {
+    /// The config's vector env (a Box of observations, a bounded Box of actions, or an error
+    /// naming `section`), a replay of `buffer_size` one-step transitions and the RNG seeded
+    /// `seed + seed_offset`.
+    pub fn new(config: &CommonConfig, section: &str, buffer_size: usize, gamma: f64, seed_offset: u64) -> Result<Self> {
+        let env = build_vec_env(config)?;
+        let obs_dim = match env.single_observation_space() {
+            Space::Box { low, .. } => low.len(),
+            other => {
+                return Err(config_err(format!(
+                    "{section} needs a Box observation space, but {} has {other}",
+                    config.env.id
+                )))
+            }
+        };
+        let bounds = ActionBounds::of(env.single_action_space(), section, &config.env.id)?;
+        let (n, act_dim) = (env.num_envs(), bounds.dim());
+        Ok(OffPolicyRun {
+            replay: ReplayBuffer::new(buffer_size, obs_dim, act_dim, n, 1, gamma)?,
+            rng: Pcg64Mcg::seed_from_u64(config.seed.wrapping_add(seed_offset)),
+            episodes: EpisodeTracker::default(),
+            env_steps: 0,
+            updates: 0,
+            obs_dim,
+            act_dim,
+            bounds,
+            step_obs: Vec::new(),
+            step_actions: vec![0.0; n * act_dim],
+            env_actions: vec![0.0; n * act_dim],
+            env,
+        })
     }
 
-    /// Uniformly random actions (before learning starts).
-    pub fn random(&mut self, rng: &mut impl Rng) {
-        self.actions.iter_mut().for_each(|a| *a = rng.random_range(-1.0..1.0));
+    /// Copies the envs' observations into `step_obs`; before `learning_starts` env steps the
+    /// actions are drawn uniformly here and `false` is returned, otherwise `true`: the agent
+    /// writes `step_actions` from `step_obs`.
+    pub fn begin_step(&mut self, learning_starts: u64) -> bool {
+        self.step_obs.clear();
+        self.step_obs.extend_from_slice(&self.env.batch().obs);
+        if self.env_steps >= learning_starts {
+            return true;
+        }
+        let rng = &mut self.rng;
+        self.step_actions.iter_mut().for_each(|a| *a = rng.random_range(-1.0..1.0));
+        false
     }
 
-    /// Steps the envs with `actions` rescaled to their bounds, records finished episodes and
-    /// stores the transitions; returns the env steps taken.
-    pub fn finish(
-        &mut self,
-        env: &mut dyn VecEnv,
-        bounds: &ActionBounds,
-        replay: &mut ReplayBuffer,
-        episodes: &mut EpisodeTracker,
-    ) -> Result<u64> {
-        bounds.to_env(&self.actions, &mut self.env_actions);
-        env.step(Actions::Continuous(&self.env_actions))?;
-        let (n, a) = (env.num_envs(), bounds.dim());
-        let d = self.obs.len() / n.max(1);
-        let batch = env.batch();
-        episodes.record_batch(batch);
+    /// Steps the envs with `step_actions` rescaled to their bounds, records finished episodes
+    /// and stores every env's transition.
+    pub fn finish_step(&mut self) -> Result<()> {
+        self.bounds.to_env(&self.step_actions, &mut self.env_actions);
+        self.env.step(Actions::Continuous(&self.env_actions))?;
+        let (n, a, d) = (self.env.num_envs(), self.act_dim, self.obs_dim);
+        self.env_steps += n as u64;
+        let batch = self.env.batch();
+        self.episodes.record_batch(batch);
         for i in 0..n {
             let step = Step {
-                obs: &self.obs[i * d..(i + 1) * d],
-                action: &self.actions[i * a..(i + 1) * a],
+                obs: &self.step_obs[i * d..(i + 1) * d],
+                action: &self.step_actions[i * a..(i + 1) * a],
                 reward: batch.rewards[i],
                 next_obs: batch.final_obs(i).unwrap_or_else(|| batch.obs_row(i)),
                 terminated: batch.terminated[i],
                 episode_end: batch.done(i),
             };
-            replay.add(i, step)?;
+            self.replay.add(i, step)?;
         }
-        Ok(n as u64)
+        Ok(())
+    }
+
+    /// Writes the replay, the envs, the RNG and the counters into the checkpoint `dir`.
+    pub fn save(&mut self, dir: &Path) -> Result<()> {
+        let replay = self.replay.save(&dir.join("replay.safetensors"))?;
+        let common = CommonState::capture(self.env_steps, &self.rng, &self.episodes, self.env.as_mut())?;
+        write_json(&dir.join("state.json"), &OffPolicyState { common, updates: self.updates, replay })
+    }
+
+    /// Restores what [`OffPolicyRun::save`] wrote.
+    pub fn load(&mut self, dir: &Path) -> Result<()> {
+        let state: OffPolicyState = read_json(&dir.join("state.json"))?;
+        self.replay.load(&dir.join("replay.safetensors"), &state.replay)?;
+        self.env.restore(&state.common.env).map_err(AlgoError::from)?;
+        self.env_steps = state.common.env_steps;
+        self.rng = state.common.rng;
+        self.episodes = state.common.episodes;
+        self.updates = state.updates;
+        Ok(())
     }
 }
+
+/// Implements the `Agent` accessors an off-policy continuous agent forwards to its `run`.
+macro_rules! forward_to_run {
+    () => {
+        fn env_steps(&self) -> u64 {
+            self.run.env_steps
+        }
+        fn episodes(&self) -> &crate::episodes::EpisodeTracker {
+            &self.run.episodes
+        }
+        fn episodes_mut(&mut self) -> &mut crate::episodes::EpisodeTracker {
+            &mut self.run.episodes
+        }
+        fn obs_dim(&self) -> usize {
+            self.run.obs_dim
+        }
+        fn action_dim(&self) -> usize {
+            self.run.act_dim
+        }
+    };
+}
+pub(crate) use forward_to_run;
