@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use numpy::{PyArray1, PyArray2, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyFileNotFoundError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
@@ -106,8 +106,8 @@ impl Policy {
         if single {
             return Ok(PyArray1::from_slice(py, &self.actions).into_any().unbind());
         }
-        let rows: Vec<Vec<f32>> = self.actions.chunks(action_dim).map(<[f32]>::to_vec).collect();
-        Ok(PyArray2::from_vec2(py, &rows).map_err(|e| PyValueError::new_err(e.to_string()))?.into_any().unbind())
+        let flat = PyArray1::from_slice(py, &self.actions);
+        Ok(flat.reshape([rows, action_dim])?.into_any().unbind())
     }
 
     /// Runs whole episodes of the run's env (seeded `seed`, `seed + 1`, …) and reports the

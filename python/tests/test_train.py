@@ -81,3 +81,14 @@ def test_bad_configs_raise_with_shoal_messages(tmp_path):
     policy = shoal.load(shoal.train(CONFIGS / "cartpole-ppo.toml", overrides=["stop.env_steps=256"], out=tmp_path / "c").run_dir)
     with pytest.raises(ValueError, match=r"takes \[rows, 4\]"):
         policy.predict(np.zeros((2, 3)))
+
+
+def test_continuous_policies_predict_rows_of_actions(tmp_path):
+    run = shoal.train(CONFIGS / "pendulum-ppo.toml", overrides=["stop.env_steps=4096"], out=tmp_path / "run")
+    policy = shoal.load(run.run_dir)
+    obs = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, -0.5], [-1.0, 0.0, 2.0]])
+    actions = policy.predict(obs)
+    assert actions.shape == (3, 1) and actions.dtype == np.float32
+    assert np.all(np.abs(actions) <= 2.0)
+    single = policy.predict(obs[1])
+    assert single.shape == (1,) and single[0] == actions[1, 0]
