@@ -11,6 +11,8 @@
 //! - [`loss`]: PPO, A2C, TD (MSE/Huber, importance-weighted) and distillation losses.
 //! - [`squashed`]: SAC's tanh-squashed Gaussian (sample, log-probability, gradients) and the
 //!   loss of its entropy temperature.
+//! - [`gsde`]: generalized state-dependent exploration for that policy (smooth noise from
+//!   the features).
 //! - [`optim`]: Adam, SGD, RMSProp with PyTorch's rules; gradient clipping; schedules.
 //! - [`io`]: safetensors checkpoints with atomic writes.
 //!
@@ -25,6 +27,7 @@
 pub mod activation;
 pub mod error;
 pub mod gemm;
+pub mod gsde;
 pub mod init;
 pub mod io;
 pub mod layout;
