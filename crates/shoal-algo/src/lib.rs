@@ -41,6 +41,7 @@ pub mod q_learning;
 pub mod registry;
 mod replay;
 pub mod sac;
+mod squashed_policy;
 pub mod td3;
 mod twin_critic;
 pub mod updater;

@@ -13,20 +13,23 @@
 //! θ'_i ← τ·θ_i + (1 − τ)·θ'_i                                     (every target_network_frequency)
 //! ```
 //!
+//! With `use_sde` the actor explores with gSDE instead (`squashed_policy.rs`: noise from the
+//! actor's features through a learned σ matrix, redrawn every `sde_sample_freq` steps), as
+//! rl-zoo3 does for sparse-reward tasks like MountainCarContinuous.
+//!
 //! Actions live in [−1, 1] inside the agent (replay, critics) and are rescaled to the env's
 //! Box bounds when stepped; `predict` returns env-scaled actions. The squashed Gaussian and its
-//! gradients are `shoal_nn::squashed` (finite-difference checked); the critics' gradient in the
-//! action comes from backpropagating to their input.
+//! gradients are `shoal_nn::squashed` / `shoal_nn::gsde` (finite-difference checked); the
+//! critics' gradient in the action comes from backpropagating to their input.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use rand::Rng;
-use rand_distr::StandardNormal;
+use rand::SeedableRng;
+use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 use shoal_dist::replay::Transitions;
-use shoal_nn::mlp::{Mlp, MlpWorkspace};
-use shoal_nn::squashed::{squashed_backward, squashed_mean, squashed_sample, temperature_loss};
+use shoal_nn::squashed::temperature_loss;
 use shoal_nn::{io, Adam, Optimizer, ParamLayout};
 
 use crate::agent::Agent;
@@ -34,7 +37,8 @@ use crate::checks::{check_positive, check_range};
 use crate::config::{CommonConfig, NetConfig};
 use crate::error::{config_err, Result};
 use crate::metrics::Metrics;
-use crate::twin_critic::{actor, forward_to_run, OffPolicyRun, TwinCritic};
+use crate::squashed_policy::{Noise, SquashedPolicy};
+use crate::twin_critic::{forward_to_run, OffPolicyRun, TwinCritic};
 
 /// SAC hyperparameters (Stable-Baselines3's defaults; CleanRL's names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +69,14 @@ pub struct SacConfig {
     pub alpha: f64,
     /// The entropy α is tuned toward; `None`: −dim(A).
     pub target_entropy: Option<f64>,
+    /// Explore with gSDE (state-dependent noise, smooth in time) instead of fresh Gaussian
+    /// noise each step: what sparse-reward tasks such as MountainCarContinuous need.
+    pub use_sde: bool,
+    /// gSDE: env steps between two draws of an env's exploration matrix; 0 draws once per
+    /// round of `train_frequency` steps (SB3's `sde_sample_freq = -1`).
+    pub sde_sample_freq: u64,
+    /// gSDE: the initial log σ of the exploration matrix (SB3's `log_std_init`).
+    pub log_std_init: f64,
     pub adam_eps: f64,
     pub net: NetConfig,
 }
@@ -86,6 +98,9 @@ impl Default for SacConfig {
             autotune: true,
             alpha: 1.0,
             target_entropy: None,
+            use_sde: false,
+            sde_sample_freq: 0,
+            log_std_init: -3.0,
             adam_eps: 1e-8,
             net: NetConfig { hidden: vec![256, 256], activation: "relu".into() },
         }
@@ -114,30 +129,18 @@ impl SacConfig {
 #[derive(Default)]
 struct Scratch {
     batch: Transitions,
-    /// The actor's `[rows, dim]` means and log-stds, split from its output.
-    mean: Vec<f32>,
-    log_std: Vec<f32>,
-    eps: Vec<f32>,
-    actions: Vec<f32>,
-    log_probs: Vec<f32>,
     targets: Vec<f32>,
     /// The actor step's min(Q1, Q2) per row.
     q_min: Vec<f32>,
     d_actions: Vec<f32>,
     d_log_probs: Vec<f32>,
-    d_mean: Vec<f32>,
-    d_log_std: Vec<f32>,
-    actor_ws: MlpWorkspace<f32>,
 }
 
 /// A SAC agent.
 pub struct Sac {
     cfg: SacConfig,
-    /// The actor `s → (μ, log σ)`.
-    actor_net: Mlp,
-    actor_layout: ParamLayout,
-    actor: Vec<f32>,
-    actor_grads: Vec<f32>,
+    /// The actor `s → (μ, log σ)` (or `s → μ` and gSDE's σ matrix).
+    policy: SquashedPolicy,
     actor_opt: Adam<f32>,
     critic: TwinCritic,
     log_alpha: f32,
@@ -146,6 +149,11 @@ pub struct Sac {
     /// Envs, replay, RNG and counters.
     run: OffPolicyRun,
     scratch: Scratch,
+    /// gSDE: the envs' exploration matrices of draw `i` come from an RNG seeded by
+    /// `noise_seed` and `i` (so a resumed run draws the same ones without saving them), and
+    /// which draw they are now.
+    noise_seed: u64,
+    noise_draw: Option<u64>,
 }
 
 impl Sac {
@@ -154,20 +162,20 @@ impl Sac {
         cfg.validate()?;
         let mut run = OffPolicyRun::new(config, "sac", cfg.buffer_size, cfg.gamma, 0x5ac)?;
         let (obs_dim, act_dim) = (run.obs_dim, run.act_dim);
-        let (actor_net, actor_layout, actor) = actor(obs_dim, 2 * act_dim, &cfg.net, "sac", &mut run.rng)?;
+        let gsde_init = cfg.use_sde.then_some(cfg.log_std_init);
+        let policy = SquashedPolicy::new(obs_dim, act_dim, &cfg.net, gsde_init, &mut run.rng)?;
         let critic = TwinCritic::new(obs_dim, act_dim, &cfg.net, "sac", cfg.adam_eps, &mut run.rng)?;
         Ok(Sac {
-            actor_grads: vec![0.0; actor.len()],
-            actor_opt: Adam::new(actor.len(), 0.9, 0.999, cfg.adam_eps),
+            actor_opt: Adam::new(policy.params.len(), 0.9, 0.999, cfg.adam_eps),
             critic,
             log_alpha: cfg.alpha.ln() as f32,
             alpha_opt: Adam::new(1, 0.9, 0.999, cfg.adam_eps),
             target_entropy: cfg.target_entropy.unwrap_or(-(act_dim as f64)),
             scratch: Scratch { batch: Transitions::with_act_dim(obs_dim, act_dim), ..Scratch::default() },
             run,
-            actor_net,
-            actor_layout,
-            actor,
+            policy,
+            noise_seed: config.seed.wrapping_add(0x65de),
+            noise_draw: None,
             cfg,
         })
     }
@@ -176,56 +184,35 @@ impl Sac {
         self.log_alpha.exp()
     }
 
-    /// Runs the actor on `rows` observations and splits its output into `scratch.mean` and
-    /// `scratch.log_std`.
-    fn actor_forward(&mut self, obs: &[f32], rows: usize) {
-        let s = &mut self.scratch;
-        self.actor_net.forward(&self.actor, obs, rows, &mut s.actor_ws);
-        let a = self.run.act_dim;
-        s.mean.resize(rows * a, 0.0);
-        s.log_std.resize(rows * a, 0.0);
-        for (r, out) in s.actor_ws.output().chunks_exact(2 * a).enumerate() {
-            s.mean[r * a..(r + 1) * a].copy_from_slice(&out[..a]);
-            s.log_std[r * a..(r + 1) * a].copy_from_slice(&out[a..]);
-        }
-    }
-
-    /// Draws ε and samples squashed actions and their log-probabilities from the last
-    /// `actor_forward`, into `scratch.actions` / `scratch.log_probs`.
-    fn sample_actions(&mut self, rows: usize) {
-        let s = &mut self.scratch;
-        let n = rows * self.run.act_dim;
-        s.eps.clear();
-        s.eps.extend((0..n).map(|_| self.run.rng.sample::<f32, _>(StandardNormal)));
-        s.actions.resize(n, 0.0);
-        s.log_probs.resize(rows, 0.0);
-        squashed_sample(&s.mean, &s.log_std, &s.eps, self.run.act_dim, &mut s.actions, &mut s.log_probs);
-    }
-
     /// One vector-env step (random actions before `learning_starts`) into the replay buffer.
     fn collect_step(&mut self) -> Result<()> {
         if self.run.begin_step(self.cfg.learning_starts) {
-            let (obs, n) = (std::mem::take(&mut self.run.step_obs), self.run.env.num_envs());
-            self.actor_forward(&obs, n);
-            self.sample_actions(n);
-            self.run.step_actions.copy_from_slice(&self.scratch.actions);
-            self.run.step_obs = obs;
+            let n = self.run.env.num_envs();
+            let every =
+                if self.cfg.sde_sample_freq == 0 { self.cfg.train_frequency as u64 } else { self.cfg.sde_sample_freq };
+            let draw = self.run.env_steps / n as u64 / every;
+            if self.noise_draw != Some(draw) {
+                let mut rng = Pcg64Mcg::seed_from_u64(self.noise_seed ^ draw.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                self.policy.resample_env_noise(n, &mut rng);
+                self.noise_draw = Some(draw);
+            }
+            self.policy.forward(&self.run.step_obs, n);
+            self.policy.sample(n, Noise::Envs, &mut self.run.rng);
+            self.run.step_actions.copy_from_slice(&self.policy.actions);
         }
         self.run.finish_step()
     }
 
     /// The soft TD targets `y` of the sampled batch into `scratch.targets`.
     fn soft_targets(&mut self, rows: usize) {
-        let next_obs = std::mem::take(&mut self.scratch.batch.next_obs);
-        self.actor_forward(&next_obs, rows);
-        self.sample_actions(rows);
         let s = &mut self.scratch;
-        self.critic.target_values(&next_obs, &s.actions, rows, true, &mut s.targets);
-        s.batch.next_obs = next_obs;
+        self.policy.forward(&s.batch.next_obs, rows);
+        self.policy.sample(rows, Noise::Batch, &mut self.run.rng);
+        self.critic.target_values(&s.batch.next_obs, &self.policy.actions, rows, true, &mut s.targets);
         let alpha = self.log_alpha.exp();
         let b = &s.batch;
         for (i, y) in s.targets.iter_mut().enumerate() {
-            let soft = *y - alpha * s.log_probs[i];
+            let soft = *y - alpha * self.policy.log_probs[i];
             *y = b.rewards[i] + b.discounts[i] * (1.0 - b.dones[i]) * soft;
         }
     }
@@ -233,45 +220,25 @@ impl Sac {
     /// One actor step, and one temperature step with autotune; returns (actor loss, entropy
     /// estimate `−mean log π`).
     fn update_actor(&mut self, rows: usize) -> (f64, f64) {
-        let obs = std::mem::take(&mut self.scratch.batch.obs);
-        self.actor_forward(&obs, rows);
-        self.sample_actions(rows);
-        let (alpha, a, scale) = (self.alpha(), self.run.act_dim, 1.0 / rows as f32);
-        let s = &mut self.scratch;
+        let (alpha, scale) = (self.alpha(), 1.0 / rows as f32);
+        let (s, p) = (&mut self.scratch, &mut self.policy);
+        p.forward(&s.batch.obs, rows);
+        p.sample(rows, Noise::Batch, &mut self.run.rng);
         // ∂J_π/∂ã = −(1/B)·∂Q_min/∂ã, through whichever critic is smaller per row.
-        self.critic.action_gradient(&obs, &s.actions, rows, true, &mut s.q_min, &mut s.d_actions);
+        self.critic.action_gradient(&s.batch.obs, &p.actions, rows, true, &mut s.q_min, &mut s.d_actions);
         s.d_log_probs.clear();
         s.d_log_probs.resize(rows, alpha * scale);
-        s.d_mean.resize(rows * a, 0.0);
-        s.d_log_std.resize(rows * a, 0.0);
-        squashed_backward(
-            &s.log_std,
-            &s.eps,
-            &s.actions,
-            &s.d_actions,
-            &s.d_log_probs,
-            a,
-            &mut s.d_mean,
-            &mut s.d_log_std,
-        );
-        let out_grad = s.actor_ws.output_grad(rows, 2 * a);
-        for (r, g) in out_grad.chunks_exact_mut(2 * a).enumerate() {
-            g[..a].copy_from_slice(&s.d_mean[r * a..(r + 1) * a]);
-            g[a..].copy_from_slice(&s.d_log_std[r * a..(r + 1) * a]);
-        }
-        self.actor_grads.fill(0.0);
-        self.actor_net.backward(&self.actor, &mut self.actor_grads, &obs, rows, &mut s.actor_ws, false);
-        self.actor_opt.step(&mut self.actor, &self.actor_grads, self.cfg.policy_lr as f32);
-        let mean_log_prob = s.log_probs.iter().map(|&l| l as f64).sum::<f64>() / rows as f64;
+        p.backward(&s.batch.obs, rows, &s.d_actions, &s.d_log_probs);
+        self.actor_opt.step(&mut p.params, &p.grads, self.cfg.policy_lr as f32);
+        let mean_log_prob = p.log_probs.iter().map(|&l| l as f64).sum::<f64>() / rows as f64;
         let actor_loss =
-            s.log_probs.iter().zip(&s.q_min).map(|(&l, &q)| (alpha * l - q) as f64).sum::<f64>() / rows as f64;
+            p.log_probs.iter().zip(&s.q_min).map(|(&l, &q)| (alpha * l - q) as f64).sum::<f64>() / rows as f64;
         if self.cfg.autotune {
-            let (_, d_log_alpha) = temperature_loss(self.log_alpha, &s.log_probs, self.target_entropy);
+            let (_, d_log_alpha) = temperature_loss(self.log_alpha, &p.log_probs, self.target_entropy);
             let mut log_alpha = [self.log_alpha];
             self.alpha_opt.step(&mut log_alpha, &[d_log_alpha], self.cfg.policy_lr as f32);
             self.log_alpha = log_alpha[0];
         }
-        s.batch.obs = obs;
         (actor_loss, -mean_log_prob)
     }
 
@@ -335,21 +302,24 @@ impl Agent for Sac {
 
     /// The mean action `tanh(μ)` when `deterministic`, a sample otherwise; in the env's bounds.
     fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
-        self.actor_forward(obs, rows);
-        let mut squashed = vec![0.0; rows * self.run.act_dim];
+        self.policy.forward(obs, rows);
         if deterministic {
-            squashed_mean(&self.scratch.mean, &mut squashed);
+            let mut squashed = vec![0.0; rows * self.run.act_dim];
+            self.policy.mean_actions(&mut squashed);
+            self.run.bounds.to_env(&squashed, actions);
         } else {
-            self.sample_actions(rows);
-            squashed.copy_from_slice(&self.scratch.actions);
+            // gSDE: a matrix of its own per row, as if each were an env.
+            self.policy.resample_env_noise(rows, &mut self.run.rng);
+            self.policy.sample(rows, Noise::Envs, &mut self.run.rng);
+            self.run.bounds.to_env(&self.policy.actions, actions);
         }
-        self.run.bounds.to_env(&squashed, actions);
         Ok(())
     }
 
     fn save(&mut self, dir: &Path) -> Result<()> {
         let meta = HashMap::new();
-        io::save_flat(&dir.join("actor.safetensors"), &self.actor_layout, &self.actor, Some(&self.actor_opt), &meta)?;
+        let p = &self.policy;
+        io::save_flat(&dir.join("actor.safetensors"), &p.layout, &p.params, Some(&self.actor_opt), &meta)?;
         self.critic.save(dir)?;
         io::save_flat(
             &dir.join("alpha.safetensors"),
@@ -362,7 +332,9 @@ impl Agent for Sac {
     }
 
     fn load(&mut self, dir: &Path) -> Result<()> {
-        io::load_flat(&dir.join("actor.safetensors"), &self.actor_layout, &mut self.actor, Some(&mut self.actor_opt))?;
+        self.noise_draw = None;
+        let p = &mut self.policy;
+        io::load_flat(&dir.join("actor.safetensors"), &p.layout, &mut p.params, Some(&mut self.actor_opt))?;
         self.critic.load(dir)?;
         let mut log_alpha = [0.0f32];
         io::load_flat(&dir.join("alpha.safetensors"), &alpha_layout(), &mut log_alpha, Some(&mut self.alpha_opt))?;

@@ -165,6 +165,18 @@ fn sac_resumes_bit_for_bit_including_replay_and_temperature() {
     check_resume("pendulum-sac.toml", &["sac.net.hidden=[32, 32]", "sac.batch_size=64"], 700, 1_200);
 }
 
+/// gSDE redraws the envs' exploration matrices every 3 steps, so the stop falls between two
+/// draws: the resumed run must act with the same matrices without having saved them.
+#[test]
+fn sac_with_gsde_resumes_bit_for_bit() {
+    check_resume(
+        "mountaincar-continuous-sac.toml",
+        &["sac.net.hidden=[32, 32]", "sac.batch_size=64", "sac.train_frequency=8", "sac.sde_sample_freq=3"],
+        700,
+        1_200,
+    );
+}
+
 #[test]
 fn td3_resumes_bit_for_bit() {
     check_resume(

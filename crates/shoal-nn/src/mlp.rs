@@ -54,6 +54,16 @@ impl<T: Scalar> MlpWorkspace<T> {
         self.outputs.last().map_or(&[], |v| v.as_slice())
     }
 
+    /// The last hidden layer's activations from the last `forward` (`[rows, width]`; empty
+    /// for a network without hidden layers): the features gSDE's noise is a function of.
+    pub fn features(&self) -> &[T] {
+        let n = self.outputs.len();
+        if n < 2 {
+            return &[];
+        }
+        &self.outputs[n - 2]
+    }
+
     /// Buffer for `∂L/∂output`, sized for `rows`, to fill before `backward`.
     pub fn output_grad(&mut self, rows: usize, width: usize) -> &mut [T] {
         resize(&mut self.grad, rows * width);
