@@ -38,7 +38,10 @@ use crate::config::{CommonConfig, NetConfig};
 use crate::error::{config_err, Result};
 use crate::metrics::Metrics;
 use crate::squashed_policy::{Noise, SquashedPolicy};
-use crate::twin_critic::{forward_to_run, OffPolicyRun, TwinCritic};
+use crate::twin_critic::{
+    forward_to_run, publish, published_layout, take_published, ContinuousLearner, CriticStep, OffPolicyRun, TwinCritic,
+    UpdateStats,
+};
 
 /// SAC hyperparameters (Stable-Baselines3's defaults; CleanRL's names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,16 +131,18 @@ impl SacConfig {
 /// Buffers of one update, kept between calls.
 #[derive(Default)]
 struct Scratch {
-    batch: Transitions,
     targets: Vec<f32>,
     /// The actor step's min(Q1, Q2) per row.
     q_min: Vec<f32>,
     d_actions: Vec<f32>,
     d_log_probs: Vec<f32>,
+    td_abs: Vec<f32>,
+    next_actions: Vec<f32>,
 }
 
-/// A SAC agent.
-pub struct Sac {
+/// SAC's networks and their update, wherever the batches come from (its own replay in
+/// [`Sac`], or Ape-X's).
+pub struct SacLearner {
     cfg: SacConfig,
     /// The actor `s → (μ, log σ)` (or `s → μ` and gSDE's σ matrix).
     policy: SquashedPolicy,
@@ -146,36 +151,27 @@ pub struct Sac {
     log_alpha: f32,
     alpha_opt: Adam<f32>,
     target_entropy: f64,
-    /// Envs, replay, RNG and counters.
-    run: OffPolicyRun,
+    updates: u64,
     scratch: Scratch,
-    /// gSDE: the envs' exploration matrices of draw `i` come from an RNG seeded by
-    /// `noise_seed` and `i` (so a resumed run draws the same ones without saving them), and
-    /// which draw they are now.
-    noise_seed: u64,
-    noise_draw: Option<u64>,
 }
 
-impl Sac {
-    pub fn new(config: &CommonConfig, cfg: &SacConfig) -> Result<Self> {
+impl SacLearner {
+    /// Fresh networks for `obs_dim` observations and `act_dim` actions, drawn from `rng`.
+    pub fn new(obs_dim: usize, act_dim: usize, cfg: &SacConfig, rng: &mut Pcg64Mcg) -> Result<Self> {
         let cfg = cfg.clone();
         cfg.validate()?;
-        let mut run = OffPolicyRun::new(config, "sac", cfg.buffer_size, cfg.gamma, 0x5ac)?;
-        let (obs_dim, act_dim) = (run.obs_dim, run.act_dim);
         let gsde_init = cfg.use_sde.then_some(cfg.log_std_init);
-        let policy = SquashedPolicy::new(obs_dim, act_dim, &cfg.net, gsde_init, &mut run.rng)?;
-        let critic = TwinCritic::new(obs_dim, act_dim, &cfg.net, "sac", cfg.adam_eps, &mut run.rng)?;
-        Ok(Sac {
+        let policy = SquashedPolicy::new(obs_dim, act_dim, &cfg.net, gsde_init, rng)?;
+        let critic = TwinCritic::new(obs_dim, act_dim, &cfg.net, "sac", cfg.adam_eps, rng)?;
+        Ok(SacLearner {
             actor_opt: Adam::new(policy.params.len(), 0.9, 0.999, cfg.adam_eps),
             critic,
             log_alpha: cfg.alpha.ln() as f32,
             alpha_opt: Adam::new(1, 0.9, 0.999, cfg.adam_eps),
             target_entropy: cfg.target_entropy.unwrap_or(-(act_dim as f64)),
-            scratch: Scratch { batch: Transitions::with_act_dim(obs_dim, act_dim), ..Scratch::default() },
-            run,
+            scratch: Scratch::default(),
+            updates: 0,
             policy,
-            noise_seed: config.seed.wrapping_add(0x65de),
-            noise_draw: None,
             cfg,
         })
     }
@@ -184,51 +180,31 @@ impl Sac {
         self.log_alpha.exp()
     }
 
-    /// One vector-env step (random actions before `learning_starts`) into the replay buffer.
-    fn collect_step(&mut self) -> Result<()> {
-        if self.run.begin_step(self.cfg.learning_starts) {
-            let n = self.run.env.num_envs();
-            let every =
-                if self.cfg.sde_sample_freq == 0 { self.cfg.train_frequency as u64 } else { self.cfg.sde_sample_freq };
-            let draw = self.run.env_steps / n as u64 / every;
-            if self.noise_draw != Some(draw) {
-                let mut rng = Pcg64Mcg::seed_from_u64(self.noise_seed ^ draw.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-                self.policy.resample_env_noise(n, &mut rng);
-                self.noise_draw = Some(draw);
-            }
-            self.policy.forward(&self.run.step_obs, n);
-            self.policy.sample(n, Noise::Envs, &mut self.run.rng);
-            self.run.step_actions.copy_from_slice(&self.policy.actions);
-        }
-        self.run.finish_step()
-    }
-
-    /// The soft TD targets `y` of the sampled batch into `scratch.targets`.
-    fn soft_targets(&mut self, rows: usize) {
-        let s = &mut self.scratch;
-        self.policy.forward(&s.batch.next_obs, rows);
-        self.policy.sample(rows, Noise::Batch, &mut self.run.rng);
-        self.critic.target_values(&s.batch.next_obs, &self.policy.actions, rows, true, &mut s.targets);
+    /// The soft TD targets `y` of `batch` into `scratch.targets`.
+    fn soft_targets(&mut self, batch: &Transitions, rng: &mut Pcg64Mcg) {
+        let (s, rows) = (&mut self.scratch, batch.len());
+        self.policy.forward(&batch.next_obs, rows);
+        self.policy.sample(rows, Noise::Batch, rng);
+        self.critic.target_values(&batch.next_obs, &self.policy.actions, rows, true, &mut s.targets);
         let alpha = self.log_alpha.exp();
-        let b = &s.batch;
         for (i, y) in s.targets.iter_mut().enumerate() {
             let soft = *y - alpha * self.policy.log_probs[i];
-            *y = b.rewards[i] + b.discounts[i] * (1.0 - b.dones[i]) * soft;
+            *y = batch.rewards[i] + batch.discounts[i] * (1.0 - batch.dones[i]) * soft;
         }
     }
 
     /// One actor step, and one temperature step with autotune; returns (actor loss, entropy
     /// estimate `−mean log π`).
-    fn update_actor(&mut self, rows: usize) -> (f64, f64) {
+    fn update_actor(&mut self, obs: &[f32], rows: usize, rng: &mut Pcg64Mcg) -> (f64, f64) {
         let (alpha, scale) = (self.alpha(), 1.0 / rows as f32);
         let (s, p) = (&mut self.scratch, &mut self.policy);
-        p.forward(&s.batch.obs, rows);
-        p.sample(rows, Noise::Batch, &mut self.run.rng);
+        p.forward(obs, rows);
+        p.sample(rows, Noise::Batch, rng);
         // ∂J_π/∂ã = −(1/B)·∂Q_min/∂ã, through whichever critic is smaller per row.
-        self.critic.action_gradient(&s.batch.obs, &p.actions, rows, true, &mut s.q_min, &mut s.d_actions);
+        self.critic.action_gradient(obs, &p.actions, rows, true, &mut s.q_min, &mut s.d_actions);
         s.d_log_probs.clear();
         s.d_log_probs.resize(rows, alpha * scale);
-        p.backward(&s.batch.obs, rows, &s.d_actions, &s.d_log_probs);
+        p.backward(obs, rows, &s.d_actions, &s.d_log_probs);
         self.actor_opt.step(&mut p.params, &p.grads, self.cfg.policy_lr as f32);
         let mean_log_prob = p.log_probs.iter().map(|&l| l as f64).sum::<f64>() / rows as f64;
         let actor_loss =
@@ -241,26 +217,89 @@ impl Sac {
         }
         (actor_loss, -mean_log_prob)
     }
+}
 
-    /// One round of updates on fresh samples; returns (critic loss, mean Q, actor loss, entropy).
-    fn update(&mut self) -> Result<(f64, f64, f64, f64)> {
-        let rows = self.cfg.batch_size;
-        let mut batch = std::mem::take(&mut self.scratch.batch);
-        self.run.replay.sample(rows, &mut self.run.rng, &mut batch);
-        self.scratch.batch = batch;
-        self.soft_targets(rows);
-        let b = &self.scratch.batch;
-        let (critic_loss, mean_q) =
-            self.critic.update(&b.obs, &b.actions, &self.scratch.targets, true, self.cfg.q_lr as f32, "sac.q_lr")?;
-        self.run.updates += 1;
-        let (mut actor_loss, mut entropy) = (f64::NAN, f64::NAN);
-        if self.run.updates % self.cfg.policy_frequency == 0 {
-            (actor_loss, entropy) = self.update_actor(rows);
+impl ContinuousLearner for SacLearner {
+    /// `tanh(μ)` without `explore`, a sample of the policy with it (its σ is the exploration).
+    fn act(&mut self, obs: &[f32], rows: usize, explore: Option<f64>, rng: &mut Pcg64Mcg, out: &mut [f32]) {
+        self.policy.forward(obs, rows);
+        if explore.is_none() {
+            self.policy.mean_actions(out);
+        } else {
+            // gSDE: a matrix of its own per row, as if each were an env.
+            self.policy.resample_env_noise(rows, rng);
+            self.policy.sample(rows, Noise::Envs, rng);
+            out.copy_from_slice(&self.policy.actions);
         }
-        if self.run.updates % self.cfg.target_network_frequency == 0 {
+    }
+
+    fn update(&mut self, batch: &Transitions, weights: Option<&[f32]>, rng: &mut Pcg64Mcg) -> Result<UpdateStats> {
+        self.soft_targets(batch, rng);
+        let step = CriticStep { twin: true, weights, lr: self.cfg.q_lr as f32, lr_key: "sac.q_lr" };
+        let s = &mut self.scratch;
+        let (critic_loss, mean_q) = self.critic.update(batch, &s.targets, step, &mut s.td_abs)?;
+        self.updates += 1;
+        let (mut actor_loss, mut entropy) = (f64::NAN, f64::NAN);
+        if self.updates % self.cfg.policy_frequency == 0 {
+            (actor_loss, entropy) = self.update_actor(&batch.obs, batch.len(), rng);
+        }
+        if self.updates % self.cfg.target_network_frequency == 0 {
             self.critic.soft_update(self.cfg.tau);
         }
-        Ok((critic_loss, mean_q, actor_loss, entropy))
+        Ok(UpdateStats { critic_loss, mean_q, actor_loss, entropy })
+    }
+
+    fn td_abs(&self) -> &[f32] {
+        &self.scratch.td_abs
+    }
+
+    /// Next actions are the policy's means (an actor's priority needs no entropy term).
+    fn td_errors(&mut self, batch: &Transitions, rng: &mut Pcg64Mcg, out: &mut Vec<f32>) {
+        let mut next = std::mem::take(&mut self.scratch.next_actions);
+        next.resize(batch.len() * self.policy.dim(), 0.0);
+        self.act(&batch.next_obs, batch.len(), None, rng, &mut next);
+        self.critic.online_td_errors(batch, &next, true, out);
+        self.scratch.next_actions = next;
+    }
+
+    fn published_layout(&self) -> ParamLayout {
+        published_layout(&self.policy.layout, &self.critic)
+    }
+
+    fn published(&self, out: &mut Vec<f32>) {
+        publish(&self.policy.params, &self.critic, out);
+    }
+
+    fn set_published(&mut self, params: &[f32]) {
+        take_published(params, &mut self.policy.params, &mut self.critic);
+    }
+
+    fn set_updates(&mut self, updates: u64) {
+        self.updates = updates;
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        let (meta, p) = (HashMap::new(), &self.policy);
+        io::save_flat(&dir.join("actor.safetensors"), &p.layout, &p.params, Some(&self.actor_opt), &meta)?;
+        self.critic.save(dir)?;
+        io::save_flat(
+            &dir.join("alpha.safetensors"),
+            &alpha_layout(),
+            &[self.log_alpha],
+            Some(&self.alpha_opt),
+            &meta,
+        )?;
+        Ok(())
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<()> {
+        let p = &mut self.policy;
+        io::load_flat(&dir.join("actor.safetensors"), &p.layout, &mut p.params, Some(&mut self.actor_opt))?;
+        self.critic.load(dir)?;
+        let mut log_alpha = [0.0f32];
+        io::load_flat(&dir.join("alpha.safetensors"), &alpha_layout(), &mut log_alpha, Some(&mut self.alpha_opt))?;
+        self.log_alpha = log_alpha[0];
+        Ok(())
     }
 }
 
@@ -271,19 +310,69 @@ fn alpha_layout() -> ParamLayout {
     layout
 }
 
+/// A SAC agent: the learner, and the envs and replay it learns from.
+pub struct Sac {
+    learner: SacLearner,
+    /// Envs, replay, RNG and counters.
+    run: OffPolicyRun,
+    batch: Transitions,
+    /// gSDE: the envs' exploration matrices of draw `i` come from an RNG seeded by
+    /// `noise_seed` and `i` (so a resumed run draws the same ones without saving them), and
+    /// which draw they are now.
+    noise_seed: u64,
+    noise_draw: Option<u64>,
+}
+
+impl Sac {
+    pub fn new(config: &CommonConfig, cfg: &SacConfig) -> Result<Self> {
+        cfg.validate()?;
+        let mut run = OffPolicyRun::new(config, "sac", cfg.buffer_size, cfg.gamma, 0x5ac)?;
+        let (obs_dim, act_dim) = (run.obs_dim, run.act_dim);
+        Ok(Sac {
+            learner: SacLearner::new(obs_dim, act_dim, cfg, &mut run.rng)?,
+            batch: Transitions::with_act_dim(obs_dim, act_dim),
+            run,
+            noise_seed: config.seed.wrapping_add(0x65de),
+            noise_draw: None,
+        })
+    }
+
+    /// One vector-env step (random actions before `learning_starts`) into the replay buffer.
+    fn collect_step(&mut self) -> Result<()> {
+        let cfg = &self.learner.cfg;
+        if self.run.begin_step(cfg.learning_starts) {
+            let n = self.run.env.num_envs();
+            let every = if cfg.sde_sample_freq == 0 { cfg.train_frequency as u64 } else { cfg.sde_sample_freq };
+            let draw = self.run.env_steps / n as u64 / every;
+            let policy = &mut self.learner.policy;
+            if self.noise_draw != Some(draw) {
+                let mut rng = Pcg64Mcg::seed_from_u64(self.noise_seed ^ draw.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                policy.resample_env_noise(n, &mut rng);
+                self.noise_draw = Some(draw);
+            }
+            policy.forward(&self.run.step_obs, n);
+            policy.sample(n, Noise::Envs, &mut self.run.rng);
+            self.run.step_actions.copy_from_slice(&policy.actions);
+        }
+        self.run.finish_step()
+    }
+}
+
 impl Agent for Sac {
     fn train_iteration(&mut self, _progress: f64) -> Result<Metrics> {
-        for _ in 0..self.cfg.train_frequency {
+        let cfg = self.learner.cfg.clone();
+        for _ in 0..cfg.train_frequency {
             self.collect_step()?;
         }
         // Every iteration reports the same keys (NaN before learning starts).
         let (mut q_loss, mut q, mut actor_loss, mut entropy) = (f64::NAN, f64::NAN, f64::NAN, f64::NAN);
-        if self.run.env_steps >= self.cfg.learning_starts {
-            for _ in 0..self.cfg.gradient_steps {
-                let (l, m, a, e) = self.update()?;
-                (q_loss, q) = (l, m);
-                if a.is_finite() {
-                    (actor_loss, entropy) = (a, e);
+        if self.run.env_steps >= cfg.learning_starts {
+            for _ in 0..cfg.gradient_steps {
+                self.run.replay.sample(cfg.batch_size, &mut self.run.rng, &mut self.batch);
+                let stats = self.learner.update(&self.batch, None, &mut self.run.rng)?;
+                (q_loss, q) = (stats.critic_loss, stats.mean_q);
+                if stats.actor_loss.is_finite() {
+                    (actor_loss, entropy) = (stats.actor_loss, stats.entropy);
                 }
             }
         }
@@ -292,8 +381,8 @@ impl Agent for Sac {
             ("loss/q_values", q),
             ("loss/actor", actor_loss),
             ("loss/entropy", entropy),
-            ("charts/alpha", self.alpha() as f64),
-            ("charts/updates", self.run.updates as f64),
+            ("charts/alpha", self.learner.alpha() as f64),
+            ("charts/updates", self.learner.updates as f64),
             ("replay/size", self.run.replay.len() as f64),
         ])
     }
@@ -302,44 +391,22 @@ impl Agent for Sac {
 
     /// The mean action `tanh(μ)` when `deterministic`, a sample otherwise; in the env's bounds.
     fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
-        self.policy.forward(obs, rows);
-        if deterministic {
-            let mut squashed = vec![0.0; rows * self.run.act_dim];
-            self.policy.mean_actions(&mut squashed);
-            self.run.bounds.to_env(&squashed, actions);
-        } else {
-            // gSDE: a matrix of its own per row, as if each were an env.
-            self.policy.resample_env_noise(rows, &mut self.run.rng);
-            self.policy.sample(rows, Noise::Envs, &mut self.run.rng);
-            self.run.bounds.to_env(&self.policy.actions, actions);
-        }
+        let mut squashed = vec![0.0; rows * self.run.act_dim];
+        let explore = (!deterministic).then_some(1.0);
+        self.learner.act(obs, rows, explore, &mut self.run.rng, &mut squashed);
+        self.run.bounds.to_env(&squashed, actions);
         Ok(())
     }
 
     fn save(&mut self, dir: &Path) -> Result<()> {
-        let meta = HashMap::new();
-        let p = &self.policy;
-        io::save_flat(&dir.join("actor.safetensors"), &p.layout, &p.params, Some(&self.actor_opt), &meta)?;
-        self.critic.save(dir)?;
-        io::save_flat(
-            &dir.join("alpha.safetensors"),
-            &alpha_layout(),
-            &[self.log_alpha],
-            Some(&self.alpha_opt),
-            &meta,
-        )?;
-        self.run.save(dir)
+        self.learner.save(dir)?;
+        self.run.save(dir, self.learner.updates)
     }
 
     fn load(&mut self, dir: &Path) -> Result<()> {
+        self.learner.load(dir)?;
+        self.learner.updates = self.run.load(dir)?;
         self.noise_draw = None;
-        let p = &mut self.policy;
-        io::load_flat(&dir.join("actor.safetensors"), &p.layout, &mut p.params, Some(&mut self.actor_opt))?;
-        self.critic.load(dir)?;
-        let mut log_alpha = [0.0f32];
-        io::load_flat(&dir.join("alpha.safetensors"), &alpha_layout(), &mut log_alpha, Some(&mut self.alpha_opt))?;
-        self.run.load(dir)?;
-        self.log_alpha = log_alpha[0];
         Ok(())
     }
 }

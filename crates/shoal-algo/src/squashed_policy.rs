@@ -121,6 +121,11 @@ impl SquashedPolicy {
         })
     }
 
+    /// The width of an action.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
     /// Runs the network on `rows` observations: the means (and, diagonal, the log-stds).
     pub fn forward(&mut self, obs: &[f32], rows: usize) {
         self.net.forward(&self.params, obs, rows, &mut self.ws);

@@ -21,6 +21,7 @@ use std::path::Path;
 
 use rand::Rng;
 use rand_distr::StandardNormal;
+use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 use shoal_dist::replay::Transitions;
 use shoal_nn::mlp::{Mlp, MlpWorkspace};
@@ -31,7 +32,10 @@ use crate::checks::{check_positive, check_range};
 use crate::config::{CommonConfig, NetConfig};
 use crate::error::Result;
 use crate::metrics::Metrics;
-use crate::twin_critic::{actor, forward_to_run, soft_update, OffPolicyRun, TwinCritic};
+use crate::twin_critic::{
+    actor, forward_to_run, publish, published_layout, soft_update, take_published, ContinuousLearner, CriticStep,
+    OffPolicyRun, TwinCritic, UpdateStats,
+};
 
 /// TD3 hyperparameters (Stable-Baselines3's defaults; CleanRL's names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,16 +108,17 @@ impl Td3Config {
 /// Buffers of one update, kept between calls.
 #[derive(Default)]
 struct Scratch {
-    batch: Transitions,
     actions: Vec<f32>,
     targets: Vec<f32>,
     q_used: Vec<f32>,
     d_actions: Vec<f32>,
+    td_abs: Vec<f32>,
     actor_ws: MlpWorkspace<f32>,
 }
 
-/// A TD3 (or DDPG) agent.
-pub struct Td3 {
+/// TD3's (or DDPG's) networks and their update, wherever the batches come from (its own
+/// replay in [`Td3`], or Ape-X's).
+pub struct Td3Learner {
     cfg: Td3Config,
     /// The actor `s → f(s)`, acting as `tanh(f(s))`.
     actor_net: Mlp,
@@ -123,26 +128,24 @@ pub struct Td3 {
     actor_grads: Vec<f32>,
     actor_opt: Adam<f32>,
     critic: TwinCritic,
-    /// Envs, replay, RNG and counters.
-    run: OffPolicyRun,
+    updates: u64,
     scratch: Scratch,
 }
 
-impl Td3 {
-    pub fn new(config: &CommonConfig, cfg: &Td3Config) -> Result<Self> {
+impl Td3Learner {
+    /// Fresh networks for `obs_dim` observations and `act_dim` actions, drawn from `rng`.
+    pub fn new(obs_dim: usize, act_dim: usize, cfg: &Td3Config, rng: &mut Pcg64Mcg) -> Result<Self> {
         let cfg = cfg.clone();
         cfg.validate()?;
-        let mut run = OffPolicyRun::new(config, "td3", cfg.buffer_size, cfg.gamma, 0x7d3)?;
-        let (obs_dim, act_dim) = (run.obs_dim, run.act_dim);
-        let (actor_net, actor_layout, actor) = actor(obs_dim, act_dim, &cfg.net, "td3", &mut run.rng)?;
-        let critic = TwinCritic::new(obs_dim, act_dim, &cfg.net, "td3", cfg.adam_eps, &mut run.rng)?;
-        Ok(Td3 {
+        let (actor_net, actor_layout, actor) = actor(obs_dim, act_dim, &cfg.net, "td3", rng)?;
+        let critic = TwinCritic::new(obs_dim, act_dim, &cfg.net, "td3", cfg.adam_eps, rng)?;
+        Ok(Td3Learner {
             actor_target: actor.clone(),
             actor_grads: vec![0.0; actor.len()],
             actor_opt: Adam::new(actor.len(), 0.9, 0.999, cfg.adam_eps),
             critic,
-            scratch: Scratch { batch: Transitions::with_act_dim(obs_dim, act_dim), ..Scratch::default() },
-            run,
+            updates: 0,
+            scratch: Scratch::default(),
             actor_net,
             actor_layout,
             actor,
@@ -153,7 +156,7 @@ impl Td3 {
     /// `tanh(f(s))` of `params` (the actor or its target) for `rows` observations, into
     /// `scratch.actions`; with `noise`, Gaussian noise of that std (clipped to ±`clip`) is added
     /// and the result clipped to [−1, 1].
-    fn act(&mut self, target: bool, obs: &[f32], rows: usize, noise: f64, clip: f64) {
+    fn forward(&mut self, target: bool, obs: &[f32], rows: usize, noise: f64, clip: f64, rng: &mut Pcg64Mcg) {
         let params = if target { &self.actor_target } else { &self.actor };
         let s = &mut self.scratch;
         self.actor_net.forward(params, obs, rows, &mut s.actor_ws);
@@ -161,80 +164,143 @@ impl Td3 {
         s.actions.extend(s.actor_ws.output().iter().map(|&z| z.tanh()));
         if noise > 0.0 {
             for a in s.actions.iter_mut() {
-                let n = (noise * self.run.rng.sample::<f64, _>(StandardNormal)).clamp(-clip, clip);
+                let n = (noise * rng.sample::<f64, _>(StandardNormal)).clamp(-clip, clip);
                 *a = (*a + n as f32).clamp(-1.0, 1.0);
             }
         }
     }
 
-    /// One vector-env step (random actions before `learning_starts`) into the replay buffer.
-    fn collect_step(&mut self) -> Result<()> {
-        if self.run.begin_step(self.cfg.learning_starts) {
-            let (obs, n) = (std::mem::take(&mut self.run.step_obs), self.run.env.num_envs());
-            self.act(false, &obs, n, self.cfg.exploration_noise, f64::INFINITY);
-            self.run.step_actions.copy_from_slice(&self.scratch.actions);
-            self.run.step_obs = obs;
-        }
-        self.run.finish_step()
-    }
-
     /// One actor step on `−mean Q_1(s, μ(s))`; returns the loss.
-    fn update_actor(&mut self, rows: usize) -> f64 {
-        let obs = std::mem::take(&mut self.scratch.batch.obs);
-        self.act(false, &obs, rows, 0.0, 0.0);
+    fn update_actor(&mut self, obs: &[f32], rows: usize, rng: &mut Pcg64Mcg) -> f64 {
+        self.forward(false, obs, rows, 0.0, 0.0, rng);
         let s = &mut self.scratch;
-        self.critic.action_gradient(&obs, &s.actions, rows, false, &mut s.q_used, &mut s.d_actions);
+        self.critic.action_gradient(obs, &s.actions, rows, false, &mut s.q_used, &mut s.d_actions);
         // Through tanh: ∂a/∂f = 1 − a².
-        let out_grad = s.actor_ws.output_grad(rows, self.run.act_dim);
+        let out_grad = s.actor_ws.output_grad(rows, self.critic.act_dim());
         for ((g, &d), &a) in out_grad.iter_mut().zip(&s.d_actions).zip(&s.actions) {
             *g = d * (1.0 - a * a);
         }
         self.actor_grads.fill(0.0);
-        self.actor_net.backward(&self.actor, &mut self.actor_grads, &obs, rows, &mut s.actor_ws, false);
+        self.actor_net.backward(&self.actor, &mut self.actor_grads, obs, rows, &mut s.actor_ws, false);
         self.actor_opt.step(&mut self.actor, &self.actor_grads, self.cfg.learning_rate as f32);
-        s.batch.obs = obs;
         -s.q_used.iter().map(|&q| q as f64).sum::<f64>() / rows as f64
     }
+}
 
-    /// One round of updates on fresh samples; returns (critic loss, mean Q, actor loss).
-    fn update(&mut self) -> Result<(f64, f64, f64)> {
-        let (rows, twin) = (self.cfg.batch_size, self.cfg.twin_critics);
-        let mut batch = std::mem::take(&mut self.scratch.batch);
-        self.run.replay.sample(rows, &mut self.run.rng, &mut batch);
-        self.act(true, &batch.next_obs, rows, self.cfg.policy_noise, self.cfg.noise_clip);
+impl ContinuousLearner for Td3Learner {
+    /// `μ(s)` without `explore`, plus Gaussian noise of std `explore` with it.
+    fn act(&mut self, obs: &[f32], rows: usize, explore: Option<f64>, rng: &mut Pcg64Mcg, out: &mut [f32]) {
+        self.forward(false, obs, rows, explore.unwrap_or(0.0), f64::INFINITY, rng);
+        out.copy_from_slice(&self.scratch.actions);
+    }
+
+    fn update(&mut self, batch: &Transitions, weights: Option<&[f32]>, rng: &mut Pcg64Mcg) -> Result<UpdateStats> {
+        let (rows, twin) = (batch.len(), self.cfg.twin_critics);
+        self.forward(true, &batch.next_obs, rows, self.cfg.policy_noise, self.cfg.noise_clip, rng);
         let s = &mut self.scratch;
         self.critic.target_values(&batch.next_obs, &s.actions, rows, twin, &mut s.targets);
         for (i, y) in s.targets.iter_mut().enumerate() {
             *y = batch.rewards[i] + batch.discounts[i] * (1.0 - batch.dones[i]) * *y;
         }
-        let lr = self.cfg.learning_rate as f32;
-        let result = self.critic.update(&batch.obs, &batch.actions, &s.targets, twin, lr, "td3.learning_rate");
-        self.scratch.batch = batch;
-        let (critic_loss, mean_q) = result?;
-        self.run.updates += 1;
+        let step = CriticStep { twin, weights, lr: self.cfg.learning_rate as f32, lr_key: "td3.learning_rate" };
+        let (critic_loss, mean_q) = self.critic.update(batch, &s.targets, step, &mut s.td_abs)?;
+        self.updates += 1;
         let mut actor_loss = f64::NAN;
-        if self.run.updates % self.cfg.policy_frequency == 0 {
-            actor_loss = self.update_actor(rows);
+        if self.updates % self.cfg.policy_frequency == 0 {
+            actor_loss = self.update_actor(&batch.obs, rows, rng);
             soft_update(&mut self.actor_target, &self.actor, self.cfg.tau);
             self.critic.soft_update(self.cfg.tau);
         }
-        Ok((critic_loss, mean_q, actor_loss))
+        Ok(UpdateStats { critic_loss, mean_q, actor_loss, entropy: f64::NAN })
+    }
+
+    fn td_abs(&self) -> &[f32] {
+        &self.scratch.td_abs
+    }
+
+    fn td_errors(&mut self, batch: &Transitions, rng: &mut Pcg64Mcg, out: &mut Vec<f32>) {
+        self.forward(false, &batch.next_obs, batch.len(), 0.0, 0.0, rng);
+        let next = std::mem::take(&mut self.scratch.actions);
+        self.critic.online_td_errors(batch, &next, self.cfg.twin_critics, out);
+        self.scratch.actions = next;
+    }
+
+    fn published_layout(&self) -> ParamLayout {
+        published_layout(&self.actor_layout, &self.critic)
+    }
+
+    fn published(&self, out: &mut Vec<f32>) {
+        publish(&self.actor, &self.critic, out);
+    }
+
+    fn set_published(&mut self, params: &[f32]) {
+        take_published(params, &mut self.actor, &mut self.critic);
+    }
+
+    fn set_updates(&mut self, updates: u64) {
+        self.updates = updates;
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        let meta = HashMap::new();
+        io::save_flat(&dir.join("actor.safetensors"), &self.actor_layout, &self.actor, Some(&self.actor_opt), &meta)?;
+        io::save_flat(&dir.join("actor_target.safetensors"), &self.actor_layout, &self.actor_target, None, &meta)?;
+        self.critic.save(dir)
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<()> {
+        io::load_flat(&dir.join("actor.safetensors"), &self.actor_layout, &mut self.actor, Some(&mut self.actor_opt))?;
+        io::load_flat(&dir.join("actor_target.safetensors"), &self.actor_layout, &mut self.actor_target, None)?;
+        self.critic.load(dir)
+    }
+}
+
+/// A TD3 (or DDPG) agent: the learner, and the envs and replay it learns from.
+pub struct Td3 {
+    learner: Td3Learner,
+    /// Envs, replay, RNG and counters.
+    run: OffPolicyRun,
+    batch: Transitions,
+}
+
+impl Td3 {
+    pub fn new(config: &CommonConfig, cfg: &Td3Config) -> Result<Self> {
+        cfg.validate()?;
+        let mut run = OffPolicyRun::new(config, "td3", cfg.buffer_size, cfg.gamma, 0x7d3)?;
+        let (obs_dim, act_dim) = (run.obs_dim, run.act_dim);
+        Ok(Td3 {
+            learner: Td3Learner::new(obs_dim, act_dim, cfg, &mut run.rng)?,
+            batch: Transitions::with_act_dim(obs_dim, act_dim),
+            run,
+        })
+    }
+
+    /// One vector-env step (random actions before `learning_starts`) into the replay buffer.
+    fn collect_step(&mut self) -> Result<()> {
+        if self.run.begin_step(self.learner.cfg.learning_starts) {
+            let (run, noise) = (&mut self.run, self.learner.cfg.exploration_noise);
+            let n = run.env.num_envs();
+            self.learner.act(&run.step_obs, n, Some(noise), &mut run.rng, &mut run.step_actions);
+        }
+        self.run.finish_step()
     }
 }
 
 impl Agent for Td3 {
     fn train_iteration(&mut self, _progress: f64) -> Result<Metrics> {
-        for _ in 0..self.cfg.train_frequency {
+        let cfg = self.learner.cfg.clone();
+        for _ in 0..cfg.train_frequency {
             self.collect_step()?;
         }
         // Every iteration reports the same keys (NaN before learning starts).
         let (mut q_loss, mut q, mut actor_loss) = (f64::NAN, f64::NAN, f64::NAN);
-        if self.run.env_steps >= self.cfg.learning_starts {
-            for _ in 0..self.cfg.gradient_steps {
-                let (l, m, a) = self.update()?;
-                (q_loss, q) = (l, m);
-                if a.is_finite() {
-                    actor_loss = a;
+        if self.run.env_steps >= cfg.learning_starts {
+            for _ in 0..cfg.gradient_steps {
+                self.run.replay.sample(cfg.batch_size, &mut self.run.rng, &mut self.batch);
+                let stats = self.learner.update(&self.batch, None, &mut self.run.rng)?;
+                (q_loss, q) = (stats.critic_loss, stats.mean_q);
+                if stats.actor_loss.is_finite() {
+                    actor_loss = stats.actor_loss;
                 }
             }
         }
@@ -242,7 +308,7 @@ impl Agent for Td3 {
             ("loss/qf", q_loss),
             ("loss/q_values", q),
             ("loss/actor", actor_loss),
-            ("charts/updates", self.run.updates as f64),
+            ("charts/updates", self.learner.updates as f64),
             ("replay/size", self.run.replay.len() as f64),
         ])
     }
@@ -251,25 +317,21 @@ impl Agent for Td3 {
 
     /// `μ(s)` when `deterministic`, with the exploration noise otherwise; in the env's bounds.
     fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
-        let noise = if deterministic { 0.0 } else { self.cfg.exploration_noise };
-        self.act(false, obs, rows, noise, f64::INFINITY);
-        self.run.bounds.to_env(&self.scratch.actions, actions);
+        let explore = (!deterministic).then_some(self.learner.cfg.exploration_noise);
+        let mut squashed = vec![0.0; rows * self.run.act_dim];
+        self.learner.act(obs, rows, explore, &mut self.run.rng, &mut squashed);
+        self.run.bounds.to_env(&squashed, actions);
         Ok(())
     }
 
     fn save(&mut self, dir: &Path) -> Result<()> {
-        let meta = HashMap::new();
-        io::save_flat(&dir.join("actor.safetensors"), &self.actor_layout, &self.actor, Some(&self.actor_opt), &meta)?;
-        io::save_flat(&dir.join("actor_target.safetensors"), &self.actor_layout, &self.actor_target, None, &meta)?;
-        self.critic.save(dir)?;
-        self.run.save(dir)
+        self.learner.save(dir)?;
+        self.run.save(dir, self.learner.updates)
     }
 
     fn load(&mut self, dir: &Path) -> Result<()> {
-        io::load_flat(&dir.join("actor.safetensors"), &self.actor_layout, &mut self.actor, Some(&mut self.actor_opt))?;
-        io::load_flat(&dir.join("actor_target.safetensors"), &self.actor_layout, &mut self.actor_target, None)?;
-        self.critic.load(dir)?;
-        self.run.load(dir)?;
+        self.learner.load(dir)?;
+        self.learner.updates = self.run.load(dir)?;
         Ok(())
     }
 }

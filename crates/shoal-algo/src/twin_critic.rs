@@ -9,7 +9,7 @@ use std::path::Path;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
-use shoal_dist::replay::Step;
+use shoal_dist::replay::{Step, Transitions};
 use shoal_env::{Actions, Space, VecEnv};
 use shoal_nn::mlp::{Mlp, MlpWorkspace};
 use shoal_nn::{io, Adam, Optimizer, ParamLayout};
@@ -70,6 +70,20 @@ pub(crate) struct TwinCritic {
     discarded: Vec<f32>,
     /// Per row of the actor's loss: whether Q_1 (rather than Q_2) gave the value.
     from_q1: Vec<bool>,
+    /// Next-state values of [`TwinCritic::online_td_errors`].
+    scratch_values: Vec<f32>,
+}
+
+/// How one critic step is taken.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CriticStep<'a> {
+    /// Both critics (clipped double Q) or Q_1 alone (DDPG).
+    pub twin: bool,
+    /// Importance weights per row (a prioritized sample), or none (uniform).
+    pub weights: Option<&'a [f32]>,
+    pub lr: f32,
+    /// The config key of `lr`, named when the loss diverges.
+    pub lr_key: &'static str,
 }
 
 impl TwinCritic {
@@ -103,7 +117,13 @@ impl TwinCritic {
             q2_ws: MlpWorkspace::default(),
             discarded: Vec::new(),
             from_q1: Vec::new(),
+            scratch_values: Vec::new(),
         })
+    }
+
+    /// The width of an action.
+    pub fn act_dim(&self) -> usize {
+        self.act_dim
     }
 
     /// Writes `[obs | actions]` rows as the critics' input.
@@ -126,49 +146,75 @@ impl TwinCritic {
         twin: bool,
         out: &mut Vec<f32>,
     ) {
-        self.set_input(next_obs, next_actions, rows);
-        self.q1.forward(&self.target, &self.input, rows, &mut self.q1_ws);
+        self.values(true, next_obs, next_actions, rows, twin, out);
+    }
+
+    /// `min(Q_1, Q_2)(s, a)` per row (`Q_1` alone without `twin`) of the `target` critics or
+    /// the online ones.
+    fn values(&mut self, target: bool, obs: &[f32], actions: &[f32], rows: usize, twin: bool, out: &mut Vec<f32>) {
+        self.set_input(obs, actions, rows);
+        let params = if target { &self.target } else { &self.params };
+        self.q1.forward(params, &self.input, rows, &mut self.q1_ws);
         out.clear();
         out.extend_from_slice(self.q1_ws.output());
         if twin {
-            self.q2.forward(&self.target, &self.input, rows, &mut self.q2_ws);
+            self.q2.forward(params, &self.input, rows, &mut self.q2_ws);
             out.iter_mut().zip(self.q2_ws.output()).for_each(|(q, &q2)| *q = q.min(q2));
         }
     }
 
-    /// One step on `½·Σ_i mean (Q_i(s, a) − y)²` (Q_1 alone without `twin`); returns (loss,
-    /// mean Q_1). A non-finite loss is [`AlgoError::Diverged`], naming `lr_key`.
+    /// `|y − Q_1(s, a)|` per row of `batch` by the online critics alone, with
+    /// `y = r + γᵏ(1 − d)·min_i Q_i(s', a')` for the given next actions: the priority an Ape-X
+    /// actor, which has no target networks, gives a new transition.
+    pub fn online_td_errors(&mut self, batch: &Transitions, next_actions: &[f32], twin: bool, out: &mut Vec<f32>) {
+        let rows = batch.len();
+        let mut next = std::mem::take(&mut self.scratch_values);
+        self.values(false, &batch.next_obs, next_actions, rows, twin, &mut next);
+        self.values(false, &batch.obs, &batch.actions, rows, false, out);
+        for (i, q) in out.iter_mut().enumerate() {
+            let y = batch.rewards[i] + batch.discounts[i] * (1.0 - batch.dones[i]) * next[i];
+            *q = (y - *q).abs();
+        }
+        self.scratch_values = next;
+    }
+
+    /// One step on `½·Σ_i mean w·(Q_i(s, a) − y)²` (Q_1 alone without `twin`; `w` the
+    /// importance weights of a prioritized sample, or 1); returns (loss, mean Q_1) and leaves
+    /// `|Q_1 − y|` per row (the new priorities) in `td_abs`. A non-finite loss is
+    /// [`AlgoError::Diverged`], naming `lr_key`.
     pub fn update(
         &mut self,
-        obs: &[f32],
-        actions: &[f32],
+        batch: &Transitions,
         targets: &[f32],
-        twin: bool,
-        lr: f32,
-        lr_key: &str,
+        step: CriticStep<'_>,
+        td_abs: &mut Vec<f32>,
     ) -> Result<(f64, f64)> {
         let rows = targets.len();
-        self.set_input(obs, actions, rows);
+        self.set_input(&batch.obs, &batch.actions, rows);
         self.grads.fill(0.0);
         let scale = 1.0 / rows as f32;
+        let weight = |i: usize| step.weights.map_or(1.0, |w| w[i]);
         let mut loss = 0.0f64;
         let nets = [(&self.q1, &mut self.q1_ws), (&self.q2, &mut self.q2_ws)];
-        for (net, ws) in nets.into_iter().take(if twin { 2 } else { 1 }) {
+        for (net, ws) in nets.into_iter().take(if step.twin { 2 } else { 1 }) {
             net.forward(&self.params, &self.input, rows, ws);
             let (q, grad) = ws.output_and_grad(rows, 1);
-            for ((g, &q), &y) in grad.iter_mut().zip(q).zip(targets) {
-                loss += 0.5 * ((q - y) as f64).powi(2) / rows as f64;
-                *g = (q - y) * scale;
+            for (i, ((g, &q), &y)) in grad.iter_mut().zip(q).zip(targets).enumerate() {
+                loss += 0.5 * weight(i) as f64 * ((q - y) as f64).powi(2) / rows as f64;
+                *g = weight(i) * (q - y) * scale;
             }
             net.backward(&self.params, &mut self.grads, &self.input, rows, ws, false);
         }
+        td_abs.clear();
+        td_abs.extend(self.q1_ws.output().iter().zip(targets).map(|(&q, &y)| (q - y).abs()));
+        let lr_key = step.lr_key;
         if !loss.is_finite() {
             return Err(AlgoError::Diverged(format!(
                 "the critic loss is {loss}; lower {lr_key} or check the env's rewards"
             )));
         }
         let mean_q = self.q1_ws.output().iter().map(|&v| v as f64).sum::<f64>() / rows as f64;
-        self.opt.step(&mut self.params, &self.grads, lr);
+        self.opt.step(&mut self.params, &self.grads, step.lr);
         Ok((loss, mean_q))
     }
 
@@ -276,6 +322,66 @@ impl ActionBounds {
     }
 }
 
+/// What one update of a [`ContinuousLearner`] reports.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UpdateStats {
+    pub critic_loss: f64,
+    /// Mean `Q_1(s, a)` over the batch.
+    pub mean_q: f64,
+    /// NaN when the (delayed) actor did not step.
+    pub actor_loss: f64,
+    /// `−mean log π` (SAC's actor steps only; NaN otherwise).
+    pub entropy: f64,
+}
+
+/// The learning half of SAC or TD3, apart from where its experience comes from: its own
+/// replay buffer (the `Sac` and `Td3` agents), or Ape-X's prioritized replay (`apex.learner`),
+/// where copies of it are also the actors, acting with the parameters the learner publishes.
+pub(crate) trait ContinuousLearner: Send {
+    /// Actions in [−1, 1] for `rows` observations into `out` (`[rows, act_dim]`): the
+    /// deterministic action without `explore`; otherwise a training action (SAC samples its
+    /// policy; TD3 adds Gaussian noise of std `explore`).
+    fn act(&mut self, obs: &[f32], rows: usize, explore: Option<f64>, rng: &mut Pcg64Mcg, out: &mut [f32]);
+    /// One update on `batch` (with a prioritized sample's importance `weights`).
+    fn update(&mut self, batch: &Transitions, weights: Option<&[f32]>, rng: &mut Pcg64Mcg) -> Result<UpdateStats>;
+    /// `|y − Q_1(s, a)|` per row of the last update: the rows' new priorities.
+    fn td_abs(&self) -> &[f32];
+    /// `|y − Q_1(s, a)|` per row by the online networks (an actor's initial priorities).
+    fn td_errors(&mut self, batch: &Transitions, rng: &mut Pcg64Mcg, out: &mut Vec<f32>);
+    /// What actors need, as one flat vector: the actor's and the critics' parameters.
+    fn published_layout(&self) -> ParamLayout;
+    fn published(&self, out: &mut Vec<f32>);
+    fn set_published(&mut self, params: &[f32]);
+    /// Sets the count of critic updates (the delays count them), as a checkpoint recorded it.
+    fn set_updates(&mut self, updates: u64);
+    /// Writes / restores the networks, their targets and optimizers in checkpoint `dir`.
+    fn save(&self, dir: &Path) -> Result<()>;
+    fn load(&mut self, dir: &Path) -> Result<()>;
+}
+
+/// The layout of `[actor | critics]` as [`ContinuousLearner::published`] lays them out.
+pub(crate) fn published_layout(actor: &ParamLayout, critic: &TwinCritic) -> ParamLayout {
+    let mut layout = ParamLayout::new();
+    for spec in actor.tensors().iter().chain(critic.layout.tensors()) {
+        layout.push(spec.name.clone(), &spec.shape);
+    }
+    layout
+}
+
+/// `[actor | critics]` into `out`.
+pub(crate) fn publish(actor: &[f32], critic: &TwinCritic, out: &mut Vec<f32>) {
+    out.clear();
+    out.extend_from_slice(actor);
+    out.extend_from_slice(&critic.params);
+}
+
+/// Takes `[actor | critics]` back (the critics' targets are a learner's own).
+pub(crate) fn take_published(params: &[f32], actor: &mut [f32], critic: &mut TwinCritic) {
+    let (a, c) = params.split_at(actor.len());
+    actor.copy_from_slice(a);
+    critic.params.copy_from_slice(c);
+}
+
 /// What an off-policy continuous agent owns besides its networks — its envs, replay buffer,
 /// RNG and counters — with the step that collects experience (in two halves around the agent's
 /// choice of actions: [`OffPolicyRun::begin_step`], then [`OffPolicyRun::finish_step`]) and
@@ -286,8 +392,6 @@ pub(crate) struct OffPolicyRun {
     pub rng: Pcg64Mcg,
     pub episodes: EpisodeTracker,
     pub env_steps: u64,
-    /// Critic updates so far.
-    pub updates: u64,
     pub obs_dim: usize,
     pub act_dim: usize,
     pub bounds: ActionBounds,
@@ -328,7 +432,6 @@ impl OffPolicyRun {
             rng: Pcg64Mcg::seed_from_u64(config.seed.wrapping_add(seed_offset)),
             episodes: EpisodeTracker::default(),
             env_steps: 0,
-            updates: 0,
             obs_dim,
             act_dim,
             bounds,
@@ -376,23 +479,23 @@ impl OffPolicyRun {
         Ok(())
     }
 
-    /// Writes the replay, the envs, the RNG and the counters into the checkpoint `dir`.
-    pub fn save(&mut self, dir: &Path) -> Result<()> {
+    /// Writes the replay, the envs, the RNG and the counters (with the learner's `updates`)
+    /// into the checkpoint `dir`.
+    pub fn save(&mut self, dir: &Path, updates: u64) -> Result<()> {
         let replay = self.replay.save(&dir.join("replay.safetensors"))?;
         let common = CommonState::capture(self.env_steps, &self.rng, &self.episodes, self.env.as_mut())?;
-        write_json(&dir.join("state.json"), &OffPolicyState { common, updates: self.updates, replay })
+        write_json(&dir.join("state.json"), &OffPolicyState { common, updates, replay })
     }
 
-    /// Restores what [`OffPolicyRun::save`] wrote.
-    pub fn load(&mut self, dir: &Path) -> Result<()> {
+    /// Restores what [`OffPolicyRun::save`] wrote; returns the learner's `updates`.
+    pub fn load(&mut self, dir: &Path) -> Result<u64> {
         let state: OffPolicyState = read_json(&dir.join("state.json"))?;
         self.replay.load(&dir.join("replay.safetensors"), &state.replay)?;
         self.env.restore(&state.common.env).map_err(AlgoError::from)?;
         self.env_steps = state.common.env_steps;
         self.rng = state.common.rng;
         self.episodes = state.common.episodes;
-        self.updates = state.updates;
-        Ok(())
+        Ok(state.updates)
     }
 }
 
