@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::a2c::{A2c, A2cConfig};
 use crate::agent::Agent;
-use crate::apex::{ApexAgent, ApexConfig};
+use crate::apex::{ApexAgent, ApexConfig, ApexSetup};
 use crate::cluster::{ClusterAgent, ServerSpec};
 use crate::cluster_config::{ClusterConfig, Mode};
 use crate::config::CommonConfig;
@@ -150,7 +150,10 @@ impl TrainConfig {
             (Algo::Sac, self.sac.is_some()),
             (Algo::Td3, self.td3.is_some()),
         ];
-        if let Some((other, _)) = given.iter().find(|(a, present)| *present && *a != self.algo) {
+        // An Ape-X learner's section is `apex.learner`'s business (`ApexSetup::new` checks it).
+        let learner_section = |a: Algo| self.algo == Algo::Apex && matches!(a, Algo::Sac | Algo::Td3);
+        if let Some((other, _)) = given.iter().find(|(a, present)| *present && *a != self.algo && !learner_section(*a))
+        {
             return Err(config_err(format!(
                 "section [{}] is given but algo = \"{}\"; remove the section or change algo",
                 other.name(),
@@ -158,6 +161,9 @@ impl TrainConfig {
             )));
         }
         self.common.validate()?;
+        if self.algo == Algo::Apex {
+            self.apex_setup()?;
+        }
         if let Some(cluster) = self.cluster() {
             if self.algo == Algo::QLearning {
                 return Err(config_err(
@@ -165,9 +171,10 @@ impl TrainConfig {
                 ));
             }
             if matches!(self.algo, Algo::Sac | Algo::Td3) {
+                let name = self.algo.name();
                 return Err(config_err(format!(
-                    "{} runs alone so far: remove [cluster] (distributed SAC and TD3 are not built yet)",
-                    self.algo.name()
+                    "{name} runs distributed as an Ape-X learner: set algo = \"apex\" and apex.learner = \"{name}\" \
+                     (keeping the [{name}] section), or remove [cluster] to train in one process"
                 )));
             }
             if self.algo == Algo::A3c && cluster.mode != Mode::Async {
@@ -178,6 +185,11 @@ impl TrainConfig {
             }
         }
         Ok(())
+    }
+
+    /// An `algo = "apex"` run's setup: `[apex]` and the section of its `apex.learner`.
+    pub fn apex_setup(&self) -> Result<ApexSetup> {
+        ApexSetup::new(section(&self.apex, "apex")?, self.sac.as_ref(), self.td3.as_ref())
     }
 
     /// The cluster the run uses: the `[cluster]` section, or A3C's default.
@@ -231,7 +243,7 @@ fn build_single_agent(config: &TrainConfig) -> Result<Box<dyn Agent>> {
         Algo::A2c => Box::new(A2c::new(common, section(&config.a2c, "a2c")?, "a2c")?),
         Algo::A3c => Box::new(A2c::new(common, section(&config.a3c, "a3c")?, "a3c")?),
         Algo::Dqn => Box::new(Dqn::new(common, section(&config.dqn, "dqn")?)?),
-        Algo::Apex => Box::new(ApexAgent::new(common, section(&config.apex, "apex")?)?),
+        Algo::Apex => Box::new(ApexAgent::new(common, &config.apex_setup()?)?),
         Algo::QLearning => Box::new(QLearning::new(common, section(&config.q_learning, "q_learning")?)?),
         Algo::Sac => Box::new(Sac::new(common, section(&config.sac, "sac")?)?),
         Algo::Td3 => Box::new(Td3::new(common, section(&config.td3, "td3")?)?),

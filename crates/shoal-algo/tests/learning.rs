@@ -124,6 +124,23 @@ fn a3c_with_four_worker_threads_solves_cartpole() {
     }
 }
 
+/// Ape-X's DPG variant embedded, SAC and TD3 learners: 2 actor threads feed the prioritized
+/// replay, the learner publishes the actor and critics. 64-64 networks as in the SAC test,
+/// stopping once a 10-episode deterministic evaluation every 2k steps reaches −170; the
+/// verdict is a fresh 20-episode evaluation.
+#[test]
+fn apex_with_sac_and_td3_learners_balances_pendulum() {
+    for (file, section, seeds) in [("pendulum-apex-sac.toml", "sac", 1..=2), ("pendulum-apex-td3.toml", "td3", 1..=1)] {
+        let net = format!("{section}.net.hidden=[64, 64]");
+        let overrides = [net.as_str(), "stop.eval_return_mean=-170", "stop.eval_every=2000"];
+        for seed in seeds {
+            let (report, steps) = train_and_eval(file, seed, 20, &overrides);
+            assert!(steps <= 20_000);
+            assert!(report.episode_return_mean >= -200.0, "{file} seed {seed}: {report:?}");
+        }
+    }
+}
+
 /// Ape-X embedded: 2 actor threads (ε 0.4 and 0.4⁸) and the learner thread, prioritized
 /// replay, stopping at a deterministic evaluation of 500; then 100 fresh episodes.
 #[test]

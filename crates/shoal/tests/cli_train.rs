@@ -168,6 +168,22 @@ fn bad_configs_fail_before_training_and_name_the_key() {
             "algo = \"sac\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 10\n",
             "sac needs a bounded Box action space, but CartPole-v1 has Discrete(2)",
         ),
+        (
+            "algo = \"sac\"\n[env]\nid = \"Pendulum-v1\"\n[stop]\nenv_steps = 10\n[cluster]\nworkers = 2\n",
+            "set algo = \"apex\" and apex.learner = \"sac\"",
+        ),
+        (
+            "algo = \"apex\"\n[env]\nid = \"Pendulum-v1\"\n[stop]\nenv_steps = 10\n[apex]\nlearner = \"sac\"\nlearning_rate = 0.1\n",
+            "apex.learning_rate is the DQN learner's; with apex.learner = \"sac\" the learner's settings come from [sac]",
+        ),
+        (
+            "algo = \"apex\"\n[env]\nid = \"Pendulum-v1\"\n[stop]\nenv_steps = 10\n[apex]\nlearner = \"sac\"\n[td3]\n",
+            "section [td3] is given but apex.learner = \"sac\"",
+        ),
+        (
+            "algo = \"apex\"\n[env]\nid = \"Pendulum-v1\"\n[stop]\nenv_steps = 10\n",
+            "apex with a DQN learner needs a Discrete action space, but Pendulum-v1 has Box",
+        ),
         ("algo = \"ppo\"\n[env]\nid = \"CartPole-v9\"\n[stop]\nenv_steps = 10\n", "did you mean `CartPole-v1`"),
         (
             "algo = \"ppo\"\n[env]\nid = \"FrozenLake-v1\"\noptions = { slippery = true }\n[stop]\nenv_steps = 10\n",

@@ -283,6 +283,19 @@ fn apex_actor_processes_learn_cartpole_and_survive_a_killed_actor() {
     }
 }
 
+/// Ape-X's DPG variant as processes: `shoal ps`, `shoal replay`, a SAC learner and 2 actor
+/// processes on Pendulum-v1 (64-64 networks; the server stops the run at a 10-episode
+/// deterministic evaluation of −170 every 2k env steps); the saved run, the learner's actor
+/// and critics as published, evaluates ≥ −200 on 20 fresh episodes.
+#[test]
+fn apex_sac_learner_and_actor_processes_balance_pendulum() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let sets = ["sac.net.hidden=[64, 64]", "stop.eval_return_mean=-170", "stop.eval_every=2000"];
+    let greedy = train_processes(dir.path(), "apex-sac", "pendulum-apex-sac.toml", &sets);
+    assert!(greedy >= -200.0, "apex with a SAC learner: deterministic eval {greedy} < -200");
+}
+
 /// `shoal replay` with `apex.checkpoint_replay` saves itself periodically; killed with -9 and
 /// restarted with `--resume`, it serves the transitions it held.
 #[test]

@@ -16,6 +16,16 @@
 //! embedded [`ApexAgent`] (actors as threads), or `shoal replay` and `shoal ps` over gRPC
 //! for actor and learner processes ([`run_actor`], [`run_learner`]) — the same [`Actor`] and
 //! [`Learner`] either way.
+//!
+//! **The DPG variant** (the paper's section 4.2, for continuous actions): with
+//! `apex.learner = "sac"` or `"td3"` the learner runs that algorithm's own update (from its
+//! `[sac]` / `[td3]` section) on the prioritized batches, importance-weighted, and publishes the
+//! actor and the critics; actors act with the policy (TD3: plus Gaussian noise of std `εᵢ`,
+//! the same per-actor schedule; SAC: sampling its policy), take uniformly random actions for
+//! their share of `learning_starts` first, and score their transitions with the critics' TD
+//! error. What differs per learner is [`core::ApexCore`]; this file is the same for all.
+
+mod core;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,19 +37,21 @@ use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 use shoal_dist::replay::{NStepAssembler, PrioritizedReplay, Sample, Step, Transitions};
 use shoal_dist::{Coordinator, LocalReplay, ParamServer, ParamStore, ReplayStats, ReplayStore};
-use shoal_env::{Actions, Space, VecEnv};
-use shoal_nn::{io, Adam, Model, QNetwork, QNetworkConfig, TdLoss};
+use shoal_env::VecEnv;
+use shoal_nn::{Sgd, TdLoss};
 
+use self::core::ApexCore;
 use crate::agent::{build_vec_env, Agent, LrSchedule, Network};
 use crate::checkpoint::{read_json, write_json, CommonState};
 use crate::checks::{check_positive, check_range};
 use crate::cluster::ServerSpec;
 use crate::config::{CommonConfig, NetConfig};
-use crate::dqn::{diverged_hint, td_loss, td_targets, td_update, TdStep};
+use crate::dqn::td_loss;
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, Result};
-use crate::explore::{argmax, epsilon_greedy};
 use crate::metrics::Metrics;
+use crate::sac::SacConfig;
+use crate::td3::Td3Config;
 use crate::updater::{Link, Updater};
 
 /// Ape-X hyperparameters. The paper's values where CartPole allows (ε = 0.4, α = 7 for the
@@ -48,6 +60,11 @@ use crate::updater::{Link, Updater};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApexConfig {
+    /// The learner's algorithm: `"dqn"` (the paper's), or `"sac"` / `"td3"` (its DPG variant,
+    /// with the hyperparameters of the `[sac]` / `[td3]` section; then the DQN keys below —
+    /// learning rate, loss, network, target period, buffer and batch sizes, γ,
+    /// `learning_starts` — come from that section instead).
+    pub learner: LearnerKind,
     pub learning_rate: f64,
     /// Anneal the learning rate linearly to 0 over `stop.env_steps`.
     pub anneal_lr: bool,
@@ -93,6 +110,7 @@ pub struct ApexConfig {
 impl Default for ApexConfig {
     fn default() -> Self {
         ApexConfig {
+            learner: LearnerKind::Dqn,
             learning_rate: 1e-3,
             anneal_lr: false,
             buffer_size: 100_000,
@@ -164,64 +182,154 @@ impl ApexConfig {
     }
 }
 
-/// What an Ape-X run's network and envs look like, from the config.
-struct Shape {
-    cfg: ApexConfig,
-    loss: TdLoss,
-    obs_dim: usize,
-    n_actions: usize,
-    actors: usize,
+/// Which algorithm an Ape-X learner runs (`apex.learner`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LearnerKind {
+    #[default]
+    Dqn,
+    Sac,
+    Td3,
 }
 
-impl Shape {
-    fn new(config: &CommonConfig, cfg: &ApexConfig) -> Result<Self> {
-        let cfg = cfg.clone();
-        let loss = cfg.validate()?;
-        let env = build_vec_env(config)?;
-        let obs_dim = match env.single_observation_space() {
-            Space::Box { low, .. } => low.len(),
-            other => {
-                return Err(config_err(format!(
-                    "apex needs a Box observation space, but {} has {other}",
-                    config.env.id
-                )))
-            }
-        };
-        let n_actions = match env.single_action_space() {
-            Space::Discrete { n, start: 0 } => *n as usize,
-            other => {
-                return Err(config_err(format!(
-                    "apex needs a Discrete action space, but {} has {other}",
-                    config.env.id
-                )))
-            }
-        };
-        let actors = config.cluster.as_ref().map_or(2, |c| c.workers);
-        Ok(Shape { cfg, loss, obs_dim, n_actions, actors })
-    }
-
-    /// The network every actor and the learner start from (the config's seed).
-    fn network(&self, config: &CommonConfig) -> Result<QNetwork<f32>> {
-        Ok(QNetwork::new(QNetworkConfig {
-            obs_dim: self.obs_dim,
-            n_actions: self.n_actions,
-            hidden: self.cfg.net.hidden.clone(),
-            activation: self.cfg.net.activation("apex")?,
-            dueling: self.cfg.dueling,
-            seed: config.seed,
-        })?)
+impl LearnerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LearnerKind::Dqn => "dqn",
+            LearnerKind::Sac => "sac",
+            LearnerKind::Td3 => "td3",
+        }
     }
 }
 
-/// The width of the transitions' observations in an Ape-X run.
-pub fn obs_dim(config: &CommonConfig, cfg: &ApexConfig) -> Result<usize> {
-    Ok(Shape::new(config, cfg)?.obs_dim)
+/// The learner's algorithm with its hyperparameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApexLearner {
+    /// The `[apex]` section's own DQN keys.
+    Dqn,
+    Sac(SacConfig),
+    Td3(Td3Config),
 }
 
-/// The replay an Ape-X run's config describes (capacity, obs_dim, α), empty.
-pub fn replay_for(config: &CommonConfig, cfg: &ApexConfig) -> Result<PrioritizedReplay> {
-    let shape = Shape::new(config, cfg)?;
-    Ok(PrioritizedReplay::new(shape.cfg.buffer_size, shape.obs_dim, shape.cfg.priority_alpha)?)
+/// Everything an Ape-X run's roles are built from: the `[apex]` section and the learner's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApexSetup {
+    pub apex: ApexConfig,
+    pub learner: ApexLearner,
+}
+
+impl ApexSetup {
+    /// The setup of `apex.learner` with its section (`sac`, `td3`: given or default); an
+    /// error names a DQN key set for another learner, or a section of the wrong learner.
+    pub fn new(apex: &ApexConfig, sac: Option<&SacConfig>, td3: Option<&Td3Config>) -> Result<Self> {
+        let kind = apex.learner;
+        let stray = match kind {
+            LearnerKind::Dqn => sac.map(|_| "sac").or(td3.map(|_| "td3")),
+            LearnerKind::Sac => td3.map(|_| "td3"),
+            LearnerKind::Td3 => sac.map(|_| "sac"),
+        };
+        if let Some(section) = stray {
+            return Err(config_err(format!(
+                "section [{section}] is given but apex.learner = \"{}\"; set apex.learner = \"{section}\" or remove the section",
+                kind.name()
+            )));
+        }
+        let learner = match kind {
+            LearnerKind::Dqn => ApexLearner::Dqn,
+            LearnerKind::Sac => ApexLearner::Sac(sac.cloned().unwrap_or_default()),
+            LearnerKind::Td3 => ApexLearner::Td3(td3.cloned().unwrap_or_default()),
+        };
+        if kind != LearnerKind::Dqn {
+            apex.check_dqn_keys_unset(kind.name())?;
+        }
+        Ok(ApexSetup { apex: apex.clone(), learner })
+    }
+
+    /// The n-step returns' discount.
+    pub fn gamma(&self) -> f64 {
+        match &self.learner {
+            ApexLearner::Dqn => self.apex.gamma,
+            ApexLearner::Sac(c) => c.gamma,
+            ApexLearner::Td3(c) => c.gamma,
+        }
+    }
+
+    pub fn buffer_size(&self) -> usize {
+        match &self.learner {
+            ApexLearner::Dqn => self.apex.buffer_size,
+            ApexLearner::Sac(c) => c.buffer_size,
+            ApexLearner::Td3(c) => c.buffer_size,
+        }
+    }
+
+    pub fn batch_size(&self) -> usize {
+        match &self.learner {
+            ApexLearner::Dqn => self.apex.batch_size,
+            ApexLearner::Sac(c) => c.batch_size,
+            ApexLearner::Td3(c) => c.batch_size,
+        }
+    }
+
+    /// Replay size at which the learner starts.
+    pub fn learning_starts(&self) -> usize {
+        match &self.learner {
+            ApexLearner::Dqn => self.apex.learning_starts,
+            ApexLearner::Sac(c) => c.learning_starts as usize,
+            ApexLearner::Td3(c) => c.learning_starts as usize,
+        }
+    }
+}
+
+impl ApexConfig {
+    /// With a SAC or TD3 learner, the `[apex]` keys of the DQN learner must keep their
+    /// defaults: a value set there would silently do nothing.
+    fn check_dqn_keys_unset(&self, learner: &str) -> Result<()> {
+        let d = ApexConfig::default();
+        let changed = [
+            ("learning_rate", self.learning_rate != d.learning_rate),
+            ("anneal_lr", self.anneal_lr != d.anneal_lr),
+            ("buffer_size", self.buffer_size != d.buffer_size),
+            ("gamma", self.gamma != d.gamma),
+            ("batch_size", self.batch_size != d.batch_size),
+            ("target_network_frequency", self.target_network_frequency != d.target_network_frequency),
+            ("learning_starts", self.learning_starts != d.learning_starts),
+            ("loss", self.loss != d.loss),
+            ("max_grad_norm", self.max_grad_norm != d.max_grad_norm),
+            ("adam_eps", self.adam_eps != d.adam_eps),
+            ("dueling", self.dueling != d.dueling),
+            ("net", self.net != d.net),
+        ];
+        match changed.iter().find(|(_, changed)| *changed) {
+            Some((key, _)) => Err(config_err(format!(
+                "apex.{key} is the DQN learner's; with apex.learner = \"{learner}\" the learner's settings come from [{learner}]: remove apex.{key}"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The DQN learner's TD loss (and the validity of every `[apex]` key).
+pub(crate) fn td_loss_of(cfg: &ApexConfig) -> Result<TdLoss> {
+    cfg.validate()
+}
+
+/// The number of actors: `cluster.workers`, or 2 without a `[cluster]`.
+fn actor_count(config: &CommonConfig) -> usize {
+    config.cluster.as_ref().map_or(2, |c| c.workers)
+}
+
+/// The widths of a replay row's observation and action in an Ape-X run.
+pub fn row_widths(config: &CommonConfig, setup: &ApexSetup) -> Result<(usize, usize)> {
+    setup.apex.validate()?;
+    let env = build_vec_env(config)?;
+    let obs_dim = core::obs_width(env.single_observation_space(), &config.env.id)?;
+    Ok((obs_dim, core::build(config, setup, env.as_ref())?.act_dim()))
+}
+
+/// The replay an Ape-X run's config describes (capacity, row widths, α), empty.
+pub fn replay_for(config: &CommonConfig, setup: &ApexSetup) -> Result<PrioritizedReplay> {
+    let (obs_dim, act_dim) = row_widths(config, setup)?;
+    Ok(PrioritizedReplay::with_act_dim(setup.buffer_size(), obs_dim, act_dim, setup.apex.priority_alpha)?)
 }
 
 /// An actor's parameter pulls, for the parameter-lag metric.
@@ -232,13 +340,14 @@ pub struct ActorStats {
     pub lag_sum: u64,
 }
 
-/// One Ape-X actor: its envs, its copy of the network, its ε.
+/// One Ape-X actor: its envs, its copy of the algorithm, its exploration scale.
 pub struct Actor {
     rank: usize,
-    epsilon: f64,
+    /// εᵢ: DQN's ε, or the std of TD3's exploration noise.
+    scale: f64,
     cfg: ApexConfig,
     env: Box<dyn VecEnv>,
-    q: QNetwork<f32>,
+    core: Box<dyn ApexCore>,
     link: Link,
     nstep: NStepAssembler,
     /// Assembled transitions waiting to be inserted, and their priorities.
@@ -247,41 +356,46 @@ pub struct Actor {
     rng: Pcg64Mcg,
     episodes: EpisodeTracker,
     env_steps: u64,
+    /// Env steps of uniformly random actions first.
+    warmup: u64,
+    /// Replay size at which the learner starts (the rate limiter's allowance).
+    learning_starts: usize,
     steps_since_pull: u64,
     stats: ActorStats,
-    n_actions: usize,
     // Scratch.
     obs: Vec<f32>,
-    actions: Vec<i64>,
-    targets: Vec<f32>,
+    actions: Vec<f32>,
 }
 
 impl Actor {
     /// Actor `rank` of the config's `cluster.workers`, its envs seeded apart from the others'.
-    pub fn new(config: &CommonConfig, cfg: &ApexConfig, rank: usize, store: Arc<dyn ParamStore>) -> Result<Self> {
-        let shape = Shape::new(config, cfg)?;
+    pub fn new(config: &CommonConfig, setup: &ApexSetup, rank: usize, store: Arc<dyn ParamStore>) -> Result<Self> {
+        let cfg = setup.apex.clone();
+        cfg.validate()?;
         let mut own = config.clone();
         own.seed = config.seed.wrapping_add(10_000 * rank as u64);
         let env = build_vec_env(&own)?;
-        let num_envs = config.env.num_envs;
+        let core = core::build(config, setup, env.as_ref())?;
+        let obs_dim = core::obs_width(env.single_observation_space(), &config.env.id)?;
+        let (num_envs, act_dim, actors) = (config.env.num_envs, core.act_dim(), actor_count(config));
         Ok(Actor {
             rank,
-            epsilon: shape.cfg.actor_epsilon(rank, shape.actors),
-            q: shape.network(config)?,
+            scale: cfg.actor_epsilon(rank, actors),
             link: Link::new(store, rank),
-            nstep: NStepAssembler::new(num_envs, shape.cfg.n_step, shape.cfg.gamma),
-            outgoing: Transitions::new(shape.obs_dim),
+            nstep: NStepAssembler::new(num_envs, cfg.n_step, setup.gamma()),
+            outgoing: Transitions::with_act_dim(obs_dim, act_dim),
             priorities: Vec::new(),
             rng: Pcg64Mcg::seed_from_u64(own.seed.wrapping_add(0xac7)),
             episodes: EpisodeTracker::default(),
             env_steps: 0,
+            warmup: core.warmup_steps(actors),
+            learning_starts: setup.learning_starts(),
             steps_since_pull: u64::MAX,
             stats: ActorStats::default(),
-            n_actions: shape.n_actions,
             obs: Vec::new(),
-            actions: vec![0; num_envs],
-            targets: Vec::new(),
-            cfg: shape.cfg,
+            actions: vec![0.0; num_envs * act_dim],
+            core,
+            cfg,
             env,
         })
     }
@@ -295,26 +409,24 @@ impl Actor {
         let latest = self.link.store.version();
         self.stats.lag_sum += self.link.version.map_or(0, |v| latest.saturating_sub(v));
         self.stats.pulls += 1;
-        if let Some(version) = self.link.store.pull(self.link.version, self.q.params_mut())? {
+        if let Some(version) = self.link.store.pull(self.link.version, self.core.published())? {
             self.link.version = Some(version);
+            self.core.adopt_published();
         }
         Ok(())
     }
 
-    /// Takes `steps` ε-greedy vector steps, inserting every `actor_batch` completed
+    /// Takes `steps` exploring vector steps, inserting every `actor_batch` completed
     /// transitions into `replay`.
     pub fn act(&mut self, steps: u64, replay: &dyn ReplayStore) -> Result<()> {
-        let (n, d) = (self.actions.len(), self.outgoing.obs_dim);
+        let (n, d, a) = (self.env.num_envs(), self.outgoing.obs_dim, self.outgoing.act_dim);
         for _ in 0..steps {
             self.maybe_pull()?;
             self.obs.clear();
             self.obs.extend_from_slice(&self.env.batch().obs);
-            let q = self.q.q_values(&self.obs, n)?;
-            for (i, a) in self.actions.iter_mut().enumerate() {
-                let row = &q[i * self.n_actions..(i + 1) * self.n_actions];
-                *a = epsilon_greedy(row, self.epsilon, &mut self.rng) as i64;
-            }
-            self.env.step(Actions::Discrete(&self.actions))?;
+            let random = self.env_steps < self.warmup;
+            self.core.explore(&self.obs, n, self.scale, random, &mut self.rng, &mut self.actions)?;
+            self.core.step(self.env.as_mut(), &self.actions)?;
             self.env_steps += n as u64;
             self.steps_since_pull += 1;
             let batch = self.env.batch();
@@ -322,7 +434,7 @@ impl Actor {
             for i in 0..n {
                 let step = Step {
                     obs: &self.obs[i * d..(i + 1) * d],
-                    action: &[self.actions[i] as f32],
+                    action: &self.actions[i * a..(i + 1) * a],
                     reward: batch.rewards[i],
                     next_obs: batch.final_obs(i).unwrap_or_else(|| batch.obs_row(i)),
                     terminated: batch.terminated[i],
@@ -337,16 +449,9 @@ impl Actor {
         Ok(())
     }
 
-    /// Inserts the waiting transitions with priorities `|δ|` from this actor's network.
+    /// Inserts the waiting transitions with priorities `|δ|` from this actor's networks.
     fn flush(&mut self, replay: &dyn ReplayStore) -> Result<()> {
-        let rows = self.outgoing.len();
-        td_targets(&mut self.q, None, &self.outgoing, true, self.n_actions, &mut self.targets)?;
-        let q = self.q.q_values(&self.outgoing.obs, rows)?;
-        self.priorities.clear();
-        for (i, &y) in self.targets.iter().enumerate() {
-            let taken = q[i * self.n_actions + self.outgoing.actions[i] as usize];
-            self.priorities.push((y - taken).abs());
-        }
+        self.core.priorities(&self.outgoing, &mut self.rng, &mut self.priorities)?;
         let stats = replay.insert(&self.outgoing, Some(&self.priorities))?;
         self.outgoing.clear();
         self.throttle(replay, stats)
@@ -358,7 +463,7 @@ impl Actor {
     fn throttle(&mut self, replay: &dyn ReplayStore, mut stats: ReplayStats) -> Result<()> {
         let ahead = |s: &ReplayStats| {
             let consumed = s.sampled as f64 / self.cfg.samples_per_insert;
-            s.inserted as f64 > (self.cfg.learning_starts + self.cfg.rate_limit_buffer) as f64 + consumed
+            s.inserted as f64 > (self.learning_starts + self.cfg.rate_limit_buffer) as f64 + consumed
         };
         let deadline = Instant::now() + Duration::from_secs(1);
         while ahead(&stats) && Instant::now() < deadline {
@@ -378,77 +483,76 @@ pub struct LearnerStats {
     pub mean_q: f64,
 }
 
-/// The Ape-X learner: online and target networks, and where its parameters are published.
+/// The Ape-X learner: its copy of the algorithm, and where its parameters are published.
 pub struct Learner {
     cfg: ApexConfig,
-    loss: TdLoss,
-    n_actions: usize,
-    q: QNetwork<f32>,
-    target: QNetwork<f32>,
-    /// Adam, publishing the parameters every `publish_every` steps once attached.
-    updater: Updater,
+    batch_size: usize,
+    learning_starts: usize,
+    core: Box<dyn ApexCore>,
+    /// The store the learner publishes to every `publish_every` updates, once attached.
+    link: Option<Link>,
+    /// What a parameter server's spec takes as the learner's optimizer: a publishing
+    /// learner's server averages a round of one (takes its parameters), never steps.
+    server_updater: Updater,
+    /// [`Learner::network`] handed the published vector out: take it back before using the
+    /// networks.
+    handed_out: bool,
+    /// For the learner's own sampling (SAC's actions in its targets and actor step).
+    rng: Pcg64Mcg,
     stats: LearnerStats,
     sample: Sample,
-    targets: Vec<f32>,
-    grads: Vec<f32>,
-    priorities: Vec<f32>,
 }
 
 impl Learner {
-    pub fn new(config: &CommonConfig, cfg: &ApexConfig) -> Result<Self> {
-        let shape = Shape::new(config, cfg)?;
-        let q = shape.network(config)?;
+    pub fn new(config: &CommonConfig, setup: &ApexSetup) -> Result<Self> {
+        setup.apex.validate()?;
+        let env = build_vec_env(config)?;
+        let core = core::build(config, setup, env.as_ref())?;
         Ok(Learner {
-            updater: Updater::Local(Box::new(Adam::new(q.layout().len(), 0.9, 0.999, shape.cfg.adam_eps))),
-            grads: vec![0.0; q.layout().len()],
-            target: q.clone(),
-            q,
-            loss: shape.loss,
-            n_actions: shape.n_actions,
+            cfg: setup.apex.clone(),
+            batch_size: setup.batch_size(),
+            learning_starts: setup.learning_starts(),
+            link: None,
+            server_updater: Updater::Local(Box::new(Sgd::new(0, 0.0, false))),
+            handed_out: false,
+            rng: Pcg64Mcg::seed_from_u64(config.seed.wrapping_add(0x1ea7)),
             stats: LearnerStats::default(),
             sample: Sample::default(),
-            targets: Vec::new(),
-            priorities: Vec::new(),
-            cfg: shape.cfg,
+            core,
         })
     }
 
     /// Publishes the parameters to `store` every `publish_every` updates (as the only
     /// worker of an averaging round of one: what it pushes becomes the store's parameters).
     pub fn publish_to(&mut self, store: Arc<dyn ParamStore>) {
-        self.updater.attach(Link::new(store, 0), Some(self.cfg.publish_every));
+        self.link = Some(Link::new(store, 0));
     }
 
     /// Whether the rate limiter lets the learner take a batch now, given the replay's size
     /// and how many rows have been inserted.
     pub fn may_sample(&self, len: u64, inserted: u64) -> bool {
-        len >= self.cfg.learning_starts as u64
-            && (self.stats.sampled + self.cfg.batch_size as u64) as f64 <= self.cfg.samples_per_insert * inserted as f64
+        len >= self.learning_starts as u64
+            && (self.stats.sampled + self.batch_size as u64) as f64 <= self.cfg.samples_per_insert * inserted as f64
     }
 
-    /// One prioritized double-DQN update: sample, step, send back `|δ|`, maybe copy the target.
+    /// Makes the networks use what [`Learner::network`] handed out.
+    fn take_back(&mut self) {
+        if std::mem::take(&mut self.handed_out) {
+            self.core.adopt_published();
+        }
+    }
+
+    /// One prioritized update: sample, step, send back `|δ|`, maybe publish.
     pub fn update(&mut self, replay: &dyn ReplayStore, progress: f64) -> Result<()> {
-        let b = self.cfg.batch_size;
+        self.take_back();
+        let b = self.batch_size;
         replay.sample(b, self.cfg.beta(progress), &mut self.sample)?;
-        let batch = &self.sample.batch;
-        td_targets(&mut self.q, Some(&mut self.target), batch, true, self.n_actions, &mut self.targets)?;
-        let step = TdStep {
-            batch,
-            targets: &self.targets,
-            weights: Some(&self.sample.weights),
-            kind: self.loss,
-            max_grad_norm: self.cfg.max_grad_norm,
-            lr: self.cfg.lr().at(progress) as f32,
-        };
-        let (loss, mean_q) = td_update(&mut self.q, &mut self.updater, &mut self.grads, step)
-            .map_err(|e| diverged_hint(e, self.stats.updates, "apex"))?;
-        self.priorities.clear();
-        self.priorities.extend(self.q.td_errors().iter().map(|e| e.abs()));
-        replay.update_priorities(&self.sample.keys, &self.priorities)?;
+        let (loss, mean_q) = self.core.update(&self.sample, progress, &mut self.rng)?;
+        replay.update_priorities(&self.sample.keys, self.core.td_abs())?;
         self.stats =
             LearnerStats { updates: self.stats.updates + 1, sampled: self.stats.sampled + b as u64, loss, mean_q };
-        if self.stats.updates % self.cfg.target_network_frequency == 0 {
-            self.target.params_mut().copy_from_slice(self.q.params());
+        if let Some(link) = self.link.as_mut().filter(|_| self.stats.updates % self.cfg.publish_every == 0) {
+            link.store.push_params(0, self.core.published())?;
         }
         Ok(())
     }
@@ -457,10 +561,11 @@ impl Learner {
         self.stats
     }
 
-    /// The online network as a parameter server sees it.
+    /// What the parameter server holds: the published parameters.
     fn network(&mut self) -> Network<'_> {
-        let layout = self.q.layout().clone();
-        Network { params: self.q.params_mut(), layout, updater: &mut self.updater, lr: self.cfg.lr() }
+        self.handed_out = true;
+        let layout = self.core.published_layout();
+        Network { params: self.core.published(), layout, updater: &mut self.server_updater, lr: self.cfg.lr() }
     }
 }
 
@@ -508,32 +613,29 @@ pub struct ApexAgent {
     episodes: EpisodeTracker,
     /// Where the current stretch of rates started.
     rates: Rates,
-    n_actions: usize,
     obs_dim: usize,
     predict_rng: Pcg64Mcg,
 }
 
 impl ApexAgent {
-    pub fn new(config: &CommonConfig, cfg: &ApexConfig) -> Result<Self> {
-        let shape = Shape::new(config, cfg)?;
-        let mut learner = Learner::new(config, cfg)?;
+    pub fn new(config: &CommonConfig, setup: &ApexSetup) -> Result<Self> {
+        let mut learner = Learner::new(config, setup)?;
         let cluster = config.cluster.clone().unwrap_or_default();
         let server = Arc::new(ServerSpec::from_network(learner.network(), true)?.server(&cluster, 0, 1));
         learner.publish_to(Arc::clone(&server) as Arc<dyn ParamStore>);
-        let replay = Arc::new(LocalReplay::new(replay_for(config, cfg)?, config.seed.wrapping_add(0x4e91a7)));
-        let actors = (0..shape.actors)
-            .map(|rank| Actor::new(config, cfg, rank, Arc::clone(&server) as Arc<dyn ParamStore>))
+        let replay = Arc::new(LocalReplay::new(replay_for(config, setup)?, config.seed.wrapping_add(0x4e91a7)));
+        let actors = (0..actor_count(config))
+            .map(|rank| Actor::new(config, setup, rank, Arc::clone(&server) as Arc<dyn ParamStore>))
             .collect::<Result<Vec<_>>>()?;
         Ok(ApexAgent {
-            cfg: shape.cfg,
+            cfg: setup.apex.clone(),
+            obs_dim: actors.first().map_or(0, |a| a.outgoing.obs_dim),
             actors,
             learner,
             replay,
             server,
             episodes: EpisodeTracker::default(),
             rates: Rates::new(Default::default(), 0, 0),
-            n_actions: shape.n_actions,
-            obs_dim: shape.obs_dim,
             predict_rng: Pcg64Mcg::seed_from_u64(config.seed),
         })
     }
@@ -553,6 +655,9 @@ struct ApexState {
     updates: u64,
     sampled: u64,
     replay_saved: bool,
+    /// The learner's RNG (absent in checkpoints of DQN learners written before it existed).
+    #[serde(default)]
+    learner_rng: Option<Pcg64Mcg>,
 }
 
 impl Agent for ApexAgent {
@@ -625,6 +730,8 @@ impl Agent for ApexAgent {
         &mut self.episodes
     }
 
+    /// The learner's published parameters (what its parameter server holds); values written
+    /// into them are the learner's from its next use on.
     fn network(&mut self) -> Option<Network<'_>> {
         Some(self.learner.network())
     }
@@ -634,26 +741,22 @@ impl Agent for ApexAgent {
     }
 
     fn action_dim(&self) -> usize {
-        1
+        self.learner.core.act_dim()
     }
 
-    /// The learner's greedy action (or ε-greedy with the greediest actor's ε).
+    /// The learner's greedy / mean action, or an exploring one at the greediest actor's scale.
     fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
-        let na = self.n_actions;
-        let epsilon = self.actors.last().map_or(0.0, |a| a.epsilon);
-        let q = self.learner.q.q_values(obs, rows)?;
-        for (a, row) in actions.iter_mut().zip(q.chunks_exact(na)) {
-            *a = if deterministic { argmax(row) } else { epsilon_greedy(row, epsilon, &mut self.predict_rng) } as f32;
-        }
-        Ok(())
+        self.learner.take_back();
+        let scale = self.actors.last().map_or(0.0, |a| a.scale);
+        self.learner.core.predict(obs, rows, deterministic, scale, &mut self.predict_rng, actions)
     }
 
-    /// The learner's networks and optimizer, every actor's envs and RNG, and (with
+    /// The learner's networks and optimizers, every actor's envs and RNG, and (with
     /// `apex.checkpoint_replay`) the replay.
     fn save(&mut self, dir: &Path) -> Result<()> {
+        self.learner.take_back();
         let learner = &self.learner;
-        io::save(&dir.join("model.safetensors"), &learner.q, learner.updater.optimizer(), &Default::default())?;
-        io::save(&dir.join("target.safetensors"), &learner.target, None, &Default::default())?;
+        learner.core.save(dir)?;
         for actor in &mut self.actors {
             let common = CommonState::capture(actor.env_steps, &actor.rng, &actor.episodes, actor.env.as_mut())?;
             write_json(&dir.join(format!("actor-{}.json", actor.rank)), &common)?;
@@ -667,6 +770,7 @@ impl Agent for ApexAgent {
             updates: learner.stats.updates,
             sampled: learner.stats.sampled,
             replay_saved: self.cfg.checkpoint_replay,
+            learner_rng: Some(learner.rng.clone()),
         };
         write_json(&dir.join("state.json"), &state)
     }
@@ -674,11 +778,16 @@ impl Agent for ApexAgent {
     fn load(&mut self, dir: &Path) -> Result<()> {
         let state: ApexState = read_json(&dir.join("state.json"))?;
         let learner = &mut self.learner;
-        io::load(&dir.join("model.safetensors"), &mut learner.q, learner.updater.optimizer_mut())?;
-        io::load(&dir.join("target.safetensors"), &mut learner.target, None)?;
+        learner.handed_out = false;
+        learner.core.load(dir)?;
+        learner.core.set_updates(state.updates);
         learner.stats.updates = state.updates;
         learner.stats.sampled = state.sampled;
-        self.server.with_state(|params, _, _| params.copy_from_slice(learner.q.params()));
+        if let Some(rng) = state.learner_rng {
+            learner.rng = rng;
+        }
+        let published = learner.core.published();
+        self.server.with_state(|params, _, _| params.copy_from_slice(published));
         for actor in &mut self.actors {
             let path = dir.join(format!("actor-{}.json", actor.rank));
             if !path.exists() {
@@ -705,13 +814,13 @@ impl Agent for ApexAgent {
 /// lag (server version − its version, over its pulls).
 pub fn run_actor(
     config: &CommonConfig,
-    cfg: &ApexConfig,
+    setup: &ApexSetup,
     rank: usize,
     store: Arc<dyn ParamStore>,
     replay: &dyn ReplayStore,
     coordinator: &dyn Coordinator,
 ) -> Result<(u64, f64)> {
-    let mut actor = Actor::new(config, cfg, rank, store)?;
+    let mut actor = Actor::new(config, setup, rank, store)?;
     let steps = actor.cfg.actor_steps;
     let mut status = coordinator.report(rank, 0, &[])?;
     let mut reported = 0;
@@ -731,13 +840,13 @@ pub fn run_actor(
 /// stderr every 5 s. Returns its final statistics.
 pub fn run_learner(
     config: &CommonConfig,
-    cfg: &ApexConfig,
+    setup: &ApexSetup,
     store: Arc<dyn ParamStore>,
     replay: &dyn ReplayStore,
     coordinator: &dyn Coordinator,
     rank: usize,
 ) -> Result<LearnerStats> {
-    let mut learner = Learner::new(config, cfg)?;
+    let mut learner = Learner::new(config, setup)?;
     learner.publish_to(store);
     let budget = config.stop.env_steps;
     let check_every = Duration::from_millis(200);

@@ -84,10 +84,10 @@ pub fn serve(
         "shoal replay serves Ape-X runs: the config has algo = \"{}\"",
         config.algo.name()
     );
-    let apex = config.apex.clone().unwrap_or_default();
+    let setup = config.apex_setup()?;
     let replay =
-        Arc::new(LocalReplay::new(replay_for(&config.common, &apex)?, config.common.seed.wrapping_add(0x4e91a7)));
-    let checkpoint = match (&opts.out, apex.checkpoint_replay) {
+        Arc::new(LocalReplay::new(replay_for(&config.common, &setup)?, config.common.seed.wrapping_add(0x4e91a7)));
+    let checkpoint = match (&opts.out, setup.apex.checkpoint_replay) {
         (Some(out), true) => {
             std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
             Some(out.join("replay.safetensors"))

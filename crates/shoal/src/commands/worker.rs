@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use shoal_algo::apex;
 use shoal_algo::cluster::{run_worker, ClusterConfig, Compression};
 use shoal_algo::registry::{server_spec, worker_agent};
@@ -139,8 +139,10 @@ pub fn work(
     eprintln!("shoal worker ({role:?}): connected to {}", ps.join(","));
     let apex_replay = match replay {
         Some(addr) => {
-            let apex = config.apex.as_ref().context("--replay is for Ape-X runs: the config needs algo = \"apex\"")?;
-            Some((apex, GrpcReplay::connect(addr, apex::obs_dim(&config.common, apex)?, options)?))
+            ensure!(config.algo == Algo::Apex, "--replay is for Ape-X runs: the config needs algo = \"apex\"");
+            let setup = config.apex_setup()?;
+            let (obs_dim, act_dim) = apex::row_widths(&config.common, &setup)?;
+            Some((setup, GrpcReplay::connect_with_act_dim(addr, obs_dim, act_dim, options)?))
         }
         None => None,
     };
@@ -153,10 +155,10 @@ pub fn work(
                 summary.env_steps, summary.iterations, summary.total_env_steps
             );
         }
-        (WorkerRole::Learner, Some((apex_config, replay))) => {
+        (WorkerRole::Learner, Some((setup, replay))) => {
             let stats = apex::run_learner(
                 &config.common,
-                apex_config,
+                &setup,
                 Arc::clone(&store) as _,
                 &replay,
                 store.as_ref(),
@@ -164,9 +166,9 @@ pub fn work(
             )?;
             eprintln!("shoal worker (learner): stopped by the server after {} updates", stats.updates);
         }
-        (WorkerRole::Actor(rank), Some((apex_config, replay))) => {
+        (WorkerRole::Actor(rank), Some((setup, replay))) => {
             let (steps, lag) =
-                apex::run_actor(&config.common, apex_config, rank, Arc::clone(&store) as _, &replay, store.as_ref())?;
+                apex::run_actor(&config.common, &setup, rank, Arc::clone(&store) as _, &replay, store.as_ref())?;
             eprintln!(
                 "shoal worker {rank} (actor): stopped by the server after {steps} env steps of mine (mean parameter lag {lag:.1} versions)"
             );

@@ -1,0 +1,387 @@
+//! What Ape-X distributes, behind one trait: the paper's double-DQN learner
+//! (`apex.learner = "dqn"`), or its DPG variant with SAC or TD3 (`"sac"`, `"td3"`; Horgan et
+//! al.'s section 4.2: actors add exploration noise, priorities come from the critic's TD
+//! error). The learner trains one [`ApexCore`]; every actor holds another and acts with the
+//! parameters the learner publishes — for DQN the Q-network, for SAC and TD3 the actor and
+//! the critics (`[actor | critics]`, so actors can score their own transitions).
+//!
+//! The algorithms themselves are untouched: the DQN core calls `dqn.rs`'s TD functions, the
+//! continuous core a [`ContinuousLearner`] (`SacLearner`, `Td3Learner`), the same update
+//! their single-process agents run.
+
+use std::path::Path;
+
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+use shoal_dist::replay::{Sample, Transitions};
+use shoal_env::{Actions, Space, VecEnv};
+use shoal_nn::{io, Adam, Model, ParamLayout, QNetwork, QNetworkConfig, TdLoss};
+
+use super::{ApexConfig, ApexLearner, ApexSetup};
+use crate::config::CommonConfig;
+use crate::dqn::{diverged_hint, td_targets, td_update, TdStep};
+use crate::error::{config_err, Result};
+use crate::explore::{argmax, epsilon_greedy};
+use crate::sac::SacLearner;
+use crate::td3::Td3Learner;
+use crate::twin_critic::{ActionBounds, ContinuousLearner};
+use crate::updater::Updater;
+
+/// One copy of the distributed algorithm: the learner's, or an actor's.
+pub(crate) trait ApexCore: Send {
+    /// Values per action in a replay row (1: a discrete action index).
+    fn act_dim(&self) -> usize;
+    /// The layout of what the learner publishes and actors pull.
+    fn published_layout(&self) -> ParamLayout;
+    /// Those parameters, up to date with the networks; values written into the slice take
+    /// effect at [`ApexCore::adopt_published`].
+    fn published(&mut self) -> &mut [f32];
+    fn adopt_published(&mut self);
+    /// Env steps an actor (of `actors`) takes with uniformly random actions first: the
+    /// continuous learners' `learning_starts`, shared out; none for DQN, whose ε explores.
+    fn warmup_steps(&self, actors: usize) -> u64;
+    /// Training actions for `rows` observations into `actions` (`[rows, act_dim]`, as replay
+    /// rows hold them) at the actor's exploration `scale` — DQN's ε, the std of TD3's Gaussian
+    /// noise; SAC samples its own policy — or uniformly random ones.
+    fn explore(
+        &mut self,
+        obs: &[f32],
+        rows: usize,
+        scale: f64,
+        random: bool,
+        rng: &mut Pcg64Mcg,
+        actions: &mut [f32],
+    ) -> Result<()>;
+    /// Steps `env` with replay-form `actions`.
+    fn step(&mut self, env: &mut dyn VecEnv, actions: &[f32]) -> Result<()>;
+    /// The initial priorities `|δ|` of an actor's new transitions, by its own networks.
+    fn priorities(&mut self, batch: &Transitions, rng: &mut Pcg64Mcg, out: &mut Vec<f32>) -> Result<()>;
+    /// One learner update on a prioritized sample; returns (loss, mean Q). `|δ|` per row (the
+    /// new priorities) is then [`ApexCore::td_abs`].
+    fn update(&mut self, sample: &Sample, progress: f64, rng: &mut Pcg64Mcg) -> Result<(f64, f64)>;
+    fn td_abs(&self) -> &[f32];
+    /// Env-form actions (what `Agent::predict` writes): greedy / mean when `deterministic`,
+    /// otherwise exploring at `scale`.
+    fn predict(
+        &mut self,
+        obs: &[f32],
+        rows: usize,
+        deterministic: bool,
+        scale: f64,
+        rng: &mut Pcg64Mcg,
+        out: &mut [f32],
+    ) -> Result<()>;
+    /// The learner's networks, targets and optimizers, and its update count.
+    fn save(&self, dir: &Path) -> Result<()>;
+    fn load(&mut self, dir: &Path) -> Result<()>;
+    fn set_updates(&mut self, updates: u64);
+}
+
+/// The width of an observation row, or an error naming Ape-X.
+pub(crate) fn obs_width(space: &Space, env_id: &str) -> Result<usize> {
+    match space {
+        Space::Box { low, .. } => Ok(low.len()),
+        other => Err(config_err(format!("apex needs a Box observation space, but {env_id} has {other}"))),
+    }
+}
+
+/// A fresh core for `setup`'s learner on `env`'s spaces; every copy starts from the same
+/// parameters (drawn from the config's seed).
+pub(crate) fn build(config: &CommonConfig, setup: &ApexSetup, env: &dyn VecEnv) -> Result<Box<dyn ApexCore>> {
+    let id = &config.env.id;
+    let obs_dim = obs_width(env.single_observation_space(), id)?;
+    let continuous = |learner: Box<dyn ContinuousLearner>, section: &str| -> Result<Box<dyn ApexCore>> {
+        let bounds = ActionBounds::of(env.single_action_space(), section, id)?;
+        Ok(Box::new(ContinuousCore {
+            act_dim: bounds.dim(),
+            bounds,
+            learner,
+            samples_policy: section == "sac",
+            learning_starts: setup.learning_starts() as u64,
+            published: Vec::new(),
+            env_actions: Vec::new(),
+        }))
+    };
+    let mut rng = Pcg64Mcg::seed_from_u64(config.seed.wrapping_add(0xa9e));
+    match &setup.learner {
+        ApexLearner::Dqn => Ok(Box::new(DqnCore::new(config, &setup.apex, obs_dim, env)?)),
+        ApexLearner::Sac(cfg) => {
+            if cfg.use_sde {
+                return Err(config_err(
+                    "apex with a SAC learner explores with SAC's own samples: set sac.use_sde = false (gSDE actors are not built)",
+                ));
+            }
+            let act_dim = ActionBounds::of(env.single_action_space(), "sac", id)?.dim();
+            continuous(Box::new(SacLearner::new(obs_dim, act_dim, cfg, &mut rng)?), "sac")
+        }
+        ApexLearner::Td3(cfg) => {
+            let act_dim = ActionBounds::of(env.single_action_space(), "td3", id)?.dim();
+            continuous(Box::new(Td3Learner::new(obs_dim, act_dim, cfg, &mut rng)?), "td3")
+        }
+    }
+}
+
+/// The paper's learner: double DQN on n-step targets with a target network, actors ε-greedy.
+struct DqnCore {
+    cfg: ApexConfig,
+    loss: TdLoss,
+    n_actions: usize,
+    q: QNetwork<f32>,
+    target: QNetwork<f32>,
+    /// Adam (the learner publishes through its own link, not through the updater).
+    updater: Updater,
+    updates: u64,
+    targets: Vec<f32>,
+    grads: Vec<f32>,
+    td_abs: Vec<f32>,
+    env_actions: Vec<i64>,
+}
+
+impl DqnCore {
+    fn new(config: &CommonConfig, cfg: &ApexConfig, obs_dim: usize, env: &dyn VecEnv) -> Result<Self> {
+        let n_actions = match env.single_action_space() {
+            Space::Discrete { n, start: 0 } => *n as usize,
+            other => {
+                return Err(config_err(format!(
+                    "apex with a DQN learner needs a Discrete action space, but {} has {other}; \
+                     set apex.learner = \"sac\" or \"td3\" for continuous actions",
+                    config.env.id
+                )))
+            }
+        };
+        let q = QNetwork::new(QNetworkConfig {
+            obs_dim,
+            n_actions,
+            hidden: cfg.net.hidden.clone(),
+            activation: cfg.net.activation("apex")?,
+            dueling: cfg.dueling,
+            seed: config.seed,
+        })?;
+        Ok(DqnCore {
+            loss: super::td_loss_of(cfg)?,
+            updater: Updater::Local(Box::new(Adam::new(q.layout().len(), 0.9, 0.999, cfg.adam_eps))),
+            grads: vec![0.0; q.layout().len()],
+            target: q.clone(),
+            q,
+            n_actions,
+            updates: 0,
+            targets: Vec::new(),
+            td_abs: Vec::new(),
+            env_actions: Vec::new(),
+            cfg: cfg.clone(),
+        })
+    }
+}
+
+impl ApexCore for DqnCore {
+    fn act_dim(&self) -> usize {
+        1
+    }
+
+    fn published_layout(&self) -> ParamLayout {
+        self.q.layout().clone()
+    }
+
+    fn published(&mut self) -> &mut [f32] {
+        self.q.params_mut()
+    }
+
+    fn adopt_published(&mut self) {}
+
+    fn warmup_steps(&self, _actors: usize) -> u64 {
+        0
+    }
+
+    fn explore(
+        &mut self,
+        obs: &[f32],
+        rows: usize,
+        scale: f64,
+        _random: bool,
+        rng: &mut Pcg64Mcg,
+        actions: &mut [f32],
+    ) -> Result<()> {
+        self.predict(obs, rows, false, scale, rng, actions)
+    }
+
+    fn step(&mut self, env: &mut dyn VecEnv, actions: &[f32]) -> Result<()> {
+        self.env_actions.clear();
+        self.env_actions.extend(actions.iter().map(|&a| a as i64));
+        env.step(Actions::Discrete(&self.env_actions))?;
+        Ok(())
+    }
+
+    /// `|δ|` with `δ = R + γᵏ(1 − d)·Q(s', argmax Q(s')) − Q(s, a)`, all from this copy.
+    fn priorities(&mut self, batch: &Transitions, _rng: &mut Pcg64Mcg, out: &mut Vec<f32>) -> Result<()> {
+        td_targets(&mut self.q, None, batch, true, self.n_actions, &mut self.targets)?;
+        let q = self.q.q_values(&batch.obs, batch.len())?;
+        out.clear();
+        for (i, &y) in self.targets.iter().enumerate() {
+            out.push((y - q[i * self.n_actions + batch.actions[i] as usize]).abs());
+        }
+        Ok(())
+    }
+
+    fn update(&mut self, sample: &Sample, progress: f64, _rng: &mut Pcg64Mcg) -> Result<(f64, f64)> {
+        let batch = &sample.batch;
+        td_targets(&mut self.q, Some(&mut self.target), batch, true, self.n_actions, &mut self.targets)?;
+        let step = TdStep {
+            batch,
+            targets: &self.targets,
+            weights: Some(&sample.weights),
+            kind: self.loss,
+            max_grad_norm: self.cfg.max_grad_norm,
+            lr: self.cfg.lr().at(progress) as f32,
+        };
+        let stats = td_update(&mut self.q, &mut self.updater, &mut self.grads, step)
+            .map_err(|e| diverged_hint(e, self.updates, "apex"))?;
+        self.td_abs.clear();
+        self.td_abs.extend(self.q.td_errors().iter().map(|e| e.abs()));
+        self.updates += 1;
+        if self.updates % self.cfg.target_network_frequency == 0 {
+            self.target.params_mut().copy_from_slice(self.q.params());
+        }
+        Ok(stats)
+    }
+
+    fn td_abs(&self) -> &[f32] {
+        &self.td_abs
+    }
+
+    fn predict(
+        &mut self,
+        obs: &[f32],
+        rows: usize,
+        deterministic: bool,
+        scale: f64,
+        rng: &mut Pcg64Mcg,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let na = self.n_actions;
+        let q = self.q.q_values(obs, rows)?;
+        for (a, row) in out.iter_mut().zip(q.chunks_exact(na)) {
+            *a = if deterministic { argmax(row) } else { epsilon_greedy(row, scale, rng) } as f32;
+        }
+        Ok(())
+    }
+
+    /// `model.safetensors` (with Adam's state) and `target.safetensors`.
+    fn save(&self, dir: &Path) -> Result<()> {
+        io::save(&dir.join("model.safetensors"), &self.q, self.updater.optimizer(), &Default::default())?;
+        io::save(&dir.join("target.safetensors"), &self.target, None, &Default::default())?;
+        Ok(())
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<()> {
+        io::load(&dir.join("model.safetensors"), &mut self.q, self.updater.optimizer_mut())?;
+        io::load(&dir.join("target.safetensors"), &mut self.target, None)?;
+        Ok(())
+    }
+
+    fn set_updates(&mut self, updates: u64) {
+        self.updates = updates;
+    }
+}
+
+/// The DPG variant: a SAC or TD3 learner; actions in [−1, 1] in the replay, rescaled to the
+/// env's bounds when stepped.
+struct ContinuousCore {
+    learner: Box<dyn ContinuousLearner>,
+    bounds: ActionBounds,
+    act_dim: usize,
+    /// SAC's actors sample its policy; TD3's add Gaussian noise of their scale.
+    samples_policy: bool,
+    learning_starts: u64,
+    published: Vec<f32>,
+    env_actions: Vec<f32>,
+}
+
+impl ApexCore for ContinuousCore {
+    fn act_dim(&self) -> usize {
+        self.act_dim
+    }
+
+    fn published_layout(&self) -> ParamLayout {
+        self.learner.published_layout()
+    }
+
+    fn published(&mut self) -> &mut [f32] {
+        self.learner.published(&mut self.published);
+        &mut self.published
+    }
+
+    fn adopt_published(&mut self) {
+        self.learner.set_published(&self.published);
+    }
+
+    fn warmup_steps(&self, actors: usize) -> u64 {
+        self.learning_starts / actors.max(1) as u64
+    }
+
+    fn explore(
+        &mut self,
+        obs: &[f32],
+        rows: usize,
+        scale: f64,
+        random: bool,
+        rng: &mut Pcg64Mcg,
+        actions: &mut [f32],
+    ) -> Result<()> {
+        if random {
+            actions.iter_mut().for_each(|a| *a = rng.random_range(-1.0..1.0));
+        } else {
+            let explore = if self.samples_policy { 1.0 } else { scale };
+            self.learner.act(obs, rows, Some(explore), rng, actions);
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, env: &mut dyn VecEnv, actions: &[f32]) -> Result<()> {
+        self.env_actions.resize(actions.len(), 0.0);
+        self.bounds.to_env(actions, &mut self.env_actions);
+        env.step(Actions::Continuous(&self.env_actions))?;
+        Ok(())
+    }
+
+    fn priorities(&mut self, batch: &Transitions, rng: &mut Pcg64Mcg, out: &mut Vec<f32>) -> Result<()> {
+        self.learner.td_errors(batch, rng, out);
+        Ok(())
+    }
+
+    fn update(&mut self, sample: &Sample, _progress: f64, rng: &mut Pcg64Mcg) -> Result<(f64, f64)> {
+        let stats = self.learner.update(&sample.batch, Some(&sample.weights), rng)?;
+        Ok((stats.critic_loss, stats.mean_q))
+    }
+
+    fn td_abs(&self) -> &[f32] {
+        self.learner.td_abs()
+    }
+
+    fn predict(
+        &mut self,
+        obs: &[f32],
+        rows: usize,
+        deterministic: bool,
+        scale: f64,
+        rng: &mut Pcg64Mcg,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let mut squashed = vec![0.0; rows * self.act_dim];
+        let explore = (!deterministic).then_some(if self.samples_policy { 1.0 } else { scale });
+        self.learner.act(obs, rows, explore, rng, &mut squashed);
+        self.bounds.to_env(&squashed, out);
+        Ok(())
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        self.learner.save(dir)
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<()> {
+        self.learner.load(dir)
+    }
+
+    fn set_updates(&mut self, updates: u64) {
+        self.learner.set_updates(updates);
+    }
+}
