@@ -17,7 +17,7 @@ use shoal_dist::replay::{Sample, Transitions};
 use shoal_env::{Actions, Space, VecEnv};
 use shoal_nn::{io, Adam, Model, ParamLayout, QNetwork, QNetworkConfig, TdLoss};
 
-use super::{ApexConfig, ApexLearner, ApexSetup};
+use super::config::{ApexConfig, ApexLearner, ApexSetup};
 use crate::config::CommonConfig;
 use crate::dqn::{diverged_hint, td_targets, td_update, TdStep};
 use crate::error::{config_err, Result};
@@ -158,7 +158,7 @@ impl DqnCore {
             seed: config.seed,
         })?;
         Ok(DqnCore {
-            loss: super::td_loss_of(cfg)?,
+            loss: cfg.validate()?,
             updater: Updater::Local(Box::new(Adam::new(q.layout().len(), 0.9, 0.999, cfg.adam_eps))),
             grads: vec![0.0; q.layout().len()],
             target: q.clone(),
