@@ -34,6 +34,19 @@ pub trait Agent: Send {
         None
     }
 
+    /// The running statistics this agent keeps of its own experience (observation and reward
+    /// normalization) as one vector, for a cluster's workers to share; `None` when it keeps
+    /// none.
+    fn statistics(&self) -> Option<Vec<f64>> {
+        None
+    }
+
+    /// Normalizes from now on with its own statistics merged with `peers` (the other workers'
+    /// [`Agent::statistics`]), as one process seeing every worker's experience would.
+    fn set_peer_statistics(&mut self, _peers: &[Vec<f64>]) -> Result<()> {
+        Ok(())
+    }
+
     /// Width of one observation row, as `predict` takes it.
     fn obs_dim(&self) -> usize;
 

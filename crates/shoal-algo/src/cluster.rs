@@ -172,6 +172,21 @@ impl ClusterAgent {
     }
 }
 
+/// Makes every worker normalize with all workers' statistics merged and the view with all of
+/// them (nothing for agents that keep none).
+fn share_statistics(workers: &mut [Box<dyn Agent>], view: &mut dyn Agent) -> Result<()> {
+    let all: Vec<Option<Vec<f64>>> = workers.iter().map(|w| w.statistics()).collect();
+    if all.iter().all(Option::is_none) {
+        return Ok(());
+    }
+    for (rank, worker) in workers.iter_mut().enumerate() {
+        let peers: Vec<Vec<f64>> =
+            all.iter().enumerate().filter(|&(r, _)| r != rank).filter_map(|(_, s)| s.clone()).collect();
+        worker.set_peer_statistics(&peers)?;
+    }
+    view.set_peer_statistics(&all.into_iter().flatten().collect::<Vec<_>>())
+}
+
 #[derive(Serialize, Deserialize)]
 struct ClusterState {
     workers: usize,
@@ -207,6 +222,7 @@ impl Agent for ClusterAgent {
         for worker in &mut self.workers {
             worker.episodes_mut().drain_into(&mut self.episodes);
         }
+        share_statistics(&mut self.workers, self.view.as_mut())?;
         let mut out = mean_metrics(&metrics);
         out.retain(|(k, _)| !k.starts_with("ps/") && *k != "charts/learning_rate");
         let stats = self.servers[0].stats();
@@ -286,6 +302,12 @@ impl Agent for ClusterAgent {
         self.episodes = state.episodes;
         Ok(())
     }
+
+    /// The view (what `predict` and `save` use) takes `peers`: how a launcher gives a remote
+    /// run's result the statistics its workers shared.
+    fn set_peer_statistics(&mut self, peers: &[Vec<f64>]) -> Result<()> {
+        self.view.set_peer_statistics(peers)
+    }
 }
 
 /// What a worker process did, for its exit message.
@@ -326,6 +348,10 @@ pub fn run_worker(
         let episodes = finished.recent();
         status = coordinator.report(rank, agent.env_steps() - reported, &episodes)?;
         reported = agent.env_steps();
+        if let Some(own) = agent.statistics() {
+            let peers = coordinator.share_statistics(rank, &own)?;
+            agent.set_peer_statistics(&peers)?;
+        }
         if let Some(eval) = evaluator.as_mut().filter(|_| !status.stop) {
             if eval.maybe_evaluate(agent.as_mut(), status.total_env_steps)?.is_some_and(|mean| eval.reached(mean)) {
                 status = coordinator.solved(rank)?;

@@ -46,7 +46,7 @@ pub(crate) struct OnPolicyCore {
     head: PolicyHead,
     kind: ActionKind,
     /// Observation and reward statistics, saved with the model and applied by `predict`.
-    normalizer: Normalizer,
+    pub normalizer: Normalizer,
     /// Rollout, step-major (`[num_steps, num_envs, …]`), observations normalized.
     pub obs: Vec<f32>,
     pub actions: Vec<f32>,
@@ -318,6 +318,7 @@ impl OnPolicyCore {
         let normalizer = dir.join("normalizer.json");
         if normalizer.exists() {
             self.normalizer = read_json(&normalizer)?;
+            self.normalizer.refresh_merged();
         }
         self.env.restore(&state.env)?;
         self.env_steps = state.env_steps;
@@ -361,6 +362,12 @@ macro_rules! forward_to_core {
                 updater: &mut self.updater,
                 lr: crate::agent::LrSchedule { learning_rate: self.cfg.learning_rate, anneal: self.cfg.anneal_lr },
             })
+        }
+        fn statistics(&self) -> Option<Vec<f64>> {
+            self.core.normalizer.statistics()
+        }
+        fn set_peer_statistics(&mut self, peers: &[Vec<f64>]) -> crate::error::Result<()> {
+            self.core.normalizer.set_peers(peers)
         }
         fn obs_dim(&self) -> usize {
             self.core.obs_dim

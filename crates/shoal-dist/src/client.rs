@@ -27,7 +27,9 @@ use crate::error::{check_len, DistError, Result};
 use crate::limits::Busy;
 use crate::monitor::{Coordinator, RunStatus};
 use crate::proto::param_service_client::ParamServiceClient;
-use crate::proto::{Chunk, Encoding, HelloReply, HelloRequest, PullRequest, ReportRequest, PROTOCOL_VERSION};
+use crate::proto::{
+    Chunk, Encoding, HelloReply, HelloRequest, PullRequest, ReportRequest, StatisticsRequest, PROTOCOL_VERSION,
+};
 use crate::service::{CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW};
 use crate::store::{ParamStore, PushOutcome};
 use crate::wire::{self, Assembler, MAX_MESSAGE_BYTES};
@@ -619,6 +621,16 @@ impl Coordinator for GrpcStore {
 
     fn solved(&self, worker: usize) -> Result<RunStatus> {
         self.send_report(ReportRequest { worker: worker as u32, solved: true, ..ReportRequest::default() })
+    }
+
+    fn share_statistics(&self, worker: usize, values: &[f64]) -> Result<Vec<Vec<f64>>> {
+        let request = StatisticsRequest { worker: worker.min(u32::MAX as usize) as u32, values: values.to_vec() };
+        let reply = self.conn.call(|rt, mut client, token| {
+            let mut req = Request::new(request.clone());
+            token.attach(&mut req);
+            Ok(rt.block_on(client.share_statistics(req))?.into_inner())
+        })?;
+        Ok(reply.peers.into_iter().map(|p| p.values).collect())
     }
 }
 

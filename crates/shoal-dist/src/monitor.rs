@@ -5,7 +5,7 @@
 //! what they did since their last report, and the server answers whether to stop. Reports are
 //! deltas, so a worker restarted after a crash simply starts reporting again.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use crate::error::Result;
@@ -40,6 +40,11 @@ pub trait Coordinator: Send + Sync {
     /// `stop.eval_return_mean`: stop the run (a server also freezes its parameters as they
     /// are — in sync mode no round completes while the evaluating worker is away).
     fn solved(&self, worker: usize) -> Result<RunStatus>;
+
+    /// Records `worker`'s running statistics (an opaque vector: normalization moments; empty
+    /// only asks) and returns every other worker's latest, ordered by worker index — so each
+    /// worker can merge them into the statistics it normalizes with.
+    fn share_statistics(&self, worker: usize, values: &[f64]) -> Result<Vec<Vec<f64>>>;
 }
 
 /// Totals for logs and metrics.
@@ -64,11 +69,13 @@ struct Tally {
 pub struct RunMonitor {
     rule: StopRule,
     tally: Mutex<Tally>,
+    /// Each worker's latest shared statistics.
+    statistics: Mutex<BTreeMap<usize, Vec<f64>>>,
 }
 
 impl RunMonitor {
     pub fn new(rule: StopRule) -> Self {
-        RunMonitor { rule, tally: Mutex::new(Tally::default()) }
+        RunMonitor { rule, tally: Mutex::new(Tally::default()), statistics: Mutex::new(BTreeMap::new()) }
     }
 
     /// Starts from totals saved before a restart.
@@ -133,11 +140,29 @@ impl Coordinator for RunMonitor {
         self.stop_now();
         self.report(worker, 0, &[])
     }
+
+    fn share_statistics(&self, worker: usize, values: &[f64]) -> Result<Vec<Vec<f64>>> {
+        let mut all = self.statistics.lock().unwrap_or_else(|p| p.into_inner());
+        if !values.is_empty() {
+            all.insert(worker, values.to_vec());
+        }
+        Ok(all.iter().filter(|(&w, _)| w != worker).map(|(_, v)| v.clone()).collect())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_statistics_are_each_workers_latest_but_the_askers_own() {
+        let monitor = RunMonitor::new(StopRule { env_steps: None, episode_return_mean: None, window: 1 });
+        assert!(monitor.share_statistics(1, &[1.0]).unwrap().is_empty());
+        assert_eq!(monitor.share_statistics(0, &[0.5]).unwrap(), vec![vec![1.0]]);
+        monitor.share_statistics(1, &[2.0, 3.0]).unwrap();
+        assert_eq!(monitor.share_statistics(0, &[0.7]).unwrap(), vec![vec![2.0, 3.0]]);
+        assert_eq!(monitor.share_statistics(usize::MAX, &[]).unwrap(), vec![vec![0.7], vec![2.0, 3.0]]);
+    }
 
     #[test]
     fn stops_on_budget_or_on_a_full_window_above_target() {

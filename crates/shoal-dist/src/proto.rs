@@ -23,5 +23,6 @@ pub mod jobs {
     tonic::include_proto!("shoal.jobs.v1");
 }
 
-/// Bumped whenever the protocol changes in a way an older peer would misread.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Bumped whenever the protocol changes in a way an older peer would misread or lack (3: workers
+/// share normalization statistics through `ShareStatistics`).
+pub const PROTOCOL_VERSION: u32 = 3;

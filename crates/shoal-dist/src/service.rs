@@ -30,7 +30,8 @@ use crate::peer::check_peer;
 pub use crate::peer::{ServerTls, ServiceConfig, ShardInfo};
 use crate::proto::param_service_server::{ParamService, ParamServiceServer};
 use crate::proto::{
-    Chunk, Encoding, HelloReply, HelloRequest, PullRequest, PushReply, ReportReply, ReportRequest, PROTOCOL_VERSION,
+    Chunk, Encoding, HelloReply, HelloRequest, PullRequest, PushReply, ReportReply, ReportRequest, StatisticsReply,
+    StatisticsRequest, WorkerStatistics, PROTOCOL_VERSION,
 };
 use crate::server::ParamServer;
 use crate::store::{ParamStore, PushOutcome, UpdateMode};
@@ -250,6 +251,19 @@ impl ParamService for PsService {
             episodes: status.episodes,
             return_mean: status.return_mean,
         }))
+    }
+
+    async fn share_statistics(&self, request: Request<StatisticsRequest>) -> Result<Response<StatisticsReply>, Status> {
+        self.cfg.token.check(&request)?;
+        let monitor = self.monitor.as_ref().ok_or_else(|| {
+            Status::failed_precondition(format!("shard {} was started without progress counting", self.cfg.shard.index))
+        })?;
+        let request = request.into_inner();
+        let worker = if request.worker == u32::MAX { usize::MAX } else { request.worker as usize };
+        let peers = monitor.share_statistics(worker, &request.values).map_err(status)?;
+        // Worker indices are not needed by the merge, only the order (the monitor's).
+        let peers = peers.into_iter().map(|values| WorkerStatistics { worker: 0, values }).collect();
+        Ok(Response::new(StatisticsReply { peers }))
     }
 }
 

@@ -288,6 +288,11 @@ impl<S: ParamStore + Coordinator> Coordinator for ShardedStore<S> {
         let mut statuses = self.shards.iter().map(|s| s.solved(worker)).collect::<Result<Vec<_>>>()?;
         Ok(statuses.swap_remove(0))
     }
+
+    /// Statistics are the run's, not a shard's: shard 0 keeps them.
+    fn share_statistics(&self, worker: usize, values: &[f64]) -> Result<Vec<Vec<f64>>> {
+        self.shards[0].share_statistics(worker, values)
+    }
 }
 
 /// One outcome for the whole vector: stale if any shard found it stale; versions summed.

@@ -283,6 +283,33 @@ fn apex_actor_processes_learn_cartpole_and_survive_a_killed_actor() {
     }
 }
 
+/// Sync PPO with observation and reward normalization in 2 worker processes: workers share
+/// their statistics through the server, and the run's saved model normalizes with all of
+/// them — as many observations as the run took env steps (before, it kept none of them).
+#[test]
+fn worker_processes_share_normalization_statistics_with_the_saved_model() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let sets = [
+        "ppo.normalize={obs=true,reward=true}",
+        "ppo.num_steps=256",
+        "cluster.workers=2",
+        "cluster.mode=\"sync\"",
+        "stop.env_steps=8192",
+    ];
+    train_processes(dir.path(), "ppo-normalized", "pendulum-ppo.toml", &sets);
+    let run = dir.path().join("ppo-normalized");
+    let read = |file: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join(file)).unwrap()).unwrap()
+    };
+    let steps = read("summary.json")["env_steps"].as_f64().unwrap();
+    let normalizer = read("checkpoints/latest/normalizer.json");
+    for key in ["peer_obs", "peer_returns"] {
+        let count = normalizer[key]["count"].as_f64().unwrap_or(0.0);
+        assert!((count - steps).abs() < 1.0, "{key}: the saved model holds {count} of the run's {steps} steps");
+    }
+}
+
 /// Ape-X's DPG variant as processes: `shoal ps`, `shoal replay`, a SAC learner and 2 actor
 /// processes on Pendulum-v1 (64-64 networks; the server stops the run at a 10-episode
 /// deterministic evaluation of −170 every 2k env steps); the saved run, the learner's actor

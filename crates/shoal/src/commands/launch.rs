@@ -168,6 +168,11 @@ pub fn collect(
     let version = store.pull(None, &mut params)?.unwrap_or(0);
     let status = store.report(0, 0, &[])?;
     let mut agent = agent_with_params(config, cluster, &params, version)?;
+    // The normalization statistics every worker shared (none when nothing is normalized).
+    let statistics = store.share_statistics(usize::MAX, &[])?;
+    if !statistics.is_empty() {
+        agent.set_peer_statistics(&statistics)?;
+    }
     save_checkpoint(
         agent.as_mut(),
         &LoopState { iteration: 0, wall_seconds, best_return_mean: None },

@@ -16,7 +16,9 @@ use shoal_algo::cluster::{stop_rule, ClusterConfig};
 use shoal_algo::eval::EvalStop;
 use shoal_algo::registry::{server_spec, worker_agent};
 use shoal_algo::TrainConfig;
-use shoal_dist::{shard_range, CheckpointPolicy, ParamStore, RunMonitor, ServerTls, ServiceConfig, ShardInfo, Token};
+use shoal_dist::{
+    shard_range, CheckpointPolicy, Coordinator, ParamStore, RunMonitor, ServerTls, ServiceConfig, ShardInfo, Token,
+};
 
 use shoal::run::csv::CsvWriter;
 
@@ -238,6 +240,11 @@ pub fn serve(
         if let Some((eval, agent)) = evaluator.as_mut().filter(|_| !totals.stopped) {
             let network = agent.network().context("this algorithm has no network to evaluate")?;
             server.pull(None, network.params)?;
+            // With the normalization statistics the workers shared (none when nothing is).
+            let statistics = monitor.share_statistics(usize::MAX, &[])?;
+            if !statistics.is_empty() {
+                agent.set_peer_statistics(&statistics)?;
+            }
             if let Some(mean) = eval.maybe_evaluate(agent.as_mut(), totals.env_steps)? {
                 eprintln!(
                     "shoal ps: deterministic evaluation at {} env steps: mean return {mean:.1}",
