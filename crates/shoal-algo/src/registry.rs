@@ -170,11 +170,12 @@ impl TrainConfig {
                     "[cluster] needs a network algorithm (ppo, a2c, a3c, dqn); q_learning is tabular and runs alone",
                 ));
             }
-            if matches!(self.algo, Algo::Sac | Algo::Td3) {
+            if matches!(self.algo, Algo::Sac | Algo::Td3) && !matches!(cluster.mode, Mode::Average | Mode::Easgd) {
                 let name = self.algo.name();
                 return Err(config_err(format!(
-                    "{name} runs distributed as an Ape-X learner: set algo = \"apex\" and apex.learner = \"{name}\" \
-                     (keeping the [{name}] section), or remove [cluster] to train in one process"
+                    "{name} keeps an optimizer per network, so its workers average parameters: set cluster.mode = \"average\" \
+                     or \"easgd\" (got {:?}), or run it as an Ape-X learner with algo = \"apex\" and apex.learner = \"{name}\"",
+                    cluster.mode
                 )));
             }
             if self.algo == Algo::A3c && cluster.mode != Mode::Async {

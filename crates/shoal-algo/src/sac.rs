@@ -39,8 +39,8 @@ use crate::error::{config_err, Result};
 use crate::metrics::Metrics;
 use crate::squashed_policy::{Noise, SquashedPolicy};
 use crate::twin_critic::{
-    forward_to_run, publish, published_layout, take_published, ContinuousLearner, CriticStep, OffPolicyRun, TwinCritic,
-    UpdateStats,
+    forward_to_run, publish, published_layout, take_published, ContinuousLearner, CriticStep, OffPolicyRun,
+    ParamSharing, TwinCritic, UpdateStats,
 };
 
 /// SAC hyperparameters (Stable-Baselines3's defaults; CleanRL's names).
@@ -316,6 +316,8 @@ pub struct Sac {
     /// Envs, replay, RNG and counters.
     run: OffPolicyRun,
     batch: Transitions,
+    /// Averaging with other workers, in a cluster.
+    sharing: ParamSharing,
     /// gSDE: the envs' exploration matrices of draw `i` come from an RNG seeded by
     /// `noise_seed` and `i` (so a resumed run draws the same ones without saving them), and
     /// which draw they are now.
@@ -331,6 +333,7 @@ impl Sac {
         Ok(Sac {
             learner: SacLearner::new(obs_dim, act_dim, cfg, &mut run.rng)?,
             batch: Transitions::with_act_dim(obs_dim, act_dim),
+            sharing: ParamSharing::new(),
             run,
             noise_seed: config.seed.wrapping_add(0x65de),
             noise_draw: None,
@@ -361,6 +364,7 @@ impl Sac {
 impl Agent for Sac {
     fn train_iteration(&mut self, _progress: f64) -> Result<Metrics> {
         let cfg = self.learner.cfg.clone();
+        self.sharing.sync(&mut self.learner)?;
         for _ in 0..cfg.train_frequency {
             self.collect_step()?;
         }
@@ -370,6 +374,7 @@ impl Agent for Sac {
             for _ in 0..cfg.gradient_steps {
                 self.run.replay.sample(cfg.batch_size, &mut self.run.rng, &mut self.batch);
                 let stats = self.learner.update(&self.batch, None, &mut self.run.rng)?;
+                self.sharing.after_update(&mut self.learner)?;
                 (q_loss, q) = (stats.critic_loss, stats.mean_q);
                 if stats.actor_loss.is_finite() {
                     (actor_loss, entropy) = (stats.actor_loss, stats.entropy);
@@ -389,8 +394,14 @@ impl Agent for Sac {
 
     forward_to_run!();
 
+    /// `[actor | critics]`, for averaging workers (see `ParamSharing`).
+    fn network(&mut self) -> Option<crate::agent::Network<'_>> {
+        Some(self.sharing.network(&self.learner, self.learner.cfg.q_lr))
+    }
+
     /// The mean action `tanh(μ)` when `deterministic`, a sample otherwise; in the env's bounds.
     fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
+        self.sharing.take_back(&mut self.learner);
         let mut squashed = vec![0.0; rows * self.run.act_dim];
         let explore = (!deterministic).then_some(1.0);
         self.learner.act(obs, rows, explore, &mut self.run.rng, &mut squashed);
@@ -399,11 +410,13 @@ impl Agent for Sac {
     }
 
     fn save(&mut self, dir: &Path) -> Result<()> {
+        self.sharing.take_back(&mut self.learner);
         self.learner.save(dir)?;
         self.run.save(dir, self.learner.updates)
     }
 
     fn load(&mut self, dir: &Path) -> Result<()> {
+        self.sharing.reset();
         self.learner.load(dir)?;
         self.learner.updates = self.run.load(dir)?;
         self.noise_draw = None;

@@ -34,7 +34,7 @@ use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::twin_critic::{
     actor, forward_to_run, publish, published_layout, soft_update, take_published, ContinuousLearner, CriticStep,
-    OffPolicyRun, TwinCritic, UpdateStats,
+    OffPolicyRun, ParamSharing, TwinCritic, UpdateStats,
 };
 
 /// TD3 hyperparameters (Stable-Baselines3's defaults; CleanRL's names).
@@ -261,6 +261,8 @@ pub struct Td3 {
     /// Envs, replay, RNG and counters.
     run: OffPolicyRun,
     batch: Transitions,
+    /// Averaging with other workers, in a cluster.
+    sharing: ParamSharing,
 }
 
 impl Td3 {
@@ -271,6 +273,7 @@ impl Td3 {
         Ok(Td3 {
             learner: Td3Learner::new(obs_dim, act_dim, cfg, &mut run.rng)?,
             batch: Transitions::with_act_dim(obs_dim, act_dim),
+            sharing: ParamSharing::new(),
             run,
         })
     }
@@ -289,6 +292,7 @@ impl Td3 {
 impl Agent for Td3 {
     fn train_iteration(&mut self, _progress: f64) -> Result<Metrics> {
         let cfg = self.learner.cfg.clone();
+        self.sharing.sync(&mut self.learner)?;
         for _ in 0..cfg.train_frequency {
             self.collect_step()?;
         }
@@ -298,6 +302,7 @@ impl Agent for Td3 {
             for _ in 0..cfg.gradient_steps {
                 self.run.replay.sample(cfg.batch_size, &mut self.run.rng, &mut self.batch);
                 let stats = self.learner.update(&self.batch, None, &mut self.run.rng)?;
+                self.sharing.after_update(&mut self.learner)?;
                 (q_loss, q) = (stats.critic_loss, stats.mean_q);
                 if stats.actor_loss.is_finite() {
                     actor_loss = stats.actor_loss;
@@ -315,8 +320,14 @@ impl Agent for Td3 {
 
     forward_to_run!();
 
+    /// `[actor | critics]`, for averaging workers (see `ParamSharing`).
+    fn network(&mut self) -> Option<crate::agent::Network<'_>> {
+        Some(self.sharing.network(&self.learner, self.learner.cfg.learning_rate))
+    }
+
     /// `μ(s)` when `deterministic`, with the exploration noise otherwise; in the env's bounds.
     fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
+        self.sharing.take_back(&mut self.learner);
         let explore = (!deterministic).then_some(self.learner.cfg.exploration_noise);
         let mut squashed = vec![0.0; rows * self.run.act_dim];
         self.learner.act(obs, rows, explore, &mut self.run.rng, &mut squashed);
@@ -325,11 +336,13 @@ impl Agent for Td3 {
     }
 
     fn save(&mut self, dir: &Path) -> Result<()> {
+        self.sharing.take_back(&mut self.learner);
         self.learner.save(dir)?;
         self.run.save(dir, self.learner.updates)
     }
 
     fn load(&mut self, dir: &Path) -> Result<()> {
+        self.sharing.reset();
         self.learner.load(dir)?;
         self.learner.updates = self.run.load(dir)?;
         Ok(())

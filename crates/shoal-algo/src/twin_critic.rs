@@ -12,14 +12,15 @@ use serde::{Deserialize, Serialize};
 use shoal_dist::replay::{Step, Transitions};
 use shoal_env::{Actions, Space, VecEnv};
 use shoal_nn::mlp::{Mlp, MlpWorkspace};
-use shoal_nn::{io, Adam, Optimizer, ParamLayout};
+use shoal_nn::{io, Adam, Optimizer, ParamLayout, Sgd};
 
-use crate::agent::build_vec_env;
+use crate::agent::{build_vec_env, LrSchedule, Network};
 use crate::checkpoint::{read_json, write_json, CommonState};
 use crate::config::{CommonConfig, NetConfig};
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, AlgoError, Result};
 use crate::replay::ReplayBuffer;
+use crate::updater::Updater;
 
 /// An actor network `obs_dim → hidden… → output` in its own flat vector, initialized with a
 /// small output gain (near-zero initial actions).
@@ -380,6 +381,76 @@ pub(crate) fn take_published(params: &[f32], actor: &mut [f32], critic: &mut Twi
     let (a, c) = params.split_at(actor.len());
     actor.copy_from_slice(a);
     critic.params.copy_from_slice(c);
+}
+
+/// How a SAC or TD3 agent takes part in a cluster of averaging (or EASGD) workers: each worker
+/// keeps its own optimizers, and every `push_every` updates its `[actor | critics]` go to the
+/// parameter server's round and come back averaged. The parameter server holds that vector
+/// (what `Agent::network` hands out; values written into it are taken before the next use).
+pub(crate) struct ParamSharing {
+    /// Local (alone: never used) or averaging once a cluster attaches it.
+    pub updater: Updater,
+    published: Vec<f32>,
+    handed_out: bool,
+}
+
+impl ParamSharing {
+    pub fn new() -> Self {
+        // The server's spec copies this optimizer; an averaging server never steps it.
+        ParamSharing {
+            updater: Updater::Local(Box::new(Sgd::new(0, 0.0, false))),
+            published: Vec::new(),
+            handed_out: false,
+        }
+    }
+
+    /// The published vector for a parameter server, up to date with `learner`.
+    pub fn network<'a>(&'a mut self, learner: &dyn ContinuousLearner, lr: f64) -> Network<'a> {
+        learner.published(&mut self.published);
+        self.handed_out = true;
+        Network {
+            params: &mut self.published,
+            layout: learner.published_layout(),
+            updater: &mut self.updater,
+            lr: LrSchedule { learning_rate: lr, anneal: false },
+        }
+    }
+
+    /// Gives `learner` what was written into the vector [`ParamSharing::network`] handed out.
+    pub fn take_back(&mut self, learner: &mut dyn ContinuousLearner) {
+        if std::mem::take(&mut self.handed_out) {
+            learner.set_published(&self.published);
+        }
+    }
+
+    /// Before collecting: [`ParamSharing::take_back`], and in a cluster the server's parameters
+    /// once at the start (every worker continues from the same ones).
+    pub fn sync(&mut self, learner: &mut dyn ContinuousLearner) -> Result<()> {
+        self.take_back(learner);
+        if !matches!(self.updater, Updater::Local(_)) {
+            learner.published(&mut self.published);
+            self.updater.sync(&mut self.published)?;
+            learner.set_published(&self.published);
+        }
+        Ok(())
+    }
+
+    /// After a checkpoint is restored: what was handed out is stale, and the store's version
+    /// is to be pulled again.
+    pub fn reset(&mut self) {
+        self.handed_out = false;
+        self.updater.reset_version();
+    }
+
+    /// After one update: the averaging round's parameters when a push is due.
+    pub fn after_update(&mut self, learner: &mut dyn ContinuousLearner) -> Result<()> {
+        if self.updater.averaging_due() {
+            learner.published(&mut self.published);
+            self.updater.push_average(&mut self.published)?;
+            learner.set_published(&self.published);
+        }
+        Ok(())
+    }
 }
 
 /// What an off-policy continuous agent owns besides its networks — its envs, replay buffer,

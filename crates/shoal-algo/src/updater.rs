@@ -231,14 +231,34 @@ impl Updater {
             }
             Updater::Averaging(avg) => {
                 avg.optimizer.step(params, grads, lr);
-                avg.steps += 1;
-                if avg.steps % avg.every == 0 {
-                    let outcome = avg.link.store.push_params(avg.link.rank, params)?;
-                    avg.link.count(outcome);
-                    if let PushOutcome::Applied { version, .. } = outcome {
-                        avg.link.version = Some(version);
-                    }
+                if self.averaging_due() {
+                    self.push_average(params)?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts one update of an agent that steps its own optimizers (SAC and TD3 keep one per
+    /// network) and says whether, in averaging or EASGD mode, its parameters are due for a
+    /// push ([`Updater::push_average`]) — every `push_every` updates; never otherwise.
+    pub fn averaging_due(&mut self) -> bool {
+        match self {
+            Updater::Averaging(avg) => {
+                avg.steps += 1;
+                avg.steps % avg.every == 0
+            }
+            _ => false,
+        }
+    }
+
+    /// Pushes `params` into the averaging round and continues from its result (in `params`).
+    pub fn push_average(&mut self, params: &mut [f32]) -> Result<()> {
+        if let Updater::Averaging(avg) = self {
+            let outcome = avg.link.store.push_params(avg.link.rank, params)?;
+            avg.link.count(outcome);
+            if let PushOutcome::Applied { version, .. } = outcome {
+                avg.link.version = Some(version);
             }
         }
         Ok(())

@@ -170,7 +170,7 @@ fn bad_configs_fail_before_training_and_name_the_key() {
         ),
         (
             "algo = \"sac\"\n[env]\nid = \"Pendulum-v1\"\n[stop]\nenv_steps = 10\n[cluster]\nworkers = 2\n",
-            "set algo = \"apex\" and apex.learner = \"sac\"",
+            "its workers average parameters: set cluster.mode = \"average\" or \"easgd\"",
         ),
         (
             "algo = \"apex\"\n[env]\nid = \"Pendulum-v1\"\n[stop]\nenv_steps = 10\n[apex]\nlearner = \"sac\"\nlearning_rate = 0.1\n",

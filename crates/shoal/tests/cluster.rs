@@ -310,17 +310,28 @@ fn worker_processes_share_normalization_statistics_with_the_saved_model() {
     }
 }
 
-/// Ape-X's DPG variant as processes: `shoal ps`, `shoal replay`, a SAC learner and 2 actor
-/// processes on Pendulum-v1 (64-64 networks; the server stops the run at a 10-episode
-/// deterministic evaluation of −170 every 2k env steps); the saved run, the learner's actor
-/// and critics as published, evaluates ≥ −200 on 20 fresh episodes.
+/// SAC distributed two ways as processes on Pendulum-v1 (64-64 networks; the server stops
+/// each run at a 10-episode deterministic evaluation of −170 every 2k env steps): Ape-X's DPG
+/// variant (`shoal ps`, `shoal replay`, a SAC learner and 2 actor processes), and 2 workers
+/// averaging their parameters. Each saved run evaluates ≥ −200 on 20 fresh episodes.
 #[test]
-fn apex_sac_learner_and_actor_processes_balance_pendulum() {
+fn sac_as_apex_learner_and_as_averaging_workers_balances_pendulum() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let sets = ["sac.net.hidden=[64, 64]", "stop.eval_return_mean=-170", "stop.eval_every=2000"];
     let greedy = train_processes(dir.path(), "apex-sac", "pendulum-apex-sac.toml", &sets);
     assert!(greedy >= -200.0, "apex with a SAC learner: deterministic eval {greedy} < -200");
+    // SAC as 2 worker processes averaging [actor | critics] every 100 updates.
+    let sets = [
+        "sac.net.hidden=[64, 64]",
+        "cluster.workers=2",
+        "cluster.mode=\"average\"",
+        "cluster.push_every=100",
+        "stop.eval_return_mean=-170",
+        "stop.eval_every=2000",
+    ];
+    let greedy = train_processes(dir.path(), "sac-average", "pendulum-sac.toml", &sets);
+    assert!(greedy >= -200.0, "SAC averaging workers: deterministic eval {greedy} < -200");
 }
 
 /// `shoal replay` with `apex.checkpoint_replay` saves itself periodically; killed with -9 and
