@@ -35,6 +35,7 @@ pub mod eval;
 mod explore;
 pub mod metrics;
 pub mod normalize;
+mod off_policy;
 mod on_policy;
 pub mod ppo;
 pub mod q_learning;

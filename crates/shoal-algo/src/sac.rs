@@ -37,11 +37,9 @@ use crate::checks::{check_positive, check_range};
 use crate::config::{CommonConfig, NetConfig};
 use crate::error::{config_err, Result};
 use crate::metrics::Metrics;
+use crate::off_policy::{forward_to_run, ContinuousLearner, OffPolicyRun, ParamSharing, UpdateStats};
 use crate::squashed_policy::{Noise, SquashedPolicy};
-use crate::twin_critic::{
-    forward_to_run, publish, published_layout, take_published, ContinuousLearner, CriticStep, OffPolicyRun,
-    ParamSharing, TwinCritic, UpdateStats,
-};
+use crate::twin_critic::{publish, published_layout, take_published, CriticStep, TwinCritic};
 
 /// SAC hyperparameters (Stable-Baselines3's defaults; CleanRL's names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

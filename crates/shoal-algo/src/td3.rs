@@ -32,10 +32,8 @@ use crate::checks::{check_positive, check_range};
 use crate::config::{CommonConfig, NetConfig};
 use crate::error::Result;
 use crate::metrics::Metrics;
-use crate::twin_critic::{
-    actor, forward_to_run, publish, published_layout, soft_update, take_published, ContinuousLearner, CriticStep,
-    OffPolicyRun, ParamSharing, TwinCritic, UpdateStats,
-};
+use crate::off_policy::{forward_to_run, ContinuousLearner, OffPolicyRun, ParamSharing, UpdateStats};
+use crate::twin_critic::{actor, publish, published_layout, soft_update, take_published, CriticStep, TwinCritic};
 
 /// TD3 hyperparameters (Stable-Baselines3's defaults; CleanRL's names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -22,9 +22,10 @@ use crate::config::CommonConfig;
 use crate::dqn::{diverged_hint, td_targets, td_update, TdStep};
 use crate::error::{config_err, Result};
 use crate::explore::{argmax, epsilon_greedy};
+use crate::off_policy::ContinuousLearner;
 use crate::sac::SacLearner;
 use crate::td3::Td3Learner;
-use crate::twin_critic::{ActionBounds, ContinuousLearner};
+use crate::twin_critic::ActionBounds;
 use crate::updater::Updater;
 
 /// One copy of the distributed algorithm: the learner's, or an actor's.
