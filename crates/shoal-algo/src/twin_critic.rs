@@ -60,8 +60,6 @@ pub(crate) struct TwinCritic {
     input: Vec<f32>,
     q1_ws: MlpWorkspace<f32>,
     q2_ws: MlpWorkspace<f32>,
-    /// Critic gradients of the actor's loss, which only the actor uses.
-    discarded: Vec<f32>,
     /// Per row of the actor's loss: whether Q_1 (rather than Q_2) gave the value.
     from_q1: Vec<bool>,
     /// Next-state values of [`TwinCritic::online_td_errors`].
@@ -109,7 +107,6 @@ impl TwinCritic {
             input: Vec::new(),
             q1_ws: MlpWorkspace::default(),
             q2_ws: MlpWorkspace::default(),
-            discarded: Vec::new(),
             from_q1: Vec::new(),
             scratch_values: Vec::new(),
         })
@@ -240,7 +237,6 @@ impl TwinCritic {
                 *q = q.min(q2);
             }
         }
-        self.discarded.resize(self.params.len(), 0.0);
         d_actions.clear();
         d_actions.resize(rows * a, 0.0);
         let nets = [(true, &self.q1, &mut self.q1_ws), (false, &self.q2, &mut self.q2_ws)];
@@ -249,7 +245,7 @@ impl TwinCritic {
             for (g, &from_q1) in grad.iter_mut().zip(&self.from_q1) {
                 *g = if from_q1 == first { -scale } else { 0.0 };
             }
-            net.backward(&self.params, &mut self.discarded, &self.input, rows, ws, true);
+            net.backward_input(&self.params, &self.input, rows, ws);
             for (r, row) in ws.input_grad().chunks_exact(d + a).enumerate() {
                 d_actions[r * a..(r + 1) * a].iter_mut().zip(&row[d..]).for_each(|(o, &g)| *o += g);
             }

@@ -170,17 +170,38 @@ impl Mlp {
         ws: &mut MlpWorkspace<T>,
         input_grad: bool,
     ) {
+        self.backprop(params, Some(grads), x, rows, ws, input_grad);
+    }
+
+    /// Backpropagates `ws.output_grad` to `∂L/∂x` alone (in `ws.input_grad()`), without the
+    /// parameters' gradients: how an actor's loss reaches its actions through a critic whose
+    /// own weights it does not train — a third less work than [`Mlp::backward`].
+    pub fn backward_input<T: Scalar>(&self, params: &[T], x: &[T], rows: usize, ws: &mut MlpWorkspace<T>) {
+        self.backprop(params, None, x, rows, ws, true);
+    }
+
+    fn backprop<T: Scalar>(
+        &self,
+        params: &[T],
+        mut grads: Option<&mut [T]>,
+        x: &[T],
+        rows: usize,
+        ws: &mut MlpWorkspace<T>,
+        input_grad: bool,
+    ) {
         for (i, layer) in self.layers.iter().enumerate().rev() {
             if self.activated(i) {
                 self.activation.backprop(&mut ws.grad, &ws.outputs[i]);
             }
             let input = if i == 0 { x } else { &ws.outputs[i - 1] };
             let dz = &ws.grad[..rows * layer.out_dim];
-            let gw = &mut grads[layer.weight..layer.weight + layer.in_dim * layer.out_dim];
-            acc_dzt_x(dz, input, rows, layer.in_dim, layer.out_dim, gw);
-            let gb = &mut grads[layer.bias..layer.bias + layer.out_dim];
-            for row in ws.grad[..rows * layer.out_dim].chunks_exact(layer.out_dim) {
-                gb.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
+            if let Some(grads) = grads.as_deref_mut() {
+                let gw = &mut grads[layer.weight..layer.weight + layer.in_dim * layer.out_dim];
+                acc_dzt_x(dz, input, rows, layer.in_dim, layer.out_dim, gw);
+                let gb = &mut grads[layer.bias..layer.bias + layer.out_dim];
+                for row in dz.chunks_exact(layer.out_dim) {
+                    gb.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
+                }
             }
             if i > 0 || input_grad {
                 resize(&mut ws.grad_next, rows * layer.in_dim);

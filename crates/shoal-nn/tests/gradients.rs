@@ -363,3 +363,50 @@ fn gsde_gradients() {
         assert!((samples.log_probs[r] - row_direct).abs() < 1e-10);
     }
 }
+
+/// An MLP's gradient in its input (what a critic hands an actor's loss): `backward_input`
+/// against central differences of `L = Σ w·f(x)`, equal to what `backward` leaves with
+/// `input_grad`, and without touching parameter gradients.
+#[test]
+fn mlp_input_gradient() {
+    use shoal_nn::mlp::{Mlp, MlpWorkspace};
+    use shoal_nn::ParamLayout;
+    let (rows, input) = (4, 5);
+    for activation in [Activation::Tanh, Activation::Relu] {
+        let mut layout = ParamLayout::new();
+        let mlp = Mlp::new(&mut layout, "q", &[input, 7, 6, 2], activation, false);
+        let mut rng = Pcg64Mcg::seed_from_u64(23);
+        let mut params = vec![0.0f64; layout.len()];
+        mlp.init(&mut params, 1.0, 1.0, &mut rng);
+        params.iter_mut().for_each(|p| *p += rng.random_range(-0.1..0.1)); // non-zero biases
+        let x = random(&mut rng, rows * input, 1.5);
+        let w = random(&mut rng, rows * 2, 1.0);
+        let loss = |x: &[f64]| {
+            let mut ws = MlpWorkspace::default();
+            mlp.forward(&params, x, rows, &mut ws);
+            ws.output().iter().zip(&w).map(|(o, w)| o * w).sum::<f64>()
+        };
+        let mut ws = MlpWorkspace::default();
+        mlp.forward(&params, &x, rows, &mut ws);
+        ws.output_grad(rows, 2).copy_from_slice(&w);
+        mlp.backward_input(&params, &x, rows, &mut ws);
+        let analytic = ws.input_grad()[..rows * input].to_vec();
+        for i in 0..rows * input {
+            let (mut plus, mut minus) = (x.clone(), x.clone());
+            plus[i] += H;
+            minus[i] -= H;
+            let numeric = (loss(&plus) - loss(&minus)) / (2.0 * H);
+            assert!(
+                (numeric - analytic[i]).abs() <= 1e-7 + 1e-6 * analytic[i].abs(),
+                "{activation:?} x[{i}]: analytic {} vs numeric {numeric}",
+                analytic[i]
+            );
+        }
+        let mut grads = vec![0.0; layout.len()];
+        mlp.forward(&params, &x, rows, &mut ws);
+        ws.output_grad(rows, 2).copy_from_slice(&w);
+        mlp.backward(&params, &mut grads, &x, rows, &mut ws, true);
+        assert_eq!(&ws.input_grad()[..rows * input], &analytic[..], "backward's input gradient");
+        assert!(grads.iter().any(|&g| g != 0.0));
+    }
+}
