@@ -143,8 +143,9 @@ fn apex_with_sac_and_td3_learners_balances_pendulum() {
 
 /// SAC and TD3 as 2 embedded workers that each keep their envs, replay and optimizers and
 /// average `[actor | critics]` through the parameter server every 100 updates — SAC in
-/// rounds (`average`), TD3 elastically (`easgd`); 64-64 networks, stopping once a 10-episode
-/// deterministic evaluation every 2k env steps reaches −170; then 20 fresh episodes.
+/// rounds (`average`), TD3 elastically (`easgd`); 64-64 networks, 20k env steps per worker,
+/// stopping once a 10-episode deterministic evaluation every 2k env steps reaches −170 (SAC
+/// took 8k–10k in all, TD3 16k–18k, seeds 1–4); then 20 fresh episodes.
 #[test]
 fn sac_and_td3_averaging_workers_balance_pendulum() {
     for (file, section, mode) in [("pendulum-sac.toml", "sac", "average"), ("pendulum-td3.toml", "td3", "easgd")] {
@@ -155,11 +156,12 @@ fn sac_and_td3_averaging_workers_balance_pendulum() {
             mode.as_str(),
             "cluster.workers=2",
             "cluster.push_every=100",
+            "stop.env_steps=40000",
             "stop.eval_return_mean=-170",
             "stop.eval_every=2000",
         ];
         let (report, steps) = train_and_eval(file, 1, 20, &overrides);
-        assert!(steps <= 20_000);
+        assert!(steps <= 40_000);
         assert!(report.episode_return_mean >= -200.0, "{file} ({mode}): {report:?}");
     }
 }
