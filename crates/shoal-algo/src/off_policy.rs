@@ -22,7 +22,7 @@ use crate::twin_critic::ActionBounds;
 use crate::updater::Updater;
 
 /// What one update of a [`ContinuousLearner`] reports.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct UpdateStats {
     pub critic_loss: f64,
     /// Mean `Q_1(s, a)` over the batch.
@@ -31,6 +31,12 @@ pub(crate) struct UpdateStats {
     pub actor_loss: f64,
     /// `−mean log π` (SAC's actor steps only; NaN otherwise).
     pub entropy: f64,
+}
+
+impl UpdateStats {
+    /// No update yet: every figure NaN (an iteration reports the same keys before learning).
+    pub const NONE: UpdateStats =
+        UpdateStats { critic_loss: f64::NAN, mean_q: f64::NAN, actor_loss: f64::NAN, entropy: f64::NAN };
 }
 
 /// The learning half of SAC or TD3, apart from where its experience comes from: its own
@@ -51,7 +57,8 @@ pub(crate) trait ContinuousLearner: Send {
     fn published_layout(&self) -> ParamLayout;
     fn published(&self, out: &mut Vec<f32>);
     fn set_published(&mut self, params: &[f32]);
-    /// Sets the count of critic updates (the delays count them), as a checkpoint recorded it.
+    /// Critic updates so far (the delays count them), and setting it as a checkpoint recorded.
+    fn updates(&self) -> u64;
     fn set_updates(&mut self, updates: u64);
     /// Writes / restores the networks, their targets and optimizers in checkpoint `dir`.
     fn save(&self, dir: &Path) -> Result<()>;
@@ -129,9 +136,10 @@ impl ParamSharing {
 }
 
 /// What an off-policy continuous agent owns besides its networks — its envs, replay buffer,
-/// RNG and counters — with the step that collects experience (in two halves around the agent's
-/// choice of actions: [`OffPolicyRun::begin_step`], then [`OffPolicyRun::finish_step`]) and
-/// the checkpoint of all of it (`state.json` and `replay.safetensors`).
+/// RNG, counters and part in a cluster — with the step that collects experience (in two
+/// halves around the agent's choice of actions: [`OffPolicyRun::begin_step`], then
+/// [`OffPolicyRun::finish_step`]), the rounds of updates ([`OffPolicyRun::learn`]), acting
+/// ([`OffPolicyRun::predict`]) and the checkpoint of all of it with the learner's.
 pub(crate) struct OffPolicyRun {
     pub env: Box<dyn VecEnv>,
     pub replay: ReplayBuffer,
@@ -146,6 +154,10 @@ pub(crate) struct OffPolicyRun {
     /// `[num_envs, act_dim]`: the step's actions, in [−1, 1].
     pub step_actions: Vec<f32>,
     env_actions: Vec<f32>,
+    /// The sampled batch of an update.
+    batch: Transitions,
+    /// Averaging with other workers, in a cluster.
+    pub sharing: ParamSharing,
 }
 
 /// What [`OffPolicyRun`] keeps in `state.json`.
@@ -184,6 +196,8 @@ impl OffPolicyRun {
             step_obs: Vec::new(),
             step_actions: vec![0.0; n * act_dim],
             env_actions: vec![0.0; n * act_dim],
+            batch: Transitions::with_act_dim(obs_dim, act_dim),
+            sharing: ParamSharing::new(),
             env,
         })
     }
@@ -225,27 +239,76 @@ impl OffPolicyRun {
         Ok(())
     }
 
-    /// Writes the replay, the envs, the RNG and the counters (with the learner's `updates`)
-    /// into the checkpoint `dir`.
-    pub fn save(&mut self, dir: &Path, updates: u64) -> Result<()> {
-        let replay = self.replay.save(&dir.join("replay.safetensors"))?;
-        let common = CommonState::capture(self.env_steps, &self.rng, &self.episodes, self.env.as_mut())?;
-        write_json(&dir.join("state.json"), &OffPolicyState { common, updates, replay })
+    /// Once `learning_starts` env steps are in, `gradient_steps` updates of `learner` on fresh
+    /// batches of `batch_size`, each followed by the cluster's averaging when due. Returns the
+    /// last critic figures and the last actor step's (NaN before learning starts).
+    pub fn learn(
+        &mut self,
+        learner: &mut dyn ContinuousLearner,
+        batch_size: usize,
+        gradient_steps: usize,
+        learning_starts: u64,
+    ) -> Result<UpdateStats> {
+        let mut last = UpdateStats::NONE;
+        if self.env_steps < learning_starts {
+            return Ok(last);
+        }
+        for _ in 0..gradient_steps {
+            self.replay.sample(batch_size, &mut self.rng, &mut self.batch);
+            let stats = learner.update(&self.batch, None, &mut self.rng)?;
+            self.sharing.after_update(learner)?;
+            (last.critic_loss, last.mean_q) = (stats.critic_loss, stats.mean_q);
+            if stats.actor_loss.is_finite() {
+                (last.actor_loss, last.entropy) = (stats.actor_loss, stats.entropy);
+            }
+        }
+        Ok(last)
     }
 
-    /// Restores what [`OffPolicyRun::save`] wrote; returns the learner's `updates`.
-    pub fn load(&mut self, dir: &Path) -> Result<u64> {
+    /// `learner`'s actions for `rows` observations (see [`ContinuousLearner::act`]) in the
+    /// env's bounds.
+    pub fn predict(
+        &mut self,
+        learner: &mut dyn ContinuousLearner,
+        obs: &[f32],
+        rows: usize,
+        explore: Option<f64>,
+        actions: &mut [f32],
+    ) -> Result<()> {
+        self.sharing.take_back(learner);
+        let mut squashed = vec![0.0; rows * self.act_dim];
+        learner.act(obs, rows, explore, &mut self.rng, &mut squashed);
+        self.bounds.to_env(&squashed, actions);
+        Ok(())
+    }
+
+    /// Writes `learner`'s networks, the replay, the envs, the RNG and the counters into the
+    /// checkpoint `dir`.
+    pub fn save(&mut self, dir: &Path, learner: &mut dyn ContinuousLearner) -> Result<()> {
+        self.sharing.take_back(learner);
+        learner.save(dir)?;
+        let replay = self.replay.save(&dir.join("replay.safetensors"))?;
+        let common = CommonState::capture(self.env_steps, &self.rng, &self.episodes, self.env.as_mut())?;
+        write_json(&dir.join("state.json"), &OffPolicyState { common, updates: learner.updates(), replay })
+    }
+
+    /// Restores what [`OffPolicyRun::save`] wrote.
+    pub fn load(&mut self, dir: &Path, learner: &mut dyn ContinuousLearner) -> Result<()> {
+        self.sharing.reset();
+        learner.load(dir)?;
         let state: OffPolicyState = read_json(&dir.join("state.json"))?;
         self.replay.load(&dir.join("replay.safetensors"), &state.replay)?;
         self.env.restore(&state.common.env).map_err(AlgoError::from)?;
         self.env_steps = state.common.env_steps;
         self.rng = state.common.rng;
         self.episodes = state.common.episodes;
-        Ok(state.updates)
+        learner.set_updates(state.updates);
+        Ok(())
     }
 }
 
-/// Implements the `Agent` accessors an off-policy continuous agent forwards to its `run`.
+/// Implements the `Agent` methods an off-policy continuous agent forwards to its `run` (and,
+/// for checkpoints, its `learner`).
 macro_rules! forward_to_run {
     () => {
         fn env_steps(&self) -> u64 {
@@ -262,6 +325,9 @@ macro_rules! forward_to_run {
         }
         fn action_dim(&self) -> usize {
             self.run.act_dim
+        }
+        fn save(&mut self, dir: &std::path::Path) -> crate::error::Result<()> {
+            self.run.save(dir, &mut self.learner)
         }
     };
 }

@@ -37,7 +37,7 @@ use crate::checks::{check_positive, check_range};
 use crate::config::{CommonConfig, NetConfig};
 use crate::error::{config_err, Result};
 use crate::metrics::Metrics;
-use crate::off_policy::{forward_to_run, ContinuousLearner, OffPolicyRun, ParamSharing, UpdateStats};
+use crate::off_policy::{forward_to_run, ContinuousLearner, OffPolicyRun, UpdateStats};
 use crate::squashed_policy::{Noise, SquashedPolicy};
 use crate::twin_critic::{publish, published_layout, take_published, CriticStep, TwinCritic};
 
@@ -272,6 +272,10 @@ impl ContinuousLearner for SacLearner {
         take_published(params, &mut self.policy.params, &mut self.critic);
     }
 
+    fn updates(&self) -> u64 {
+        self.updates
+    }
+
     fn set_updates(&mut self, updates: u64) {
         self.updates = updates;
     }
@@ -313,9 +317,6 @@ pub struct Sac {
     learner: SacLearner,
     /// Envs, replay, RNG and counters.
     run: OffPolicyRun,
-    batch: Transitions,
-    /// Averaging with other workers, in a cluster.
-    sharing: ParamSharing,
     /// gSDE: the envs' exploration matrices of draw `i` come from an RNG seeded by
     /// `noise_seed` and `i` (so a resumed run draws the same ones without saving them), and
     /// which draw they are now.
@@ -330,8 +331,6 @@ impl Sac {
         let (obs_dim, act_dim) = (run.obs_dim, run.act_dim);
         Ok(Sac {
             learner: SacLearner::new(obs_dim, act_dim, cfg, &mut run.rng)?,
-            batch: Transitions::with_act_dim(obs_dim, act_dim),
-            sharing: ParamSharing::new(),
             run,
             noise_seed: config.seed.wrapping_add(0x65de),
             noise_draw: None,
@@ -362,28 +361,16 @@ impl Sac {
 impl Agent for Sac {
     fn train_iteration(&mut self, _progress: f64) -> Result<Metrics> {
         let cfg = self.learner.cfg.clone();
-        self.sharing.sync(&mut self.learner)?;
+        self.run.sharing.sync(&mut self.learner)?;
         for _ in 0..cfg.train_frequency {
             self.collect_step()?;
         }
-        // Every iteration reports the same keys (NaN before learning starts).
-        let (mut q_loss, mut q, mut actor_loss, mut entropy) = (f64::NAN, f64::NAN, f64::NAN, f64::NAN);
-        if self.run.env_steps >= cfg.learning_starts {
-            for _ in 0..cfg.gradient_steps {
-                self.run.replay.sample(cfg.batch_size, &mut self.run.rng, &mut self.batch);
-                let stats = self.learner.update(&self.batch, None, &mut self.run.rng)?;
-                self.sharing.after_update(&mut self.learner)?;
-                (q_loss, q) = (stats.critic_loss, stats.mean_q);
-                if stats.actor_loss.is_finite() {
-                    (actor_loss, entropy) = (stats.actor_loss, stats.entropy);
-                }
-            }
-        }
+        let stats = self.run.learn(&mut self.learner, cfg.batch_size, cfg.gradient_steps, cfg.learning_starts)?;
         Ok(vec![
-            ("loss/qf", q_loss),
-            ("loss/q_values", q),
-            ("loss/actor", actor_loss),
-            ("loss/entropy", entropy),
+            ("loss/qf", stats.critic_loss),
+            ("loss/q_values", stats.mean_q),
+            ("loss/actor", stats.actor_loss),
+            ("loss/entropy", stats.entropy),
             ("charts/alpha", self.learner.alpha() as f64),
             ("charts/updates", self.learner.updates as f64),
             ("replay/size", self.run.replay.len() as f64),
@@ -394,29 +381,16 @@ impl Agent for Sac {
 
     /// `[actor | critics]`, for averaging workers (see `ParamSharing`).
     fn network(&mut self) -> Option<crate::agent::Network<'_>> {
-        Some(self.sharing.network(&self.learner, self.learner.cfg.q_lr))
+        Some(self.run.sharing.network(&self.learner, self.learner.cfg.q_lr))
     }
 
     /// The mean action `tanh(μ)` when `deterministic`, a sample otherwise; in the env's bounds.
     fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
-        self.sharing.take_back(&mut self.learner);
-        let mut squashed = vec![0.0; rows * self.run.act_dim];
-        let explore = (!deterministic).then_some(1.0);
-        self.learner.act(obs, rows, explore, &mut self.run.rng, &mut squashed);
-        self.run.bounds.to_env(&squashed, actions);
-        Ok(())
-    }
-
-    fn save(&mut self, dir: &Path) -> Result<()> {
-        self.sharing.take_back(&mut self.learner);
-        self.learner.save(dir)?;
-        self.run.save(dir, self.learner.updates)
+        self.run.predict(&mut self.learner, obs, rows, (!deterministic).then_some(1.0), actions)
     }
 
     fn load(&mut self, dir: &Path) -> Result<()> {
-        self.sharing.reset();
-        self.learner.load(dir)?;
-        self.learner.updates = self.run.load(dir)?;
+        self.run.load(dir, &mut self.learner)?;
         self.noise_draw = None;
         Ok(())
     }

@@ -32,7 +32,7 @@ use crate::checks::{check_positive, check_range};
 use crate::config::{CommonConfig, NetConfig};
 use crate::error::Result;
 use crate::metrics::Metrics;
-use crate::off_policy::{forward_to_run, ContinuousLearner, OffPolicyRun, ParamSharing, UpdateStats};
+use crate::off_policy::{forward_to_run, ContinuousLearner, OffPolicyRun, UpdateStats};
 use crate::twin_critic::{actor, publish, published_layout, soft_update, take_published, CriticStep, TwinCritic};
 
 /// TD3 hyperparameters (Stable-Baselines3's defaults; CleanRL's names).
@@ -235,6 +235,10 @@ impl ContinuousLearner for Td3Learner {
         take_published(params, &mut self.actor, &mut self.critic);
     }
 
+    fn updates(&self) -> u64 {
+        self.updates
+    }
+
     fn set_updates(&mut self, updates: u64) {
         self.updates = updates;
     }
@@ -258,9 +262,6 @@ pub struct Td3 {
     learner: Td3Learner,
     /// Envs, replay, RNG and counters.
     run: OffPolicyRun,
-    batch: Transitions,
-    /// Averaging with other workers, in a cluster.
-    sharing: ParamSharing,
 }
 
 impl Td3 {
@@ -268,12 +269,7 @@ impl Td3 {
         cfg.validate()?;
         let mut run = OffPolicyRun::new(config, "td3", cfg.buffer_size, cfg.gamma, 0x7d3)?;
         let (obs_dim, act_dim) = (run.obs_dim, run.act_dim);
-        Ok(Td3 {
-            learner: Td3Learner::new(obs_dim, act_dim, cfg, &mut run.rng)?,
-            batch: Transitions::with_act_dim(obs_dim, act_dim),
-            sharing: ParamSharing::new(),
-            run,
-        })
+        Ok(Td3 { learner: Td3Learner::new(obs_dim, act_dim, cfg, &mut run.rng)?, run })
     }
 
     /// One vector-env step (random actions before `learning_starts`) into the replay buffer.
@@ -290,27 +286,15 @@ impl Td3 {
 impl Agent for Td3 {
     fn train_iteration(&mut self, _progress: f64) -> Result<Metrics> {
         let cfg = self.learner.cfg.clone();
-        self.sharing.sync(&mut self.learner)?;
+        self.run.sharing.sync(&mut self.learner)?;
         for _ in 0..cfg.train_frequency {
             self.collect_step()?;
         }
-        // Every iteration reports the same keys (NaN before learning starts).
-        let (mut q_loss, mut q, mut actor_loss) = (f64::NAN, f64::NAN, f64::NAN);
-        if self.run.env_steps >= cfg.learning_starts {
-            for _ in 0..cfg.gradient_steps {
-                self.run.replay.sample(cfg.batch_size, &mut self.run.rng, &mut self.batch);
-                let stats = self.learner.update(&self.batch, None, &mut self.run.rng)?;
-                self.sharing.after_update(&mut self.learner)?;
-                (q_loss, q) = (stats.critic_loss, stats.mean_q);
-                if stats.actor_loss.is_finite() {
-                    actor_loss = stats.actor_loss;
-                }
-            }
-        }
+        let stats = self.run.learn(&mut self.learner, cfg.batch_size, cfg.gradient_steps, cfg.learning_starts)?;
         Ok(vec![
-            ("loss/qf", q_loss),
-            ("loss/q_values", q),
-            ("loss/actor", actor_loss),
+            ("loss/qf", stats.critic_loss),
+            ("loss/q_values", stats.mean_q),
+            ("loss/actor", stats.actor_loss),
             ("charts/updates", self.learner.updates as f64),
             ("replay/size", self.run.replay.len() as f64),
         ])
@@ -320,29 +304,16 @@ impl Agent for Td3 {
 
     /// `[actor | critics]`, for averaging workers (see `ParamSharing`).
     fn network(&mut self) -> Option<crate::agent::Network<'_>> {
-        Some(self.sharing.network(&self.learner, self.learner.cfg.learning_rate))
+        Some(self.run.sharing.network(&self.learner, self.learner.cfg.learning_rate))
     }
 
     /// `μ(s)` when `deterministic`, with the exploration noise otherwise; in the env's bounds.
     fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {
-        self.sharing.take_back(&mut self.learner);
         let explore = (!deterministic).then_some(self.learner.cfg.exploration_noise);
-        let mut squashed = vec![0.0; rows * self.run.act_dim];
-        self.learner.act(obs, rows, explore, &mut self.run.rng, &mut squashed);
-        self.run.bounds.to_env(&squashed, actions);
-        Ok(())
-    }
-
-    fn save(&mut self, dir: &Path) -> Result<()> {
-        self.sharing.take_back(&mut self.learner);
-        self.learner.save(dir)?;
-        self.run.save(dir, self.learner.updates)
+        self.run.predict(&mut self.learner, obs, rows, explore, actions)
     }
 
     fn load(&mut self, dir: &Path) -> Result<()> {
-        self.sharing.reset();
-        self.learner.load(dir)?;
-        self.learner.updates = self.run.load(dir)?;
-        Ok(())
+        self.run.load(dir, &mut self.learner)
     }
 }
