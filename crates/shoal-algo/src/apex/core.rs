@@ -86,40 +86,73 @@ pub(crate) fn obs_width(space: &Space, env_id: &str) -> Result<usize> {
     }
 }
 
+/// What `setup`'s learner acts on in `space`: a DQN's number of discrete actions, or a
+/// continuous learner's action bounds — or an error naming the fix.
+enum ActionShape {
+    Discrete(usize),
+    Continuous(ActionBounds),
+}
+
+impl ActionShape {
+    fn of(setup: &ApexSetup, space: &Space, env_id: &str) -> Result<Self> {
+        match &setup.learner {
+            ApexLearner::Dqn => match space {
+                Space::Discrete { n, start: 0 } => Ok(ActionShape::Discrete(*n as usize)),
+                other => Err(config_err(format!(
+                    "apex with a DQN learner needs a Discrete action space, but {env_id} has {other}; \
+                     set apex.learner = \"sac\" or \"td3\" for continuous actions"
+                ))),
+            },
+            ApexLearner::Sac(cfg) if cfg.use_sde => Err(config_err(
+                "apex with a SAC learner explores with SAC's own samples: set sac.use_sde = false (gSDE actors are not built)",
+            )),
+            ApexLearner::Sac(_) => Ok(ActionShape::Continuous(ActionBounds::of(space, "sac", env_id)?)),
+            ApexLearner::Td3(_) => Ok(ActionShape::Continuous(ActionBounds::of(space, "td3", env_id)?)),
+        }
+    }
+
+    /// Values per action in a replay row.
+    fn width(&self) -> usize {
+        match self {
+            ActionShape::Discrete(_) => 1,
+            ActionShape::Continuous(bounds) => bounds.dim(),
+        }
+    }
+}
+
+/// The width of a replay row's action for `setup`'s learner on `env` (checked as
+/// [`build`] checks it, without building networks).
+pub(crate) fn act_width(config: &CommonConfig, setup: &ApexSetup, env: &dyn VecEnv) -> Result<usize> {
+    Ok(ActionShape::of(setup, env.single_action_space(), &config.env.id)?.width())
+}
+
 /// A fresh core for `setup`'s learner on `env`'s spaces; every copy starts from the same
 /// parameters (drawn from the config's seed).
 pub(crate) fn build(config: &CommonConfig, setup: &ApexSetup, env: &dyn VecEnv) -> Result<Box<dyn ApexCore>> {
     let id = &config.env.id;
     let obs_dim = obs_width(env.single_observation_space(), id)?;
-    let continuous = |learner: Box<dyn ContinuousLearner>, section: &str| -> Result<Box<dyn ApexCore>> {
-        let bounds = ActionBounds::of(env.single_action_space(), section, id)?;
-        Ok(Box::new(ContinuousCore {
-            act_dim: bounds.dim(),
-            bounds,
-            learner,
-            samples_policy: section == "sac",
-            learning_starts: setup.learning_starts() as u64,
-            published: Vec::new(),
-            env_actions: Vec::new(),
-        }))
+    let bounds = match ActionShape::of(setup, env.single_action_space(), id)? {
+        ActionShape::Discrete(n_actions) => {
+            return Ok(Box::new(DqnCore::new(config, &setup.apex, obs_dim, n_actions)?))
+        }
+        ActionShape::Continuous(bounds) => bounds,
     };
     let mut rng = Pcg64Mcg::seed_from_u64(config.seed.wrapping_add(0xa9e));
-    match &setup.learner {
-        ApexLearner::Dqn => Ok(Box::new(DqnCore::new(config, &setup.apex, obs_dim, env)?)),
-        ApexLearner::Sac(cfg) => {
-            if cfg.use_sde {
-                return Err(config_err(
-                    "apex with a SAC learner explores with SAC's own samples: set sac.use_sde = false (gSDE actors are not built)",
-                ));
-            }
-            let act_dim = ActionBounds::of(env.single_action_space(), "sac", id)?.dim();
-            continuous(Box::new(SacLearner::new(obs_dim, act_dim, cfg, &mut rng)?), "sac")
-        }
-        ApexLearner::Td3(cfg) => {
-            let act_dim = ActionBounds::of(env.single_action_space(), "td3", id)?.dim();
-            continuous(Box::new(Td3Learner::new(obs_dim, act_dim, cfg, &mut rng)?), "td3")
-        }
-    }
+    let act_dim = bounds.dim();
+    let learner: Box<dyn ContinuousLearner> = match &setup.learner {
+        ApexLearner::Sac(cfg) => Box::new(SacLearner::new(obs_dim, act_dim, cfg, &mut rng)?),
+        ApexLearner::Td3(cfg) => Box::new(Td3Learner::new(obs_dim, act_dim, cfg, &mut rng)?),
+        ApexLearner::Dqn => return Err(config_err("apex: a DQN learner has discrete actions")),
+    };
+    Ok(Box::new(ContinuousCore {
+        act_dim,
+        bounds,
+        learner,
+        samples_policy: matches!(setup.learner, ApexLearner::Sac(_)),
+        learning_starts: setup.learning_starts() as u64,
+        published: Vec::new(),
+        env_actions: Vec::new(),
+    }))
 }
 
 /// The paper's learner: double DQN on n-step targets with a target network, actors ε-greedy.
@@ -139,17 +172,7 @@ struct DqnCore {
 }
 
 impl DqnCore {
-    fn new(config: &CommonConfig, cfg: &ApexConfig, obs_dim: usize, env: &dyn VecEnv) -> Result<Self> {
-        let n_actions = match env.single_action_space() {
-            Space::Discrete { n, start: 0 } => *n as usize,
-            other => {
-                return Err(config_err(format!(
-                    "apex with a DQN learner needs a Discrete action space, but {} has {other}; \
-                     set apex.learner = \"sac\" or \"td3\" for continuous actions",
-                    config.env.id
-                )))
-            }
-        };
+    fn new(config: &CommonConfig, cfg: &ApexConfig, obs_dim: usize, n_actions: usize) -> Result<Self> {
         let q = QNetwork::new(QNetworkConfig {
             obs_dim,
             n_actions,

@@ -62,7 +62,7 @@ pub fn row_widths(config: &CommonConfig, setup: &ApexSetup) -> Result<(usize, us
     setup.apex.validate()?;
     let env = build_vec_env(config)?;
     let obs_dim = core::obs_width(env.single_observation_space(), &config.env.id)?;
-    Ok((obs_dim, core::build(config, setup, env.as_ref())?.act_dim()))
+    Ok((obs_dim, core::act_width(config, setup, env.as_ref())?))
 }
 
 /// The replay an Ape-X run's config describes (capacity, row widths, α), empty.
