@@ -12,7 +12,7 @@ use std::path::Path;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
-use shoal_dist::replay::{Step, Transitions};
+use shoal_dist::replay::Transitions;
 use shoal_env::{Actions, Space, VecEnv};
 use shoal_nn::{clip_grad_norm, io, Adam, LinearSchedule, Loss, Model, QNetwork, QNetworkConfig, TdBatch, TdLoss};
 
@@ -24,7 +24,7 @@ use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, AlgoError, Result};
 use crate::explore::{argmax, epsilon_greedy};
 use crate::metrics::Metrics;
-use crate::replay::ReplayBuffer;
+use crate::replay::{env_step, ReplayBuffer};
 use crate::updater::Updater;
 
 /// DQN hyperparameters (CleanRL's defaults).
@@ -207,15 +207,8 @@ impl Dqn {
         self.episodes.record_batch(batch);
         let d = self.obs_dim;
         for i in 0..n {
-            let step = Step {
-                obs: &self.obs[i * d..(i + 1) * d],
-                action: &[self.actions[i] as f32],
-                reward: batch.rewards[i],
-                next_obs: batch.final_obs(i).unwrap_or_else(|| batch.obs_row(i)),
-                terminated: batch.terminated[i],
-                episode_end: batch.done(i),
-            };
-            self.replay.add(i, step)?;
+            let action = [self.actions[i] as f32];
+            self.replay.add(i, env_step(batch, i, &self.obs[i * d..(i + 1) * d], &action))?;
         }
         Ok(())
     }

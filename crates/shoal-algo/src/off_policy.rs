@@ -8,7 +8,7 @@ use std::path::Path;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
-use shoal_dist::replay::{Step, Transitions};
+use shoal_dist::replay::Transitions;
 use shoal_env::{Actions, Space, VecEnv};
 use shoal_nn::{ParamLayout, Sgd};
 
@@ -17,7 +17,7 @@ use crate::checkpoint::{read_json, write_json, CommonState};
 use crate::config::CommonConfig;
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, AlgoError, Result};
-use crate::replay::ReplayBuffer;
+use crate::replay::{env_step, ReplayBuffer};
 use crate::twin_critic::ActionBounds;
 use crate::updater::Updater;
 
@@ -226,14 +226,7 @@ impl OffPolicyRun {
         let batch = self.env.batch();
         self.episodes.record_batch(batch);
         for i in 0..n {
-            let step = Step {
-                obs: &self.step_obs[i * d..(i + 1) * d],
-                action: &self.step_actions[i * a..(i + 1) * a],
-                reward: batch.rewards[i],
-                next_obs: batch.final_obs(i).unwrap_or_else(|| batch.obs_row(i)),
-                terminated: batch.terminated[i],
-                episode_end: batch.done(i),
-            };
+            let step = env_step(batch, i, &self.step_obs[i * d..(i + 1) * d], &self.step_actions[i * a..(i + 1) * a]);
             self.replay.add(i, step)?;
         }
         Ok(())

@@ -8,8 +8,23 @@ use std::path::Path;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use shoal_dist::replay::{NStepAssembler, PendingStep, PrioritizedReplay, Step, Transitions};
+use shoal_env::vector::Batch;
 
 use crate::error::{AlgoError, Result};
+
+/// Env `i`'s transition in the vector step that produced `batch`: the observation and the
+/// action the agent chose it on, the reward and ending from `batch`, and the observation it
+/// bootstraps from (the episode's last one when it ended here).
+pub(crate) fn env_step<'a>(batch: &'a Batch, i: usize, obs: &'a [f32], action: &'a [f32]) -> Step<'a> {
+    Step {
+        obs,
+        action,
+        reward: batch.rewards[i],
+        next_obs: batch.final_obs(i).unwrap_or_else(|| batch.obs_row(i)),
+        terminated: batch.terminated[i],
+        episode_end: batch.done(i),
+    }
+}
 
 /// A uniform replay with n-step returns.
 #[derive(Debug)]

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
-use shoal_dist::replay::{NStepAssembler, PrioritizedReplay, Sample, Step, Transitions};
+use shoal_dist::replay::{NStepAssembler, PrioritizedReplay, Sample, Transitions};
 use shoal_dist::{Coordinator, LocalReplay, ParamServer, ParamStore, ReplayStats, ReplayStore};
 use shoal_env::VecEnv;
 use shoal_nn::Sgd;
@@ -50,6 +50,7 @@ use crate::config::CommonConfig;
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, Result};
 use crate::metrics::Metrics;
+use crate::replay::env_step;
 use crate::updater::{Link, Updater};
 
 /// The number of actors: `cluster.workers`, or 2 without a `[cluster]`.
@@ -171,14 +172,7 @@ impl Actor {
             let batch = self.env.batch();
             self.episodes.record_batch(batch);
             for i in 0..n {
-                let step = Step {
-                    obs: &self.obs[i * d..(i + 1) * d],
-                    action: &self.actions[i * a..(i + 1) * a],
-                    reward: batch.rewards[i],
-                    next_obs: batch.final_obs(i).unwrap_or_else(|| batch.obs_row(i)),
-                    terminated: batch.terminated[i],
-                    episode_end: batch.done(i),
-                };
+                let step = env_step(batch, i, &self.obs[i * d..(i + 1) * d], &self.actions[i * a..(i + 1) * a]);
                 self.nstep.add(i, step, &mut self.outgoing);
             }
             if self.outgoing.len() >= self.cfg.actor_batch {
