@@ -235,6 +235,36 @@ fn losses_a_model_cannot_compute_are_errors() {
     assert!(err.contains("observations has 3 values, expected 4 (2 rows × 2)"), "{err}");
 }
 
+/// Checks `d_mean` and `d_log_std`, the analytic gradients of `loss(mean, log_std)`, against
+/// central differences in every element of both (`label` names the case in a failure).
+fn check_mean_and_log_std(
+    label: &str,
+    loss: impl Fn(&[f64], &[f64]) -> f64,
+    (mean, log_std): (&[f64], &[f64]),
+    (d_mean, d_log_std): (&[f64], &[f64]),
+) {
+    for (which, analytic) in [("mean", d_mean), ("log_std", d_log_std)] {
+        for i in 0..analytic.len() {
+            let eval = |delta: f64| {
+                let (mut m, mut s) = (mean.to_vec(), log_std.to_vec());
+                if which == "mean" {
+                    m[i] += delta
+                } else {
+                    s[i] += delta
+                }
+                loss(&m, &s)
+            };
+            let numeric = (eval(H) - eval(-H)) / (2.0 * H);
+            let err = (numeric - analytic[i]).abs();
+            assert!(
+                err <= 1e-7 + 1e-6 * analytic[i].abs(),
+                "{label}{which}[{i}]: analytic {} vs numeric {numeric}",
+                analytic[i]
+            );
+        }
+    }
+}
+
 /// SAC's squashed Gaussian: the gradients of `L = Σ w·a + Σ v·log π` in the mean and log-std
 /// (ε fixed) against central differences, with rows inside and outside the log-std clamp and
 /// actions near saturation; and the temperature loss's derivative.
@@ -259,26 +289,7 @@ fn squashed_gaussian_and_temperature_gradients() {
     squashed_sample(&mean, &log_std, &eps, dim, &mut actions, &mut log_probs);
     let (mut d_mean, mut d_log_std) = (vec![0.0; rows * dim], vec![0.0; rows * dim]);
     squashed_backward(&log_std, &eps, &actions, &w, &v, dim, &mut d_mean, &mut d_log_std);
-    for (which, analytic) in [("mean", &d_mean), ("log_std", &d_log_std)] {
-        for i in 0..rows * dim {
-            let eval = |delta: f64| {
-                let (mut m, mut s) = (mean.clone(), log_std.clone());
-                if which == "mean" {
-                    m[i] += delta
-                } else {
-                    s[i] += delta
-                }
-                loss(&m, &s)
-            };
-            let numeric = (eval(H) - eval(-H)) / (2.0 * H);
-            let err = (numeric - analytic[i]).abs();
-            assert!(
-                err <= 1e-7 + 1e-6 * analytic[i].abs(),
-                "{which}[{i}]: analytic {} vs numeric {numeric}",
-                analytic[i]
-            );
-        }
-    }
+    check_mean_and_log_std("", loss, (&mean, &log_std), (&d_mean, &d_log_std));
     assert_eq!(d_log_std[4], 0.0);
     assert!(actions[7].abs() > 0.99, "the saturated case was not exercised");
     // The log-probability of a plain Gaussian plus the tanh correction, written out for one row.
@@ -325,26 +336,8 @@ fn gsde_gradients() {
         gsde.sample(&mean, &features, &log_std, &z, &mut samples);
         let (mut d_mean, mut d_log_std) = (vec![0.0; rows * gsde.dim], vec![0.0; gsde.matrix_len()]);
         gsde.backward(&features, &log_std, &z, &samples, &w, &v, &mut d_mean, &mut d_log_std);
-        for (which, analytic) in [("mean", &d_mean), ("log_std", &d_log_std)] {
-            for i in 0..analytic.len() {
-                let eval = |delta: f64| {
-                    let (mut m, mut s) = (mean.clone(), log_std.clone());
-                    if which == "mean" {
-                        m[i] += delta
-                    } else {
-                        s[i] += delta
-                    }
-                    loss(&m, &s)
-                };
-                let numeric = (eval(H) - eval(-H)) / (2.0 * H);
-                let err = (numeric - analytic[i]).abs();
-                assert!(
-                    err <= 1e-7 + 1e-6 * analytic[i].abs(),
-                    "{matrices} matrices, {which}[{i}]: analytic {} vs numeric {numeric}",
-                    analytic[i]
-                );
-            }
-        }
+        let label = format!("{matrices} matrices, ");
+        check_mean_and_log_std(&label, loss, (&mean, &log_std), (&d_mean, &d_log_std));
         assert!(samples.actions[3].abs() > 0.99, "the saturated case was not exercised");
         // Row 1 written out: u_k = μ_k + Σ_j h_j σ_jk Z_jk ~ N(μ_k, Σ_j h_j² σ_jk² + 1e-6), a = tanh(u).
         let (r, d) = (1, gsde.dim);
