@@ -94,7 +94,7 @@ impl PpoConfig {
         check_positive("ppo.update_epochs", self.update_epochs)?;
         check_positive("ppo.num_minibatches", self.num_minibatches)?;
         let batch = self.num_steps * num_envs;
-        if batch % self.num_minibatches != 0 {
+        if !batch.is_multiple_of(self.num_minibatches) {
             return Err(config_err(format!(
                 "ppo.num_minibatches = {} must divide the rollout size num_steps × num_envs = {batch}",
                 self.num_minibatches

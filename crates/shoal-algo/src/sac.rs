@@ -238,10 +238,10 @@ impl ContinuousLearner for SacLearner {
         let (critic_loss, mean_q) = self.critic.update(batch, &s.targets, step, &mut s.td_abs)?;
         self.updates += 1;
         let (mut actor_loss, mut entropy) = (f64::NAN, f64::NAN);
-        if self.updates % self.cfg.policy_frequency == 0 {
+        if self.updates.is_multiple_of(self.cfg.policy_frequency) {
             (actor_loss, entropy) = self.update_actor(&batch.obs, batch.len(), rng);
         }
-        if self.updates % self.cfg.target_network_frequency == 0 {
+        if self.updates.is_multiple_of(self.cfg.target_network_frequency) {
             self.critic.soft_update(self.cfg.tau);
         }
         Ok(UpdateStats { critic_loss, mean_q, actor_loss, entropy })

@@ -204,7 +204,7 @@ impl ContinuousLearner for Td3Learner {
         let (critic_loss, mean_q) = self.critic.update(batch, &s.targets, step, &mut s.td_abs)?;
         self.updates += 1;
         let mut actor_loss = f64::NAN;
-        if self.updates % self.cfg.policy_frequency == 0 {
+        if self.updates.is_multiple_of(self.cfg.policy_frequency) {
             actor_loss = self.update_actor(&batch.obs, rows, rng);
             soft_update(&mut self.actor_target, &self.actor, self.cfg.tau);
             self.critic.soft_update(self.cfg.tau);

@@ -121,7 +121,7 @@ fn to_bytes(values: &[f32]) -> bytes::Bytes {
 }
 
 fn from_bytes(bytes: &[u8]) -> Result<Vec<f32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(wire::WireError::Ragged { bytes: bytes.len(), width: 4 }.into());
     }
     let mut values = vec![0.0; bytes.len() / 4];

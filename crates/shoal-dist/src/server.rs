@@ -153,7 +153,7 @@ impl ParamServer {
         state.version += 1;
         state.stats.updates += 1;
         match &self.checkpoint {
-            Some(policy) if policy.every > 0 && state.version % policy.every == 0 => {
+            Some(policy) if policy.every > 0 && state.version.is_multiple_of(policy.every) => {
                 Self::write(state, &policy.path, &policy.layout)
             }
             _ => Ok(()),

@@ -56,7 +56,7 @@ fn value_count(encoding: Encoding, bytes: usize) -> Result<usize, WireError> {
         Encoding::F16Le => 2,
         Encoding::Int8 => return bytes.checked_sub(4).ok_or(WireError::NoScale { bytes }),
     };
-    if bytes % width != 0 {
+    if !bytes.is_multiple_of(width) {
         return Err(WireError::Ragged { bytes, width });
     }
     Ok(bytes / width)

@@ -262,7 +262,7 @@ impl ApexCore for DqnCore {
         self.td_abs.clear();
         self.td_abs.extend(self.q.td_errors().iter().map(|e| e.abs()));
         self.updates += 1;
-        if self.updates % self.cfg.target_network_frequency == 0 {
+        if self.updates.is_multiple_of(self.cfg.target_network_frequency) {
             self.target.params_mut().copy_from_slice(self.q.params());
         }
         Ok(stats)

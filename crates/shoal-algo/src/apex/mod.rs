@@ -284,7 +284,7 @@ impl Learner {
         replay.update_priorities(&self.sample.keys, self.core.td_abs())?;
         self.stats =
             LearnerStats { updates: self.stats.updates + 1, sampled: self.stats.sampled + b as u64, loss, mean_q };
-        if let Some(link) = self.link.as_mut().filter(|_| self.stats.updates % self.cfg.publish_every == 0) {
+        if let Some(link) = self.link.as_mut().filter(|_| self.stats.updates.is_multiple_of(self.cfg.publish_every)) {
             link.store.push_params(0, self.core.published())?;
         }
         Ok(())
