@@ -17,6 +17,7 @@ use crate::error::{NnError, Result};
 use crate::layout::ParamLayout;
 use crate::model::Model;
 use crate::optim::Optimizer;
+use crate::prune::{prunable, PruneMask};
 
 const OPTIMIZER_KEY: &str = "shoal.optimizer";
 const STEPS_KEY: &str = "shoal.optimizer_steps";
@@ -196,4 +197,51 @@ fn read_tensors(file: &SafeTensors<'_>, layout: &ParamLayout, prefix: &str, path
         }
     }
     Ok(flat)
+}
+
+/// Writes a pruning mask as one `u8` tensor per weight matrix (1 = kept), atomically.
+pub fn save_mask(mask: &PruneMask, path: &Path, layout: &ParamLayout) -> Result<()> {
+    let format_err =
+        |e: safetensors::SafeTensorError| NnError::Format { path: path.display().to_string(), problem: e.to_string() };
+    let entries: Vec<(String, Vec<usize>, Vec<u8>)> = prunable(layout)
+        .map(|t| (t.name.clone(), t.shape.clone(), mask.keeps()[t.range()].iter().map(|&k| u8::from(k)).collect()))
+        .collect();
+    let views = entries
+        .iter()
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::U8, shape.clone(), bytes).map(|v| (name.clone(), v)).map_err(format_err)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bytes = safetensors::serialize(views, None::<HashMap<String, String>>).map_err(format_err)?;
+    atomic_write(path, &bytes)
+}
+
+/// Reads a mask [`save_mask`] wrote for the same layout.
+pub fn load_mask(path: &Path, layout: &ParamLayout) -> Result<PruneMask> {
+    let bytes = std::fs::read(path).map_err(|source| NnError::Io { path: path.display().to_string(), source })?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| NnError::Format { path: path.display().to_string(), problem: e.to_string() })?;
+    let mut keep = vec![true; layout.len()];
+    for t in prunable(layout) {
+        let view = file.tensor(&t.name).map_err(|_| NnError::Layout {
+            tensor: t.name.clone(),
+            problem: format!("missing from the mask file {}", path.display()),
+        })?;
+        if view.dtype() != Dtype::U8 || view.shape() != t.shape.as_slice() {
+            return Err(NnError::Layout {
+                tensor: t.name.clone(),
+                problem: format!(
+                    "{} has {:?} {:?}, the model expects a U8 mask {:?}",
+                    path.display(),
+                    view.dtype(),
+                    view.shape(),
+                    t.shape
+                ),
+            });
+        }
+        for (keep, &byte) in keep[t.range()].iter_mut().zip(view.data()) {
+            *keep = byte != 0;
+        }
+    }
+    Ok(PruneMask::from_keeps(keep))
 }

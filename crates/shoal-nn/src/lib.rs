@@ -14,7 +14,11 @@
 //! - [`gsde`]: generalized state-dependent exploration for that policy (smooth noise from
 //!   the features).
 //! - [`optim`]: Adam, SGD, RMSProp with PyTorch's rules; gradient clipping; schedules.
-//! - [`io`]: safetensors checkpoints with atomic writes.
+//! - [`io`]: safetensors checkpoints with atomic writes (and pruning masks).
+//! - [`prune`]: magnitude pruning masks and Zhu & Gupta's gradual schedule; an optimizer
+//!   wrapper ([`optim::Masked`]) keeps pruned weights at zero while training goes on.
+//! - [`quant`]: int8 inference of a trained MLP (per-channel weights, per-row activations,
+//!   exact `i32` products on AVX-512 VNNI, AVX2 or a portable loop, chosen at run time).
 //!
 //! Everything is generic over [`Scalar`] (`f32` to train, `f64` to check gradients against
 //! finite differences).
@@ -37,6 +41,8 @@ pub mod model;
 pub mod models;
 pub mod optim;
 pub mod policy;
+pub mod prune;
+pub mod quant;
 pub mod scalar;
 pub mod squashed;
 

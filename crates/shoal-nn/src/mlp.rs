@@ -23,10 +23,12 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn weight<'a, T>(&self, params: &'a [T]) -> &'a [T] {
+    /// The weight matrix, `[out_dim, in_dim]` row-major, in `params`.
+    pub fn weight<'a, T>(&self, params: &'a [T]) -> &'a [T] {
         &params[self.weight..self.weight + self.in_dim * self.out_dim]
     }
-    fn bias<'a, T>(&self, params: &'a [T]) -> &'a [T] {
+    /// The bias, `[out_dim]`, in `params`.
+    pub fn bias<'a, T>(&self, params: &'a [T]) -> &'a [T] {
         &params[self.bias..self.bias + self.out_dim]
     }
 }
@@ -138,7 +140,13 @@ impl Mlp {
         }
     }
 
-    fn activated(&self, layer: usize) -> bool {
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Whether layer `layer`'s output goes through the activation (all but the last, unless
+    /// the output is activated too).
+    pub fn activated(&self, layer: usize) -> bool {
         layer + 1 < self.layers.len() || self.activate_output
     }
 

@@ -5,6 +5,7 @@
 //! what checkpoints store and what a parameter server keeps per shard.
 
 use crate::error::{NnError, Result};
+use crate::prune::PruneMask;
 use crate::scalar::Scalar;
 
 /// An update rule `params ← params − f(grads)` with internal state.
@@ -27,6 +28,54 @@ pub trait Optimizer<T: Scalar = f32>: Send {
     /// A fresh optimizer of the same kind and hyperparameters for `len` parameters (what each
     /// shard of a sharded parameter server optimizes with).
     fn fresh(&self, len: usize) -> Box<dyn Optimizer<T>>;
+
+    /// The pruning mask its steps keep, if it keeps one ([`Masked`]).
+    fn prune_mask_mut(&mut self) -> Option<&mut PruneMask> {
+        None
+    }
+}
+
+/// An optimizer whose steps keep pruned weights at zero: fine-tuning with the mask fixed.
+/// It saves and loads as the optimizer it wraps (same name, same buffers), so a checkpoint
+/// stays readable by an unmasked run.
+pub struct Masked<T: Scalar> {
+    inner: Box<dyn Optimizer<T>>,
+    mask: PruneMask,
+}
+
+impl<T: Scalar> Masked<T> {
+    pub fn new(inner: Box<dyn Optimizer<T>>, mask: PruneMask) -> Self {
+        Masked { inner, mask }
+    }
+
+    pub fn mask(&self) -> &PruneMask {
+        &self.mask
+    }
+}
+
+impl<T: Scalar> Optimizer<T> for Masked<T> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn step(&mut self, params: &mut [T], grads: &[T], lr: T) {
+        self.inner.step(params, grads, lr);
+        self.mask.apply(params);
+    }
+    fn steps(&self) -> u64 {
+        self.inner.steps()
+    }
+    fn buffers(&self) -> Vec<(&'static str, &[T])> {
+        self.inner.buffers()
+    }
+    fn load(&mut self, steps: u64, buffers: &[(&str, &[T])]) -> Result<()> {
+        self.inner.load(steps, buffers)
+    }
+    fn fresh(&self, len: usize) -> Box<dyn Optimizer<T>> {
+        self.inner.fresh(len)
+    }
+    fn prune_mask_mut(&mut self) -> Option<&mut PruneMask> {
+        Some(&mut self.mask)
+    }
 }
 
 /// Copies saved buffers into `targets` by name, checking names and lengths.

@@ -125,6 +125,15 @@ impl<T: Scalar> ActorCritic<T> {
         self.log_std.clone().map_or(&[], |r| &self.params[r])
     }
 
+    /// The MLPs an observation passes through to become policy outputs, in order (the actor;
+    /// or the trunk, then the policy head): what inference engines outside this crate run.
+    pub fn policy_chain(&self) -> Vec<Mlp> {
+        match &self.body {
+            Body::Separate { actor, .. } => vec![actor.clone()],
+            Body::Shared { trunk, policy, .. } => vec![trunk.clone(), policy.clone()],
+        }
+    }
+
     /// Multiply-adds per row of a full forward pass (policy and value).
     pub fn macs_per_row(&self) -> usize {
         match &self.body {

@@ -92,6 +92,15 @@ impl<T: Scalar> QNetwork<T> {
         })
     }
 
+    /// The MLPs an observation passes through to become Q-values, in order; `None` for a
+    /// dueling network, whose value and advantage streams are not one chain.
+    pub fn policy_chain(&self) -> Option<Vec<Mlp>> {
+        match &self.body {
+            Body::Plain(net) => Some(vec![net.clone()]),
+            Body::Dueling { .. } => None,
+        }
+    }
+
     pub fn config(&self) -> &QNetworkConfig {
         &self.config
     }
