@@ -11,6 +11,7 @@ use crate::config::{CommonConfig, StopConfig};
 use crate::episodes::EpisodeTracker;
 use crate::error::Result;
 use crate::metrics::Metrics;
+use crate::policy_net::PolicyNet;
 use crate::updater::Updater;
 
 /// A reinforcement learning algorithm bound to its environments and model.
@@ -45,6 +46,13 @@ pub trait Agent: Send {
     /// [`Agent::statistics`]), as one process seeing every worker's experience would.
     fn set_peer_statistics(&mut self, _peers: &[Vec<f64>]) -> Result<()> {
         Ok(())
+    }
+
+    /// The network this agent acts with, detached from the algorithm (normalization, MLP
+    /// chain, action head): what `shoal optimize` prunes, quantizes, distills and times.
+    /// `None` for agents whose policy is not one chain of MLPs (tabular, dueling Q-networks).
+    fn policy_net(&mut self) -> Option<PolicyNet> {
+        None
     }
 
     /// Width of one observation row, as `predict` takes it.
@@ -173,11 +181,39 @@ pub fn learn(
     state: &mut LoopState,
     callbacks: &mut [&mut dyn Callback],
 ) -> Result<Summary> {
+    learn_from(agent, stop, state, callbacks, 0)
+}
+
+/// Trains a trained `agent` for `steps` more env steps as if its run started now: schedules
+/// (learning rate, exploration) restart over the window instead of staying at their end —
+/// fine-tuning, e.g. after pruning.
+pub fn fine_tune(
+    agent: &mut dyn Agent,
+    steps: u64,
+    state: &mut LoopState,
+    callbacks: &mut [&mut dyn Callback],
+) -> Result<Summary> {
+    let origin = agent.env_steps();
+    let stop = StopConfig { env_steps: Some(origin + steps), ..StopConfig::default() };
+    learn_from(agent, &stop, state, callbacks, origin)
+}
+
+/// [`learn`] with the schedules' progress counted from `origin` env steps.
+fn learn_from(
+    agent: &mut dyn Agent,
+    stop: &StopConfig,
+    state: &mut LoopState,
+    callbacks: &mut [&mut dyn Callback],
+    origin: u64,
+) -> Result<Summary> {
     let start = Instant::now();
     let wall_before = state.wall_seconds;
     let steps_before = agent.env_steps();
     let reason = loop {
-        let progress = stop.env_steps.map_or(0.0, |total| (agent.env_steps() as f64 / total as f64).min(1.0));
+        let progress = stop.env_steps.map_or(0.0, |total| {
+            let done = agent.env_steps().saturating_sub(origin) as f64;
+            (done / total.saturating_sub(origin).max(1) as f64).min(1.0)
+        });
         let metrics = agent.train_iteration(progress)?;
         state.iteration += 1;
         state.wall_seconds = wall_before + start.elapsed().as_secs_f64();

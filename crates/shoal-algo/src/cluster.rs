@@ -30,6 +30,7 @@ use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, io_err, Result};
 use crate::eval::EvalStop;
 use crate::metrics::{mean_metrics, Metrics};
+use crate::policy_net::PolicyNet;
 use crate::updater::Link;
 
 pub use crate::cluster_config::{ClusterConfig, Compression, Mode, Topology};
@@ -255,6 +256,11 @@ impl Agent for ClusterAgent {
 
     fn action_dim(&self) -> usize {
         self.view.action_dim()
+    }
+
+    fn policy_net(&mut self) -> Option<PolicyNet> {
+        self.refresh_view().ok()?;
+        self.view.policy_net()
     }
 
     fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {

@@ -26,6 +26,34 @@ pub struct CommonConfig {
     /// Several workers and parameter servers, embedded or as processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterConfig>,
+    /// How the trained policy acts (`shoal optimize --quantize int8` writes `int8`).
+    #[serde(default, skip_serializing_if = "InferenceConfig::is_default")]
+    pub inference: InferenceConfig,
+}
+
+/// The arithmetic a policy acts in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Weights per output channel and activations per row in int8 (`shoal_nn::quant`);
+    /// deterministic actions only.
+    Int8,
+}
+
+/// `[inference]`: how `predict` (evaluation, `shoal eval`, serving) runs the policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceConfig {
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+impl InferenceConfig {
+    fn is_default(&self) -> bool {
+        *self == InferenceConfig::default()
+    }
 }
 
 fn default_seed() -> u64 {

@@ -24,6 +24,7 @@ use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, AlgoError, Result};
 use crate::explore::{argmax, epsilon_greedy};
 use crate::metrics::Metrics;
+use crate::policy_net::{ActionHead, PolicyNet};
 use crate::replay::{env_step, ReplayBuffer};
 use crate::updater::Updater;
 
@@ -399,6 +400,11 @@ impl Agent for Dqn {
     }
     fn action_dim(&self) -> usize {
         1
+    }
+
+    fn policy_net(&mut self) -> Option<PolicyNet> {
+        let chain = self.q.policy_chain()?;
+        Some(PolicyNet::new(self.q.layout().clone(), self.q.params().to_vec(), chain, ActionHead::Argmax, None))
     }
 
     fn predict(&mut self, obs: &[f32], rows: usize, deterministic: bool, actions: &mut [f32]) -> Result<()> {

@@ -20,6 +20,7 @@ use crate::config::{CommonConfig, NetConfig};
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, Result};
 use crate::normalize::{NormalizeConfig, Normalizer};
+use crate::policy_net::{ActionHead, PolicyNet};
 
 /// How an env takes the policy's actions.
 enum ActionKind {
@@ -304,6 +305,22 @@ impl OnPolicyCore {
         Ok(())
     }
 
+    /// The actor (or trunk and policy head) with the normalization, acting deterministically.
+    pub fn policy_net(&self) -> PolicyNet {
+        let head = match &self.kind {
+            ActionKind::Discrete => ActionHead::Argmax,
+            ActionKind::Continuous { low, high } => ActionHead::Clip { low: low.clone(), high: high.clone() },
+        };
+        let params = self.model.params().to_vec();
+        PolicyNet::new(
+            self.model.layout().clone(),
+            params,
+            self.model.policy_chain(),
+            head,
+            Some(self.normalizer.clone()),
+        )
+    }
+
     pub fn save(&mut self, dir: &Path, optimizer: Option<&dyn Optimizer<f32>>) -> Result<()> {
         io::save(&dir.join("model.safetensors"), &self.model, optimizer, &Default::default())?;
         write_json(&dir.join("normalizer.json"), &self.normalizer)?;
@@ -368,6 +385,9 @@ macro_rules! forward_to_core {
         }
         fn set_peer_statistics(&mut self, peers: &[Vec<f64>]) -> crate::error::Result<()> {
             self.core.normalizer.set_peers(peers)
+        }
+        fn policy_net(&mut self) -> Option<crate::policy_net::PolicyNet> {
+            Some(self.core.policy_net())
         }
         fn obs_dim(&self) -> usize {
             self.core.obs_dim

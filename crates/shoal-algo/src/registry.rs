@@ -17,9 +17,10 @@ use crate::agent::Agent;
 use crate::apex::{ApexAgent, ApexConfig, ApexSetup};
 use crate::cluster::{ClusterAgent, ServerSpec};
 use crate::cluster_config::{ClusterConfig, Mode};
-use crate::config::CommonConfig;
+use crate::config::{CommonConfig, Precision};
 use crate::dqn::{Dqn, DqnConfig};
 use crate::error::{config_err, io_err, AlgoError, Result};
+use crate::int8_agent::Int8Agent;
 use crate::ppo::{Ppo, PpoConfig};
 use crate::q_learning::{QLearning, QLearningConfig};
 use crate::sac::{Sac, SacConfig};
@@ -227,13 +228,16 @@ fn section<'a, T>(section: &'a Option<T>, name: &str) -> Result<&'a T> {
 /// config has several workers or shards (`shoal train` starts processes itself for
 /// `topology = "processes"`; this is what it evaluates and checkpoints their result as).
 pub fn build_agent(config: &TrainConfig) -> Result<Box<dyn Agent>> {
-    if config.algo == Algo::Apex {
-        return build_single_agent(config);
-    }
-    match config.cluster() {
-        Some(cluster) if cluster.is_distributed() => Ok(Box::new(cluster_agent(config, &cluster)?)),
-        _ => build_single_agent(config),
-    }
+    let agent = match config.cluster() {
+        Some(cluster) if cluster.is_distributed() && config.algo != Algo::Apex => {
+            Box::new(cluster_agent(config, &cluster)?)
+        }
+        _ => build_single_agent(config)?,
+    };
+    Ok(match config.common.inference.precision {
+        Precision::F32 => agent,
+        Precision::Int8 => Box::new(Int8Agent::new(agent)),
+    })
 }
 
 /// One agent of the config's algorithm, ignoring `[cluster]`.

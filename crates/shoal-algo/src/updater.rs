@@ -14,6 +14,8 @@
 use std::sync::Arc;
 
 use shoal_dist::{AllReduce, ParamStore, PushOutcome};
+use shoal_nn::optim::Masked;
+use shoal_nn::prune::PruneMask;
 use shoal_nn::{Optimizer, Sgd};
 
 use crate::error::{config_err, Result};
@@ -192,6 +194,26 @@ impl Updater {
             | Updater::Averaging(Averaging { optimizer, .. })
             | Updater::Group(GroupStep { optimizer, .. }) => Some(optimizer.as_mut()),
             Updater::Remote(_) => None,
+        }
+    }
+
+    /// Keeps the weights `mask` prunes at zero through every future local step (fine-tuning
+    /// a pruned model), replacing any earlier mask; only an updater that owns its optimizer
+    /// can.
+    pub fn fix_mask(&mut self, mask: PruneMask) -> Result<()> {
+        match self {
+            Updater::Local(optimizer)
+            | Updater::Averaging(Averaging { optimizer, .. })
+            | Updater::Group(GroupStep { optimizer, .. }) => {
+                if let Some(current) = optimizer.prune_mask_mut() {
+                    *current = mask;
+                    return Ok(());
+                }
+                let inner = std::mem::replace(optimizer, Box::new(Sgd::new(0, 0.0, false)));
+                *optimizer = Box::new(Masked::new(inner, mask));
+                Ok(())
+            }
+            Updater::Remote(_) => Err(config_err("a worker whose server optimizes cannot hold a pruning mask")),
         }
     }
 
