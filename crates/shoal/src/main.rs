@@ -25,6 +25,8 @@ enum Command {
     Train(commands::train::Args),
     /// Evaluate a trained agent: mean/std return, cumulative return, length, success rate.
     Eval(commands::eval::Args),
+    /// Make a trained policy smaller or faster: prune, quantize to int8, or distill.
+    Optimize(commands::optimize::Args),
     /// Plot learning curves of one or more runs to a PNG.
     Plot(commands::plot::Args),
     /// List every registered environment with its spaces, time limit and reward threshold.
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => commands::train::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
+        Command::Optimize(args) => commands::optimize::run(&args),
         Command::Plot(args) => commands::plot::run(&args),
         Command::Envs(args) => commands::envs::run(&args),
         Command::Rollout(args) => commands::rollout::run(&args),

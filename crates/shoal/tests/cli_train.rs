@@ -264,3 +264,108 @@ fn plot_draws_learning_curves_of_several_runs() {
     let message = err(&shoal(&["plot", dir.path().to_str().unwrap()]));
     assert!(message.contains("metrics.csv"), "{message}");
 }
+
+fn report(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap()
+}
+
+fn returns(report: &serde_json::Value) -> (f64, f64) {
+    let mean = |side: &str| report[side]["eval"]["episode_return_mean"].as_f64().unwrap();
+    (mean("original"), mean("optimized"))
+}
+
+/// `shoal optimize` on a CartPole PPO teacher: pruning to 90 %, int8 and a student with a
+/// twelfth of the parameters all keep ≥ 98 % of its deterministic return, and load in
+/// `shoal eval`; bad input is refused with nothing written.
+#[test]
+fn optimize_prunes_quantizes_and_distills_a_trained_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = dir.path().join("teacher");
+    ok(&shoal(&["train", &config("cartpole-ppo.toml"), "--out", teacher.to_str().unwrap()]));
+    let teacher = teacher.to_str().unwrap();
+    let optimize = |out: &str, method: &[&str]| {
+        let out = dir.path().join(out);
+        let mut args = vec!["optimize", teacher, "--out", out.to_str().unwrap(), "--max-return-drop", "0.02"];
+        args.extend_from_slice(method);
+        (shoal(&args), out)
+    };
+
+    let (output, pruned) = optimize("pruned", &["--prune", "0.9"]);
+    let table = ok(&output);
+    assert!(table.contains("weight sparsity"), "{table}");
+    let r = report(&pruned);
+    let (before, after) = returns(&r);
+    assert!(before >= 475.0, "the teacher did not learn: {before}");
+    assert!(after >= 0.98 * before, "pruned: {after} of {before}");
+    assert!((r["optimized"]["weight_sparsity"].as_f64().unwrap() - 0.9).abs() < 0.01, "{r}");
+    assert!(pruned.join("checkpoints/latest/mask.safetensors").exists());
+    let eval = ok(&shoal(&["eval", pruned.to_str().unwrap(), "--deterministic", "--episodes", "3", "--json"]));
+    let eval: serde_json::Value = serde_json::from_str(&eval).unwrap();
+    assert!(eval["episode_return_mean"].as_f64().unwrap() >= 0.98 * before, "{eval}");
+
+    let (output, int8) = optimize("int8", &["--quantize", "int8"]);
+    ok(&output);
+    let r = report(&int8);
+    let (before, after) = returns(&r);
+    assert!(after >= 0.98 * before, "int8: {after} of {before}");
+    assert!(r["optimized"]["policy_bytes"].as_u64().unwrap() * 3 < r["original"]["policy_bytes"].as_u64().unwrap());
+    assert!(std::fs::read_to_string(int8.join("config.toml")).unwrap().contains("precision = \"int8\""));
+    let sampled = err(&shoal(&["eval", int8.to_str().unwrap(), "--episodes", "1"]));
+    assert!(sampled.contains("--deterministic"), "{sampled}");
+
+    let (output, student) = optimize("student", &["--distill", "16,16"]);
+    ok(&output);
+    let r = report(&student);
+    let (before, after) = returns(&r);
+    assert!(after >= 0.98 * before, "student: {after} of {before}");
+    let params = |side: &str| r[side]["parameters"].as_u64().unwrap();
+    assert!(params("optimized") * 10 <= params("original"), "{r}");
+
+    // Bad input: nothing is written.
+    for (method, expected) in [
+        (&["--prune", "1.0"][..], "outside [0, 1)"),
+        (&["--distill", "128,128"][..], "not smaller than the teacher"),
+        (&["--quantize", "int4"][..], "int8"),
+    ] {
+        let (output, out) = optimize("refused", method);
+        let message = err(&output);
+        assert!(message.contains(expected), "{method:?}: {message}");
+        assert!(!out.exists(), "{method:?} wrote {}", out.display());
+    }
+    let broken = dir.path().join("broken");
+    copy_dir(Path::new(teacher), &broken);
+    std::fs::write(broken.join("checkpoints/latest/model.safetensors"), b"not safetensors").unwrap();
+    let message = err(&shoal(&["optimize", broken.to_str().unwrap(), "--quantize", "int8", "--out", "/nonexistent/x"]));
+    assert!(message.contains("model.safetensors"), "{message}");
+}
+
+#[test]
+fn optimize_refuses_a_tabular_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("q");
+    ok(&shoal(&[
+        "train",
+        &config("frozenlake-q.toml"),
+        "--set",
+        "stop.env_steps=2000",
+        "--out",
+        run.to_str().unwrap(),
+    ]));
+    let out = dir.path().join("optimized");
+    let message = err(&shoal(&["optimize", run.to_str().unwrap(), "--prune", "0.5", "--out", out.to_str().unwrap()]));
+    assert!(message.contains("q_learning") && message.contains("ppo"), "{message}");
+    assert!(!out.exists());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -15,6 +15,7 @@ pub mod envs;
 pub mod eval;
 pub mod launch;
 pub mod load_workers;
+pub mod optimize;
 pub mod plot;
 pub mod ps;
 pub mod replay;
