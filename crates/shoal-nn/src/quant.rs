@@ -70,6 +70,12 @@ impl Int8Kernel {
             .collect()
     }
 
+    /// Whether the kernel reads activations shifted into u8 (`q + 128`, `vpdpbusd`'s unsigned
+    /// operand) rather than as i8.
+    fn shifted_inputs(self) -> bool {
+        self == Int8Kernel::Avx512Vnni && Int8Kernel::detect() == Int8Kernel::Avx512Vnni
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Int8Kernel::Portable => "portable",
@@ -181,34 +187,233 @@ impl QuantizedLinear {
         }
     }
 
-    /// `acc[r, o] = Σ_k xq[r,k]·q_w[o,k]` for `rows` rows of quantized inputs
-    /// (`[rows, padded_in]`), written `[rows, blocks·LANES]`.
-    fn accumulate(&self, kernel: Int8Kernel, xq: &[i8], rows: usize, acc: &mut [i32]) {
-        let width = self.blocks() * LANES;
-        debug_assert!(xq.len() >= rows * self.padded_in() && acc.len() >= rows * width);
+    /// `out[r, o] = row_scales[r]·channel_scales[o]·Σ_k xq[r,k]·q_w[o,k]` for `rows` rows of
+    /// quantized inputs (`[rows, padded_in]`, shifted into u8 for the VNNI kernel); `out` is
+    /// `[rows, out_dim]`. The sums are exact integers; the scaling is fused into their store.
+    fn accumulate(
+        &self,
+        kernel: Int8Kernel,
+        xq: &[i8],
+        rows: usize,
+        row_scales: &[f32],
+        channel_scales: &[f32],
+        out: &mut [f32],
+    ) {
+        assert!(xq.len() >= rows * self.padded_in(), "int8 layer: input buffer too short");
+        assert!(out.len() >= rows * self.out_dim, "int8 layer: output buffer too short");
+        assert!(row_scales.len() >= rows && channel_scales.len() == self.out_dim, "int8 layer: scales");
         match kernel {
             #[cfg(target_arch = "x86_64")]
-            Int8Kernel::Avx512Vnni if Int8Kernel::detect() == Int8Kernel::Avx512Vnni => {
-                // SAFETY: the CPU supports the kernel's features (checked above); the buffer
-                // bounds are asserted at the top of `accumulate_simd`.
-                unsafe { x86::accumulate_vnni(self, xq, rows, acc) }
+            Int8Kernel::Avx512Vnni if kernel.shifted_inputs() => {
+                // SAFETY: the CPU supports the kernel's features (checked by `shifted_inputs`);
+                // the buffer bounds are asserted above.
+                unsafe { x86::accumulate_vnni(self, xq, rows, row_scales, channel_scales, Epilogue::Floats(out)) }
             }
             #[cfg(target_arch = "x86_64")]
-            Int8Kernel::Avx2 | Int8Kernel::Avx512Vnni if is_x86_feature_detected!("avx2") => {
+            Int8Kernel::Avx2 if is_x86_feature_detected!("avx2") => {
                 // SAFETY: as above, for AVX2.
-                unsafe { x86::accumulate_avx2(self, xq, rows, acc) }
+                unsafe { x86::accumulate_avx2(self, xq, rows, row_scales, channel_scales, out) }
             }
-            _ => self.accumulate_portable(xq, rows, acc),
+            _ => self.accumulate_portable(xq, rows, row_scales, channel_scales, out),
         }
     }
 
-    fn accumulate_portable(&self, xq: &[i8], rows: usize, acc: &mut [i32]) {
-        let (pin, width) = (self.padded_in(), self.blocks() * LANES);
+    /// [`QuantizedLinear::accumulate`] with the activation fused into the kernel's store
+    /// (`epilogue`), where the kernel can (VNNI); returns false (and does nothing) for the
+    /// other kernels.
+    fn accumulate_fused(
+        &self,
+        kernel: Int8Kernel,
+        xq: &[i8],
+        rows: usize,
+        row_scales: &[f32],
+        epilogue: Epilogue<'_>,
+    ) -> bool {
+        assert!(xq.len() >= rows * self.padded_in() && row_scales.len() >= rows, "int8 layer: input buffers");
+        #[cfg(target_arch = "x86_64")]
+        {
+            if kernel.shifted_inputs() {
+                // SAFETY: the CPU supports the kernel's features (checked by `shifted_inputs`);
+                // the buffer bounds are asserted above and in the kernel.
+                unsafe { x86::accumulate_vnni(self, xq, rows, row_scales, &self.scales, epilogue) };
+                return true;
+            }
+        }
+        let _ = (kernel, epilogue);
+        false
+    }
+
+    fn accumulate_portable(&self, xq: &[i8], rows: usize, row_scales: &[f32], channel_scales: &[f32], out: &mut [f32]) {
+        let pin = self.padded_in();
         for r in 0..rows {
             let x = &xq[r * pin..r * pin + self.in_dim];
-            for (o, w) in self.weights.chunks_exact(self.in_dim.max(1)).take(self.out_dim).enumerate() {
-                acc[r * width + o] = x.iter().zip(w).map(|(&a, &b)| a as i32 * b as i32).sum();
+            let y = &mut out[r * self.out_dim..(r + 1) * self.out_dim];
+            for ((y, w), &sw) in y.iter_mut().zip(self.weights.chunks_exact(self.in_dim.max(1))).zip(channel_scales) {
+                let sum: i32 = x.iter().zip(w).map(|(&a, &b)| a as i32 * b as i32).sum();
+                *y = sum as f32 * (row_scales[r] * sw);
             }
+        }
+    }
+}
+
+/// The first layer of a [`QuantizedMlp`], kept in `f32`: it reads raw observations, whose
+/// features differ in scale by orders of magnitude (a cart's velocity and a pole's angle), so
+/// one scale per row would round the small ones to nothing — int8 DQN on CartPole fell from
+/// 500 to 371 that way. With a few inputs it is a small share of the products (4·64 of
+/// 4480 for CartPole's 64-64 net).
+#[derive(Debug, Clone)]
+pub struct InputLayer {
+    pub in_dim: usize,
+    pub out_dim: usize,
+    /// `Wᵀ`, `[in_dim, out_dim]`: each input scales a contiguous row of outputs.
+    pub weight_t: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+impl InputLayer {
+    fn new(layer: &crate::mlp::Linear, params: &[f32]) -> Self {
+        let (w, (i, o)) = (layer.weight(params), (layer.in_dim, layer.out_dim));
+        let mut weight_t = vec![0.0; i * o];
+        for r in 0..o {
+            for k in 0..i {
+                weight_t[k * o + r] = w[r * i + k];
+            }
+        }
+        InputLayer { in_dim: i, out_dim: o, weight_t, bias: layer.bias(params).to_vec() }
+    }
+
+    /// `activation(x·Wᵀ + b)` of a tile, quantized into `xq` for the next layer (per row, or
+    /// with [`TANH_SCALE`] after tanh); `out` holds the floats where they were needed.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        x: &[f32],
+        rows: usize,
+        activation: Activation,
+        padded: usize,
+        shifted: bool,
+        out: &mut Vec<f32>,
+        xq: &mut Vec<i8>,
+        scales: &mut Vec<f32>,
+    ) {
+        out.clear();
+        out.resize(rows * self.out_dim, 0.0);
+        let tanh = activation == Activation::Tanh;
+        #[cfg(target_arch = "x86_64")]
+        {
+            // The VNNI kernel's CPUs have AVX-512; its inputs are shifted into u8.
+            if shifted {
+                xq.clear();
+                xq.resize(rows * padded, 0);
+                // SAFETY: `shifted` is only set where the CPU runs the VNNI kernel, whose
+                // features include the ones this function is compiled for; bounds are
+                // asserted inside.
+                unsafe { x86::input_layer_avx512(self, x, rows, tanh, padded, out, xq) };
+                if tanh {
+                    scales.clear();
+                    scales.resize(rows, TANH_SCALE);
+                } else {
+                    quantize_rows(out, rows, self.out_dim, padded, shifted, None, xq, scales);
+                }
+                return;
+            }
+        }
+        for (row, y) in x.chunks_exact(self.in_dim).zip(out.chunks_exact_mut(self.out_dim)) {
+            for (&xk, w) in row.iter().zip(self.weight_t.chunks_exact(self.out_dim)) {
+                for (y, &w) in y.iter_mut().zip(w) {
+                    *y += xk * w;
+                }
+            }
+        }
+        activation.bias_activate(out, &self.bias);
+        quantize_rows(out, rows, self.out_dim, padded, shifted, tanh.then_some(TANH_SCALE), xq, scales);
+    }
+}
+
+/// `Σ a·b` with 8 running sums, so the loop vectorizes.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut sums = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for ((s, &x), &y) in sums.iter_mut().zip(x).zip(y) {
+            *s += x * y;
+        }
+    }
+    sums.iter().sum::<f32>() + tail
+}
+
+/// The last layer of a [`QuantizedMlp`] of two or more layers: `f32` weights over the int8
+/// activations of the layer before, dequantized by their row scale. Its outputs decide the
+/// action by their differences, and a DQN's Q-values differ by a fraction of a percent of
+/// their size: int8 weights per channel moved them enough to drop CartPole DQN from 500 to 379
+/// (with `f32` weights here: 493). It is a small share of the products (64·2 of 4480).
+#[derive(Debug, Clone)]
+pub struct OutputLayer {
+    pub in_dim: usize,
+    pub out_dim: usize,
+    /// `[out_dim, in_dim]`.
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    /// One dequantized input row.
+    row: Vec<f32>,
+}
+
+impl OutputLayer {
+    fn new(layer: &crate::mlp::Linear, params: &[f32]) -> Self {
+        OutputLayer {
+            in_dim: layer.in_dim,
+            out_dim: layer.out_dim,
+            weight: layer.weight(params).to_vec(),
+            bias: layer.bias(params).to_vec(),
+            row: vec![0.0; layer.in_dim],
+        }
+    }
+
+    /// Width of a quantized input row, as the int8 layers pad it.
+    fn padded_in(&self) -> usize {
+        self.in_dim.div_ceil(GROUP) * GROUP
+    }
+
+    /// `activation(s_x·(q_x·Wᵀ) + b)` for `rows` quantized rows (`[rows, padded_in]`, shifted
+    /// into u8 when `shifted`) into `out` (`[rows, out_dim]`).
+    fn forward(
+        &mut self,
+        xq: &[i8],
+        rows: usize,
+        shifted: bool,
+        scales: &[f32],
+        activation: Option<Activation>,
+        out: &mut [f32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if shifted {
+                // SAFETY: as in `InputLayer::forward`.
+                unsafe { x86::output_layer_avx512(self, xq, rows, scales, out) };
+                let out = &mut out[..rows * self.out_dim];
+                match activation {
+                    Some(activation) => activation.bias_activate(out, &self.bias),
+                    None => add_bias(out, &self.bias),
+                }
+                return;
+            }
+        }
+        let flip = if shifted { 0x80u8 as i8 } else { 0 };
+        let padded = self.padded_in();
+        for r in 0..rows {
+            for (x, &q) in self.row.iter_mut().zip(&xq[r * padded..r * padded + self.in_dim]) {
+                *x = (q ^ flip) as f32;
+            }
+            let y = &mut out[r * self.out_dim..(r + 1) * self.out_dim];
+            for (y, w) in y.iter_mut().zip(self.weight.chunks_exact(self.in_dim)) {
+                *y = scales[r] * dot(&self.row, w);
+            }
+        }
+        let out = &mut out[..rows * self.out_dim];
+        match activation {
+            Some(activation) => activation.bias_activate(out, &self.bias),
+            None => add_bias(out, &self.bias),
         }
     }
 }
@@ -217,36 +422,50 @@ impl QuantizedLinear {
 /// this large was seen).
 #[derive(Debug, Clone)]
 pub struct QuantizedMlp {
+    /// The first layer, kept in `f32` (see [`InputLayer`]); `None` for a single-layer net.
+    input: Option<InputLayer>,
+    /// The hidden-to-hidden layers (all of a single-layer net), in int8.
     layers: Vec<QuantizedLinear>,
+    /// The last layer, with `f32` weights (see [`OutputLayer`]); `None` for a single-layer net.
+    output: Option<OutputLayer>,
     activation: Activation,
     activate_output: bool,
     kernel: Int8Kernel,
     xq: Vec<i8>,
+    /// The next layer's quantized input, written by a fused epilogue.
+    next_xq: Vec<i8>,
     row_scales: Vec<f32>,
-    acc: Vec<i32>,
+    /// A tile's activations between layers (two, alternating).
     hidden: Vec<f32>,
-    output: Vec<f32>,
+    output_tile: Vec<f32>,
+    /// The whole batch's outputs.
+    result: Vec<f32>,
 }
 
 impl QuantizedMlp {
     /// Quantizes `mlp`'s weights in `params`.
     pub fn new(mlp: &Mlp, params: &[f32]) -> Self {
-        let layers = mlp
-            .layers()
-            .iter()
-            .map(|l| QuantizedLinear::new(l.weight(params), l.bias(params), l.in_dim, l.out_dim))
-            .collect();
+        let all = mlp.layers();
+        let split = all.len() > 1;
+        let input = split.then(|| InputLayer::new(&all[0], params));
+        let output = split.then(|| OutputLayer::new(&all[all.len() - 1], params));
+        let int8 = if split { &all[1..all.len() - 1] } else { all };
+        let layers =
+            int8.iter().map(|l| QuantizedLinear::new(l.weight(params), l.bias(params), l.in_dim, l.out_dim)).collect();
         let n = mlp.layers().len();
         QuantizedMlp {
+            input,
             layers,
+            output,
             activation: mlp.activation(),
             activate_output: n > 0 && mlp.activated(n - 1),
             kernel: Int8Kernel::detect(),
             xq: Vec::new(),
+            next_xq: Vec::new(),
             row_scales: Vec::new(),
-            acc: Vec::new(),
             hidden: Vec::new(),
-            output: Vec::new(),
+            output_tile: Vec::new(),
+            result: Vec::new(),
         }
     }
 
@@ -274,83 +493,230 @@ impl QuantizedMlp {
     }
 
     pub fn in_dim(&self) -> usize {
-        self.layers.first().map_or(0, |l| l.in_dim)
+        match &self.input {
+            Some(input) => input.in_dim,
+            None => self.layers.first().map_or(0, |l| l.in_dim),
+        }
     }
 
     pub fn out_dim(&self) -> usize {
-        self.layers.last().map_or(0, |l| l.out_dim)
+        match &self.output {
+            Some(output) => output.out_dim,
+            None => self.layers.last().map_or(0, |l| l.out_dim),
+        }
     }
 
-    /// Bytes the quantized model takes: int8 weights, f32 scales and biases.
+    /// Bytes the quantized model takes: int8 weights, f32 scales and biases, and the f32
+    /// input layer.
     pub fn bytes(&self) -> usize {
-        self.layers.iter().map(|l| l.weights.len() + 4 * (l.scales.len() + l.bias.len())).sum()
+        let input = self.input.as_ref().map_or(0, |l| 4 * (l.weight_t.len() + l.bias.len()));
+        let output = self.output.as_ref().map_or(0, |l| 4 * (l.weight.len() + l.bias.len()));
+        input
+            + output
+            + self.layers.iter().map(|l| l.weights.len() + 4 * (l.scales.len() + l.bias.len())).sum::<usize>()
+    }
+
+    /// The last layer, with f32 weights, if kept.
+    pub fn output_layer(&self) -> Option<&OutputLayer> {
+        self.output.as_ref()
+    }
+
+    /// The f32 input layer, if kept.
+    pub fn input_layer(&self) -> Option<&InputLayer> {
+        self.input.as_ref()
     }
 
     /// Runs `rows` inputs (`[rows, in_dim]`) forward; returns `[rows, out_dim]`.
+    ///
+    /// Rows go through all layers [`FORWARD_TILE`] at a time, so a tile's activations stay in
+    /// the L1 cache between the passes of a layer (quantize, products, bias and activation).
+    /// A layer fed by tanh quantizes with the fixed scale 1/127 (tanh is within ±1), with no
+    /// pass for the row maximum; on VNNI its input is written by the last layer's kernel.
     pub fn forward(&mut self, x: &[f32], rows: usize) -> &[f32] {
         let n = self.layers.len();
-        let mut input = std::mem::take(&mut self.hidden);
-        input.clear();
-        input.extend_from_slice(&x[..rows * self.in_dim()]);
-        let mut out = std::mem::take(&mut self.output);
-        for i in 0..n {
-            let layer = &self.layers[i];
-            quantize_rows(&input, rows, layer.in_dim, layer.padded_in(), &mut self.xq, &mut self.row_scales);
-            let width = layer.blocks() * LANES;
-            self.acc.resize(rows * width, 0);
-            layer.accumulate(self.kernel, &self.xq, rows, &mut self.acc);
-            out.resize(rows * layer.out_dim, 0.0);
-            for r in 0..rows {
-                let sx = self.row_scales[r];
-                let acc = &self.acc[r * width..r * width + layer.out_dim];
-                let y = &mut out[r * layer.out_dim..(r + 1) * layer.out_dim];
-                for ((y, &a), &sw) in y.iter_mut().zip(acc).zip(&layer.scales) {
-                    *y = a as f32 * (sx * sw);
+        let (in_dim, out_dim) = (self.in_dim(), self.out_dim());
+        let shifted = self.kernel.shifted_inputs();
+        let tanh = self.activation == Activation::Tanh;
+        let mut ping = std::mem::take(&mut self.hidden);
+        let mut pong = std::mem::take(&mut self.output_tile);
+        self.result.resize(rows * out_dim, 0.0);
+        let mut r0 = 0;
+        while r0 < rows {
+            let tile = FORWARD_TILE.min(rows - r0);
+            let tile_x = &x[r0 * in_dim..(r0 + tile) * in_dim];
+            let tile_out = &mut self.result[r0 * out_dim..(r0 + tile) * out_dim];
+            // Whether `xq` holds the next layer's input; otherwise it is in floats (`tile_x`
+            // before any layer ran, `ping` after).
+            let mut quantized = false;
+            if let Some(input) = &self.input {
+                let padded = padded_input_of(&self.layers, self.output.as_ref(), 0);
+                input.forward(
+                    tile_x,
+                    tile,
+                    self.activation,
+                    padded,
+                    shifted,
+                    &mut ping,
+                    &mut self.xq,
+                    &mut self.row_scales,
+                );
+                quantized = true;
+            }
+            for i in 0..n {
+                let layer = &self.layers[i];
+                if !quantized {
+                    let floats: &[f32] = if i == 0 && self.input.is_none() { tile_x } else { &ping };
+                    let fixed = (tanh && (i > 0 || self.input.is_some())).then_some(TANH_SCALE);
+                    quantize_rows(
+                        floats,
+                        tile,
+                        layer.in_dim,
+                        layer.padded_in(),
+                        shifted,
+                        fixed,
+                        &mut self.xq,
+                        &mut self.row_scales,
+                    );
                 }
+                if i + 1 == n && self.output.is_none() {
+                    layer.accumulate(self.kernel, &self.xq, tile, &self.row_scales, &layer.scales, tile_out);
+                    match self.activate_output {
+                        true => self.activation.bias_activate(tile_out, &layer.bias),
+                        false => add_bias(tile_out, &layer.bias),
+                    }
+                    break;
+                }
+                let next = padded_input_of(&self.layers, self.output.as_ref(), i + 1);
+                if tanh {
+                    self.next_xq.clear();
+                    self.next_xq.resize(tile * next, 0);
+                    let epilogue = Epilogue::TanhQuantized { bias: &layer.bias, xq: &mut self.next_xq, padded: next };
+                    if layer.accumulate_fused(self.kernel, &self.xq, tile, &self.row_scales, epilogue) {
+                        std::mem::swap(&mut self.xq, &mut self.next_xq);
+                        self.row_scales.clear();
+                        self.row_scales.resize(tile, TANH_SCALE);
+                        quantized = true;
+                        continue;
+                    }
+                }
+                pong.resize(tile * layer.out_dim, 0.0);
+                let fused = !tanh && {
+                    let epilogue = Epilogue::BiasRelu { bias: &layer.bias, out: &mut pong };
+                    layer.accumulate_fused(self.kernel, &self.xq, tile, &self.row_scales, epilogue)
+                };
+                if !fused {
+                    layer.accumulate(self.kernel, &self.xq, tile, &self.row_scales, &layer.scales, &mut pong);
+                    self.activation.bias_activate(&mut pong, &layer.bias);
+                }
+                std::mem::swap(&mut ping, &mut pong);
+                quantized = false;
             }
-            if i + 1 < n || self.activate_output {
-                self.activation.bias_activate(&mut out, &layer.bias);
-            } else {
-                add_bias(&mut out, &layer.bias);
+            if let Some(output) = &mut self.output {
+                if !quantized {
+                    let fixed = tanh.then_some(TANH_SCALE);
+                    let padded = output.padded_in();
+                    quantize_rows(
+                        &ping,
+                        tile,
+                        output.in_dim,
+                        padded,
+                        shifted,
+                        fixed,
+                        &mut self.xq,
+                        &mut self.row_scales,
+                    );
+                }
+                let activation = self.activate_output.then_some(self.activation);
+                output.forward(&self.xq, tile, shifted, &self.row_scales, activation, tile_out);
             }
-            std::mem::swap(&mut input, &mut out);
+            r0 += tile;
         }
-        self.hidden = out;
-        self.output = input;
-        &self.output[..rows * self.out_dim()]
+        self.hidden = ping;
+        self.output_tile = pong;
+        &self.result[..rows * out_dim]
     }
 }
 
-/// Quantizes each of `rows` rows of `x` (`[rows, width]`) with its own symmetric scale into
-/// `xq` (`[rows, padded]`, zero-padded).
-pub fn quantize_rows(x: &[f32], rows: usize, width: usize, padded: usize, xq: &mut Vec<i8>, scales: &mut Vec<f32>) {
+/// The quantized row width of int8 layer `i`'s input (the output layer's after the last).
+fn padded_input_of(layers: &[QuantizedLinear], output: Option<&OutputLayer>, i: usize) -> usize {
+    match (layers.get(i), output) {
+        (Some(layer), _) => layer.padded_in(),
+        (None, Some(output)) => output.padded_in(),
+        (None, None) => 0,
+    }
+}
+
+/// Rows per pass of [`QuantizedMlp::forward`] through all layers.
+const FORWARD_TILE: usize = 32;
+
+/// The fixed activation scale of a layer fed by tanh, whose outputs are within ±1.
+const TANH_SCALE: f32 = 1.0 / 127.0;
+
+/// Where [`QuantizedLinear::accumulate`] puts its results.
+enum Epilogue<'a> {
+    /// The scaled sums as `f32`, `[rows, out_dim]` (bias and activation follow).
+    Floats(&'a mut [f32]),
+    /// `round(127·tanh(sum + bias))` as the next layer's quantized input (`[rows, padded]`,
+    /// shifted into u8 for the VNNI kernel), with scale [`TANH_SCALE`]: the hidden layers of
+    /// a tanh network never leave the kernel as floats.
+    TanhQuantized { bias: &'a [f32], xq: &'a mut [i8], padded: usize },
+    /// `max(0, sum + bias)` as `f32`, `[rows, out_dim]`: a relu layer's output, to be
+    /// quantized per row for the next.
+    BiasRelu { bias: &'a [f32], out: &'a mut [f32] },
+}
+
+/// Quantizes each of `rows` rows of `x` (`[rows, width]`) with its own symmetric scale (or
+/// `fixed` for all) into `xq` (`[rows, padded]`, zero-padded); `shifted` stores `q + 128` as
+/// u8 bits instead.
+#[allow(clippy::too_many_arguments)]
+pub fn quantize_rows(
+    x: &[f32],
+    rows: usize,
+    width: usize,
+    padded: usize,
+    shifted: bool,
+    fixed: Option<f32>,
+    xq: &mut Vec<i8>,
+    scales: &mut Vec<f32>,
+) {
     xq.clear();
     xq.resize(rows * padded, 0);
     scales.resize(rows, 0.0);
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") {
-            // SAFETY: the CPU has the features the wider build is compiled for.
-            return unsafe { x86::quantize_rows_avx512(x, rows, width, padded, xq, scales) };
-        }
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { x86::quantize_rows_avx2(x, rows, width, padded, xq, scales) };
+        if is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the CPU has the features the function is compiled for; `xq` holds
+            // `rows × padded` bytes and `x` `rows × width` values (checked inside).
+            return unsafe { x86::quantize_rows_avx512(x, rows, width, padded, shifted, fixed, xq, scales) };
         }
     }
-    quantize_rows_into(x, rows, width, padded, xq, scales)
+    quantize_rows_portable(x, rows, width, padded, shifted, fixed, xq, scales)
 }
 
-/// The body of [`quantize_rows`], inlined into builds for each SIMD width.
-#[inline(always)]
-fn quantize_rows_into(x: &[f32], rows: usize, width: usize, padded: usize, xq: &mut [i8], scales: &mut [f32]) {
+/// [`quantize_rows`] without SIMD intrinsics (the same values, bit for bit).
+#[allow(clippy::too_many_arguments)]
+fn quantize_rows_portable(
+    x: &[f32],
+    rows: usize,
+    width: usize,
+    padded: usize,
+    shifted: bool,
+    fixed: Option<f32>,
+    xq: &mut [i8],
+    scales: &mut [f32],
+) {
+    // q + 128 as u8 is q with its top bit flipped.
+    let flip = if shifted { 0x80u8 as i8 } else { 0 };
     for r in 0..rows {
         let row = &x[r * width..(r + 1) * width];
-        let scale = symmetric_scale(row);
+        let scale = fixed.unwrap_or_else(|| symmetric_scale(row));
         scales[r] = scale;
         let inv = 1.0 / scale;
         for (q, &v) in xq[r * padded..r * padded + width].iter_mut().zip(row) {
-            *q = quantize_value(v, inv);
+            *q = quantize_value(v, inv) ^ flip;
         }
     }
 }
@@ -359,36 +725,157 @@ fn quantize_rows_into(x: &[f32], rows: usize, width: usize, padded: usize, xq: &
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{quantize_rows_into, QuantizedLinear, GROUP, LANES, ROW_TILE};
+    use super::{Epilogue, InputLayer, OutputLayer, QuantizedLinear, GROUP, LANES, ROW_TILE};
 
-    #[target_feature(enable = "avx512f,avx512bw")]
+    /// [`super::quantize_rows`] in AVX-512: `vcvtps2dq` rounds to even in the default
+    /// rounding mode, as the portable path's float-adder trick does.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn quantize_rows_avx512(
         x: &[f32],
         rows: usize,
         width: usize,
         padded: usize,
+        shifted: bool,
+        fixed: Option<f32>,
         xq: &mut [i8],
         scales: &mut [f32],
     ) {
-        quantize_rows_into(x, rows, width, padded, xq, scales)
+        assert!(x.len() >= rows * width && xq.len() >= rows * padded && scales.len() >= rows && padded >= width);
+        let flip = _mm_set1_epi8(if shifted { 0x80u8 as i8 } else { 0 });
+        let (low, high) = (_mm512_set1_ps(-127.0), _mm512_set1_ps(127.0));
+        let chunks = width.div_ceil(16);
+        let tail: __mmask16 = if width.is_multiple_of(16) { 0xFFFF } else { (1u16 << (width % 16)) - 1 };
+        let mask = |c: usize| if c + 1 == chunks { tail } else { 0xFFFF };
+        // All the rows' scales first: their reductions are independent and overlap, where a
+        // quantization waiting on each would stall on the reduction's latency.
+        for (r, scale) in scales.iter_mut().enumerate().take(rows) {
+            *scale = match fixed {
+                Some(scale) => scale,
+                None => {
+                    let row = x.as_ptr().add(r * width);
+                    let mut max = _mm512_setzero_ps();
+                    for c in 0..chunks {
+                        let v = _mm512_maskz_loadu_ps(mask(c), row.add(c * 16));
+                        max = _mm512_max_ps(max, _mm512_abs_ps(v));
+                    }
+                    let max = _mm512_reduce_max_ps(max);
+                    if max > 0.0 {
+                        max / 127.0
+                    } else {
+                        1.0
+                    }
+                }
+            };
+        }
+        for (r, &scale) in scales.iter().enumerate().take(rows) {
+            let row = x.as_ptr().add(r * width);
+            let inv = _mm512_set1_ps(1.0 / scale);
+            for c in 0..chunks {
+                let v = _mm512_maskz_loadu_ps(mask(c), row.add(c * 16));
+                let clamped = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), low), high);
+                let bytes = _mm_xor_si128(_mm512_cvtepi32_epi8(_mm512_cvtps_epi32(clamped)), flip);
+                _mm_mask_storeu_epi8(xq.as_mut_ptr().add(r * padded + c * 16), mask(c), bytes);
+            }
+        }
     }
 
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn quantize_rows_avx2(
+    /// `round(127·tanh(v)) + 128` of 16 values as 16 bytes (`vcvtps2dq` rounds to even): the
+    /// VNNI kernel's shifted input. With
+    /// `tanh(x) = 1 − 2/(1 + e^{2x})`: `e^{2x}` from a degree-5 polynomial of `2^f` scaled by
+    /// `vscalefps`, the reciprocal from `vrcp14ps` — an error near 1e-4, far below the
+    /// quantization step of 1/127, in a third of the operations of the rational function
+    /// the f32 path uses (which made this epilogue half of the int8 forward pass).
+    #[inline(always)]
+    unsafe fn tanh_quantize_shifted(v: __m512) -> __m128i {
+        let c = |v: f32| _mm512_set1_ps(v);
+        // No clamp needed: a large |x| makes e^{2x} 0 or ∞, and the result ±127.
+        let y = _mm512_mul_ps(v, c(2.0 * std::f32::consts::LOG2_E));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(y);
+        let f = _mm512_sub_ps(y, n);
+        const LN2: f32 = std::f32::consts::LN_2;
+        let mut p = c(LN2.powi(5) / 120.0);
+        p = _mm512_fmadd_ps(p, f, c(LN2.powi(4) / 24.0));
+        p = _mm512_fmadd_ps(p, f, c(LN2.powi(3) / 6.0));
+        p = _mm512_fmadd_ps(p, f, c(LN2 * LN2 / 2.0));
+        p = _mm512_fmadd_ps(p, f, c(LN2));
+        p = _mm512_fmadd_ps(p, f, c(1.0));
+        let exp = _mm512_scalef_ps(p, n);
+        let reciprocal = _mm512_rcp14_ps(_mm512_add_ps(exp, c(1.0)));
+        // 127·tanh + 128 = 255 − 254/(1 + e^{2x}), within [1, 255] up to the reciprocal's
+        // error (below 0.02), which the unsigned saturating pack absorbs.
+        let t = _mm512_fnmadd_ps(c(254.0), reciprocal, c(255.0));
+        _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(t))
+    }
+
+    /// [`InputLayer`]'s products for `rows` rows: `x·Wᵀ + b` in f32, then tanh quantized
+    /// straight into the next layer's shifted input (`tanh`), or relu written to `out`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn input_layer_avx512(
+        layer: &InputLayer,
         x: &[f32],
         rows: usize,
-        width: usize,
+        tanh: bool,
         padded: usize,
+        out: &mut [f32],
         xq: &mut [i8],
-        scales: &mut [f32],
     ) {
-        quantize_rows_into(x, rows, width, padded, xq, scales)
+        let (in_dim, width) = (layer.in_dim, layer.out_dim);
+        assert!(x.len() >= rows * in_dim && out.len() >= rows * width && xq.len() >= rows * padded);
+        assert!(padded >= width && layer.weight_t.len() == in_dim * width && layer.bias.len() == width);
+        let blocks = width.div_ceil(LANES);
+        for r in 0..rows {
+            for b in 0..blocks {
+                let lanes = LANES.min(width - b * LANES);
+                let mask: __mmask16 = if lanes == LANES { 0xFFFF } else { (1u16 << lanes) - 1 };
+                let mut acc = _mm512_maskz_loadu_ps(mask, layer.bias.as_ptr().add(b * LANES));
+                for k in 0..in_dim {
+                    let w = _mm512_maskz_loadu_ps(mask, layer.weight_t.as_ptr().add(k * width + b * LANES));
+                    acc = _mm512_fmadd_ps(_mm512_set1_ps(*x.get_unchecked(r * in_dim + k)), w, acc);
+                }
+                if tanh {
+                    _mm_mask_storeu_epi8(xq.as_mut_ptr().add(r * padded + b * LANES), mask, tanh_quantize_shifted(acc));
+                } else {
+                    let relu = _mm512_max_ps(acc, _mm512_setzero_ps());
+                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(r * width + b * LANES), mask, relu);
+                }
+            }
+        }
     }
 
-    fn check_bounds(layer: &QuantizedLinear, xq: &[i8], rows: usize, acc: &[i32]) {
-        assert!(xq.len() >= rows * layer.padded_in(), "int8 kernel: input buffer too short");
-        assert!(acc.len() >= rows * layer.blocks() * LANES, "int8 kernel: output buffer too short");
-        assert_eq!(layer.packed.len(), layer.blocks() * layer.groups() * LANES * GROUP);
+    /// [`OutputLayer`]'s products without the bias: each row's shifted int8 activations
+    /// converted to f32 once, then a dot product with every output's f32 weights.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn output_layer_avx512(
+        layer: &mut OutputLayer,
+        xq: &[i8],
+        rows: usize,
+        scales: &[f32],
+        out: &mut [f32],
+    ) {
+        let (in_dim, width, padded) = (layer.in_dim, layer.out_dim, layer.padded_in());
+        assert!(xq.len() >= rows * padded && scales.len() >= rows && out.len() >= rows * width);
+        assert!(layer.weight.len() == in_dim * width && layer.row.len() >= in_dim);
+        let chunks = in_dim.div_ceil(16);
+        let tail: __mmask16 = if in_dim.is_multiple_of(16) { 0xFFFF } else { (1u16 << (in_dim % 16)) - 1 };
+        let mask = |c: usize| if c + 1 == chunks { tail } else { 0xFFFF };
+        let shift = _mm512_set1_epi32(128);
+        for (r, &scale) in scales.iter().enumerate().take(rows) {
+            for c in 0..chunks {
+                let bytes = _mm_maskz_loadu_epi8(mask(c), xq.as_ptr().add(r * padded + c * 16));
+                let q = _mm512_sub_epi32(_mm512_cvtepu8_epi32(bytes), shift);
+                _mm512_mask_storeu_ps(layer.row.as_mut_ptr().add(c * 16), mask(c), _mm512_cvtepi32_ps(q));
+            }
+            for o in 0..width {
+                let mut acc = _mm512_setzero_ps();
+                for c in 0..chunks {
+                    let x = _mm512_maskz_loadu_ps(mask(c), layer.row.as_ptr().add(c * 16));
+                    let w = _mm512_maskz_loadu_ps(mask(c), layer.weight.as_ptr().add(o * in_dim + c * 16));
+                    acc = _mm512_fmadd_ps(x, w, acc);
+                }
+                *out.get_unchecked_mut(r * width + o) = scale * _mm512_reduce_add_ps(acc);
+            }
+        }
     }
 
     /// The 4 input bytes of `row`'s group `g`, as one lane's worth.
@@ -397,40 +884,114 @@ mod x86 {
         std::ptr::read_unaligned(xq.as_ptr().add(row * pin + g * GROUP) as *const i32)
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn accumulate_vnni(layer: &QuantizedLinear, xq: &[i8], rows: usize, acc: &mut [i32]) {
-        check_bounds(layer, xq, rows, acc);
-        let (groups, blocks, pin, width) = (layer.groups(), layer.blocks(), layer.padded_in(), layer.blocks() * LANES);
-        let shift = _mm512_set1_epi32(0x8080_8080u32 as i32);
-        let mut r0 = 0;
-        while r0 < rows {
-            let tile = ROW_TILE.min(rows - r0);
-            for b in 0..blocks {
-                let mut sums = [_mm512_setzero_si512(); ROW_TILE];
-                let weights = layer.packed.as_ptr().add(b * groups * LANES * GROUP);
-                for g in 0..groups {
-                    let w = _mm512_loadu_si512(weights.add(g * LANES * GROUP) as *const __m512i);
-                    for (t, sum) in sums.iter_mut().enumerate().take(tile) {
-                        // q + 128 as u8 is q with its top bit flipped.
-                        let x = _mm512_xor_si512(_mm512_set1_epi32(group_bytes(xq, r0 + t, pin, g)), shift);
-                        *sum = _mm512_dpbusd_epi32(*sum, x, w);
-                    }
-                }
-                let correction = _mm512_loadu_si512(layer.shift_correction.as_ptr().add(b * LANES) as *const __m512i);
-                for (t, sum) in sums.iter().enumerate().take(tile) {
-                    let dst = acc.as_mut_ptr().add((r0 + t) * width + b * LANES);
-                    _mm512_storeu_si512(dst as *mut __m512i, _mm512_sub_epi32(*sum, correction));
+    /// Rows sharing one pass over a weight block: 8 accumulators and the weights fit
+    /// AVX-512's 32 registers.
+    const VNNI_ROWS: usize = 8;
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn accumulate_vnni(
+        layer: &QuantizedLinear,
+        xq: &[i8],
+        rows: usize,
+        row_scales: &[f32],
+        channel_scales: &[f32],
+        epilogue: Epilogue<'_>,
+    ) {
+        let width = layer.out_dim;
+        match epilogue {
+            Epilogue::Floats(out) => {
+                assert!(out.len() >= rows * width);
+                vnni_products(layer, xq, rows, row_scales, channel_scales, |row, first, mask, y| {
+                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(row * width + first), mask, y)
+                })
+            }
+            Epilogue::BiasRelu { bias, out } => {
+                assert!(bias.len() == width && out.len() >= rows * width);
+                vnni_products(layer, xq, rows, row_scales, channel_scales, |row, first, mask, y| {
+                    let z = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(first)));
+                    let relu = _mm512_max_ps(z, _mm512_setzero_ps());
+                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(row * width + first), mask, relu)
+                })
+            }
+            Epilogue::TanhQuantized { bias, xq: next, padded } => {
+                assert!(bias.len() == width && padded >= width && next.len() >= rows * padded);
+                vnni_products(layer, xq, rows, row_scales, channel_scales, |row, first, mask, y| {
+                    let z = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(first)));
+                    _mm_mask_storeu_epi8(next.as_mut_ptr().add(row * padded + first), mask, tanh_quantize_shifted(z));
+                })
+            }
+        }
+    }
+
+    /// The VNNI products of [`accumulate_vnni`], each block of 16 scaled sums handed to
+    /// `store(row, first output, lane mask, values)` (inlined: one loop per epilogue).
+    #[inline(always)]
+    unsafe fn vnni_products(
+        layer: &QuantizedLinear,
+        xq: &[i8],
+        rows: usize,
+        row_scales: &[f32],
+        channel_scales: &[f32],
+        mut store: impl FnMut(usize, usize, __mmask16, __m512),
+    ) {
+        assert!(row_scales.len() >= rows && channel_scales.len() >= layer.out_dim);
+        let full = rows - rows % VNNI_ROWS;
+        for r0 in (0..full).step_by(VNNI_ROWS) {
+            vnni_tile::<VNNI_ROWS>(layer, xq, r0, row_scales, channel_scales, &mut store);
+        }
+        for r0 in full..rows {
+            vnni_tile::<1>(layer, xq, r0, row_scales, channel_scales, &mut store);
+        }
+    }
+
+    /// Rows `r0 .. r0 + R` of [`vnni_products`] (a constant count, so the loops unroll).
+    #[inline(always)]
+    unsafe fn vnni_tile<const R: usize>(
+        layer: &QuantizedLinear,
+        xq: &[i8],
+        r0: usize,
+        row_scales: &[f32],
+        channel_scales: &[f32],
+        store: &mut impl FnMut(usize, usize, __mmask16, __m512),
+    ) {
+        let (groups, blocks, pin, width) = (layer.groups(), layer.blocks(), layer.padded_in(), layer.out_dim);
+        let mut row_scale = [_mm512_setzero_ps(); R];
+        for (t, scale) in row_scale.iter_mut().enumerate() {
+            *scale = _mm512_set1_ps(*row_scales.get_unchecked(r0 + t));
+        }
+        for b in 0..blocks {
+            let lanes = LANES.min(width - b * LANES);
+            let mask: __mmask16 = if lanes == LANES { 0xFFFF } else { (1u16 << lanes) - 1 };
+            let mut sums = [_mm512_setzero_si512(); R];
+            let weights = layer.packed.as_ptr().add(b * groups * LANES * GROUP);
+            for g in 0..groups {
+                let w = _mm512_loadu_si512(weights.add(g * LANES * GROUP) as *const __m512i);
+                for (t, sum) in sums.iter_mut().enumerate() {
+                    let x = _mm512_set1_epi32(group_bytes(xq, r0 + t, pin, g));
+                    *sum = _mm512_dpbusd_epi32(*sum, x, w);
                 }
             }
-            r0 += tile;
+            let correction = _mm512_loadu_si512(layer.shift_correction.as_ptr().add(b * LANES) as *const __m512i);
+            let scales = _mm512_maskz_loadu_ps(mask, channel_scales.as_ptr().add(b * LANES));
+            for (t, sum) in sums.iter().enumerate() {
+                let exact = _mm512_cvtepi32_ps(_mm512_sub_epi32(*sum, correction));
+                store(r0 + t, b * LANES, mask, _mm512_mul_ps(exact, _mm512_mul_ps(scales, row_scale[t])));
+            }
         }
     }
 
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn accumulate_avx2(layer: &QuantizedLinear, xq: &[i8], rows: usize, acc: &mut [i32]) {
-        check_bounds(layer, xq, rows, acc);
-        let (groups, blocks, pin, width) = (layer.groups(), layer.blocks(), layer.padded_in(), layer.blocks() * LANES);
+    pub(super) unsafe fn accumulate_avx2(
+        layer: &QuantizedLinear,
+        xq: &[i8],
+        rows: usize,
+        row_scales: &[f32],
+        channel_scales: &[f32],
+        out: &mut [f32],
+    ) {
+        let (groups, blocks, pin, width) = (layer.groups(), layer.blocks(), layer.padded_in(), layer.out_dim);
         let ones = _mm256_set1_epi16(1);
+        let lane_index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         let mut r0 = 0;
         while r0 < rows {
             let tile = ROW_TILE.min(rows - r0);
@@ -451,10 +1012,19 @@ mod x86 {
                         sum[1] = _mm256_add_epi32(sum[1], _mm256_madd_epi16(pairs_hi, ones));
                     }
                 }
-                for (t, sum) in sums.iter().enumerate().take(tile) {
-                    let dst = acc.as_mut_ptr().add((r0 + t) * width + b * LANES);
-                    _mm256_storeu_si256(dst as *mut __m256i, sum[0]);
-                    _mm256_storeu_si256(dst.add(8) as *mut __m256i, sum[1]);
+                for half in 0..2 {
+                    let first = b * LANES + 8 * half;
+                    if first >= width {
+                        break;
+                    }
+                    let valid = _mm256_set1_epi32((width - first).min(8) as i32);
+                    let mask = _mm256_cmpgt_epi32(valid, lane_index);
+                    let scales = _mm256_maskload_ps(channel_scales.as_ptr().add(first), mask);
+                    for (t, sum) in sums.iter().enumerate().take(tile) {
+                        let exact = _mm256_cvtepi32_ps(sum[half]);
+                        let y = _mm256_mul_ps(exact, _mm256_mul_ps(scales, _mm256_set1_ps(row_scales[r0 + t])));
+                        _mm256_maskstore_ps(out.as_mut_ptr().add((r0 + t) * width + first), mask, y);
+                    }
                 }
             }
             r0 += tile;
@@ -496,21 +1066,50 @@ mod tests {
             // Extremes: a row at ±127 everywhere exercises the i16 pair bound of the AVX2 path.
             x[..in_dim].iter_mut().enumerate().for_each(|(k, v)| *v = if k % 2 == 0 { 5.0 } else { -5.0 });
             let (mut xq, mut scales) = (Vec::new(), Vec::new());
-            quantize_rows(&x, rows, in_dim, layer.padded_in(), &mut xq, &mut scales);
+            quantize_rows(&x, rows, in_dim, layer.padded_in(), false, None, &mut xq, &mut scales);
             let expected = reference(&layer, &xq, rows);
+            // Unit scales leave the integer sums, exact in f32 below 2²⁴.
+            let (unit_rows, unit_channels) = (vec![1.0; rows], vec![1.0; out_dim]);
             for kernel in Int8Kernel::available() {
-                let width = layer.blocks() * LANES;
-                let mut acc = vec![i32::MIN; rows * width];
-                layer.accumulate(kernel, &xq, rows, &mut acc);
-                for r in 0..rows {
-                    for o in 0..out_dim {
-                        assert_eq!(
-                            acc[r * width + o] as f64,
-                            expected[r * out_dim + o],
-                            "{} kernel, {in_dim}→{out_dim}, row {r}, output {o}",
-                            kernel.name()
-                        );
-                    }
+                quantize_rows(&x, rows, in_dim, layer.padded_in(), kernel.shifted_inputs(), None, &mut xq, &mut scales);
+                let mut out = vec![f32::NAN; rows * out_dim];
+                layer.accumulate(kernel, &xq, rows, &unit_rows, &unit_channels, &mut out);
+                for (i, (&got, &want)) in out.iter().zip(&expected).enumerate() {
+                    assert_eq!(
+                        got as f64,
+                        want,
+                        "{} kernel, {in_dim}→{out_dim}, row {}, output {}",
+                        kernel.name(),
+                        i / out_dim,
+                        i % out_dim
+                    );
+                }
+                // With the real scales, every kernel stores the same floats.
+                let mut scaled = vec![f32::NAN; rows * out_dim];
+                layer.accumulate(kernel, &xq, rows, &scales, &layer.scales, &mut scaled);
+                for (i, &got) in scaled.iter().enumerate() {
+                    let want = (expected[i] as f32) * (scales[i / out_dim] * layer.scales[i % out_dim]);
+                    assert_eq!(got, want, "{} kernel, scaled output {i}", kernel.name());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn simd_and_portable_quantization_agree_bit_for_bit() {
+        let mut rng = Pcg64Mcg::seed_from_u64(11);
+        for &(width, padded, rows) in &[(4, 4, 7), (64, 64, 33), (37, 40, 5), (17, 20, 3)] {
+            let mut x: Vec<f32> = (0..rows * width).map(|_| rng.random_range(-4.0..4.0)).collect();
+            x[..width].fill(0.0);
+            // Ties at ±0.5 steps, to check rounding to even.
+            x[width] = 2.5 * 4.0 / 127.0;
+            for shifted in [false, true] {
+                for fixed in [None, Some(1.0 / 127.0), Some(0.03)] {
+                    let (mut a, mut sa) = (Vec::new(), Vec::new());
+                    quantize_rows(&x, rows, width, padded, shifted, fixed, &mut a, &mut sa);
+                    let (mut b, mut sb) = (vec![0i8; rows * padded], vec![0.0f32; rows]);
+                    quantize_rows_portable(&x, rows, width, padded, shifted, fixed, &mut b, &mut sb);
+                    assert_eq!((a, sa), (b, sb), "width {width}, shifted {shifted}, fixed {fixed:?}");
                 }
             }
         }
@@ -530,25 +1129,37 @@ mod tests {
 
     #[test]
     fn an_int8_mlp_stays_within_a_few_quantization_steps_of_f32() {
-        let mut layout = ParamLayout::new();
-        let mlp = Mlp::new(&mut layout, "pi", &[4, 64, 64, 3], Activation::Tanh, false);
-        let mut rng = Pcg64Mcg::seed_from_u64(3);
-        let mut params = vec![0.0f32; layout.len()];
-        mlp.init(&mut params, 2f64.sqrt(), 1.0, &mut rng);
-        params.iter_mut().for_each(|p| *p += rng.random_range(-0.05..0.05));
-        let rows = 300;
-        let x: Vec<f32> = (0..rows * 4).map(|_| rng.random_range(-2.0..2.0)).collect();
-        let mut ws = MlpWorkspace::default();
-        mlp.forward(&params, &x, rows, &mut ws);
-        let exact = ws.output().to_vec();
-        let range = exact.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        for kernel in Int8Kernel::available() {
-            let mut q = QuantizedMlp::new(&mlp, &params).with_kernel(kernel);
-            let approx = q.forward(&x, rows).to_vec();
-            let worst = exact.iter().zip(&approx).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-            assert!(worst < 0.03 * range, "{}: error {worst} of range {range}", kernel.name());
-            // A second, smaller batch reuses the buffers and gives the same rows.
-            assert_eq!(q.forward(&x[..8], 2), &approx[..6]);
+        for (activation, sizes) in [
+            (Activation::Tanh, &[4, 64, 64, 3][..]),
+            (Activation::Relu, &[4, 64, 64, 3][..]),
+            (Activation::Tanh, &[6, 48, 40, 33, 2][..]),
+            (Activation::Relu, &[5, 7][..]),
+        ] {
+            let mut layout = ParamLayout::new();
+            let mlp = Mlp::new(&mut layout, "pi", sizes, activation, false);
+            let mut rng = Pcg64Mcg::seed_from_u64(3);
+            let mut params = vec![0.0f32; layout.len()];
+            mlp.init(&mut params, 2f64.sqrt(), 1.0, &mut rng);
+            params.iter_mut().for_each(|p| *p += rng.random_range(-0.05..0.05));
+            let (rows, width) = (300, sizes[0]);
+            let x: Vec<f32> = (0..rows * width).map(|_| rng.random_range(-2.0..2.0)).collect();
+            let mut ws = MlpWorkspace::default();
+            mlp.forward(&params, &x, rows, &mut ws);
+            let exact = ws.output().to_vec();
+            let range = exact.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let out = *sizes.last().unwrap();
+            for kernel in Int8Kernel::available() {
+                let mut q = QuantizedMlp::new(&mlp, &params).with_kernel(kernel);
+                let approx = q.forward(&x, rows).to_vec();
+                let worst = exact.iter().zip(&approx).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(
+                    worst < 0.03 * range,
+                    "{activation:?} {sizes:?} {}: error {worst} of range {range}",
+                    kernel.name()
+                );
+                // A second, smaller batch reuses the buffers and gives the same rows.
+                assert_eq!(q.forward(&x[..2 * width], 2), &approx[..2 * out]);
+            }
         }
     }
 }

@@ -308,7 +308,9 @@ fn optimize_prunes_quantizes_and_distills_a_trained_policy() {
     let r = report(&int8);
     let (before, after) = returns(&r);
     assert!(after >= 0.98 * before, "int8: {after} of {before}");
-    assert!(r["optimized"]["policy_bytes"].as_u64().unwrap() * 3 < r["original"]["policy_bytes"].as_u64().unwrap());
+    // int8 hidden weights, f32 first and last layers: under 40 % of the f32 bytes.
+    let bytes = |side: &str| r[side]["policy_bytes"].as_u64().unwrap();
+    assert!(bytes("optimized") * 5 < bytes("original") * 2, "{r}");
     assert!(std::fs::read_to_string(int8.join("config.toml")).unwrap().contains("precision = \"int8\""));
     let sampled = err(&shoal(&["eval", int8.to_str().unwrap(), "--episodes", "1"]));
     assert!(sampled.contains("--deterministic"), "{sampled}");

@@ -1,6 +1,7 @@
 //! `shoal bench nn`: the network engine on the shapes PPO runs on CartPole — actor
 //! obs→64→64→actions and critic obs→64→64→1 — timing one minibatch update (forward, PPO loss,
-//! backward, gradient clipping, Adam) and batched inference. `bench/nn_bench.sh` runs
+//! backward, gradient clipping, Adam) and batched inference, and the actor alone in f32 and
+//! int8. `bench/nn_bench.sh` runs
 //! PyTorch on the same shapes in the same session for the ratio.
 
 use std::hint::black_box;
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
+use shoal_nn::quant::QuantizedMlp;
 use shoal_nn::{
     clip_grad_norm, Activation, ActorCritic, ActorCriticConfig, Adam, Loss, Model, Optimizer, PolicyGradientBatch,
     PolicyHead, PolicyObjective,
@@ -115,6 +117,21 @@ pub fn run(args: &NnArgs) -> Result<()> {
         if rows == 256 {
             println!("inference_batch256_gflops: {:.2}", 2.0 * macs * rows as f64 / us / 1e3);
         }
+    }
+    // The actor alone, in f32 and in int8 (what `shoal optimize --quantize int8` acts with).
+    let actor = model.policy_chain().into_iter().next().expect("a separate actor");
+    let mut int8 = QuantizedMlp::new(&actor, model.params());
+    for rows in [1usize, 256] {
+        let input = &obs[..rows.min(n) * args.obs_dim];
+        let rows = input.len() / args.obs_dim;
+        let f32_us = time_per_call(args.seconds / 2.0, || {
+            black_box(model.forward_policy(input, rows).expect("shapes are consistent"));
+        });
+        let int8_us = time_per_call(args.seconds / 2.0, || {
+            black_box(int8.forward(input, rows));
+        });
+        println!("actor_f32_batch{rows}_us: {f32_us:.2}");
+        println!("actor_int8_batch{rows}_us: {int8_us:.2} ({}, {:.2}x f32)", int8.kernel().name(), f32_us / int8_us);
     }
     Ok(())
 }
