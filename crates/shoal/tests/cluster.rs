@@ -88,7 +88,8 @@ fn worker_processes_learn_cartpole_with_a3c_sync_ppo_and_two_shards() {
 /// evaluation of 500 (the idle machine's seeds 1 and 2 needed 165k and 177k steps); with 500k
 /// steps, 20-episode evaluations and a target update every 500 worker steps, seeds 1–6 with a
 /// busy loop on one core and seeds 7–10 with four busy loops stopped after 30k–197k env steps
-/// and evaluated 500 on 20 fresh episodes.
+/// and evaluated 500 on 20 fresh episodes; a later CI run froze a policy that scored 500 on
+/// the server's 20 episodes and 471.5 on the test's, so the server now evaluates 50.
 #[test]
 fn worker_processes_learn_cartpole_with_async_dqn() {
     let _serial = serial();
