@@ -29,6 +29,58 @@ pub struct CommonConfig {
     /// How the trained policy acts (`shoal optimize --quantize int8` writes `int8`).
     #[serde(default, skip_serializing_if = "InferenceConfig::is_default")]
     pub inference: InferenceConfig,
+    /// Gradual magnitude pruning while training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneConfig>,
+}
+
+/// `[prune]`: gradual magnitude pruning during training (Zhu & Gupta's cubic schedule): the
+/// sparsity of the network's weight matrices rises from 0 at `start` to `sparsity` at `end`
+/// (fractions of `stop.env_steps`), and pruned weights stay zero from then on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneConfig {
+    /// Final fraction of weights that are zero, in [0, 1).
+    pub sparsity: f64,
+    #[serde(default = "default_prune_start")]
+    pub start: f64,
+    #[serde(default = "default_prune_end")]
+    pub end: f64,
+    /// `global` (one magnitude threshold over all layers), `per-layer` or `erdos-renyi`.
+    #[serde(default = "default_prune_scope")]
+    pub scope: String,
+}
+
+fn default_prune_start() -> f64 {
+    0.2
+}
+
+fn default_prune_end() -> f64 {
+    0.8
+}
+
+fn default_prune_scope() -> String {
+    "erdos-renyi".into()
+}
+
+impl PruneConfig {
+    /// The parsed `scope`.
+    pub fn scope(&self) -> Result<shoal_nn::prune::PruneScope> {
+        shoal_nn::prune::PruneScope::parse(&self.scope).ok_or_else(|| {
+            config_err(format!("prune.scope = \"{}\": use \"global\", \"per-layer\" or \"erdos-renyi\"", self.scope))
+        })
+    }
+
+    fn validate(&self, stop: &StopConfig) -> Result<()> {
+        shoal_nn::prune::check_sparsity(self.sparsity).map_err(|e| config_err(format!("prune.sparsity: {e}")))?;
+        check_range("prune.start", self.start, 0.0, 1.0)?;
+        check_range("prune.end", self.end, self.start, 1.0)?;
+        self.scope()?;
+        if stop.env_steps.is_none() {
+            return Err(config_err("[prune] schedules by stop.env_steps; set it"));
+        }
+        Ok(())
+    }
 }
 
 /// The arithmetic a policy acts in.
@@ -186,6 +238,9 @@ impl CommonConfig {
         }
         if let Some(cluster) = &self.cluster {
             cluster.validate()?;
+        }
+        if let Some(prune) = &self.prune {
+            prune.validate(stop)?;
         }
         Ok(())
     }

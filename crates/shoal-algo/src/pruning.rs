@@ -7,6 +7,7 @@
 use shoal_nn::prune::{check_sparsity, cubic_sparsity, PruneMask, PruneScope};
 
 use crate::agent::{Agent, Callback, Control, Progress};
+use crate::config::PruneConfig;
 use crate::error::{config_err, Result};
 
 /// See the module documentation.
@@ -25,6 +26,23 @@ impl GradualPruning {
     pub fn new(sparsity: f64, scope: PruneScope, begin: u64, end: u64) -> Result<Self> {
         check_sparsity(sparsity).map_err(|e| config_err(e.to_string()))?;
         Ok(GradualPruning { sparsity, scope, begin, end: end.max(begin), mask: None })
+    }
+
+    /// The schedule a `[prune]` section asks for over a run of `total_steps` env steps.
+    pub fn from_config(config: &PruneConfig, total_steps: u64) -> Result<Self> {
+        let scope = config.scope()?;
+        let at = |fraction: f64| (fraction * total_steps as f64) as u64;
+        Self::new(config.sparsity, scope, at(config.start), at(config.end))
+    }
+
+    /// Continues from `mask` (a resumed run's), keeping those weights at zero from now on.
+    pub fn resume(&mut self, agent: &mut dyn Agent, mask: PruneMask) -> Result<()> {
+        let network = agent.network().ok_or_else(|| config_err("pruning needs an agent with a network"))?;
+        network.layout.check_len("prune mask", mask.keeps().len())?;
+        mask.apply(network.params);
+        network.updater.fix_mask(mask.clone())?;
+        self.mask = Some(mask);
+        Ok(())
     }
 
     /// The mask so far (`None` before the first tightening).

@@ -18,16 +18,46 @@ pub enum PruneScope {
     Global,
     /// Every weight matrix loses the same share.
     PerLayer,
+    /// Erdős–Rényi: layer `l` keeps a share proportional to `(n_in + n_out)/(n_in·n_out)`,
+    /// so small layers (the input and output layers of an RL policy) stay denser than wide
+    /// hidden ones, with the same total (Evci et al., 2020; the best distribution for RL in
+    /// Graesser et al., 2022). At 90 % of CartPole DQN's 64-64 net, global magnitude kept 44
+    /// of the first layer's 256 weights and the pruned net returned ~110; see the README.
+    ErdosRenyi,
 }
 
 impl PruneScope {
-    /// Parses `"global"` or `"per-layer"`.
+    /// Parses `"global"`, `"per-layer"` or `"erdos-renyi"`.
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "global" => Some(PruneScope::Global),
             "per-layer" | "per_layer" | "layer" => Some(PruneScope::PerLayer),
+            "erdos-renyi" | "erdos_renyi" | "er" => Some(PruneScope::ErdosRenyi),
             _ => None,
         }
+    }
+}
+
+/// Each weight matrix's sparsity under [`PruneScope::ErdosRenyi`] for a total `sparsity`:
+/// densities `min(1, ε·(n_in + n_out)/(n_in·n_out))` with ε chosen so the kept weights add up
+/// to `(1 − sparsity)` of all (layers that would exceed density 1 are kept whole and ε is
+/// solved again for the rest).
+pub fn erdos_renyi_sparsities(shapes: &[(usize, usize)], sparsity: f64) -> Vec<f64> {
+    let sizes: Vec<f64> = shapes.iter().map(|&(o, i)| (o * i) as f64).collect();
+    let raw: Vec<f64> = shapes.iter().map(|&(o, i)| (o + i) as f64 / (o * i).max(1) as f64).collect();
+    let mut dense = vec![false; shapes.len()];
+    loop {
+        let budget = (1.0 - sparsity) * sizes.iter().sum::<f64>()
+            - sizes.iter().zip(&dense).filter(|(_, &d)| d).map(|(s, _)| s).sum::<f64>();
+        let weighted: f64 = raw.iter().zip(&sizes).zip(&dense).filter(|(_, &d)| !d).map(|((r, s), _)| r * s).sum();
+        let epsilon = if weighted > 0.0 { budget / weighted } else { 0.0 };
+        let saturated: Vec<usize> = (0..shapes.len()).filter(|&l| !dense[l] && epsilon * raw[l] >= 1.0).collect();
+        if saturated.is_empty() {
+            return (0..shapes.len())
+                .map(|l| if dense[l] { 0.0 } else { (1.0 - epsilon * raw[l]).clamp(0.0, 1.0) })
+                .collect();
+        }
+        saturated.into_iter().for_each(|l| dense[l] = true);
     }
 }
 
@@ -81,11 +111,16 @@ impl PruneMask {
         check_sparsity(sparsity)?;
         layout.check_len("parameter vector", params.len())?;
         layout.check_len("prune mask", self.keep.len())?;
-        let groups: Vec<Vec<usize>> = match scope {
-            PruneScope::Global => vec![prunable(layout).flat_map(|t| t.range()).collect()],
-            PruneScope::PerLayer => prunable(layout).map(|t| t.range().collect()).collect(),
+        let groups: Vec<(Vec<usize>, f64)> = match scope {
+            PruneScope::Global => vec![(prunable(layout).flat_map(|t| t.range()).collect(), sparsity)],
+            PruneScope::PerLayer => prunable(layout).map(|t| (t.range().collect(), sparsity)).collect(),
+            PruneScope::ErdosRenyi => {
+                let shapes: Vec<(usize, usize)> = prunable(layout).map(|t| (t.shape[0], t.shape[1])).collect();
+                let shares = erdos_renyi_sparsities(&shapes, sparsity);
+                prunable(layout).zip(shares).map(|(t, share)| (t.range().collect(), share)).collect()
+            }
         };
-        for mut group in groups {
+        for (mut group, sparsity) in groups {
             let target = (sparsity * group.len() as f64).round() as usize;
             let pruned = group.iter().filter(|&&i| !self.keep[i]).count();
             if target <= pruned {
@@ -185,6 +220,20 @@ mod tests {
         mask.prune_to(&layout, &params, 0.67, PruneScope::PerLayer).unwrap();
         assert!(!mask.keeps()[3]);
         assert_eq!(&mask.keeps()[..6], &[true, false, false, false, true, false]);
+    }
+
+    #[test]
+    fn erdos_renyi_keeps_small_layers_denser_with_the_same_total() {
+        let shapes = [(64, 4), (64, 64), (2, 64)];
+        let shares = erdos_renyi_sparsities(&shapes, 0.9);
+        let sizes = [256.0, 4096.0, 128.0];
+        let kept: f64 = shares.iter().zip(sizes).map(|(s, n)| (1.0 - s) * n).sum();
+        assert!((kept - 448.0).abs() < 1e-6, "{kept}");
+        assert!(shares[0] < shares[1] && shares[2] < shares[1], "{shares:?}");
+        // A layer that would be denser than 1 is kept whole, the rest pays for it.
+        let shares = erdos_renyi_sparsities(&[(2, 2), (100, 100)], 0.5);
+        assert_eq!(shares[0], 0.0);
+        assert!((shares[1] - (1.0 - (0.5 * 10_004.0 - 4.0) / 10_000.0)).abs() < 1e-9, "{shares:?}");
     }
 
     #[test]

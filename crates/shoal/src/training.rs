@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use shoal_algo::checkpoint::{load_checkpoint, save_checkpoint, write_json};
 use shoal_algo::eval::EvalStop;
+use shoal_algo::pruning::GradualPruning;
 use shoal_algo::{build_agent, learn, Agent, Callback, Control, LoopState, Progress, Summary, TrainConfig};
 
 use crate::run::csv::CsvWriter;
@@ -117,15 +118,47 @@ pub fn train_into(
     let every = config.common.run.checkpoint_every;
     let mut checkpointer =
         Checkpointer::new(run_dir.checkpoint(), every, agent.as_ref(), state, Arc::clone(interrupted));
-    let mut callbacks: Vec<&mut dyn Callback> = vec![&mut logger, &mut checkpointer, extra];
+    let mut pruning = pruning_for(config, agent.as_mut(), run_dir, resuming)?;
+    // Pruning goes first: the other callbacks (checkpoints, evaluation) see the pruned model.
+    let mut callbacks: Vec<&mut dyn Callback> = Vec::new();
+    if let Some(pruning) = pruning.as_mut() {
+        callbacks.push(pruning);
+    }
+    callbacks.extend([&mut logger as &mut dyn Callback, &mut checkpointer, extra]);
     let mut eval_stop = EvalStop::from_config(&config.common);
     if let Some(eval_stop) = eval_stop.as_mut() {
         callbacks.push(eval_stop);
     }
     let summary = learn(agent.as_mut(), &config.common.stop, &mut state, &mut callbacks)?;
     save_checkpoint(agent.as_mut(), &state, &run_dir.checkpoint())?;
+    if let Some(mask) = pruning.as_ref().and_then(GradualPruning::mask) {
+        let network = agent.network().context("pruning needs a network")?;
+        shoal_nn::io::save_mask(mask, &run_dir.checkpoint().join(MASK_FILE), &network.layout)?;
+    }
     write_json(&run_dir.summary(), &summary)?;
     Ok(summary)
+}
+
+/// Where a pruned run keeps its mask, beside the model in the checkpoint.
+pub const MASK_FILE: &str = "mask.safetensors";
+
+/// The `[prune]` schedule of `config`, continuing from the checkpoint's mask when resuming.
+fn pruning_for(
+    config: &TrainConfig,
+    agent: &mut dyn Agent,
+    run_dir: &RunDir,
+    resuming: bool,
+) -> Result<Option<GradualPruning>> {
+    let Some(prune) = &config.common.prune else { return Ok(None) };
+    let total = config.common.stop.env_steps.context("[prune] needs stop.env_steps")?;
+    let mut pruning = GradualPruning::from_config(prune, total)?;
+    let saved = run_dir.checkpoint().join(MASK_FILE);
+    if resuming && saved.exists() {
+        let layout = agent.network().context("pruning needs a network")?.layout;
+        let mask = shoal_nn::io::load_mask(&saved, &layout).with_context(|| format!("reading {}", saved.display()))?;
+        pruning.resume(agent, mask)?;
+    }
+    Ok(Some(pruning))
 }
 
 /// The checkpoint directory for a path given to `eval`: a checkpoint itself or a run directory.

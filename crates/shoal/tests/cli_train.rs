@@ -274,40 +274,36 @@ fn returns(report: &serde_json::Value) -> (f64, f64) {
     (mean("original"), mean("optimized"))
 }
 
-/// `shoal optimize` on a CartPole PPO teacher: pruning to 90 %, int8 and a student with a
-/// twelfth of the parameters all keep ≥ 98 % of its deterministic return, and load in
-/// `shoal eval`; bad input is refused with nothing written.
-#[test]
-fn optimize_prunes_quantizes_and_distills_a_trained_policy() {
-    let dir = tempfile::tempdir().unwrap();
-    let teacher = dir.path().join("teacher");
-    ok(&shoal(&["train", &config("cartpole-ppo.toml"), "--out", teacher.to_str().unwrap()]));
-    let teacher = teacher.to_str().unwrap();
+/// Trains a CartPole teacher from `config_file` into `dir/teacher` and optimizes it three
+/// ways: 90 % pruning (Erdős–Rényi, fine-tuned), int8 and a 16-16 student, each keeping ≥ 98 %
+/// of the teacher's deterministic return and loading in `shoal eval`. Returns the teacher.
+fn optimize_three_ways(dir: &Path, config_file: &str) -> PathBuf {
+    let teacher = dir.join("teacher");
+    ok(&shoal(&["train", &config(config_file), "--out", teacher.to_str().unwrap()]));
     let optimize = |out: &str, method: &[&str]| {
-        let out = dir.path().join(out);
-        let mut args = vec!["optimize", teacher, "--out", out.to_str().unwrap(), "--max-return-drop", "0.02"];
+        let out = dir.join(out);
+        let mut args =
+            vec!["optimize", teacher.to_str().unwrap(), "--out", out.to_str().unwrap(), "--max-return-drop", "0.02"];
         args.extend_from_slice(method);
-        (shoal(&args), out)
+        (ok(&shoal(&args)), out)
     };
 
-    let (output, pruned) = optimize("pruned", &["--prune", "0.9"]);
-    let table = ok(&output);
+    let (table, pruned) = optimize("pruned", &["--prune", "0.9"]);
     assert!(table.contains("weight sparsity"), "{table}");
     let r = report(&pruned);
     let (before, after) = returns(&r);
-    assert!(before >= 475.0, "the teacher did not learn: {before}");
-    assert!(after >= 0.98 * before, "pruned: {after} of {before}");
+    assert!(before >= 475.0, "{config_file}: the teacher did not learn: {before}");
+    assert!(after >= 0.98 * before, "{config_file} pruned: {after} of {before}");
     assert!((r["optimized"]["weight_sparsity"].as_f64().unwrap() - 0.9).abs() < 0.01, "{r}");
     assert!(pruned.join("checkpoints/latest/mask.safetensors").exists());
     let eval = ok(&shoal(&["eval", pruned.to_str().unwrap(), "--deterministic", "--episodes", "3", "--json"]));
     let eval: serde_json::Value = serde_json::from_str(&eval).unwrap();
     assert!(eval["episode_return_mean"].as_f64().unwrap() >= 0.98 * before, "{eval}");
 
-    let (output, int8) = optimize("int8", &["--quantize", "int8"]);
-    ok(&output);
+    let (_, int8) = optimize("int8", &["--quantize", "int8"]);
     let r = report(&int8);
     let (before, after) = returns(&r);
-    assert!(after >= 0.98 * before, "int8: {after} of {before}");
+    assert!(after >= 0.98 * before, "{config_file} int8: {after} of {before}");
     // int8 hidden weights, f32 first and last layers: under 40 % of the f32 bytes.
     let bytes = |side: &str| r[side]["policy_bytes"].as_u64().unwrap();
     assert!(bytes("optimized") * 5 < bytes("original") * 2, "{r}");
@@ -315,22 +311,31 @@ fn optimize_prunes_quantizes_and_distills_a_trained_policy() {
     let sampled = err(&shoal(&["eval", int8.to_str().unwrap(), "--episodes", "1"]));
     assert!(sampled.contains("--deterministic"), "{sampled}");
 
-    let (output, student) = optimize("student", &["--distill", "16,16"]);
-    ok(&output);
+    let (_, student) = optimize("student", &["--distill", "16,16"]);
     let r = report(&student);
     let (before, after) = returns(&r);
-    assert!(after >= 0.98 * before, "student: {after} of {before}");
+    assert!(after >= 0.98 * before, "{config_file} student: {after} of {before}");
     let params = |side: &str| r[side]["parameters"].as_u64().unwrap();
     assert!(params("optimized") * 10 <= params("original"), "{r}");
+    teacher
+}
 
-    // Bad input: nothing is written.
+/// `shoal optimize` on a CartPole PPO teacher, and bad input refused with nothing written.
+#[test]
+fn optimize_prunes_quantizes_and_distills_a_ppo_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = optimize_three_ways(dir.path(), "cartpole-ppo.toml");
+    let teacher = teacher.to_str().unwrap();
     for (method, expected) in [
         (&["--prune", "1.0"][..], "outside [0, 1)"),
+        (&["--prune", "0.5", "--scope", "random"][..], "erdos-renyi"),
         (&["--distill", "128,128"][..], "not smaller than the teacher"),
         (&["--quantize", "int4"][..], "int8"),
     ] {
-        let (output, out) = optimize("refused", method);
-        let message = err(&output);
+        let out = dir.path().join("refused");
+        let mut args = vec!["optimize", teacher, "--out", out.to_str().unwrap()];
+        args.extend_from_slice(method);
+        let message = err(&shoal(&args));
         assert!(message.contains(expected), "{method:?}: {message}");
         assert!(!out.exists(), "{method:?} wrote {}", out.display());
     }
@@ -339,6 +344,29 @@ fn optimize_prunes_quantizes_and_distills_a_trained_policy() {
     std::fs::write(broken.join("checkpoints/latest/model.safetensors"), b"not safetensors").unwrap();
     let message = err(&shoal(&["optimize", broken.to_str().unwrap(), "--quantize", "int8", "--out", "/nonexistent/x"]));
     assert!(message.contains("model.safetensors"), "{message}");
+}
+
+/// The same on a CartPole DQN teacher (Q-values: int8 keeps the output layer's weights in
+/// f32, the student learns at τ = 0.01).
+#[test]
+fn optimize_prunes_quantizes_and_distills_a_dqn_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    optimize_three_ways(dir.path(), "cartpole-dqn.toml");
+}
+
+/// `[prune]` while training: PPO reaches 500 at 90 % sparsity, and the mask is saved.
+#[test]
+fn a_prune_section_trains_a_sparse_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("sparse");
+    let run_arg = run.to_str().unwrap();
+    ok(&shoal(&["train", &config("cartpole-ppo.toml"), "--set", "prune.sparsity=0.9", "--out", run_arg]));
+    assert!(run.join("checkpoints/latest/mask.safetensors").exists());
+    let eval = ok(&shoal(&["eval", run_arg, "--deterministic", "--episodes", "20", "--json"]));
+    let eval: serde_json::Value = serde_json::from_str(&eval).unwrap();
+    assert!(eval["episode_return_mean"].as_f64().unwrap() >= 475.0, "{eval}");
+    let message = err(&shoal(&["train", &config("cartpole-ppo.toml"), "--set", "prune.sparsity=1.0"]));
+    assert!(message.contains("prune.sparsity"), "{message}");
 }
 
 #[test]
