@@ -15,12 +15,13 @@
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
-use shoal_env::{Action, Env};
+use shoal_env::Action;
 use shoal_nn::loss::distill_kl;
 use shoal_nn::{Adam, Optimizer};
 
 use crate::config::CommonConfig;
 use crate::error::Result;
+use crate::eval::make_env;
 use crate::policy_net::{ActionHead, PolicyNet};
 
 /// Hyperparameters of [`distill`].
@@ -57,9 +58,7 @@ pub fn distill(
     common: &CommonConfig,
     settings: &DistillSettings,
 ) -> Result<DistillStats> {
-    let options = common.env.options()?;
-    let options: Vec<(&str, shoal_env::OptionValue)> = options.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    let mut env = shoal_env::make_with(&common.env.id, &options)?;
+    let mut env = make_env(common)?;
     let discrete = matches!(teacher.head(), ActionHead::Argmax);
     let obs_dim = teacher.obs_dim();
     let out_dim = teacher.chain().last().map_or(0, |m| m.out_dim());

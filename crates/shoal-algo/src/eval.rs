@@ -53,6 +53,13 @@ pub struct EvalReport {
     pub env_steps_per_sec: f64,
 }
 
+/// One env of the config's id and options (for evaluation and other single-env loops).
+pub fn make_env(config: &CommonConfig) -> Result<Box<dyn Env>> {
+    let options = config.env.options()?;
+    let options: Vec<(&str, shoal_env::OptionValue)> = options.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    Ok(shoal_env::make_with(&config.env.id, &options)?)
+}
+
 /// Runs `episodes` episodes of the config's env (seeded `seed`, `seed + 1`, …) with `agent`.
 pub fn evaluate(
     agent: &mut dyn Agent,
@@ -61,9 +68,7 @@ pub fn evaluate(
     deterministic: bool,
     seed: u64,
 ) -> Result<EvalReport> {
-    let options = config.env.options()?;
-    let options: Vec<(&str, shoal_env::OptionValue)> = options.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    let mut env = shoal_env::make_with(&config.env.id, &options)?;
+    let mut env = make_env(config)?;
     let rule = success_rule(&config.env.id);
     let discrete = matches!(env.action_space(), Space::Discrete { .. });
     let mut obs = vec![0.0f32; env.observation_space().flat_dim()];

@@ -147,6 +147,17 @@ impl Normalizer {
         self.apply(obs, out);
     }
 
+    /// The observation normalization as `(x − shift)·scale` clipped to `±clip` in `f32` (for
+    /// an exported model), `None` when observations are not normalized.
+    pub fn obs_affine(&self) -> Option<shoal_nn::onnx::InputAffine> {
+        let rms = self.applied_obs()?;
+        Some(shoal_nn::onnx::InputAffine {
+            shift: rms.mean.iter().map(|&m| m as f32).collect(),
+            scale: rms.var.iter().map(|&v| (1.0 / (v + EPSILON).sqrt()) as f32).collect(),
+            clip: CLIP as f32,
+        })
+    }
+
     /// Writes `obs` normalized with the current (frozen) statistics into `out`.
     pub fn apply(&self, obs: &[f32], out: &mut [f32]) {
         match self.applied_obs() {

@@ -5,6 +5,7 @@
 //! ([`QuantizedPolicy`]).
 
 use shoal_nn::mlp::{Mlp, MlpWorkspace};
+use shoal_nn::onnx::{mlp_chain_model, ActionNode};
 use shoal_nn::prune::prunable;
 use shoal_nn::quant::{Int8Kernel, QuantizedMlp};
 use shoal_nn::ParamLayout;
@@ -193,6 +194,17 @@ impl PolicyNet {
         let head = self.head.clone();
         let out = self.outputs(obs, rows);
         head.act(out, rows, actions);
+    }
+
+    /// The policy as an ONNX model (serialized): the normalization, the chain and the action
+    /// ([`shoal_nn::onnx`]).
+    pub fn to_onnx(&self) -> Result<Vec<u8>> {
+        let action = match &self.head {
+            ActionHead::Argmax => ActionNode::Argmax,
+            ActionHead::Clip { low, high } => ActionNode::Clamp { low: low.clone(), high: high.clone() },
+        };
+        let affine = self.normalization.normalizer.as_ref().and_then(Normalizer::obs_affine);
+        Ok(mlp_chain_model(&self.chain, &self.params, affine.as_ref(), &action)?)
     }
 
     /// The same policy with int8 weights and activations.

@@ -17,6 +17,7 @@
 //! - [`io`]: safetensors checkpoints with atomic writes (and pruning masks).
 //! - [`prune`]: magnitude pruning masks and Zhu & Gupta's gradual schedule; an optimizer
 //!   wrapper ([`optim::Masked`]) keeps pruned weights at zero while training goes on.
+//! - [`onnx`]: a policy network as an ONNX model, for runtimes without Shoal.
 //! - [`quant`]: int8 inference of a trained MLP (per-channel weights, per-row activations,
 //!   exact `i32` products on AVX-512 VNNI, AVX2 or a portable loop, chosen at run time).
 //!
@@ -39,6 +40,7 @@ pub mod loss;
 pub mod mlp;
 pub mod model;
 pub mod models;
+pub mod onnx;
 pub mod optim;
 pub mod policy;
 pub mod prune;

@@ -25,6 +25,8 @@ enum Command {
     Train(commands::train::Args),
     /// Evaluate a trained agent: mean/std return, cumulative return, length, success rate.
     Eval(commands::eval::Args),
+    /// Write a trained policy as an ONNX model (normalization, network, action).
+    Export(commands::export::Args),
     /// Make a trained policy smaller or faster: prune, quantize to int8, or distill.
     Optimize(commands::optimize::Args),
     /// Plot learning curves of one or more runs to a PNG.
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => commands::train::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
+        Command::Export(args) => commands::export::run(&args),
         Command::Optimize(args) => commands::optimize::run(&args),
         Command::Plot(args) => commands::plot::run(&args),
         Command::Envs(args) => commands::envs::run(&args),

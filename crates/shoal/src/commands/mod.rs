@@ -13,6 +13,7 @@ pub mod bench_timing;
 pub mod bench_tune;
 pub mod envs;
 pub mod eval;
+pub mod export;
 pub mod launch;
 pub mod load_workers;
 pub mod optimize;
