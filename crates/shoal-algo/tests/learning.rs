@@ -176,3 +176,14 @@ fn apex_with_two_actor_threads_solves_cartpole() {
         assert!(report.episode_return_mean >= 475.0, "seed {seed}: {report:?}");
     }
 }
+
+/// The same with int8 actors (`apex.actor_precision = "int8"`): each pull of the learner's
+/// f32 parameters is quantized, and the actors explore through the int8 network.
+#[test]
+fn apex_with_int8_actors_solves_cartpole() {
+    for seed in 1..=2 {
+        let (report, steps) = train_and_eval("cartpole-apex.toml", seed, 100, &["apex.actor_precision=\"int8\""]);
+        assert!(steps <= 150_000);
+        assert!(report.episode_return_mean >= 475.0, "seed {seed}: {report:?}");
+    }
+}

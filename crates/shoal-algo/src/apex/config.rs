@@ -6,7 +6,7 @@ use shoal_nn::TdLoss;
 
 use crate::agent::LrSchedule;
 use crate::checks::{check_positive, check_range};
-use crate::config::NetConfig;
+use crate::config::{NetConfig, Precision};
 use crate::dqn::td_loss;
 use crate::error::{config_err, Result};
 use crate::sac::SacConfig;
@@ -48,6 +48,9 @@ pub struct ApexConfig {
     pub actor_pull_every: u64,
     /// Vector-env steps each actor takes per training iteration (embedded) or per report.
     pub actor_steps: u64,
+    /// The arithmetic actors act in: `"int8"` quantizes each pull of the DQN learner's
+    /// parameters (`shoal_nn::quant`) while the learner stays f32 (ActorQ, Lam et al.).
+    pub actor_precision: Precision,
     /// Learner updates between two parameter publishes.
     pub publish_every: u64,
     /// Rows sampled per row inserted (update-to-data ratio × batch size), enforced on both
@@ -91,6 +94,7 @@ impl Default for ApexConfig {
             max_grad_norm: 10.0,
             adam_eps: 1e-8,
             dueling: false,
+            actor_precision: Precision::F32,
             checkpoint_replay: false,
             net: NetConfig { hidden: vec![64, 64], activation: "relu".into() },
         }
@@ -255,6 +259,7 @@ impl ApexConfig {
             ("max_grad_norm", self.max_grad_norm != d.max_grad_norm),
             ("adam_eps", self.adam_eps != d.adam_eps),
             ("dueling", self.dueling != d.dueling),
+            ("actor_precision", self.actor_precision != d.actor_precision),
             ("net", self.net != d.net),
         ];
         match changed.iter().find(|(_, changed)| *changed) {

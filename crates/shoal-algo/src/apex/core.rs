@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use shoal_dist::replay::{Sample, Transitions};
 use shoal_env::{Actions, Space, VecEnv};
+use shoal_nn::quant::QuantizedMlp;
 use shoal_nn::{io, Adam, Model, ParamLayout, QNetwork, QNetworkConfig, TdLoss};
 
 use super::config::{ApexConfig, ApexLearner, ApexSetup};
@@ -76,6 +77,14 @@ pub(crate) trait ApexCore: Send {
     fn save(&self, dir: &Path) -> Result<()>;
     fn load(&mut self, dir: &Path) -> Result<()>;
     fn set_updates(&mut self, updates: u64);
+    /// Acts (explores and predicts) from now on through the published parameters quantized
+    /// to int8, re-quantized at every [`ApexCore::adopt_published`] (an actor's
+    /// `apex.actor_precision = "int8"`).
+    fn act_in_int8(&mut self) -> Result<()> {
+        Err(config_err(
+            "apex.actor_precision = \"int8\" needs the DQN learner (apex.learner = \"dqn\"): continuous actors act in f32",
+        ))
+    }
 }
 
 /// The width of an observation row, or an error naming Ape-X.
@@ -169,9 +178,23 @@ struct DqnCore {
     grads: Vec<f32>,
     td_abs: Vec<f32>,
     env_actions: Vec<i64>,
+    /// The int8 copy of `q` an int8 actor acts with.
+    int8: Option<QuantizedMlp>,
 }
 
 impl DqnCore {
+    /// Quantizes the current Q-network for acting.
+    fn quantize(&mut self) -> Result<()> {
+        let chain = self.q.policy_chain().ok_or_else(|| {
+            config_err("apex.actor_precision = \"int8\" needs a plain Q-network: set apex.dueling = false")
+        })?;
+        let [net] = chain.as_slice() else {
+            return Err(config_err("int8 actors quantize one MLP; this Q-network has several"));
+        };
+        self.int8 = Some(QuantizedMlp::new(net, self.q.params()));
+        Ok(())
+    }
+
     fn new(config: &CommonConfig, cfg: &ApexConfig, obs_dim: usize, n_actions: usize) -> Result<Self> {
         let q = QNetwork::new(QNetworkConfig {
             obs_dim,
@@ -192,6 +215,7 @@ impl DqnCore {
             targets: Vec::new(),
             td_abs: Vec::new(),
             env_actions: Vec::new(),
+            int8: None,
             cfg: cfg.clone(),
         })
     }
@@ -210,7 +234,16 @@ impl ApexCore for DqnCore {
         self.q.params_mut()
     }
 
-    fn adopt_published(&mut self) {}
+    fn adopt_published(&mut self) {
+        if self.int8.is_some() {
+            // The network is the one `act_in_int8` quantized, so this cannot fail.
+            let _ = self.quantize();
+        }
+    }
+
+    fn act_in_int8(&mut self) -> Result<()> {
+        self.quantize()
+    }
 
     fn warmup_steps(&self, _actors: usize) -> u64 {
         0
@@ -282,7 +315,10 @@ impl ApexCore for DqnCore {
         out: &mut [f32],
     ) -> Result<()> {
         let na = self.n_actions;
-        let q = self.q.q_values(obs, rows)?;
+        let q = match &mut self.int8 {
+            Some(int8) => int8.forward(obs, rows),
+            None => self.q.q_values(obs, rows)?,
+        };
         for (a, row) in out.iter_mut().zip(q.chunks_exact(na)) {
             *a = if deterministic { argmax(row) } else { epsilon_greedy(row, scale, rng) } as f32;
         }

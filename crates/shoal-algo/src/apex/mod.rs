@@ -46,7 +46,7 @@ use self::core::ApexCore;
 use crate::agent::{build_vec_env, Agent, Network};
 use crate::checkpoint::{read_json, write_json, CommonState};
 use crate::cluster::ServerSpec;
-use crate::config::CommonConfig;
+use crate::config::{CommonConfig, Precision};
 use crate::episodes::EpisodeTracker;
 use crate::error::{config_err, Result};
 use crate::metrics::Metrics;
@@ -115,7 +115,10 @@ impl Actor {
         let mut own = config.clone();
         own.seed = config.seed.wrapping_add(10_000 * rank as u64);
         let env = build_vec_env(&own)?;
-        let core = core::build(config, setup, env.as_ref())?;
+        let mut core = core::build(config, setup, env.as_ref())?;
+        if cfg.actor_precision == Precision::Int8 {
+            core.act_in_int8()?;
+        }
         let obs_dim = core::obs_width(env.single_observation_space(), &config.env.id)?;
         let (num_envs, act_dim, actors) = (config.env.num_envs, core.act_dim(), actor_count(config));
         Ok(Actor {
