@@ -15,13 +15,12 @@
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
-use shoal_env::Action;
 use shoal_nn::loss::distill_kl;
 use shoal_nn::{Adam, Optimizer};
 
 use crate::config::CommonConfig;
 use crate::error::Result;
-use crate::eval::make_env;
+use crate::eval::{env_action, make_env};
 use crate::policy_net::{ActionHead, PolicyNet};
 
 /// Hyperparameters of [`distill`].
@@ -78,10 +77,8 @@ pub fn distill(
             states.extend_from_slice(&x);
             labels.extend_from_slice(teacher.outputs_normalized(&x, 1));
             let actor: &mut PolicyNet = if round == 0 { teacher } else { student };
-            let out = actor.outputs_normalized(&x, 1).to_vec();
-            actor.head().act(&out, 1, &mut action);
-            let a = if discrete { Action::Discrete(action[0] as i64) } else { Action::Continuous(&action) };
-            if env.step(a, &mut raw)?.done() {
+            actor.predict_normalized(&x, 1, &mut action);
+            if env.step(env_action(discrete, &action), &mut raw)?.done() {
                 episode_seed = episode_seed.wrapping_add(1);
                 env.reset(Some(episode_seed), &mut raw)?;
             }

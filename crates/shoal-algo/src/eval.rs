@@ -60,6 +60,15 @@ pub fn make_env(config: &CommonConfig) -> Result<Box<dyn Env>> {
     Ok(shoal_env::make_with(&config.env.id, &options)?)
 }
 
+/// An action row as the env takes it: a discrete index (written as a float) or the values.
+pub fn env_action(discrete: bool, action: &[f32]) -> Action<'_> {
+    if discrete {
+        Action::Discrete(action[0] as i64)
+    } else {
+        Action::Continuous(action)
+    }
+}
+
 /// Runs `episodes` episodes of the config's env (seeded `seed`, `seed + 1`, …) with `agent`.
 pub fn evaluate(
     agent: &mut dyn Agent,
@@ -80,8 +89,7 @@ pub fn evaluate(
         let (mut total, mut length) = (0.0, 0u64);
         loop {
             agent.predict(&obs, 1, deterministic, &mut action)?;
-            let a = if discrete { Action::Discrete(action[0] as i64) } else { Action::Continuous(&action) };
-            let step = env.step(a, &mut obs)?;
+            let step = env.step(env_action(discrete, &action), &mut obs)?;
             total += step.reward;
             length += 1;
             if step.done() {

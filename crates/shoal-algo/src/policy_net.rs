@@ -191,9 +191,14 @@ impl PolicyNet {
 
     /// Deterministic actions for `rows` raw observations.
     pub fn predict(&mut self, obs: &[f32], rows: usize, actions: &mut [f32]) {
-        let head = self.head.clone();
-        let out = self.outputs(obs, rows);
-        head.act(out, rows, actions);
+        let PolicyNet { params, chain, head, normalization, workspaces, .. } = self;
+        head.act(forward_chain(chain, params, workspaces, normalization.apply(obs), rows), rows, actions);
+    }
+
+    /// Deterministic actions for `rows` observations already normalized.
+    pub fn predict_normalized(&mut self, x: &[f32], rows: usize, actions: &mut [f32]) {
+        let PolicyNet { params, chain, head, workspaces, .. } = self;
+        head.act(forward_chain(chain, params, workspaces, x, rows), rows, actions);
     }
 
     /// The policy as an ONNX model (serialized): the normalization, the chain and the action
@@ -262,25 +267,29 @@ impl QuantizedPolicy {
     /// The policy outputs of `rows` raw observations.
     pub fn outputs(&mut self, obs: &[f32], rows: usize) -> &[f32] {
         let QuantizedPolicy { chain, normalization, stage, .. } = self;
-        let mut input: &[f32] = normalization.apply(obs);
-        let n = chain.len();
-        for (i, mlp) in chain.iter_mut().enumerate() {
-            if i + 1 == n {
-                return mlp.forward(input, rows);
-            }
-            let out = mlp.forward(input, rows);
-            stage.clear();
-            stage.extend_from_slice(out);
-            input = stage;
-        }
-        &[]
+        quantized_chain(chain, stage, normalization.apply(obs), rows)
     }
 
     /// Deterministic actions for `rows` raw observations.
     pub fn predict(&mut self, obs: &[f32], rows: usize, actions: &mut [f32]) -> Result<()> {
-        let head = self.head.clone();
-        let out = self.outputs(obs, rows);
-        head.act(out, rows, actions);
+        let QuantizedPolicy { chain, head, normalization, stage } = self;
+        head.act(quantized_chain(chain, stage, normalization.apply(obs), rows), rows, actions);
         Ok(())
     }
+}
+
+/// Runs `x` through every int8 MLP of `chain` (`stage` carries one's output to the next).
+fn quantized_chain<'a>(chain: &'a mut [QuantizedMlp], stage: &mut Vec<f32>, x: &[f32], rows: usize) -> &'a [f32] {
+    let n = chain.len();
+    let mut input = x;
+    for (i, mlp) in chain.iter_mut().enumerate() {
+        if i + 1 == n {
+            return mlp.forward(input, rows);
+        }
+        let out = mlp.forward(input, rows);
+        stage.clear();
+        stage.extend_from_slice(out);
+        input = stage;
+    }
+    &[]
 }

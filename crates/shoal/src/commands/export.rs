@@ -6,15 +6,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::Result;
 use serde::Serialize;
-use shoal_algo::checkpoint::{load_checkpoint, write_json};
-use shoal_algo::eval::make_env;
-use shoal_algo::{build_agent, Agent, TrainConfig};
-use shoal_env::{Action, Space};
+use shoal_algo::checkpoint::write_json;
+use shoal_algo::eval::{env_action, make_env};
+use shoal_algo::{Agent, TrainConfig};
+use shoal_env::Space;
 
-use shoal::run::find_config;
-use shoal::training::checkpoint_dir;
+use super::trained::{load_trained, Trained};
 
 /// Arguments of `shoal export`.
 #[derive(clap::Args)]
@@ -44,16 +43,7 @@ struct Samples {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let source = checkpoint_dir(&args.run);
-    let mut config = TrainConfig::load(&find_config(&source)?, &[])?;
-    config.common.cluster = None;
-    config.common.inference = Default::default();
-    let mut agent = build_agent(&config)?;
-    load_checkpoint(agent.as_mut(), &source).with_context(|| format!("loading {}", source.display()))?;
-    let algo = config.algo.name();
-    let mut net = agent.policy_net().ok_or_else(|| {
-        anyhow!("`{algo}` policies cannot be exported: shoal export writes policies that are one MLP chain (ppo, a2c, a3c, dqn without dueling)")
-    })?;
+    let Trained { config, mut agent, mut net, .. } = load_trained(&args.run, "exported")?;
     let model = net.to_onnx()?;
     shoal_nn::io::atomic_write(&args.onnx, &model)?;
     let out_dim = net.chain().last().map_or(0, |m| m.out_dim());
@@ -89,8 +79,7 @@ fn visited_states(agent: &mut dyn Agent, config: &TrainConfig, count: usize, see
     while states.len() < count * dim {
         states.extend_from_slice(&obs);
         agent.predict(&obs, 1, true, &mut action)?;
-        let a = if discrete { Action::Discrete(action[0] as i64) } else { Action::Continuous(&action) };
-        if env.step(a, &mut obs)?.done() {
+        if env.step(env_action(discrete, &action), &mut obs)?.done() {
             episode += 1;
             env.reset(Some(episode), &mut obs)?;
         }

@@ -23,6 +23,7 @@ pub mod replay;
 pub mod rollout;
 pub mod run_task;
 pub mod train;
+pub mod trained;
 pub mod tune;
 pub mod tune_plot;
 pub mod tune_worker;

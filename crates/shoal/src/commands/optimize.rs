@@ -21,8 +21,9 @@ use shoal_algo::{build_agent, fine_tune, Agent, LoopState, TrainConfig};
 use shoal_nn::prune::{check_sparsity, PruneMask, PruneScope};
 
 use super::bench_timing::per_call;
-use shoal::run::{find_config, RunDir};
-use shoal::training::{checkpoint_dir, MASK_FILE};
+use super::trained::{load_trained, unsupported, Trained};
+use shoal::run::RunDir;
+use shoal::training::MASK_FILE;
 
 /// Arguments of `shoal optimize`.
 #[derive(clap::Args)]
@@ -200,19 +201,9 @@ fn figures(policy: &mut Timed<'_>, net: &PolicyNet, model_file: &Path, eval: Eva
 
 pub fn run(args: &Args) -> Result<()> {
     let method = Method::from_args(args)?;
-    let source = checkpoint_dir(&args.run);
-    let mut config = TrainConfig::load(&find_config(&source)?, &[])?;
-    // The optimized policy is one agent, whatever topology trained it.
-    config.common.cluster = None;
-    config.common.inference = Default::default();
+    let Trained { source, config, agent: mut teacher, loop_state, net: mut original_net } =
+        load_trained(&args.run, "optimized")?;
     let algo = config.algo.name();
-    let mut teacher = build_agent(&config)?;
-    let loop_state = load_checkpoint(teacher.as_mut(), &source)
-        .with_context(|| format!("loading {} (a corrupted or foreign checkpoint?)", source.display()))?;
-    let unsupported = || {
-        anyhow!("`{algo}` runs cannot be optimized: shoal optimize works on policies that are one MLP chain (ppo, a2c, a3c, dqn without dueling)")
-    };
-    let mut original_net = teacher.policy_net().ok_or_else(unsupported)?;
     let out = match &args.out {
         Some(out) => out.clone(),
         None => {
@@ -254,7 +245,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     eprintln!("evaluating the optimized policy…");
     let optimized_eval = evaluate(optimized.as_mut(), &out_config.common, args.episodes, true, args.seed)?;
-    let optimized_net = optimized.policy_net().ok_or_else(unsupported)?;
+    let optimized_net = optimized.policy_net().ok_or_else(|| unsupported(algo, "optimized"))?;
     let (before, after) = (original_eval.episode_return_mean, optimized_eval.episode_return_mean);
     let return_kept = 1.0 - ratio(before - after, before.abs());
     if let Some(max_drop) = args.max_return_drop {
@@ -333,7 +324,8 @@ fn prune(
     let begin = agent.env_steps();
     let end = begin + (window.clamp(0.0, 1.0) * steps as f64) as u64;
     let mut pruning = GradualPruning::new(sparsity, scope, begin, end)?;
-    pruning.update(agent.as_mut(), if end == begin { end } else { begin })?;
+    // At `begin`: all of the sparsity at once when the window is empty, none otherwise.
+    pruning.update(agent.as_mut(), begin)?;
     if steps > 0 {
         eprintln!(
             "fine-tuning {steps} env steps, pruning to {:.0}% over the first {end_steps}…",
