@@ -109,7 +109,12 @@ pub fn symmetric_scale(values: &[f32]) -> f32 {
         }
     }
     let tail = chunks.remainder().iter().fold(0.0f32, |m, v| if v.abs() > m { v.abs() } else { m });
-    let max = lanes.iter().fold(tail, |m, &v| if v > m { v } else { m });
+    scale_of_max(lanes.iter().fold(tail, |m, &v| if v > m { v } else { m }))
+}
+
+/// `max / 127`, or 1 for a row of zeros (any scale quantizes those exactly).
+#[inline(always)]
+fn scale_of_max(max: f32) -> f32 {
     if max > 0.0 {
         max / 127.0
     } else {
@@ -305,16 +310,13 @@ impl InputLayer {
             if shifted {
                 xq.clear();
                 xq.resize(rows * padded, 0);
+                // Relu rows get their own scales inside.
+                scales.clear();
+                scales.resize(rows, TANH_SCALE);
                 // SAFETY: `shifted` is only set where the CPU runs the VNNI kernel, whose
                 // features include the ones this function is compiled for; bounds are
                 // asserted inside.
-                unsafe { x86::input_layer_avx512(self, x, rows, tanh, padded, out, xq) };
-                if tanh {
-                    scales.clear();
-                    scales.resize(rows, TANH_SCALE);
-                } else {
-                    quantize_rows(out, rows, self.out_dim, padded, shifted, None, xq, scales);
-                }
+                unsafe { x86::input_layer_avx512(self, x, rows, tanh, padded, out, xq, scales) };
                 return;
             }
         }
@@ -343,8 +345,9 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     sums.iter().sum::<f32>() + tail
 }
 
-/// The last layer of a [`QuantizedMlp`] of two or more layers: `f32` weights over the int8
-/// activations of the layer before, dequantized by their row scale. Its outputs decide the
+/// The last layer of a [`QuantizedMlp`] of two or more layers: `f32` weights over the
+/// activations of the layer before — int8 ones dequantized by their row scale where the layer
+/// before wrote them quantized (tanh on VNNI), its floats otherwise (relu). Its outputs decide the
 /// action by their differences, and a DQN's Q-values differ by a fraction of a percent of
 /// their size: int8 weights per channel moved them enough to drop CartPole DQN from 500 to 379
 /// (with `f32` weights here: 493). It is a small share of the products (64·2 of 4480).
@@ -391,12 +394,7 @@ impl OutputLayer {
             if shifted {
                 // SAFETY: as in `InputLayer::forward`.
                 unsafe { x86::output_layer_avx512(self, xq, rows, scales, out) };
-                let out = &mut out[..rows * self.out_dim];
-                match activation {
-                    Some(activation) => activation.bias_activate(out, &self.bias),
-                    None => add_bias(out, &self.bias),
-                }
-                return;
+                return self.finish(rows, activation, out);
             }
         }
         let flip = if shifted { 0x80u8 as i8 } else { 0 };
@@ -410,6 +408,23 @@ impl OutputLayer {
                 *y = scales[r] * dot(&self.row, w);
             }
         }
+        self.finish(rows, activation, out);
+    }
+
+    /// `activation(x·Wᵀ + b)` for `rows` float rows (`[rows, in_dim]`): the path after a
+    /// layer whose activation left the kernel as floats (relu), where quantizing them only to
+    /// convert them back would cost a pass and a rounding error.
+    fn forward_floats(&self, x: &[f32], rows: usize, activation: Option<Activation>, out: &mut [f32]) {
+        for (row, y) in x.chunks_exact(self.in_dim).zip(out.chunks_exact_mut(self.out_dim)).take(rows) {
+            for (y, w) in y.iter_mut().zip(self.weight.chunks_exact(self.in_dim)) {
+                *y = dot(row, w);
+            }
+        }
+        self.finish(rows, activation, out);
+    }
+
+    /// Bias and optional activation over the first `rows` rows of `out`.
+    fn finish(&self, rows: usize, activation: Option<Activation>, out: &mut [f32]) {
         let out = &mut out[..rows * self.out_dim];
         match activation {
             Some(activation) => activation.bias_activate(out, &self.bias),
@@ -612,22 +627,11 @@ impl QuantizedMlp {
                 quantized = false;
             }
             if let Some(output) = &mut self.output {
-                if !quantized {
-                    let fixed = tanh.then_some(TANH_SCALE);
-                    let padded = output.padded_in();
-                    quantize_rows(
-                        &ping,
-                        tile,
-                        output.in_dim,
-                        padded,
-                        shifted,
-                        fixed,
-                        &mut self.xq,
-                        &mut self.row_scales,
-                    );
-                }
                 let activation = self.activate_output.then_some(self.activation);
-                output.forward(&self.xq, tile, shifted, &self.row_scales, activation, tile_out);
+                match quantized {
+                    true => output.forward(&self.xq, tile, shifted, &self.row_scales, activation, tile_out),
+                    false => output.forward_floats(&ping, tile, activation, tile_out),
+                }
             }
             r0 += tile;
         }
@@ -725,7 +729,7 @@ fn quantize_rows_portable(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Epilogue, InputLayer, OutputLayer, QuantizedLinear, GROUP, LANES, ROW_TILE};
+    use super::{scale_of_max, Epilogue, InputLayer, OutputLayer, QuantizedLinear, GROUP, LANES, ROW_TILE};
 
     /// [`super::quantize_rows`] in AVX-512: `vcvtps2dq` rounds to even in the default
     /// rounding mode, as the portable path's float-adder trick does.
@@ -742,11 +746,8 @@ mod x86 {
         scales: &mut [f32],
     ) {
         assert!(x.len() >= rows * width && xq.len() >= rows * padded && scales.len() >= rows && padded >= width);
-        let flip = _mm_set1_epi8(if shifted { 0x80u8 as i8 } else { 0 });
-        let (low, high) = (_mm512_set1_ps(-127.0), _mm512_set1_ps(127.0));
         let chunks = width.div_ceil(16);
-        let tail: __mmask16 = if width.is_multiple_of(16) { 0xFFFF } else { (1u16 << (width % 16)) - 1 };
-        let mask = |c: usize| if c + 1 == chunks { tail } else { 0xFFFF };
+        let mask = |c: usize| lane_mask(width - c * 16);
         // All the rows' scales first: their reductions are independent and overlap, where a
         // quantization waiting on each would stall on the reduction's latency.
         for (r, scale) in scales.iter_mut().enumerate().take(rows) {
@@ -759,24 +760,38 @@ mod x86 {
                         let v = _mm512_maskz_loadu_ps(mask(c), row.add(c * 16));
                         max = _mm512_max_ps(max, _mm512_abs_ps(v));
                     }
-                    let max = _mm512_reduce_max_ps(max);
-                    if max > 0.0 {
-                        max / 127.0
-                    } else {
-                        1.0
-                    }
+                    scale_of_max(_mm512_reduce_max_ps(max))
                 }
             };
         }
         for (r, &scale) in scales.iter().enumerate().take(rows) {
-            let row = x.as_ptr().add(r * width);
-            let inv = _mm512_set1_ps(1.0 / scale);
-            for c in 0..chunks {
-                let v = _mm512_maskz_loadu_ps(mask(c), row.add(c * 16));
-                let clamped = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), low), high);
-                let bytes = _mm_xor_si128(_mm512_cvtepi32_epi8(_mm512_cvtps_epi32(clamped)), flip);
-                _mm_mask_storeu_epi8(xq.as_mut_ptr().add(r * padded + c * 16), mask(c), bytes);
-            }
+            let row = &x[r * width..(r + 1) * width];
+            quantize_row_avx512(row, _mm512_set1_ps(1.0 / scale), shifted, &mut xq[r * padded..]);
+        }
+    }
+
+    /// `clamp(round(v·inv), ±127)` of one row into `xq` (`+ 128` as u8 bits when `shifted`).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn quantize_row_avx512(row: &[f32], inv: __m512, shifted: bool, xq: &mut [i8]) {
+        assert!(xq.len() >= row.len());
+        let flip = _mm_set1_epi8(if shifted { 0x80u8 as i8 } else { 0 });
+        let (low, high) = (_mm512_set1_ps(-127.0), _mm512_set1_ps(127.0));
+        for c in 0..row.len().div_ceil(16) {
+            let mask = lane_mask(row.len() - c * 16);
+            let v = _mm512_maskz_loadu_ps(mask, row.as_ptr().add(c * 16));
+            let clamped = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, inv), low), high);
+            let bytes = _mm_xor_si128(_mm512_cvtepi32_epi8(_mm512_cvtps_epi32(clamped)), flip);
+            _mm_mask_storeu_epi8(xq.as_mut_ptr().add(c * 16), mask, bytes);
+        }
+    }
+
+    /// The mask of the first `min(remaining, 16)` lanes: a block's, or a row's tail's.
+    #[inline(always)]
+    fn lane_mask(remaining: usize) -> __mmask16 {
+        if remaining >= 16 {
+            0xFFFF
+        } else {
+            (1u16 << remaining) - 1
         }
     }
 
@@ -809,8 +824,11 @@ mod x86 {
     }
 
     /// [`InputLayer`]'s products for `rows` rows: `x·Wᵀ + b` in f32, then tanh quantized
-    /// straight into the next layer's shifted input (`tanh`), or relu written to `out`.
+    /// straight into the next layer's shifted input (`tanh`), or relu written to `out` and
+    /// quantized with its row's scale (into `scales`) while the row is still in L1 — the
+    /// same bytes as [`quantize_rows_avx512`], without its second pass for the maximum.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn input_layer_avx512(
         layer: &InputLayer,
         x: &[f32],
@@ -819,26 +837,67 @@ mod x86 {
         padded: usize,
         out: &mut [f32],
         xq: &mut [i8],
+        scales: &mut [f32],
     ) {
         let (in_dim, width) = (layer.in_dim, layer.out_dim);
         assert!(x.len() >= rows * in_dim && out.len() >= rows * width && xq.len() >= rows * padded);
         assert!(padded >= width && layer.weight_t.len() == in_dim * width && layer.bias.len() == width);
-        let blocks = width.div_ceil(LANES);
-        for r in 0..rows {
-            for b in 0..blocks {
-                let lanes = LANES.min(width - b * LANES);
-                let mask: __mmask16 = if lanes == LANES { 0xFFFF } else { (1u16 << lanes) - 1 };
-                let mut acc = _mm512_maskz_loadu_ps(mask, layer.bias.as_ptr().add(b * LANES));
-                for k in 0..in_dim {
-                    let w = _mm512_maskz_loadu_ps(mask, layer.weight_t.as_ptr().add(k * width + b * LANES));
-                    acc = _mm512_fmadd_ps(_mm512_set1_ps(*x.get_unchecked(r * in_dim + k)), w, acc);
+        assert!(scales.len() >= rows);
+        let full = rows - rows % INPUT_ROWS;
+        for r0 in (0..full).step_by(INPUT_ROWS) {
+            input_tile::<INPUT_ROWS>(layer, x, r0, tanh, padded, out, xq, scales);
+        }
+        for r0 in full..rows {
+            input_tile::<1>(layer, x, r0, tanh, padded, out, xq, scales);
+        }
+    }
+
+    /// Rows sharing each weight load of [`input_layer_avx512`].
+    const INPUT_ROWS: usize = 4;
+
+    /// Rows `r0 .. r0 + R` of [`input_layer_avx512`] (bounds asserted there).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn input_tile<const R: usize>(
+        layer: &InputLayer,
+        x: &[f32],
+        r0: usize,
+        tanh: bool,
+        padded: usize,
+        out: &mut [f32],
+        xq: &mut [i8],
+        scales: &mut [f32],
+    ) {
+        let (in_dim, width) = (layer.in_dim, layer.out_dim);
+        let mut max = [_mm512_setzero_ps(); R];
+        for b in 0..width.div_ceil(LANES) {
+            let mask = lane_mask(width - b * LANES);
+            let bias = _mm512_maskz_loadu_ps(mask, layer.bias.as_ptr().add(b * LANES));
+            let mut acc = [bias; R];
+            for k in 0..in_dim {
+                let w = _mm512_maskz_loadu_ps(mask, layer.weight_t.as_ptr().add(k * width + b * LANES));
+                for (t, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm512_fmadd_ps(_mm512_set1_ps(*x.get_unchecked((r0 + t) * in_dim + k)), w, *acc);
                 }
+            }
+            for (t, (&acc, max)) in acc.iter().zip(&mut max).enumerate() {
+                let r = r0 + t;
                 if tanh {
                     _mm_mask_storeu_epi8(xq.as_mut_ptr().add(r * padded + b * LANES), mask, tanh_quantize_shifted(acc));
                 } else {
                     let relu = _mm512_max_ps(acc, _mm512_setzero_ps());
+                    *max = _mm512_max_ps(*max, relu);
                     _mm512_mask_storeu_ps(out.as_mut_ptr().add(r * width + b * LANES), mask, relu);
                 }
+            }
+        }
+        if !tanh {
+            for (t, &max) in max.iter().enumerate() {
+                let r = r0 + t;
+                let scale = scale_of_max(_mm512_reduce_max_ps(max));
+                scales[r] = scale;
+                let row = &out[r * width..(r + 1) * width];
+                quantize_row_avx512(row, _mm512_set1_ps(1.0 / scale), true, &mut xq[r * padded..]);
             }
         }
     }
@@ -857,8 +916,7 @@ mod x86 {
         assert!(xq.len() >= rows * padded && scales.len() >= rows && out.len() >= rows * width);
         assert!(layer.weight.len() == in_dim * width && layer.row.len() >= in_dim);
         let chunks = in_dim.div_ceil(16);
-        let tail: __mmask16 = if in_dim.is_multiple_of(16) { 0xFFFF } else { (1u16 << (in_dim % 16)) - 1 };
-        let mask = |c: usize| if c + 1 == chunks { tail } else { 0xFFFF };
+        let mask = |c: usize| lane_mask(in_dim - c * 16);
         let shift = _mm512_set1_epi32(128);
         for (r, &scale) in scales.iter().enumerate().take(rows) {
             for c in 0..chunks {
@@ -960,8 +1018,7 @@ mod x86 {
             *scale = _mm512_set1_ps(*row_scales.get_unchecked(r0 + t));
         }
         for b in 0..blocks {
-            let lanes = LANES.min(width - b * LANES);
-            let mask: __mmask16 = if lanes == LANES { 0xFFFF } else { (1u16 << lanes) - 1 };
+            let mask = lane_mask(width - b * LANES);
             let mut sums = [_mm512_setzero_si512(); R];
             let weights = layer.packed.as_ptr().add(b * groups * LANES * GROUP);
             for g in 0..groups {
@@ -1141,7 +1198,7 @@ mod tests {
             let mut params = vec![0.0f32; layout.len()];
             mlp.init(&mut params, 2f64.sqrt(), 1.0, &mut rng);
             params.iter_mut().for_each(|p| *p += rng.random_range(-0.05..0.05));
-            let (rows, width) = (300, sizes[0]);
+            let (rows, width) = (301, sizes[0]);
             let x: Vec<f32> = (0..rows * width).map(|_| rng.random_range(-2.0..2.0)).collect();
             let mut ws = MlpWorkspace::default();
             mlp.forward(&params, &x, rows, &mut ws);

