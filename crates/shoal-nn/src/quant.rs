@@ -414,7 +414,16 @@ impl OutputLayer {
     /// `activation(x·Wᵀ + b)` for `rows` float rows (`[rows, in_dim]`): the path after a
     /// layer whose activation left the kernel as floats (relu), where quantizing them only to
     /// convert them back would cost a pass and a rounding error.
-    fn forward_floats(&self, x: &[f32], rows: usize, activation: Option<Activation>, out: &mut [f32]) {
+    fn forward_floats(&mut self, x: &[f32], rows: usize, activation: Option<Activation>, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has the features the function is compiled for; bounds are
+                // asserted inside.
+                unsafe { x86::output_floats_avx512(self, x, rows, out) };
+                return self.finish(rows, activation, out);
+            }
+        }
         for (row, y) in x.chunks_exact(self.in_dim).zip(out.chunks_exact_mut(self.out_dim)).take(rows) {
             for (y, w) in y.iter_mut().zip(self.weight.chunks_exact(self.in_dim)) {
                 *y = dot(row, w);
@@ -601,8 +610,10 @@ impl QuantizedMlp {
                     }
                     break;
                 }
-                let next = padded_input_of(&self.layers, self.output.as_ref(), i + 1);
-                if tanh {
+                // Before the output layer, the activations stay floats (it reads those).
+                let last = i + 1 == n;
+                if tanh && !last {
+                    let next = padded_input_of(&self.layers, self.output.as_ref(), i + 1);
                     self.next_xq.clear();
                     self.next_xq.resize(tile * next, 0);
                     let epilogue = Epilogue::TanhQuantized { bias: &layer.bias, xq: &mut self.next_xq, padded: next };
@@ -615,10 +626,11 @@ impl QuantizedMlp {
                     }
                 }
                 pong.resize(tile * layer.out_dim, 0.0);
-                let fused = !tanh && {
-                    let epilogue = Epilogue::BiasRelu { bias: &layer.bias, out: &mut pong };
-                    layer.accumulate_fused(self.kernel, &self.xq, tile, &self.row_scales, epilogue)
+                let epilogue = match tanh {
+                    true => Epilogue::BiasTanh { bias: &layer.bias, out: &mut pong },
+                    false => Epilogue::BiasRelu { bias: &layer.bias, out: &mut pong },
                 };
+                let fused = layer.accumulate_fused(self.kernel, &self.xq, tile, &self.row_scales, epilogue);
                 if !fused {
                     layer.accumulate(self.kernel, &self.xq, tile, &self.row_scales, &layer.scales, &mut pong);
                     self.activation.bias_activate(&mut pong, &layer.bias);
@@ -665,8 +677,11 @@ enum Epilogue<'a> {
     /// a tanh network never leave the kernel as floats.
     TanhQuantized { bias: &'a [f32], xq: &'a mut [i8], padded: usize },
     /// `max(0, sum + bias)` as `f32`, `[rows, out_dim]`: a relu layer's output, to be
-    /// quantized per row for the next.
+    /// quantized per row for the next, or read by the output layer.
     BiasRelu { bias: &'a [f32], out: &'a mut [f32] },
+    /// `tanh(sum + bias)` as `f32`, `[rows, out_dim]`: the last hidden layer's output, which
+    /// the output layer reads as floats.
+    BiasTanh { bias: &'a [f32], out: &'a mut [f32] },
 }
 
 /// Quantizes each of `rows` rows of `x` (`[rows, width]`) with its own symmetric scale (or
@@ -797,30 +812,42 @@ mod x86 {
 
     /// `round(127·tanh(v)) + 128` of 16 values as 16 bytes (`vcvtps2dq` rounds to even): the
     /// VNNI kernel's shifted input. With
-    /// `tanh(x) = 1 − 2/(1 + e^{2x})`: `e^{2x}` from a degree-5 polynomial of `2^f` scaled by
+    /// `tanh(x) = 1 − 2/(1 + e^{2x})`: `e^{2x}` from a degree-4 Taylor polynomial (error below 5e-5 for |f| ≤ ½) of `2^f` scaled by
     /// `vscalefps`, the reciprocal from `vrcp14ps` — an error near 1e-4, far below the
     /// quantization step of 1/127, in a third of the operations of the rational function
     /// the f32 path uses (which made this epilogue half of the int8 forward pass).
     #[inline(always)]
     unsafe fn tanh_quantize_shifted(v: __m512) -> __m128i {
+        // 127·tanh + 128 = 255 − 254/(1 + e^{2x}), within [1, 255] up to the reciprocal's
+        // error (below 0.02), which the unsigned saturating pack absorbs.
+        let t = _mm512_fnmadd_ps(_mm512_set1_ps(254.0), tanh_reciprocal(v), _mm512_set1_ps(255.0));
+        _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(t))
+    }
+
+    /// `tanh(v) = 1 − 2/(1 + e^{2v})` with the error of [`tanh_quantize_shifted`] (near
+    /// 1e-4): the float input of the output layer, a tenth of the rounding error the int8
+    /// activations it replaced had.
+    #[inline(always)]
+    unsafe fn tanh_fast(v: __m512) -> __m512 {
+        _mm512_fnmadd_ps(_mm512_set1_ps(2.0), tanh_reciprocal(v), _mm512_set1_ps(1.0))
+    }
+
+    /// `1/(1 + e^{2v})` for [`tanh_quantize_shifted`] and [`tanh_fast`].
+    #[inline(always)]
+    unsafe fn tanh_reciprocal(v: __m512) -> __m512 {
         let c = |v: f32| _mm512_set1_ps(v);
         // No clamp needed: a large |x| makes e^{2x} 0 or ∞, and the result ±127.
         let y = _mm512_mul_ps(v, c(2.0 * std::f32::consts::LOG2_E));
         let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(y);
         let f = _mm512_sub_ps(y, n);
         const LN2: f32 = std::f32::consts::LN_2;
-        let mut p = c(LN2.powi(5) / 120.0);
-        p = _mm512_fmadd_ps(p, f, c(LN2.powi(4) / 24.0));
+        let mut p = c(LN2.powi(4) / 24.0);
         p = _mm512_fmadd_ps(p, f, c(LN2.powi(3) / 6.0));
         p = _mm512_fmadd_ps(p, f, c(LN2 * LN2 / 2.0));
         p = _mm512_fmadd_ps(p, f, c(LN2));
         p = _mm512_fmadd_ps(p, f, c(1.0));
         let exp = _mm512_scalef_ps(p, n);
-        let reciprocal = _mm512_rcp14_ps(_mm512_add_ps(exp, c(1.0)));
-        // 127·tanh + 128 = 255 − 254/(1 + e^{2x}), within [1, 255] up to the reciprocal's
-        // error (below 0.02), which the unsigned saturating pack absorbs.
-        let t = _mm512_fnmadd_ps(c(254.0), reciprocal, c(255.0));
-        _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(t))
+        _mm512_rcp14_ps(_mm512_add_ps(exp, c(1.0)))
     }
 
     /// [`InputLayer`]'s products for `rows` rows: `x·Wᵀ + b` in f32, then tanh quantized
@@ -924,15 +951,33 @@ mod x86 {
                 let q = _mm512_sub_epi32(_mm512_cvtepu8_epi32(bytes), shift);
                 _mm512_mask_storeu_ps(layer.row.as_mut_ptr().add(c * 16), mask(c), _mm512_cvtepi32_ps(q));
             }
-            for o in 0..width {
-                let mut acc = _mm512_setzero_ps();
-                for c in 0..chunks {
-                    let x = _mm512_maskz_loadu_ps(mask(c), layer.row.as_ptr().add(c * 16));
-                    let w = _mm512_maskz_loadu_ps(mask(c), layer.weight.as_ptr().add(o * in_dim + c * 16));
-                    acc = _mm512_fmadd_ps(x, w, acc);
-                }
-                *out.get_unchecked_mut(r * width + o) = scale * _mm512_reduce_add_ps(acc);
+            output_row(layer, layer.row.as_ptr(), scale, out.as_mut_ptr().add(r * width));
+        }
+    }
+
+    /// [`OutputLayer`]'s products without the bias over float rows (`[rows, in_dim]`).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn output_floats_avx512(layer: &OutputLayer, x: &[f32], rows: usize, out: &mut [f32]) {
+        let (in_dim, width) = (layer.in_dim, layer.out_dim);
+        assert!(x.len() >= rows * in_dim && out.len() >= rows * width && layer.weight.len() == in_dim * width);
+        for r in 0..rows {
+            output_row(layer, x.as_ptr().add(r * in_dim), 1.0, out.as_mut_ptr().add(r * width));
+        }
+    }
+
+    /// `scale · (row · Wᵀ)` of one row of `in_dim` floats into `out_dim` outputs.
+    #[inline(always)]
+    unsafe fn output_row(layer: &OutputLayer, row: *const f32, scale: f32, out: *mut f32) {
+        let in_dim = layer.in_dim;
+        for o in 0..layer.out_dim {
+            let mut acc = _mm512_setzero_ps();
+            for c in 0..in_dim.div_ceil(16) {
+                let mask = lane_mask(in_dim - c * 16);
+                let x = _mm512_maskz_loadu_ps(mask, row.add(c * 16));
+                let w = _mm512_maskz_loadu_ps(mask, layer.weight.as_ptr().add(o * in_dim + c * 16));
+                acc = _mm512_fmadd_ps(x, w, acc);
             }
+            *out.add(o) = scale * _mm512_reduce_add_ps(acc);
         }
     }
 
@@ -959,30 +1004,38 @@ mod x86 {
         match epilogue {
             Epilogue::Floats(out) => {
                 assert!(out.len() >= rows * width);
-                vnni_products(layer, xq, rows, row_scales, channel_scales, |row, first, mask, y| {
-                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(row * width + first), mask, y)
+                vnni_products(layer, xq, rows, row_scales, channel_scales, |row, first, mask, sum, scale| {
+                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(row * width + first), mask, _mm512_mul_ps(sum, scale))
                 })
             }
             Epilogue::BiasRelu { bias, out } => {
                 assert!(bias.len() == width && out.len() >= rows * width);
-                vnni_products(layer, xq, rows, row_scales, channel_scales, |row, first, mask, y| {
-                    let z = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(first)));
+                vnni_products(layer, xq, rows, row_scales, channel_scales, |row, first, mask, sum, scale| {
+                    let z = _mm512_fmadd_ps(sum, scale, _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(first)));
                     let relu = _mm512_max_ps(z, _mm512_setzero_ps());
                     _mm512_mask_storeu_ps(out.as_mut_ptr().add(row * width + first), mask, relu)
                 })
             }
+            Epilogue::BiasTanh { bias, out } => {
+                assert!(bias.len() == width && out.len() >= rows * width);
+                vnni_products(layer, xq, rows, row_scales, channel_scales, |row, first, mask, sum, scale| {
+                    let z = _mm512_fmadd_ps(sum, scale, _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(first)));
+                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(row * width + first), mask, tanh_fast(z))
+                })
+            }
             Epilogue::TanhQuantized { bias, xq: next, padded } => {
                 assert!(bias.len() == width && padded >= width && next.len() >= rows * padded);
-                vnni_products(layer, xq, rows, row_scales, channel_scales, |row, first, mask, y| {
-                    let z = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(first)));
+                vnni_products(layer, xq, rows, row_scales, channel_scales, |row, first, mask, sum, scale| {
+                    let z = _mm512_fmadd_ps(sum, scale, _mm512_maskz_loadu_ps(mask, bias.as_ptr().add(first)));
                     _mm_mask_storeu_epi8(next.as_mut_ptr().add(row * padded + first), mask, tanh_quantize_shifted(z));
                 })
             }
         }
     }
 
-    /// The VNNI products of [`accumulate_vnni`], each block of 16 scaled sums handed to
-    /// `store(row, first output, lane mask, values)` (inlined: one loop per epilogue).
+    /// The VNNI products of [`accumulate_vnni`], each block of 16 exact sums handed to
+    /// `store(row, first output, lane mask, sums as f32, their scales)` (inlined: one loop per
+    /// epilogue, which fuses the scaling with its bias).
     #[inline(always)]
     unsafe fn vnni_products(
         layer: &QuantizedLinear,
@@ -990,7 +1043,7 @@ mod x86 {
         rows: usize,
         row_scales: &[f32],
         channel_scales: &[f32],
-        mut store: impl FnMut(usize, usize, __mmask16, __m512),
+        mut store: impl FnMut(usize, usize, __mmask16, __m512, __m512),
     ) {
         assert!(row_scales.len() >= rows && channel_scales.len() >= layer.out_dim);
         let full = rows - rows % VNNI_ROWS;
@@ -1010,7 +1063,7 @@ mod x86 {
         r0: usize,
         row_scales: &[f32],
         channel_scales: &[f32],
-        store: &mut impl FnMut(usize, usize, __mmask16, __m512),
+        store: &mut impl FnMut(usize, usize, __mmask16, __m512, __m512),
     ) {
         let (groups, blocks, pin, width) = (layer.groups(), layer.blocks(), layer.padded_in(), layer.out_dim);
         let mut row_scale = [_mm512_setzero_ps(); R];
@@ -1019,7 +1072,9 @@ mod x86 {
         }
         for b in 0..blocks {
             let mask = lane_mask(width - b * LANES);
-            let mut sums = [_mm512_setzero_si512(); R];
+            // The sums start at minus the shift's correction (the inputs are `q + 128`).
+            let correction = _mm512_loadu_si512(layer.shift_correction.as_ptr().add(b * LANES) as *const __m512i);
+            let mut sums = [_mm512_sub_epi32(_mm512_setzero_si512(), correction); R];
             let weights = layer.packed.as_ptr().add(b * groups * LANES * GROUP);
             for g in 0..groups {
                 let w = _mm512_loadu_si512(weights.add(g * LANES * GROUP) as *const __m512i);
@@ -1028,11 +1083,9 @@ mod x86 {
                     *sum = _mm512_dpbusd_epi32(*sum, x, w);
                 }
             }
-            let correction = _mm512_loadu_si512(layer.shift_correction.as_ptr().add(b * LANES) as *const __m512i);
             let scales = _mm512_maskz_loadu_ps(mask, channel_scales.as_ptr().add(b * LANES));
             for (t, sum) in sums.iter().enumerate() {
-                let exact = _mm512_cvtepi32_ps(_mm512_sub_epi32(*sum, correction));
-                store(r0 + t, b * LANES, mask, _mm512_mul_ps(exact, _mm512_mul_ps(scales, row_scale[t])));
+                store(r0 + t, b * LANES, mask, _mm512_cvtepi32_ps(*sum), _mm512_mul_ps(scales, row_scale[t]));
             }
         }
     }
