@@ -221,6 +221,20 @@ impl DqnCore {
     }
 }
 
+/// Q-values of `rows` observations from the network an actor acts with: its int8 copy if it
+/// has one, else the f32 network.
+fn acting_q_values<'a>(
+    q: &'a mut QNetwork<f32>,
+    int8: &'a mut Option<QuantizedMlp>,
+    obs: &[f32],
+    rows: usize,
+) -> Result<&'a [f32]> {
+    Ok(match int8 {
+        Some(int8) => int8.forward(obs, rows),
+        None => q.q_values(obs, rows)?,
+    })
+}
+
 impl ApexCore for DqnCore {
     fn act_dim(&self) -> usize {
         1
@@ -268,13 +282,19 @@ impl ApexCore for DqnCore {
         Ok(())
     }
 
-    /// `|δ|` with `δ = R + γᵏ(1 − d)·Q(s', argmax Q(s')) − Q(s, a)`, all from this copy.
+    /// `|δ|` with `δ = R + γᵏ(1 − d)·Q(s', argmax Q(s')) − Q(s, a)`, all from the network
+    /// this actor acts with (int8 for an int8 actor): with one network, double DQN's argmax
+    /// and evaluation coincide, so `Q(s', argmax Q(s')) = max Q(s')`, one forward pass.
     fn priorities(&mut self, batch: &Transitions, _rng: &mut Pcg64Mcg, out: &mut Vec<f32>) -> Result<()> {
-        td_targets(&mut self.q, None, batch, true, self.n_actions, &mut self.targets)?;
-        let q = self.q.q_values(&batch.obs, batch.len())?;
+        let (rows, na) = (batch.len(), self.n_actions);
+        let next_q = acting_q_values(&mut self.q, &mut self.int8, &batch.next_obs, rows)?;
+        self.targets.clear();
+        self.targets.extend(next_q.chunks_exact(na).map(|row| row[argmax(row)]));
+        let q = acting_q_values(&mut self.q, &mut self.int8, &batch.obs, rows)?;
         out.clear();
-        for (i, &y) in self.targets.iter().enumerate() {
-            out.push((y - q[i * self.n_actions + batch.actions[i] as usize]).abs());
+        for (i, &best) in self.targets.iter().enumerate() {
+            let y = batch.rewards[i] + batch.discounts[i] * (1.0 - batch.dones[i]) * best;
+            out.push((y - q[i * na + batch.actions[i] as usize]).abs());
         }
         Ok(())
     }
@@ -315,10 +335,7 @@ impl ApexCore for DqnCore {
         out: &mut [f32],
     ) -> Result<()> {
         let na = self.n_actions;
-        let q = match &mut self.int8 {
-            Some(int8) => int8.forward(obs, rows),
-            None => self.q.q_values(obs, rows)?,
-        };
+        let q = acting_q_values(&mut self.q, &mut self.int8, obs, rows)?;
         for (a, row) in out.iter_mut().zip(q.chunks_exact(na)) {
             *a = if deterministic { argmax(row) } else { epsilon_greedy(row, scale, rng) } as f32;
         }

@@ -571,6 +571,29 @@ pub fn run_actor(
     Ok((actor.env_steps, lag))
 }
 
+/// Env steps per second of one Ape-X actor alone, measured for about `seconds`: its envs,
+/// exploration through its network (int8 where `apex.actor_precision` says so), n-step
+/// assembly, priorities and inserts into an in-memory replay — with no learner, whose rate
+/// limiter paces actors in a run (so a run's actor rate says little about the acting itself).
+/// The replay's rate limit is lifted for the measurement. `shoal bench actors` prints it for
+/// f32 and int8 actors.
+pub fn actor_steps_per_second(config: &CommonConfig, setup: &ApexSetup, seconds: f64) -> Result<f64> {
+    let mut setup = setup.clone();
+    setup.apex.rate_limit_buffer = usize::MAX / 4;
+    let mut learner = Learner::new(config, &setup)?;
+    let cluster = config.cluster.clone().unwrap_or_default();
+    let server = Arc::new(ServerSpec::from_network(learner.network(), true)?.server(&cluster, 0, 1));
+    let replay = LocalReplay::new(replay_for(config, &setup)?, config.seed);
+    let mut actor = Actor::new(config, &setup, 0, server)?;
+    // Warm-up: buffers sized, first pull taken.
+    actor.act(setup.apex.actor_steps, &replay)?;
+    let (start, first) = (Instant::now(), actor.env_steps);
+    while start.elapsed().as_secs_f64() < seconds {
+        actor.act(setup.apex.actor_steps, &replay)?;
+    }
+    Ok((actor.env_steps - first) as f64 / start.elapsed().as_secs_f64())
+}
+
 /// The learner process's loop: update as the rate limiter allows, publishing to `store`,
 /// until `coordinator` says stop (asked every 200 ms); logs the replay and learner rates to
 /// stderr every 5 s. Returns its final statistics.

@@ -21,6 +21,8 @@ pub enum Bench {
     Learn(super::bench_learn::LearnArgs),
     /// Parameter push+pull latency and throughput: in-process server and a loopback TCP copy.
     Ps(super::bench_ps::PsArgs),
+    /// One Ape-X actor alone, acting in f32 and in int8: env steps/s of each.
+    Actors(super::bench_actors::ActorsArgs),
     /// Prioritized replay: insert, sample(512) and priority-update rates, in process and gRPC.
     Replay(super::bench_replay::ReplayArgs),
     /// Under `mpirun -np N` (feature `mpi`): MPI_Allreduce against a sync parameter-server round
@@ -69,6 +71,7 @@ pub fn run(bench: &Bench) -> Result<()> {
         Bench::Learn(args) => super::bench_learn::learn_table(args),
         Bench::Ps(args) => super::bench_ps::run(args),
         Bench::Replay(args) => super::bench_replay::run(args),
+        Bench::Actors(args) => super::bench_actors::run(args),
         Bench::Allreduce(args) => super::bench_allreduce::run(args),
         Bench::Tune(args) => super::bench_tune::run(args),
         Bench::Pipeline(args) => super::bench_pipeline::run(args),

@@ -1,6 +1,7 @@
 //! One module per `shoal` subcommand.
 
 pub mod bench;
+pub mod bench_actors;
 pub mod bench_allreduce;
 pub mod bench_learn;
 pub mod bench_load;
