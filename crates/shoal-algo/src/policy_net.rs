@@ -5,7 +5,7 @@
 //! ([`QuantizedPolicy`]).
 
 use shoal_nn::mlp::{Mlp, MlpWorkspace};
-use shoal_nn::onnx::{mlp_chain_model, ActionNode};
+use shoal_nn::onnx::{mlp_chain_model, quantized_chain_model, ActionNode, InputAffine};
 use shoal_nn::prune::prunable;
 use shoal_nn::quant::{Int8Kernel, QuantizedMlp};
 use shoal_nn::ParamLayout;
@@ -24,6 +24,14 @@ pub enum ActionHead {
 }
 
 impl ActionHead {
+    /// The ONNX export's action node.
+    fn onnx_node(&self) -> ActionNode {
+        match self {
+            ActionHead::Argmax => ActionNode::Argmax,
+            ActionHead::Clip { low, high } => ActionNode::Clamp { low: low.clone(), high: high.clone() },
+        }
+    }
+
     /// Width of one action row.
     pub fn action_dim(&self) -> usize {
         match self {
@@ -58,6 +66,11 @@ pub struct ObsNormalization {
 impl ObsNormalization {
     pub(crate) fn new(normalizer: Option<Normalizer>) -> Self {
         ObsNormalization { normalizer, buffer: Vec::new() }
+    }
+
+    /// The normalization as the ONNX export's input node, if any.
+    fn affine(&self) -> Option<InputAffine> {
+        self.normalizer.as_ref().and_then(Normalizer::obs_affine)
     }
 
     /// `obs` normalized (a borrow of `obs` itself when nothing is normalized).
@@ -204,12 +217,8 @@ impl PolicyNet {
     /// The policy as an ONNX model (serialized): the normalization, the chain and the action
     /// ([`shoal_nn::onnx`]).
     pub fn to_onnx(&self) -> Result<Vec<u8>> {
-        let action = match &self.head {
-            ActionHead::Argmax => ActionNode::Argmax,
-            ActionHead::Clip { low, high } => ActionNode::Clamp { low: low.clone(), high: high.clone() },
-        };
-        let affine = self.normalization.normalizer.as_ref().and_then(Normalizer::obs_affine);
-        Ok(mlp_chain_model(&self.chain, &self.params, affine.as_ref(), &action)?)
+        let affine = self.normalization.affine();
+        Ok(mlp_chain_model(&self.chain, &self.params, affine.as_ref(), &self.head.onnx_node())?)
     }
 
     /// The same policy with int8 weights and activations.
@@ -268,6 +277,12 @@ impl QuantizedPolicy {
     pub fn outputs(&mut self, obs: &[f32], rows: usize) -> &[f32] {
         let QuantizedPolicy { chain, normalization, stage, .. } = self;
         quantized_chain(chain, stage, normalization.apply(obs), rows)
+    }
+
+    /// The int8 policy as an ONNX model in QDQ form ([`shoal_nn::onnx`]).
+    pub fn to_onnx(&self) -> Result<Vec<u8>> {
+        let affine = self.normalization.affine();
+        Ok(quantized_chain_model(&self.chain, affine.as_ref(), &self.head.onnx_node())?)
     }
 
     /// Deterministic actions for `rows` raw observations.

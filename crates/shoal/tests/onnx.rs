@@ -2,7 +2,10 @@
 //! Python that `VIRTUAL_ENV` names — `.ci/run` installs it) runs the exported policy on 1,000
 //! states the policy visits and must give Shoal's outputs within 1e-5 (relative above 1) and
 //! its actions: a tanh PPO policy (CartPole), a relu Q-network (CartPole DQN) and a Gaussian
-//! policy with observation normalization and clamped actions (Pendulum PPO).
+//! policy with observation normalization and clamped actions (Pendulum PPO) — in f32, and
+//! after `shoal optimize --quantize int8` in QDQ form, where at most 1 % of the states may
+//! differ (a value within float rounding of a quantization boundary, rounded to the
+//! neighbouring step by one of the two).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -43,18 +46,28 @@ fn onnx_runtime_gives_shoals_outputs_for_exported_policies() {
             args.extend(["--set", set]);
         }
         ok(shoal(&args));
-        let model = run.join("policy.onnx");
-        let printed = ok(shoal(&["export", run_arg, "--onnx", model.to_str().unwrap(), "--samples", "1000"]));
-        assert!(printed.contains("1000 visited states"), "{printed}");
-        let check = Command::new(python())
-            .arg(repo().join("scripts/check_onnx.py"))
-            .arg(&model)
-            .output()
-            .expect("run scripts/check_onnx.py");
-        let report = String::from_utf8_lossy(&check.stdout);
-        assert!(check.status.success(), "{config}: {report}{}", String::from_utf8_lossy(&check.stderr));
-        eprintln!("{config}: {report}");
+        export_and_check(&run, "f32", &[]);
+        let int8 = dir.path().join(format!("{config}-int8"));
+        let int8_arg = int8.to_str().unwrap();
+        ok(shoal(&["optimize", run_arg, "--quantize", "int8", "--episodes", "2", "--out", int8_arg]));
+        export_and_check(&int8, "int8 in QDQ form", &["--max-differing", "0.01"]);
     }
+}
+
+/// Exports `run` with 1,000 samples and runs `scripts/check_onnx.py` on it (`check_args`).
+fn export_and_check(run: &Path, kind: &str, check_args: &[&str]) {
+    let model = run.join("policy.onnx");
+    let printed = ok(shoal(&["export", run.to_str().unwrap(), "--onnx", model.to_str().unwrap(), "--samples", "1000"]));
+    assert!(printed.contains("1000 visited states") && printed.contains(kind), "{printed}");
+    let check = Command::new(python())
+        .arg(repo().join("scripts/check_onnx.py"))
+        .arg(&model)
+        .args(check_args)
+        .output()
+        .expect("run scripts/check_onnx.py");
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{}: {report}{}", run.display(), String::from_utf8_lossy(&check.stderr));
+    eprintln!("{} ({kind}): {report}", run.display());
 }
 
 #[test]

@@ -7,6 +7,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use super::bench_timing::median;
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 use shoal_nn::quant::QuantizedMlp;
@@ -36,6 +37,9 @@ pub struct NnArgs {
 }
 
 /// Runs `f` repeatedly for about `seconds` (after a warm-up) and returns microseconds per call.
+/// Alternating rounds of the f32 and int8 actor timings.
+const ACTOR_ROUNDS: usize = 7;
+
 fn time_per_call(seconds: f64, mut f: impl FnMut()) -> f64 {
     for _ in 0..20 {
         f();
@@ -124,12 +128,18 @@ pub fn run(args: &NnArgs) -> Result<()> {
     for rows in [1usize, 256] {
         let input = &obs[..rows.min(n) * args.obs_dim];
         let rows = input.len() / args.obs_dim;
-        let f32_us = time_per_call(args.seconds / 2.0, || {
-            black_box(model.forward_policy(input, rows).expect("shapes are consistent"));
-        });
-        let int8_us = time_per_call(args.seconds / 2.0, || {
-            black_box(int8.forward(input, rows));
-        });
+        // Alternating short rounds, medians: a burst of load on the other core or a clock
+        // change then moves one round of each side, not one side's whole measurement.
+        let (mut f32_rounds, mut int8_rounds) = (Vec::new(), Vec::new());
+        for _ in 0..ACTOR_ROUNDS {
+            f32_rounds.push(time_per_call(args.seconds / (2 * ACTOR_ROUNDS) as f64, || {
+                black_box(model.forward_policy(input, rows).expect("shapes are consistent"));
+            }));
+            int8_rounds.push(time_per_call(args.seconds / (2 * ACTOR_ROUNDS) as f64, || {
+                black_box(int8.forward(input, rows));
+            }));
+        }
+        let (f32_us, int8_us) = (median(&mut f32_rounds), median(&mut int8_rounds));
         println!("actor_f32_batch{rows}_us: {f32_us:.2}");
         println!("actor_int8_batch{rows}_us: {int8_us:.2} ({}, {:.2}x f32)", int8.kernel().name(), f32_us / int8_us);
     }

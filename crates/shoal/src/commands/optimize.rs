@@ -203,7 +203,7 @@ fn figures(policy: &mut Timed<'_>, net: &PolicyNet, model_file: &Path, eval: Eva
 
 pub fn run(args: &Args) -> Result<()> {
     let method = Method::from_args(args)?;
-    let Trained { source, config, agent: mut teacher, loop_state, net: mut original_net } =
+    let Trained { source, config, agent: mut teacher, loop_state, net: mut original_net, .. } =
         load_trained(&args.run, "optimized")?;
     let algo = config.algo.name();
     let out = match &args.out {

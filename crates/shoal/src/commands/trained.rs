@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use shoal_algo::checkpoint::load_checkpoint;
+use shoal_algo::config::Precision;
 use shoal_algo::policy_net::PolicyNet;
 use shoal_algo::{build_agent, Agent, LoopState, TrainConfig};
 
@@ -20,6 +21,8 @@ pub struct Trained {
     pub agent: Box<dyn Agent>,
     pub loop_state: LoopState,
     pub net: PolicyNet,
+    /// The run's own `[inference] precision` (what `shoal eval` acts in).
+    pub precision: Precision,
 }
 
 /// Loads `run` (a run directory or a checkpoint); `purpose` ("optimized", "exported") names
@@ -28,12 +31,12 @@ pub fn load_trained(run: &Path, purpose: &str) -> Result<Trained> {
     let source = checkpoint_dir(run);
     let mut config = TrainConfig::load(&find_config(&source)?, &[])?;
     config.common.cluster = None;
-    config.common.inference = Default::default();
+    let precision = std::mem::take(&mut config.common.inference).precision;
     let mut agent = build_agent(&config)?;
     let loop_state = load_checkpoint(agent.as_mut(), &source)
         .with_context(|| format!("loading {} (a corrupted or foreign checkpoint?)", source.display()))?;
     let net = agent.policy_net().ok_or_else(|| unsupported(config.algo.name(), purpose))?;
-    Ok(Trained { source, config, agent, loop_state, net })
+    Ok(Trained { source, config, agent, loop_state, net, precision })
 }
 
 /// The error for an algorithm whose policy is not one MLP chain.
