@@ -100,11 +100,34 @@ pub enum Precision {
 pub struct InferenceConfig {
     #[serde(default)]
     pub precision: Precision,
+    /// Act over the non-zero weights only (`shoal_nn::sparse`): what `shoal optimize --prune`
+    /// sets where it measured that faster than the dense path. Deterministic actions only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sparse: bool,
+}
+
+/// The engine `predict` runs a policy on, other than the algorithm's own `f32` network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InferenceEngine {
+    Int8,
+    Sparse,
 }
 
 impl InferenceConfig {
     fn is_default(&self) -> bool {
         *self == InferenceConfig::default()
+    }
+
+    /// The engine this section asks for, if any.
+    pub fn engine(&self) -> Result<Option<InferenceEngine>> {
+        match (self.precision, self.sparse) {
+            (Precision::F32, false) => Ok(None),
+            (Precision::Int8, false) => Ok(Some(InferenceEngine::Int8)),
+            (Precision::F32, true) => Ok(Some(InferenceEngine::Sparse)),
+            (Precision::Int8, true) => Err(config_err(
+                "[inference] asks for both precision = \"int8\" and sparse = true: the int8 kernels are dense; choose one",
+            )),
+        }
     }
 }
 

@@ -1,13 +1,14 @@
 //! A trained agent's acting path detached from its algorithm: the observation normalization
 //! saved with the model, the chain of MLPs that turns an observation into policy outputs, and
 //! the head that turns outputs into deterministic actions. This is what `shoal optimize`
-//! prunes, quantizes, distills and times, and what an int8 run acts with
-//! ([`QuantizedPolicy`]).
+//! prunes, quantizes, distills and times, and what an int8 or sparse run acts with
+//! ([`QuantizedPolicy`], [`SparsePolicy`]).
 
 use shoal_nn::mlp::{Mlp, MlpWorkspace};
 use shoal_nn::onnx::{mlp_chain_model, quantized_chain_model, ActionNode, InputAffine};
 use shoal_nn::prune::prunable;
 use shoal_nn::quant::{Int8Kernel, QuantizedMlp};
+use shoal_nn::sparse::SparseMlp;
 use shoal_nn::ParamLayout;
 
 use crate::error::Result;
@@ -223,8 +224,17 @@ impl PolicyNet {
 
     /// The same policy with int8 weights and activations.
     pub fn quantize(&self) -> QuantizedPolicy {
-        QuantizedPolicy {
-            chain: self.chain.iter().map(|mlp| QuantizedMlp::new(mlp, &self.params)).collect(),
+        self.compile(QuantizedMlp::new)
+    }
+
+    /// The same policy over its non-zero weights only (a pruned one's inference path).
+    pub fn sparsify(&self) -> SparsePolicy {
+        self.compile(SparseMlp::new)
+    }
+
+    fn compile<M>(&self, engine: impl Fn(&Mlp, &[f32]) -> M) -> CompiledPolicy<M> {
+        CompiledPolicy {
+            chain: self.chain.iter().map(|mlp| engine(mlp, &self.params)).collect(),
             head: self.head.clone(),
             normalization: self.normalization.clone(),
             stage: Vec::new(),
@@ -248,14 +258,59 @@ fn forward_chain<'a>(
     input
 }
 
-/// A policy whose matrix products run in int8 ([`shoal_nn::quant`]).
+/// A network compiled for inference: what [`CompiledPolicy`] runs its chain through.
+pub trait InferenceMlp {
+    /// The outputs of `rows` rows of `x`.
+    fn forward_rows(&mut self, x: &[f32], rows: usize) -> &[f32];
+}
+
+impl InferenceMlp for QuantizedMlp {
+    fn forward_rows(&mut self, x: &[f32], rows: usize) -> &[f32] {
+        self.forward(x, rows)
+    }
+}
+
+impl InferenceMlp for SparseMlp {
+    fn forward_rows(&mut self, x: &[f32], rows: usize) -> &[f32] {
+        self.forward(x, rows)
+    }
+}
+
+/// A policy whose chain runs on an inference engine of its own: int8
+/// ([`QuantizedPolicy`]) or sparse ([`SparsePolicy`]); the normalization and the head are
+/// the [`PolicyNet`]'s it came from.
 #[derive(Debug, Clone)]
-pub struct QuantizedPolicy {
-    chain: Vec<QuantizedMlp>,
+pub struct CompiledPolicy<M> {
+    chain: Vec<M>,
     head: ActionHead,
     normalization: ObsNormalization,
     /// Output of a stage that feeds the next (a shared trunk's features).
     stage: Vec<f32>,
+}
+
+/// A policy whose matrix products run in int8 ([`shoal_nn::quant`]).
+pub type QuantizedPolicy = CompiledPolicy<QuantizedMlp>;
+
+/// A pruned policy run over its non-zero weights ([`shoal_nn::sparse`]).
+pub type SparsePolicy = CompiledPolicy<SparseMlp>;
+
+impl<M: InferenceMlp> CompiledPolicy<M> {
+    pub fn chain(&self) -> &[M] {
+        &self.chain
+    }
+
+    /// The policy outputs of `rows` raw observations.
+    pub fn outputs(&mut self, obs: &[f32], rows: usize) -> &[f32] {
+        let CompiledPolicy { chain, normalization, stage, .. } = self;
+        compiled_chain(chain, stage, normalization.apply(obs), rows)
+    }
+
+    /// Deterministic actions for `rows` raw observations.
+    pub fn predict(&mut self, obs: &[f32], rows: usize, actions: &mut [f32]) -> Result<()> {
+        let CompiledPolicy { chain, head, normalization, stage } = self;
+        head.act(compiled_chain(chain, stage, normalization.apply(obs), rows), rows, actions);
+        Ok(())
+    }
 }
 
 impl QuantizedPolicy {
@@ -264,19 +319,9 @@ impl QuantizedPolicy {
         self.chain.first().map_or(Int8Kernel::Portable, QuantizedMlp::kernel)
     }
 
-    pub fn chain(&self) -> &[QuantizedMlp] {
-        &self.chain
-    }
-
     /// Bytes of the int8 weights, their scales and the biases.
     pub fn bytes(&self) -> usize {
         self.chain.iter().map(QuantizedMlp::bytes).sum()
-    }
-
-    /// The policy outputs of `rows` raw observations.
-    pub fn outputs(&mut self, obs: &[f32], rows: usize) -> &[f32] {
-        let QuantizedPolicy { chain, normalization, stage, .. } = self;
-        quantized_chain(chain, stage, normalization.apply(obs), rows)
     }
 
     /// The int8 policy as an ONNX model in QDQ form ([`shoal_nn::onnx`]).
@@ -284,24 +329,17 @@ impl QuantizedPolicy {
         let affine = self.normalization.affine();
         Ok(quantized_chain_model(&self.chain, affine.as_ref(), &self.head.onnx_node())?)
     }
-
-    /// Deterministic actions for `rows` raw observations.
-    pub fn predict(&mut self, obs: &[f32], rows: usize, actions: &mut [f32]) -> Result<()> {
-        let QuantizedPolicy { chain, head, normalization, stage } = self;
-        head.act(quantized_chain(chain, stage, normalization.apply(obs), rows), rows, actions);
-        Ok(())
-    }
 }
 
-/// Runs `x` through every int8 MLP of `chain` (`stage` carries one's output to the next).
-fn quantized_chain<'a>(chain: &'a mut [QuantizedMlp], stage: &mut Vec<f32>, x: &[f32], rows: usize) -> &'a [f32] {
+/// Runs `x` through every MLP of `chain` (`stage` carries one's output to the next).
+fn compiled_chain<'a, M: InferenceMlp>(chain: &'a mut [M], stage: &mut Vec<f32>, x: &[f32], rows: usize) -> &'a [f32] {
     let n = chain.len();
     let mut input = x;
     for (i, mlp) in chain.iter_mut().enumerate() {
         if i + 1 == n {
-            return mlp.forward(input, rows);
+            return mlp.forward_rows(input, rows);
         }
-        let out = mlp.forward(input, rows);
+        let out = mlp.forward_rows(input, rows);
         stage.clear();
         stage.extend_from_slice(out);
         input = stage;

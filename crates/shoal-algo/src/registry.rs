@@ -17,10 +17,10 @@ use crate::agent::Agent;
 use crate::apex::{ApexAgent, ApexConfig, ApexSetup};
 use crate::cluster::{ClusterAgent, ServerSpec};
 use crate::cluster_config::{ClusterConfig, Mode};
-use crate::config::{CommonConfig, Precision};
+use crate::compiled_agent::CompiledAgent;
+use crate::config::CommonConfig;
 use crate::dqn::{Dqn, DqnConfig};
 use crate::error::{config_err, io_err, AlgoError, Result};
-use crate::int8_agent::Int8Agent;
 use crate::ppo::{Ppo, PpoConfig};
 use crate::q_learning::{QLearning, QLearningConfig};
 use crate::sac::{Sac, SacConfig};
@@ -234,9 +234,9 @@ pub fn build_agent(config: &TrainConfig) -> Result<Box<dyn Agent>> {
         }
         _ => build_single_agent(config)?,
     };
-    Ok(match config.common.inference.precision {
-        Precision::F32 => agent,
-        Precision::Int8 => Box::new(Int8Agent::new(agent)),
+    Ok(match config.common.inference.engine()? {
+        None => agent,
+        Some(engine) => Box::new(CompiledAgent::new(agent, engine)),
     })
 }
 

@@ -18,6 +18,7 @@
 //! - [`prune`]: magnitude pruning masks and Zhu & Gupta's gradual schedule; an optimizer
 //!   wrapper ([`optim::Masked`]) keeps pruned weights at zero while training goes on.
 //! - [`onnx`]: a policy network as an ONNX model, for runtimes without Shoal.
+//! - [`sparse`]: inference of a pruned MLP over its non-zero weights.
 //! - [`quant`]: int8 inference of a trained MLP (per-channel weights, per-row activations,
 //!   exact `i32` products on AVX-512 VNNI, AVX2 or a portable loop, chosen at run time).
 //!
@@ -46,6 +47,7 @@ pub mod policy;
 pub mod prune;
 pub mod quant;
 pub mod scalar;
+pub mod sparse;
 pub mod squashed;
 
 pub use activation::Activation;

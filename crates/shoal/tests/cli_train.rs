@@ -189,6 +189,10 @@ fn bad_configs_fail_before_training_and_name_the_key() {
             "algo = \"ppo\"\n[env]\nid = \"FrozenLake-v1\"\noptions = { slippery = true }\n[stop]\nenv_steps = 10\n",
             "has no option `slippery`",
         ),
+        (
+            "algo = \"ppo\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 10\n[inference]\nprecision = \"int8\"\nsparse = true\n",
+            "both precision = \"int8\" and sparse = true",
+        ),
     ];
     for (i, (text, expected)) in cases.iter().enumerate() {
         let path = write(&format!("c{i}.toml"), text);
@@ -275,7 +279,8 @@ fn returns(report: &serde_json::Value) -> (f64, f64) {
 }
 
 /// Trains a CartPole teacher from `config_file` into `dir/teacher` and optimizes it three
-/// ways: 90 % pruning (Erdős–Rényi, fine-tuned), int8 and a 16-16 student, each keeping ≥ 98 %
+/// ways: 90 % pruning (Erdős–Rényi, fine-tuned, acting through the faster of the dense and
+/// sparse paths), int8 and a 16-16 student, each keeping ≥ 98 %
 /// of the teacher's deterministic return and loading in `shoal eval`. Returns the teacher.
 fn optimize_three_ways(dir: &Path, config_file: &str) -> PathBuf {
     let teacher = dir.join("teacher");
@@ -296,6 +301,10 @@ fn optimize_three_ways(dir: &Path, config_file: &str) -> PathBuf {
     assert!(after >= 0.98 * before, "{config_file} pruned: {after} of {before}");
     assert!((r["optimized"]["weight_sparsity"].as_f64().unwrap() - 0.9).abs() < 0.01, "{r}");
     assert!(pruned.join("checkpoints/latest/mask.safetensors").exists());
+    // The faster of the two measured inference paths is the one the run acts with.
+    let chosen = r["sparse_check"]["sparse_chosen"].as_bool().unwrap();
+    let config_text = std::fs::read_to_string(pruned.join("config.toml")).unwrap();
+    assert_eq!(config_text.contains("sparse = true"), chosen, "{config_text}");
     let eval = ok(&shoal(&["eval", pruned.to_str().unwrap(), "--deterministic", "--episodes", "3", "--json"]));
     let eval: serde_json::Value = serde_json::from_str(&eval).unwrap();
     assert!(eval["episode_return_mean"].as_f64().unwrap() >= 0.98 * before, "{eval}");

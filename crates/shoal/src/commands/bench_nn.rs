@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::bench_timing::median;
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
-use shoal_nn::quant::QuantizedMlp;
+use shoal_nn::quant::{Int8Kernel, QuantizedMlp};
 use shoal_nn::{
     clip_grad_norm, Activation, ActorCritic, ActorCriticConfig, Adam, Loss, Model, Optimizer, PolicyGradientBatch,
     PolicyHead, PolicyObjective,
@@ -122,10 +122,15 @@ pub fn run(args: &NnArgs) -> Result<()> {
             println!("inference_batch256_gflops: {:.2}", 2.0 * macs * rows as f64 / us / 1e3);
         }
     }
-    // The actor alone, in f32 and in int8 (what `shoal optimize --quantize int8` acts with).
+    // The actor alone, in f32 and in int8 (what `shoal optimize --quantize int8` acts with),
+    // on the kernel this CPU runs and, at batch 256, on the others it can run.
     let actor = model.policy_chain().into_iter().next().expect("a separate actor");
-    let mut int8 = QuantizedMlp::new(&actor, model.params());
-    for rows in [1usize, 256] {
+    let int8 = QuantizedMlp::new(&actor, model.params());
+    let mut runs: Vec<(usize, QuantizedMlp)> = vec![(1, int8.clone()), (256, int8.clone())];
+    runs.extend(
+        Int8Kernel::available().into_iter().filter(|&k| k != int8.kernel()).map(|k| (256, int8.clone().with_kernel(k))),
+    );
+    for (rows, mut int8) in runs {
         let input = &obs[..rows.min(n) * args.obs_dim];
         let rows = input.len() / args.obs_dim;
         // Alternating short rounds, medians: a burst of load on the other core or a clock
