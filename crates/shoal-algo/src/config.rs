@@ -5,6 +5,8 @@
 //! is `registry::TrainConfig`.
 
 use serde::{Deserialize, Serialize};
+use shoal_env::Space;
+use shoal_nn::conv::EncoderConfig;
 
 use crate::checks::{check_positive, check_range};
 use crate::cluster_config::ClusterConfig;
@@ -215,6 +217,16 @@ pub struct NetConfig {
     /// `tanh` or `relu`.
     #[serde(default = "default_activation")]
     pub activation: String,
+    /// A convolutional encoder for image observations (a Box of shape `[height, width,
+    /// channels]`) before the `hidden` layers: `"nature"` (Mnih et al. 2015: 32×8×8/4,
+    /// 64×4×4/2, 64×3×3/1, inputs /255) or `"minatar"` (Young & Tian 2019: 16×3×3/1).
+    /// DQN and Ape-X's DQN learner build it; other algorithms refuse it for now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<String>,
+    /// The images are `[channels, height, width]` (ale-py's stacked Atari frames) rather
+    /// than `[height, width, channels]` (MinAtar).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub channels_first: bool,
 }
 
 fn default_hidden() -> Vec<usize> {
@@ -227,11 +239,47 @@ fn default_activation() -> String {
 
 impl Default for NetConfig {
     fn default() -> Self {
-        NetConfig { hidden: default_hidden(), activation: default_activation() }
+        NetConfig { hidden: default_hidden(), activation: default_activation(), encoder: None, channels_first: false }
     }
 }
 
 impl NetConfig {
+    /// The encoder `net.encoder` names, for observations of `space` (an error names the key
+    /// and what the observation is).
+    pub(crate) fn encoder(&self, section: &str, space: &Space, env_id: &str) -> Result<Option<EncoderConfig>> {
+        let Some(name) = &self.encoder else { return Ok(None) };
+        let [height, width, channels] = match space {
+            Space::Box { shape, .. } if shape.len() == 3 && self.channels_first => [shape[1], shape[2], shape[0]],
+            Space::Box { shape, .. } if shape.len() == 3 => [shape[0], shape[1], shape[2]],
+            other => {
+                return Err(config_err(format!(
+                    "{section}.net.encoder = \"{name}\" needs image observations (a Box of shape [height, width, channels]), but {env_id} has {other}"
+                )))
+            }
+        };
+        let mut encoder = match name.as_str() {
+            "nature" => EncoderConfig::nature(height, width, channels),
+            "minatar" => EncoderConfig::minatar(height, width, channels),
+            other => {
+                return Err(config_err(format!(
+                    "{section}.net.encoder must be \"nature\" or \"minatar\", got \"{other}\""
+                )))
+            }
+        };
+        encoder.channels_first = self.channels_first;
+        Ok(Some(encoder))
+    }
+
+    /// Refuses `net.encoder` for an algorithm that builds no encoder yet.
+    pub(crate) fn without_encoder(&self, section: &str) -> Result<()> {
+        match &self.encoder {
+            Some(_) => Err(config_err(format!(
+                "{section}.net.encoder: {section} builds no convolutional encoder yet (dqn and apex do); remove the key"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     pub(crate) fn activation(&self, section: &str) -> Result<shoal_nn::Activation> {
         shoal_nn::Activation::parse(&self.activation).ok_or_else(|| {
             config_err(format!("{section}.net.activation must be \"tanh\" or \"relu\", got \"{}\"", self.activation))

@@ -82,7 +82,7 @@ impl Default for DqnConfig {
             loss: "mse".into(),
             max_grad_norm: 0.0,
             adam_eps: 1e-8,
-            net: NetConfig { hidden: vec![120, 84], activation: "relu".into() },
+            net: NetConfig { hidden: vec![120, 84], activation: "relu".into(), encoder: None, channels_first: false },
         }
     }
 }
@@ -165,6 +165,7 @@ impl Dqn {
             hidden: cfg.net.hidden.clone(),
             activation: cfg.net.activation("dqn")?,
             dueling: cfg.dueling,
+            encoder: cfg.net.encoder("dqn", env.single_observation_space(), &config.env.id)?,
             seed: config.seed,
         };
         let q = QNetwork::new(net)?;

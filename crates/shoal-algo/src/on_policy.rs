@@ -105,6 +105,7 @@ impl OnPolicyCore {
                 )))
             }
         };
+        net.without_encoder(section)?;
         let model = ActorCritic::new(ActorCriticConfig {
             obs_dim,
             head,

@@ -42,6 +42,7 @@ fn mlp(
 ) -> Result<Mlp> {
     let sizes: Vec<usize> =
         std::iter::once(input).chain(net.hidden.iter().copied()).chain(std::iter::once(output)).collect();
+    net.without_encoder(section)?;
     Ok(Mlp::new(layout, prefix, &sizes, net.activation(section)?, false))
 }
 

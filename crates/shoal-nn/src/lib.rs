@@ -17,6 +17,8 @@
 //! - [`io`]: safetensors checkpoints with atomic writes (and pruning masks).
 //! - [`prune`]: magnitude pruning masks and Zhu & Gupta's gradual schedule; an optimizer
 //!   wrapper ([`optim::Masked`]) keeps pruned weights at zero while training goes on.
+//! - [`conv`]: 2-D convolution layers (NHWC, im2col over the GEMM), the building block of
+//!   pixel models.
 //! - [`onnx`]: a policy network as an ONNX model, for runtimes without Shoal.
 //! - [`sparse`]: inference of a pruned MLP over its non-zero weights.
 //! - [`quant`]: int8 inference of a trained MLP (per-channel weights, per-row activations,
@@ -25,12 +27,12 @@
 //! Everything is generic over [`Scalar`] (`f32` to train, `f64` to check gradients against
 //! finite differences).
 //!
-//! **Not covered here, by design:** convolutional networks for pixel observations and GPU
-//! training. They belong behind the same [`Model`] trait in a `burn`-backed implementation
-//! enabled by a cargo feature (a later issue): flat parameters in and out, so algorithms, the
-//! parameter server and checkpoints are unchanged.
+//! **Not covered here:** GPU training. Convolutional models for pixel observations are being
+//! built from [`conv`] behind the same [`Model`] trait (issue 14): flat parameters in and
+//! out, so algorithms, the parameter server and checkpoints stay unchanged.
 
 pub mod activation;
+pub mod conv;
 pub mod error;
 pub mod gemm;
 pub mod gsde;

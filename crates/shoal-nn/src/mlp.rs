@@ -222,7 +222,8 @@ impl Mlp {
 
 /// A trunk feeding two heads (actor-critic with a shared body, dueling Q-network): runs the
 /// heads' backward passes, sums their input gradients into the trunk's output gradient, and
-/// backpropagates the trunk. The heads' output gradients must already be filled.
+/// backpropagates the trunk (to its input too with `input_grad`: an encoder below it). The
+/// heads' output gradients must already be filled.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_two_heads<T: Scalar>(
     (trunk, trunk_ws): (&Mlp, &mut MlpWorkspace<T>),
@@ -232,6 +233,7 @@ pub(crate) fn backward_two_heads<T: Scalar>(
     grads: &mut [T],
     x: &[T],
     rows: usize,
+    input_grad: bool,
 ) {
     let width = trunk.out_dim();
     let features = std::mem::take(&mut trunk_ws.outputs);
@@ -243,5 +245,5 @@ pub(crate) fn backward_two_heads<T: Scalar>(
     for ((d, &a), &b) in d_hidden.iter_mut().zip(ws_a.input_grad()).zip(ws_b.input_grad()) {
         *d = a + b;
     }
-    trunk.backward(params, grads, x, rows, trunk_ws, false);
+    trunk.backward(params, grads, x, rows, trunk_ws, input_grad);
 }

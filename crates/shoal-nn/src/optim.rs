@@ -121,6 +121,40 @@ impl<T: Scalar> Adam<T> {
     }
 }
 
+/// One Adam step's constants, and the elementwise update (PyTorch's formula, operation for
+/// operation). Its square roots and divisions dominate an optimizer step; the loop compiled
+/// for AVX-512 does 16 at a time instead of the baseline's 4, with the same results (both
+/// are exactly rounded): a 132k-parameter MinAtar Q-network's step took 39 % of a DQN
+/// update with the baseline loop.
+#[derive(Clone, Copy)]
+struct AdamUpdate<T> {
+    b1: T,
+    b2: T,
+    one_b1: T,
+    one_b2: T,
+    step_size: T,
+    bias2_sqrt: T,
+    eps: T,
+}
+
+impl<T: Scalar> AdamUpdate<T> {
+    #[inline(always)]
+    fn apply(self, params: &mut [T], grads: &[T], exp_avg: &mut [T], exp_avg_sq: &mut [T]) {
+        let AdamUpdate { b1, b2, one_b1, one_b2, step_size, bias2_sqrt, eps } = self;
+        for (((p, &g), m), v) in params.iter_mut().zip(grads).zip(exp_avg).zip(exp_avg_sq) {
+            *m = b1 * *m + one_b1 * g;
+            *v = b2 * *v + one_b2 * g * g;
+            *p -= step_size * *m / (v.sqrt() / bias2_sqrt + eps);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn apply_avx512(self, params: &mut [T], grads: &[T], exp_avg: &mut [T], exp_avg_sq: &mut [T]) {
+        self.apply(params, grads, exp_avg, exp_avg_sq)
+    }
+}
+
 impl<T: Scalar> Optimizer<T> for Adam<T> {
     fn name(&self) -> &'static str {
         "adam"
@@ -138,11 +172,16 @@ impl<T: Scalar> Optimizer<T> for Adam<T> {
         let step_size = lr / T::of(1.0 - self.beta1.powi(t));
         let bias2_sqrt = T::of((1.0 - self.beta2.powi(t)).sqrt());
         let eps = T::of(self.eps);
-        for (((p, &g), m), v) in params.iter_mut().zip(grads).zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq) {
-            *m = b1 * *m + one_b1 * g;
-            *v = b2 * *v + one_b2 * g * g;
-            *p -= step_size * *m / (v.sqrt() / bias2_sqrt + eps);
+        let update = AdamUpdate { b1, b2, one_b1, one_b2, step_size, bias2_sqrt, eps };
+        let (m, v) = (&mut self.exp_avg[..], &mut self.exp_avg_sq[..]);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has AVX-512F, the only feature the copy is compiled for.
+                return unsafe { update.apply_avx512(params, grads, m, v) };
+            }
         }
+        update.apply(params, grads, m, v);
     }
 
     fn steps(&self) -> u64 {
@@ -330,5 +369,39 @@ impl LinearSchedule {
     pub fn value(&self, progress: f64) -> f64 {
         let t = if self.fraction > 0.0 { (progress / self.fraction).clamp(0.0, 1.0) } else { 1.0 };
         self.start * (1.0 - t) + self.end * t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AVX-512 copy of Adam's update gives the baseline loop's values bit for bit.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn adams_wide_loop_equals_the_baseline_bit_for_bit() {
+        if !is_x86_feature_detected!("avx512f") {
+            eprintln!("no AVX-512 here: only the baseline loop runs");
+            return;
+        }
+        let n = 1003;
+        let wave = |k: f32| (0..n).map(|i| ((i as f32) * k).sin()).collect::<Vec<f32>>();
+        let (grads, m0, v0, p0) = (wave(0.37), wave(0.11), wave(0.07).iter().map(|x| x * x).collect(), wave(0.5));
+        let update = AdamUpdate {
+            b1: 0.9f32,
+            b2: 0.999,
+            one_b1: 0.1,
+            one_b2: 0.001,
+            step_size: 3e-4,
+            bias2_sqrt: 0.3,
+            eps: 1e-8,
+        };
+        let (mut p, mut m, mut v): (Vec<f32>, Vec<f32>, Vec<f32>) = (p0.clone(), m0.clone(), v0);
+        let (mut p2, mut m2, mut v2) = (p.clone(), m.clone(), v.clone());
+        update.apply(&mut p, &grads, &mut m, &mut v);
+        // SAFETY: AVX-512F was detected above.
+        unsafe { update.apply_avx512(&mut p2, &grads, &mut m2, &mut v2) };
+        assert!(p == p2 && m == m2 && v == v2);
+        assert!(p != p0);
     }
 }

@@ -9,6 +9,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
+use shoal_nn::conv::{ConvSpec, EncoderConfig};
 use shoal_nn::{
     Activation, ActorCritic, ActorCriticConfig, DistillBatch, Loss, Model, PolicyGradientBatch, PolicyHead,
     PolicyObjective, QNetwork, QNetworkConfig, TdBatch, TdLoss,
@@ -157,6 +158,7 @@ fn td_loss_gradients_mse_and_huber_plain_and_dueling() {
                 hidden: vec![7, 6],
                 activation,
                 dueling,
+                encoder: None,
                 seed: 5,
             })
             .unwrap();
@@ -193,6 +195,61 @@ fn td_loss_gradients_mse_and_huber_plain_and_dueling() {
     }
 }
 
+/// A Q-network over a two-layer convolutional encoder (stride, padding, an input scale,
+/// channels-first images), plain and dueling: every filter's and every later weight's gradient against central
+/// differences.
+#[test]
+fn td_loss_gradients_through_a_conv_encoder() {
+    let mut rng = Pcg64Mcg::seed_from_u64(8);
+    let conv = |channels, kernel, stride, padding| ConvSpec { channels, kernel, stride, padding };
+    let image = EncoderConfig {
+        height: 6,
+        width: 5,
+        channels: 2,
+        layers: vec![conv(3, 3, 1, 1), conv(4, 2, 2, 0)],
+        input_scale: 0.5,
+        channels_first: true,
+    };
+    let rows = 5;
+    for dueling in [false, true] {
+        let model: QNetwork<f64> = QNetwork::new(QNetworkConfig {
+            obs_dim: image.in_len(),
+            n_actions: 3,
+            hidden: vec![6],
+            activation: Activation::Tanh,
+            dueling,
+            encoder: Some(image.clone()),
+            seed: 9,
+        })
+        .unwrap();
+        let obs = random(&mut rng, rows * image.in_len(), 2.0);
+        let actions: Vec<f64> = (0..rows).map(|_| rng.random_range(0..3) as f64).collect();
+        let targets = random(&mut rng, rows, 2.0);
+        let loss = Loss::Td(TdBatch {
+            obs: &obs,
+            rows,
+            actions: &actions,
+            targets: &targets,
+            weights: None,
+            kind: TdLoss::Mse,
+        });
+        check(model, loss);
+    }
+    // An encoder whose image is not the observation is refused, naming both.
+    let err = QNetwork::<f64>::new(QNetworkConfig {
+        obs_dim: 4,
+        n_actions: 2,
+        hidden: vec![4],
+        activation: Activation::Relu,
+        dueling: false,
+        encoder: Some(image),
+        seed: 0,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("6×5×2 images (60 values) but observations have 4"), "{err}");
+}
+
 #[test]
 fn distillation_kl_gradients() {
     let mut rng = Pcg64Mcg::seed_from_u64(4);
@@ -218,6 +275,7 @@ fn losses_a_model_cannot_compute_are_errors() {
         hidden: vec![4],
         activation: Activation::Relu,
         dueling: false,
+        encoder: None,
         seed: 0,
     })
     .unwrap();

@@ -7,6 +7,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use shoal_nn::conv::EncoderConfig;
 use shoal_nn::gemm::SMALL_ROWS;
 use shoal_nn::{Activation, ActorCritic, ActorCriticConfig, Model, PolicyHead, QNetwork, QNetworkConfig};
 
@@ -75,9 +76,25 @@ fn inference_allocates_nothing_after_warm_up() {
         hidden: vec![64, 64],
         activation: Activation::Relu,
         dueling: true,
+        encoder: None,
         seed: 0,
     })
     .unwrap();
     let obs = vec![0.1f32; 4];
     assert_eq!(count(|| assert!(q.forward(&obs, 1).unwrap().q.is_some())), 0);
+    // Over a conv encoder (MinAtar's 10×10×4 board): each convolution is one product over all
+    // output positions — the GEMM crate's one packing buffer — and nothing else.
+    let image = EncoderConfig::minatar(10, 10, 4);
+    let mut q: QNetwork<f32> = QNetwork::new(QNetworkConfig {
+        obs_dim: image.in_len(),
+        n_actions: 3,
+        hidden: vec![128],
+        activation: Activation::Relu,
+        dueling: false,
+        encoder: Some(image),
+        seed: 0,
+    })
+    .unwrap();
+    let obs = vec![1.0f32; 400];
+    assert_eq!(count(|| assert!(q.forward(&obs, 1).unwrap().q.is_some())), 100);
 }

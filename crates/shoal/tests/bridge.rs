@@ -196,7 +196,8 @@ fn gymnasium_ids_build_with_their_spaces_and_errors_name_the_fix() {
     assert!(err.contains("No module named 'no_such_module'") && err.contains("VIRTUAL_ENV"), "{err}");
 }
 
-/// DQN (an MLP over MinAtar's 10×10×4 grid) trains 10k steps on a bridged MinAtar env, and a run
+/// DQN (MinAtar's own network: a 16-filter 3×3 convolution over the 10×10×4 board, then 64
+/// units) trains 10k steps on a bridged MinAtar env, and a run
 /// stopped at 5k and resumed from its checkpoint (the env pickled in it) ends where the
 /// uninterrupted run ends: same episodes, same weights.
 #[test]
@@ -223,7 +224,7 @@ target_network_frequency = 500
 # ε constant, so a run stopped at 5k (a shorter budget) explores as the 10k run does.
 start_e = 0.1
 end_e = 0.1
-net = { hidden = [64] }
+net = { hidden = [64], activation = "relu", encoder = "minatar" }
 "#,
     )
     .unwrap();

@@ -193,6 +193,14 @@ fn bad_configs_fail_before_training_and_name_the_key() {
             "algo = \"ppo\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 10\n[inference]\nprecision = \"int8\"\nsparse = true\n",
             "both precision = \"int8\" and sparse = true",
         ),
+        (
+            "algo = \"dqn\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 10\n[dqn]\nnet = { encoder = \"minatar\" }\n",
+            "dqn.net.encoder = \"minatar\" needs image observations (a Box of shape [height, width, channels]), but CartPole-v1 has Box",
+        ),
+        (
+            "algo = \"ppo\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 10\n[ppo]\nnet = { encoder = \"nature\" }\n",
+            "ppo.net.encoder: ppo builds no convolutional encoder yet",
+        ),
     ];
     for (i, (text, expected)) in cases.iter().enumerate() {
         let path = write(&format!("c{i}.toml"), text);

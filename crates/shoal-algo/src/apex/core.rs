@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use shoal_dist::replay::{Sample, Transitions};
 use shoal_env::{Actions, Space, VecEnv};
+use shoal_nn::conv::EncoderConfig;
 use shoal_nn::quant::QuantizedMlp;
 use shoal_nn::{io, Adam, Model, ParamLayout, QNetwork, QNetworkConfig, TdLoss};
 
@@ -142,7 +143,8 @@ pub(crate) fn build(config: &CommonConfig, setup: &ApexSetup, env: &dyn VecEnv) 
     let obs_dim = obs_width(env.single_observation_space(), id)?;
     let bounds = match ActionShape::of(setup, env.single_action_space(), id)? {
         ActionShape::Discrete(n_actions) => {
-            return Ok(Box::new(DqnCore::new(config, &setup.apex, obs_dim, n_actions)?))
+            let encoder = setup.apex.net.encoder("apex", env.single_observation_space(), id)?;
+            return Ok(Box::new(DqnCore::new(config, &setup.apex, obs_dim, n_actions, encoder)?));
         }
         ActionShape::Continuous(bounds) => bounds,
     };
@@ -186,7 +188,7 @@ impl DqnCore {
     /// Quantizes the current Q-network for acting.
     fn quantize(&mut self) -> Result<()> {
         let chain = self.q.policy_chain().ok_or_else(|| {
-            config_err("apex.actor_precision = \"int8\" needs a plain Q-network: set apex.dueling = false")
+            config_err("apex.actor_precision = \"int8\" needs a Q-network that is one MLP: set apex.dueling = false and no apex.net.encoder")
         })?;
         let [net] = chain.as_slice() else {
             return Err(config_err("int8 actors quantize one MLP; this Q-network has several"));
@@ -195,13 +197,20 @@ impl DqnCore {
         Ok(())
     }
 
-    fn new(config: &CommonConfig, cfg: &ApexConfig, obs_dim: usize, n_actions: usize) -> Result<Self> {
+    fn new(
+        config: &CommonConfig,
+        cfg: &ApexConfig,
+        obs_dim: usize,
+        n_actions: usize,
+        encoder: Option<EncoderConfig>,
+    ) -> Result<Self> {
         let q = QNetwork::new(QNetworkConfig {
             obs_dim,
             n_actions,
             hidden: cfg.net.hidden.clone(),
             activation: cfg.net.activation("apex")?,
             dueling: cfg.dueling,
+            encoder,
             seed: config.seed,
         })?;
         Ok(DqnCore {

@@ -17,6 +17,7 @@ pub fn q_network() -> QNetwork<f32> {
         hidden: vec![16, 16],
         activation: Activation::Tanh,
         dueling: false,
+        encoder: None,
         seed: 4,
     })
     .unwrap()

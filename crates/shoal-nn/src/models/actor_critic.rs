@@ -240,7 +240,7 @@ impl<T: Scalar> ActorCritic<T> {
                 critic.backward(params, grads, obs, rows, ws1, false);
             }
             Body::Shared { trunk, policy, value } => {
-                backward_two_heads((trunk, ws0), (policy, ws1), (value, ws2), params, grads, obs, rows)
+                backward_two_heads((trunk, ws0), (policy, ws1), (value, ws2), params, grads, obs, rows, false)
             }
         }
     }

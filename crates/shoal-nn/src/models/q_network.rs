@@ -1,7 +1,9 @@
 //! Q-networks for DQN and Ape-X: a plain MLP, or the dueling architecture
-//! `Q(s,a) = V(s) + A(s,a) − mean_a' A(s,a')` (Wang et al., 2016).
+//! `Q(s,a) = V(s) + A(s,a) − mean_a' A(s,a')` (Wang et al., 2016) — over the observation, or
+//! over the features of a convolutional encoder for image observations (the Nature DQN).
 
 use crate::activation::Activation;
+use crate::conv::{ConvEncoder, EncoderConfig, EncoderWorkspace};
 use crate::error::{check_len, NnError, Result};
 use crate::layout::ParamLayout;
 use crate::loss::td_loss;
@@ -19,6 +21,9 @@ pub struct QNetworkConfig {
     pub hidden: Vec<usize>,
     pub activation: Activation,
     pub dueling: bool,
+    /// Convolutions the observation (an image of `obs_dim` values) passes through first
+    /// (tensors `encoder.*`); `hidden` then sizes the layers after them.
+    pub encoder: Option<EncoderConfig>,
     pub seed: u64,
 }
 
@@ -37,6 +42,8 @@ pub struct QNetwork<T> {
     layout: ParamLayout,
     params: Vec<T>,
     grads: Vec<T>,
+    encoder: Option<ConvEncoder>,
+    encoder_ws: EncoderWorkspace<T>,
     body: Body,
     ws: [MlpWorkspace<T>; 3],
     /// Dueling Q-values and their gradient (the plain body's live in its workspace).
@@ -49,7 +56,22 @@ impl<T: Scalar> QNetwork<T> {
     pub fn new(config: QNetworkConfig) -> Result<Self> {
         check_sizes("Q-network", &[&[config.obs_dim, config.n_actions][..], &config.hidden].concat())?;
         let mut layout = ParamLayout::new();
-        let trunk_sizes = [&[config.obs_dim][..], &config.hidden].concat();
+        let encoder = match &config.encoder {
+            Some(image) if image.in_len() != config.obs_dim => {
+                return Err(NnError::Config(format!(
+                    "the encoder reads {}×{}×{} images ({} values) but observations have {}",
+                    image.height,
+                    image.width,
+                    image.channels,
+                    image.in_len(),
+                    config.obs_dim
+                )))
+            }
+            Some(image) => Some(ConvEncoder::new(&mut layout, "encoder", image, Activation::Relu)?),
+            None => None,
+        };
+        let features = encoder.as_ref().map_or(config.obs_dim, ConvEncoder::out_len);
+        let trunk_sizes = [&[features][..], &config.hidden].concat();
         let body = if config.dueling {
             let width = *config
                 .hidden
@@ -71,6 +93,9 @@ impl<T: Scalar> QNetwork<T> {
         };
         let mut params = vec![T::zero(); layout.len()];
         let mut rng = init_rng(config.seed);
+        if let Some(encoder) = &encoder {
+            encoder.init(&mut params, HIDDEN_GAIN, &mut rng);
+        }
         match &body {
             Body::Plain(net) => net.init(&mut params, HIDDEN_GAIN, 1.0, &mut rng),
             Body::Dueling { trunk, value, advantage } => {
@@ -84,6 +109,8 @@ impl<T: Scalar> QNetwork<T> {
             config,
             layout,
             params,
+            encoder,
+            encoder_ws: EncoderWorkspace::default(),
             body,
             ws: Default::default(),
             q: Vec::new(),
@@ -93,11 +120,12 @@ impl<T: Scalar> QNetwork<T> {
     }
 
     /// The MLPs an observation passes through to become Q-values, in order; `None` for a
-    /// dueling network, whose value and advantage streams are not one chain.
+    /// dueling network, whose value and advantage streams are not one chain, and for one
+    /// with a convolutional encoder.
     pub fn policy_chain(&self) -> Option<Vec<Mlp>> {
         match &self.body {
-            Body::Plain(net) => Some(vec![net.clone()]),
-            Body::Dueling { .. } => None,
+            Body::Plain(net) if self.encoder.is_none() => Some(vec![net.clone()]),
+            _ => None,
         }
     }
 
@@ -109,14 +137,18 @@ impl<T: Scalar> QNetwork<T> {
     pub fn q_values(&mut self, obs: &[T], rows: usize) -> Result<&[T]> {
         check_len("observations", obs.len(), rows, self.config.obs_dim)?;
         let n = self.config.n_actions;
+        let input = match &self.encoder {
+            Some(encoder) => encoder.forward(&self.params, obs, rows, &mut self.encoder_ws),
+            None => obs,
+        };
         let [ws0, ws1, ws2] = &mut self.ws;
         Ok(match &self.body {
             Body::Plain(net) => {
-                net.forward(&self.params, obs, rows, ws0);
+                net.forward(&self.params, input, rows, ws0);
                 ws0.output()
             }
             Body::Dueling { trunk, value, advantage } => {
-                trunk.forward(&self.params, obs, rows, ws0);
+                trunk.forward(&self.params, input, rows, ws0);
                 value.forward(&self.params, ws0.output(), rows, ws1);
                 advantage.forward(&self.params, ws0.output(), rows, ws2);
                 self.q.resize(rows * n, T::zero());
@@ -142,13 +174,18 @@ impl<T: Scalar> QNetwork<T> {
         self.q_values(batch.obs, rows)?;
         self.grads.fill(T::zero());
         self.td_errors.resize(rows, T::zero());
+        // The body's input: the encoder's features, or the observations.
+        let (input, encoded) = match &self.encoder {
+            Some(_) => (self.encoder_ws.features(), true),
+            None => (batch.obs, false),
+        };
         let [ws0, ws1, ws2] = &mut self.ws;
         let loss = match &self.body {
             Body::Plain(net) => {
                 let (q, d_q) = ws0.output_and_grad(rows, n);
                 let loss =
                     td_loss(q, n, batch.actions, batch.targets, batch.weights, batch.kind, d_q, &mut self.td_errors);
-                net.backward(&self.params, &mut self.grads, batch.obs, rows, ws0, false);
+                net.backward(&self.params, &mut self.grads, input, rows, ws0, encoded);
                 loss
             }
             Body::Dueling { trunk, value, advantage } => {
@@ -178,12 +215,17 @@ impl<T: Scalar> QNetwork<T> {
                     (advantage, ws2),
                     &self.params,
                     &mut self.grads,
-                    batch.obs,
+                    input,
                     rows,
+                    encoded,
                 );
                 loss
             }
         };
+        if let Some(encoder) = &self.encoder {
+            // ∂L/∂features is the body's input gradient (the trunk's, for a dueling body).
+            encoder.backward(&self.params, &mut self.grads, rows, ws0.input_grad(), &mut self.encoder_ws);
+        }
         Ok(LossStats { total: loss, td: loss, ..Default::default() })
     }
 }
