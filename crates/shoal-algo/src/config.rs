@@ -220,7 +220,8 @@ pub struct NetConfig {
     /// A convolutional encoder for image observations (a Box of shape `[height, width,
     /// channels]`) before the `hidden` layers: `"nature"` (Mnih et al. 2015: 32×8×8/4,
     /// 64×4×4/2, 64×3×3/1, inputs /255) or `"minatar"` (Young & Tian 2019: 16×3×3/1).
-    /// DQN and Ape-X's DQN learner build it; other algorithms refuse it for now.
+    /// DQN, Ape-X's DQN learner and the actor-critics (PPO, A2C, A3C: one encoder shared by
+    /// policy and value) build it; SAC and TD3 refuse it for now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoder: Option<String>,
     /// The images are `[channels, height, width]` (ale-py's stacked Atari frames) rather
@@ -274,7 +275,7 @@ impl NetConfig {
     pub(crate) fn without_encoder(&self, section: &str) -> Result<()> {
         match &self.encoder {
             Some(_) => Err(config_err(format!(
-                "{section}.net.encoder: {section} builds no convolutional encoder yet (dqn and apex do); remove the key"
+                "{section}.net.encoder: {section} builds no convolutional encoder yet (dqn, apex, ppo, a2c and a3c do); remove the key"
             ))),
             None => Ok(()),
         }

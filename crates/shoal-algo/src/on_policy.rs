@@ -105,7 +105,7 @@ impl OnPolicyCore {
                 )))
             }
         };
-        net.without_encoder(section)?;
+        let encoder = net.encoder(section, env.single_observation_space(), &config.env.id)?;
         let model = ActorCritic::new(ActorCriticConfig {
             obs_dim,
             head,
@@ -113,6 +113,7 @@ impl OnPolicyCore {
             activation: net.activation(section)?,
             shared_trunk,
             init_log_std,
+            encoder,
             seed: config.seed,
         })?;
         let num_envs = config.env.num_envs;
@@ -306,20 +307,16 @@ impl OnPolicyCore {
         Ok(())
     }
 
-    /// The actor (or trunk and policy head) with the normalization, acting deterministically.
-    pub fn policy_net(&self) -> PolicyNet {
+    /// The actor (or trunk and policy head) with the normalization, acting deterministically;
+    /// `None` for a model with a convolutional encoder (not one MLP chain).
+    pub fn policy_net(&self) -> Option<PolicyNet> {
+        let chain = self.model.policy_chain()?;
         let head = match &self.kind {
             ActionKind::Discrete => ActionHead::Argmax,
             ActionKind::Continuous { low, high } => ActionHead::Clip { low: low.clone(), high: high.clone() },
         };
         let params = self.model.params().to_vec();
-        PolicyNet::new(
-            self.model.layout().clone(),
-            params,
-            self.model.policy_chain(),
-            head,
-            Some(self.normalizer.clone()),
-        )
+        Some(PolicyNet::new(self.model.layout().clone(), params, chain, head, Some(self.normalizer.clone())))
     }
 
     pub fn save(&mut self, dir: &Path, optimizer: Option<&dyn Optimizer<f32>>) -> Result<()> {
@@ -388,7 +385,7 @@ macro_rules! forward_to_core {
             self.core.normalizer.set_peers(peers)
         }
         fn policy_net(&mut self) -> Option<crate::policy_net::PolicyNet> {
-            Some(self.core.policy_net())
+            self.core.policy_net()
         }
         fn obs_dim(&self) -> usize {
             self.core.obs_dim

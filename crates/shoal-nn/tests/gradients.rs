@@ -53,6 +53,7 @@ fn actor_critic(head: PolicyHead, activation: Activation, shared_trunk: bool) ->
         activation,
         shared_trunk,
         init_log_std: -0.3,
+        encoder: None,
         seed: 11,
     })
     .unwrap()
@@ -248,6 +249,71 @@ fn td_loss_gradients_through_a_conv_encoder() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("6×5×2 images (60 values) but observations have 4"), "{err}");
+}
+
+/// An actor-critic over a convolutional encoder both heads share, with separate and shared
+/// bodies: the PPO loss (categorical and Gaussian) and the distillation KL against central
+/// differences, the encoder's filters included.
+#[test]
+fn actor_critic_gradients_through_a_conv_encoder() {
+    let mut rng = Pcg64Mcg::seed_from_u64(12);
+    let image = EncoderConfig {
+        height: 5,
+        width: 5,
+        channels: 2,
+        layers: vec![
+            ConvSpec { channels: 3, kernel: 3, stride: 1, padding: 1 },
+            ConvSpec { channels: 2, kernel: 2, stride: 2, padding: 0 },
+        ],
+        input_scale: 0.5,
+        channels_first: false,
+    };
+    for (head, shared) in [
+        (PolicyHead::Categorical { n: 3 }, false),
+        (PolicyHead::Categorical { n: 3 }, true),
+        (PolicyHead::Gaussian { dim: 2 }, false),
+    ] {
+        let model: ActorCritic<f64> = ActorCritic::new(ActorCriticConfig {
+            obs_dim: image.in_len(),
+            head,
+            hidden: vec![5],
+            activation: Activation::Tanh,
+            shared_trunk: shared,
+            init_log_std: -0.3,
+            encoder: Some(image.clone()),
+            seed: 13,
+        })
+        .unwrap();
+        let rows = 6;
+        let obs = random(&mut rng, rows * image.in_len(), 1.5);
+        let actions: Vec<f64> = match head {
+            PolicyHead::Categorical { n } => (0..rows).map(|_| rng.random_range(0..n) as f64).collect(),
+            PolicyHead::Gaussian { dim } => random(&mut rng, rows * dim, 1.0),
+        };
+        let old_log_probs = random(&mut rng, rows, 1.0).iter().map(|x| x - 1.5).collect::<Vec<_>>();
+        let (advantages, returns, old_values) =
+            (random(&mut rng, rows, 1.0), random(&mut rng, rows, 1.0), random(&mut rng, rows, 1.0));
+        check(
+            model.clone(),
+            Loss::PolicyGradient(PolicyGradientBatch {
+                obs: &obs,
+                rows,
+                actions: &actions,
+                old_log_probs: &old_log_probs,
+                advantages: &advantages,
+                returns: &returns,
+                old_values: &old_values,
+                objective: PolicyObjective::Vanilla,
+                ent_coef: 0.01,
+                vf_coef: 0.5,
+                value_clip: None,
+            }),
+        );
+        if let PolicyHead::Categorical { n } = head {
+            let teacher = random(&mut rng, rows * n, 3.0);
+            check(model, Loss::Distill(DistillBatch { obs: &obs, rows, teacher_logits: &teacher, temperature: 1.0 }));
+        }
+    }
 }
 
 #[test]

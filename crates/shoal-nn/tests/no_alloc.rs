@@ -57,6 +57,7 @@ fn inference_allocates_nothing_after_warm_up() {
             activation: Activation::Tanh,
             shared_trunk,
             init_log_std: 0.0,
+            encoder: None,
             seed: 0,
         })
         .unwrap();

@@ -120,6 +120,7 @@ fn model(obs_dim: usize, hidden: Vec<usize>) -> ActorCritic<f32> {
         activation: Activation::Tanh,
         shared_trunk: false,
         init_log_std: 0.0,
+        encoder: None,
         seed: 3,
     })
     .unwrap()

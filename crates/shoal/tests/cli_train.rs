@@ -198,8 +198,12 @@ fn bad_configs_fail_before_training_and_name_the_key() {
             "dqn.net.encoder = \"minatar\" needs image observations (a Box of shape [height, width, channels]), but CartPole-v1 has Box",
         ),
         (
+            "algo = \"sac\"\n[env]\nid = \"Pendulum-v1\"\n[stop]\nenv_steps = 10\n[sac]\nnet = { encoder = \"nature\" }\n",
+            "sac.net.encoder: sac builds no convolutional encoder yet",
+        ),
+        (
             "algo = \"ppo\"\n[env]\nid = \"CartPole-v1\"\n[stop]\nenv_steps = 10\n[ppo]\nnet = { encoder = \"nature\" }\n",
-            "ppo.net.encoder: ppo builds no convolutional encoder yet",
+            "ppo.net.encoder = \"nature\" needs image observations",
         ),
     ];
     for (i, (text, expected)) in cases.iter().enumerate() {

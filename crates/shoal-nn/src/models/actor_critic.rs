@@ -1,6 +1,9 @@
-//! An actor-critic: a policy head and a value head, on separate MLPs or a shared trunk.
+//! An actor-critic: a policy head and a value head, on separate MLPs or a shared trunk —
+//! over the observation, or over the features of a convolutional encoder both share (image
+//! observations).
 
 use crate::activation::Activation;
+use crate::conv::{ConvEncoder, EncoderConfig, EncoderWorkspace};
 use crate::error::{check_len, NnError, Result};
 use crate::layout::ParamLayout;
 use crate::loss::{distill_kl, policy_loss, value_loss, PolicySamples};
@@ -24,6 +27,9 @@ pub struct ActorCriticConfig {
     pub shared_trunk: bool,
     /// Initial log-std of a Gaussian policy.
     pub init_log_std: f64,
+    /// Convolutions the observation (an image of `obs_dim` values) passes through first,
+    /// shared by policy and value (tensors `encoder.*`).
+    pub encoder: Option<EncoderConfig>,
     /// Fixes the initial parameters.
     pub seed: u64,
 }
@@ -48,6 +54,10 @@ pub struct ActorCritic<T> {
     log_std: Option<std::ops::Range<usize>>,
     /// Workspaces: actor | trunk, critic | policy head, value head.
     ws: [MlpWorkspace<T>; 3],
+    encoder: Option<ConvEncoder>,
+    encoder_ws: EncoderWorkspace<T>,
+    /// `∂L/∂features`: the sum of the actor's and the critic's input gradients.
+    d_features: Vec<T>,
 }
 
 impl<T: Scalar> ActorCritic<T> {
@@ -55,17 +65,19 @@ impl<T: Scalar> ActorCritic<T> {
         let out = config.head.out_dim();
         check_sizes("actor-critic", &[&[config.obs_dim, out][..], &config.hidden].concat())?;
         let mut layout = ParamLayout::new();
-        let sizes = |last: usize| [&[config.obs_dim][..], &config.hidden, &[last]].concat();
+        let encoder = super::build_encoder(&mut layout, config.encoder.as_ref(), config.obs_dim)?;
+        let features = encoder.as_ref().map_or(config.obs_dim, ConvEncoder::out_len);
+        let sizes = |last: usize| [&[features][..], &config.hidden, &[last]].concat();
         let body = if config.shared_trunk {
             if config.hidden.is_empty() {
                 return Err(NnError::Config("a shared trunk needs at least one hidden layer".into()));
             }
-            let width = *config.hidden.last().unwrap_or(&config.obs_dim);
+            let width = *config.hidden.last().unwrap_or(&features);
             Body::Shared {
                 trunk: Mlp::new(
                     &mut layout,
                     "trunk",
-                    &[&[config.obs_dim][..], &config.hidden].concat(),
+                    &[&[features][..], &config.hidden].concat(),
                     config.activation,
                     true,
                 ),
@@ -87,6 +99,9 @@ impl<T: Scalar> ActorCritic<T> {
         };
         let mut params = vec![T::zero(); layout.len()];
         let mut rng = init_rng(config.seed);
+        if let Some(encoder) = &encoder {
+            encoder.init(&mut params, HIDDEN_GAIN, &mut rng);
+        }
         match &body {
             Body::Separate { actor, critic } => {
                 actor.init(&mut params, HIDDEN_GAIN, 0.01, &mut rng);
@@ -109,6 +124,9 @@ impl<T: Scalar> ActorCritic<T> {
             body,
             log_std,
             ws: Default::default(),
+            encoder,
+            encoder_ws: EncoderWorkspace::default(),
+            d_features: Vec::new(),
         })
     }
 
@@ -127,34 +145,44 @@ impl<T: Scalar> ActorCritic<T> {
 
     /// The MLPs an observation passes through to become policy outputs, in order (the actor;
     /// or the trunk, then the policy head): what inference engines outside this crate run.
-    pub fn policy_chain(&self) -> Vec<Mlp> {
-        match &self.body {
+    /// `None` with a convolutional encoder, which they do not run.
+    pub fn policy_chain(&self) -> Option<Vec<Mlp>> {
+        if self.encoder.is_some() {
+            return None;
+        }
+        Some(match &self.body {
             Body::Separate { actor, .. } => vec![actor.clone()],
             Body::Shared { trunk, policy, .. } => vec![trunk.clone(), policy.clone()],
-        }
+        })
     }
 
     /// Multiply-adds per row of a full forward pass (policy and value).
     pub fn macs_per_row(&self) -> usize {
-        match &self.body {
-            Body::Separate { actor, critic } => actor.macs_per_row() + critic.macs_per_row(),
-            Body::Shared { trunk, policy, value } => {
-                trunk.macs_per_row() + policy.macs_per_row() + value.macs_per_row()
+        let encoder = self.encoder.as_ref().map_or(0, |e| e.layers().iter().map(|l| l.macs_per_image()).sum());
+        encoder
+            + match &self.body {
+                Body::Separate { actor, critic } => actor.macs_per_row() + critic.macs_per_row(),
+                Body::Shared { trunk, policy, value } => {
+                    trunk.macs_per_row() + policy.macs_per_row() + value.macs_per_row()
+                }
             }
-        }
     }
 
     /// Runs only the policy (what an actor needs to act): returns `[rows, out_dim]`.
     pub fn forward_policy(&mut self, obs: &[T], rows: usize) -> Result<&[T]> {
         check_len("observations", obs.len(), rows, self.config.obs_dim)?;
+        let input = match &self.encoder {
+            Some(encoder) => encoder.forward(&self.params, obs, rows, &mut self.encoder_ws),
+            None => obs,
+        };
         let [ws0, ws1, _] = &mut self.ws;
         Ok(match &self.body {
             Body::Separate { actor, .. } => {
-                actor.forward(&self.params, obs, rows, ws0);
+                actor.forward(&self.params, input, rows, ws0);
                 ws0.output()
             }
             Body::Shared { trunk, policy, .. } => {
-                trunk.forward(&self.params, obs, rows, ws0);
+                trunk.forward(&self.params, input, rows, ws0);
                 policy.forward(&self.params, ws0.output(), rows, ws1);
                 ws1.output()
             }
@@ -164,15 +192,19 @@ impl<T: Scalar> ActorCritic<T> {
     /// Runs policy and value: `(policy outputs, values)`.
     fn forward_both(&mut self, obs: &[T], rows: usize) -> Result<(&[T], &[T])> {
         check_len("observations", obs.len(), rows, self.config.obs_dim)?;
+        let input = match &self.encoder {
+            Some(encoder) => encoder.forward(&self.params, obs, rows, &mut self.encoder_ws),
+            None => obs,
+        };
         let [ws0, ws1, ws2] = &mut self.ws;
         Ok(match &self.body {
             Body::Separate { actor, critic } => {
-                actor.forward(&self.params, obs, rows, ws0);
-                critic.forward(&self.params, obs, rows, ws1);
+                actor.forward(&self.params, input, rows, ws0);
+                critic.forward(&self.params, input, rows, ws1);
                 (ws0.output(), ws1.output())
             }
             Body::Shared { trunk, policy, value } => {
-                trunk.forward(&self.params, obs, rows, ws0);
+                trunk.forward(&self.params, input, rows, ws0);
                 policy.forward(&self.params, ws0.output(), rows, ws1);
                 value.forward(&self.params, ws0.output(), rows, ws2);
                 (ws1.output(), ws2.output())
@@ -231,17 +263,30 @@ impl<T: Scalar> ActorCritic<T> {
         })
     }
 
-    /// Backpropagates both heads' output gradients through the whole body.
+    /// Backpropagates both heads' output gradients through the whole body (and the encoder).
     fn backward_all(&mut self, params: &[T], grads: &mut [T], obs: &[T], rows: usize) {
+        let encoded = self.encoder.is_some();
+        let input = if encoded { self.encoder_ws.features() } else { obs };
         let [ws0, ws1, ws2] = &mut self.ws;
         match &self.body {
             Body::Separate { actor, critic } => {
-                actor.backward(params, grads, obs, rows, ws0, false);
-                critic.backward(params, grads, obs, rows, ws1, false);
+                actor.backward(params, grads, input, rows, ws0, encoded);
+                critic.backward(params, grads, input, rows, ws1, encoded);
+                if encoded {
+                    self.d_features.clear();
+                    self.d_features.extend(ws0.input_grad().iter().zip(ws1.input_grad()).map(|(&a, &b)| a + b));
+                }
             }
             Body::Shared { trunk, policy, value } => {
-                backward_two_heads((trunk, ws0), (policy, ws1), (value, ws2), params, grads, obs, rows, false)
+                backward_two_heads((trunk, ws0), (policy, ws1), (value, ws2), params, grads, input, rows, encoded);
+                if encoded {
+                    self.d_features.clear();
+                    self.d_features.extend_from_slice(ws0.input_grad());
+                }
             }
+        }
+        if let Some(encoder) = &self.encoder {
+            encoder.backward(params, grads, rows, &self.d_features, &mut self.encoder_ws);
         }
     }
 
@@ -256,12 +301,14 @@ impl<T: Scalar> ActorCritic<T> {
         self.forward_policy(batch.obs, batch.rows)?;
         self.grads.fill(T::zero());
         let rows = batch.rows;
+        let encoded = self.encoder.is_some();
+        let input = if encoded { self.encoder_ws.features() } else { batch.obs };
         let [ws0, ws1, _] = &mut self.ws;
         let kl = match &self.body {
             Body::Separate { actor, .. } => {
                 let (student, d) = ws0.output_and_grad(rows, n);
                 let kl = distill_kl(student, batch.teacher_logits, n, batch.temperature, d);
-                actor.backward(&self.params, &mut self.grads, batch.obs, rows, ws0, false);
+                actor.backward(&self.params, &mut self.grads, input, rows, ws0, encoded);
                 kl
             }
             Body::Shared { trunk, policy, .. } => {
@@ -271,10 +318,14 @@ impl<T: Scalar> ActorCritic<T> {
                 policy.backward(&self.params, &mut self.grads, features.output(), rows, ws1, true);
                 *ws0 = features;
                 ws0.output_grad(rows, trunk.out_dim()).copy_from_slice(ws1.input_grad());
-                trunk.backward(&self.params, &mut self.grads, batch.obs, rows, ws0, false);
+                trunk.backward(&self.params, &mut self.grads, input, rows, ws0, encoded);
                 kl
             }
         };
+        if let Some(encoder) = &self.encoder {
+            // The actor's (or the trunk's) input gradient is ∂L/∂features.
+            encoder.backward(&self.params, &mut self.grads, rows, ws0.input_grad(), &mut self.encoder_ws);
+        }
         Ok(LossStats { total: kl, td: kl, ..Default::default() })
     }
 }

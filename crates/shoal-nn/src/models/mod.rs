@@ -8,7 +8,10 @@ pub use q_network::{QNetwork, QNetworkConfig};
 
 use rand::SeedableRng;
 
+use crate::activation::Activation;
+use crate::conv::{ConvEncoder, EncoderConfig};
 use crate::error::{NnError, Result};
+use crate::layout::ParamLayout;
 
 /// The initialization RNG: a seed fixes the initial parameters exactly.
 pub(crate) fn init_rng(seed: u64) -> rand_pcg::Pcg64Mcg {
@@ -25,3 +28,23 @@ pub(crate) fn check_sizes(what: &str, sizes: &[usize]) -> Result<()> {
 
 /// `√2`: the hidden-layer gain CleanRL uses with orthogonal init.
 pub(crate) const HIDDEN_GAIN: f64 = std::f64::consts::SQRT_2;
+
+/// The convolutional encoder `image` describes (tensors `encoder.*`), checked against the
+/// observation width; `None` without one.
+pub(crate) fn build_encoder(
+    layout: &mut ParamLayout,
+    image: Option<&EncoderConfig>,
+    obs_dim: usize,
+) -> Result<Option<ConvEncoder>> {
+    match image {
+        Some(image) if image.in_len() != obs_dim => Err(NnError::Config(format!(
+            "the encoder reads {}×{}×{} images ({} values) but observations have {obs_dim}",
+            image.height,
+            image.width,
+            image.channels,
+            image.in_len()
+        ))),
+        Some(image) => Ok(Some(ConvEncoder::new(layout, "encoder", image, Activation::Relu)?)),
+        None => Ok(None),
+    }
+}

@@ -56,20 +56,7 @@ impl<T: Scalar> QNetwork<T> {
     pub fn new(config: QNetworkConfig) -> Result<Self> {
         check_sizes("Q-network", &[&[config.obs_dim, config.n_actions][..], &config.hidden].concat())?;
         let mut layout = ParamLayout::new();
-        let encoder = match &config.encoder {
-            Some(image) if image.in_len() != config.obs_dim => {
-                return Err(NnError::Config(format!(
-                    "the encoder reads {}×{}×{} images ({} values) but observations have {}",
-                    image.height,
-                    image.width,
-                    image.channels,
-                    image.in_len(),
-                    config.obs_dim
-                )))
-            }
-            Some(image) => Some(ConvEncoder::new(&mut layout, "encoder", image, Activation::Relu)?),
-            None => None,
-        };
+        let encoder = super::build_encoder(&mut layout, config.encoder.as_ref(), config.obs_dim)?;
         let features = encoder.as_ref().map_or(config.obs_dim, ConvEncoder::out_len);
         let trunk_sizes = [&[features][..], &config.hidden].concat();
         let body = if config.dueling {

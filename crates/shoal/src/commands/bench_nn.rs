@@ -66,6 +66,7 @@ pub fn run(args: &NnArgs) -> Result<()> {
         activation,
         shared_trunk: false,
         init_log_std: 0.0,
+        encoder: None,
         seed: 0,
     })?;
     let n = args.batch;
@@ -124,7 +125,7 @@ pub fn run(args: &NnArgs) -> Result<()> {
     }
     // The actor alone, in f32 and in int8 (what `shoal optimize --quantize int8` acts with),
     // on the kernel this CPU runs and, at batch 256, on the others it can run.
-    let actor = model.policy_chain().into_iter().next().expect("a separate actor");
+    let actor = model.policy_chain().and_then(|chain| chain.into_iter().next()).expect("a separate actor, no encoder");
     let int8 = QuantizedMlp::new(&actor, model.params());
     let mut runs: Vec<(usize, QuantizedMlp)> = vec![(1, int8.clone()), (256, int8.clone())];
     runs.extend(
