@@ -275,7 +275,7 @@ impl NetConfig {
     pub(crate) fn without_encoder(&self, section: &str) -> Result<()> {
         match &self.encoder {
             Some(_) => Err(config_err(format!(
-                "{section}.net.encoder: {section} builds no convolutional encoder yet (dqn, apex, ppo, a2c and a3c do); remove the key"
+                "{section}.net.encoder: {section} builds no convolutional encoder yet (dqn, apex, ppo, a2c, a3c and impala do); remove the key"
             ))),
             None => Ok(()),
         }

@@ -20,6 +20,7 @@
 //!   algorithms share (exploration, on-policy rollouts, the replay buffer).
 
 pub mod a2c;
+pub mod actor_learner;
 pub mod agent;
 pub mod apex;
 pub mod checkpoint;
@@ -35,6 +36,7 @@ pub mod episodes;
 pub mod error;
 pub mod eval;
 mod explore;
+pub mod impala;
 pub mod metrics;
 pub mod normalize;
 mod off_policy;
@@ -50,6 +52,7 @@ mod squashed_policy;
 pub mod td3;
 mod twin_critic;
 pub mod updater;
+pub mod vtrace;
 
 pub use agent::{build_vec_env, fine_tune, learn, Agent, Callback, Control, LoopState, Progress, StopReason, Summary};
 pub use config::CommonConfig;

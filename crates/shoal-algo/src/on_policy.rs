@@ -8,6 +8,7 @@ use std::path::Path;
 
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
+use shoal_dist::replay::{Row, Transitions};
 use shoal_env::{Actions, Space, VecEnv};
 use shoal_nn::{
     io, ActorCritic, ActorCriticConfig, Loss, LossStats, Model, Optimizer, PolicyGradientBatch, PolicyHead,
@@ -55,6 +56,7 @@ pub(crate) struct OnPolicyCore {
     pub values: Vec<f32>,
     pub rewards: Vec<f32>,
     pub dones: Vec<f32>,
+    pub terminated: Vec<f32>,
     pub advantages: Vec<f32>,
     pub returns: Vec<f32>,
     // Scratch reused every step.
@@ -62,8 +64,13 @@ pub(crate) struct OnPolicyCore {
     log_std: Vec<f32>,
     env_discrete: Vec<i64>,
     env_continuous: Vec<f32>,
+    /// The envs whose episode ended on the last step, and their final observations.
     final_rows: Vec<usize>,
     final_obs: Vec<f32>,
+    truncated_rows: Vec<usize>,
+    truncated_obs: Vec<f32>,
+    /// IMPALA's next observations, step-major like the rollout.
+    next_obs: Vec<f32>,
     next_values: Vec<f32>,
     /// Normalized observations for a forward pass outside the rollout.
     normalized: Vec<f32>,
@@ -138,6 +145,7 @@ impl OnPolicyCore {
             values: vec![0.0; rows],
             rewards: vec![0.0; rows],
             dones: vec![0.0; rows],
+            terminated: vec![0.0; rows],
             advantages: vec![0.0; rows],
             returns: vec![0.0; rows],
             policy_out: Vec::new(),
@@ -146,6 +154,9 @@ impl OnPolicyCore {
             env_continuous: vec![0.0; num_envs * act_dim],
             final_rows: Vec::new(),
             final_obs: Vec::new(),
+            truncated_rows: Vec::new(),
+            truncated_obs: Vec::new(),
+            next_obs: Vec::new(),
             next_values: vec![0.0; num_envs],
             normalized: Vec::new(),
         })
@@ -173,60 +184,127 @@ impl OnPolicyCore {
         }
     }
 
+    /// One step of every env with the current policy, stored as rollout row `t`
+    /// (observations, actions, log-probabilities, values, rewards, dones, terminations);
+    /// `final_rows` / `final_obs` then name the envs whose episode ended and hold their
+    /// episodes' last observations (raw).
+    fn step(&mut self, t: usize) -> Result<()> {
+        let (n, od, ad, width) = (self.num_envs, self.obs_dim, self.act_dim, self.head.out_dim());
+        let rows = t * n..(t + 1) * n;
+        self.normalizer.observe(&self.env.batch().obs, &mut self.obs[t * n * od..(t + 1) * n * od]);
+        self.log_std.clear();
+        self.log_std.extend_from_slice(self.model.log_std());
+        let out = self.model.forward(&self.obs[t * n * od..(t + 1) * n * od], n)?;
+        self.values[rows.clone()].copy_from_slice(out.value.unwrap_or_default());
+        self.policy_out.clear();
+        self.policy_out.extend_from_slice(out.policy.unwrap_or_default());
+        for i in 0..n {
+            let action = &mut self.actions[(t * n + i) * ad..(t * n + i + 1) * ad];
+            let logp =
+                self.head.sample(&self.policy_out[i * width..(i + 1) * width], &self.log_std, &mut self.rng, action);
+            self.log_probs[t * n + i] = logp as f32;
+        }
+        let actions = &self.actions[t * n * ad..(t + 1) * n * ad];
+        let env_actions = Self::env_actions(&self.kind, actions, &mut self.env_discrete, &mut self.env_continuous);
+        self.env.step(env_actions)?;
+        self.env_steps += n as u64;
+        let batch = self.env.batch();
+        self.episodes.record_batch(batch);
+        self.final_rows.clear();
+        self.final_obs.clear();
+        let rewards = &mut self.rewards[rows.clone()];
+        rewards.copy_from_slice(&batch.rewards);
+        self.normalizer.scale_rewards(rewards, |i| batch.done(i));
+        for i in 0..n {
+            self.dones[t * n + i] = if batch.done(i) { 1.0 } else { 0.0 };
+            self.terminated[t * n + i] = if batch.terminated[i] { 1.0 } else { 0.0 };
+            if let Some(last) = batch.final_obs(i) {
+                self.final_rows.push(i);
+                self.final_obs.extend_from_slice(last);
+            }
+        }
+        Ok(())
+    }
+
     /// Runs `num_steps` steps of every env and computes advantages and returns.
     pub fn collect(&mut self, gamma: f64, gae_lambda: f64) -> Result<()> {
-        let (n, od, ad, width) = (self.num_envs, self.obs_dim, self.act_dim, self.head.out_dim());
+        let (n, od) = (self.num_envs, self.obs_dim);
         for t in 0..self.num_steps {
-            let rows = t * n..(t + 1) * n;
-            self.normalizer.observe(&self.env.batch().obs, &mut self.obs[t * n * od..(t + 1) * n * od]);
-            self.log_std.clear();
-            self.log_std.extend_from_slice(self.model.log_std());
-            let out = self.model.forward(&self.obs[t * n * od..(t + 1) * n * od], n)?;
-            self.values[rows.clone()].copy_from_slice(out.value.unwrap_or_default());
-            self.policy_out.clear();
-            self.policy_out.extend_from_slice(out.policy.unwrap_or_default());
-            for i in 0..n {
-                let action = &mut self.actions[(t * n + i) * ad..(t * n + i + 1) * ad];
-                let logp = self.head.sample(
-                    &self.policy_out[i * width..(i + 1) * width],
-                    &self.log_std,
-                    &mut self.rng,
-                    action,
-                );
-                self.log_probs[t * n + i] = logp as f32;
-            }
-            let actions = &self.actions[t * n * ad..(t + 1) * n * ad];
-            let env_actions = Self::env_actions(&self.kind, actions, &mut self.env_discrete, &mut self.env_continuous);
-            self.env.step(env_actions)?;
-            self.env_steps += n as u64;
-            let batch = self.env.batch();
-            self.episodes.record_batch(batch);
-            self.final_rows.clear();
-            self.final_obs.clear();
-            let rewards = &mut self.rewards[rows.clone()];
-            rewards.copy_from_slice(&batch.rewards);
-            self.normalizer.scale_rewards(rewards, |i| batch.done(i));
-            for i in 0..n {
-                self.dones[t * n + i] = if batch.done(i) { 1.0 } else { 0.0 };
-                if batch.truncated[i] && !batch.terminated[i] {
-                    self.final_rows.push(i);
-                    self.final_obs.extend_from_slice(batch.final_obs(i).unwrap_or_default());
-                }
-            }
-            if !self.final_rows.is_empty() {
-                self.normalized.resize(self.final_obs.len(), 0.0);
-                self.normalizer.apply(&self.final_obs, &mut self.normalized);
-                let values = self.model.forward(&self.normalized, self.final_rows.len())?.value.unwrap_or_default();
-                for (&i, &v) in self.final_rows.iter().zip(values) {
-                    self.rewards[t * n + i] += (gamma * v as f64) as f32;
-                }
-            }
+            self.step(t)?;
+            self.bootstrap_truncations(t, gamma)?;
         }
         self.normalized.resize(n * od, 0.0);
         self.normalizer.apply(&self.env.batch().obs, &mut self.normalized);
         let next = self.model.forward(&self.normalized, n)?.value.unwrap_or_default();
         self.next_values.copy_from_slice(next);
         self.compute_gae(gamma, gae_lambda);
+        Ok(())
+    }
+
+    /// Adds `γ·V(final_obs)` to the reward of row `t`'s time-limit truncations (a terminated
+    /// episode has no value after its end).
+    fn bootstrap_truncations(&mut self, t: usize, gamma: f64) -> Result<()> {
+        let (n, od) = (self.num_envs, self.obs_dim);
+        self.truncated_rows.clear();
+        self.truncated_obs.clear();
+        for (k, &i) in self.final_rows.iter().enumerate() {
+            if self.terminated[t * n + i] == 0.0 {
+                self.truncated_rows.push(i);
+                self.truncated_obs.extend_from_slice(&self.final_obs[k * od..(k + 1) * od]);
+            }
+        }
+        if self.truncated_rows.is_empty() {
+            return Ok(());
+        }
+        self.normalized.resize(self.truncated_obs.len(), 0.0);
+        self.normalizer.apply(&self.truncated_obs, &mut self.normalized);
+        let values = self.model.forward(&self.normalized, self.truncated_rows.len())?.value.unwrap_or_default();
+        for (&i, &v) in self.truncated_rows.iter().zip(values) {
+            self.rewards[t * n + i] += (gamma * v as f64) as f32;
+        }
+        Ok(())
+    }
+
+    /// Runs `num_steps` steps of every env and writes them into `out` as IMPALA's trajectory
+    /// rows: env-major (env 0's `num_steps` rows in time order, then env 1's, …), row `t`
+    /// holding `x_t`, `[a_t, log μ(a_t|x_t)]`, `r_t`, `x'_t` (the next observation; the
+    /// episode's final one where it ended), `end_t` (the episode ended: the trace stops) and
+    /// `γ_t` (`gamma`, 0 where it terminated). Observations are normalized as the policy saw
+    /// them. `out` must have `obs_dim` and `act_dim + 1` columns.
+    pub fn collect_trajectories(&mut self, gamma: f32, out: &mut Transitions) -> Result<()> {
+        let (n, od, ad, steps) = (self.num_envs, self.obs_dim, self.act_dim, self.num_steps);
+        self.next_obs.resize(steps * n * od, 0.0);
+        for t in 0..steps {
+            self.step(t)?;
+            for (k, &i) in self.final_rows.iter().enumerate() {
+                let row = &mut self.next_obs[(t * n + i) * od..(t * n + i + 1) * od];
+                self.normalizer.apply(&self.final_obs[k * od..(k + 1) * od], row);
+            }
+        }
+        self.normalized.resize(n * od, 0.0);
+        self.normalizer.apply(&self.env.batch().obs, &mut self.normalized);
+        out.clear();
+        let mut action = vec![0.0; ad + 1];
+        for i in 0..n {
+            for t in 0..steps {
+                let k = t * n + i;
+                let next_obs = match (self.dones[k] == 1.0, t + 1 < steps) {
+                    (true, _) => &self.next_obs[k * od..(k + 1) * od],
+                    (false, true) => &self.obs[(k + n) * od..(k + n + 1) * od],
+                    (false, false) => &self.normalized[i * od..(i + 1) * od],
+                };
+                action[..ad].copy_from_slice(&self.actions[k * ad..(k + 1) * ad]);
+                action[ad] = self.log_probs[k];
+                out.push(Row {
+                    obs: &self.obs[k * od..(k + 1) * od],
+                    action: &action,
+                    reward: self.rewards[k],
+                    next_obs,
+                    done: self.dones[k],
+                    discount: gamma * (1.0 - self.terminated[k]),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -268,6 +346,35 @@ impl OnPolicyCore {
             ent_coef,
             vf_coef,
         }))?)
+    }
+
+    /// `log π(a|x)` of `actions` and `V(x)` for `rows` observations (normalized already),
+    /// into `log_probs` and `values`.
+    pub fn evaluate(
+        &mut self,
+        obs: &[f32],
+        rows: usize,
+        actions: &[f32],
+        log_probs: &mut [f32],
+        values: &mut [f32],
+    ) -> Result<()> {
+        let (width, ad) = (self.head.out_dim(), self.act_dim);
+        self.log_std.clear();
+        self.log_std.extend_from_slice(self.model.log_std());
+        let out = self.model.forward(obs, rows)?;
+        values.copy_from_slice(out.value.unwrap_or_default());
+        let policy = out.policy.unwrap_or_default();
+        for (i, logp) in log_probs.iter_mut().enumerate().take(rows) {
+            let row = &policy[i * width..(i + 1) * width];
+            *logp = self.head.log_prob(row, &self.log_std, &actions[i * ad..(i + 1) * ad]) as f32;
+        }
+        Ok(())
+    }
+
+    /// `V(x)` for `rows` observations (normalized already), into `values`.
+    pub fn values(&mut self, obs: &[f32], rows: usize, values: &mut [f32]) -> Result<()> {
+        values.copy_from_slice(self.model.forward(obs, rows)?.value.unwrap_or_default());
+        Ok(())
     }
 
     /// `1 − Var(R − V) / Var(R)` over the rollout: how much of the return the critic explains.

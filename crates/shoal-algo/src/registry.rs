@@ -21,6 +21,7 @@ use crate::compiled_agent::CompiledAgent;
 use crate::config::CommonConfig;
 use crate::dqn::{Dqn, DqnConfig};
 use crate::error::{config_err, io_err, AlgoError, Result};
+use crate::impala::{ImpalaAgent, ImpalaConfig};
 use crate::ppo::{Ppo, PpoConfig};
 use crate::q_learning::{QLearning, QLearningConfig};
 use crate::sac::{Sac, SacConfig};
@@ -36,6 +37,8 @@ pub enum Algo {
     Dqn,
     /// Ape-X: distributed prioritized replay DQN (actors, a replay, one learner).
     Apex,
+    /// IMPALA: actors send trajectories to one learner, which corrects them with V-trace.
+    Impala,
     QLearning,
     /// Soft Actor-Critic, for continuous actions.
     Sac,
@@ -51,10 +54,18 @@ impl Algo {
             Algo::A3c => "a3c",
             Algo::Dqn => "dqn",
             Algo::Apex => "apex",
+            Algo::Impala => "impala",
             Algo::QLearning => "q_learning",
             Algo::Sac => "sac",
             Algo::Td3 => "td3",
         }
+    }
+
+    /// Whether runs of this algorithm are actors and one learner around a replay service
+    /// (Ape-X's prioritized replay, IMPALA's trajectory queue), the learner publishing its
+    /// parameters to the parameter server.
+    pub fn has_learner(self) -> bool {
+        matches!(self, Algo::Apex | Algo::Impala)
     }
 }
 
@@ -79,6 +90,8 @@ pub struct TrainConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub apex: Option<ApexConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub impala: Option<ImpalaConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub q_learning: Option<QLearningConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sac: Option<SacConfig>,
@@ -101,6 +114,7 @@ impl TrainConfig {
             a3c: take_section(&mut table, "a3c")?,
             dqn: take_section(&mut table, "dqn")?,
             apex: take_section(&mut table, "apex")?,
+            impala: take_section(&mut table, "impala")?,
             q_learning: take_section(&mut table, "q_learning")?,
             sac: take_section(&mut table, "sac")?,
             td3: take_section(&mut table, "td3")?,
@@ -134,6 +148,7 @@ impl TrainConfig {
             Algo::A3c => _ = self.a3c.get_or_insert_with(Default::default),
             Algo::Dqn => _ = self.dqn.get_or_insert_with(Default::default),
             Algo::Apex => _ = self.apex.get_or_insert_with(Default::default),
+            Algo::Impala => _ = self.impala.get_or_insert_with(Default::default),
             Algo::QLearning => _ = self.q_learning.get_or_insert_with(Default::default),
             Algo::Sac => _ = self.sac.get_or_insert_with(Default::default),
             Algo::Td3 => _ = self.td3.get_or_insert_with(Default::default),
@@ -147,6 +162,7 @@ impl TrainConfig {
             (Algo::A3c, self.a3c.is_some()),
             (Algo::Dqn, self.dqn.is_some()),
             (Algo::Apex, self.apex.is_some()),
+            (Algo::Impala, self.impala.is_some()),
             (Algo::QLearning, self.q_learning.is_some()),
             (Algo::Sac, self.sac.is_some()),
             (Algo::Td3, self.td3.is_some()),
@@ -164,6 +180,9 @@ impl TrainConfig {
         self.common.validate()?;
         if self.algo == Algo::Apex {
             self.apex_setup()?;
+        }
+        if let Some(impala) = &self.impala {
+            impala.validate()?;
         }
         if let Some(cluster) = self.cluster() {
             if self.algo == Algo::QLearning {
@@ -229,7 +248,7 @@ fn section<'a, T>(section: &'a Option<T>, name: &str) -> Result<&'a T> {
 /// `topology = "processes"`; this is what it evaluates and checkpoints their result as).
 pub fn build_agent(config: &TrainConfig) -> Result<Box<dyn Agent>> {
     let agent = match config.cluster() {
-        Some(cluster) if cluster.is_distributed() && config.algo != Algo::Apex => {
+        Some(cluster) if cluster.is_distributed() && !config.algo.has_learner() => {
             Box::new(cluster_agent(config, &cluster)?)
         }
         _ => build_single_agent(config)?,
@@ -249,6 +268,7 @@ fn build_single_agent(config: &TrainConfig) -> Result<Box<dyn Agent>> {
         Algo::A3c => Box::new(A2c::new(common, section(&config.a3c, "a3c")?, "a3c")?),
         Algo::Dqn => Box::new(Dqn::new(common, section(&config.dqn, "dqn")?)?),
         Algo::Apex => Box::new(ApexAgent::new(common, &config.apex_setup()?)?),
+        Algo::Impala => Box::new(ImpalaAgent::new(common, section(&config.impala, "impala")?)?),
         Algo::QLearning => Box::new(QLearning::new(common, section(&config.q_learning, "q_learning")?)?),
         Algo::Sac => Box::new(Sac::new(common, section(&config.sac, "sac")?)?),
         Algo::Td3 => Box::new(Td3::new(common, section(&config.td3, "td3")?)?),
@@ -263,12 +283,12 @@ pub fn worker_agent(config: &TrainConfig, rank: usize) -> Result<Box<dyn Agent>>
 }
 
 /// What a parameter server starts from: rank 0's initial parameters and the algorithm's
-/// optimizer and learning-rate schedule. Ape-X's learner publishes its parameters (an
-/// averaging round of one worker); the other algorithms' servers run the cluster's mode.
+/// optimizer and learning-rate schedule. An Ape-X or IMPALA learner publishes its parameters
+/// (an averaging round of one worker); the other algorithms' servers run the cluster's mode.
 pub fn server_spec(config: &TrainConfig) -> Result<ServerSpec> {
     let mut agent = worker_agent(config, 0)?;
     let network = agent.network().ok_or_else(|| config_err("this algorithm has no network to distribute"))?;
-    ServerSpec::from_network(network, config.algo == Algo::Apex)
+    ServerSpec::from_network(network, config.algo.has_learner())
 }
 
 /// An embedded cluster of the config's agent: `cluster.workers` copies (seeded apart) around

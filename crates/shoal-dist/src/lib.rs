@@ -47,7 +47,8 @@ pub use monitor::{Coordinator, RunMonitor, RunStatus, RunTotals, StopRule};
 pub use proto::Encoding;
 pub use rendezvous::{spawn_rendezvous, RendezvousClient, RendezvousState, RunIdentity};
 pub use replay::{
-    spawn_replay, GrpcReplay, LocalReplay, PrioritizedReplay, ReplayStats, ReplayStore, Sample, Transitions,
+    spawn_replay, GrpcReplay, LocalReplay, PrioritizedReplay, ReplayStats, ReplayStore, Sample, TrajectoryQueue,
+    Transitions,
 };
 pub use server::{CheckpointPolicy, ParamServer, ServerStats};
 pub use service::{spawn, ServerHandle, ServerTls, ServiceConfig, ShardInfo};

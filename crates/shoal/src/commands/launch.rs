@@ -14,7 +14,7 @@ use rand_pcg::Pcg64Mcg;
 use shoal_algo::checkpoint::save_checkpoint;
 use shoal_algo::cluster::ClusterConfig;
 use shoal_algo::registry::{cluster_agent, server_spec};
-use shoal_algo::{build_agent, Agent, Algo, LoopState, StopReason, Summary, TrainConfig};
+use shoal_algo::{build_agent, Agent, LoopState, StopReason, Summary, TrainConfig};
 use shoal_dist::{ClientOptions, Coordinator, Encoding, ParamStore, ShardedStore, Token, TOKEN_ENV};
 
 use shoal::run::RunDir;
@@ -105,8 +105,9 @@ pub fn run(config: &TrainConfig, cluster: &ClusterConfig, run_dir: &RunDir, resu
     let ps = addrs.join(",");
     let mut workers = Children(Vec::new());
     let mut extra = Children(Vec::new());
-    if config.algo == Algo::Apex {
-        // Ape-X: a replay server, and the learner as one more worker.
+    if config.algo.has_learner() {
+        // Ape-X and IMPALA: a replay server (IMPALA's trajectory queue), and the learner as
+        // one more worker.
         let mut command = Command::new(&exe);
         command.args(["replay", "--listen", "127.0.0.1:0", "--out"]).arg(run_dir.root.join("replay")).arg(&config_path);
         if resume && config.apex.as_ref().is_some_and(|a| a.checkpoint_replay) {
@@ -205,9 +206,9 @@ fn agent_with_params(
     params: &[f32],
     version: u64,
 ) -> Result<Box<dyn Agent>> {
-    if config.algo == Algo::Apex {
+    if config.algo.has_learner() {
         let mut agent = build_agent(config)?;
-        agent.network().context("Ape-X has a network")?.params.copy_from_slice(params);
+        agent.network().context("an actor-learner agent has a network")?.params.copy_from_slice(params);
         return Ok(agent);
     }
     let mut agent = cluster_agent(config, cluster)?;

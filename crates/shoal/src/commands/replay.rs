@@ -1,8 +1,10 @@
-//! `shoal replay`: serve an Ape-X run's prioritized replay over gRPC.
+//! `shoal replay`: serve an Ape-X run's prioritized replay — or an IMPALA run's trajectory
+//! queue — over gRPC.
 //!
 //! The replay is built from the config (`apex.buffer_size`, `apex.priority_alpha`, the env's
-//! observation width); actors insert into it, the learner samples from it and updates
-//! priorities. With `--out` and `apex.checkpoint_replay`, it saves itself every
+//! observation width; IMPALA: `impala.queue_fragments` fragments); actors insert into it,
+//! the learner samples from it (and updates priorities; IMPALA's learner takes the oldest
+//! fragments). With `--out` and `apex.checkpoint_replay`, it saves itself every
 //! `--checkpoint-seconds` and when stopped with Ctrl-C, so a restart with `--resume`
 //! (and with it a restarted learner) does not start from an empty replay.
 
@@ -11,15 +13,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context, Result};
-use shoal_algo::apex::replay_for;
-use shoal_algo::{Algo, TrainConfig};
-use shoal_dist::{spawn_replay, LocalReplay, ReplayStore, ServerTls, Token};
+use anyhow::{Context, Result};
+use shoal_algo::actor_learner::replay_service;
+use shoal_algo::TrainConfig;
+use shoal_dist::{spawn_replay, ReplayStore, ServerTls, Token};
 
 /// Arguments of `shoal replay`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The run's config (an `algo = "apex"` config; actors and learner use the same one).
+    /// The run's config (`algo = "apex"` or `"impala"`; actors and learner use the same one).
     config: PathBuf,
     /// Address to listen on; port 0 picks a free port (the address is printed on stdout).
     #[arg(long, default_value = "127.0.0.1:50061")]
@@ -79,15 +81,9 @@ pub fn serve(
     listening: impl FnOnce(std::net::SocketAddr) -> Result<()>,
     mut stopped: impl FnMut() -> Result<bool>,
 ) -> Result<()> {
-    ensure!(
-        config.algo == Algo::Apex,
-        "shoal replay serves Ape-X runs: the config has algo = \"{}\"",
-        config.algo.name()
-    );
-    let setup = config.apex_setup()?;
-    let replay =
-        Arc::new(LocalReplay::new(replay_for(&config.common, &setup)?, config.common.seed.wrapping_add(0x4e91a7)));
-    let checkpoint = match (&opts.out, setup.apex.checkpoint_replay) {
+    let replay = Arc::new(replay_service(config)?);
+    let checkpoint_replay = config.apex.as_ref().is_some_and(|a| a.checkpoint_replay);
+    let checkpoint = match (&opts.out, checkpoint_replay) {
         (Some(out), true) => {
             std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
             Some(out.join("replay.safetensors"))

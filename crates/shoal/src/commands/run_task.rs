@@ -9,9 +9,9 @@
 //! | ranks | role |
 //! | --- | --- |
 //! | `0 .. shards` | parameter-server shards; rank 0 also serves the rendezvous and writes the run's result |
-//! | next (Ape-X) | the replay |
-//! | next (Ape-X) | the learner |
-//! | the rest | workers `0 .. cluster.workers` (Ape-X: actors) |
+//! | next (Ape-X, IMPALA) | the replay (IMPALA: the trajectory queue) |
+//! | next (Ape-X, IMPALA) | the learner |
+//! | the rest | workers `0 .. cluster.workers` (Ape-X, IMPALA: actors) |
 //!
 //! Every task shares `--out`, a directory on storage they all see (a shared filesystem, a
 //! volume): the shards checkpoint into `ps/`, the replay into `replay/`, and rank 0 leaves a
@@ -35,7 +35,7 @@ use shoal_algo::checkpoint::{checkpoint_exists, load_checkpoint, save_checkpoint
 use shoal_algo::cluster::{ClusterConfig, Mode};
 use shoal_algo::data_parallel::{join_group, rank_stop, GroupStop};
 use shoal_algo::registry::{server_spec, worker_agent};
-use shoal_algo::{learn, Agent, Algo, Callback, LoopState, TrainConfig};
+use shoal_algo::{learn, Agent, Callback, LoopState, TrainConfig};
 use shoal_dist::{
     spawn_rendezvous, AllReduce, ClientOptions, Coordinator, IdentityFlags, RendezvousClient, RendezvousState,
     RunIdentity, ShardedStore, TaskIdentity, Token,
@@ -102,13 +102,14 @@ enum Role {
 
 /// The roles of a run, indexed by rank (the order in the module documentation).
 fn layout(config: &TrainConfig, cluster: &ClusterConfig) -> Vec<Role> {
-    let apex = config.algo == Algo::Apex;
+    let actor_learner = config.algo.has_learner();
     let mut roles: Vec<Role> = (0..cluster.shards).map(Role::Shard).collect();
-    if apex {
+    if actor_learner {
         roles.extend([Role::Replay, Role::Worker(WorkerRole::Learner)]);
     }
     roles.extend(
-        (0..cluster.workers).map(|i| Role::Worker(if apex { WorkerRole::Actor(i) } else { WorkerRole::Worker(i) })),
+        (0..cluster.workers)
+            .map(|i| Role::Worker(if actor_learner { WorkerRole::Actor(i) } else { WorkerRole::Worker(i) })),
     );
     roles
 }
@@ -156,7 +157,7 @@ pub fn run(args: &Args) -> Result<()> {
          start {} tasks or change cluster.workers / cluster.shards",
         roles.len(),
         cluster.shards,
-        if config.algo == Algo::Apex { ", a replay, a learner" } else { "" },
+        if config.algo.has_learner() { ", a replay, a learner" } else { "" },
         cluster.workers,
         id.world,
         id.engine.name(),

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Result};
-use shoal_algo::apex;
+use shoal_algo::actor_learner;
 use shoal_algo::cluster::{run_worker, ClusterConfig, Compression};
 use shoal_algo::registry::{server_spec, worker_agent};
-use shoal_algo::{Algo, TrainConfig};
+use shoal_algo::TrainConfig;
 use shoal_dist::{ClientOptions, ClientTls, Encoding, GrpcReplay, ShardedStore, Token};
 
 /// Arguments of `shoal worker`.
@@ -28,10 +28,11 @@ pub struct Args {
     set: Vec<String>,
     #[command(flatten)]
     security: ClientSecurity,
-    /// Ape-X: the `shoal replay` server this actor inserts into (or the learner samples from).
+    /// Ape-X / IMPALA: the `shoal replay` server this actor inserts into (or the learner
+    /// samples from).
     #[arg(long)]
     replay: Option<String>,
-    /// Ape-X: run the learner instead of an actor (`--rank` is then ignored).
+    /// Ape-X / IMPALA: run the learner instead of an actor (`--rank` is then ignored).
     #[arg(long, requires = "replay")]
     learner: bool,
 }
@@ -52,8 +53,8 @@ pub fn run(args: &Args) -> Result<()> {
         cluster.workers
     );
     ensure!(
-        (config.algo == Algo::Apex) == args.replay.is_some(),
-        "--replay is for Ape-X workers, and an Ape-X worker needs it (algo = \"{}\")",
+        config.algo.has_learner() == args.replay.is_some(),
+        "--replay is for Ape-X and IMPALA workers, and they need it (algo = \"{}\")",
         config.algo.name()
     );
     let (token, tls) = args.security.load()?;
@@ -118,14 +119,14 @@ pub fn client_options(cluster: &ClusterConfig, tls: Option<ClientTls>, token: To
 pub enum WorkerRole {
     /// Worker `rank` of a PPO / A2C / A3C / DQN cluster.
     Worker(usize),
-    /// Ape-X actor `rank`.
+    /// Ape-X or IMPALA actor `rank`.
     Actor(usize),
-    /// The Ape-X learner.
+    /// The Ape-X or IMPALA learner.
     Learner,
 }
 
-/// Runs `role` against the servers at `ps` (one per shard) and, for Ape-X, the replay at
-/// `replay`, until the parameter server stops the run.
+/// Runs `role` against the servers at `ps` (one per shard) and, for Ape-X and IMPALA, the
+/// replay service at `replay`, until the parameter server stops the run.
 pub fn work(
     config: &TrainConfig,
     role: WorkerRole,
@@ -137,16 +138,18 @@ pub fn work(
     let spec = server_spec(config)?;
     let store = Arc::new(ShardedStore::connect(ps, spec.layout_hash(), spec.params.len(), &options)?);
     eprintln!("shoal worker ({role:?}): connected to {}", ps.join(","));
-    let apex_replay = match replay {
+    let replay = match replay {
         Some(addr) => {
-            ensure!(config.algo == Algo::Apex, "--replay is for Ape-X runs: the config needs algo = \"apex\"");
-            let setup = config.apex_setup()?;
-            let (obs_dim, act_dim) = apex::row_widths(&config.common, &setup)?;
-            Some((setup, GrpcReplay::connect_with_act_dim(addr, obs_dim, act_dim, options)?))
+            ensure!(
+                config.algo.has_learner(),
+                "--replay is for Ape-X and IMPALA runs: the config needs algo = \"apex\" or \"impala\""
+            );
+            let (obs_dim, act_dim) = actor_learner::row_widths(config)?;
+            Some(GrpcReplay::connect_with_act_dim(addr, obs_dim, act_dim, options)?)
         }
         None => None,
     };
-    match (role, apex_replay) {
+    match (role, replay) {
         (WorkerRole::Worker(rank), None) => {
             let agent = worker_agent(config, rank)?;
             let summary = run_worker(agent, &config.common, &cluster, rank, Arc::clone(&store) as _, store.as_ref())?;
@@ -155,20 +158,14 @@ pub fn work(
                 summary.env_steps, summary.iterations, summary.total_env_steps
             );
         }
-        (WorkerRole::Learner, Some((setup, replay))) => {
-            let stats = apex::run_learner(
-                &config.common,
-                &setup,
-                Arc::clone(&store) as _,
-                &replay,
-                store.as_ref(),
-                cluster.workers,
-            )?;
-            eprintln!("shoal worker (learner): stopped by the server after {} updates", stats.updates);
+        (WorkerRole::Learner, Some(replay)) => {
+            let updates =
+                actor_learner::run_learner(config, Arc::clone(&store) as _, &replay, store.as_ref(), cluster.workers)?;
+            eprintln!("shoal worker (learner): stopped by the server after {updates} updates");
         }
-        (WorkerRole::Actor(rank), Some((setup, replay))) => {
+        (WorkerRole::Actor(rank), Some(replay)) => {
             let (steps, lag) =
-                apex::run_actor(&config.common, &setup, rank, Arc::clone(&store) as _, &replay, store.as_ref())?;
+                actor_learner::run_actor(config, rank, Arc::clone(&store) as _, &replay, store.as_ref())?;
             eprintln!(
                 "shoal worker {rank} (actor): stopped by the server after {steps} env steps of mine (mean parameter lag {lag:.1} versions)"
             );
