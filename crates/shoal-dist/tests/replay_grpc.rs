@@ -11,7 +11,7 @@ use shoal_dist::proto::replay::{Columns, InsertRequest};
 use shoal_dist::replay::{max_rows_per_message, Row};
 use shoal_dist::{
     spawn_replay, ClientOptions, DistError, Encoding, GrpcReplay, Limits, LocalReplay, PrioritizedReplay, ReplayStore,
-    Sample, Token, Transitions,
+    Sample, Token, TrajectoryQueue, Transitions,
 };
 
 const OBS_DIM: usize = 3;
@@ -134,4 +134,36 @@ fn continuous_actions_cross_the_wire_with_their_width() {
     }
     let err = GrpcReplay::connect(&addr, OBS_DIM, options(token())).err().unwrap().to_string();
     assert!(err.contains("act_dim") && err.contains("1") && err.contains("2"), "{err}");
+}
+
+/// IMPALA's trajectory queue behind `shoal replay`: rows come out once, in the order they
+/// went in, whatever the client; a full queue drops its oldest rows; it has no priorities
+/// and no checkpoint, and says so.
+#[test]
+fn a_served_trajectory_queue_hands_rows_out_once_in_order() {
+    let queue = || LocalReplay::queue(TrajectoryQueue::new(40, OBS_DIM, 1).unwrap());
+    let server = spawn_replay("127.0.0.1:0", Arc::new(queue()), token(), None, Limits::default()).unwrap();
+    let remote = GrpcReplay::connect(&server.addr().to_string(), OBS_DIM, options(token())).unwrap();
+    let local = queue();
+    for store in [&local as &dyn ReplayStore, &remote] {
+        store.insert(&rows(0..20).0, None).unwrap();
+        store.insert(&rows(20..40).0, None).unwrap();
+        let mut first = Sample::default();
+        store.sample(30, 1.0, &mut first).unwrap();
+        assert_eq!(first.batch, rows(0..30).0);
+        assert_eq!(first.keys, (0..30).collect::<Vec<u64>>());
+        store.insert(&rows(40..70).0, None).unwrap(); // 10 queued + 30 fit exactly.
+        store.insert(&rows(70..80).0, None).unwrap(); // Drops rows 30..40.
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.len, stats.inserted, stats.sampled), (40, 80, 30));
+        let mut rest = Sample::default();
+        store.sample(40, 1.0, &mut rest).unwrap();
+        assert_eq!(rest.batch, rows(40..80).0);
+        let err = store.sample(1, 1.0, &mut rest).unwrap_err().to_string();
+        assert!(err.contains("cannot take 1 rows: the queue holds 0"), "{err}");
+        let err = store.update_priorities(&[45], &[1.0]).unwrap_err().to_string();
+        assert!(err.contains("a trajectory queue has no priorities"), "{err}");
+    }
+    let err = local.save(&std::env::temp_dir().join("never-written.safetensors")).unwrap_err().to_string();
+    assert!(err.contains("a trajectory queue has no checkpoint"), "{err}");
 }

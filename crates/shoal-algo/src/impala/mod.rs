@@ -107,6 +107,11 @@ impl Actor {
         })
     }
 
+    /// Rows of one fragment: `num_envs × unroll_length`.
+    fn fragment_rows(&self) -> usize {
+        self.core.num_envs * self.core.num_steps
+    }
+
     /// Collects `fragments` trajectory fragments with the newest published policy, inserting
     /// each into `queue`.
     pub fn act(&mut self, fragments: usize, queue: &dyn ReplayStore) -> Result<()> {
@@ -128,7 +133,7 @@ impl Actor {
     /// actor still makes progress (the oldest fragment is then dropped) and hears a stop
     /// when the learner is gone.
     fn wait_for_room(&self, queue: &dyn ReplayStore) -> Result<()> {
-        let full = |s: &ReplayStats| s.len + self.fragment.len() as u64 > s.capacity;
+        let full = |s: &ReplayStats| s.len + self.fragment_rows() as u64 > s.capacity;
         let deadline = Instant::now() + Duration::from_secs(1);
         while full(&queue.stats()?) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(200));
@@ -561,6 +566,15 @@ pub fn run_actor(
     coordinator: &dyn Coordinator,
 ) -> Result<(u64, f64)> {
     let mut actor = Actor::new(config, cfg, rank, store)?;
+    // A fragment split over several inserts could interleave with another actor's.
+    let (rows, fits) = (actor.fragment_rows(), max_rows_per_message(actor.core.obs_dim, actor.core.act_dim + 1));
+    if rows > fits {
+        return Err(config_err(format!(
+            "a trajectory fragment of {rows} rows (env.num_envs × impala.unroll_length) exceeds one message to the queue \
+             ({fits} rows of obs_dim {}); lower impala.unroll_length or env.num_envs",
+            actor.core.obs_dim
+        )));
+    }
     let mut status = coordinator.report(rank, 0, &[])?;
     let mut reported = 0;
     while !status.stop {
