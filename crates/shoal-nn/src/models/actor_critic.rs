@@ -286,7 +286,7 @@ impl<T: Scalar> ActorCritic<T> {
             }
         }
         if let Some(encoder) = &self.encoder {
-            encoder.backward(params, grads, rows, &self.d_features, &mut self.encoder_ws);
+            encoder.backward(params, grads, obs, rows, &self.d_features, &mut self.encoder_ws);
         }
     }
 
@@ -324,7 +324,7 @@ impl<T: Scalar> ActorCritic<T> {
         };
         if let Some(encoder) = &self.encoder {
             // The actor's (or the trunk's) input gradient is ∂L/∂features.
-            encoder.backward(&self.params, &mut self.grads, rows, ws0.input_grad(), &mut self.encoder_ws);
+            encoder.backward(&self.params, &mut self.grads, batch.obs, rows, ws0.input_grad(), &mut self.encoder_ws);
         }
         Ok(LossStats { total: kl, td: kl, ..Default::default() })
     }

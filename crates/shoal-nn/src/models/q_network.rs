@@ -211,7 +211,7 @@ impl<T: Scalar> QNetwork<T> {
         };
         if let Some(encoder) = &self.encoder {
             // ∂L/∂features is the body's input gradient (the trunk's, for a dueling body).
-            encoder.backward(&self.params, &mut self.grads, rows, ws0.input_grad(), &mut self.encoder_ws);
+            encoder.backward(&self.params, &mut self.grads, batch.obs, rows, ws0.input_grad(), &mut self.encoder_ws);
         }
         Ok(LossStats { total: loss, td: loss, ..Default::default() })
     }

@@ -40,7 +40,7 @@ pub struct NnArgs {
 /// Alternating rounds of the f32 and int8 actor timings.
 const ACTOR_ROUNDS: usize = 7;
 
-fn time_per_call(seconds: f64, mut f: impl FnMut()) -> f64 {
+pub(crate) fn time_per_call(seconds: f64, mut f: impl FnMut()) -> f64 {
     for _ in 0..20 {
         f();
     }

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_actors;
 pub mod bench_allreduce;
+pub mod bench_cnn;
 pub mod bench_learn;
 pub mod bench_load;
 pub mod bench_nn;
