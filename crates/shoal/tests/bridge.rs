@@ -145,6 +145,57 @@ fn atari_pong_steps_frame_stacked_observations_into_the_batch() {
     pong.step(Actions::Discrete(&[0, 0])).unwrap();
 }
 
+/// Atari preprocessing: Shoal trains Atari on ale-py's own vector env, whose C++ does the
+/// preprocessing; against Gymnasium's wrappers (`atari_reference` in bridge_envs.py:
+/// AtariPreprocessing, FrameStackObservation, sign-clipped rewards) on the same game, seed and
+/// actions, both through the bridge, every step's stacked frames (4 frames skipped and
+/// max-pooled, grayscale, 84×84, 4 stacked, zero-padded after a reset), reward and end flags
+/// are equal, across episode ends. What each side samples from its own RNG — no-op starts,
+/// sticky actions — is set off here (with sticky actions at 0.25 most steps differ).
+#[test]
+fn atari_preprocessing_matches_gymnasiums_wrappers_step_for_step() {
+    test_modules_importable();
+    use OptionValue::{Bool, Float, Int, Str};
+    for game in ["Pong", "Breakout"] {
+        let options = [
+            ("noop_max", Int(0)),
+            ("repeat_action_probability", Float(0.0)),
+            ("use_fire_reset", Bool(false)),
+            ("episodic_life", Bool(false)),
+            ("reward_clipping", Bool(true)),
+        ];
+        let mut ale = make_vec(&format!("gymnasium:ALE/{game}-v5"), &options, 1, 1).unwrap();
+        let mut gymnasium =
+            make_vec("python:bridge_envs:atari_reference", &[("game", Str(game.into()))], 1, 1).unwrap();
+        assert_eq!(ale.single_observation_space(), gymnasium.single_observation_space());
+        assert_eq!(ale.single_action_space(), gymnasium.single_action_space());
+        let actions = ale.single_action_space().n().unwrap() as u64;
+        ale.reset(Some(5)).unwrap();
+        gymnasium.reset(Some(5)).unwrap();
+        assert!(ale.batch().obs == gymnasium.batch().obs, "{game}: reset frames differ");
+        let (mut ends, mut nonzero_rewards, mut state) = (0, 0, 0x9e37_79b9_7f4a_7c15u64);
+        for t in 0..1500u64 {
+            // xorshift: actions that vary like a random policy's.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let action = [(state % actions) as i64];
+            ale.step(Actions::Discrete(&action)).unwrap();
+            gymnasium.step(Actions::Discrete(&action)).unwrap();
+            let (a, g) = (ale.batch(), gymnasium.batch());
+            assert!(a.obs == g.obs, "{game} step {t}: frames differ");
+            assert_eq!(
+                (&a.rewards, &a.terminated, &a.truncated),
+                (&g.rewards, &g.terminated, &g.truncated),
+                "{game} step {t}"
+            );
+            ends += a.done(0) as usize;
+            nonzero_rewards += (a.rewards[0] != 0.0) as usize;
+        }
+        assert!(ends >= 1 && nonzero_rewards >= 3, "{game}: {ends} episode ends, {nonzero_rewards} rewards");
+    }
+}
+
 /// MuJoCo through the bridge: HalfCheetah-v5's float64 observations and float32 actions,
 /// and a snapshot (the pickled envs) that replays the same steps after a restore.
 #[test]

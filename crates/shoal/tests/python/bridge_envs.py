@@ -25,3 +25,18 @@ def dict_space_env():
     env = gym.make("CartPole-v1")
     env.observation_space = gym.spaces.Dict({"x": env.observation_space})
     return env
+
+
+def atari_reference(game):
+    """Gymnasium's own Atari preprocessing, the reference for ale-py's vector env (what Shoal
+    trains Atari on): ALE/{game}-v5 without frame skipping or sticky actions, then
+    AtariPreprocessing (4 frames per step, the last two max-pooled, grayscale, 84×84 by
+    OpenCV's INTER_AREA, no no-op starts, no life-loss ends), FrameStackObservation (4 frames,
+    zero-padded after a reset, as ale-py pads) and rewards clipped to their sign."""
+    import ale_py
+
+    gym.register_envs(ale_py)
+    env = gym.make(f"ALE/{game}-v5", frameskip=1, repeat_action_probability=0.0)
+    env = gym.wrappers.AtariPreprocessing(env, noop_max=0, frame_skip=4, screen_size=84, terminal_on_life_loss=False)
+    env = gym.wrappers.FrameStackObservation(env, 4, padding_type="zero")
+    return gym.wrappers.TransformReward(env, lambda r: float(np.sign(r)))
