@@ -182,7 +182,8 @@ pub fn collect(
     let return_mean = status.return_mean.is_finite().then_some(status.return_mean);
     let reached = matches!((config.common.stop.episode_return_mean, return_mean), (Some(t), Some(m)) if m >= t);
     let budget_left = config.common.stop.env_steps.is_none_or(|b| status.total_env_steps < b);
-    let evaluated = config.common.stop.eval_return_mean.is_some() && budget_left && !reached;
+    let out_of_time = config.common.stop.wall_seconds.is_some_and(|limit| wall_seconds >= limit);
+    let evaluated = config.common.stop.eval_return_mean.is_some() && budget_left && !reached && !out_of_time;
     Ok(Summary {
         env_steps: status.total_env_steps,
         iterations: version,
@@ -194,6 +195,7 @@ pub fn collect(
         stop_reason: match (reached, evaluated) {
             (true, _) => StopReason::ReturnReached,
             (false, true) => StopReason::EvalReturnReached,
+            (false, false) if budget_left && out_of_time => StopReason::WallTime,
             (false, false) => StopReason::EnvSteps,
         },
     })

@@ -240,6 +240,11 @@ pub fn serve(
         let lr = spec.lr.at(progress);
         server.set_lr(lr as f32);
         let stats = server.stats();
+        // `stop.wall_seconds`: the run's clock is this server's (workers start with it).
+        if !totals.stopped && config.common.stop.wall_seconds.is_some_and(|limit| start.elapsed().as_secs_f64() >= limit)
+        {
+            monitor.stop_now();
+        }
         if let Some((eval, agent)) = evaluator.as_mut().filter(|_| !totals.stopped) {
             let network = agent.network().context("this algorithm has no network to evaluate")?;
             server.pull(None, network.params)?;
