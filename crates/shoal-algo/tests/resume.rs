@@ -160,6 +160,29 @@ fn apex_checkpoint_restores_learner_actors_and_replay() {
     assert!(restored.env_steps() >= 4000, "the restored run trains on");
 }
 
+/// IMPALA's actors are threads too; its checkpoint — the learner's model and Adam moments,
+/// every actor's envs, RNG and episodes, the counters — saves, loads into a fresh agent and
+/// saves again to the same files, and the restored run trains on (its trajectory queue
+/// starts empty, as documented).
+#[test]
+fn impala_checkpoint_restores_learner_and_actors() {
+    let config = config("cartpole-impala.toml", &[]);
+    let mut agent = build_agent(&config).unwrap();
+    learn(agent.as_mut(), &steps(5000), &mut LoopState::default(), &mut []).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt");
+    save_checkpoint(agent.as_mut(), &LoopState::default(), &path).unwrap();
+    let mut restored = build_agent(&config).unwrap();
+    load_checkpoint(restored.as_mut(), &path).unwrap();
+    let (before, after) = (saved_state(agent.as_mut()), saved_state(restored.as_mut()));
+    assert!(before.iter().any(|(name, _)| name == "actor-1.json"));
+    assert!(before.iter().any(|(name, _)| name.starts_with("model.safetensors:optim.")));
+    assert_eq!(before, after);
+    let trained = restored.env_steps();
+    learn(restored.as_mut(), &steps(trained + 5000), &mut LoopState::default(), &mut []).unwrap();
+    assert!(restored.env_steps() >= trained + 5000, "the restored run trains on");
+}
+
 #[test]
 fn sac_resumes_bit_for_bit_including_replay_and_temperature() {
     check_resume("pendulum-sac.toml", &["sac.net.hidden=[32, 32]", "sac.batch_size=64"], 700, 1_200);

@@ -241,7 +241,8 @@ pub fn serve(
         server.set_lr(lr as f32);
         let stats = server.stats();
         // `stop.wall_seconds`: the run's clock is this server's (workers start with it).
-        if !totals.stopped && config.common.stop.wall_seconds.is_some_and(|limit| start.elapsed().as_secs_f64() >= limit)
+        if !totals.stopped
+            && config.common.stop.wall_seconds.is_some_and(|limit| start.elapsed().as_secs_f64() >= limit)
         {
             monitor.stop_now();
         }
