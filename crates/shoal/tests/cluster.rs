@@ -265,6 +265,10 @@ fn impala_actor_processes_learn_cartpole() {
     let dir = tempfile::tempdir().unwrap();
     let greedy = train_processes(dir.path(), "impala", "cartpole-impala.toml", &["stop.env_steps=5000000"]);
     assert!(greedy >= 475.0, "impala: deterministic eval {greedy} < 475");
+    // `shoal plot` reads a multi-process run's curve from its server's metrics.
+    let png = dir.path().join("impala.png");
+    ok(shoal().args(["plot", "--out"]).arg(&png).arg(dir.path().join("impala")).output().unwrap());
+    assert!(std::fs::metadata(&png).unwrap().len() > 1000);
 }
 
 /// Ape-X as processes: `shoal train` starts `shoal ps`, `shoal replay`, the learner and 2

@@ -25,8 +25,20 @@ struct Curve {
     points: Vec<(f64, f64, f64)>,
 }
 
+/// A run's `metrics.csv`; a multi-process run's metrics are its parameter server's
+/// (`ps/metrics.csv`, shard 0's, with the whole run's env steps and returns).
+fn metrics_path(run: &Path) -> std::path::PathBuf {
+    let own = run.join("metrics.csv");
+    let server = run.join("ps").join("metrics.csv");
+    if !own.exists() && server.exists() {
+        server
+    } else {
+        own
+    }
+}
+
 fn read_curve(run: &Path) -> Result<Curve> {
-    let path = run.join("metrics.csv");
+    let path = metrics_path(run);
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
