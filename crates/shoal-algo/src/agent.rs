@@ -55,6 +55,12 @@ pub trait Agent: Send {
         None
     }
 
+    /// Its servers and workers as they are now, for an embedded cluster run's
+    /// `cluster-status.json` (what `shoal dashboard` shows); `None` for a single agent.
+    fn cluster_status(&mut self) -> Option<shoal_dist::ClusterStatus> {
+        None
+    }
+
     /// Width of one observation row, as `predict` takes it.
     fn obs_dim(&self) -> usize;
 

@@ -15,12 +15,17 @@
 //! rank) and the [`ServerSpec`] their servers start from. The `[cluster]` section itself is
 //! `cluster_config.rs`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use shoal_dist::{shard_range, Coordinator, ParamServer, ParamStore, ShardedStore, StopRule, UpdateMode};
+use shoal_dist::status::{host_name, shard_members, unix_seconds};
+use shoal_dist::{
+    shard_range, ClusterStatus, Coordinator, Member, ParamServer, ParamStore, RateMeter, ShardedStore, StopRule,
+    UpdateMode, WorkerProgress,
+};
 use shoal_nn::{Optimizer, ParamLayout};
 
 use crate::agent::{Agent, LrSchedule, Network};
@@ -120,6 +125,9 @@ pub struct ClusterAgent {
     /// A rank-0 agent that holds the servers' parameters for `predict` and `save`.
     view: Box<dyn Agent>,
     episodes: EpisodeTracker,
+    /// Each worker's progress and the whole run's rate, for [`Agent::cluster_status`].
+    progress: BTreeMap<usize, WorkerProgress>,
+    run_rate: RateMeter,
 }
 
 /// A store over every shard, for one worker.
@@ -148,7 +156,16 @@ impl ClusterAgent {
             })
             .collect::<Result<Vec<_>>>()?;
         let view = build(0)?;
-        Ok(ClusterAgent { cluster: cluster.clone(), spec, servers, workers, view, episodes: EpisodeTracker::default() })
+        Ok(ClusterAgent {
+            cluster: cluster.clone(),
+            spec,
+            servers,
+            workers,
+            view,
+            episodes: EpisodeTracker::default(),
+            progress: BTreeMap::new(),
+            run_rate: RateMeter::default(),
+        })
     }
 
     /// Copies the servers' parameters into the view agent.
@@ -240,6 +257,37 @@ impl Agent for ClusterAgent {
 
     fn env_steps(&self) -> u64 {
         self.workers.iter().map(|w| w.env_steps()).sum()
+    }
+
+    fn cluster_status(&mut self) -> Option<ClusterStatus> {
+        let host = host_name();
+        for (rank, worker) in self.workers.iter().enumerate() {
+            let progress = self.progress.entry(rank).or_default();
+            progress.observe(worker.env_steps(), progress.episodes);
+        }
+        let env_steps = self.env_steps();
+        let env_steps_per_s = self.run_rate.record(env_steps);
+        let mut members = Vec::new();
+        for (index, server) in self.servers.iter().enumerate() {
+            let stats = server.stats();
+            let me = Member {
+                role: "server".into(),
+                name: format!("shard {index}"),
+                host: host.clone(),
+                last_seen_unix: unix_seconds(SystemTime::now()),
+                env_steps,
+                env_steps_per_s,
+                staleness: Some(stats.staleness_sum as f64 / stats.gradients.max(1) as f64),
+                version: Some(stats.updates),
+                ..Member::default()
+            };
+            let mut seen = shard_members(me, &stats, &self.progress, &host);
+            if index > 0 {
+                seen.truncate(1); // every shard sees the same workers
+            }
+            members.extend(seen);
+        }
+        Some(ClusterStatus::now(members))
     }
 
     fn episodes(&self) -> &EpisodeTracker {

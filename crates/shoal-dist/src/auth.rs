@@ -55,8 +55,9 @@ impl Token {
         &self.0
     }
 
-    /// Whether `given` is this token (the data plane's handshake carries it bare).
-    pub(crate) fn matches(&self, given: &[u8]) -> bool {
+    /// Whether `given` is this token, compared in constant time (the data plane's handshake
+    /// and `shoal dashboard`'s pages carry it bare).
+    pub fn matches(&self, given: &[u8]) -> bool {
         constant_time_eq(given, self.0.as_bytes())
     }
 

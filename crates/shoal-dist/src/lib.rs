@@ -28,11 +28,13 @@ mod monitor;
 mod peer;
 pub mod pipeline;
 pub mod proto;
+mod rate;
 pub mod rendezvous;
 pub mod replay;
 mod server;
 mod service;
 mod sharded;
+pub mod status;
 mod store;
 pub mod wire;
 
@@ -43,14 +45,16 @@ pub use data_plane::PolledReads;
 pub use engine::{IdentityFlags, TaskIdentity};
 pub use error::{DistError, Result};
 pub use limits::Limits;
-pub use monitor::{Coordinator, RunMonitor, RunStatus, RunTotals, StopRule};
+pub use monitor::{Coordinator, RunMonitor, RunStatus, RunTotals, StopRule, WorkerProgress};
 pub use proto::Encoding;
+pub use rate::RateMeter;
 pub use rendezvous::{spawn_rendezvous, RendezvousClient, RendezvousState, RunIdentity};
 pub use replay::{
     spawn_replay, GrpcReplay, LocalReplay, PrioritizedReplay, ReplayStats, ReplayStore, Sample, TrajectoryQueue,
     Transitions,
 };
-pub use server::{CheckpointPolicy, ParamServer, ServerStats};
+pub use server::{CheckpointPolicy, ParamServer, PushRecord, ServerStats};
 pub use service::{spawn, ServerHandle, ServerTls, ServiceConfig, ShardInfo};
 pub use sharded::{shard_range, ShardedStore};
+pub use status::{ClusterStatus, Member};
 pub use store::{ParamStore, PushOutcome, UpdateMode};

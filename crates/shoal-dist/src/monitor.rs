@@ -7,8 +7,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use crate::error::Result;
+use crate::rate::RateMeter;
 
 /// When a run is over: a total env-step budget and/or a mean return over the last episodes.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +65,19 @@ struct Tally {
     episodes: u64,
     window: VecDeque<f64>,
     stopped: bool,
+    workers: BTreeMap<usize, WorkerProgress>,
+}
+
+/// One worker's reports as the server saw them (for `shoal dashboard`).
+#[derive(Debug, Clone)]
+pub struct WorkerProgress {
+    /// Env steps it reported since the server started (or resumed).
+    pub env_steps: u64,
+    pub episodes: u64,
+    pub last_report: SystemTime,
+    /// Where its calls came from, when they came over the network.
+    pub host: Option<String>,
+    pub rate: RateMeter,
 }
 
 /// Counts what workers report and applies the stop rule.
@@ -95,6 +110,16 @@ impl RunMonitor {
         }
     }
 
+    /// Every worker that has reported, by index.
+    pub fn workers(&self) -> BTreeMap<usize, WorkerProgress> {
+        self.lock().workers.clone()
+    }
+
+    /// Notes where worker `worker`'s calls come from (the gRPC peer address).
+    pub fn note_host(&self, worker: usize, host: String) {
+        self.lock().workers.entry(worker).or_default().host = Some(host);
+    }
+
     /// Ends the run at the next report: a criterion the server checks itself was met (a
     /// deterministic evaluation of its parameters reached `stop.eval_return_mean`).
     pub fn stop_now(&self) {
@@ -106,6 +131,40 @@ impl RunMonitor {
     }
 }
 
+impl WorkerProgress {
+    /// A worker not heard from yet.
+    pub fn new() -> Self {
+        WorkerProgress {
+            env_steps: 0,
+            episodes: 0,
+            last_report: SystemTime::now(),
+            host: None,
+            rate: RateMeter::default(),
+        }
+    }
+
+    /// The worker has taken `env_steps` and finished `episodes` in all, as of now.
+    pub fn observe(&mut self, env_steps: u64, episodes: u64) {
+        self.env_steps = env_steps;
+        self.episodes = episodes;
+        self.last_report = SystemTime::now();
+        self.rate.record(env_steps);
+    }
+}
+
+impl Default for WorkerProgress {
+    /// A worker not heard from yet.
+    fn default() -> Self {
+        WorkerProgress {
+            env_steps: 0,
+            episodes: 0,
+            last_report: SystemTime::now(),
+            host: None,
+            rate: RateMeter::default(),
+        }
+    }
+}
+
 fn mean(window: &VecDeque<f64>) -> f64 {
     if window.is_empty() {
         return f64::NAN;
@@ -114,10 +173,12 @@ fn mean(window: &VecDeque<f64>) -> f64 {
 }
 
 impl Coordinator for RunMonitor {
-    fn report(&self, _worker: usize, env_steps: u64, episodes: &[(f64, u64)]) -> Result<RunStatus> {
+    fn report(&self, worker: usize, env_steps: u64, episodes: &[(f64, u64)]) -> Result<RunStatus> {
         let mut tally = self.lock();
         tally.env_steps += env_steps;
         tally.episodes += episodes.len() as u64;
+        let progress = tally.workers.entry(worker).or_default();
+        progress.observe(progress.env_steps + env_steps, progress.episodes + episodes.len() as u64);
         for &(ret, _) in episodes {
             if tally.window.len() == self.rule.window.max(1) {
                 tally.window.pop_front();
@@ -177,5 +238,7 @@ mod tests {
         assert!(!budget.report(0, 99, &[]).unwrap().stop);
         assert!(budget.report(1, 1, &[]).unwrap().stop);
         assert_eq!(budget.totals().env_steps, 100);
+        let workers = budget.workers();
+        assert_eq!((workers[&0].env_steps, workers[&1].env_steps), (99, 1), "each worker's own share");
     }
 }

@@ -4,10 +4,10 @@
 //! round with their contribution, the last one to arrive — or the first to find the round's
 //! timeout expired — closes it, and everyone waiting is woken with the new version.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use shoal_nn::{io, Optimizer, ParamLayout};
 
@@ -27,6 +27,27 @@ pub struct ServerStats {
     pub rejected_stale: u64,
     /// Times a worker was dropped from the rounds for missing a round's timeout.
     pub dropped_workers: u64,
+    /// Each worker's pushes, by worker index (what `shoal dashboard` shows per worker).
+    pub workers: BTreeMap<usize, PushRecord>,
+}
+
+/// One worker's pushes as a server saw them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushRecord {
+    pub pushes: u64,
+    /// When the last one arrived.
+    pub last: SystemTime,
+    /// Versions the last one was behind (0 in the round-based modes).
+    pub staleness: u64,
+}
+
+impl ServerStats {
+    fn record_push(&mut self, worker: usize, staleness: u64) {
+        let record = self.workers.entry(worker).or_insert(PushRecord { pushes: 0, last: SystemTime::now(), staleness });
+        record.pushes += 1;
+        record.last = SystemTime::now();
+        record.staleness = staleness;
+    }
 }
 
 /// One round of a round-based mode.
@@ -344,6 +365,7 @@ impl ParamStore for ParamServer {
         let mut state = self.lock();
         check_len("gradient", grad.len(), state.params.len())?;
         let staleness = state.version.saturating_sub(base_version);
+        state.stats.record_push(worker, staleness);
         if state.frozen {
             return Ok(PushOutcome::Stale { version: state.version, staleness });
         }
@@ -379,8 +401,9 @@ impl ParamStore for ParamServer {
     }
 
     fn push_params(&self, worker: usize, params: &mut [f32]) -> Result<PushOutcome> {
-        let state = self.lock();
+        let mut state = self.lock();
         check_len("parameters", params.len(), state.params.len())?;
+        state.stats.record_push(worker, 0);
         if state.frozen {
             params.copy_from_slice(&state.params);
             return Ok(PushOutcome::Applied { version: state.version, staleness: 0 });

@@ -231,7 +231,11 @@ impl ParamService for PsService {
         let monitor = self.monitor.as_ref().ok_or_else(|| {
             Status::failed_precondition(format!("shard {} was started without progress counting", self.cfg.shard.index))
         })?;
+        let peer = request.remote_addr();
         let report = request.into_inner();
+        if let Some(peer) = peer {
+            monitor.note_host(report.worker as usize, peer.to_string());
+        }
         if report.episode_returns.len() != report.episode_lengths.len() {
             return Err(Status::invalid_argument("episode_returns and episode_lengths differ in length"));
         }

@@ -48,6 +48,8 @@ enum Command {
     Tune(commands::tune::Args),
     /// Train trials of a study served by `shoal tune --serve`, until none are left.
     TuneWorker(commands::tune_worker::Args),
+    /// Serve a live web view of runs, cluster runs and tuning studies (read-only).
+    Dashboard(commands::dashboard::Args),
     /// Measure performance.
     #[command(subcommand)]
     Bench(commands::bench::Bench),
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run_task::run(&args),
         Command::Tune(args) => commands::tune::run(&args),
         Command::TuneWorker(args) => commands::tune_worker::run(&args),
+        Command::Dashboard(args) => commands::dashboard::run(&args),
         Command::Bench(bench) => commands::bench::run(&bench),
     };
     match result {

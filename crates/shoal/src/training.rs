@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use shoal_algo::checkpoint::{load_checkpoint, save_checkpoint, write_json};
@@ -52,6 +53,37 @@ impl Callback for MetricsLogger {
             |e: anyhow::Error| shoal_algo::AlgoError::Io { path: "run directory".into(), message: format!("{e:#}") };
         self.csv.row(&row).map_err(io)?;
         self.events.scalars(env_steps, &row[3..]).map_err(io)?;
+        Ok(Control::Continue)
+    }
+}
+
+/// Writes an embedded cluster's `cluster-status.json` (its servers and workers, for
+/// `shoal dashboard`) after iterations, at most twice a second.
+pub struct ClusterStatusWriter {
+    path: PathBuf,
+    last: Option<Instant>,
+}
+
+impl ClusterStatusWriter {
+    const EVERY: Duration = Duration::from_millis(500);
+
+    pub fn new(run_dir: &RunDir) -> Self {
+        ClusterStatusWriter { path: run_dir.cluster_status(), last: None }
+    }
+}
+
+impl Callback for ClusterStatusWriter {
+    fn on_iteration(&mut self, agent: &mut dyn Agent, _: &Progress<'_>) -> shoal_algo::Result<Control> {
+        if self.last.is_some_and(|at| at.elapsed() < Self::EVERY) {
+            return Ok(Control::Continue);
+        }
+        if let Some(status) = agent.cluster_status() {
+            status.write(&self.path).map_err(|e| shoal_algo::AlgoError::Io {
+                path: self.path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            self.last = Some(Instant::now());
+        }
         Ok(Control::Continue)
     }
 }
@@ -124,7 +156,8 @@ pub fn train_into(
     if let Some(pruning) = pruning.as_mut() {
         callbacks.push(pruning);
     }
-    callbacks.extend([&mut logger as &mut dyn Callback, &mut checkpointer, extra]);
+    let mut cluster_status = ClusterStatusWriter::new(run_dir);
+    callbacks.extend([&mut logger as &mut dyn Callback, &mut cluster_status, &mut checkpointer, extra]);
     let mut eval_stop = EvalStop::from_config(&config.common);
     if let Some(eval_stop) = eval_stop.as_mut() {
         callbacks.push(eval_stop);

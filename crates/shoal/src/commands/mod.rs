@@ -13,6 +13,7 @@ pub mod bench_replay;
 pub mod bench_soak;
 pub mod bench_timing;
 pub mod bench_tune;
+pub mod dashboard;
 pub mod envs;
 pub mod eval;
 pub mod export;

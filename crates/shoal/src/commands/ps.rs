@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -16,8 +16,10 @@ use shoal_algo::cluster::{stop_rule, ClusterConfig};
 use shoal_algo::eval::EvalStop;
 use shoal_algo::registry::{server_spec, worker_agent};
 use shoal_algo::TrainConfig;
+use shoal_dist::status::{shard_members, unix_seconds};
 use shoal_dist::{
-    shard_range, CheckpointPolicy, Coordinator, ParamStore, RunMonitor, ServerTls, ServiceConfig, ShardInfo, Token,
+    shard_range, CheckpointPolicy, ClusterStatus, Coordinator, Member, ParamStore, RateMeter, RunMonitor, ServerTls,
+    ServiceConfig, ShardInfo, Token,
 };
 
 use shoal::run::csv::CsvWriter;
@@ -107,7 +109,7 @@ pub fn linger_seconds(requested: f64, cluster: &ClusterConfig) -> f64 {
 }
 
 /// True when `listen` (`host:port`) binds only the loopback interface.
-fn is_loopback(listen: &str) -> bool {
+pub(crate) fn is_loopback(listen: &str) -> bool {
     let host = listen.rsplit_once(':').map_or(listen, |(host, _)| host).trim_matches(['[', ']']);
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
@@ -182,6 +184,7 @@ pub fn serve(
     let mut server = spec.server(&cluster, index, count);
     let checkpoint = opts.out.as_ref().map(|out| out.join(format!("ps-shard{index}.safetensors")));
     let progress_file = opts.out.as_ref().map(|out| out.join(format!("ps-shard{index}.progress.json")));
+    let status_file = opts.out.as_ref().map(|out| out.join(format!("ps-shard{index}.status.json")));
     if let (Some(out), Some(path)) = (&opts.out, &checkpoint) {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         let layout = spec.shard_layout(index, count);
@@ -229,6 +232,7 @@ pub fn serve(
     };
     let linger = linger_seconds(opts.linger, &cluster);
     let start = Instant::now();
+    let mut run_rate = RateMeter::default();
     let mut stopped_at: Option<Instant> = None;
     // Evaluations are due every `stop.eval_every` env steps, which fast runs (IMPALA on
     // CartPole: ~350k env steps/s) pass in a fraction of a second: the loop looks every
@@ -269,6 +273,20 @@ pub fn serve(
         let report = tick % 5 == 0;
         if let Some(path) = progress_file.as_ref().filter(|_| report) {
             write_progress(path, &monitor)?;
+        }
+        if let Some(path) = status_file.as_ref().filter(|_| report) {
+            let me = Member {
+                role: "server".into(),
+                name: format!("shard {index}"),
+                host: handle.addr().to_string(),
+                last_seen_unix: unix_seconds(SystemTime::now()),
+                env_steps: totals.env_steps,
+                env_steps_per_s: run_rate.record(totals.env_steps),
+                staleness: Some(stats.staleness_sum as f64 / stats.gradients.max(1) as f64),
+                version: Some(server.version()),
+                ..Member::default()
+            };
+            ClusterStatus::now(shard_members(me, &stats, &monitor.workers(), "unknown")).write(path)?;
         }
         if let Some(csv) = csv.as_mut().filter(|_| report) {
             csv.row(&[

@@ -185,7 +185,7 @@ impl Queue<'_> {
 }
 
 /// The study stored in `dir`, as it was started.
-fn stored_study(dir: &Path) -> Result<Study> {
+pub(crate) fn stored_study(dir: &Path) -> Result<Study> {
     let store = StudyStore::open(&store_path(dir))?;
     let text = store.meta("study")?.context("the study store has no study text")?;
     let base = store.meta("base")?.context("the study store has no base config")?;

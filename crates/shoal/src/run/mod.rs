@@ -7,6 +7,8 @@
 //!   events.out.tfevents.*  the same scalars for TensorBoard (one file per session)
 //!   checkpoints/latest/    the newest checkpoint (replaced atomically)
 //!   summary.json           env steps, wall time, final and best return, steps/s
+//!   cluster-status.json    an embedded cluster's servers and workers, now (`shoal dashboard`)
+//!   ps/                    a multi-process run's servers: metrics.csv, ps-shard*.status.json
 //! ```
 
 pub mod csv;
@@ -86,7 +88,14 @@ impl RunDir {
     pub fn summary(&self) -> PathBuf {
         self.root.join("summary.json")
     }
+
+    pub fn cluster_status(&self) -> PathBuf {
+        self.root.join(CLUSTER_STATUS)
+    }
 }
+
+/// An embedded cluster run's status file (see [`shoal_dist::ClusterStatus`]).
+pub const CLUSTER_STATUS: &str = "cluster-status.json";
 
 /// Finds the `config.toml` that belongs to a checkpoint or run directory.
 pub fn find_config(path: &Path) -> Result<PathBuf> {
