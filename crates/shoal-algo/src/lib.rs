@@ -21,6 +21,7 @@
 
 pub mod a2c;
 pub mod actor_learner;
+mod actor_threads;
 pub mod agent;
 pub mod apex;
 pub mod checkpoint;

@@ -231,7 +231,7 @@ impl ParamService for PsService {
         let monitor = self.monitor.as_ref().ok_or_else(|| {
             Status::failed_precondition(format!("shard {} was started without progress counting", self.cfg.shard.index))
         })?;
-        let peer = request.remote_addr();
+        let peer = crate::connections::remote_addr(&request);
         let report = request.into_inner();
         if let Some(peer) = peer {
             monitor.note_host(report.worker as usize, peer.to_string());

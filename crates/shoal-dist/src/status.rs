@@ -46,6 +46,9 @@ pub struct Member {
     pub staleness: Option<f64>,
     /// A server's parameter version; a learner's updates.
     pub version: Option<u64>,
+    /// What else it reports, as text (a replay's fill, a learner's updates/s).
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
 /// Seconds since the Unix epoch.
@@ -95,6 +98,7 @@ pub fn shard_members(
             last_push_unix: pushes.map(|p| unix_seconds(p.last)),
             staleness: pushes.map(|p| p.staleness as f64),
             version: None,
+            detail: None,
         }
     });
     std::iter::once(server).chain(workers).collect()

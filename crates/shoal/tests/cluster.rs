@@ -269,6 +269,23 @@ fn impala_actor_processes_learn_cartpole() {
     let png = dir.path().join("impala.png");
     ok(shoal().args(["plot", "--out"]).arg(&png).arg(dir.path().join("impala")).output().unwrap());
     assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+    // The servers' last status (what `shoal dashboard` shows): the parameter server saw the
+    // learner push and both actors report from their own loopback ports, and the queue its rows.
+    let run = dir.path().join("impala");
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("ps/ps-shard0.status.json")).unwrap()).unwrap();
+    let members = status["members"].as_array().unwrap();
+    let named: Vec<(&str, &str)> =
+        members.iter().map(|m| (m["role"].as_str().unwrap(), m["name"].as_str().unwrap())).collect();
+    assert_eq!(named, [("server", "shard 0"), ("actor", "actor 0"), ("actor", "actor 1"), ("learner", "learner")]);
+    for member in &members[1..] {
+        assert!(member["host"].as_str().unwrap().starts_with("127.0.0.1:"), "{member}");
+    }
+    assert!(members[3]["last_push_unix"].as_f64().is_some(), "the learner pushed: {}", members[3]);
+    assert!(members[1]["env_steps"].as_u64().unwrap() > 0 && members[2]["env_steps"].as_u64().unwrap() > 0);
+    let queue: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("replay/replay.status.json")).unwrap()).unwrap();
+    assert_eq!(queue["members"][0]["name"], "trajectory queue");
 }
 
 /// Ape-X as processes: `shoal train` starts `shoal ps`, `shoal replay`, the learner and 2

@@ -151,6 +151,7 @@ fn the_dashboard_shows_runs_a_cluster_and_a_study_live_in_chromium() {
     let study = runs.join("study");
     let broken = runs.join("broken");
     let cluster = runs.join("cluster");
+    let impala = runs.join("impala");
     let not_a_run = dir.path().join("not-a-run");
     let configs = repo().join("configs");
     shoal(&[
@@ -179,6 +180,16 @@ fn the_dashboard_shows_runs_a_cluster_and_a_study_live_in_chromium() {
         .args(["train", &configs.join("cartpole-dqn-async.toml").to_string_lossy(), "--out"])
         .arg(&cluster)
         .args(["--set", "stop.env_steps=1000000000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    children.0.push(run);
+    // And an embedded actor–learner run: IMPALA's learner, trajectory queue and two actor threads.
+    let run = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["train", &configs.join("cartpole-impala.toml").to_string_lossy(), "--out"])
+        .arg(&impala)
+        .args(["--set", "stop.env_steps=1000000000", "--set", "stop.eval_return_mean=1000000"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -357,6 +368,30 @@ fn the_dashboard_shows_runs_a_cluster_and_a_study_live_in_chromium() {
         )
         .await;
         screenshot(&client, "cluster").await;
+
+        // The actor–learner run: server, learner, queue and actors, the learner updating.
+        client.goto(&format!("{url}{}", hash_of("cluster", &impala))).await.unwrap();
+        let roles = eventually(
+            &client,
+            "IMPALA's members",
+            "return [...document.querySelectorAll('#members tr')].map(r => [r.cells[0].textContent, r.dataset.member, \
+             r.querySelector('[data-col=state]').textContent.trim()])",
+            |v| v.as_array().is_some_and(|rows| rows.len() == 5 && rows.iter().all(|r| r[2] == "alive")),
+        )
+        .await;
+        assert_eq!(
+            roles.as_array().unwrap().iter().map(|r| r[1].as_str().unwrap()).collect::<Vec<_>>(),
+            ["shard 0", "learner", "trajectory queue", "actor 0", "actor 1"],
+            "{roles}"
+        );
+        eventually(
+            &client,
+            "the learner's updates",
+            "return document.querySelector('#members tr[data-member=learner]').cells[8].textContent",
+            |v| v.as_str().and_then(|t| t.replace(',', "").parse::<f64>().ok()).is_some_and(|n| n > 0.0),
+        )
+        .await;
+        screenshot(&client, "cluster-impala").await;
 
         // The study: every trial, sortable, with curves and the best config to copy.
         client.goto(&format!("{url}{}", hash_of("study", &study))).await.unwrap();

@@ -29,7 +29,6 @@ mod config;
 mod core;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,12 +42,13 @@ use shoal_nn::Sgd;
 
 pub use self::config::{ApexConfig, ApexLearner, ApexSetup, LearnerKind};
 use self::core::ApexCore;
+use crate::actor_threads::{iterate, parameter_lag, ActorStats, ActorThread, LearnerTurn, StatusMeters};
 use crate::agent::{build_vec_env, Agent, Network};
 use crate::checkpoint::{read_json, write_json, CommonState};
 use crate::cluster::ServerSpec;
 use crate::config::{CommonConfig, Precision};
 use crate::episodes::EpisodeTracker;
-use crate::error::{config_err, Result};
+use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::replay::env_step;
 use crate::updater::{Link, Updater};
@@ -70,14 +70,6 @@ pub fn row_widths(config: &CommonConfig, setup: &ApexSetup) -> Result<(usize, us
 pub fn replay_for(config: &CommonConfig, setup: &ApexSetup) -> Result<PrioritizedReplay> {
     let (obs_dim, act_dim) = row_widths(config, setup)?;
     Ok(PrioritizedReplay::with_act_dim(setup.buffer_size(), obs_dim, act_dim, setup.apex.priority_alpha)?)
-}
-
-/// An actor's parameter pulls, for the parameter-lag metric.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ActorStats {
-    pub pulls: u64,
-    /// Σ (store version − actor version) at each pull: how far behind the actor was acting.
-    pub lag_sum: u64,
 }
 
 /// One Ape-X actor: its envs, its copy of the algorithm, its exploration scale.
@@ -338,6 +330,34 @@ impl Rates {
     }
 }
 
+impl ActorThread for Actor {
+    fn act(&mut self, steps: usize, replay: &dyn ReplayStore) -> Result<()> {
+        Actor::act(self, steps as u64, replay)
+    }
+
+    fn env_steps(&self) -> u64 {
+        self.env_steps
+    }
+
+    fn pulls(&self) -> ActorStats {
+        self.stats
+    }
+}
+
+impl LearnerTurn for Learner {
+    fn ready(&self, replay: &ReplayStats) -> bool {
+        self.may_sample(replay.len, replay.inserted)
+    }
+
+    fn update(&mut self, replay: &dyn ReplayStore, progress: f64) -> Result<()> {
+        Learner::update(self, replay, progress)
+    }
+
+    fn updates(&self) -> u64 {
+        self.stats.updates
+    }
+}
+
 /// Ape-X in one process: actor threads and the learner around an in-memory replay and
 /// parameter server.
 pub struct ApexAgent {
@@ -349,6 +369,7 @@ pub struct ApexAgent {
     episodes: EpisodeTracker,
     /// Where the current stretch of rates started.
     rates: Rates,
+    meters: StatusMeters,
     obs_dim: usize,
     predict_rng: Pcg64Mcg,
 }
@@ -372,14 +393,9 @@ impl ApexAgent {
             server,
             episodes: EpisodeTracker::default(),
             rates: Rates::new(Default::default(), 0, 0),
+            meters: StatusMeters::default(),
             predict_rng: Pcg64Mcg::seed_from_u64(config.seed),
         })
-    }
-
-    /// Parameter lag of the actors: mean over their pulls of (server version − actor version).
-    fn parameter_lag(&self) -> f64 {
-        let (lag, pulls) = self.actors.iter().fold((0, 0), |(l, p), a| (l + a.stats.lag_sum, p + a.stats.pulls));
-        lag as f64 / pulls.max(1) as f64
     }
 }
 
@@ -401,44 +417,8 @@ impl Agent for ApexAgent {
     /// updates on this one as the rate limiter allows; then the learner catches up to the
     /// limit, so every iteration has the same update-to-data ratio.
     fn train_iteration(&mut self, progress: f64) -> Result<Metrics> {
-        let steps = self.cfg.actor_steps;
-        let replay: &LocalReplay = &self.replay;
-        let running = AtomicUsize::new(self.actors.len());
-        let learner = &mut self.learner;
-        let results = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .actors
-                .iter_mut()
-                .map(|actor| {
-                    let running = &running;
-                    scope.spawn(move || {
-                        let result = actor.act(steps, replay);
-                        running.fetch_sub(1, Ordering::Release);
-                        result
-                    })
-                })
-                .collect();
-            let learned = (|| -> Result<()> {
-                loop {
-                    let actors_done = running.load(Ordering::Acquire) == 0;
-                    let stats = replay.stats()?;
-                    if learner.may_sample(stats.len, stats.inserted) {
-                        learner.update(replay, progress)?;
-                    } else if actors_done {
-                        return Ok(());
-                    } else {
-                        std::thread::sleep(Duration::from_micros(50));
-                    }
-                }
-            })();
-            let mut out: Vec<Result<()>> = handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(config_err("an Ape-X actor thread panicked"))))
-                .collect();
-            out.push(learned);
-            out
-        });
-        results.into_iter().collect::<Result<Vec<()>>>()?;
+        let steps = self.cfg.actor_steps as usize;
+        iterate(&mut self.actors, &mut self.learner, &self.replay, steps, progress)?;
         for actor in &mut self.actors {
             actor.episodes.drain_into(&mut self.episodes);
         }
@@ -447,7 +427,7 @@ impl Agent for ApexAgent {
         let (mut metrics, next) = self.rates.metrics(replay_stats, self.learner.stats(), env_steps);
         self.rates = next;
         metrics.extend([
-            ("apex/parameter_lag", self.parameter_lag()),
+            ("apex/parameter_lag", parameter_lag(&self.actors)),
             ("apex/beta", self.cfg.beta(progress)),
             ("charts/learning_rate", self.cfg.lr().at(progress)),
         ]);
@@ -456,6 +436,11 @@ impl Agent for ApexAgent {
 
     fn env_steps(&self) -> u64 {
         self.actors.iter().map(|a| a.env_steps).sum()
+    }
+
+    fn cluster_status(&mut self) -> Option<shoal_dist::ClusterStatus> {
+        let replay = self.replay.stats().ok()?;
+        Some(self.meters.status(&self.actors, &self.learner, replay, "replay", &self.server))
     }
 
     fn episodes(&self) -> &EpisodeTracker {
@@ -567,7 +552,7 @@ pub fn run_actor(
         status = coordinator.report(rank, actor.env_steps - reported, &finished.recent())?;
         reported = actor.env_steps;
     }
-    let lag = actor.stats.lag_sum as f64 / actor.stats.pulls.max(1) as f64;
+    let lag = parameter_lag(std::slice::from_ref(&actor));
     Ok((actor.env_steps, lag))
 }
 

@@ -28,7 +28,6 @@
 mod config;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,8 +37,8 @@ use shoal_dist::{Coordinator, LocalReplay, ParamServer, ParamStore, ReplayStats,
 use shoal_nn::{clip_grad_norm, io, Adam, Loss, LossStats, Model, PolicyGradientBatch, PolicyObjective, Sgd};
 
 pub use self::config::ImpalaConfig;
+use crate::actor_threads::{iterate, parameter_lag, ActorStats, ActorThread, LearnerTurn, StatusMeters};
 use crate::agent::{Agent, Network};
-use crate::apex::ActorStats;
 use crate::checkpoint::{read_json, write_json, CommonState};
 use crate::cluster::ServerSpec;
 use crate::config::CommonConfig;
@@ -375,6 +374,34 @@ impl Rates {
     }
 }
 
+impl ActorThread for Actor {
+    fn act(&mut self, fragments: usize, queue: &dyn ReplayStore) -> Result<()> {
+        Actor::act(self, fragments, queue)
+    }
+
+    fn env_steps(&self) -> u64 {
+        self.core.env_steps
+    }
+
+    fn pulls(&self) -> ActorStats {
+        self.stats
+    }
+}
+
+impl LearnerTurn for Learner {
+    fn ready(&self, queue: &ReplayStats) -> bool {
+        self.may_update(queue.len)
+    }
+
+    fn update(&mut self, queue: &dyn ReplayStore, progress: f64) -> Result<()> {
+        Learner::update(self, queue, progress)
+    }
+
+    fn updates(&self) -> u64 {
+        self.stats.updates
+    }
+}
+
 /// IMPALA in one process: actor threads and the learner around an in-memory queue and
 /// parameter server.
 pub struct ImpalaAgent {
@@ -385,6 +412,7 @@ pub struct ImpalaAgent {
     server: Arc<ParamServer>,
     episodes: EpisodeTracker,
     rates: Rates,
+    meters: StatusMeters,
 }
 
 impl ImpalaAgent {
@@ -405,13 +433,8 @@ impl ImpalaAgent {
             server,
             episodes: EpisodeTracker::default(),
             rates: Rates::new(0, 0),
+            meters: StatusMeters::default(),
         })
-    }
-
-    /// Parameter lag of the actors: mean over their pulls of (server version − actor version).
-    fn parameter_lag(&self) -> f64 {
-        let (lag, pulls) = self.actors.iter().fold((0, 0), |(l, p), a| (l + a.stats.lag_sum, p + a.stats.pulls));
-        lag as f64 / pulls.max(1) as f64
     }
 }
 
@@ -427,50 +450,14 @@ impl Agent for ImpalaAgent {
     /// updates on this one whenever a batch is queued; fragments short of a batch wait for
     /// the next iteration.
     fn train_iteration(&mut self, progress: f64) -> Result<Metrics> {
-        let fragments = self.cfg.actor_fragments;
-        let queue: &LocalReplay = &self.queue;
-        let running = AtomicUsize::new(self.actors.len());
-        let learner = &mut self.learner;
-        let results = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .actors
-                .iter_mut()
-                .map(|actor| {
-                    let running = &running;
-                    scope.spawn(move || {
-                        let result = actor.act(fragments, queue);
-                        running.fetch_sub(1, Ordering::Release);
-                        result
-                    })
-                })
-                .collect();
-            let learned = (|| -> Result<()> {
-                loop {
-                    let actors_done = running.load(Ordering::Acquire) == 0;
-                    if learner.may_update(queue.stats()?.len) {
-                        learner.update(queue, progress)?;
-                    } else if actors_done {
-                        return Ok(());
-                    } else {
-                        std::thread::sleep(Duration::from_micros(50));
-                    }
-                }
-            })();
-            let mut out: Vec<Result<()>> = handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(config_err("an IMPALA actor thread panicked"))))
-                .collect();
-            out.push(learned);
-            out
-        });
-        results.into_iter().collect::<Result<Vec<()>>>()?;
+        iterate(&mut self.actors, &mut self.learner, &self.queue, self.cfg.actor_fragments, progress)?;
         for actor in &mut self.actors {
             actor.core.episodes.drain_into(&mut self.episodes);
         }
         let (mut metrics, next) = self.rates.metrics(self.queue.stats()?, self.learner.stats(), self.env_steps());
         self.rates = next;
         metrics.extend([
-            ("impala/parameter_lag", self.parameter_lag()),
+            ("impala/parameter_lag", parameter_lag(&self.actors)),
             ("charts/learning_rate", self.cfg.lr().at(progress)),
         ]);
         Ok(metrics)
@@ -478,6 +465,11 @@ impl Agent for ImpalaAgent {
 
     fn env_steps(&self) -> u64 {
         self.actors.iter().map(|a| a.core.env_steps).sum()
+    }
+
+    fn cluster_status(&mut self) -> Option<shoal_dist::ClusterStatus> {
+        let queue = self.queue.stats().ok()?;
+        Some(self.meters.status(&self.actors, &self.learner, queue, "trajectory queue", &self.server))
     }
 
     fn episodes(&self) -> &EpisodeTracker {
@@ -584,7 +576,7 @@ pub fn run_actor(
         status = coordinator.report(rank, actor.core.env_steps - reported, &finished.recent())?;
         reported = actor.core.env_steps;
     }
-    Ok((actor.core.env_steps, actor.stats.lag_sum as f64 / actor.stats.pulls.max(1) as f64))
+    Ok((actor.core.env_steps, parameter_lag(std::slice::from_ref(&actor))))
 }
 
 /// The learner process's loop: update whenever a batch is queued, publishing to `store`,

@@ -101,6 +101,18 @@ impl Security {
     }
 }
 
+/// In an Ape-X or IMPALA run the workers are actors `0..workers` and the learner (rank
+/// `workers`): names the dashboard shows them by.
+fn name_actors_and_learner(members: &mut [Member], workers: usize) {
+    for member in members.iter_mut().filter(|m| m.role == "worker") {
+        let rank: Option<usize> = member.name.strip_prefix("worker ").and_then(|r| r.parse().ok());
+        (member.role, member.name) = match rank {
+            Some(rank) if rank == workers => ("learner".into(), "learner".into()),
+            _ => ("actor".into(), member.name.replace("worker", "actor")),
+        };
+    }
+}
+
 /// How long a server keeps serving after the stop: `requested`, but at least the round
 /// timeout plus 5 s, so a worker waiting in a round gets its answer. A run's other servers
 /// (the replay) stay as long, so workers hear the stop before losing them.
@@ -286,7 +298,18 @@ pub fn serve(
                 version: Some(server.version()),
                 ..Member::default()
             };
-            ClusterStatus::now(shard_members(me, &stats, &monitor.workers(), "unknown")).write(path)?;
+            let mut pushes = stats.clone();
+            if config.algo.has_learner() {
+                // The learner is the only one pushing (as worker 0 of its one-worker round).
+                if let Some(learner) = pushes.workers.remove(&0) {
+                    pushes.workers.insert(cluster.workers, learner);
+                }
+            }
+            let mut members = shard_members(me, &pushes, &monitor.workers(), "unknown");
+            if config.algo.has_learner() {
+                name_actors_and_learner(&mut members, cluster.workers);
+            }
+            ClusterStatus::now(members).write(path)?;
         }
         if let Some(csv) = csv.as_mut().filter(|_| report) {
             csv.row(&[

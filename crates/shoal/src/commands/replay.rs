@@ -6,17 +6,20 @@
 //! the learner samples from it (and updates priorities; IMPALA's learner takes the oldest
 //! fragments). With `--out` and `apex.checkpoint_replay`, it saves itself every
 //! `--checkpoint-seconds` and when stopped with Ctrl-C, so a restart with `--resume`
-//! (and with it a restarted learner) does not start from an empty replay.
+//! (and with it a restarted learner) does not start from an empty replay. With `--out` it also
+//! keeps `replay.status.json` there (its fill and rates, for `shoal dashboard`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use shoal_algo::actor_learner::replay_service;
+use shoal_algo::registry::Algo;
 use shoal_algo::TrainConfig;
-use shoal_dist::{spawn_replay, ReplayStore, ServerTls, Token};
+use shoal_dist::status::unix_seconds;
+use shoal_dist::{spawn_replay, ClusterStatus, Member, RateMeter, ReplayStore, ServerTls, Token};
 
 /// Arguments of `shoal replay`.
 #[derive(clap::Args)]
@@ -83,13 +86,12 @@ pub fn serve(
 ) -> Result<()> {
     let replay = Arc::new(replay_service(config)?);
     let checkpoint_replay = config.apex.as_ref().is_some_and(|a| a.checkpoint_replay);
-    let checkpoint = match (&opts.out, checkpoint_replay) {
-        (Some(out), true) => {
-            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-            Some(out.join("replay.safetensors"))
-        }
-        _ => None,
-    };
+    if let Some(out) = &opts.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    }
+    let checkpoint = opts.out.as_ref().filter(|_| checkpoint_replay).map(|out| out.join("replay.safetensors"));
+    // What `shoal dashboard` shows of this server: its fill and rates, twice a second.
+    let status_file = opts.out.as_ref().map(|out| out.join("replay.status.json"));
     if opts.resume {
         let path = checkpoint.as_ref().context("--resume needs apex.checkpoint_replay = true in the config")?;
         replay.load(path).with_context(|| format!("resuming the replay from {}", path.display()))?;
@@ -106,8 +108,29 @@ pub fn serve(
     let every = Duration::from_secs_f64(opts.checkpoint_seconds.max(0.1));
     let mut last = Instant::now();
     let mut before = stats;
+    let (mut inserts, mut samples) = (RateMeter::default(), RateMeter::default());
+    let name = if config.algo == Algo::Impala { "trajectory queue" } else { "replay" };
     while !stopped()? {
         std::thread::sleep(Duration::from_millis(200));
+        if let Some(path) = &status_file {
+            let now = replay.stats()?;
+            let detail = format!(
+                "{} of {} rows, {:.0} inserted/s, {:.0} taken/s",
+                now.len,
+                now.capacity,
+                inserts.record(now.inserted),
+                samples.record(now.sampled)
+            );
+            let me = Member {
+                role: "replay".into(),
+                name: name.into(),
+                host: handle.addr().to_string(),
+                last_seen_unix: unix_seconds(SystemTime::now()),
+                detail: Some(detail),
+                ..Member::default()
+            };
+            ClusterStatus::now(vec![me]).write(path)?;
+        }
         if last.elapsed() < every {
             continue;
         }

@@ -177,17 +177,20 @@ pub fn read_run(dir: &Path) -> (RunRow, Metrics) {
     (row, metrics)
 }
 
-/// The status files of a run's cluster: an embedded run's, or each server shard's.
+/// The status files of a run's cluster: an embedded run's, or each server shard's and the
+/// replay server's of a multi-process run.
 fn status_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = vec![dir.join(CLUSTER_STATUS)];
-    if let Ok(entries) = std::fs::read_dir(dir.join("ps")) {
-        let mut shards: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".status.json")))
-            .collect();
-        shards.sort();
-        files.extend(shards);
+    for servers in ["ps", "replay"] {
+        if let Ok(entries) = std::fs::read_dir(dir.join(servers)) {
+            let mut found: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".status.json")))
+                .collect();
+            found.sort();
+            files.extend(found);
+        }
     }
     files.retain(|p| p.exists());
     files
@@ -236,6 +239,13 @@ pub fn read_cluster(dir: &Path) -> ClusterView {
             }
         }
     }
+    // Servers first, then the learner and the replay, then workers (or actors) by rank.
+    let order = |m: &shoal_dist::Member| {
+        let role = ["server", "learner", "replay"].iter().position(|r| *r == m.role).unwrap_or(3);
+        let rank: u64 = m.name.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        (role, m.role.clone(), rank)
+    };
+    members.sort_by_key(order);
     let env_steps_per_s = members.iter().find(|m| m.role == "server").map_or(0.0, |m| m.env_steps_per_s);
     let members = members
         .into_iter()

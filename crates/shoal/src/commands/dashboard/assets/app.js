@@ -48,8 +48,8 @@ function fmt(value, digits) {
   if (value === null || value === undefined || Number.isNaN(value)) return "–";
   if (digits !== undefined) return value.toFixed(digits);
   const abs = Math.abs(value);
+  if (Number.isInteger(value) && abs < 1e15) return value.toLocaleString("en-US");
   if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) return value.toExponential(2);
-  if (Number.isInteger(value)) return value.toLocaleString("en-US");
   return value.toLocaleString("en-US", { maximumFractionDigits: 4 });
 }
 
@@ -307,7 +307,8 @@ function clusterPage(id) {
   const cards = el("div", { class: "cards" });
   const body = el("tbody", { id: "members" });
   const errors = el("div");
-  const returns = chartPanel("Return vs env steps"), staleness = chartPanel("Mean staleness (ps/staleness_mean)");
+  const returns = chartPanel("Return vs env steps");
+  const staleness = chartPanel("Staleness or parameter lag");
   const card = (label) => {
     const value = el("div", { class: "value", "data-card": label });
     cards.append(el("div", { class: "panel card" }, el("div", { class: "label" }, label), value));
@@ -320,7 +321,8 @@ function clusterPage(id) {
     el("div", { class: "panel scroll" }, el("table", {},
       el("thead", {}, el("tr", {}, el("th", {}, "Role"), el("th", {}, "Name"), el("th", {}, "Host"), el("th", {}, "State"),
         el("th", { class: "num" }, "Env steps"), el("th", { class: "num" }, "Env steps/s"), el("th", { class: "num" }, "Last push"),
-        el("th", { class: "num" }, "Staleness"), el("th", { class: "num" }, "Version"))),
+        el("th", { class: "num", title: "A worker's last push: versions behind; an actor: its mean parameter lag" }, "Staleness / lag"),
+        el("th", { class: "num" }, "Version"), el("th", {}, "Detail"))),
       body)),
     el("h2", {}, "Curves"),
     el("div", { class: "charts" }, returns.panel, staleness.panel));
@@ -330,22 +332,26 @@ function clusterPage(id) {
     const members = page.cluster.members;
     fill(errors, [page.row.error, ...page.cluster.problems].filter(Boolean).map((e) => el("div", { class: "error" }, e)),
       members.length ? [] : [el("div", { class: "empty" }, "No cluster status yet: servers write it every half second once workers report.")]);
-    fill(throughput, fmt(page.cluster.env_steps_per_s, 0));
+    fill(throughput, fmt(Math.round(page.cluster.env_steps_per_s)));
     fill(alive, `${members.filter((m) => m.alive).length} / ${members.length}`);
     fill(steps, fmt(page.row.env_steps));
     fill(state, badge(page.row.state));
+    // Learners and replays take no env steps of their own.
+    const acting = (m) => m.role !== "learner" && m.role !== "replay";
     fill(body, members.map((m) => el("tr", { "data-member": m.name },
       el("td", {}, m.role), el("td", {}, m.name), el("td", {}, m.host),
       el("td", { "data-col": "state" }, badge(m.alive ? "alive" : "gone"), m.alive ? "" : ` ${fmtSeconds(m.seen_ago_s)} ago`),
-      el("td", { class: "num", "data-col": "env_steps", "data-value": m.env_steps }, fmt(m.env_steps)),
-      el("td", { class: "num", "data-col": "rate", "data-value": m.env_steps_per_s }, fmt(m.env_steps_per_s, 0)),
+      el("td", { class: "num", "data-col": "env_steps", "data-value": m.env_steps }, acting(m) ? fmt(m.env_steps) : "–"),
+      el("td", { class: "num", "data-col": "rate", "data-value": m.env_steps_per_s }, acting(m) ? fmt(Math.round(m.env_steps_per_s)) : "–"),
       el("td", { class: "num" }, m.push_ago_s === null ? "–" : fmtSeconds(m.push_ago_s) + " ago"),
       el("td", { class: "num" }, fmt(m.staleness)),
-      el("td", { class: "num" }, fmt(m.version)))));
+      el("td", { class: "num" }, fmt(m.version)),
+      el("td", { class: "hint detail" }, m.detail ?? ""))));
     const color = colorFor(page.row.id);
     draw(returns.plot, [{ name: page.row.name, color, points: column(page.metrics, "env_steps", "episode_return_mean") }], { xLabel: "env steps" });
-    draw(staleness.plot, [{ name: page.row.name, color, points: column(page.metrics, "env_steps", "ps/staleness_mean") }],
-      { xLabel: "env steps", yFormat: (v) => fmt(v), empty: "no staleness logged (synchronous modes have none)" });
+    const lag = ["ps/staleness_mean", "apex/parameter_lag", "impala/parameter_lag"].find((c) => page.metrics.columns.includes(c));
+    draw(staleness.plot, [{ name: lag || page.row.name, color, points: lag ? column(page.metrics, "env_steps", lag) : [] }],
+      { xLabel: "env steps", yFormat: (v) => fmt(v), empty: "no staleness logged" });
   };
 }
 
