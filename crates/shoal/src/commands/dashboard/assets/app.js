@@ -96,7 +96,8 @@ function niceTicks(lo, hi, count) {
   const mag = Math.pow(10, Math.floor(Math.log10(raw)));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
   const ticks = [];
-  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(+t.toPrecision(12));
+  // Multiples of the step counted by index, so rounding never leaves 3e-18 where 0 belongs.
+  for (let k = Math.ceil(lo / step); k * step <= hi + step * 1e-9; k++) ticks.push(+(k * step).toPrecision(12));
   return ticks;
 }
 
@@ -410,7 +411,7 @@ function studyPage(id) {
         el("td", { class: "num" }, el("span", { class: "swatch", style: "background:" + trialColor(t.id) }), t.id),
         el("td", {}, badge(t.state)), el("td", { class: "num" }, fmt(t.steps)),
         el("td", { class: "num", "data-col": "value", "data-value": t.value ?? "" }, fmt(t.value, 2)),
-        s.keys.map((k) => el("td", {}, t.params[k.name] ?? "–"))),
+        s.keys.map((k) => el("td", {}, paramText(t.params[k.name])))),
       t.error ? el("tr", {}, el("td", { class: "error-cell", colspan: 4 + s.keys.length }, t.error)) : null,
     ]).flat());
   };
@@ -445,6 +446,13 @@ function studyPage(id) {
     const text = s.best ? s.best.config : "No trial has a result yet.";
     if (config.textContent !== text) config.textContent = text;
   };
+}
+
+// A parameter's value as the table shows it: long floats to four significant digits.
+function paramText(text) {
+  if (text === undefined) return "–";
+  const x = Number(text);
+  return Number.isFinite(x) && !Number.isInteger(x) && text.replace(/^-?0\.0*/, "").length > 6 ? x.toPrecision(4) : text;
 }
 
 async function copyText(text, status) {
