@@ -9,8 +9,8 @@
 //! Without Chromium the test says so and returns, unless `SHOAL_REQUIRE_BROWSER` is set (CI
 //! sets it, so a missing browser fails there).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -422,4 +422,50 @@ fn the_dashboard_shows_runs_a_cluster_and_a_study_live_in_chromium() {
         eventually(&client, "the runs page again", &row(&finished, "return"), |v| v.is_string()).await;
         client.close().await.unwrap();
     });
+}
+
+/// The status line of a plain HTTP/1.1 GET of `path` from `addr`, with an `Authorization` header if given.
+fn http_status(addr: &str, path: &str, bearer: Option<&str>) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.lines().next().unwrap_or_default().to_string()
+}
+
+/// Beyond loopback the dashboard wants the run's token on every data request (header or
+/// `?token=`), and refuses to start without one; its page itself is served to anyone.
+#[test]
+fn off_loopback_the_dashboard_wants_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["dashboard", "--listen", "0.0.0.0:0"])
+        .arg(dir.path())
+        .env_remove("SHOAL_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("set SHOAL_TOKEN or pass --token-file"), "{err}");
+
+    let token = "0123456789abcdef0123";
+    let mut children = Children(Vec::new());
+    let mut dashboard = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["dashboard", "--listen", "0.0.0.0:0"])
+        .arg(dir.path())
+        .env("SHOAL_TOKEN", token)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(dashboard.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    children.0.push(dashboard);
+    let port = line.trim().trim_end_matches('/').rsplit(':').next().unwrap().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    assert!(http_status(&addr, "/", None).contains("200"), "the page needs no token");
+    assert!(http_status(&addr, "/api/overview", None).contains("401"));
+    assert!(http_status(&addr, "/api/overview", Some("0123456789abcdef0124")).contains("401"));
+    assert!(http_status(&addr, "/api/overview", Some(token)).contains("200"));
+    assert!(http_status(&addr, &format!("/api/overview?token={token}"), None).contains("200"));
+    assert!(http_status(&addr, "/api/run?id=/etc", Some(token)).contains("404"), "only runs it found are read");
 }

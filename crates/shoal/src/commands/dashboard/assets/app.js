@@ -84,6 +84,18 @@ function fill(node, ...children) {
   node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
 }
 
+// Updates a table body to `rows`, keeping the rows that did not change, so a click, a hover or
+// a focus on them survives the refresh.
+function patch(body, ...rows) {
+  const next = rows.flat().filter((r) => r !== null && r !== undefined);
+  next.forEach((row, i) => {
+    const old = body.children[i];
+    if (!old) body.append(row);
+    else if (old.outerHTML !== row.outerHTML) old.replaceWith(row);
+  });
+  while (body.children.length > next.length) body.lastChild.remove();
+}
+
 function setCrumbs(...parts) {
   fill(document.getElementById("crumbs"), ...parts.flatMap((p, i) => (i ? [" / ", p] : [p])));
 }
@@ -235,14 +247,14 @@ function runsPage() {
       if (run.error) rows.push(el("tr", { "data-error-for": run.id }, el("td", {}), el("td", { class: "error-cell", colspan: 9 }, run.error)));
     }
     if (rows.length === 0) rows.push(el("tr", {}, el("td", { class: "empty", colspan: 10 }, "No runs found yet.")));
-    fill(runsBody, rows);
+    patch(runsBody, rows);
     compare.disabled = selected.size === 0;
     const studies = data.studies.map((s) => el("tr", { "data-study": s.id },
       el("td", {}, link("#/study/" + encodeURIComponent(s.id), s.name)),
       el("td", {}, s.error ? el("span", { class: "error-cell" }, s.error) : `${s.metric} (${s.mode})`),
       el("td", { class: "num" }, s.trials), el("td", { class: "num" }, s.running),
       el("td", { class: "num" }, fmt(s.best_value, 2))));
-    fill(studiesBody, studies.length ? studies : [el("tr", {}, el("td", { class: "empty", colspan: 5 }, "No studies found."))]);
+    patch(studiesBody, studies.length ? studies : [el("tr", {}, el("td", { class: "empty", colspan: 5 }, "No studies found."))]);
   };
 }
 
@@ -280,7 +292,7 @@ function runPage(ids) {
     const pages = await Promise.all(ids.map((id) => api("/api/run", { id }).catch((e) => ({ id, failed: e.message }))));
     fill(errors, pages.filter((p) => p.failed).map((p) => el("div", { class: "error" }, p.failed)));
     const runs = pages.filter((p) => !p.failed);
-    fill(facts, runs.map((p) => [
+    patch(facts, runs.map((p) => [
       el("tr", { "data-run": p.row.id },
         el("td", {}, el("span", { class: "swatch", style: "background:" + colorFor(p.row.id) }), p.row.name),
         el("td", {}, p.row.algo), el("td", { class: "hide-narrow" }, p.row.env),
@@ -339,7 +351,7 @@ function clusterPage(id) {
     fill(state, badge(page.row.state));
     // Learners and replays take no env steps of their own.
     const acting = (m) => m.role !== "learner" && m.role !== "replay";
-    fill(body, members.map((m) => el("tr", { "data-member": m.name },
+    patch(body, members.map((m) => el("tr", { "data-member": m.name },
       el("td", {}, m.role), el("td", {}, m.name), el("td", {}, m.host),
       el("td", { "data-col": "state" }, badge(m.alive ? "alive" : "gone"), m.alive ? "" : ` ${fmtSeconds(m.seen_ago_s)} ago`),
       el("td", { class: "num", "data-col": "env_steps", "data-value": m.env_steps }, acting(m) ? fmt(m.env_steps) : "–"),
@@ -388,10 +400,12 @@ function studyPage(id) {
   setCrumbs(link("#/", "Runs"), "study");
 
   // A trial's colour in the table and the charts; the best trial is drawn dark and thick.
+  // The metric sorts best first unless asked otherwise; other columns ascending.
+  const sortAscending = () => ascending ?? (sortKey === "value" ? last.row.mode === "min" : true);
   const trialColor = (id) => (last.best && last.best.trial === id ? BEST_COLOR : colorFor("trial" + id));
   const render = () => {
     const s = last;
-    const dir = ascending ?? (sortKey === "value" ? s.row.mode === "min" : true);
+    const dir = sortAscending();
     const value = (t) => (sortKey === "value" ? t.value : sortKey in t ? t[sortKey] : t.positions[sortKey] ?? t.params[sortKey]);
     const trials = [...s.trials].sort((a, b) => {
       const x = value(a), y = value(b);
@@ -399,14 +413,20 @@ function studyPage(id) {
       if (y === null || y === undefined) return -1;
       return (x < y ? -1 : x > y ? 1 : 0) * (dir ? 1 : -1);
     });
-    const th = (key, label, num) => el("th", {
-      class: "sortable" + (num ? " num" : "") + (key === sortKey ? " sorted" + (dir ? " asc" : "") : ""),
-      "data-sort": key,
-      onclick: () => { ascending = key === sortKey ? !dir : null; sortKey = key; render(); },
-    }, label);
-    fill(head, th("id", "Trial", true), th("state", "State"), th("steps", "Env steps", true), th("value", s.row.metric, true),
-      s.keys.map((k) => th(k.name, k.name)));
-    fill(body, trials.map((t) => [
+    // The header cells stay (a click must not land on a cell the refresh just replaced);
+    // only their sort marks change.
+    const columns = [["id", "Trial", true], ["state", "State"], ["steps", "Env steps", true], ["value", s.row.metric, true],
+      ...s.keys.map((k) => [k.name, k.name])];
+    if (head.children.length !== columns.length || head.lastChild.dataset.sort !== columns[columns.length - 1][0]) {
+      fill(head, columns.map(([key, label]) => el("th", {
+        "data-sort": key,
+        onclick: () => { ascending = key === sortKey ? !sortAscending() : null; sortKey = key; render(); },
+      }, label)));
+    }
+    for (const [i, [key, , num]] of columns.entries()) {
+      head.children[i].className = "sortable" + (num ? " num" : "") + (key === sortKey ? " sorted" + (dir ? " asc" : "") : "");
+    }
+    patch(body, trials.map((t) => [
       el("tr", { "data-trial": t.id },
         el("td", { class: "num" }, el("span", { class: "swatch", style: "background:" + trialColor(t.id) }), t.id),
         el("td", {}, badge(t.state)), el("td", { class: "num" }, fmt(t.steps)),
