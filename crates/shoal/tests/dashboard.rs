@@ -409,6 +409,11 @@ fn the_dashboard_shows_runs_a_cluster_and_a_study_live_in_chromium() {
         })
         .await;
         assert!(config.as_str().unwrap().contains("learning_rate = 0.001"), "{config}");
+        client.find(Locator::Css("#copy-best")).await.unwrap().click().await.unwrap();
+        eventually(&client, "the copy confirmed", "return document.querySelector('#copy-status').textContent", |v| {
+            v == "copied"
+        })
+        .await;
         screenshot(&client, "study").await;
 
         // A run the dashboard cannot read in full still has its page, with the reason.

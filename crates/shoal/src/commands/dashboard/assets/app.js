@@ -378,7 +378,7 @@ function studyPage(id) {
   const keyCharts = el("div", { class: "charts" });
   const keyPanels = new Map();
   const config = el("pre", { class: "config", id: "best-config" }, "");
-  const copied = el("span", { class: "hint" });
+  const copied = el("span", { class: "hint", id: "copy-status" });
   const copy = el("button", { id: "copy-best", onclick: () => copyText(config.textContent, copied) }, "Copy best config");
   const card = (label) => {
     const value = el("div", { class: "value", "data-card": label });
@@ -476,19 +476,21 @@ function paramText(text) {
 }
 
 async function copyText(text, status) {
+  let copied = false;
   try {
     await navigator.clipboard.writeText(text);
+    copied = true;
   } catch {
     // Without the clipboard API (a page not served from a secure origin): select and copy.
     const area = el("textarea", { style: "position:fixed;opacity:0" });
     area.value = text;
     document.body.append(area);
     area.select();
-    document.execCommand("copy");
+    copied = document.execCommand("copy");
     area.remove();
   }
-  status.textContent = "copied";
-  setTimeout(() => (status.textContent = ""), 1500);
+  status.textContent = copied ? "copied" : "the browser refused: select the config and copy it";
+  setTimeout(() => (status.textContent = ""), 4000);
 }
 
 // ---- routing and the live loop -------------------------------------------------------------
