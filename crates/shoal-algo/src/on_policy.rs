@@ -69,8 +69,9 @@ pub(crate) struct OnPolicyCore {
     final_obs: Vec<f32>,
     truncated_rows: Vec<usize>,
     truncated_obs: Vec<f32>,
-    /// IMPALA's next observations, step-major like the rollout.
+    /// IMPALA's next observations, step-major like the rollout, and one row's `[a, log μ]`.
     next_obs: Vec<f32>,
+    trajectory_action: Vec<f32>,
     next_values: Vec<f32>,
     /// Normalized observations for a forward pass outside the rollout.
     normalized: Vec<f32>,
@@ -157,6 +158,7 @@ impl OnPolicyCore {
             truncated_rows: Vec::new(),
             truncated_obs: Vec::new(),
             next_obs: Vec::new(),
+            trajectory_action: vec![0.0; act_dim + 1],
             next_values: vec![0.0; num_envs],
             normalized: Vec::new(),
         })
@@ -284,7 +286,7 @@ impl OnPolicyCore {
         self.normalized.resize(n * od, 0.0);
         self.normalizer.apply(&self.env.batch().obs, &mut self.normalized);
         out.clear();
-        let mut action = vec![0.0; ad + 1];
+        let action = &mut self.trajectory_action;
         for i in 0..n {
             for t in 0..steps {
                 let k = t * n + i;
@@ -297,7 +299,7 @@ impl OnPolicyCore {
                 action[ad] = self.log_probs[k];
                 out.push(Row {
                     obs: &self.obs[k * od..(k + 1) * od],
-                    action: &action,
+                    action,
                     reward: self.rewards[k],
                     next_obs,
                     done: self.dones[k],

@@ -233,13 +233,7 @@ impl Learner {
             let fragments = per_call.min(left);
             left -= fragments;
             queue.sample(fragments * self.fragment_rows, 1.0, &mut self.taken)?;
-            let t = &self.taken.batch;
-            self.batch.obs.extend_from_slice(&t.obs);
-            self.batch.actions.extend_from_slice(&t.actions);
-            self.batch.rewards.extend_from_slice(&t.rewards);
-            self.batch.next_obs.extend_from_slice(&t.next_obs);
-            self.batch.dones.extend_from_slice(&t.dones);
-            self.batch.discounts.extend_from_slice(&t.discounts);
+            self.batch.extend_from(&self.taken.batch);
         }
         self.batch.check().map_err(config_err)?;
         let (d, steps) = (self.batch.obs_dim, self.cfg.unroll_length);

@@ -63,6 +63,16 @@ impl Transitions {
         self.discounts.clear();
     }
 
+    /// Appends every row of `other` (of the same widths).
+    pub fn extend_from(&mut self, other: &Transitions) {
+        self.obs.extend_from_slice(&other.obs);
+        self.actions.extend_from_slice(&other.actions);
+        self.rewards.extend_from_slice(&other.rewards);
+        self.next_obs.extend_from_slice(&other.next_obs);
+        self.dones.extend_from_slice(&other.dones);
+        self.discounts.extend_from_slice(&other.discounts);
+    }
+
     pub fn push(&mut self, row: Row<'_>) {
         self.obs.extend_from_slice(row.obs);
         self.actions.extend_from_slice(row.action);
