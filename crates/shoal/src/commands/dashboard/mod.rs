@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use shoal_dist::Token;
 
 use catalog::{Catalog, Problem};
-use runs::{read_cluster, read_run, ClusterView, Metrics, RunRow};
+use runs::{read_cluster, read_run, ClusterView, Metrics, MetricsCache, RunRow};
 use study::{read_study, StudyRow, StudyView};
 
 use super::ps::is_loopback;
@@ -50,6 +50,7 @@ struct Dashboard {
     dirs: Vec<PathBuf>,
     /// Required on data requests when serving beyond loopback.
     token: Option<Token>,
+    metrics: MetricsCache,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -59,7 +60,7 @@ pub fn run(args: &Args) -> Result<()> {
             format!("{} is reachable from other machines, so pages must carry a token", args.listen)
         })?),
     };
-    let dashboard = Arc::new(Dashboard { dirs: args.dirs.clone(), token });
+    let dashboard = Arc::new(Dashboard { dirs: args.dirs.clone(), token, metrics: MetricsCache::default() });
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(serve(dashboard, &args.listen))
 }
@@ -144,7 +145,7 @@ async fn overview(State(dashboard): State<Arc<Dashboard>>) -> Result<Json<Overvi
     blocking(move || {
         let catalog = Catalog::scan(&dashboard.dirs);
         Json(Overview {
-            runs: catalog.runs.iter().map(|dir| read_run(dir).0).collect(),
+            runs: catalog.runs.iter().map(|dir| read_run(dir, &dashboard.metrics).0).collect(),
             studies: catalog.studies.iter().map(|dir| read_study(dir).row).collect(),
             problems: catalog.problems,
         })
@@ -179,7 +180,8 @@ async fn run_page(
     blocking(move || {
         let catalog = Catalog::scan(&dashboard.dirs);
         let dir = catalog.run(&target.id).ok_or_else(|| unknown(&target.id))?;
-        let (row, metrics) = read_run(dir);
+        let (row, metrics) = read_run(dir, &dashboard.metrics);
+        let metrics = metrics.as_ref().clone().unwrap_or_default();
         let summary = std::fs::read(dir.join("summary.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
         Ok(Json(RunPage { row, metrics, summary }))
     })
@@ -201,7 +203,8 @@ async fn cluster_page(
     blocking(move || {
         let catalog = Catalog::scan(&dashboard.dirs);
         let dir = catalog.run(&target.id).ok_or_else(|| unknown(&target.id))?;
-        let (row, metrics) = read_run(dir);
+        let (row, metrics) = read_run(dir, &dashboard.metrics);
+        let metrics = metrics.as_ref().clone().unwrap_or_default();
         Ok(Json(ClusterPage { row, cluster: read_cluster(dir), metrics }))
     })
     .await

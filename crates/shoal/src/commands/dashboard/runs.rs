@@ -3,7 +3,9 @@
 //! Files may be written while they are read: a half-written last line of a CSV is left for
 //! the next look, and a status file is always whole (it is replaced by a rename).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -102,10 +104,45 @@ fn metrics_path(dir: &Path) -> PathBuf {
     }
 }
 
-/// Reads `dir`'s metrics, with the error the page shows when they are corrupted.
-pub fn read_metrics(dir: &Path) -> Result<Metrics, String> {
-    let path = metrics_path(dir);
-    match std::fs::read(&path) {
+/// Parsed metrics files by path, parsed again only when a file's size or time changes: every
+/// page polls once a second, and a long run's metrics.csv holds megabytes.
+#[derive(Default)]
+pub struct MetricsCache {
+    entries: Mutex<HashMap<PathBuf, Cached>>,
+}
+
+/// A metrics file's parse, the error the page shows when it is corrupted.
+pub type Parsed = Arc<Result<Metrics, String>>;
+
+/// A parse, and the file's time and size when it was read.
+struct Cached {
+    modified: Option<SystemTime>,
+    len: u64,
+    parsed: Parsed,
+}
+
+impl MetricsCache {
+    /// `dir`'s metrics, or the error the page shows when they are corrupted.
+    pub fn get(&self, dir: &Path) -> Parsed {
+        let path = metrics_path(dir);
+        let meta = std::fs::metadata(&path).ok();
+        let modified = meta.as_ref().and_then(|m| m.modified().ok());
+        let len = meta.as_ref().map_or(0, |m| m.len());
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cached) =
+            entries.get(&path).filter(|c| modified.is_some() && (c.modified, c.len) == (modified, len))
+        {
+            return Arc::clone(&cached.parsed);
+        }
+        let parsed = Arc::new(read_metrics(&path));
+        entries.insert(path, Cached { modified, len, parsed: Arc::clone(&parsed) });
+        parsed
+    }
+}
+
+/// Reads the metrics file `path`, with the error the page shows when it is corrupted.
+fn read_metrics(path: &Path) -> Result<Metrics, String> {
+    match std::fs::read(path) {
         Ok(bytes) => {
             let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
             parse_metrics(&text).map_err(|e| {
@@ -121,8 +158,8 @@ fn modified_unix(path: &Path) -> Option<f64> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok().map(unix_seconds)
 }
 
-/// The runs-table line of `dir`, and its metrics when they could be read.
-pub fn read_run(dir: &Path) -> (RunRow, Metrics) {
+/// The runs-table line of `dir`, and its metrics (or why they could not be read).
+pub fn read_run(dir: &Path, cache: &MetricsCache) -> (RunRow, Parsed) {
     let mut row = RunRow {
         id: dir.to_string_lossy().into_owned(),
         name: dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
@@ -151,16 +188,15 @@ pub fn read_run(dir: &Path) -> (RunRow, Metrics) {
         }
         Err(e) => row.error = Some(format!("{}: {e}", dir.join("config.toml").display())),
     }
-    let metrics = match read_metrics(dir) {
-        Ok(metrics) => metrics,
-        Err(e) => {
-            row.error = Some(e);
-            Metrics::default()
+    let parsed = cache.get(dir);
+    match parsed.as_ref() {
+        Ok(metrics) => {
+            row.env_steps = metrics.last("env_steps");
+            row.return_mean = metrics.last("episode_return_mean");
+            row.wall_seconds = metrics.last("wall_seconds");
         }
-    };
-    row.env_steps = metrics.last("env_steps");
-    row.return_mean = metrics.last("episode_return_mean");
-    row.wall_seconds = metrics.last("wall_seconds");
+        Err(e) => row.error = Some(e.clone()),
+    }
     let now = unix_seconds(SystemTime::now());
     let touched = [metrics_path(dir), dir.join(CLUSTER_STATUS)]
         .iter()
@@ -174,7 +210,7 @@ pub fn read_run(dir: &Path) -> (RunRow, Metrics) {
     } else {
         "stopped"
     };
-    (row, metrics)
+    (row, parsed)
 }
 
 /// The status files of a run's cluster: an embedded run's, or each server shard's and the
@@ -271,6 +307,18 @@ mod tests {
         assert_eq!(metrics.last("episode_return_mean"), Some(12.5));
         assert_eq!(metrics.last("env_steps"), Some(200.0));
         assert_eq!(parse_metrics("").unwrap(), Metrics::default());
+    }
+
+    #[test]
+    fn the_cache_parses_a_file_again_once_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.csv");
+        std::fs::write(&path, "env_steps\n1\n").unwrap();
+        let cache = MetricsCache::default();
+        let first = cache.get(dir.path());
+        assert!(Arc::ptr_eq(&first, &cache.get(dir.path())), "unchanged: the same parse");
+        std::fs::write(&path, "env_steps\n1\n2\n").unwrap();
+        assert_eq!(cache.get(dir.path()).as_ref().as_ref().unwrap().last("env_steps"), Some(2.0));
     }
 
     #[test]
