@@ -94,8 +94,15 @@ pub fn read_study(dir: &Path) -> StudyView {
 }
 
 fn try_read(dir: &Path) -> Result<StudyView> {
+    // SQLite would make an empty file a new database: the dashboard writes nothing.
+    let db = store_path(dir);
+    anyhow::ensure!(
+        std::fs::metadata(&db)?.len() > 0,
+        "{} is empty: not a study (`shoal tune --out` writes one)",
+        db.display()
+    );
     let study = stored_study(dir)?;
-    let store = StudyStore::open(&store_path(dir))?;
+    let store = StudyStore::open(&db)?;
     let rows = store.trials()?;
     let mut curves = BTreeMap::new();
     for trial in &rows {
@@ -150,4 +157,22 @@ fn try_read(dir: &Path) -> Result<StudyView> {
         ..empty_row(dir)
     };
     Ok(StudyView { row, keys, trials, curves, best })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_study_is_an_error_on_its_row_and_stays_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = store_path(dir.path());
+        std::fs::write(&db, "").unwrap();
+        let view = read_study(dir.path());
+        assert!(view.row.error.as_deref().is_some_and(|e| e.contains("is empty")), "{:?}", view.row.error);
+        assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "nothing written");
+        std::fs::write(&db, "not a database at all, but long enough to be read as a header........").unwrap();
+        let view = read_study(dir.path());
+        assert!(view.row.error.is_some(), "garbage is an error");
+    }
 }
