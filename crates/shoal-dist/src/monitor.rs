@@ -132,17 +132,6 @@ impl RunMonitor {
 }
 
 impl WorkerProgress {
-    /// A worker not heard from yet.
-    pub fn new() -> Self {
-        WorkerProgress {
-            env_steps: 0,
-            episodes: 0,
-            last_report: SystemTime::now(),
-            host: None,
-            rate: RateMeter::default(),
-        }
-    }
-
     /// The worker has taken `env_steps` and finished `episodes` in all, as of now.
     pub fn observe(&mut self, env_steps: u64, episodes: u64) {
         self.env_steps = env_steps;

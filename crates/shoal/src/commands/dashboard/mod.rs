@@ -166,6 +166,15 @@ fn unknown(id: &str) -> (StatusCode, String) {
     )
 }
 
+/// The run `id` names, if a scan finds it: its directory, its table line and its metrics
+/// (empty when they could not be read; the line says why).
+fn found_run(dashboard: &Dashboard, id: &str) -> Result<(PathBuf, RunRow, Metrics), (StatusCode, String)> {
+    let catalog = Catalog::scan(&dashboard.dirs);
+    let dir = catalog.run(id).ok_or_else(|| unknown(id))?;
+    let (row, metrics) = read_run(dir, &dashboard.metrics);
+    Ok((dir.to_path_buf(), row, metrics.as_ref().clone().unwrap_or_default()))
+}
+
 #[derive(Serialize)]
 struct RunPage {
     row: RunRow,
@@ -178,10 +187,7 @@ async fn run_page(
     Query(target): Query<Target>,
 ) -> Result<Json<RunPage>, (StatusCode, String)> {
     blocking(move || {
-        let catalog = Catalog::scan(&dashboard.dirs);
-        let dir = catalog.run(&target.id).ok_or_else(|| unknown(&target.id))?;
-        let (row, metrics) = read_run(dir, &dashboard.metrics);
-        let metrics = metrics.as_ref().clone().unwrap_or_default();
+        let (dir, row, metrics) = found_run(&dashboard, &target.id)?;
         let summary = std::fs::read(dir.join("summary.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
         Ok(Json(RunPage { row, metrics, summary }))
     })
@@ -201,11 +207,8 @@ async fn cluster_page(
     Query(target): Query<Target>,
 ) -> Result<Json<ClusterPage>, (StatusCode, String)> {
     blocking(move || {
-        let catalog = Catalog::scan(&dashboard.dirs);
-        let dir = catalog.run(&target.id).ok_or_else(|| unknown(&target.id))?;
-        let (row, metrics) = read_run(dir, &dashboard.metrics);
-        let metrics = metrics.as_ref().clone().unwrap_or_default();
-        Ok(Json(ClusterPage { row, cluster: read_cluster(dir), metrics }))
+        let (dir, row, metrics) = found_run(&dashboard, &target.id)?;
+        Ok(Json(ClusterPage { row, cluster: read_cluster(&dir), metrics }))
     })
     .await
     .map_err(|s| (s, String::new()))?
