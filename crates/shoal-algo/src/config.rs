@@ -228,6 +228,15 @@ pub struct NetConfig {
     /// than `[height, width, channels]` (MinAtar).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub channels_first: bool,
+    /// Threads the network's forward and backward passes use: 2 runs a separate actor and
+    /// critic side by side (PPO, A2C, IMPALA), with results bit-identical to 1. Leave 1 when
+    /// env threads or other workers already own the cores.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub threads: usize,
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 fn default_hidden() -> Vec<usize> {
@@ -240,7 +249,13 @@ fn default_activation() -> String {
 
 impl Default for NetConfig {
     fn default() -> Self {
-        NetConfig { hidden: default_hidden(), activation: default_activation(), encoder: None, channels_first: false }
+        NetConfig {
+            hidden: default_hidden(),
+            activation: default_activation(),
+            encoder: None,
+            channels_first: false,
+            threads: 1,
+        }
     }
 }
 
@@ -279,6 +294,28 @@ impl NetConfig {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// `net.threads` of an actor-critic, checked: 1, or 2 (actor and critic side by side).
+    pub(crate) fn threads(&self, section: &str) -> Result<usize> {
+        match self.threads {
+            1 | 2 => Ok(self.threads),
+            n => Err(config_err(format!(
+                "{section}.net.threads = {n}: the passes split into actor and critic, so use 1 or 2"
+            ))),
+        }
+    }
+
+    /// Refuses `net.threads` in an algorithm whose networks do not split over threads (yet),
+    /// rather than ignoring it.
+    pub(crate) fn single_thread(&self, section: &str) -> Result<()> {
+        if self.threads != 1 {
+            return Err(config_err(format!(
+                "{section}.net.threads = {}: only the actor-critics (ppo, a2c, impala) split their passes over threads; remove the key",
+                self.threads
+            )));
+        }
+        Ok(())
     }
 
     pub(crate) fn activation(&self, section: &str) -> Result<shoal_nn::Activation> {

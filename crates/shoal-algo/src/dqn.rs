@@ -82,7 +82,7 @@ impl Default for DqnConfig {
             loss: "mse".into(),
             max_grad_norm: 0.0,
             adam_eps: 1e-8,
-            net: NetConfig { hidden: vec![120, 84], activation: "relu".into(), encoder: None, channels_first: false },
+            net: NetConfig { hidden: vec![120, 84], activation: "relu".into(), ..NetConfig::default() },
         }
     }
 }
@@ -159,6 +159,7 @@ impl Dqn {
                 )))
             }
         };
+        cfg.net.single_thread("dqn")?;
         let net = QNetworkConfig {
             obs_dim,
             n_actions,

@@ -114,7 +114,7 @@ impl OnPolicyCore {
             }
         };
         let encoder = net.encoder(section, env.single_observation_space(), &config.env.id)?;
-        let model = ActorCritic::new(ActorCriticConfig {
+        let mut model = ActorCritic::new(ActorCriticConfig {
             obs_dim,
             head,
             hidden: net.hidden.clone(),
@@ -124,6 +124,7 @@ impl OnPolicyCore {
             encoder,
             seed: config.seed,
         })?;
+        model.set_threads(net.threads(section)?);
         let num_envs = config.env.num_envs;
         let rows = num_steps * num_envs;
         let act_dim = head.action_dim();

@@ -103,7 +103,7 @@ impl Default for SacConfig {
             sde_sample_freq: 0,
             log_std_init: -3.0,
             adam_eps: 1e-8,
-            net: NetConfig { hidden: vec![256, 256], activation: "relu".into(), encoder: None, channels_first: false },
+            net: NetConfig { hidden: vec![256, 256], activation: "relu".into(), ..NetConfig::default() },
         }
     }
 }

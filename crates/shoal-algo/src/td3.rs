@@ -83,7 +83,7 @@ impl Default for Td3Config {
             noise_clip: 0.5,
             twin_critics: true,
             adam_eps: 1e-8,
-            net: NetConfig { hidden: vec![400, 300], activation: "relu".into(), encoder: None, channels_first: false },
+            net: NetConfig { hidden: vec![400, 300], activation: "relu".into(), ..NetConfig::default() },
         }
     }
 }

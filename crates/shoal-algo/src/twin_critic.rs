@@ -43,6 +43,7 @@ fn mlp(
     let sizes: Vec<usize> =
         std::iter::once(input).chain(net.hidden.iter().copied()).chain(std::iter::once(output)).collect();
     net.without_encoder(section)?;
+    net.single_thread(section)?;
     Ok(Mlp::new(layout, prefix, &sizes, net.activation(section)?, false))
 }
 

@@ -45,6 +45,7 @@ pub mod model;
 pub mod models;
 pub mod onnx;
 pub mod optim;
+pub mod parallel;
 pub mod policy;
 pub mod prune;
 pub mod quant;

@@ -178,7 +178,33 @@ impl Mlp {
         ws: &mut MlpWorkspace<T>,
         input_grad: bool,
     ) {
-        self.backprop(params, Some(grads), x, rows, ws, input_grad);
+        self.backprop(params, Some((grads, 0)), x, rows, ws, input_grad);
+    }
+
+    /// [`Mlp::backward`] into `grads` holding the gradient of parameters `base..` only (a
+    /// slice of the flat vector starting at or before [`Mlp::param_range`]'s start): how two
+    /// threads fill the disjoint gradient ranges of two networks at once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_from<T: Scalar>(
+        &self,
+        params: &[T],
+        grads: &mut [T],
+        base: usize,
+        x: &[T],
+        rows: usize,
+        ws: &mut MlpWorkspace<T>,
+        input_grad: bool,
+    ) {
+        self.backprop(params, Some((grads, base)), x, rows, ws, input_grad);
+    }
+
+    /// Where this network's parameters lie in the flat vector (its tensors are registered one
+    /// after the other).
+    pub fn param_range(&self) -> std::ops::Range<usize> {
+        match (self.layers.first(), self.layers.last()) {
+            (Some(first), Some(last)) => first.weight..last.bias + last.out_dim,
+            _ => 0..0,
+        }
     }
 
     /// Backpropagates `ws.output_grad` to `∂L/∂x` alone (in `ws.input_grad()`), without the
@@ -191,7 +217,7 @@ impl Mlp {
     fn backprop<T: Scalar>(
         &self,
         params: &[T],
-        mut grads: Option<&mut [T]>,
+        mut grads: Option<(&mut [T], usize)>,
         x: &[T],
         rows: usize,
         ws: &mut MlpWorkspace<T>,
@@ -203,10 +229,11 @@ impl Mlp {
             }
             let input = if i == 0 { x } else { &ws.outputs[i - 1] };
             let dz = &ws.grad[..rows * layer.out_dim];
-            if let Some(grads) = grads.as_deref_mut() {
-                let gw = &mut grads[layer.weight..layer.weight + layer.in_dim * layer.out_dim];
+            if let Some((grads, base)) = grads.as_mut() {
+                let (weight, bias) = (layer.weight - *base, layer.bias - *base);
+                let gw = &mut grads[weight..weight + layer.in_dim * layer.out_dim];
                 acc_dzt_x(dz, input, rows, layer.in_dim, layer.out_dim, gw);
-                let gb = &mut grads[layer.bias..layer.bias + layer.out_dim];
+                let gb = &mut grads[bias..bias + layer.out_dim];
                 for row in dz.chunks_exact(layer.out_dim) {
                     gb.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
                 }

@@ -138,6 +138,35 @@ fn ppo_loss_gradients_categorical_and_gaussian_separate_and_shared() {
     }
 }
 
+/// Actor and critic side by side on two threads do exactly what one thread does: the same
+/// loss and the same gradient, bit for bit (so the gradient checks above cover them too).
+#[test]
+fn two_threads_give_bit_identical_losses_and_gradients() {
+    let mut rng = Pcg64Mcg::seed_from_u64(3);
+    for head in [PolicyHead::Categorical { n: 4 }, PolicyHead::Gaussian { dim: 2 }] {
+        for shared in [false, true] {
+            let mut one = actor_critic(head, Activation::Tanh, shared);
+            let data = pg_data(&mut one, &mut rng);
+            let mut two = one.clone();
+            two.set_threads(2);
+            assert_eq!((one.threads(), two.threads()), (1, 2));
+            for round in 0..3 {
+                let loss = pg_loss(&data, PolicyObjective::Clipped { clip: 0.2 }, Some(0.2));
+                let (a, b) = (one.loss_and_grad(loss).unwrap(), two.loss_and_grad(loss).unwrap());
+                assert_eq!(format!("{a:?}"), format!("{b:?}"), "{head:?} shared={shared} round {round}");
+                assert_eq!(one.grads(), two.grads(), "{head:?} shared={shared} round {round}");
+                let (fa, fb) = (one.forward(&data.obs, ROWS).unwrap(), two.forward(&data.obs, ROWS).unwrap());
+                assert_eq!((fa.policy, fa.value), (fb.policy, fb.value));
+                // Move the parameters so the next round is a different point.
+                let step: Vec<f64> = one.grads().iter().map(|g| -0.1 * g).collect();
+                for m in [&mut one, &mut two] {
+                    m.params_mut().iter_mut().zip(&step).for_each(|(p, s)| *p += s);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn a2c_loss_gradients() {
     let mut rng = Pcg64Mcg::seed_from_u64(2);

@@ -96,7 +96,7 @@ impl Default for ApexConfig {
             dueling: false,
             actor_precision: Precision::F32,
             checkpoint_replay: false,
-            net: NetConfig { hidden: vec![64, 64], activation: "relu".into(), encoder: None, channels_first: false },
+            net: NetConfig { hidden: vec![64, 64], activation: "relu".into(), ..NetConfig::default() },
         }
     }
 }

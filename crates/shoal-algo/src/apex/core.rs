@@ -204,6 +204,7 @@ impl DqnCore {
         n_actions: usize,
         encoder: Option<EncoderConfig>,
     ) -> Result<Self> {
+        cfg.net.single_thread("apex")?;
         let q = QNetwork::new(QNetworkConfig {
             obs_dim,
             n_actions,

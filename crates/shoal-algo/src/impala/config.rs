@@ -71,7 +71,7 @@ impl Default for ImpalaConfig {
             publish_every: 1,
             shared_trunk: false,
             init_log_std: 0.0,
-            net: NetConfig { hidden: vec![64, 64], activation: "tanh".into(), encoder: None, channels_first: false },
+            net: NetConfig { hidden: vec![64, 64], activation: "tanh".into(), ..NetConfig::default() },
         }
     }
 }

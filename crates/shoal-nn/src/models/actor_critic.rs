@@ -6,9 +6,10 @@ use crate::activation::Activation;
 use crate::conv::{ConvEncoder, EncoderConfig, EncoderWorkspace};
 use crate::error::{check_len, NnError, Result};
 use crate::layout::ParamLayout;
-use crate::loss::{distill_kl, policy_loss, value_loss, PolicySamples};
+use crate::loss::{distill_kl, policy_loss, value_loss, PolicySamples, PolicyStats};
 use crate::mlp::{backward_two_heads, Mlp, MlpWorkspace};
 use crate::model::{DistillBatch, Loss, LossStats, Model, Outputs, PolicyGradientBatch};
+use crate::parallel::Helper;
 use crate::policy::PolicyHead;
 use crate::scalar::Scalar;
 
@@ -58,6 +59,8 @@ pub struct ActorCritic<T> {
     encoder_ws: EncoderWorkspace<T>,
     /// `∂L/∂features`: the sum of the actor's and the critic's input gradients.
     d_features: Vec<T>,
+    /// The second thread separate actor and critic run on ([`ActorCritic::set_threads`]).
+    helper: Option<Helper>,
 }
 
 impl<T: Scalar> ActorCritic<T> {
@@ -127,7 +130,24 @@ impl<T: Scalar> ActorCritic<T> {
             encoder,
             encoder_ws: EncoderWorkspace::default(),
             d_features: Vec::new(),
+            helper: None,
         })
+    }
+
+    /// Threads the forward and backward passes use (1 or 2). With 2, separate actor and
+    /// critic networks run side by side — each does exactly what it does alone, so results
+    /// are bit-identical to 1 thread; a shared trunk and the encoder stay on the caller's.
+    pub fn set_threads(&mut self, threads: usize) {
+        if threads <= 1 {
+            self.helper = None;
+        } else if self.helper.is_none() {
+            self.helper = Some(Helper::new());
+        }
+    }
+
+    /// Threads set by [`ActorCritic::set_threads`].
+    pub fn threads(&self) -> usize {
+        1 + usize::from(self.helper.is_some())
     }
 
     pub fn config(&self) -> &ActorCriticConfig {
@@ -199,8 +219,12 @@ impl<T: Scalar> ActorCritic<T> {
         let [ws0, ws1, ws2] = &mut self.ws;
         Ok(match &self.body {
             Body::Separate { actor, critic } => {
-                actor.forward(&self.params, input, rows, ws0);
-                critic.forward(&self.params, input, rows, ws1);
+                let params = &self.params;
+                run_pair(
+                    &mut self.helper,
+                    || actor.forward(params, input, rows, ws0),
+                    || critic.forward(params, input, rows, ws1),
+                );
                 (ws0.output(), ws1.output())
             }
             Body::Shared { trunk, policy, value } => {
@@ -212,18 +236,10 @@ impl<T: Scalar> ActorCritic<T> {
         })
     }
 
-    /// The workspaces of the policy output and the value output.
-    fn head_workspaces(&mut self) -> (&mut MlpWorkspace<T>, &mut MlpWorkspace<T>) {
-        let [ws0, ws1, ws2] = &mut self.ws;
-        match self.body {
-            Body::Separate { .. } => (ws0, ws1),
-            Body::Shared { .. } => (ws1, ws2),
-        }
-    }
-
     fn policy_gradient(&mut self, batch: &PolicyGradientBatch<'_, T>) -> Result<LossStats> {
         let rows = batch.rows;
         let head = self.config.head;
+        check_len("observations", batch.obs.len(), rows, self.config.obs_dim)?;
         check_len("actions", batch.actions.len(), rows, head.action_dim())?;
         for (what, len) in [
             ("old_log_probs", batch.old_log_probs.len()),
@@ -233,25 +249,11 @@ impl<T: Scalar> ActorCritic<T> {
         ] {
             check_len(what, len, rows, 1)?;
         }
-        self.forward_both(batch.obs, rows)?;
         self.grads.fill(T::zero());
-        let log_std = self.log_std.clone();
-        let params = std::mem::take(&mut self.params);
-        let mut grads = std::mem::take(&mut self.grads);
-        let (policy_ws, value_ws) = self.head_workspaces();
-        let (outputs, d_out) = policy_ws.output_and_grad(rows, head.out_dim());
-        let (ls, d_ls) = match &log_std {
-            Some(r) => (&params[r.clone()], &mut grads[r.clone()]),
-            None => (&[][..], &mut [][..]),
+        let (policy, value) = match &self.body {
+            Body::Separate { .. } => self.policy_gradient_separate(batch),
+            Body::Shared { .. } => self.policy_gradient_shared(batch),
         };
-        let samples =
-            PolicySamples { actions: batch.actions, advantages: batch.advantages, old_log_probs: batch.old_log_probs };
-        let policy = policy_loss(&head, outputs, ls, rows, samples, batch.objective, batch.ent_coef, d_out, d_ls);
-        let (values, d_values) = value_ws.output_and_grad(rows, 1);
-        let value = value_loss(values, batch.returns, batch.old_values, batch.value_clip, batch.vf_coef, d_values);
-        self.backward_all(&params, &mut grads, batch.obs, rows);
-        self.params = params;
-        self.grads = grads;
         Ok(LossStats {
             total: policy.loss + batch.vf_coef * value,
             policy: policy.loss + batch.ent_coef * policy.entropy,
@@ -263,31 +265,110 @@ impl<T: Scalar> ActorCritic<T> {
         })
     }
 
-    /// Backpropagates both heads' output gradients through the whole body (and the encoder).
-    fn backward_all(&mut self, params: &[T], grads: &mut [T], obs: &[T], rows: usize) {
+    /// Separate actor and critic: each network's forward pass, loss and backward pass is one
+    /// half of the step, the two halves run side by side with 2 threads (they write disjoint
+    /// gradient ranges), then the encoder (if any) takes the sum of their input gradients.
+    fn policy_gradient_separate(&mut self, batch: &PolicyGradientBatch<'_, T>) -> (PolicyStats, f64) {
+        let Body::Separate { actor, critic } = &self.body else { unreachable!("called for separate bodies only") };
+        let (rows, head) = (batch.rows, self.config.head);
+        let params = &self.params;
+        let input = match &self.encoder {
+            Some(encoder) => encoder.forward(params, batch.obs, rows, &mut self.encoder_ws),
+            None => batch.obs,
+        };
         let encoded = self.encoder.is_some();
-        let input = if encoded { self.encoder_ws.features() } else { obs };
-        let [ws0, ws1, ws2] = &mut self.ws;
-        match &self.body {
-            Body::Separate { actor, critic } => {
-                actor.backward(params, grads, input, rows, ws0, encoded);
-                critic.backward(params, grads, input, rows, ws1, encoded);
-                if encoded {
-                    self.d_features.clear();
-                    self.d_features.extend(ws0.input_grad().iter().zip(ws1.input_grad()).map(|(&a, &b)| a + b));
-                }
-            }
-            Body::Shared { trunk, policy, value } => {
-                backward_two_heads((trunk, ws0), (policy, ws1), (value, ws2), params, grads, input, rows, encoded);
-                if encoded {
-                    self.d_features.clear();
-                    self.d_features.extend_from_slice(ws0.input_grad());
-                }
-            }
-        }
+        // Layout: [encoder] actor critic [log_std].
+        let (actor_range, critic_range) = (actor.param_range(), critic.param_range());
+        debug_assert_eq!(actor_range.end, critic_range.start);
+        let (before_critic, from_critic) = self.grads.split_at_mut(critic_range.start);
+        let actor_grads = &mut before_critic[actor_range.start..];
+        let (critic_grads, after_critic) = from_critic.split_at_mut(critic_range.len());
+        let (log_std, d_log_std) = match &self.log_std {
+            Some(r) => (&params[r.clone()], &mut after_critic[r.start - critic_range.end..r.end - critic_range.end]),
+            None => (&[][..], &mut [][..]),
+        };
+        let samples =
+            PolicySamples { actions: batch.actions, advantages: batch.advantages, old_log_probs: batch.old_log_probs };
+        let [ws0, ws1, _] = &mut self.ws;
+        let (policy, value) = run_pair(
+            &mut self.helper,
+            || {
+                actor.forward(params, input, rows, ws0);
+                let (outputs, d_out) = ws0.output_and_grad(rows, head.out_dim());
+                let stats = policy_loss(
+                    &head,
+                    outputs,
+                    log_std,
+                    rows,
+                    samples,
+                    batch.objective,
+                    batch.ent_coef,
+                    d_out,
+                    d_log_std,
+                );
+                actor.backward_from(params, actor_grads, actor_range.start, input, rows, ws0, encoded);
+                stats
+            },
+            || {
+                critic.forward(params, input, rows, ws1);
+                let (values, d_values) = ws1.output_and_grad(rows, 1);
+                let value =
+                    value_loss(values, batch.returns, batch.old_values, batch.value_clip, batch.vf_coef, d_values);
+                critic.backward_from(params, critic_grads, critic_range.start, input, rows, ws1, encoded);
+                value
+            },
+        );
         if let Some(encoder) = &self.encoder {
-            encoder.backward(params, grads, obs, rows, &self.d_features, &mut self.encoder_ws);
+            self.d_features.clear();
+            self.d_features.extend(ws0.input_grad().iter().zip(ws1.input_grad()).map(|(&a, &b)| a + b));
+            encoder.backward(params, &mut self.grads, batch.obs, rows, &self.d_features, &mut self.encoder_ws);
         }
+        (policy, value)
+    }
+
+    /// A shared trunk: both heads' losses, then one backward pass through heads and trunk
+    /// (and the encoder).
+    fn policy_gradient_shared(&mut self, batch: &PolicyGradientBatch<'_, T>) -> (PolicyStats, f64) {
+        let (rows, head) = (batch.rows, self.config.head);
+        let params = &self.params;
+        let input = match &self.encoder {
+            Some(encoder) => encoder.forward(params, batch.obs, rows, &mut self.encoder_ws),
+            None => batch.obs,
+        };
+        let Body::Shared { trunk, policy, value } = &self.body else { unreachable!("called for shared trunks only") };
+        let [trunk_ws, policy_ws, value_ws] = &mut self.ws;
+        trunk.forward(params, input, rows, trunk_ws);
+        policy.forward(params, trunk_ws.output(), rows, policy_ws);
+        value.forward(params, trunk_ws.output(), rows, value_ws);
+        let (outputs, d_out) = policy_ws.output_and_grad(rows, head.out_dim());
+        let (log_std, d_log_std) = match &self.log_std {
+            Some(r) => (&params[r.clone()], &mut self.grads[r.clone()]),
+            None => (&[][..], &mut [][..]),
+        };
+        let samples =
+            PolicySamples { actions: batch.actions, advantages: batch.advantages, old_log_probs: batch.old_log_probs };
+        let policy_stats =
+            policy_loss(&head, outputs, log_std, rows, samples, batch.objective, batch.ent_coef, d_out, d_log_std);
+        let (values, d_values) = value_ws.output_and_grad(rows, 1);
+        let value_stats =
+            value_loss(values, batch.returns, batch.old_values, batch.value_clip, batch.vf_coef, d_values);
+        let encoded = self.encoder.is_some();
+        backward_two_heads(
+            (trunk, trunk_ws),
+            (policy, policy_ws),
+            (value, value_ws),
+            params,
+            &mut self.grads,
+            input,
+            rows,
+            encoded,
+        );
+        if let Some(encoder) = &self.encoder {
+            self.d_features.clear();
+            self.d_features.extend_from_slice(trunk_ws.input_grad());
+            encoder.backward(params, &mut self.grads, batch.obs, rows, &self.d_features, &mut self.encoder_ws);
+        }
+        (policy_stats, value_stats)
     }
 
     fn distill(&mut self, batch: &DistillBatch<'_, T>) -> Result<LossStats> {
@@ -327,6 +408,18 @@ impl<T: Scalar> ActorCritic<T> {
             encoder.backward(&self.params, &mut self.grads, batch.obs, rows, ws0.input_grad(), &mut self.encoder_ws);
         }
         Ok(LossStats { total: kl, td: kl, ..Default::default() })
+    }
+}
+
+/// Runs `a` and `b` side by side on `helper` if there is one, else one after the other.
+fn run_pair<RA, RB: Send>(
+    helper: &mut Option<Helper>,
+    a: impl FnOnce() -> RA,
+    b: impl FnOnce() -> RB + Send,
+) -> (RA, RB) {
+    match helper {
+        Some(helper) => helper.join(a, b),
+        None => (a(), b()),
     }
 }
 

@@ -34,6 +34,10 @@ pub struct NnArgs {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
+    /// Threads of the update and inference (2: actor and critic side by side, as
+    /// `net.threads = 2` trains).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 /// Runs `f` repeatedly for about `seconds` (after a warm-up) and returns microseconds per call.
@@ -69,6 +73,10 @@ pub fn run(args: &NnArgs) -> Result<()> {
         encoder: None,
         seed: 0,
     })?;
+    if !(1..=2).contains(&args.threads) {
+        bail!("--threads must be 1 or 2 (actor and critic side by side), got {}", args.threads);
+    }
+    model.set_threads(args.threads);
     let n = args.batch;
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(0);
     let obs: Vec<f32> = (0..n * args.obs_dim).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -103,8 +111,9 @@ pub fn run(args: &NnArgs) -> Result<()> {
     let macs = model.macs_per_row() as f64;
     let update_flops = 6.0 * macs * n as f64;
     println!(
-        "model: actor {obs}→{h}→{a}, critic {obs}→{h}→1, {act}, {} parameters",
+        "model: actor {obs}→{h}→{a}, critic {obs}→{h}→1, {act}, {} parameters, {} thread(s)",
         model.layout().len(),
+        args.threads,
         obs = args.obs_dim,
         h = args.hidden.iter().map(|w| w.to_string()).collect::<Vec<_>>().join("→"),
         a = args.actions,
