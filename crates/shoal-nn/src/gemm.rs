@@ -82,7 +82,7 @@ pub fn x_wt<T: Scalar>(x: &[T], w: &[T], rows: usize, in_dim: usize, out_dim: us
                 *zo = dot(xr, wo);
             }
         }
-    } else {
+    } else if !T::kernel_x_wt(x, w, rows, in_dim, out_dim, z) {
         gemm(T::one(), Mat::rows(x, rows, in_dim), Mat::rows(w, out_dim, in_dim).t(), T::zero(), z);
     }
 }
@@ -109,7 +109,7 @@ pub fn dz_w<T: Scalar>(dz: &[T], w: &[T], rows: usize, in_dim: usize, out_dim: u
                 axpy(d, wo, dxr);
             }
         }
-    } else {
+    } else if !T::kernel_dz_w(dz, w, rows, in_dim, out_dim, dx) {
         gemm(T::one(), Mat::rows(dz, rows, out_dim), Mat::rows(w, out_dim, in_dim), T::zero(), dx);
     }
 }

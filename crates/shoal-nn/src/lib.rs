@@ -38,6 +38,7 @@ pub mod gemm;
 pub mod gsde;
 pub mod init;
 pub mod io;
+pub mod kernel;
 pub mod layout;
 pub mod loss;
 pub mod mlp;

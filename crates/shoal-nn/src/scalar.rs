@@ -11,6 +11,8 @@ use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
 
 use num_traits::Float;
 
+use crate::kernel;
+
 /// A floating-point type the engine computes in.
 pub trait Scalar:
     Float + Default + Debug + Send + Sync + Sum + AddAssign + SubAssign + MulAssign + DivAssign + 'static
@@ -28,6 +30,17 @@ pub trait Scalar:
     /// elementwise loop of a tanh network, so `f32` picks a SIMD-width-specific build of it.
     fn bias_tanh(z: &mut [Self], bias: &[Self]) {
         bias_tanh_generic(z, bias)
+    }
+
+    /// `z[rows, out] = x·wᵀ` through [`crate::kernel`] when it takes the shape on this CPU
+    /// (`f32` only): false, with `z` untouched, otherwise.
+    fn kernel_x_wt(_x: &[Self], _w: &[Self], _rows: usize, _in_dim: usize, _out_dim: usize, _z: &mut [Self]) -> bool {
+        false
+    }
+
+    /// `dx[rows, in] = dz·w` through [`crate::kernel`], as [`Scalar::kernel_x_wt`].
+    fn kernel_dz_w(_dz: &[Self], _w: &[Self], _rows: usize, _in_dim: usize, _out_dim: usize, _dx: &mut [Self]) -> bool {
+        false
     }
 
     /// `C ← α·A·B + β·C` for strided matrices: `A` is `m×k`, `B` is `k×n`, `C` is `m×n`.
@@ -103,6 +116,21 @@ impl Scalar for f32 {
             }
         }
         bias_tanh_generic(z, bias)
+    }
+    fn kernel_x_wt(x: &[Self], w: &[Self], rows: usize, in_dim: usize, out_dim: usize, z: &mut [Self]) -> bool {
+        if !kernel::applies(out_dim, in_dim) {
+            return false;
+        }
+        kernel::product_bt(rows, out_dim, in_dim, x, (in_dim, 1), w, z);
+        true
+    }
+    fn kernel_dz_w(dz: &[Self], w: &[Self], rows: usize, in_dim: usize, out_dim: usize, dx: &mut [Self]) -> bool {
+        // m = rows, k = out, n = in; `w` is `[out, in]`, already `k×n` row-major.
+        if !kernel::applies(in_dim, out_dim) {
+            return false;
+        }
+        kernel::product(rows, in_dim, out_dim, dz, (out_dim, 1), w, in_dim, dx, false);
+        true
     }
     forward_gemm!(sgemm);
 }
