@@ -1,8 +1,9 @@
 """PyTorch peer for `shoal bench nn`: the same actor-critic, PPO minibatch update and inference.
 
-Actor obs→64→64→actions and critic obs→64→64→1 with orthogonal init; one update is CleanRL's
-PPO loss (clipped surrogate, clipped value loss, entropy bonus), backward, clip_grad_norm_(0.5)
-and Adam(eps=1e-5). One CPU thread, as Shoal's engine. Prints lines shaped like Shoal's.
+Actor obs→hidden→actions and critic obs→hidden→1 (hidden 64,64 by default) with orthogonal
+init; one update is CleanRL's PPO loss (clipped surrogate, clipped value loss, entropy bonus),
+backward, clip_grad_norm_(0.5) and Adam(eps=1e-5). `--threads` torch threads (1 by default),
+to set beside Shoal's `--threads`. Prints lines shaped like Shoal's.
 """
 
 import argparse
@@ -43,13 +44,16 @@ def main():
     parser.add_argument("--activation", default="tanh")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--hidden", default="64,64")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     act = nn.Tanh if args.activation == "tanh" else nn.ReLU
     obs_dim, n_actions, n = 4, 2, args.batch
-    actor = mlp([obs_dim, 64, 64, n_actions], act, 0.01)
-    critic = mlp([obs_dim, 64, 64, 1], act, 1.0)
+    hidden = [int(w) for w in args.hidden.split(",")]
+    actor = mlp([obs_dim, *hidden, n_actions], act, 0.01)
+    critic = mlp([obs_dim, *hidden, 1], act, 1.0)
     params = list(actor.parameters()) + list(critic.parameters())
     opt = torch.optim.Adam(params, lr=2.5e-4, eps=1e-5)
     obs = torch.rand(n, obs_dim) * 2 - 1

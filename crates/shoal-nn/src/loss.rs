@@ -60,33 +60,32 @@ pub fn policy_loss<T: Scalar>(
         let action = &samples.actions[i * action_dim..(i + 1) * action_dim];
         let (advantage, old_logp) = (samples.advantages[i].as_f64(), samples.old_log_probs[i].as_f64());
         // ∂loss/∂log π for this sample, and the sample's loss.
-        let (coef, loss) = {
-            let logp = head.log_prob(out, log_std, action);
-            match objective {
-                PolicyObjective::Clipped { clip } => {
-                    let log_ratio = logp - old_logp;
-                    let ratio = log_ratio.exp();
-                    let unclipped = -advantage * ratio;
-                    let clipped = -advantage * ratio.clamp(1.0 - clip, 1.0 + clip);
-                    stats.approx_kl += (ratio - 1.0) - log_ratio;
-                    if (ratio - 1.0).abs() > clip {
-                        stats.clip_fraction += 1.0;
-                    }
-                    // The max picks the unclipped branch (gradient −A·r) unless clipping binds.
-                    if unclipped >= clipped {
-                        (-advantage * ratio, unclipped)
-                    } else {
-                        (0.0, clipped)
-                    }
+        let (logp, normalizer) = head.log_prob_and_normalizer(out, log_std, action);
+        let (coef, loss) = match objective {
+            PolicyObjective::Clipped { clip } => {
+                let log_ratio = logp - old_logp;
+                let ratio = log_ratio.exp();
+                let unclipped = -advantage * ratio;
+                let clipped = -advantage * ratio.clamp(1.0 - clip, 1.0 + clip);
+                stats.approx_kl += (ratio - 1.0) - log_ratio;
+                if (ratio - 1.0).abs() > clip {
+                    stats.clip_fraction += 1.0;
                 }
-                PolicyObjective::Vanilla => (-advantage, -advantage * logp),
+                // The max picks the unclipped branch (gradient −A·r) unless clipping binds.
+                if unclipped >= clipped {
+                    (-advantage * ratio, unclipped)
+                } else {
+                    (0.0, clipped)
+                }
             }
+            PolicyObjective::Vanilla => (-advantage, -advantage * logp),
         };
         stats.loss += loss;
         let entropy = head.backprop_log_prob_and_entropy(
             out,
             log_std,
             action,
+            normalizer,
             T::of(coef * inv_rows),
             T::of(-ent_coef * inv_rows),
             d,

@@ -39,21 +39,32 @@ impl PolicyHead {
 
     /// `log π(action | out)`.
     pub fn log_prob<T: Scalar>(&self, out: &[T], log_std: &[T], action: &[T]) -> f64 {
+        self.log_prob_and_normalizer(out, log_std, action).0
+    }
+
+    /// `log π(action | out)` and the log-normalizer it subtracted (`log Σ exp(out)` of a
+    /// categorical, 0 for a Gaussian), which the loss's backward pass takes instead of
+    /// computing it again: exponentials and logarithms were a sixth of the actor's half of a
+    /// CartPole PPO update.
+    pub(crate) fn log_prob_and_normalizer<T: Scalar>(&self, out: &[T], log_std: &[T], action: &[T]) -> (f64, f64) {
         match self {
             PolicyHead::Categorical { .. } => {
                 let lse = log_sum_exp(out);
-                out[action[0].as_f64() as usize].as_f64() - lse
+                (out[action[0].as_f64() as usize].as_f64() - lse, lse)
             }
-            PolicyHead::Gaussian { .. } => out
-                .iter()
-                .zip(log_std)
-                .zip(action)
-                .map(|((&mu, &ls), &a)| {
-                    let z = (a.as_f64() - mu.as_f64()) / ls.as_f64().exp();
-                    -0.5 * z * z - ls.as_f64() - HALF_LN_2PI
-                })
-                .sum(),
+            PolicyHead::Gaussian { .. } => (self.gaussian_log_prob(out, log_std, action), 0.0),
         }
+    }
+
+    fn gaussian_log_prob<T: Scalar>(&self, out: &[T], log_std: &[T], action: &[T]) -> f64 {
+        out.iter()
+            .zip(log_std)
+            .zip(action)
+            .map(|((&mu, &ls), &a)| {
+                let z = (a.as_f64() - mu.as_f64()) / ls.as_f64().exp();
+                -0.5 * z * z - ls.as_f64() - HALF_LN_2PI
+            })
+            .sum()
     }
 
     /// Entropy of the distribution at `out`.
@@ -68,13 +79,15 @@ impl PolicyHead {
     }
 
     /// Writes `c_logp·∂log π/∂out + c_ent·∂H/∂out` into `d_out`, adds the same combination of
-    /// `∂/∂log_std` into `d_log_std`, and returns the entropy `H`.
+    /// `∂/∂log_std` into `d_log_std`, and returns the entropy `H`. `normalizer` is what
+    /// [`PolicyHead::log_prob_and_normalizer`] returned for this row.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn backprop_log_prob_and_entropy<T: Scalar>(
         &self,
         out: &[T],
         log_std: &[T],
         action: &[T],
+        normalizer: f64,
         c_logp: T,
         c_ent: T,
         d_out: &mut [T],
@@ -83,12 +96,24 @@ impl PolicyHead {
         let (c_logp, c_ent) = (c_logp.as_f64(), c_ent.as_f64());
         match self {
             PolicyHead::Categorical { .. } => {
-                let lse = log_sum_exp(out);
+                let lse = normalizer;
                 let taken = action[0].as_f64() as usize;
-                let entropy = -out.iter().map(|&z| (z.as_f64() - lse).exp() * (z.as_f64() - lse)).sum::<f64>();
+                // Probabilities are needed twice (the entropy, then each gradient): kept for
+                // up to 16 actions, computed again (the same expression) beyond.
+                let mut kept = [0.0f64; 16];
+                let keep = out.len() <= kept.len();
+                let prob = |z: T| (z.as_f64() - lse).exp();
+                let mut entropy = 0.0;
+                for (j, &z) in out.iter().enumerate() {
+                    let p = prob(z);
+                    if keep {
+                        kept[j] = p;
+                    }
+                    entropy -= p * (z.as_f64() - lse);
+                }
                 for (j, (d, &z)) in d_out.iter_mut().zip(out).enumerate() {
                     let logp = z.as_f64() - lse;
-                    let p = logp.exp();
+                    let p = if keep { kept[j] } else { prob(z) };
                     let d_logp = if j == taken { 1.0 - p } else { -p };
                     let d_entropy = -p * (logp + entropy);
                     *d = T::of(c_logp * d_logp + c_ent * d_entropy);

@@ -121,7 +121,8 @@ fn pg_loss(d: &PgData, objective: PolicyObjective, value_clip: Option<f64>) -> L
 #[test]
 fn ppo_loss_gradients_categorical_and_gaussian_separate_and_shared() {
     let mut rng = Pcg64Mcg::seed_from_u64(1);
-    for head in [PolicyHead::Categorical { n: 4 }, PolicyHead::Gaussian { dim: 2 }] {
+    // 20 actions: more than the categorical backward keeps probabilities for.
+    for head in [PolicyHead::Categorical { n: 4 }, PolicyHead::Categorical { n: 20 }, PolicyHead::Gaussian { dim: 2 }] {
         for shared in [false, true] {
             for activation in [Activation::Tanh, Activation::Relu] {
                 let mut model = actor_critic(head, activation, shared);
