@@ -229,8 +229,8 @@ pub struct NetConfig {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub channels_first: bool,
     /// Threads the network's forward and backward passes use: 2 runs a separate actor and
-    /// critic side by side (PPO, A2C, IMPALA), with results bit-identical to 1. Leave 1 when
-    /// env threads or other workers already own the cores.
+    /// critic side by side (PPO, A2C, IMPALA), or SAC's and TD3's twin critics, with results
+    /// bit-identical to 1. Leave 1 when env threads or other workers already own the cores.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub threads: usize,
 }
@@ -296,12 +296,12 @@ impl NetConfig {
         }
     }
 
-    /// `net.threads` of an actor-critic, checked: 1, or 2 (actor and critic side by side).
+    /// `net.threads`, checked: 1, or 2 (actor and critic, or twin critics, side by side).
     pub(crate) fn threads(&self, section: &str) -> Result<usize> {
         match self.threads {
             1 | 2 => Ok(self.threads),
             n => Err(config_err(format!(
-                "{section}.net.threads = {n}: the passes split into actor and critic, so use 1 or 2"
+                "{section}.net.threads = {n}: the passes split in two (actor and critic, or twin critics), so use 1 or 2"
             ))),
         }
     }
@@ -311,7 +311,7 @@ impl NetConfig {
     pub(crate) fn single_thread(&self, section: &str) -> Result<()> {
         if self.threads != 1 {
             return Err(config_err(format!(
-                "{section}.net.threads = {}: only the actor-critics (ppo, a2c, impala) split their passes over threads; remove the key",
+                "{section}.net.threads = {}: only ppo, a2c, impala, sac and td3 split their passes over threads; remove the key",
                 self.threads
             )));
         }

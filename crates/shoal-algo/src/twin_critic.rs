@@ -10,6 +10,7 @@ use rand::Rng;
 use shoal_dist::replay::Transitions;
 use shoal_env::Space;
 use shoal_nn::mlp::{Mlp, MlpWorkspace};
+use shoal_nn::parallel::{run_pair, Helper};
 use shoal_nn::{io, Adam, Optimizer, ParamLayout};
 
 use crate::config::NetConfig;
@@ -43,7 +44,6 @@ fn mlp(
     let sizes: Vec<usize> =
         std::iter::once(input).chain(net.hidden.iter().copied()).chain(std::iter::once(output)).collect();
     net.without_encoder(section)?;
-    net.single_thread(section)?;
     Ok(Mlp::new(layout, prefix, &sizes, net.activation(section)?, false))
 }
 
@@ -66,6 +66,8 @@ pub(crate) struct TwinCritic {
     from_q1: Vec<bool>,
     /// Next-state values of [`TwinCritic::online_td_errors`].
     scratch_values: Vec<f32>,
+    /// The second thread Q_2 runs on beside Q_1 (`net.threads = 2`).
+    helper: Option<Helper>,
 }
 
 /// How one critic step is taken.
@@ -89,6 +91,7 @@ impl TwinCritic {
         adam_eps: f64,
         rng: &mut impl Rng,
     ) -> Result<Self> {
+        let threads = net.threads(section)?;
         let mut layout = ParamLayout::new();
         let q1 = mlp(&mut layout, "q1", obs_dim + act_dim, 1, net, section)?;
         let q2 = mlp(&mut layout, "q2", obs_dim + act_dim, 1, net, section)?;
@@ -111,6 +114,7 @@ impl TwinCritic {
             q2_ws: MlpWorkspace::default(),
             from_q1: Vec::new(),
             scratch_values: Vec::new(),
+            helper: (threads > 1).then(Helper::new),
         })
     }
 
@@ -146,13 +150,28 @@ impl TwinCritic {
     /// the online ones.
     fn values(&mut self, target: bool, obs: &[f32], actions: &[f32], rows: usize, twin: bool, out: &mut Vec<f32>) {
         self.set_input(obs, actions, rows);
-        let params = if target { &self.target } else { &self.params };
-        self.q1.forward(params, &self.input, rows, &mut self.q1_ws);
+        self.forward(target, rows, twin);
         out.clear();
         out.extend_from_slice(self.q1_ws.output());
         if twin {
-            self.q2.forward(params, &self.input, rows, &mut self.q2_ws);
             out.iter_mut().zip(self.q2_ws.output()).for_each(|(q, &q2)| *q = q.min(q2));
+        }
+    }
+
+    /// Both critics (Q_1 alone without `twin`), the target or the online ones, forward on
+    /// `self.input`, side by side with a helper thread.
+    fn forward(&mut self, target: bool, rows: usize, twin: bool) {
+        let params = if target { &self.target } else { &self.params };
+        let (input, q1_ws, q2_ws) = (&self.input, &mut self.q1_ws, &mut self.q2_ws);
+        let (q1, q2) = (&self.q1, &self.q2);
+        if twin {
+            run_pair(
+                &mut self.helper,
+                || q1.forward(params, input, rows, q1_ws),
+                || q2.forward(params, input, rows, q2_ws),
+            );
+        } else {
+            q1.forward(params, input, rows, q1_ws);
         }
     }
 
@@ -187,17 +206,32 @@ impl TwinCritic {
         self.grads.fill(0.0);
         let scale = 1.0 / rows as f32;
         let weight = |i: usize| step.weights.map_or(1.0, |w| w[i]);
-        let mut loss = 0.0f64;
-        let nets = [(&self.q1, &mut self.q1_ws), (&self.q2, &mut self.q2_ws)];
-        for (net, ws) in nets.into_iter().take(if step.twin { 2 } else { 1 }) {
-            net.forward(&self.params, &self.input, rows, ws);
+        let (params, input) = (&self.params, &self.input);
+        // One critic's forward pass, loss and backward pass into its own gradient range.
+        let critic_step = |net: &Mlp, ws: &mut MlpWorkspace<f32>, grads: &mut [f32], base: usize| {
+            net.forward(params, input, rows, ws);
             let (q, grad) = ws.output_and_grad(rows, 1);
+            let mut loss = 0.0f64;
             for (i, ((g, &q), &y)) in grad.iter_mut().zip(q).zip(targets).enumerate() {
                 loss += 0.5 * weight(i) as f64 * ((q - y) as f64).powi(2) / rows as f64;
                 *g = weight(i) * (q - y) * scale;
             }
-            net.backward(&self.params, &mut self.grads, &self.input, rows, ws, false);
-        }
+            net.backward_from(params, grads, base, input, rows, ws, false);
+            loss
+        };
+        let q2_start = self.q2.param_range().start;
+        let (q1_grads, q2_grads) = self.grads.split_at_mut(q2_start);
+        let (q1, q2, q1_ws, q2_ws) = (&self.q1, &self.q2, &mut self.q1_ws, &mut self.q2_ws);
+        let (loss1, loss2) = if step.twin {
+            run_pair(
+                &mut self.helper,
+                || critic_step(q1, q1_ws, q1_grads, 0),
+                || critic_step(q2, q2_ws, q2_grads, q2_start),
+            )
+        } else {
+            (critic_step(q1, q1_ws, q1_grads, 0), 0.0)
+        };
+        let loss = loss1 + loss2;
         td_abs.clear();
         td_abs.extend(self.q1_ws.output().iter().zip(targets).map(|(&q, &y)| (q - y).abs()));
         let lr_key = step.lr_key;
@@ -226,28 +260,36 @@ impl TwinCritic {
     ) {
         let (d, a, scale) = (self.obs_dim, self.act_dim, 1.0 / rows as f32);
         self.set_input(obs, actions, rows);
-        self.q1.forward(&self.params, &self.input, rows, &mut self.q1_ws);
+        self.forward(false, rows, twin);
         q_used.clear();
         q_used.extend_from_slice(self.q1_ws.output());
         // Per row, which critic gives the value: Q_1 unless Q_2 is strictly smaller.
         self.from_q1.clear();
         self.from_q1.resize(rows, true);
         if twin {
-            self.q2.forward(&self.params, &self.input, rows, &mut self.q2_ws);
             for ((q, &q2), from_q1) in q_used.iter_mut().zip(self.q2_ws.output()).zip(&mut self.from_q1) {
                 *from_q1 = *q <= q2;
                 *q = q.min(q2);
             }
         }
+        let (params, input, from_q1) = (&self.params, &self.input, &self.from_q1);
+        // `∂(−mean Q)/∂input` of the rows a critic gave the value of.
+        let input_gradient = |first: bool, net: &Mlp, ws: &mut MlpWorkspace<f32>| {
+            let grad = ws.output_grad(rows, 1);
+            for (g, &q1_row) in grad.iter_mut().zip(from_q1) {
+                *g = if q1_row == first { -scale } else { 0.0 };
+            }
+            net.backward_input(params, input, rows, ws);
+        };
+        let (q1, q2, q1_ws, q2_ws) = (&self.q1, &self.q2, &mut self.q1_ws, &mut self.q2_ws);
+        if twin {
+            run_pair(&mut self.helper, || input_gradient(true, q1, q1_ws), || input_gradient(false, q2, q2_ws));
+        } else {
+            input_gradient(true, q1, q1_ws);
+        }
         d_actions.clear();
         d_actions.resize(rows * a, 0.0);
-        let nets = [(true, &self.q1, &mut self.q1_ws), (false, &self.q2, &mut self.q2_ws)];
-        for (first, net, ws) in nets.into_iter().take(if twin { 2 } else { 1 }) {
-            let grad = ws.output_grad(rows, 1);
-            for (g, &from_q1) in grad.iter_mut().zip(&self.from_q1) {
-                *g = if from_q1 == first { -scale } else { 0.0 };
-            }
-            net.backward_input(&self.params, &self.input, rows, ws);
+        for ws in [&self.q1_ws, &self.q2_ws].into_iter().take(if twin { 2 } else { 1 }) {
             for (r, row) in ws.input_grad().chunks_exact(d + a).enumerate() {
                 d_actions[r * a..(r + 1) * a].iter_mut().zip(&row[d..]).for_each(|(o, &g)| *o += g);
             }

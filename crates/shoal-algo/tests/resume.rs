@@ -209,3 +209,26 @@ fn td3_resumes_bit_for_bit() {
         1_200,
     );
 }
+
+/// `net.threads = 2` (actor and critic, or the twin critics, side by side) trains exactly the
+/// run one thread trains: every tensor and the state, bit for bit.
+#[test]
+fn two_network_threads_train_bit_for_bit_like_one() {
+    for (name, section, total) in
+        [("cartpole-ppo.toml", "ppo", 3_000), ("pendulum-sac.toml", "sac", 1_500), ("pendulum-td3.toml", "td3", 1_500)]
+    {
+        let states: Vec<_> = ["1", "2"]
+            .iter()
+            .map(|threads| {
+                let key = format!("{section}.net.threads={threads}");
+                let mut agent = build_agent(&config(name, &[&key])).unwrap();
+                learn(agent.as_mut(), &steps(total), &mut LoopState::default(), &mut []).unwrap();
+                saved_state(agent.as_mut())
+            })
+            .collect();
+        assert!(!states[0].is_empty());
+        for ((file, one), (_, two)) in states[0].iter().zip(&states[1]) {
+            assert!(one == two, "{name}: {file} differs between 1 and 2 network threads");
+        }
+    }
+}

@@ -9,7 +9,7 @@ use crate::layout::ParamLayout;
 use crate::loss::{distill_kl, policy_loss, value_loss, PolicySamples, PolicyStats};
 use crate::mlp::{backward_two_heads, Mlp, MlpWorkspace};
 use crate::model::{DistillBatch, Loss, LossStats, Model, Outputs, PolicyGradientBatch};
-use crate::parallel::Helper;
+use crate::parallel::{run_pair, Helper};
 use crate::policy::PolicyHead;
 use crate::scalar::Scalar;
 
@@ -408,18 +408,6 @@ impl<T: Scalar> ActorCritic<T> {
             encoder.backward(&self.params, &mut self.grads, batch.obs, rows, ws0.input_grad(), &mut self.encoder_ws);
         }
         Ok(LossStats { total: kl, td: kl, ..Default::default() })
-    }
-}
-
-/// Runs `a` and `b` side by side on `helper` if there is one, else one after the other.
-fn run_pair<RA, RB: Send>(
-    helper: &mut Option<Helper>,
-    a: impl FnOnce() -> RA,
-    b: impl FnOnce() -> RB + Send,
-) -> (RA, RB) {
-    match helper {
-        Some(helper) => helper.join(a, b),
-        None => (a(), b()),
     }
 }
 
