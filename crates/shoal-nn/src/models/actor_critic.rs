@@ -13,7 +13,7 @@ use crate::parallel::{run_pair, Helper};
 use crate::policy::PolicyHead;
 use crate::scalar::Scalar;
 
-use super::{check_sizes, init_rng, HIDDEN_GAIN};
+use super::{check_sizes, encode, init_rng, HIDDEN_GAIN};
 
 /// The shape of an [`ActorCritic`].
 #[derive(Debug, Clone, PartialEq)]
@@ -191,10 +191,7 @@ impl<T: Scalar> ActorCritic<T> {
     /// Runs only the policy (what an actor needs to act): returns `[rows, out_dim]`.
     pub fn forward_policy(&mut self, obs: &[T], rows: usize) -> Result<&[T]> {
         check_len("observations", obs.len(), rows, self.config.obs_dim)?;
-        let input = match &self.encoder {
-            Some(encoder) => encoder.forward(&self.params, obs, rows, &mut self.encoder_ws),
-            None => obs,
-        };
+        let input = encode(self.encoder.as_ref(), &self.params, obs, rows, &mut self.encoder_ws);
         let [ws0, ws1, _] = &mut self.ws;
         Ok(match &self.body {
             Body::Separate { actor, .. } => {
@@ -212,10 +209,7 @@ impl<T: Scalar> ActorCritic<T> {
     /// Runs policy and value: `(policy outputs, values)`.
     fn forward_both(&mut self, obs: &[T], rows: usize) -> Result<(&[T], &[T])> {
         check_len("observations", obs.len(), rows, self.config.obs_dim)?;
-        let input = match &self.encoder {
-            Some(encoder) => encoder.forward(&self.params, obs, rows, &mut self.encoder_ws),
-            None => obs,
-        };
+        let input = encode(self.encoder.as_ref(), &self.params, obs, rows, &mut self.encoder_ws);
         let [ws0, ws1, ws2] = &mut self.ws;
         Ok(match &self.body {
             Body::Separate { actor, critic } => {
@@ -272,10 +266,7 @@ impl<T: Scalar> ActorCritic<T> {
         let Body::Separate { actor, critic } = &self.body else { unreachable!("called for separate bodies only") };
         let (rows, head) = (batch.rows, self.config.head);
         let params = &self.params;
-        let input = match &self.encoder {
-            Some(encoder) => encoder.forward(params, batch.obs, rows, &mut self.encoder_ws),
-            None => batch.obs,
-        };
+        let input = encode(self.encoder.as_ref(), params, batch.obs, rows, &mut self.encoder_ws);
         let encoded = self.encoder.is_some();
         // Layout: [encoder] actor critic [log_std].
         let (actor_range, critic_range) = (actor.param_range(), critic.param_range());
@@ -331,10 +322,7 @@ impl<T: Scalar> ActorCritic<T> {
     fn policy_gradient_shared(&mut self, batch: &PolicyGradientBatch<'_, T>) -> (PolicyStats, f64) {
         let (rows, head) = (batch.rows, self.config.head);
         let params = &self.params;
-        let input = match &self.encoder {
-            Some(encoder) => encoder.forward(params, batch.obs, rows, &mut self.encoder_ws),
-            None => batch.obs,
-        };
+        let input = encode(self.encoder.as_ref(), params, batch.obs, rows, &mut self.encoder_ws);
         let Body::Shared { trunk, policy, value } = &self.body else { unreachable!("called for shared trunks only") };
         let [trunk_ws, policy_ws, value_ws] = &mut self.ws;
         trunk.forward(params, input, rows, trunk_ws);

@@ -9,9 +9,10 @@ pub use q_network::{QNetwork, QNetworkConfig};
 use rand::SeedableRng;
 
 use crate::activation::Activation;
-use crate::conv::{ConvEncoder, EncoderConfig};
+use crate::conv::{ConvEncoder, EncoderConfig, EncoderWorkspace};
 use crate::error::{NnError, Result};
 use crate::layout::ParamLayout;
+use crate::scalar::Scalar;
 
 /// The initialization RNG: a seed fixes the initial parameters exactly.
 pub(crate) fn init_rng(seed: u64) -> rand_pcg::Pcg64Mcg {
@@ -46,5 +47,20 @@ pub(crate) fn build_encoder(
         ))),
         Some(image) => Ok(Some(ConvEncoder::new(layout, "encoder", image, Activation::Relu)?)),
         None => Ok(None),
+    }
+}
+
+/// What a model's MLPs read: the encoder's features of `obs` if the model has an encoder, else
+/// `obs` itself.
+pub(crate) fn encode<'a, T: Scalar>(
+    encoder: Option<&ConvEncoder>,
+    params: &[T],
+    obs: &'a [T],
+    rows: usize,
+    ws: &'a mut EncoderWorkspace<T>,
+) -> &'a [T] {
+    match encoder {
+        Some(encoder) => encoder.forward(params, obs, rows, ws),
+        None => obs,
     }
 }

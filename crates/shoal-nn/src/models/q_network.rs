@@ -11,7 +11,7 @@ use crate::mlp::{backward_two_heads, Mlp, MlpWorkspace};
 use crate::model::{Loss, LossStats, Model, Outputs, TdBatch};
 use crate::scalar::Scalar;
 
-use super::{check_sizes, init_rng, HIDDEN_GAIN};
+use super::{check_sizes, encode, init_rng, HIDDEN_GAIN};
 
 /// The shape of a [`QNetwork`].
 #[derive(Debug, Clone, PartialEq)]
@@ -124,10 +124,7 @@ impl<T: Scalar> QNetwork<T> {
     pub fn q_values(&mut self, obs: &[T], rows: usize) -> Result<&[T]> {
         check_len("observations", obs.len(), rows, self.config.obs_dim)?;
         let n = self.config.n_actions;
-        let input = match &self.encoder {
-            Some(encoder) => encoder.forward(&self.params, obs, rows, &mut self.encoder_ws),
-            None => obs,
-        };
+        let input = encode(self.encoder.as_ref(), &self.params, obs, rows, &mut self.encoder_ws);
         let [ws0, ws1, ws2] = &mut self.ws;
         Ok(match &self.body {
             Body::Plain(net) => {
