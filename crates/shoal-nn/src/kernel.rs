@@ -93,6 +93,33 @@ mod avx2 {
     /// Rows per block: 6 × 2 accumulators + 2 rows of `B` + 1 broadcast = 15 of 16 registers.
     const MR: usize = 6;
 
+    /// Where one product's operands live (as `super::product` describes them), `c` with rows
+    /// `ldc` apart: the pointers move together from block to block.
+    #[derive(Clone, Copy)]
+    struct Operands {
+        a: *const f32,
+        ars: usize,
+        acs: usize,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        accumulate: bool,
+    }
+
+    impl Operands {
+        /// The operands of the block whose first output is row `i`, column `j` of `C`.
+        ///
+        /// # Safety
+        /// `(i, j)` lies within `C` (and so its row of `A` and column of `B` within theirs).
+        unsafe fn at(self, i: usize, j: usize) -> Self {
+            // SAFETY: in bounds by the caller's contract.
+            unsafe {
+                Operands { a: self.a.add(i * self.ars), b: self.b.add(j), c: self.c.add(i * self.ldc + j), ..self }
+            }
+        }
+    }
+
     /// # Safety
     /// AVX2 and FMA present; all addressed elements in bounds (checked by `super::product`).
     #[target_feature(enable = "avx2,fma")]
@@ -109,25 +136,26 @@ mod avx2 {
         c: *mut f32,
         accumulate: bool,
     ) {
-        let mut i = 0;
-        // SAFETY (all blocks): rows i..i+rows < m, columns j..j+16 ≤ n, p < k — in bounds.
+        let ops = Operands { a, ars, acs, b, ldb, c, ldc: n, accumulate };
+        let full = m - m % MR;
+        // SAFETY (all blocks): rows i..i+R ≤ m, columns j..j+16 ≤ n, p < k — in bounds.
         unsafe {
-            while i + MR <= m {
+            for i in (0..full).step_by(MR) {
                 for j in (0..n).step_by(NR) {
-                    block::<MR>(k, a.add(i * ars), ars, acs, b.add(j), ldb, c.add(i * n + j), n, accumulate);
+                    block::<MR>(k, ops.at(i, j));
                 }
-                i += MR;
             }
-            let (a, c) = (a.add(i * ars), c.add(i * n));
-            for j in (0..n).step_by(NR) {
-                let (b, c) = (b.add(j), c.add(j));
-                match m - i {
-                    0 => {}
-                    1 => block::<1>(k, a, ars, acs, b, ldb, c, n, accumulate),
-                    2 => block::<2>(k, a, ars, acs, b, ldb, c, n, accumulate),
-                    3 => block::<3>(k, a, ars, acs, b, ldb, c, n, accumulate),
-                    4 => block::<4>(k, a, ars, acs, b, ldb, c, n, accumulate),
-                    _ => block::<5>(k, a, ars, acs, b, ldb, c, n, accumulate),
+            // The last 1–5 rows (no pointer is formed past `C` when there are none).
+            if full < m {
+                for j in (0..n).step_by(NR) {
+                    let rest = ops.at(full, j);
+                    match m - full {
+                        1 => block::<1>(k, rest),
+                        2 => block::<2>(k, rest),
+                        3 => block::<3>(k, rest),
+                        4 => block::<4>(k, rest),
+                        _ => block::<5>(k, rest),
+                    }
                 }
             }
         }
@@ -135,19 +163,9 @@ mod avx2 {
 
     /// One `R×16` block of `C`: `R` rows of `A` against 16 columns of `B`, over all of `k`.
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
     #[inline]
-    unsafe fn block<const R: usize>(
-        k: usize,
-        a: *const f32,
-        ars: usize,
-        acs: usize,
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
-        accumulate: bool,
-    ) {
+    unsafe fn block<const R: usize>(k: usize, ops: Operands) {
+        let Operands { a, ars, acs, b, ldb, c, ldc, accumulate } = ops;
         let mut lo = [_mm256_setzero_ps(); R];
         let mut hi = [_mm256_setzero_ps(); R];
         // SAFETY: the caller's bounds (see `product`).
