@@ -15,7 +15,10 @@ pub use crate::spec::EnvSpec;
 /// The ids Gymnasium 1.4 registers for the built-in envs, with its limits and thresholds.
 fn builtin_specs() -> Vec<EnvSpec> {
     vec![
-        EnvSpec::new("CartPole-v1", envs::CartPole::new).max_episode_steps(500).reward_threshold(475.0),
+        EnvSpec::new("CartPole-v1", envs::CartPole::new)
+            .vector_slice(envs::CartPoleLanes::new)
+            .max_episode_steps(500)
+            .reward_threshold(475.0),
         EnvSpec::new("MountainCar-v0", envs::MountainCar::new).max_episode_steps(200).reward_threshold(-110.0),
         EnvSpec::new("MountainCarContinuous-v0", envs::MountainCarContinuous::new)
             .max_episode_steps(999)

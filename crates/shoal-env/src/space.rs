@@ -154,7 +154,8 @@ impl Space {
         }
     }
 
-    fn kind_mismatch(&self, action: Action<'_>) -> EnvError {
+    /// The error for an action of the wrong kind (a float vector for a `Discrete` space …).
+    pub(crate) fn kind_mismatch(&self, action: Action<'_>) -> EnvError {
         EnvError::InvalidAction {
             action: action.to_string(),
             space: self.to_string(),

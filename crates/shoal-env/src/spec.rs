@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::env::Env;
 use crate::error::Result;
 use crate::options::{EnvOptions, OptionValue};
-use crate::vector::{SyncVectorEnv, ThreadedVectorEnv, VecEnv};
+use crate::vector::{EnvSlice, SyncVectorEnv, ThreadedVectorEnv, VecEnv};
 use crate::wrappers::TimeLimit;
 
 /// Builds one env, or a vector of them, from options and an optional time limit; the options
@@ -44,7 +44,7 @@ fn build_all<E, F: Fn(&mut EnvOptions) -> Result<E>>(options: &EnvOptions, num_e
 }
 
 /// A synchronous vector env for one thread, a threaded one otherwise.
-fn vectorize<E: Env + 'static>(envs: Vec<E>, threads: usize) -> Result<Box<dyn VecEnv>> {
+fn vectorize<S: EnvSlice>(envs: S, threads: usize) -> Result<Box<dyn VecEnv>> {
     Ok(if threads <= 1 {
         Box::new(SyncVectorEnv::new(envs)?)
     } else {
@@ -76,6 +76,37 @@ where
             Some(n) => vectorize(build_all(options, num_envs, |o| Ok(TimeLimit::new((self.0)(o)?, n)))?, threads),
             None => vectorize(build_all(options, num_envs, &self.0)?, threads),
         }
+    }
+}
+
+/// A [`Builder`] for an env type with an [`EnvSlice`] of its own (CartPole's lanes): vector
+/// envs step that slice, single envs come from the plain builder.
+struct Sliced<F, S> {
+    single: Arc<dyn Builder>,
+    slice: F,
+    _slice: PhantomData<fn() -> S>,
+}
+
+impl<F, S> Builder for Sliced<F, S>
+where
+    F: Fn(&mut EnvOptions, Option<u64>, usize) -> Result<S> + Send + Sync,
+    S: EnvSlice,
+{
+    fn one(&self, options: &mut EnvOptions, max_episode_steps: Option<u64>) -> Result<Box<dyn Env>> {
+        self.single.one(options, max_episode_steps)
+    }
+
+    fn vector(
+        &self,
+        options: &EnvOptions,
+        max_episode_steps: Option<u64>,
+        num_envs: usize,
+        threads: usize,
+    ) -> Result<Box<dyn VecEnv>> {
+        let mut opts = options.clone();
+        let envs = (self.slice)(&mut opts, max_episode_steps, num_envs)?;
+        opts.finish()?;
+        vectorize(envs, threads)
     }
 }
 
@@ -118,6 +149,18 @@ impl EnvSpec {
             default_options: Vec::new(),
             builder,
         }
+    }
+
+    /// Vector envs of this id step `slice(options, max_episode_steps, num_envs)`, the env
+    /// type's own [`EnvSlice`] (e.g. [`crate::envs::CartPoleLanes::new`]), instead of a `Vec`
+    /// of single envs; it must step exactly like them.
+    pub fn vector_slice<F, S>(mut self, slice: F) -> Self
+    where
+        F: Fn(&mut EnvOptions, Option<u64>, usize) -> Result<S> + Send + Sync + 'static,
+        S: EnvSlice,
+    {
+        self.builder = Arc::new(Sliced { single: self.builder, slice, _slice: PhantomData });
+        self
     }
 
     pub fn max_episode_steps(mut self, steps: u64) -> Self {

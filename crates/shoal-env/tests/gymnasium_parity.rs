@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use shoal_env::envs::tabular::TabularModel;
 use shoal_env::envs::{frozen_lake, Taxi};
-use shoal_env::{make_with, Action, Env, EnvOptions, OptionValue};
+use shoal_env::{make_vec, make_with, Action, Actions, Env, EnvOptions, OptionValue};
 
 const OBS_TOLERANCE: f64 = 1e-5;
 
@@ -119,6 +119,41 @@ fn replay(name: &str) -> usize {
             );
             assert_eq!(result.terminated, ep.terminated[t], "{}: terminated", ctx(t + 1));
             assert_eq!(result.truncated, ep.truncated[t], "{}: truncated", ctx(t + 1));
+            steps += 1;
+        }
+    }
+    steps
+}
+
+/// The same episodes through a vector env built by `make_vec` (for CartPole, its structure of
+/// arrays): each episode in a lane of its own, started from Gymnasium's state through a
+/// single env's snapshot, all lanes stepped together; returns how many steps were compared.
+fn replay_vectorized(name: &str) -> usize {
+    let fixture = load(name);
+    let options = options(&fixture);
+    let n = fixture.episodes.len();
+    let mut vec_env = make_vec(&fixture.id, &options, n, 2).unwrap();
+    vec_env.reset(Some(0)).unwrap();
+    let mut snapshot = vec_env.snapshot().unwrap();
+    for (i, ep) in fixture.episodes.iter().enumerate() {
+        let mut env = make_with(&fixture.id, &options).unwrap();
+        env.reset_to_state(&ep.state, &mut vec![0.0; env.observation_space().flat_dim()]).unwrap();
+        snapshot["envs"][i] = env.snapshot().unwrap();
+    }
+    vec_env.restore(&snapshot).unwrap();
+    let longest = fixture.episodes.iter().map(|ep| ep.actions.len()).max().unwrap_or(0);
+    let mut steps = 0;
+    for t in 0..longest {
+        // Lanes whose episode is over get action 0 and are not compared.
+        let actions: Vec<i64> =
+            fixture.episodes.iter().map(|ep| ep.actions.get(t).map_or(0, |a| a.as_i64().unwrap())).collect();
+        vec_env.step(Actions::Discrete(&actions)).unwrap();
+        let batch = vec_env.batch();
+        for (i, ep) in fixture.episodes.iter().enumerate().filter(|(_, ep)| t < ep.actions.len()) {
+            let context = format!("{name} vectorized, episode seed {} step {}", ep.seed, t + 1);
+            assert_close(batch.final_obs(i).unwrap_or(batch.obs_row(i)), &ep.obs[t], &context);
+            assert_eq!(batch.rewards[i] as f64, ep.rewards[t], "{context}: reward");
+            assert_eq!((batch.terminated[i], batch.truncated[i]), (ep.terminated[t], ep.truncated[t]), "{context}");
             steps += 1;
         }
     }
@@ -243,7 +278,9 @@ fn sampled_frequencies_match(env: &mut dyn Env, model: &TabularModel, pairs: &[(
 
 #[test]
 fn cartpole_matches_gymnasium() {
-    assert!(replay("CartPole-v1") > 500);
+    let steps = replay("CartPole-v1");
+    assert!(steps > 500);
+    assert_eq!(replay_vectorized("CartPole-v1"), steps, "the lanes replay every step");
     reset_distribution("CartPole-v1");
 }
 

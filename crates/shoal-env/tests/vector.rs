@@ -5,8 +5,10 @@
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
+use shoal_env::envs::CartPoleLanes;
 use shoal_env::{
-    make, Action, Actions, AutoresetMode, Env, EnvError, Space, StepResult, SyncVectorEnv, ThreadedVectorEnv, VecEnv,
+    make, make_with, Action, Actions, AutoresetMode, Env, EnvError, EnvOptions, OptionValue, Space, StepResult,
+    SyncVectorEnv, ThreadedVectorEnv, VecEnv,
 };
 
 /// Steps `n` envs of `id` one by one with the same seeds and actions as a vector env would.
@@ -18,8 +20,8 @@ struct Reference {
 }
 
 impl Reference {
-    fn new(id: &str, n: usize, seed: u64) -> Self {
-        let mut envs: Vec<Box<dyn Env>> = (0..n).map(|_| make(id).unwrap()).collect();
+    fn new(id: &str, options: &[(&str, OptionValue)], n: usize, seed: u64) -> Self {
+        let mut envs: Vec<Box<dyn Env>> = (0..n).map(|_| make_with(id, options).unwrap()).collect();
         let dim = envs[0].observation_space().flat_dim();
         let mut obs = vec![vec![0.0; dim]; n];
         for (i, (env, o)) in envs.iter_mut().zip(&mut obs).enumerate() {
@@ -30,8 +32,18 @@ impl Reference {
 }
 
 fn check_against_reference(vec_env: &mut dyn VecEnv, id: &str, steps: usize) -> usize {
+    check_against_reference_with(vec_env, id, &[], steps)
+}
+
+/// [`check_against_reference`] for envs built with `options`.
+fn check_against_reference_with(
+    vec_env: &mut dyn VecEnv,
+    id: &str,
+    options: &[(&str, OptionValue)],
+    steps: usize,
+) -> usize {
     let n = vec_env.num_envs();
-    let mut reference = Reference::new(id, n, 100);
+    let mut reference = Reference::new(id, options, n, 100);
     vec_env.reset(Some(100)).unwrap();
     let mut rng = Pcg64Mcg::seed_from_u64(5);
     let actions_n = vec_env.single_action_space().n().unwrap();
@@ -66,7 +78,7 @@ fn check_against_reference(vec_env: &mut dyn VecEnv, id: &str, steps: usize) -> 
 
 #[test]
 fn sync_vector_env_matches_single_envs_with_same_step_autoreset() {
-    let envs = (0..8).map(|_| make("CartPole-v1").unwrap()).collect();
+    let envs: Vec<_> = (0..8).map(|_| make("CartPole-v1").unwrap()).collect();
     let mut v = SyncVectorEnv::new(envs).unwrap();
     assert!(check_against_reference(&mut v, "CartPole-v1", 600) > 50);
 }
@@ -74,7 +86,7 @@ fn sync_vector_env_matches_single_envs_with_same_step_autoreset() {
 #[test]
 fn threaded_vector_env_matches_single_envs_for_any_thread_count() {
     for threads in [1, 2, 3, 7] {
-        let envs = (0..7).map(|_| make("CartPole-v1").unwrap()).collect();
+        let envs: Vec<_> = (0..7).map(|_| make("CartPole-v1").unwrap()).collect();
         let mut v = ThreadedVectorEnv::new(envs, threads).unwrap();
         assert_eq!(v.threads(), threads);
         assert!(check_against_reference(&mut v, "CartPole-v1", 400) > 30, "threads {threads}");
@@ -86,11 +98,18 @@ fn threaded_vector_env_matches_single_envs_for_any_thread_count() {
 /// stream of episodes as same-step mode otherwise.
 #[test]
 fn next_step_autoreset_resets_on_the_step_after_the_end() {
-    for threads in [1, 2] {
-        let envs = (0..5).map(|_| make("CartPole-v1").unwrap()).collect();
-        let mut v = ThreadedVectorEnv::new(envs, threads).unwrap();
+    for (threads, lanes) in [(1, false), (2, false), (1, true), (2, true)] {
+        let mut v: Box<dyn VecEnv> = if lanes {
+            Box::new(
+                ThreadedVectorEnv::new(cartpole_lanes(&mut EnvOptions::new("CartPole"), Some(500), 5), threads)
+                    .unwrap(),
+            )
+        } else {
+            let envs: Vec<_> = (0..5).map(|_| make("CartPole-v1").unwrap()).collect();
+            Box::new(ThreadedVectorEnv::new(envs, threads).unwrap())
+        };
         v.set_autoreset_mode(AutoresetMode::NextStep).unwrap();
-        let mut reference = Reference::new("CartPole-v1", 5, 100);
+        let mut reference = Reference::new("CartPole-v1", &[], 5, 100);
         v.reset(Some(100)).unwrap();
         let mut rng = Pcg64Mcg::seed_from_u64(9);
         let mut pending = [false; 5];
@@ -114,14 +133,77 @@ fn next_step_autoreset_resets_on_the_step_after_the_end() {
                 assert_eq!(batch.obs_row(i), &reference.obs[i][..], "obs, step {t} env {i}");
             }
         }
-        assert!(episodes > 30 && skipped + 5 >= episodes, "threads {threads}: {episodes} episodes");
+        assert!(episodes > 30 && skipped + 5 >= episodes, "threads {threads}, lanes {lanes}: {episodes} episodes");
     }
+}
+
+fn cartpole_lanes(options: &mut EnvOptions, max_episode_steps: Option<u64>, n: usize) -> CartPoleLanes {
+    CartPoleLanes::new(options, max_episode_steps, n).unwrap()
+}
+
+/// CartPole's structure of arrays (what `make_vec` builds for CartPole-v1) writes exactly what
+/// single envs stepped one by one give — every reward, flag, observation bit and final
+/// observation — on any thread count, with its options and another time limit.
+#[test]
+fn cartpole_lanes_step_bit_for_bit_like_single_envs() {
+    for threads in [1, 2, 3] {
+        let mut v = shoal_env::make_vec("CartPole-v1", &[], 21, threads).unwrap();
+        assert!(check_against_reference(v.as_mut(), "CartPole-v1", 700) > 300, "threads {threads}");
+    }
+    let options = [("sutton_barto_reward", OptionValue::Bool(true)), ("max_episode_steps", OptionValue::Int(15))];
+    let mut v = shoal_env::make_vec("CartPole-v1", &options, 17, 2).unwrap();
+    assert!(check_against_reference_with(v.as_mut(), "CartPole-v1", &options, 300) > 200);
+    let mut v = SyncVectorEnv::new(cartpole_lanes(&mut EnvOptions::new("CartPole"), Some(500), 1)).unwrap();
+    assert!(check_against_reference(&mut v, "CartPole-v1", 300) > 5);
+}
+
+/// The lanes fail where single envs fail, with their messages: a step before the first reset,
+/// an action outside the space or of the wrong kind, an unknown option, no envs at all, an
+/// observation that is not finite.
+#[test]
+fn cartpole_lanes_report_the_errors_of_single_envs() {
+    let mut v = SyncVectorEnv::new(cartpole_lanes(&mut EnvOptions::new("CartPole"), Some(500), 3)).unwrap();
+    let err = v.step(Actions::Discrete(&[0, 1, 0])).unwrap_err();
+    assert!(matches!(err, EnvError::NeedsReset { .. }), "{err}");
+    v.reset(Some(1)).unwrap();
+    let err = v.step(Actions::Discrete(&[0, -1, 0])).unwrap_err().to_string();
+    assert!(err.contains("action -1 is outside the action space Discrete(2)"), "{err}");
+    let err = v.step(Actions::Continuous(&[0.0, 1.0, 0.0])).unwrap_err().to_string();
+    assert!(err.contains("Discrete(2)"), "{err}");
+    let err = shoal_env::make_vec("CartPole-v1", &[("sutton_barto", OptionValue::Bool(true))], 2, 1).err().unwrap();
+    let err = err.to_string();
+    assert!(err.contains("sutton_barto"), "an unknown option is an error: {err}");
+    let err = SyncVectorEnv::new(cartpole_lanes(&mut EnvOptions::new("CartPole"), None, 0)).err().unwrap();
+    assert!(err.to_string().contains("at least one env"), "{err}");
+
+    // A state whose observation overflows f32 is a non-finite observation, as in single envs.
+    let mut single = make("CartPole-v1").unwrap();
+    single.reset_to_state(&[1e39, 0.0, 0.0, 0.0], &mut [0.0; 4]).unwrap();
+    let mut snapshot = v.snapshot().unwrap();
+    snapshot["envs"][2] = single.snapshot().unwrap();
+    v.restore(&snapshot).unwrap();
+    let err = v.step(Actions::Discrete(&[0, 0, 0])).unwrap_err().to_string();
+    assert!(err.contains("`CartPole` returned a non-finite observation (inf) at env index 2"), "{err}");
+}
+
+/// Snapshots of the lanes and of a `Vec` of `TimeLimit<CartPole>` are the same per env, so a
+/// checkpoint restores into either and both continue identically.
+#[test]
+fn cartpole_lanes_and_single_envs_share_their_snapshots() {
+    let mut lanes = shoal_env::make_vec("CartPole-v1", &[], 6, 2).unwrap();
+    let singles: Vec<_> = (0..6).map(|_| make("CartPole-v1").unwrap()).collect();
+    let mut singles = ThreadedVectorEnv::new(singles, 2).unwrap();
+    lanes.reset(Some(3)).unwrap();
+    run_steps(lanes.as_mut(), 77, 4);
+    singles.restore(&lanes.snapshot().unwrap()).unwrap();
+    assert_eq!(singles.snapshot().unwrap(), lanes.snapshot().unwrap());
+    assert_eq!(run_steps(&mut singles, 200, 5), run_steps(lanes.as_mut(), 200, 5));
 }
 
 #[test]
 fn truncated_episodes_expose_their_final_observation() {
     // MountainCar never terminates under random actions: every episode is truncated at 200.
-    let envs = (0..2).map(|_| make("MountainCar-v0").unwrap()).collect();
+    let envs: Vec<_> = (0..2).map(|_| make("MountainCar-v0").unwrap()).collect();
     let mut v = ThreadedVectorEnv::new(envs, 2).unwrap();
     assert_eq!(check_against_reference(&mut v, "MountainCar-v0", 450), 4);
 }

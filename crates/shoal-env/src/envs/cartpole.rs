@@ -3,6 +3,10 @@
 //! Mirrors `gymnasium/envs/classic_control/cartpole.py` operation for operation: the state is
 //! kept in `f64` and rounded to `f32` only in the observation, exactly as Gymnasium does.
 
+mod lanes;
+
+pub use lanes::CartPoleLanes;
+
 use rand::Rng;
 
 use crate::env::{needs_reset, obs_array, snapshot_fields, state_array, Env, EnvRng, StepResult};
@@ -58,14 +62,63 @@ impl CartPole {
     }
 }
 
+/// Reset's start state: every variable uniform in ±[`RESET_BOUND`], drawn in order.
+fn initial_state(rng: &mut impl Rng) -> [f64; 4] {
+    std::array::from_fn(|_| rng.random_range(-RESET_BOUND..RESET_BOUND))
+}
+
+/// One step of the dynamics (Gymnasium's `step`, operation for operation, explicit Euler, its
+/// default `kinematics_integrator`), given θ's sine and cosine. Shared by [`CartPole`] and
+/// [`CartPoleLanes`], whose vector loop inlines it: both round identically by construction.
+#[inline(always)]
+fn advance([x, x_dot, theta, theta_dot]: [f64; 4], push_right: bool, sintheta: f64, costheta: f64) -> [f64; 4] {
+    let force = if push_right { FORCE_MAG } else { -FORCE_MAG };
+    let temp = (force + POLE_MASS_LENGTH * (theta_dot * theta_dot) * sintheta) / TOTAL_MASS;
+    let thetaacc = (GRAVITY * sintheta - costheta * temp)
+        / (LENGTH * (4.0 / 3.0 - MASS_POLE * (costheta * costheta) / TOTAL_MASS));
+    let xacc = temp - POLE_MASS_LENGTH * thetaacc * costheta / TOTAL_MASS;
+    [x + TAU * x_dot, x_dot + TAU * xacc, theta + TAU * theta_dot, theta_dot + TAU * thetaacc]
+}
+
+/// The pole fell past 12° or the cart left the track.
+#[inline(always)]
+fn is_terminal(state: &[f64; 4]) -> bool {
+    state[0] < -X_THRESHOLD || state[0] > X_THRESHOLD || state[2] < -THETA_THRESHOLD || state[2] > THETA_THRESHOLD
+}
+
+/// The step's reward, counting steps past termination as Gymnasium does.
+fn reward(terminated: bool, steps_beyond_terminated: &mut Option<u32>, sutton_barto_reward: bool) -> f64 {
+    if !terminated {
+        if sutton_barto_reward {
+            0.0
+        } else {
+            1.0
+        }
+    } else if steps_beyond_terminated.is_none() {
+        *steps_beyond_terminated = Some(0);
+        if sutton_barto_reward {
+            -1.0
+        } else {
+            1.0
+        }
+    } else {
+        // Stepping past termination is undefined in Gymnasium; it pays nothing (or −1).
+        *steps_beyond_terminated = steps_beyond_terminated.map(|n| n + 1);
+        if sutton_barto_reward {
+            -1.0
+        } else {
+            0.0
+        }
+    }
+}
+
 impl Env for CartPole {
     snapshot_fields!(state, steps_beyond_terminated, rng);
 
     crate::env::space_fields!("CartPole");
 
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<()> {
-        let rng = self.rng.reseed(seed);
-        let state: [f64; 4] = std::array::from_fn(|_| rng.random_range(-RESET_BOUND..RESET_BOUND));
+        let state = initial_state(self.rng.reseed(seed));
         self.reset_to_state(&state, obs)
     }
 
@@ -79,44 +132,13 @@ impl Env for CartPole {
 
     fn step(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<StepResult> {
         let push_right = self.action_space.discrete_action(action)? == 1;
-        let [x, x_dot, theta, theta_dot] = self.state.ok_or_else(|| needs_reset("CartPole"))?;
-        let force = if push_right { FORCE_MAG } else { -FORCE_MAG };
-        let (sintheta, costheta) = theta.sin_cos();
-        let temp = (force + POLE_MASS_LENGTH * (theta_dot * theta_dot) * sintheta) / TOTAL_MASS;
-        let thetaacc = (GRAVITY * sintheta - costheta * temp)
-            / (LENGTH * (4.0 / 3.0 - MASS_POLE * (costheta * costheta) / TOTAL_MASS));
-        let xacc = temp - POLE_MASS_LENGTH * thetaacc * costheta / TOTAL_MASS;
-        // Explicit Euler, Gymnasium's default `kinematics_integrator`.
-        let state = [x + TAU * x_dot, x_dot + TAU * xacc, theta + TAU * theta_dot, theta_dot + TAU * thetaacc];
+        let state = self.state.ok_or_else(|| needs_reset("CartPole"))?;
+        let (sintheta, costheta) = state[2].sin_cos();
+        let state = advance(state, push_right, sintheta, costheta);
         Self::write_obs(&state, obs)?;
         self.state = Some(state);
-
-        let terminated = state[0] < -X_THRESHOLD
-            || state[0] > X_THRESHOLD
-            || state[2] < -THETA_THRESHOLD
-            || state[2] > THETA_THRESHOLD;
-        let reward = if !terminated {
-            if self.sutton_barto_reward {
-                0.0
-            } else {
-                1.0
-            }
-        } else if self.steps_beyond_terminated.is_none() {
-            self.steps_beyond_terminated = Some(0);
-            if self.sutton_barto_reward {
-                -1.0
-            } else {
-                1.0
-            }
-        } else {
-            // Stepping past termination is undefined in Gymnasium; it pays nothing (or −1).
-            self.steps_beyond_terminated = self.steps_beyond_terminated.map(|n| n + 1);
-            if self.sutton_barto_reward {
-                -1.0
-            } else {
-                0.0
-            }
-        };
+        let terminated = is_terminal(&state);
+        let reward = reward(terminated, &mut self.steps_beyond_terminated, self.sutton_barto_reward);
         Ok(StepResult { reward, terminated, truncated: false })
     }
 }

@@ -10,7 +10,7 @@ pub mod tabular;
 pub mod taxi;
 
 pub use acrobot::Acrobot;
-pub use cartpole::CartPole;
+pub use cartpole::{CartPole, CartPoleLanes};
 pub use cliff_walking::cliff_walking;
 pub use frozen_lake::frozen_lake;
 pub use mountain_car::{MountainCar, MountainCarContinuous};

@@ -15,15 +15,17 @@
 //!
 //! Env `i` is seeded with `seed + i` on `reset(Some(seed))`, as in Gymnasium.
 
+pub(crate) mod slice;
 mod sync;
 mod threaded;
 
+pub use slice::{EnvSlice, Rows};
 pub use sync::SyncVectorEnv;
 pub use threaded::ThreadedVectorEnv;
 
 use serde::{Deserialize, Serialize};
 
-use crate::env::{Env, Snapshot};
+use crate::env::Snapshot;
 use crate::error::{EnvError, Result};
 use crate::space::{Action, Space};
 
@@ -222,106 +224,4 @@ impl Batch {
             pending_reset: &mut self.pending_reset,
         }
     }
-}
-
-/// Mutable views of a contiguous range of rows of a [`Batch`]: what one thread writes.
-struct Rows<'a> {
-    obs_dim: usize,
-    obs: &'a mut [f32],
-    rewards: &'a mut [f32],
-    terminated: &'a mut [bool],
-    truncated: &'a mut [bool],
-    final_obs: &'a mut [f32],
-    episode_return: &'a mut [f64],
-    episode_length: &'a mut [u64],
-    finished_return: &'a mut [f64],
-    finished_length: &'a mut [u64],
-    autoreset: AutoresetMode,
-    pending_reset: &'a mut [bool],
-}
-
-/// Resets `envs` into `rows`; env `j` gets `seed + first_index + j`.
-fn reset_envs<E: Env>(envs: &mut [E], seed: Option<u64>, first_index: usize, rows: Rows<'_>) -> Result<()> {
-    for (j, (env, obs)) in envs.iter_mut().zip(rows.obs.chunks_exact_mut(rows.obs_dim)).enumerate() {
-        env.reset(seed.map(|s| s.wrapping_add((first_index + j) as u64)), obs)?;
-    }
-    rows.rewards.fill(0.0);
-    rows.terminated.fill(false);
-    rows.truncated.fill(false);
-    rows.episode_return.fill(0.0);
-    rows.episode_length.fill(0);
-    rows.pending_reset.fill(false);
-    Ok(())
-}
-
-/// Steps `envs` with `actions` into `rows`, resetting finished envs in the same step or, in
-/// next-step mode, instead of their next step. `first_index` is the global index of `envs[0]`,
-/// for error messages.
-fn step_envs<E: Env>(
-    envs: &mut [E],
-    actions: Actions<'_>,
-    per_env: usize,
-    first_index: usize,
-    rows: Rows<'_>,
-) -> Result<()> {
-    let d = rows.obs_dim;
-    for (j, env) in envs.iter_mut().enumerate() {
-        let obs = &mut rows.obs[j * d..(j + 1) * d];
-        if rows.pending_reset[j] {
-            rows.pending_reset[j] = false;
-            env.reset(None, obs)?;
-            rows.rewards[j] = 0.0;
-            rows.terminated[j] = false;
-            rows.truncated[j] = false;
-            continue;
-        }
-        let result = env.step(actions.get(j, per_env), obs)?;
-        check_finite(env, result.reward, obs, first_index + j)?;
-        rows.rewards[j] = result.reward as f32;
-        rows.terminated[j] = result.terminated;
-        rows.truncated[j] = result.truncated;
-        rows.episode_return[j] += result.reward;
-        rows.episode_length[j] += 1;
-        if result.done() {
-            rows.final_obs[j * d..(j + 1) * d].copy_from_slice(obs);
-            rows.finished_return[j] = rows.episode_return[j];
-            rows.finished_length[j] = rows.episode_length[j];
-            rows.episode_return[j] = 0.0;
-            rows.episode_length[j] = 0;
-            match rows.autoreset {
-                AutoresetMode::SameStep => env.reset(None, obs)?,
-                AutoresetMode::NextStep => rows.pending_reset[j] = true,
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Rejects NaN or infinite rewards and observations before they reach a learner.
-fn check_finite<E: Env>(env: &E, reward: f64, obs: &[f32], index: usize) -> Result<()> {
-    let non_finite = |what, value: f64| EnvError::NonFinite { env: env.name().to_string(), what, value, index };
-    if !reward.is_finite() {
-        return Err(non_finite("reward", reward));
-    }
-    match obs.iter().find(|x| !x.is_finite()) {
-        Some(&x) => Err(non_finite("observation", x as f64)),
-        None => Ok(()),
-    }
-}
-
-/// The spaces every env in a vector env must share; a mismatch is an error naming both.
-fn common_spaces<E: Env>(envs: &[E]) -> Result<(Space, Space)> {
-    let first = envs.first().ok_or_else(|| EnvError::SpaceMismatch("a vector env needs at least one env".into()))?;
-    for (i, env) in envs.iter().enumerate().skip(1) {
-        if env.observation_space() != first.observation_space() || env.action_space() != first.action_space() {
-            return Err(EnvError::SpaceMismatch(format!(
-                "env {i} has spaces {} / {}, env 0 has {} / {}; all envs of a vector env must share their spaces",
-                env.observation_space(),
-                env.action_space(),
-                first.observation_space(),
-                first.action_space()
-            )));
-        }
-    }
-    Ok((first.observation_space().clone(), first.action_space().clone()))
 }

@@ -2,23 +2,24 @@ use crate::env::{Env, Snapshot};
 use crate::error::Result;
 use crate::space::Space;
 
-use super::{check_action_count, common_spaces, reset_envs, step_envs, Actions, AutoresetMode, Batch, VecEnv};
+use super::{check_action_count, Actions, AutoresetMode, Batch, EnvSlice, VecEnv};
 
 /// Steps its envs one after another on the calling thread (Gymnasium's `SyncVectorEnv`).
 /// The right choice for cheap envs on few cores, and inside workers that own one core each.
-pub struct SyncVectorEnv<E = Box<dyn Env>> {
-    envs: Vec<E>,
+/// Takes a `Vec` of envs or any other [`EnvSlice`] (CartPole's lanes).
+pub struct SyncVectorEnv<S: EnvSlice = Vec<Box<dyn Env>>> {
+    envs: S,
     batch: Batch,
     observation_space: Space,
     action_space: Space,
 }
 
-impl<E: Env> SyncVectorEnv<E> {
+impl<S: EnvSlice> SyncVectorEnv<S> {
     /// Fails when `envs` is empty or the envs' spaces differ.
-    pub fn new(envs: Vec<E>) -> Result<Self> {
-        let (observation_space, action_space) = common_spaces(&envs)?;
+    pub fn new(envs: S) -> Result<Self> {
+        let (observation_space, action_space) = envs.spaces()?;
         Ok(SyncVectorEnv {
-            batch: Batch::new(envs.len(), observation_space.flat_dim()),
+            batch: Batch::new(envs.num_envs(), observation_space.flat_dim()),
             envs,
             observation_space,
             action_space,
@@ -26,14 +27,14 @@ impl<E: Env> SyncVectorEnv<E> {
     }
 
     /// The envs, e.g. to read a wrapper's statistics.
-    pub fn envs(&self) -> &[E] {
+    pub fn envs(&self) -> &S {
         &self.envs
     }
 }
 
-impl<E: Env> VecEnv for SyncVectorEnv<E> {
+impl<S: EnvSlice> VecEnv for SyncVectorEnv<S> {
     fn num_envs(&self) -> usize {
-        self.envs.len()
+        self.envs.num_envs()
     }
     fn single_observation_space(&self) -> &Space {
         &self.observation_space
@@ -43,24 +44,21 @@ impl<E: Env> VecEnv for SyncVectorEnv<E> {
     }
 
     fn reset(&mut self, seed: Option<u64>) -> Result<()> {
-        reset_envs(&mut self.envs, seed, 0, self.batch.all_rows())
+        self.envs.reset(seed, 0, self.batch.all_rows())
     }
 
     fn step(&mut self, actions: Actions<'_>) -> Result<()> {
-        let per_env = check_action_count(&actions, self.envs.len(), &self.action_space)?;
-        step_envs(&mut self.envs, actions, per_env, 0, self.batch.all_rows())
+        let per_env = check_action_count(&actions, self.envs.num_envs(), &self.action_space)?;
+        self.envs.step(actions, per_env, 0, self.batch.all_rows())
     }
 
     fn snapshot(&mut self) -> Result<Snapshot> {
-        let envs = self.envs.iter().map(|env| env.snapshot()).collect::<Result<Vec<_>>>()?;
-        super::pack_snapshot(envs, &self.batch)
+        super::pack_snapshot(self.envs.snapshots()?, &self.batch)
     }
 
     fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
-        let (envs, batch) = super::unpack_snapshot(snapshot, self.envs.len())?;
-        for (env, s) in self.envs.iter_mut().zip(&envs) {
-            env.restore(s)?;
-        }
+        let (envs, batch) = super::unpack_snapshot(snapshot, self.envs.num_envs())?;
+        self.envs.restore(&envs)?;
         self.batch = batch;
         Ok(())
     }

@@ -22,7 +22,7 @@ use crate::env::{Env, Snapshot};
 use crate::error::{EnvError, Result};
 use crate::space::Space;
 
-use super::{check_action_count, common_spaces, reset_envs, step_envs, Actions, AutoresetMode, Batch, Rows, VecEnv};
+use super::{check_action_count, Actions, AutoresetMode, Batch, EnvSlice, Rows, VecEnv};
 
 /// Spins before a waiting thread parks (worker) or yields (caller): long enough to cover a
 /// step of a cheap env batch, short enough not to burn a core while a learner trains.
@@ -142,8 +142,8 @@ impl BatchPtrs {
 }
 
 /// What a worker owns and works on; the caller touches it only between commands.
-struct Chunk<E> {
-    envs: Vec<E>,
+struct Chunk<S> {
+    envs: S,
     /// Global index of `envs[0]`: also the first batch row this worker writes.
     first_index: usize,
     command: Command,
@@ -155,16 +155,16 @@ struct Chunk<E> {
     result: Result<()>,
 }
 
-impl<E: Env> Chunk<E> {
+impl<S: EnvSlice> Chunk<S> {
     fn run(&mut self) -> Result<()> {
         match self.command {
             Command::Snapshot => {
-                self.snapshots = self.envs.iter().map(|env| env.snapshot()).collect::<Result<_>>()?;
+                self.snapshots = self.envs.snapshots()?;
                 return Ok(());
             }
             Command::Restore => {
                 let snapshots = std::mem::take(&mut self.snapshots);
-                return self.envs.iter_mut().zip(&snapshots).try_for_each(|(env, s)| env.restore(s));
+                return self.envs.restore(&snapshots);
             }
             _ => {}
         }
@@ -174,20 +174,14 @@ impl<E: Env> Chunk<E> {
         // SAFETY: this worker's rows `first_index..first_index + envs.len()` are disjoint from
         // every other thread's, and the caller blocks in `run` (holding `&mut Batch`) until
         // this command completes.
-        let rows = unsafe { batch.rows(self.first_index, self.envs.len()) };
+        let rows = unsafe { batch.rows(self.first_index, self.envs.num_envs()) };
         match (self.command, self.actions.take()) {
-            (Command::Reset(seed), _) => reset_envs(&mut self.envs, seed, self.first_index, rows),
+            (Command::Reset(seed), _) => self.envs.reset(seed, self.first_index, rows),
             (Command::Step, Some((actions, per_env))) => {
                 // SAFETY: the caller's action slice outlives the command (see `RawActions`).
                 let actions = unsafe { actions.get() };
-                let end = self.first_index + self.envs.len();
-                step_envs(
-                    &mut self.envs,
-                    actions.slice(self.first_index, end, per_env),
-                    per_env,
-                    self.first_index,
-                    rows,
-                )
+                let end = self.first_index + self.envs.num_envs();
+                self.envs.step(actions.slice(self.first_index, end, per_env), per_env, self.first_index, rows)
             }
             _ => Ok(()),
         }
@@ -202,8 +196,8 @@ impl<E: Env> Chunk<E> {
 /// hands it back with a Release store to `completed`, which the caller Acquire-loads before
 /// touching the chunk again. A mutex would give the same guarantee with two more cache-line
 /// round trips per step, which measured as a 10–15% loss on CartPole × 256.
-struct Shared<E> {
-    chunk: UnsafeCell<Chunk<E>>,
+struct Shared<S> {
+    chunk: UnsafeCell<Chunk<S>>,
     /// Bumped by the caller for every command.
     issued: CacheLine<AtomicU64>,
     /// Set by the worker to the command number it finished.
@@ -212,15 +206,15 @@ struct Shared<E> {
 
 // SAFETY: `chunk` is accessed by one thread at a time, per the protocol above; `E: Send`
 // lets the envs move between the threads that take turns.
-unsafe impl<E: Send> Sync for Shared<E> {}
+unsafe impl<S: Send> Sync for Shared<S> {}
 
-impl<E> Shared<E> {
+impl<S> Shared<S> {
     /// The chunk, for the worker, after it saw command `issued`.
     ///
     /// # Safety
     /// Only the worker may call this, between seeing a new `issued` and storing `completed`.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn worker_chunk(&self) -> &mut Chunk<E> {
+    unsafe fn worker_chunk(&self) -> &mut Chunk<S> {
         // SAFETY: exclusive access by the protocol.
         unsafe { &mut *self.chunk.get() }
     }
@@ -231,7 +225,7 @@ impl<E> Shared<E> {
     /// Only the caller (holding `&mut ThreadedVectorEnv`) may call this, and only when the
     /// worker has completed every issued command.
     #[allow(clippy::mut_from_ref)]
-    unsafe fn caller_chunk(&self) -> &mut Chunk<E> {
+    unsafe fn caller_chunk(&self) -> &mut Chunk<S> {
         // SAFETY: exclusive access by the protocol.
         unsafe { &mut *self.chunk.get() }
     }
@@ -248,12 +242,12 @@ impl<T> std::ops::Deref for CacheLine<T> {
     }
 }
 
-struct Worker<E> {
-    shared: Arc<Shared<E>>,
+struct Worker<S> {
+    shared: Arc<Shared<S>>,
     handle: Option<JoinHandle<()>>,
 }
 
-fn worker_loop<E: Env>(shared: Arc<Shared<E>>) {
+fn worker_loop<S: EnvSlice>(shared: Arc<Shared<S>>) {
     let mut seen = 0;
     loop {
         let mut spins = 0;
@@ -281,9 +275,9 @@ fn worker_loop<E: Env>(shared: Arc<Shared<E>>) {
 }
 
 /// Steps envs on `threads` threads: the caller's and `threads − 1` persistent workers.
-pub struct ThreadedVectorEnv<E: Env + 'static = Box<dyn Env>> {
-    local_envs: Vec<E>,
-    workers: Vec<Worker<E>>,
+pub struct ThreadedVectorEnv<S: EnvSlice = Vec<Box<dyn Env>>> {
+    local_envs: S,
+    workers: Vec<Worker<S>>,
     batch: Batch,
     command_number: u64,
     failed: Option<EnvError>,
@@ -291,11 +285,12 @@ pub struct ThreadedVectorEnv<E: Env + 'static = Box<dyn Env>> {
     action_space: Space,
 }
 
-impl<E: Env + 'static> ThreadedVectorEnv<E> {
-    /// Splits `envs` into `threads` contiguous slices (at most one per env).
-    pub fn new(mut envs: Vec<E>, threads: usize) -> Result<Self> {
-        let (observation_space, action_space) = common_spaces(&envs)?;
-        let num_envs = envs.len();
+impl<S: EnvSlice> ThreadedVectorEnv<S> {
+    /// Splits `envs` (a `Vec` of envs or any other [`EnvSlice`]) into `threads` contiguous
+    /// runs (at most one per env).
+    pub fn new(mut envs: S, threads: usize) -> Result<Self> {
+        let (observation_space, action_space) = envs.spaces()?;
+        let num_envs = envs.num_envs();
         let obs_dim = observation_space.flat_dim();
         let threads = threads.clamp(1, num_envs);
         let sizes: Vec<usize> =
@@ -367,12 +362,12 @@ impl<E: Env + 'static> ThreadedVectorEnv<E> {
         let local = catch_unwind(AssertUnwindSafe(|| {
             // SAFETY: rows `0..local_envs.len()` belong to the caller alone; the workers' rows
             // start after them, and `self.batch` is not otherwise touched until all are done.
-            let count = local_envs.len();
+            let count = local_envs.num_envs();
             let rows = unsafe { batch.rows(0, count) };
             match (command, actions) {
-                (Command::Reset(seed), _) => reset_envs(local_envs, seed, 0, rows),
+                (Command::Reset(seed), _) => local_envs.reset(seed, 0, rows),
                 (Command::Step, Some((actions, per_env))) => {
-                    step_envs(local_envs, actions.slice(0, count, per_env), per_env, 0, rows)
+                    local_envs.step(actions.slice(0, count, per_env), per_env, 0, rows)
                 }
                 _ => Ok(()),
             }
@@ -404,7 +399,7 @@ fn panic_error(panic: Box<dyn std::any::Any + Send>) -> EnvError {
 }
 
 /// Waits until `worker` finished command `number`; fails if its thread is gone.
-fn wait_for<E>(worker: &Worker<E>, number: u64) -> Result<()> {
+fn wait_for<S>(worker: &Worker<S>, number: u64) -> Result<()> {
     let mut spins = 0u32;
     while worker.shared.completed.load(Ordering::Acquire) != number {
         if spins < SPIN_LIMIT {
@@ -420,7 +415,7 @@ fn wait_for<E>(worker: &Worker<E>, number: u64) -> Result<()> {
     Ok(())
 }
 
-impl<E: Env + 'static> VecEnv for ThreadedVectorEnv<E> {
+impl<S: EnvSlice> VecEnv for ThreadedVectorEnv<S> {
     fn num_envs(&self) -> usize {
         self.batch.num_envs
     }
@@ -442,7 +437,7 @@ impl<E: Env + 'static> VecEnv for ThreadedVectorEnv<E> {
 
     fn snapshot(&mut self) -> Result<Snapshot> {
         self.run(Command::Snapshot, None)?;
-        let mut envs = self.local_envs.iter().map(|env| env.snapshot()).collect::<Result<Vec<_>>>()?;
+        let mut envs = self.local_envs.snapshots()?;
         for worker in &self.workers {
             // SAFETY: `run` returned, so every worker completed the command and is idle.
             envs.append(&mut unsafe { worker.shared.caller_chunk() }.snapshots);
@@ -453,13 +448,12 @@ impl<E: Env + 'static> VecEnv for ThreadedVectorEnv<E> {
     fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
         let (envs, batch) = super::unpack_snapshot(snapshot, self.batch.num_envs)?;
         let mut rest = envs.into_iter();
-        for env in &mut self.local_envs {
-            env.restore(&rest.next().unwrap_or_default())?;
-        }
+        let local: Vec<Snapshot> = rest.by_ref().take(self.local_envs.num_envs()).collect();
+        self.local_envs.restore(&local)?;
         for worker in &self.workers {
             // SAFETY: no command is in flight (`run` always waits), so every worker is idle.
             let chunk = unsafe { worker.shared.caller_chunk() };
-            chunk.snapshots = rest.by_ref().take(chunk.envs.len()).collect();
+            chunk.snapshots = rest.by_ref().take(chunk.envs.num_envs()).collect();
         }
         self.run(Command::Restore, None)?;
         self.batch = batch;
@@ -476,7 +470,7 @@ impl<E: Env + 'static> VecEnv for ThreadedVectorEnv<E> {
     }
 }
 
-impl<E: Env + 'static> Drop for ThreadedVectorEnv<E> {
+impl<S: EnvSlice> Drop for ThreadedVectorEnv<S> {
     fn drop(&mut self) {
         let stop = self.command_number + 1;
         for worker in &mut self.workers {

@@ -18,6 +18,11 @@ impl<E: Env> TimeLimit<E> {
         TimeLimit { inner, max_episode_steps, elapsed: 0 }
     }
 
+    /// A wrapper `elapsed` steps into its episode (what a snapshot of it holds).
+    pub(crate) fn resume(inner: E, max_episode_steps: u64, elapsed: u64) -> Self {
+        TimeLimit { inner, max_episode_steps, elapsed }
+    }
+
     pub fn inner(&self) -> &E {
         &self.inner
     }
