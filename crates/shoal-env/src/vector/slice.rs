@@ -124,17 +124,21 @@ impl Rows<'_> {
     /// [`Rows::record_step`].
     #[inline(always)]
     pub fn record_ongoing_steps(&mut self, reward: f64, special: &[bool]) {
-        let n = special.len();
-        let (rewards, terminated, truncated) =
-            (&mut self.rewards[..n], &mut self.terminated[..n], &mut self.truncated[..n]);
-        let (returns, lengths) = (&mut self.episode_return[..n], &mut self.episode_length[..n]);
-        for j in 0..n {
-            let ongoing = !special[j];
-            rewards[j] = if ongoing { reward as f32 } else { rewards[j] };
-            terminated[j] &= !ongoing;
-            truncated[j] &= !ongoing;
-            returns[j] = if ongoing { returns[j] + reward } else { returns[j] };
-            lengths[j] += u64::from(ongoing);
+        // One loop per array: each reads `special` and writes one array, which the compiler
+        // vectorizes without alias checks (one loop over all five stayed scalar).
+        for (r, &s) in self.rewards.iter_mut().zip(special) {
+            *r = if s { *r } else { reward as f32 };
+        }
+        for flags in [&mut *self.terminated, &mut *self.truncated] {
+            for (flag, &s) in flags.iter_mut().zip(special) {
+                *flag &= s;
+            }
+        }
+        for (ret, &s) in self.episode_return.iter_mut().zip(special) {
+            *ret = if s { *ret } else { *ret + reward };
+        }
+        for (length, &s) in self.episode_length.iter_mut().zip(special) {
+            *length += u64::from(!s);
         }
     }
 
