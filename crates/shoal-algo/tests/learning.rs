@@ -33,8 +33,11 @@ fn train_and_eval(name: &str, seed: u64, episodes: usize, overrides: &[&str]) ->
 
 #[test]
 fn ppo_solves_cartpole_for_5_of_5_seeds_within_150k_steps() {
+    // Training stops once the last 100 training episodes average 475 (`shoal bench solve`'s
+    // criterion; the config solved seeds 1-40 by a median of 83k steps), then the greedy
+    // policy must hold it over 100 fresh episodes.
     for seed in 1..=5 {
-        let (report, steps) = train_and_eval("cartpole-ppo.toml", seed, 100, &[]);
+        let (report, steps) = train_and_eval("cartpole-ppo.toml", seed, 100, &["stop.episode_return_mean=475"]);
         assert!(steps <= 150_000);
         assert!(report.episode_return_mean >= 475.0, "seed {seed}: {report:?}");
     }

@@ -334,7 +334,7 @@ fn algorithms_and_cluster_modes_run_over_a_python_env() {
         shoal(&args);
         out
     };
-    let ppo = run("cartpole-ppo.toml", "ppo", &[]);
+    let ppo = run("cartpole-ppo.toml", "ppo", &["stop.episode_return_mean=475"]);
     let report = shoal(&["eval", ppo.to_str().unwrap(), "--deterministic", "--episodes", "10", "--json"]);
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert!(report["episode_return_mean"].as_f64().unwrap() >= 475.0, "{report}");

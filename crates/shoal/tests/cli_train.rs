@@ -345,7 +345,7 @@ fn optimize_three_ways(dir: &Path, config_file: &str) -> PathBuf {
 #[test]
 fn optimize_prunes_quantizes_and_distills_a_ppo_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let teacher = optimize_three_ways(dir.path(), "cartpole-ppo.toml");
+    let teacher = optimize_three_ways(dir.path(), "cartpole-ppo-zoo.toml");
     let teacher = teacher.to_str().unwrap();
     for (method, expected) in [
         (&["--prune", "1.0"][..], "outside [0, 1)"),
@@ -381,7 +381,7 @@ fn a_prune_section_trains_a_sparse_policy() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("sparse");
     let run_arg = run.to_str().unwrap();
-    ok(&shoal(&["train", &config("cartpole-ppo.toml"), "--set", "prune.sparsity=0.9", "--out", run_arg]));
+    ok(&shoal(&["train", &config("cartpole-ppo-zoo.toml"), "--set", "prune.sparsity=0.9", "--out", run_arg]));
     assert!(run.join("checkpoints/latest/mask.safetensors").exists());
     let eval = ok(&shoal(&["eval", run_arg, "--deterministic", "--episodes", "20", "--json"]));
     let eval: serde_json::Value = serde_json::from_str(&eval).unwrap();
