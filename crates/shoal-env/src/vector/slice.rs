@@ -58,11 +58,6 @@ pub struct Rows<'a> {
 }
 
 impl Rows<'_> {
-    /// Width of one observation row.
-    pub fn obs_dim(&self) -> usize {
-        self.obs_dim
-    }
-
     /// Every observation row, contiguous (`[envs, obs_dim]`).
     pub fn all_obs(&mut self) -> &mut [f32] {
         self.obs
