@@ -13,7 +13,9 @@
 //! - [`wrappers`]: TimeLimit, RecordEpisodeStatistics, ClipAction, NormalizeObservation,
 //!   NormalizeReward, TransformObservation, TransformReward.
 //! - [`vector`]: [`SyncVectorEnv`] and [`ThreadedVectorEnv`] over contiguous batch buffers,
-//!   with same-step auto-reset and final observations for bootstrapping.
+//!   with same-step auto-reset and final observations for bootstrapping; they step any
+//!   [`vector::EnvSlice`] — a `Vec` of envs, or CartPole's structure of arrays
+//!   ([`envs::CartPoleLanes`], what `make_vec("CartPole-v1", …)` builds).
 //!
 //! ```
 //! use shoal_env::{make, Action};
