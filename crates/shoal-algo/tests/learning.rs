@@ -185,13 +185,13 @@ fn apex_with_two_actor_threads_solves_cartpole() {
 
 /// IMPALA with 2 actor threads (8 envs each) and the learner on the test's thread, the
 /// actors one parameter version behind on average: stopped once a 50-episode deterministic
-/// evaluation every 10k env steps reaches 500 (seeds 1–12 took 41k–195k env steps and
-/// evaluated 499.0–500 on 100 fresh episodes), then judged on 100 fresh episodes.
+/// evaluation every 10k env steps reaches 500 (at lr 1e-3, seeds 1–3 took 61k–348k env
+/// steps; 38 of seeds 1–40 stopped within 1M), then judged on 100 fresh episodes.
 #[test]
 fn impala_with_two_actor_threads_solves_cartpole() {
     for seed in 1..=3 {
         let (report, steps) = train_and_eval("cartpole-impala.toml", seed, 100, &[]);
-        assert!(steps <= 1_000_000);
+        assert!(steps <= 2_000_000);
         assert!(report.episode_return_mean >= 475.0, "seed {seed}: {report:?}");
     }
 }
