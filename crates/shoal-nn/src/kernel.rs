@@ -62,7 +62,8 @@ pub fn product(
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has AVX2 and FMA (`applies`); bounds are checked above.
     unsafe {
-        avx2::product(m, n, k, a.as_ptr(), ars, acs, b.as_ptr(), ldb, c.as_mut_ptr(), accumulate)
+        let ops = avx2::Operands { a: a.as_ptr(), ars, acs, b: b.as_ptr(), ldb, c: c.as_mut_ptr(), ldc: n, accumulate };
+        avx2::product(m, n, k, ops)
     }
 }
 
@@ -96,15 +97,15 @@ mod avx2 {
     /// Where one product's operands live (as `super::product` describes them), `c` with rows
     /// `ldc` apart: the pointers move together from block to block.
     #[derive(Clone, Copy)]
-    struct Operands {
-        a: *const f32,
-        ars: usize,
-        acs: usize,
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        ldc: usize,
-        accumulate: bool,
+    pub(super) struct Operands {
+        pub(super) a: *const f32,
+        pub(super) ars: usize,
+        pub(super) acs: usize,
+        pub(super) b: *const f32,
+        pub(super) ldb: usize,
+        pub(super) c: *mut f32,
+        pub(super) ldc: usize,
+        pub(super) accumulate: bool,
     }
 
     impl Operands {
@@ -120,23 +121,12 @@ mod avx2 {
         }
     }
 
+    /// `C[m×n] (+)= A·B` over `k`, with `ops.ldc = n`.
+    ///
     /// # Safety
     /// AVX2 and FMA present; all addressed elements in bounds (checked by `super::product`).
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn product(
-        m: usize,
-        n: usize,
-        k: usize,
-        a: *const f32,
-        ars: usize,
-        acs: usize,
-        b: *const f32,
-        ldb: usize,
-        c: *mut f32,
-        accumulate: bool,
-    ) {
-        let ops = Operands { a, ars, acs, b, ldb, c, ldc: n, accumulate };
+    pub(super) unsafe fn product(m: usize, n: usize, k: usize, ops: Operands) {
         let full = m - m % MR;
         // SAFETY (all blocks): rows i..i+R ≤ m, columns j..j+16 ≤ n, p < k — in bounds.
         unsafe {
