@@ -118,10 +118,13 @@ impl Scalar for f32 {
         bias_tanh_generic(z, bias)
     }
     fn kernel_x_wt(x: &[Self], w: &[Self], rows: usize, in_dim: usize, out_dim: usize, z: &mut [Self]) -> bool {
-        if !kernel::applies(out_dim, in_dim) {
+        if kernel::applies(out_dim, in_dim) {
+            kernel::product_bt(rows, out_dim, in_dim, x, (in_dim, 1), w, z);
+        } else if kernel::applies_narrow(out_dim, in_dim) {
+            kernel::narrow_product_bt(rows, out_dim, in_dim, x, w, z);
+        } else {
             return false;
         }
-        kernel::product_bt(rows, out_dim, in_dim, x, (in_dim, 1), w, z);
         true
     }
     fn kernel_dz_w(dz: &[Self], w: &[Self], rows: usize, in_dim: usize, out_dim: usize, dx: &mut [Self]) -> bool {
