@@ -101,7 +101,7 @@ pub fn acc_dzt_x<T: Scalar>(dz: &[T], x: &[T], rows: usize, in_dim: usize, out_d
                 axpy(d, xr, gwo);
             }
         }
-    } else {
+    } else if !T::kernel_acc_dzt_x(dz, x, rows, in_dim, out_dim, gw) {
         gemm(T::one(), Mat::rows(dz, rows, out_dim).t(), Mat::rows(x, rows, in_dim), T::one(), gw);
     }
 }
@@ -177,6 +177,42 @@ mod tests {
                 for k in 0..in_dim {
                     let want: f64 = 1.0 + (0..rows).map(|r| dz[r * out_dim + o] * x[r * in_dim + k]).sum::<f64>();
                     assert!((gw[o * in_dim + k] - want).abs() < 1e-12, "rows {rows}");
+                }
+            }
+        }
+    }
+
+    /// The `f32` products through whichever path each shape takes on this CPU — the wide,
+    /// narrow and thin kernels, the row loops, the GEMM crate — against a naive `f64` product.
+    #[test]
+    fn f32_paths_match_a_naive_product() {
+        let rows = 256;
+        for (in_dim, out_dim) in [(4, 64), (64, 64), (64, 2), (64, 1), (64, 3), (13, 7), (3, 48), (80, 16)] {
+            let x: Vec<f32> = (0..rows * in_dim).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect();
+            let w: Vec<f32> = (0..out_dim * in_dim).map(|i| ((i * 5 % 13) as f32 - 6.0) / 4.0).collect();
+            let dz: Vec<f32> = (0..rows * out_dim).map(|i| ((i * 3 % 7) as f32 - 3.0) / 2.0).collect();
+            let close = |got: f32, want: f64| (got as f64 - want).abs() <= 1e-4 * want.abs().max(1.0);
+            let mut z = vec![f32::NAN; rows * out_dim];
+            x_wt(&x, &w, rows, in_dim, out_dim, &mut z);
+            let mut gw = vec![1.0f32; out_dim * in_dim];
+            acc_dzt_x(&dz, &x, rows, in_dim, out_dim, &mut gw);
+            let mut dx = vec![f32::NAN; rows * in_dim];
+            dz_w(&dz, &w, rows, in_dim, out_dim, &mut dx);
+            let shape = format!("{in_dim}→{out_dim}");
+            for r in 0..rows {
+                for o in 0..out_dim {
+                    let want: f64 = (0..in_dim).map(|k| x[r * in_dim + k] as f64 * w[o * in_dim + k] as f64).sum();
+                    assert!(close(z[r * out_dim + o], want), "x·wᵀ {shape}");
+                }
+                for k in 0..in_dim {
+                    let want: f64 = (0..out_dim).map(|o| dz[r * out_dim + o] as f64 * w[o * in_dim + k] as f64).sum();
+                    assert!(close(dx[r * in_dim + k], want), "dz·w {shape}");
+                }
+            }
+            for o in 0..out_dim {
+                for k in 0..in_dim {
+                    let sum: f64 = (0..rows).map(|r| dz[r * out_dim + o] as f64 * x[r * in_dim + k] as f64).sum();
+                    assert!(close(gw[o * in_dim + k], 1.0 + sum), "dzᵀ·x {shape}");
                 }
             }
         }

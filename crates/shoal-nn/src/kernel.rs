@@ -19,9 +19,20 @@ pub const MAX_K: usize = 64;
 /// Output columns per block (two 8-lane registers).
 const NR: usize = 16;
 
+/// Rows per block: 6 × 2 accumulators + 2 rows of `B` + 1 broadcast = 15 of 16 registers.
+const MR: usize = 6;
+
 /// Whether `c[m×n] = a·b` (shapes as in [`product`]) goes through this kernel on this CPU.
 pub fn applies(n: usize, k: usize) -> bool {
     n.is_multiple_of(NR) && n > 0 && (1..=MAX_K).contains(&k) && has_avx2_fma()
+}
+
+/// Whether [`product`] takes `c[m×n] = a·b` over any `k`: when `C` is at most one block of
+/// rows, each 16-column panel of `B` streams past once, however long `k` is — a weight
+/// gradient `∂Wᵀ[in, out] = Xᵀ·∂Z` of a layer with few inputs (`k` = the batch's rows).
+/// `∂W[64,4]` over 256 rows: 5.5 µs through the GEMM crate.
+pub fn applies_thin(m: usize, n: usize) -> bool {
+    (1..=MR).contains(&m) && applies(n, 1)
 }
 
 fn has_avx2_fma() -> bool {
@@ -39,7 +50,7 @@ fn has_avx2_fma() -> bool {
 /// `a[i·ars + p·acs]`, `b` is `k×n` row-major with rows `ldb` apart, `c` is `m×n` row-major.
 ///
 /// Panics on out-of-bounds shapes (engine bugs: callers derive them from the model's layout)
-/// and when [`applies`] is false.
+/// and when neither [`applies`] nor [`applies_thin`] holds.
 #[allow(clippy::too_many_arguments)]
 pub fn product(
     m: usize,
@@ -52,7 +63,7 @@ pub fn product(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    assert!(applies(n, k), "kernel::product called for a shape it does not take");
+    assert!(applies(n, k) || (applies_thin(m, n) && k > 0), "kernel::product called for a shape it does not take");
     if m == 0 {
         return;
     }
@@ -116,10 +127,7 @@ pub fn narrow_product_bt(m: usize, n: usize, k: usize, a: &[f32], bt: &[f32], c:
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::NR;
-
-    /// Rows per block: 6 × 2 accumulators + 2 rows of `B` + 1 broadcast = 15 of 16 registers.
-    const MR: usize = 6;
+    use super::{MR, NR};
 
     /// Where one product's operands live (as `super::product` describes them), `c` with rows
     /// `ldc` apart: the pointers move together from block to block.
@@ -331,6 +339,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// One block of rows or fewer over `k` far past [`MAX_K`], `a` read transposed as a
+    /// weight gradient reads `X`.
+    #[test]
+    fn thin_products_take_any_k() {
+        if !has_avx2_fma() {
+            eprintln!("no AVX2+FMA on this CPU: the kernel is never chosen here");
+            return;
+        }
+        for (m, n, k) in [(1, 16, 300), (4, 64, 256), (6, 32, 65), (5, 16, 1000)] {
+            assert!(applies_thin(m, n) && !applies(n, k));
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 13) as f32 - 6.0) / 4.0).collect();
+            let mut c = vec![f32::NAN; m * n];
+            product(m, n, k, &a, (1, m), &b, n, &mut c, false);
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k).map(|p| a[p * m + i] as f64 * b[p * n + j] as f64).sum();
+                    assert!((c[i * n + j] as f64 - want).abs() < 1e-3, "m {m} n {n} k {k}");
+                }
+            }
+        }
+        assert!(!applies_thin(MR + 1, 16) && !applies_thin(4, 15) && !applies_thin(0, 16));
     }
 
     #[test]

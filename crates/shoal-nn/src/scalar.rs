@@ -38,6 +38,18 @@ pub trait Scalar:
         false
     }
 
+    /// `gw[out, in] += dzᵀ·x` through [`crate::kernel`], as [`Scalar::kernel_x_wt`].
+    fn kernel_acc_dzt_x(
+        _dz: &[Self],
+        _x: &[Self],
+        _rows: usize,
+        _in_dim: usize,
+        _out_dim: usize,
+        _gw: &mut [Self],
+    ) -> bool {
+        false
+    }
+
     /// `dx[rows, in] = dz·w` through [`crate::kernel`], as [`Scalar::kernel_x_wt`].
     fn kernel_dz_w(_dz: &[Self], _w: &[Self], _rows: usize, _in_dim: usize, _out_dim: usize, _dx: &mut [Self]) -> bool {
         false
@@ -125,6 +137,25 @@ impl Scalar for f32 {
         } else {
             return false;
         }
+        true
+    }
+    fn kernel_acc_dzt_x(dz: &[Self], x: &[Self], rows: usize, in_dim: usize, out_dim: usize, gw: &mut [Self]) -> bool {
+        // `∂Wᵀ[in, out] = Xᵀ·∂Z` (m = in, n = out, k = rows), then added into `gw` transposed.
+        if !kernel::applies_thin(in_dim, out_dim) || rows == 0 {
+            return false;
+        }
+        thread_local! {
+            static TRANSPOSED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        TRANSPOSED.with_borrow_mut(|gwt| {
+            gwt.resize(in_dim * out_dim, 0.0);
+            kernel::product(in_dim, out_dim, rows, x, (1, in_dim), dz, out_dim, gwt, false);
+            for (i, column) in gwt.chunks_exact(out_dim).enumerate() {
+                for (o, &g) in column.iter().enumerate() {
+                    gw[o * in_dim + i] += g;
+                }
+            }
+        });
         true
     }
     fn kernel_dz_w(dz: &[Self], w: &[Self], rows: usize, in_dim: usize, out_dim: usize, dx: &mut [Self]) -> bool {
