@@ -7,7 +7,7 @@
 
 use rand::Rng;
 
-use crate::activation::{add_bias, Activation};
+use crate::activation::{add_bias, backprop_and_bias_grad, Activation};
 use crate::gemm::{acc_dzt_x, dz_w, x_wt};
 use crate::init::orthogonal;
 use crate::layout::ParamLayout;
@@ -224,20 +224,18 @@ impl Mlp {
         input_grad: bool,
     ) {
         for (i, layer) in self.layers.iter().enumerate().rev() {
-            if self.activated(i) {
-                self.activation.backprop(&mut ws.grad, &ws.outputs[i]);
-            }
+            let activation = Some(self.activation).filter(|_| self.activated(i));
             let input = if i == 0 { x } else { &ws.outputs[i - 1] };
-            let dz = &ws.grad[..rows * layer.out_dim];
+            let dz = &mut ws.grad[..rows * layer.out_dim];
             if let Some((grads, base)) = grads.as_mut() {
                 let (weight, bias) = (layer.weight - *base, layer.bias - *base);
+                backprop_and_bias_grad(activation, dz, &ws.outputs[i], &mut grads[bias..bias + layer.out_dim]);
                 let gw = &mut grads[weight..weight + layer.in_dim * layer.out_dim];
                 acc_dzt_x(dz, input, rows, layer.in_dim, layer.out_dim, gw);
-                let gb = &mut grads[bias..bias + layer.out_dim];
-                for row in dz.chunks_exact(layer.out_dim) {
-                    gb.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
-                }
+            } else if let Some(activation) = activation {
+                activation.backprop(dz, &ws.outputs[i]);
             }
+            let dz = &ws.grad[..rows * layer.out_dim];
             if i > 0 || input_grad {
                 resize(&mut ws.grad_next, rows * layer.in_dim);
                 dz_w(dz, layer.weight(params), rows, layer.in_dim, layer.out_dim, &mut ws.grad_next);
