@@ -43,11 +43,17 @@ fn ppo_solves_cartpole_for_5_of_5_seeds_within_150k_steps() {
     }
 }
 
+/// Training stops once a 20-episode deterministic evaluation every 5000 env steps reaches
+/// 500 (`shoal bench solve --criterion eval`'s way; DQN after solving can fall back, so a
+/// fixed 100k-step run judged at its end depended on where the fall-backs landed: a change
+/// of rounding in the engine moved seeds 1–5 from 5 to 3 solved). Seeds 1–20 stopped this way
+/// held ≥ 475 on 100 fresh episodes for 18 of 20 (seeds 6 and 18 ran out of steps).
 #[test]
 fn dqn_solves_cartpole_for_4_of_5_seeds_within_150k_steps() {
     let mut solved = 0;
     for seed in 1..=5 {
-        let (report, steps) = train_and_eval("cartpole-dqn.toml", seed, 100, &[]);
+        let stop = ["stop.eval_return_mean=500", "stop.eval_every=5000", "stop.eval_episodes=20"];
+        let (report, steps) = train_and_eval("cartpole-dqn.toml", seed, 100, &stop);
         assert!(steps <= 150_000);
         solved += usize::from(report.episode_return_mean >= 475.0);
     }
