@@ -39,15 +39,23 @@ impl Activation {
     /// Turns `∂L/∂y` into `∂L/∂z` in place, using the outputs `y = f(z)`.
     pub(crate) fn backprop<T: Scalar>(self, grad: &mut [T], outputs: &[T]) {
         match self {
-            Activation::Tanh => {
-                for (g, &y) in grad.iter_mut().zip(outputs) {
-                    *g *= T::one() - y * y;
-                }
-            }
+            Activation::Tanh => grad.iter_mut().zip(outputs).for_each(|(g, &y)| *g = Activation::Tanh.through(*g, y)),
+            Activation::Relu => grad.iter_mut().zip(outputs).for_each(|(g, &y)| *g = Activation::Relu.through(*g, y)),
+        }
+    }
+
+    /// `∂L/∂z` of one unit from its `∂L/∂y` and output `y = f(z)`. Callers loop over one
+    /// variant at a time (named as a constant), so each loop compiles to straight-line SIMD.
+    #[inline(always)]
+    fn through<T: Scalar>(self, grad: T, y: T) -> T {
+        match self {
+            Activation::Tanh => grad * (T::one() - y * y),
+            // A select, not a branch: half the units are off, at random.
             Activation::Relu => {
-                for (g, &y) in grad.iter_mut().zip(outputs) {
-                    // A select, not a branch: half the units are off, at random.
-                    *g = if y > T::zero() { *g } else { T::zero() };
+                if y > T::zero() {
+                    grad
+                } else {
+                    T::zero()
                 }
             }
         }
@@ -69,13 +77,13 @@ pub(crate) fn backprop_and_bias_grad<T: Scalar>(
         match activation {
             Some(Activation::Tanh) => {
                 for ((g, &y), b) in g_row.iter_mut().zip(y_row).zip(gb.iter_mut()) {
-                    *g *= T::one() - y * y;
+                    *g = Activation::Tanh.through(*g, y);
                     *b += *g;
                 }
             }
             Some(Activation::Relu) => {
                 for ((g, &y), b) in g_row.iter_mut().zip(y_row).zip(gb.iter_mut()) {
-                    *g = if y > T::zero() { *g } else { T::zero() };
+                    *g = Activation::Relu.through(*g, y);
                     *b += *g;
                 }
             }

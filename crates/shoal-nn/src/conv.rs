@@ -16,7 +16,7 @@
 
 use rand::Rng;
 
-use crate::activation::Activation;
+use crate::activation::{backprop_and_bias_grad, Activation};
 use crate::error::{NnError, Result};
 use crate::gemm::{acc_dzt_x, dz_w, x_wt};
 use crate::init::orthogonal;
@@ -207,11 +207,7 @@ impl Conv2d {
         let (positions, patch, out) = (s.positions(), s.patch_len(), s.out_channels);
         assert!(ws.grad.len() >= rows * positions * out, "conv: output gradient not filled");
         let dz = &mut ws.grad[..rows * positions * out];
-        self.activation.backprop(dz, &ws.output);
-        let gb = &mut grads[self.bias..self.bias + out];
-        for row in dz.chunks_exact(out) {
-            gb.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
-        }
+        backprop_and_bias_grad(Some(self.activation), dz, &ws.output, &mut grads[self.bias..self.bias + out]);
         let chunk = self.chunk_images().min(rows.max(1));
         ws.patches.resize(chunk * positions * patch, T::zero());
         if input_grad {
