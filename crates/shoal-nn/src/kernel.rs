@@ -274,19 +274,33 @@ mod avx2 {
 mod tests {
     use super::*;
 
+    /// Whether this CPU runs the kernels (said on stderr when not: the tests then check nothing).
+    fn kernel_here() -> bool {
+        let here = has_avx2_fma();
+        if !here {
+            eprintln!("no AVX2+FMA on this CPU: the kernel is never chosen here");
+        }
+        here
+    }
+
+    /// Two operands of `a_len` and `b_len` small exact values, different patterns.
+    fn operands(a_len: usize, b_len: usize) -> (Vec<f32>, Vec<f32>) {
+        let a = (0..a_len).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect();
+        let b = (0..b_len).map(|i| ((i * 5 % 13) as f32 - 6.0) / 4.0).collect();
+        (a, b)
+    }
+
     /// Every remainder of rows (0–5 past a multiple of 6), several column blocks, `k` from 1 to
     /// the limit, overwrite and accumulate, strided `a` — against a naive `f64` product.
     #[test]
     fn matches_a_naive_product() {
-        if !has_avx2_fma() {
-            eprintln!("no AVX2+FMA on this CPU: the kernel is never chosen here");
+        if !kernel_here() {
             return;
         }
         for m in [1, 5, 6, 7, 12, 17, 40] {
             for n in [16, 48] {
                 for k in [1, 4, 13, 64] {
-                    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect();
-                    let bt: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 13) as f32 - 6.0) / 4.0).collect();
+                    let (a, bt) = operands(m * k, n * k);
                     let want = |i: usize, j: usize, a_at: &dyn Fn(usize, usize) -> f32| -> f64 {
                         (0..k).map(|p| a_at(i, p) as f64 * bt[j * k + p] as f64).sum()
                     };
@@ -319,15 +333,13 @@ mod tests {
     /// a tail past a multiple of 8 — against a naive `f64` product.
     #[test]
     fn narrow_matches_a_naive_product() {
-        if !has_avx2_fma() {
-            eprintln!("no AVX2+FMA on this CPU: the kernel is never chosen here");
+        if !kernel_here() {
             return;
         }
         for m in [1, 7, 8, 9, 16, 23, 256] {
             for n in [1, 2, 3, 15] {
                 for k in [1, 4, 8, 13, 64] {
-                    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect();
-                    let bt: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 13) as f32 - 6.0) / 4.0).collect();
+                    let (a, bt) = operands(m * k, n * k);
                     let mut c = vec![f32::NAN; m * n];
                     narrow_product_bt(m, n, k, &a, &bt, &mut c);
                     for i in 0..m {
@@ -345,14 +357,12 @@ mod tests {
     /// weight gradient reads `X`.
     #[test]
     fn thin_products_take_any_k() {
-        if !has_avx2_fma() {
-            eprintln!("no AVX2+FMA on this CPU: the kernel is never chosen here");
+        if !kernel_here() {
             return;
         }
         for (m, n, k) in [(1, 16, 300), (4, 64, 256), (6, 32, 65), (5, 16, 1000)] {
             assert!(applies_thin(m, n) && !applies(n, k));
-            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 13) as f32 - 6.0) / 4.0).collect();
+            let (a, b) = operands(m * k, k * n);
             let mut c = vec![f32::NAN; m * n];
             product(m, n, k, &a, (1, m), &b, n, &mut c, false);
             for i in 0..m {
