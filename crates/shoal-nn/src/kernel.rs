@@ -81,12 +81,8 @@ pub fn product(
 /// [`product`] with `b` given transposed: `bt` is `n×k` row-major (a layer's weight `[out, in]`
 /// for `X·Wᵀ`), copied into a per-thread buffer in `k×n` order first.
 pub fn product_bt(m: usize, n: usize, k: usize, a: &[f32], strides: (usize, usize), bt: &[f32], c: &mut [f32]) {
-    thread_local! {
-        static PACKED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
     assert!(bt.len() >= n * k, "kernel: bt out of bounds");
-    PACKED.with_borrow_mut(|b| {
-        b.resize(k * n, 0.0);
+    with_scratch(k * n, |b| {
         for (j, row) in bt.chunks_exact(k).take(n).enumerate() {
             for (p, &v) in row.iter().enumerate() {
                 b[p * n + j] = v;
@@ -94,6 +90,21 @@ pub fn product_bt(m: usize, n: usize, k: usize, a: &[f32], strides: (usize, usiz
         }
         product(m, n, k, a, strides, b, n, c, false);
     });
+}
+
+/// Runs `f` on this thread's scratch buffer cut to `len` elements (contents unspecified), so
+/// an operand that has to be rearranged costs no allocation after the first call of a shape.
+/// Not re-entrant: `f` must not call `with_scratch` again (nothing in the kernels does).
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with_borrow_mut(|buffer| {
+        if buffer.len() < len {
+            buffer.resize(len, 0.0);
+        }
+        f(&mut buffer[..len])
+    })
 }
 
 /// Whether `c[m×n] = a·btᵀ` (shapes as in [`narrow_product_bt`]) goes through the narrow
@@ -212,20 +223,27 @@ mod avx2 {
                     let mut sums = [0.0f32; NARROW_ROWS];
                     _mm256_storeu_ps(sums.as_mut_ptr(), sum_each(acc));
                     for (r, sum) in sums.iter().enumerate() {
-                        let row = a.add((i + r) * k);
-                        let tail: f32 = (k8..k).map(|p| *row.add(p) * *w.add(p)).sum();
-                        *c.add((i + r) * n + o) = sum + tail;
+                        *c.add((i + r) * n + o) = sum + dot(a.add((i + r) * k), w, k8..k);
                     }
                 }
             }
             // The last 1–7 rows, one dot product each.
             for i in full..m {
                 for o in 0..n {
-                    let (row, w) = (a.add(i * k), bt.add(o * k));
-                    *c.add(i * n + o) = (0..k).map(|p| *row.add(p) * *w.add(p)).sum();
+                    *c.add(i * n + o) = dot(a.add(i * k), bt.add(o * k), 0..k);
                 }
             }
         }
+    }
+
+    /// `Σ row[p]·w[p]` over `columns`, one element at a time (the narrow kernel's tails).
+    ///
+    /// # Safety
+    /// Both pointers address at least `columns.end` elements.
+    #[inline]
+    unsafe fn dot(row: *const f32, w: *const f32, columns: std::ops::Range<usize>) -> f32 {
+        // SAFETY: in bounds by the caller's contract.
+        columns.map(|p| unsafe { *row.add(p) * *w.add(p) }).sum()
     }
 
     /// The eight sums of `v[0]`…`v[7]`'s lanes, as lanes 0–7 of one register.

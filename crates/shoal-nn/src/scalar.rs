@@ -144,11 +144,7 @@ impl Scalar for f32 {
         if !kernel::applies_thin(in_dim, out_dim) || rows == 0 {
             return false;
         }
-        thread_local! {
-            static TRANSPOSED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        TRANSPOSED.with_borrow_mut(|gwt| {
-            gwt.resize(in_dim * out_dim, 0.0);
+        kernel::with_scratch(in_dim * out_dim, |gwt| {
             kernel::product(in_dim, out_dim, rows, x, (1, in_dim), dz, out_dim, gwt, false);
             for (i, column) in gwt.chunks_exact(out_dim).enumerate() {
                 for (o, &g) in column.iter().enumerate() {
