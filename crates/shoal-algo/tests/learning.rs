@@ -124,7 +124,7 @@ fn a2c_solves_cartpole() {
 /// cores) evaluated 487.5–500 on 100 fresh episodes after 12k–300k env steps. With the
 /// config's 500k budget, which anneals twice as fast, 3 of 20 never got there. At the old
 /// learning rate 3e-4 a CI run's seed 1 never reached 500 (evaluated 135.9); ~1 % of runs did
-/// that (6 of ~600 here), 1 of 550 at the config's 5e-4.
+/// that (6 of 650 here), 1 of 550 at the config's 5e-4.
 #[test]
 fn a3c_with_four_worker_threads_solves_cartpole() {
     for seed in 1..=3 {
