@@ -4,6 +4,7 @@
 //! kept in `f64` and rounded to `f32` only in the observation, exactly as Gymnasium does.
 
 mod lanes;
+mod sin_cos;
 
 pub use lanes::CartPoleLanes;
 

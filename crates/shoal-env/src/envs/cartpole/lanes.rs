@@ -4,9 +4,9 @@
 //! `Vec` of envs. Each state variable is one contiguous `f64` array, so the dynamics (the
 //! divisions, the Euler update, the termination test, the `f32` observation) run on four envs
 //! per AVX2 instruction (chosen at run time; two with the baseline SSE2). θ's sine and cosine
-//! stay per env, through the same libm as [`CartPole`] and Gymnasium's `math.sin` — a vector
-//! polynomial would differ in the last bit now and then, and Gymnasium parity is exact. The
-//! arithmetic is [`advance`] itself, inlined into the loop, and no contraction into FMA happens
+//! come from [`sin_cos`]: vector series where their result is certain to be libm's, the libm
+//! that [`CartPole`] and Gymnasium's `math.sin` call elsewhere (with AVX2 + FMA; per env
+//! through libm otherwise). The arithmetic is [`advance`] itself, inlined into the loop, and no contraction into FMA happens
 //! (Rust never fuses on its own), so every lane rounds exactly like the scalar env: the
 //! vector tests compare both bit for bit and the parity suite replays Gymnasium's episodes
 //! through the lanes.
@@ -22,6 +22,7 @@ use crate::vector::slice::{check_finite, check_snapshot_count};
 use crate::vector::{Actions, EnvSlice, Rows};
 use crate::wrappers::TimeLimit;
 
+use super::sin_cos::sin_cos_lanes;
 use super::{advance, initial_state, is_terminal, reward, CartPole};
 
 /// `num_envs` CartPoles with their time limit, one array per state variable.
@@ -34,6 +35,8 @@ pub struct CartPoleLanes {
     /// θ's sine and cosine, per lane, for the step in progress (scratch).
     sin: Vec<f64>,
     cos: Vec<f64>,
+    /// Which of them libm computes, per lane (scratch of [`sin_cos_lanes`]).
+    trig_fallback: Vec<u8>,
     /// Whether the step in progress ended in a terminal state, per lane (scratch).
     terminal: Vec<bool>,
     /// Lanes whose step needs more than the common case — a pending reset, a terminal state,
@@ -62,6 +65,7 @@ impl CartPoleLanes {
             theta_dot: vec![0.0; num_envs],
             sin: vec![0.0; num_envs],
             cos: vec![0.0; num_envs],
+            trig_fallback: vec![0; num_envs],
             terminal: vec![false; num_envs],
             special: vec![false; num_envs],
             started: vec![false; num_envs],
@@ -132,11 +136,12 @@ impl CartPoleLanes {
     }
 
     /// One step of every lane: the vector passes (actions, dynamics, finiteness, the common
-    /// case's bookkeeping), then the special lanes one at a time.
+    /// case's bookkeeping), then the special lanes one at a time. `fma`: compiled with FMA,
+    /// so θ's sine and cosine can take the vector series.
     #[inline(always)]
-    fn step_lanes(&mut self, actions: Actions<'_>, first_index: usize, mut rows: Rows<'_>) -> Result<()> {
+    fn step_lanes(&mut self, actions: Actions<'_>, first_index: usize, mut rows: Rows<'_>, fma: bool) -> Result<()> {
         let push_right = self.checked_actions(actions, &rows)?;
-        self.advance_all(push_right, rows.all_obs());
+        self.advance_all(push_right, rows.all_obs(), fma);
         self.check_finite(&mut rows, first_index)?;
         self.mark_special(&rows);
         let alive_reward = reward(false, &mut None, self.template.sutton_barto_reward);
@@ -159,14 +164,15 @@ impl CartPoleLanes {
         Ok(())
     }
 
-    /// [`CartPoleLanes::step_lanes`] compiled for AVX2: four `f64` lanes per instruction.
+    /// [`CartPoleLanes::step_lanes`] compiled for AVX2 and FMA: four `f64` lanes per
+    /// instruction. (FMA only serves the sine and cosine; the dynamics are never contracted.)
     ///
     /// # Safety
-    /// The CPU must support AVX2.
+    /// The CPU must support AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn step_avx2(&mut self, actions: Actions<'_>, first_index: usize, rows: Rows<'_>) -> Result<()> {
-        self.step_lanes(actions, first_index, rows)
+        self.step_lanes(actions, first_index, rows, true)
     }
 
     /// Counts the step against the time limit and marks the lanes that need the one-by-one
@@ -201,10 +207,8 @@ impl CartPoleLanes {
 
     /// Advances every lane one step and writes its observation and whether it terminated.
     #[inline(always)]
-    fn advance_all(&mut self, push_right: &[i64], obs: &mut [f32]) {
-        for ((theta, sin), cos) in self.theta.iter().zip(&mut self.sin).zip(&mut self.cos) {
-            (*sin, *cos) = theta.sin_cos();
-        }
+    fn advance_all(&mut self, push_right: &[i64], obs: &mut [f32], fma: bool) {
+        sin_cos_lanes(&self.theta, &mut self.sin, &mut self.cos, &mut self.trig_fallback, fma);
         let lanes = Arrays {
             x: &mut self.x,
             x_dot: &mut self.x_dot,
@@ -273,6 +277,7 @@ impl EnvSlice for CartPoleLanes {
             theta_dot: self.theta_dot.split_off(at),
             sin: self.sin.split_off(at),
             cos: self.cos.split_off(at),
+            trig_fallback: self.trig_fallback.split_off(at),
             terminal: self.terminal.split_off(at),
             special: self.special.split_off(at),
             started: self.started.split_off(at),
@@ -301,11 +306,11 @@ impl EnvSlice for CartPoleLanes {
 
     fn step(&mut self, actions: Actions<'_>, _per_env: usize, first_index: usize, rows: Rows<'_>) -> Result<()> {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA, checked just above.
             return unsafe { self.step_avx2(actions, first_index, rows) };
         }
-        self.step_lanes(actions, first_index, rows)
+        self.step_lanes(actions, first_index, rows, false)
     }
 
     fn snapshots(&self) -> Result<Vec<Snapshot>> {
