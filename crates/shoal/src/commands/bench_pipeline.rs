@@ -131,8 +131,28 @@ pub fn run(args: &PipelineArgs) -> Result<()> {
         println!("pipeline_width_{width}_params: {} ({} + {})", params.len(), split, params.len() - split);
         println!("one_process_width_{width}_step_ms: {:.3}", ms(one));
         println!("two_stage_pipeline_width_{width}_step_ms: {:.3}", ms(piped));
-        println!("pipeline_vs_one_process_width_{width}: {:.2}", ms(one) / ms(piped));
+        println!("pipeline_vs_one_process_width_{width}: {}", significant(ms(one) / ms(piped)));
         println!("pipeline_width_{width}_params_equal: true");
     }
     Ok(())
+}
+
+/// `x` with three significant digits (at least two decimals): a debug build's pipeline can be
+/// 200× slower than one process, and `{:.2}` printed that ratio as 0.00.
+fn significant(x: f64) -> String {
+    let decimals = (2.0 - x.abs().log10().floor()).clamp(2.0, 12.0) as usize;
+    format!("{x:.decimals$}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::significant;
+
+    #[test]
+    fn ratios_keep_three_significant_digits() {
+        assert_eq!(significant(0.004_659), "0.00466");
+        assert_eq!(significant(0.29), "0.290");
+        assert_eq!(significant(2.5), "2.50");
+        assert_eq!(significant(123.4), "123.40");
+    }
 }
