@@ -230,3 +230,14 @@ pub(crate) fn check_snapshot_count(snapshots: &[Snapshot], num_envs: usize) -> R
     }
     Ok(())
 }
+
+/// The indices of the lanes whose flag is set (not `T::default()`), skipping unset blocks of
+/// 16 with one vectorized test: for per-lane slow paths that a few percent of lanes take (a
+/// struct-of-arrays env's special steps, its libm fallbacks).
+#[inline(always)]
+pub(crate) fn marked_lanes<T: Copy + Default + PartialEq>(flags: &[T]) -> impl Iterator<Item = usize> + '_ {
+    let set = |f: T| f != T::default();
+    flags.chunks(16).enumerate().filter(move |(_, block)| block.iter().fold(false, |any, &f| any | set(f))).flat_map(
+        move |(b, block)| block.iter().enumerate().filter(move |&(_, &f)| set(f)).map(move |(k, _)| b * 16 + k),
+    )
+}

@@ -6,8 +6,8 @@
 //! per AVX2 instruction (chosen at run time; two with the baseline SSE2). θ's sine and cosine
 //! come from [`sin_cos`]: vector series where their result is certain to be libm's, the libm
 //! that [`CartPole`] and Gymnasium's `math.sin` call elsewhere (with AVX2 + FMA; per env
-//! through libm otherwise). The arithmetic is [`advance`] itself, inlined into the loop, and no contraction into FMA happens
-//! (Rust never fuses on its own), so every lane rounds exactly like the scalar env: the
+//! through libm otherwise). The arithmetic is [`advance`] itself, inlined into the loop, and
+//! no contraction into FMA happens (Rust never fuses on its own), so every lane rounds exactly like the scalar env: the
 //! vector tests compare both bit for bit and the parity suite replays Gymnasium's episodes
 //! through the lanes.
 //!
@@ -18,7 +18,7 @@ use crate::env::{needs_reset, Env, EnvRng, Snapshot, StepResult};
 use crate::error::{EnvError, Result};
 use crate::options::EnvOptions;
 use crate::space::{Action, Space};
-use crate::vector::slice::{check_finite, check_snapshot_count};
+use crate::vector::slice::{check_finite, check_snapshot_count, marked_lanes};
 use crate::vector::{Actions, EnvSlice, Rows};
 use crate::wrappers::TimeLimit;
 
@@ -148,7 +148,7 @@ impl CartPoleLanes {
         rows.record_ongoing_steps(alive_reward, &self.special);
         // Taken out while the lanes change (no `?` in the loop: it is always put back).
         let special = std::mem::take(&mut self.special);
-        for j in special_lanes(&special) {
+        for j in marked_lanes(&special) {
             if rows.take_pending_reset(j) {
                 self.reset_lane(j, None, rows.obs(j));
                 continue;
@@ -220,17 +220,6 @@ impl CartPoleLanes {
         };
         lanes.advance(push_right, obs);
     }
-}
-
-/// The indices of the lanes marked in `special`, skipping unmarked blocks of 16 with one
-/// vectorized test (special lanes are a few percent of a step).
-#[inline(always)]
-fn special_lanes(special: &[bool]) -> impl Iterator<Item = usize> + '_ {
-    special
-        .chunks(16)
-        .enumerate()
-        .filter(|(_, block)| block.iter().fold(false, |any, &s| any | s))
-        .flat_map(|(b, block)| block.iter().enumerate().filter(|&(_, &s)| s).map(move |(k, _)| b * 16 + k))
 }
 
 /// The arrays the vector loop reads and writes, borrowed apart from the rest of the lanes.

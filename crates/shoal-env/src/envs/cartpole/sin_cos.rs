@@ -15,6 +15,8 @@
 //! differed from libm's; the largest distance from a midpoint at which glibc's `sin` rounded
 //! to the other neighbour was 0.031 ULP (`cos` 0.0012), under the 0.0625 allowed for.
 
+use crate::vector::slice::marked_lanes;
+
 /// 2⁻⁵³, the unit roundoff of `f64`.
 const UNIT_ROUNDOFF: f64 = 1.0 / 9_007_199_254_740_992.0;
 
@@ -77,18 +79,12 @@ pub(super) fn sin_cos_lanes(theta: &[f64], sin: &mut [f64], cos: &mut [f64], fal
         (sin[i], cos[i]) = (s, c);
         fallback[i] = u8::from(!(s_certain & in_range)) | (u8::from(!(c_certain & in_range)) << 1);
     }
-    for (block, flags) in fallback.chunks(16).enumerate() {
-        if flags.iter().fold(0, |any, &f| any | f) == 0 {
-            continue;
+    for i in marked_lanes(fallback) {
+        if fallback[i] & 1 != 0 {
+            sin[i] = theta[i].sin();
         }
-        for (k, &f) in flags.iter().enumerate().filter(|&(_, &f)| f != 0) {
-            let i = block * 16 + k;
-            if f & 1 != 0 {
-                sin[i] = theta[i].sin();
-            }
-            if f & 2 != 0 {
-                cos[i] = theta[i].cos();
-            }
+        if fallback[i] & 2 != 0 {
+            cos[i] = theta[i].cos();
         }
     }
 }
