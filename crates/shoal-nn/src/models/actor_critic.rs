@@ -244,9 +244,20 @@ impl<T: Scalar> ActorCritic<T> {
             check_len(what, len, rows, 1)?;
         }
         self.grads.fill(T::zero());
+        let step = GradientStep {
+            head,
+            params: &self.params,
+            grads: &mut self.grads,
+            log_std: self.log_std.clone(),
+            ws: &mut self.ws,
+            encoder: self.encoder.as_ref(),
+            encoder_ws: &mut self.encoder_ws,
+            d_features: &mut self.d_features,
+            helper: &mut self.helper,
+        };
         let (policy, value) = match &self.body {
-            Body::Separate { .. } => self.policy_gradient_separate(batch),
-            Body::Shared { .. } => self.policy_gradient_shared(batch),
+            Body::Separate { actor, critic } => step.separate(actor, critic, batch),
+            Body::Shared { trunk, policy, value } => step.shared(trunk, policy, value, batch),
         };
         Ok(LossStats {
             total: policy.loss + batch.vf_coef * value,
@@ -257,106 +268,6 @@ impl<T: Scalar> ActorCritic<T> {
             clip_fraction: policy.clip_fraction,
             td: 0.0,
         })
-    }
-
-    /// Separate actor and critic: each network's forward pass, loss and backward pass is one
-    /// half of the step, the two halves run side by side with 2 threads (they write disjoint
-    /// gradient ranges), then the encoder (if any) takes the sum of their input gradients.
-    fn policy_gradient_separate(&mut self, batch: &PolicyGradientBatch<'_, T>) -> (PolicyStats, f64) {
-        let Body::Separate { actor, critic } = &self.body else { unreachable!("called for separate bodies only") };
-        let (rows, head) = (batch.rows, self.config.head);
-        let params = &self.params;
-        let input = encode(self.encoder.as_ref(), params, batch.obs, rows, &mut self.encoder_ws);
-        let encoded = self.encoder.is_some();
-        // Layout: [encoder] actor critic [log_std].
-        let (actor_range, critic_range) = (actor.param_range(), critic.param_range());
-        debug_assert_eq!(actor_range.end, critic_range.start);
-        let (before_critic, from_critic) = self.grads.split_at_mut(critic_range.start);
-        let actor_grads = &mut before_critic[actor_range.start..];
-        let (critic_grads, after_critic) = from_critic.split_at_mut(critic_range.len());
-        let (log_std, d_log_std) = match &self.log_std {
-            Some(r) => (&params[r.clone()], &mut after_critic[r.start - critic_range.end..r.end - critic_range.end]),
-            None => (&[][..], &mut [][..]),
-        };
-        let samples =
-            PolicySamples { actions: batch.actions, advantages: batch.advantages, old_log_probs: batch.old_log_probs };
-        let [ws0, ws1, _] = &mut self.ws;
-        let (policy, value) = run_pair(
-            &mut self.helper,
-            || {
-                actor.forward(params, input, rows, ws0);
-                let (outputs, d_out) = ws0.output_and_grad(rows, head.out_dim());
-                let stats = policy_loss(
-                    &head,
-                    outputs,
-                    log_std,
-                    rows,
-                    samples,
-                    batch.objective,
-                    batch.ent_coef,
-                    d_out,
-                    d_log_std,
-                );
-                actor.backward_from(params, actor_grads, actor_range.start, input, rows, ws0, encoded);
-                stats
-            },
-            || {
-                critic.forward(params, input, rows, ws1);
-                let (values, d_values) = ws1.output_and_grad(rows, 1);
-                let value =
-                    value_loss(values, batch.returns, batch.old_values, batch.value_clip, batch.vf_coef, d_values);
-                critic.backward_from(params, critic_grads, critic_range.start, input, rows, ws1, encoded);
-                value
-            },
-        );
-        if let Some(encoder) = &self.encoder {
-            self.d_features.clear();
-            self.d_features.extend(ws0.input_grad().iter().zip(ws1.input_grad()).map(|(&a, &b)| a + b));
-            encoder.backward(params, &mut self.grads, batch.obs, rows, &self.d_features, &mut self.encoder_ws);
-        }
-        (policy, value)
-    }
-
-    /// A shared trunk: both heads' losses, then one backward pass through heads and trunk
-    /// (and the encoder).
-    fn policy_gradient_shared(&mut self, batch: &PolicyGradientBatch<'_, T>) -> (PolicyStats, f64) {
-        let (rows, head) = (batch.rows, self.config.head);
-        let params = &self.params;
-        let input = encode(self.encoder.as_ref(), params, batch.obs, rows, &mut self.encoder_ws);
-        let Body::Shared { trunk, policy, value } = &self.body else { unreachable!("called for shared trunks only") };
-        let [trunk_ws, policy_ws, value_ws] = &mut self.ws;
-        trunk.forward(params, input, rows, trunk_ws);
-        policy.forward(params, trunk_ws.output(), rows, policy_ws);
-        value.forward(params, trunk_ws.output(), rows, value_ws);
-        let (outputs, d_out) = policy_ws.output_and_grad(rows, head.out_dim());
-        let (log_std, d_log_std) = match &self.log_std {
-            Some(r) => (&params[r.clone()], &mut self.grads[r.clone()]),
-            None => (&[][..], &mut [][..]),
-        };
-        let samples =
-            PolicySamples { actions: batch.actions, advantages: batch.advantages, old_log_probs: batch.old_log_probs };
-        let policy_stats =
-            policy_loss(&head, outputs, log_std, rows, samples, batch.objective, batch.ent_coef, d_out, d_log_std);
-        let (values, d_values) = value_ws.output_and_grad(rows, 1);
-        let value_stats =
-            value_loss(values, batch.returns, batch.old_values, batch.value_clip, batch.vf_coef, d_values);
-        let encoded = self.encoder.is_some();
-        backward_two_heads(
-            (trunk, trunk_ws),
-            (policy, policy_ws),
-            (value, value_ws),
-            params,
-            &mut self.grads,
-            input,
-            rows,
-            encoded,
-        );
-        if let Some(encoder) = &self.encoder {
-            self.d_features.clear();
-            self.d_features.extend_from_slice(trunk_ws.input_grad());
-            encoder.backward(params, &mut self.grads, batch.obs, rows, &self.d_features, &mut self.encoder_ws);
-        }
-        (policy_stats, value_stats)
     }
 
     fn distill(&mut self, batch: &DistillBatch<'_, T>) -> Result<LossStats> {
@@ -413,5 +324,120 @@ impl<T: Scalar> Model<T> for ActorCritic<T> {
             Loss::Distill(batch) => self.distill(&batch),
             other => Err(NnError::UnsupportedLoss { model: "actor-critic", loss: other.name() }),
         }
+    }
+}
+
+/// What a policy-gradient step borrows from an [`ActorCritic`] beside its body, split off so
+/// that the step takes the body's networks as arguments — one method per body shape, each
+/// given exactly its networks.
+struct GradientStep<'a, T> {
+    head: PolicyHead,
+    params: &'a [T],
+    grads: &'a mut [T],
+    log_std: Option<std::ops::Range<usize>>,
+    ws: &'a mut [MlpWorkspace<T>; 3],
+    encoder: Option<&'a ConvEncoder>,
+    encoder_ws: &'a mut EncoderWorkspace<T>,
+    d_features: &'a mut Vec<T>,
+    helper: &'a mut Option<Helper>,
+}
+
+impl<T: Scalar> GradientStep<'_, T> {
+    /// Separate actor and critic: each network's forward pass, loss and backward pass is one
+    /// half of the step, the two halves run side by side with 2 threads (they write disjoint
+    /// gradient ranges), then the encoder (if any) takes the sum of their input gradients.
+    fn separate(self, actor: &Mlp, critic: &Mlp, batch: &PolicyGradientBatch<'_, T>) -> (PolicyStats, f64) {
+        let GradientStep { head, params, grads, log_std, ws, encoder, encoder_ws, d_features, helper } = self;
+        let rows = batch.rows;
+        let input = encode(encoder, params, batch.obs, rows, encoder_ws);
+        let encoded = encoder.is_some();
+        // Layout: [encoder] actor critic [log_std].
+        let (actor_range, critic_range) = (actor.param_range(), critic.param_range());
+        debug_assert_eq!(actor_range.end, critic_range.start);
+        let (before_critic, from_critic) = grads.split_at_mut(critic_range.start);
+        let actor_grads = &mut before_critic[actor_range.start..];
+        let (critic_grads, after_critic) = from_critic.split_at_mut(critic_range.len());
+        let (log_std, d_log_std) = match &log_std {
+            Some(r) => (&params[r.clone()], &mut after_critic[r.start - critic_range.end..r.end - critic_range.end]),
+            None => (&[][..], &mut [][..]),
+        };
+        let samples =
+            PolicySamples { actions: batch.actions, advantages: batch.advantages, old_log_probs: batch.old_log_probs };
+        let [ws0, ws1, _] = ws;
+        let (policy, value) = run_pair(
+            helper,
+            || {
+                actor.forward(params, input, rows, ws0);
+                let (outputs, d_out) = ws0.output_and_grad(rows, head.out_dim());
+                let stats = policy_loss(
+                    &head,
+                    outputs,
+                    log_std,
+                    rows,
+                    samples,
+                    batch.objective,
+                    batch.ent_coef,
+                    d_out,
+                    d_log_std,
+                );
+                actor.backward_from(params, actor_grads, actor_range.start, input, rows, ws0, encoded);
+                stats
+            },
+            || {
+                critic.forward(params, input, rows, ws1);
+                let (values, d_values) = ws1.output_and_grad(rows, 1);
+                let value =
+                    value_loss(values, batch.returns, batch.old_values, batch.value_clip, batch.vf_coef, d_values);
+                critic.backward_from(params, critic_grads, critic_range.start, input, rows, ws1, encoded);
+                value
+            },
+        );
+        if let Some(encoder) = encoder {
+            d_features.clear();
+            d_features.extend(ws0.input_grad().iter().zip(ws1.input_grad()).map(|(&a, &b)| a + b));
+            encoder.backward(params, grads, batch.obs, rows, d_features, encoder_ws);
+        }
+        (policy, value)
+    }
+
+    /// A shared trunk: both heads' losses, then one backward pass through heads and trunk
+    /// (and the encoder).
+    fn shared(self, trunk: &Mlp, policy: &Mlp, value: &Mlp, batch: &PolicyGradientBatch<'_, T>) -> (PolicyStats, f64) {
+        let GradientStep { head, params, grads, log_std, ws, encoder, encoder_ws, d_features, .. } = self;
+        let rows = batch.rows;
+        let input = encode(encoder, params, batch.obs, rows, encoder_ws);
+        let [trunk_ws, policy_ws, value_ws] = ws;
+        trunk.forward(params, input, rows, trunk_ws);
+        policy.forward(params, trunk_ws.output(), rows, policy_ws);
+        value.forward(params, trunk_ws.output(), rows, value_ws);
+        let (outputs, d_out) = policy_ws.output_and_grad(rows, head.out_dim());
+        let (log_std, d_log_std) = match &log_std {
+            Some(r) => (&params[r.clone()], &mut grads[r.clone()]),
+            None => (&[][..], &mut [][..]),
+        };
+        let samples =
+            PolicySamples { actions: batch.actions, advantages: batch.advantages, old_log_probs: batch.old_log_probs };
+        let policy_stats =
+            policy_loss(&head, outputs, log_std, rows, samples, batch.objective, batch.ent_coef, d_out, d_log_std);
+        let (values, d_values) = value_ws.output_and_grad(rows, 1);
+        let value_stats =
+            value_loss(values, batch.returns, batch.old_values, batch.value_clip, batch.vf_coef, d_values);
+        let encoded = encoder.is_some();
+        backward_two_heads(
+            (trunk, trunk_ws),
+            (policy, policy_ws),
+            (value, value_ws),
+            params,
+            grads,
+            input,
+            rows,
+            encoded,
+        );
+        if let Some(encoder) = encoder {
+            d_features.clear();
+            d_features.extend_from_slice(trunk_ws.input_grad());
+            encoder.backward(params, grads, batch.obs, rows, d_features, encoder_ws);
+        }
+        (policy_stats, value_stats)
     }
 }
