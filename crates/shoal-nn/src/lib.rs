@@ -53,6 +53,7 @@ pub mod quant;
 pub mod scalar;
 pub mod sparse;
 pub mod squashed;
+pub mod tanh;
 
 pub use activation::Activation;
 pub use error::{NnError, Result};

@@ -7,8 +7,8 @@
 
 use rand::Rng;
 
-use crate::activation::{add_bias, backprop_and_bias_grad, Activation};
-use crate::gemm::{acc_dzt_x, dz_w, x_wt};
+use crate::activation::{backprop_and_bias_grad, Activation};
+use crate::gemm::{acc_dzt_x, dz_w, x_wt_bias};
 use crate::init::orthogonal;
 use crate::layout::ParamLayout;
 use crate::scalar::Scalar;
@@ -158,12 +158,9 @@ impl Mlp {
             let input = if i == 0 { x } else { &before[i - 1] };
             let z = &mut after[0];
             resize(z, rows * layer.out_dim);
-            x_wt(input, layer.weight(params), rows, layer.in_dim, layer.out_dim, z);
-            if self.activated(i) {
-                self.activation.bias_activate(z, layer.bias(params));
-            } else {
-                add_bias(z, layer.bias(params));
-            }
+            let (weight, bias) = (layer.weight(params), layer.bias(params));
+            let activation = self.activated(i).then_some(self.activation);
+            x_wt_bias(input, weight, bias, activation, rows, layer.in_dim, layer.out_dim, z);
         }
     }
 
