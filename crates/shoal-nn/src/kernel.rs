@@ -241,7 +241,9 @@ mod avx2 {
                 for j in (0..n).step_by(NR) {
                     block::<MR>(k, ops.at(i, j));
                 }
-                activate(ops.finish, ops.c.add(i * n), MR * n);
+                if let Finish::Bias(unit) = ops.finish {
+                    activate(unit, ops.c.add(i * n), MR * n);
+                }
             }
             // The last 1–5 rows (no pointer is formed past `C` when there are none).
             if full < m {
@@ -255,12 +257,14 @@ mod avx2 {
                         _ => block::<5>(k, rest),
                     }
                 }
-                activate(ops.finish, ops.c.add(full * n), (m - full) * n);
+                if let Finish::Bias(unit) = ops.finish {
+                    activate(unit, ops.c.add(full * n), (m - full) * n);
+                }
             }
         }
     }
 
-    /// A `Finish::Bias`'s activation on `len` values of `C`: a stripe of up to 6 whole rows
+    /// A `Finish::Bias`'s activation `unit` on `len` values of `C`: a stripe of up to 6 whole rows
     /// just stored, still in L1, written as the separate pass writes it, so the same bits.
     /// Per stripe rather than per block: called for each block's 16-value rows it gained
     /// nothing over the separate pass. Per stripe (256 rows, one thread, min of 200 rounds):
@@ -271,13 +275,13 @@ mod avx2 {
     /// AVX2 and FMA present; `c` addresses `len` elements.
     #[target_feature(enable = "avx2,fma")]
     #[inline(never)]
-    unsafe fn activate(finish: Finish, c: *mut f32, len: usize) {
+    unsafe fn activate(unit: Unit, c: *mut f32, len: usize) {
         // SAFETY: by the caller's contract.
         let out = unsafe { std::slice::from_raw_parts_mut(c, len) };
-        match finish {
-            Finish::Bias(Unit::Tanh) => out.iter_mut().for_each(|x| *x = fast_tanh_fma(*x)),
-            Finish::Bias(Unit::Relu) => out.iter_mut().for_each(|x| *x = x.max(0.0)),
-            _ => {}
+        match unit {
+            Unit::Identity => {}
+            Unit::Tanh => out.iter_mut().for_each(|x| *x = fast_tanh_fma(*x)),
+            Unit::Relu => out.iter_mut().for_each(|x| *x = x.max(0.0)),
         }
     }
 
