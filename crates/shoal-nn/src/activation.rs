@@ -92,11 +92,17 @@ pub(crate) fn backprop_and_bias_grad<T: Scalar>(
     }
 }
 
-/// Adds `bias` to every row of `z` (an output layer: no activation).
-pub(crate) fn add_bias<T: Scalar>(z: &mut [T], bias: &[T]) {
-    for row in z.chunks_exact_mut(bias.len()) {
-        for (x, &b) in row.iter_mut().zip(bias) {
-            *x += b;
+/// Adds `bias` to every row of `z` and applies `activation`, or only adds it without one (an
+/// output layer): what every layer does after its product.
+pub(crate) fn add_bias_and_activate<T: Scalar>(z: &mut [T], bias: &[T], activation: Option<Activation>) {
+    match activation {
+        Some(activation) => activation.bias_activate(z, bias),
+        None => {
+            for row in z.chunks_exact_mut(bias.len()) {
+                for (x, &b) in row.iter_mut().zip(bias) {
+                    *x += b;
+                }
+            }
         }
     }
 }

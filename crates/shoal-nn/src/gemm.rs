@@ -1,6 +1,6 @@
 //! A bounds-checked front for the GEMM crate: the only place the engine multiplies matrices.
 
-use crate::activation::{add_bias, Activation};
+use crate::activation::{add_bias_and_activate, Activation};
 use crate::kernel::Unit;
 use crate::scalar::Scalar;
 
@@ -114,10 +114,7 @@ pub fn x_wt_bias<T: Scalar>(
         return;
     }
     x_wt(x, w, rows, in_dim, out_dim, z);
-    match activation {
-        Some(activation) => activation.bias_activate(z, bias),
-        None => add_bias(z, bias),
-    }
+    add_bias_and_activate(z, bias, activation);
 }
 
 /// Layers with at most this many outputs (a policy's logits, a value) accumulate their
@@ -266,10 +263,7 @@ mod tests {
                     x_wt_bias(&x, &w, &bias, activation, rows, in_dim, out_dim, &mut fused);
                     let mut separate = vec![f32::NAN; rows * out_dim];
                     x_wt(&x, &w, rows, in_dim, out_dim, &mut separate);
-                    match activation {
-                        Some(activation) => activation.bias_activate(&mut separate, &bias),
-                        None => add_bias(&mut separate, &bias),
-                    }
+                    add_bias_and_activate(&mut separate, &bias, activation);
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits(&fused), bits(&separate), "{in_dim}→{out_dim}, {rows} rows, {activation:?}");
                     assert!(fused.iter().any(|&v| v < 0.0) || activation == Some(Activation::Relu));

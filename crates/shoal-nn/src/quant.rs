@@ -18,7 +18,7 @@
 //! The first two read the weights packed in blocks of 16 outputs × 4 inputs (the shape of one
 //! `vpdpbusd`), so each loaded weight vector serves several rows.
 
-use crate::activation::{add_bias, Activation};
+use crate::activation::{add_bias_and_activate, Activation};
 use crate::mlp::Mlp;
 
 /// Outputs per packed block: one 512-bit register of `i32` accumulators.
@@ -444,11 +444,7 @@ impl OutputLayer {
 
     /// Bias and optional activation over the first `rows` rows of `out`.
     fn finish(&self, rows: usize, activation: Option<Activation>, out: &mut [f32]) {
-        let out = &mut out[..rows * self.out_dim];
-        match activation {
-            Some(activation) => activation.bias_activate(out, &self.bias),
-            None => add_bias(out, &self.bias),
-        }
+        add_bias_and_activate(&mut out[..rows * self.out_dim], &self.bias, activation);
     }
 }
 
@@ -614,10 +610,7 @@ impl QuantizedMlp {
                 }
                 if i + 1 == n && self.output.is_none() {
                     layer.accumulate(self.kernel, &self.xq, tile, &self.row_scales, &layer.scales, tile_out);
-                    match self.activate_output {
-                        true => self.activation.bias_activate(tile_out, &layer.bias),
-                        false => add_bias(tile_out, &layer.bias),
-                    }
+                    add_bias_and_activate(tile_out, &layer.bias, self.activate_output.then_some(self.activation));
                     break;
                 }
                 // Before the output layer, the activations stay floats (it reads those).

@@ -9,7 +9,7 @@
 //! dense path depends on the sparsity and the machine: `shoal optimize --prune` measures both
 //! and records the faster in the run's `[inference]` section.
 
-use crate::activation::{add_bias, Activation};
+use crate::activation::{add_bias_and_activate, Activation};
 use crate::mlp::Mlp;
 
 /// Rows per transposed tile (one AVX-512 register of f32).
@@ -56,10 +56,7 @@ impl SparseLayer {
             let range = self.starts[o]..self.starts[o + 1];
             *y = self.columns[range.clone()].iter().zip(&self.values[range]).map(|(&k, &w)| w * x[k as usize]).sum();
         }
-        match self.activated {
-            true => activation.bias_activate(out, &self.bias),
-            false => add_bias(out, &self.bias),
-        }
+        add_bias_and_activate(out, &self.bias, self.activated.then_some(activation));
     }
 
     /// `x·Wᵀ + b` of 16 transposed rows (`xt` `[in_dim][16]` → `yt` `[out_dim][16]`).
