@@ -6,12 +6,15 @@
 # episodes. Then IMPALA with 2 actor processes for PPO's wall-clock: env steps/s and return.
 # Makes its own venv (PyTorch CPU wheels from PyPI, large).
 #   bench/minatar_bench.sh [DQN_STEPS] [PPO_STEPS] [SEEDS...]     (default: 200000 500000 1)
+# ALGOS picks the rows (default "dqn ppo impala"; impala runs for PPO's wall-clock, so it
+# needs ppo), e.g. ALGOS=ppo bench/minatar_bench.sh 0 500000 1 2 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dqn_steps="${1:-200000}"
 ppo_steps="${2:-500000}"
 shift 2 || true
 seeds=("${@:-1}")
+algos="${ALGOS:-dqn ppo impala}"
 venv=bench/.venv-sb3
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q "gymnasium==1.4.*" minatar stable-baselines3
@@ -22,7 +25,8 @@ shoal() { target/release/shoal "$@"; }
 echo "| algo | peer | seed | env steps | train seconds | env steps/s | eval return (20 ep.) |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 for seed in "${seeds[@]}"; do
-  for algo in dqn ppo; do
+  for algo in $algos; do
+    [ "$algo" = impala ] && continue
     steps=$([ "$algo" = dqn ] && echo "$dqn_steps" || echo "$ppo_steps")
     sets=(--set "stop.env_steps=$steps" --set "run.checkpoint_every=$steps")
     [ "$algo" = dqn ] && sets+=(--set "dqn.exploration_fraction=$(python3 -c "print(min(1.0, 100000 / $steps))")")
@@ -41,6 +45,7 @@ print(f"| {algo} | sb3 | {seed} | {steps} | {sb3['train_seconds']:.1f} | {steps 
 print(f"{algo} seed {seed}: Shoal {sb3['train_seconds'] / secs:.2f}x faster; return {shoal['episode_return_mean']:.2f} vs {sb3['eval_mean']:.2f}")
 PY
   done
+  [[ " $algos " == *" impala "* ]] || continue
   # IMPALA, 2 actor processes, for as long as PPO trained.
   ppo_secs=$(python3 -c "import json; print(json.load(open('$out/ppo-s$seed/summary.json'))['wall_seconds'])")
   run="$out/impala-s$seed"

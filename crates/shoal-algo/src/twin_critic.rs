@@ -166,7 +166,7 @@ impl TwinCritic {
         let (q1, q2) = (&self.q1, &self.q2);
         if twin {
             run_pair(
-                &mut self.helper,
+                self.helper.as_mut(),
                 || q1.forward(params, input, rows, q1_ws),
                 || q2.forward(params, input, rows, q2_ws),
             );
@@ -224,7 +224,7 @@ impl TwinCritic {
         let (q1, q2, q1_ws, q2_ws) = (&self.q1, &self.q2, &mut self.q1_ws, &mut self.q2_ws);
         let (loss1, loss2) = if step.twin {
             run_pair(
-                &mut self.helper,
+                self.helper.as_mut(),
                 || critic_step(q1, q1_ws, q1_grads, 0),
                 || critic_step(q2, q2_ws, q2_grads, q2_start),
             )
@@ -283,7 +283,7 @@ impl TwinCritic {
         };
         let (q1, q2, q1_ws, q2_ws) = (&self.q1, &self.q2, &mut self.q1_ws, &mut self.q2_ws);
         if twin {
-            run_pair(&mut self.helper, || input_gradient(true, q1, q1_ws), || input_gradient(false, q2, q2_ws));
+            run_pair(self.helper.as_mut(), || input_gradient(true, q1, q1_ws), || input_gradient(false, q2, q2_ws));
         } else {
             input_gradient(true, q1, q1_ws);
         }

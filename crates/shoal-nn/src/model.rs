@@ -40,6 +40,39 @@ pub struct PolicyGradientBatch<'a, T> {
     pub vf_coef: f64,
 }
 
+impl<'a, T> PolicyGradientBatch<'a, T> {
+    /// Rows `..at` and rows `at..`, each a batch of its own (for a step split over threads);
+    /// `at` beyond the batch is its end.
+    pub fn split_at(&self, at: usize) -> (Self, Self) {
+        let at = at.min(self.rows);
+        let rows = self.rows.max(1);
+        let cut = |v: &'a [T]| v.split_at(at * (v.len() / rows));
+        let (obs, actions, old_log_probs) = (cut(self.obs), cut(self.actions), cut(self.old_log_probs));
+        let (advantages, returns, old_values) = (cut(self.advantages), cut(self.returns), cut(self.old_values));
+        let first = PolicyGradientBatch {
+            obs: obs.0,
+            rows: at,
+            actions: actions.0,
+            old_log_probs: old_log_probs.0,
+            advantages: advantages.0,
+            returns: returns.0,
+            old_values: old_values.0,
+            ..*self
+        };
+        let second = PolicyGradientBatch {
+            obs: obs.1,
+            rows: self.rows - at,
+            actions: actions.1,
+            old_log_probs: old_log_probs.1,
+            advantages: advantages.1,
+            returns: returns.1,
+            old_values: old_values.1,
+            ..*self
+        };
+        (first, second)
+    }
+}
+
 /// A batch for DQN's TD loss on the taken actions.
 #[derive(Debug, Clone, Copy)]
 pub struct TdBatch<'a, T> {

@@ -106,7 +106,7 @@ impl Helper {
 /// Runs `a` and `b` side by side on `helper` if there is one, else one after the other: how a
 /// model with an optional second thread (`net.threads`) writes its split passes once.
 pub fn run_pair<RA, RB: Send>(
-    helper: &mut Option<Helper>,
+    helper: Option<&mut Helper>,
     a: impl FnOnce() -> RA,
     b: impl FnOnce() -> RB + Send,
 ) -> (RA, RB) {

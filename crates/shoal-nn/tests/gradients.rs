@@ -145,25 +145,58 @@ fn ppo_loss_gradients_categorical_and_gaussian_separate_and_shared() {
 fn two_threads_give_bit_identical_losses_and_gradients() {
     let mut rng = Pcg64Mcg::seed_from_u64(3);
     for head in [PolicyHead::Categorical { n: 4 }, PolicyHead::Gaussian { dim: 2 }] {
-        for shared in [false, true] {
-            let mut one = actor_critic(head, Activation::Tanh, shared);
-            let data = pg_data(&mut one, &mut rng);
-            let mut two = one.clone();
-            two.set_threads(2);
-            assert_eq!((one.threads(), two.threads()), (1, 2));
-            for round in 0..3 {
-                let loss = pg_loss(&data, PolicyObjective::Clipped { clip: 0.2 }, Some(0.2));
-                let (a, b) = (one.loss_and_grad(loss).unwrap(), two.loss_and_grad(loss).unwrap());
-                assert_eq!(format!("{a:?}"), format!("{b:?}"), "{head:?} shared={shared} round {round}");
-                assert_eq!(one.grads(), two.grads(), "{head:?} shared={shared} round {round}");
-                let (fa, fb) = (one.forward(&data.obs, ROWS).unwrap(), two.forward(&data.obs, ROWS).unwrap());
-                assert_eq!((fa.policy, fa.value), (fb.policy, fb.value));
-                // Move the parameters so the next round is a different point.
-                let step: Vec<f64> = one.grads().iter().map(|g| -0.1 * g).collect();
-                for m in [&mut one, &mut two] {
-                    m.params_mut().iter_mut().zip(&step).for_each(|(p, s)| *p += s);
-                }
+        let mut one = actor_critic(head, Activation::Tanh, false);
+        let data = pg_data(&mut one, &mut rng);
+        let mut two = one.clone();
+        two.set_threads(2);
+        assert_eq!((one.threads(), two.threads()), (1, 2));
+        for round in 0..3 {
+            let loss = pg_loss(&data, PolicyObjective::Clipped { clip: 0.2 }, Some(0.2));
+            let (a, b) = (one.loss_and_grad(loss).unwrap(), two.loss_and_grad(loss).unwrap());
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{head:?} round {round}");
+            assert_eq!(one.grads(), two.grads(), "{head:?} round {round}");
+            let (fa, fb) = (one.forward(&data.obs, ROWS).unwrap(), two.forward(&data.obs, ROWS).unwrap());
+            assert_eq!((fa.policy, fa.value), (fb.policy, fb.value));
+            // Move the parameters so the next round is a different point.
+            let step: Vec<f64> = one.grads().iter().map(|g| -0.1 * g).collect();
+            for m in [&mut one, &mut two] {
+                m.params_mut().iter_mut().zip(&step).for_each(|(p, s)| *p += s);
             }
+        }
+    }
+}
+
+/// A shared trunk on two threads splits the minibatch: each half's gradient is exact (the
+/// finite-difference check passes), their weighted mean equals one thread's gradient up to
+/// rounding — also for an odd number of rows — and two 2-thread models agree bit for bit.
+#[test]
+fn a_shared_trunk_on_two_threads_averages_the_halves_of_the_minibatch() {
+    let mut rng = Pcg64Mcg::seed_from_u64(5);
+    for head in [PolicyHead::Categorical { n: 4 }, PolicyHead::Gaussian { dim: 2 }] {
+        let mut one = actor_critic(head, Activation::Tanh, true);
+        let data = pg_data(&mut one, &mut rng);
+        let mut two = one.clone();
+        two.set_threads(2);
+        assert_eq!(two.threads(), 2);
+        for rows in [ROWS, ROWS - 1] {
+            let Loss::PolicyGradient(full) = pg_loss(&data, PolicyObjective::Clipped { clip: 0.2 }, Some(0.2)) else {
+                unreachable!("pg_loss builds a policy-gradient loss")
+            };
+            let (batch, _) = full.split_at(rows);
+            let (a, b) = (
+                one.loss_and_grad(Loss::PolicyGradient(batch)).unwrap(),
+                two.loss_and_grad(Loss::PolicyGradient(batch)).unwrap(),
+            );
+            let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 * (1.0 + x.abs());
+            assert!(close(a.total, b.total) && close(a.approx_kl, b.approx_kl), "{head:?} {rows} rows: {a:?} vs {b:?}");
+            assert!(close(a.clip_fraction, b.clip_fraction) && close(a.entropy, b.entropy), "{a:?} vs {b:?}");
+            for (i, (x, y)) in one.grads().iter().zip(two.grads()).enumerate() {
+                assert!(close(*x, *y), "{head:?} {rows} rows, gradient {i}: {x} vs {y}");
+            }
+            let mut again = two.clone();
+            again.loss_and_grad(Loss::PolicyGradient(batch)).unwrap();
+            assert_eq!(again.grads(), two.grads(), "a 2-thread step is the same every time");
+            check(two.clone(), Loss::PolicyGradient(batch));
         }
     }
 }
@@ -323,22 +356,28 @@ fn actor_critic_gradients_through_a_conv_encoder() {
         let old_log_probs = random(&mut rng, rows, 1.0).iter().map(|x| x - 1.5).collect::<Vec<_>>();
         let (advantages, returns, old_values) =
             (random(&mut rng, rows, 1.0), random(&mut rng, rows, 1.0), random(&mut rng, rows, 1.0));
-        check(
-            model.clone(),
-            Loss::PolicyGradient(PolicyGradientBatch {
-                obs: &obs,
-                rows,
-                actions: &actions,
-                old_log_probs: &old_log_probs,
-                advantages: &advantages,
-                returns: &returns,
-                old_values: &old_values,
-                objective: PolicyObjective::Vanilla,
-                ent_coef: 0.01,
-                vf_coef: 0.5,
-                value_clip: None,
-            }),
-        );
+        // A shared trunk on two threads also splits the rows through the encoder.
+        let mut split = model.clone();
+        split.set_threads(2);
+        let models = if shared { vec![model.clone(), split] } else { vec![model.clone()] };
+        for model in models {
+            check(
+                model,
+                Loss::PolicyGradient(PolicyGradientBatch {
+                    obs: &obs,
+                    rows,
+                    actions: &actions,
+                    old_log_probs: &old_log_probs,
+                    advantages: &advantages,
+                    returns: &returns,
+                    old_values: &old_values,
+                    objective: PolicyObjective::Vanilla,
+                    ent_coef: 0.01,
+                    vf_coef: 0.5,
+                    value_clip: None,
+                }),
+            );
+        }
         if let PolicyHead::Categorical { n } = head {
             let teacher = random(&mut rng, rows * n, 3.0);
             check(model, Loss::Distill(DistillBatch { obs: &obs, rows, teacher_logits: &teacher, temperature: 1.0 }));

@@ -61,6 +61,18 @@ pub struct ActorCritic<T> {
     d_features: Vec<T>,
     /// The second thread separate actor and critic run on ([`ActorCritic::set_threads`]).
     helper: Option<Helper>,
+    /// With a shared trunk and 2 threads: the buffers the second half of each minibatch
+    /// writes (see [`GradientStep::shared_split`]).
+    replica: Option<Box<Replica<T>>>,
+}
+
+/// The gradient and workspaces of the second thread's half of a data-parallel step.
+#[derive(Debug, Clone)]
+struct Replica<T> {
+    grads: Vec<T>,
+    ws: [MlpWorkspace<T>; 3],
+    encoder_ws: EncoderWorkspace<T>,
+    d_features: Vec<T>,
 }
 
 impl<T: Scalar> ActorCritic<T> {
@@ -131,17 +143,32 @@ impl<T: Scalar> ActorCritic<T> {
             encoder_ws: EncoderWorkspace::default(),
             d_features: Vec::new(),
             helper: None,
+            replica: None,
         })
     }
 
     /// Threads the forward and backward passes use (1 or 2). With 2, separate actor and
     /// critic networks run side by side — each does exactly what it does alone, so results
-    /// are bit-identical to 1 thread; a shared trunk and the encoder stay on the caller's.
+    /// are bit-identical to 1 thread (the encoder, if any, stays on the caller's). A shared
+    /// trunk cannot be cut that way, so its minibatch is cut instead: each thread takes half
+    /// the rows through encoder, trunk and heads, and the two gradients are averaged — the
+    /// same run every time, equal to 1 thread's up to rounding.
     pub fn set_threads(&mut self, threads: usize) {
         if threads <= 1 {
             self.helper = None;
-        } else if self.helper.is_none() {
+            self.replica = None;
+            return;
+        }
+        if self.helper.is_none() {
             self.helper = Some(Helper::new());
+        }
+        if matches!(self.body, Body::Shared { .. }) && self.replica.is_none() {
+            self.replica = Some(Box::new(Replica {
+                grads: vec![T::zero(); self.params.len()],
+                ws: Default::default(),
+                encoder_ws: EncoderWorkspace::default(),
+                d_features: Vec::new(),
+            }));
         }
     }
 
@@ -215,7 +242,7 @@ impl<T: Scalar> ActorCritic<T> {
             Body::Separate { actor, critic } => {
                 let params = &self.params;
                 run_pair(
-                    &mut self.helper,
+                    self.helper.as_mut(),
                     || actor.forward(params, input, rows, ws0),
                     || critic.forward(params, input, rows, ws1),
                 );
@@ -244,7 +271,7 @@ impl<T: Scalar> ActorCritic<T> {
             check_len(what, len, rows, 1)?;
         }
         self.grads.fill(T::zero());
-        let step = GradientStep {
+        let mut step = GradientStep {
             head,
             params: &self.params,
             grads: &mut self.grads,
@@ -253,11 +280,13 @@ impl<T: Scalar> ActorCritic<T> {
             encoder: self.encoder.as_ref(),
             encoder_ws: &mut self.encoder_ws,
             d_features: &mut self.d_features,
-            helper: &mut self.helper,
         };
-        let (policy, value) = match &self.body {
-            Body::Separate { actor, critic } => step.separate(actor, critic, batch),
-            Body::Shared { trunk, policy, value } => step.shared(trunk, policy, value, batch),
+        let (policy, value) = match (&self.body, self.helper.as_mut(), self.replica.as_deref_mut()) {
+            (Body::Separate { actor, critic }, helper, _) => step.separate(helper, actor, critic, batch),
+            (Body::Shared { trunk, policy, value }, Some(helper), Some(replica)) if rows >= 2 => {
+                step.shared_split(helper, replica, [trunk, policy, value], batch)
+            }
+            (Body::Shared { trunk, policy, value }, ..) => step.shared([trunk, policy, value], batch),
         };
         Ok(LossStats {
             total: policy.loss + batch.vf_coef * value,
@@ -339,15 +368,20 @@ struct GradientStep<'a, T> {
     encoder: Option<&'a ConvEncoder>,
     encoder_ws: &'a mut EncoderWorkspace<T>,
     d_features: &'a mut Vec<T>,
-    helper: &'a mut Option<Helper>,
 }
 
 impl<T: Scalar> GradientStep<'_, T> {
     /// Separate actor and critic: each network's forward pass, loss and backward pass is one
     /// half of the step, the two halves run side by side with 2 threads (they write disjoint
     /// gradient ranges), then the encoder (if any) takes the sum of their input gradients.
-    fn separate(self, actor: &Mlp, critic: &Mlp, batch: &PolicyGradientBatch<'_, T>) -> (PolicyStats, f64) {
-        let GradientStep { head, params, grads, log_std, ws, encoder, encoder_ws, d_features, helper } = self;
+    fn separate(
+        self,
+        helper: Option<&mut Helper>,
+        actor: &Mlp,
+        critic: &Mlp,
+        batch: &PolicyGradientBatch<'_, T>,
+    ) -> (PolicyStats, f64) {
+        let GradientStep { head, params, grads, log_std, ws, encoder, encoder_ws, d_features } = self;
         let rows = batch.rows;
         let input = encode(encoder, params, batch.obs, rows, encoder_ws);
         let encoded = encoder.is_some();
@@ -400,10 +434,53 @@ impl<T: Scalar> GradientStep<'_, T> {
         (policy, value)
     }
 
+    /// A shared trunk on two threads: the caller takes the first half of the rows into this
+    /// step's buffers, the helper the second half into `replica`'s, each exactly as
+    /// [`GradientStep::shared`] does alone; then the two gradients (each a mean over its
+    /// half) are averaged, weighted by their rows, in one fixed order. (0.5 each for an even
+    /// minibatch, an exact scaling.)
+    fn shared_split(
+        &mut self,
+        helper: &mut Helper,
+        replica: &mut Replica<T>,
+        nets: [&Mlp; 3],
+        batch: &PolicyGradientBatch<'_, T>,
+    ) -> (PolicyStats, f64) {
+        let (first, second) = batch.split_at(batch.rows / 2);
+        replica.grads.fill(T::zero());
+        let mut other = GradientStep {
+            head: self.head,
+            params: self.params,
+            grads: &mut replica.grads,
+            log_std: self.log_std.clone(),
+            ws: &mut replica.ws,
+            encoder: self.encoder,
+            encoder_ws: &mut replica.encoder_ws,
+            d_features: &mut replica.d_features,
+        };
+        let ((policy_a, value_a), (policy_b, value_b)) =
+            helper.join(|| self.shared(nets, &first), || other.shared(nets, &second));
+        let weight_a = first.rows as f64 / batch.rows as f64;
+        let weight_b = second.rows as f64 / batch.rows as f64;
+        let (wa, wb) = (T::of(weight_a), T::of(weight_b));
+        for (g, &h) in self.grads.iter_mut().zip(&replica.grads) {
+            *g = wa * *g + wb * h;
+        }
+        let mean = |a: f64, b: f64| weight_a * a + weight_b * b;
+        let policy = PolicyStats {
+            loss: mean(policy_a.loss, policy_b.loss),
+            entropy: mean(policy_a.entropy, policy_b.entropy),
+            approx_kl: mean(policy_a.approx_kl, policy_b.approx_kl),
+            clip_fraction: mean(policy_a.clip_fraction, policy_b.clip_fraction),
+        };
+        (policy, mean(value_a, value_b))
+    }
+
     /// A shared trunk: both heads' losses, then one backward pass through heads and trunk
     /// (and the encoder).
-    fn shared(self, trunk: &Mlp, policy: &Mlp, value: &Mlp, batch: &PolicyGradientBatch<'_, T>) -> (PolicyStats, f64) {
-        let GradientStep { head, params, grads, log_std, ws, encoder, encoder_ws, d_features, .. } = self;
+    fn shared(&mut self, [trunk, policy, value]: [&Mlp; 3], batch: &PolicyGradientBatch<'_, T>) -> (PolicyStats, f64) {
+        let GradientStep { head, params, grads, log_std, ws, encoder, encoder_ws, d_features } = self;
+        let (head, params, encoder) = (*head, *params, *encoder);
         let rows = batch.rows;
         let input = encode(encoder, params, batch.obs, rows, encoder_ws);
         let [trunk_ws, policy_ws, value_ws] = ws;
