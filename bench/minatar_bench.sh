@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Shoal's DQN and PPO against Stable-Baselines3's on MinAtar Breakout (pip `minatar`), side by
 # side in one run: the settings of configs/minatar-breakout-{dqn,ppo}.toml on both sides
-# (MinAtar's network; DQN exploring over 100k steps), same budget, same seeds, one core for
-# the network each (torch.set_num_threads(1)); each run then evaluated on 20 deterministic
+# (MinAtar's network; DQN exploring over 100k steps), same budget, same seeds; SB3 on one
+# torch thread, Shoal's DQN on one network thread and its PPO on two (the config's
+# `net.threads = 2`; TORCH_THREADS=2 gives SB3 two as well); each run then evaluated on 20 deterministic
 # episodes. Then IMPALA with 2 actor processes for PPO's wall-clock: env steps/s and return.
 # Makes its own venv (PyTorch CPU wheels from PyPI, large).
 #   bench/minatar_bench.sh [DQN_STEPS] [PPO_STEPS] [SEEDS...]     (default: 200000 500000 1)
 # ALGOS picks the rows (default "dqn ppo impala"; impala runs for PPO's wall-clock, so it
-# needs ppo), e.g. ALGOS=ppo bench/minatar_bench.sh 0 500000 1 2 3.
+# needs ppo), e.g. ALGOS=ppo bench/minatar_bench.sh 0 500000 1 2 3. TORCH_THREADS gives SB3
+# more than one torch thread. Each row's curves, Shoal's and SB3's in one PNG:
+# bench/results/minatar-breakout-ALGO-sSEED.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dqn_steps="${1:-200000}"
@@ -15,6 +18,7 @@ ppo_steps="${2:-500000}"
 shift 2 || true
 seeds=("${@:-1}")
 algos="${ALGOS:-dqn ppo impala}"
+torch_threads="${TORCH_THREADS:-1}"
 venv=bench/.venv-sb3
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q "gymnasium==1.4.*" minatar stable-baselines3
@@ -34,7 +38,9 @@ for seed in "${seeds[@]}"; do
     shoal train "configs/minatar-breakout-$algo.toml" --seed "$seed" "${sets[@]}" --out "$run" > "$run.log" 2>&1
     shoal_eval=$(shoal eval "$run" --deterministic --episodes 20 --json 2>> "$run.log")
     sb3=$("$venv/bin/python" -W ignore bench/minatar_peer.py --algo "$algo" --steps "$steps" --seed "$seed" \
-      2>> "$out/sb3.log")
+      --torch-threads "$torch_threads" --curve "$out/sb3-$algo-s$seed" 2>> "$out/sb3.log")
+    mkdir -p bench/results
+    shoal plot "$run" "$out/sb3-$algo-s$seed" --out "bench/results/minatar-breakout-$algo-s$seed.png" > /dev/null
     python3 - "$algo" "$seed" "$steps" "$run/summary.json" "$shoal_eval" "$sb3" <<'PY'
 import json, sys
 algo, seed, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])

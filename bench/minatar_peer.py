@@ -1,13 +1,18 @@
 """Stable-Baselines3's DQN or PPO on MinAtar Breakout with the settings of Shoal's configs
 (configs/minatar-breakout-dqn.toml, configs/minatar-breakout-ppo.toml) and MinAtar's network
 (16 3×3 filters, then 128 relu units), timed and evaluated like `shoal train` followed by
-`shoal eval --deterministic`: prints one JSON line.
+`shoal eval --deterministic`: prints one JSON line. With `--curve DIR` it also writes the
+training curve as DIR/metrics.csv in the columns `shoal plot` reads (env steps, wall-clock
+seconds, mean return of the last 100 episodes, as Shoal's own metrics.csv), so one plot can
+show both peers.
 
     python bench/minatar_peer.py --algo dqn --steps 200000 --seed 1
 """
 
 import argparse
+import collections
 import json
+import os
 import time
 
 import gymnasium as gym
@@ -15,6 +20,7 @@ import minatar.gym
 import numpy as np
 import torch
 from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
@@ -35,6 +41,33 @@ class MinAtarNet(BaseFeaturesExtractor):
         return self.linear(self.conv(obs.float().permute(0, 3, 1, 2)))
 
 
+class Curve(BaseCallback):
+    """Every `every` env steps, one row of (env steps, seconds since training began, mean
+    return of the last 100 finished episodes) — what Shoal's metrics.csv holds."""
+
+    def __init__(self, directory, every):
+        super().__init__()
+        self.directory, self.every = directory, every
+        self.returns = collections.deque(maxlen=100)
+
+    def _on_training_start(self):
+        os.makedirs(self.directory, exist_ok=True)
+        self.file = open(os.path.join(self.directory, "metrics.csv"), "w")
+        self.file.write("env_steps,wall_seconds,episode_return_mean\n")
+        self.start, self.next_row = time.perf_counter(), self.every
+
+    def _on_step(self):
+        self.returns.extend(info["episode"]["r"] for info in self.locals["infos"] if "episode" in info)
+        if self.num_timesteps >= self.next_row and self.returns:
+            seconds = time.perf_counter() - self.start
+            self.file.write(f"{self.num_timesteps},{seconds},{np.mean(self.returns)}\n")
+            self.next_row += self.every
+        return True
+
+    def _on_training_end(self):
+        self.file.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--algo", choices=["dqn", "ppo"], default="dqn")
@@ -44,8 +77,10 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=20)
     # Shoal's DQN config explores over 5 % of its 2M-step budget: the same 100k steps here.
     parser.add_argument("--exploration-steps", type=int, default=100_000)
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument("--curve", help="write the training curve to CURVE/metrics.csv")
     args = parser.parse_args()
-    torch.set_num_threads(1)  # Shoal's engine runs on one core too.
+    torch.set_num_threads(args.torch_threads)
     minatar.gym.register_envs()
     policy_kwargs = dict(features_extractor_class=MinAtarNet, net_arch=[])
     if args.algo == "dqn":
@@ -62,12 +97,12 @@ def main() -> None:
                     vf_coef=0.5, max_grad_norm=0.5, policy_kwargs=policy_kwargs, seed=args.seed, device="cpu",
                     verbose=0)
     start = time.perf_counter()
-    model.learn(total_timesteps=args.steps)
+    model.learn(total_timesteps=args.steps, callback=Curve(args.curve, 1024) if args.curve else None)
     seconds = time.perf_counter() - start
     eval_env = gym.make(args.env)
     eval_env.reset(seed=1_000_000)
     mean, std = evaluate_policy(model, eval_env, n_eval_episodes=args.episodes, deterministic=True)
-    print(json.dumps({"peer": "sb3", "algo": args.algo, "env": args.env, "seed": args.seed, "env_steps": args.steps,
+    print(json.dumps({"peer": "sb3", "algo": args.algo, "env": args.env, "seed": args.seed, "env_steps": args.steps, "torch_threads": args.torch_threads,
                       "train_seconds": seconds, "eval_mean": float(mean), "eval_std": float(std)}))
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Shoal's SAC against Stable-Baselines3's SAC on MuJoCo's HalfCheetah-v5 (Gymnasium, pip
 # `mujoco`, no download), side by side in one run: same settings (rl-zoo3's), same budget,
-# same seeds, one core each (torch.set_num_threads(1)); each run then evaluated on 10
+# same seeds; SB3 on one torch thread (TORCH_THREADS to change), Shoal's SAC with the config's
+# `net.threads = 2` (twin critics side by side); each run then evaluated on 10
 # deterministic episodes. Makes its own venv (PyTorch CPU wheels from PyPI, large).
 #   bench/mujoco_bench.sh [ENV_STEPS] [SEEDS...]        (default: 200000 1)
 set -euo pipefail
@@ -23,7 +24,8 @@ for seed in "${seeds[@]}"; do
   shoal_secs=$(python3 -c "import json; print(json.load(open('$run/summary.json'))['wall_seconds'])")
   shoal_eval=$(VIRTUAL_ENV="$PWD/$venv" target/release/shoal eval "$run" --deterministic --episodes 10 --json \
     2>> "$run.log")
-  sb3=$("$venv/bin/python" -W ignore bench/sac_peer.py --steps "$steps" --seed "$seed" 2>> "$out/sb3.log")
+  sb3=$("$venv/bin/python" -W ignore bench/sac_peer.py --steps "$steps" --seed "$seed" \
+    --torch-threads "${TORCH_THREADS:-1}" 2>> "$out/sb3.log")
   python3 - "$seed" "$steps" "$shoal_secs" "$shoal_eval" "$sb3" <<'PY'
 import json, sys
 seed, steps, shoal_secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])

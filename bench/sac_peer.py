@@ -21,8 +21,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--learning-starts", type=int, default=10_000)
     parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch.set_num_threads")
     args = parser.parse_args()
-    torch.set_num_threads(1)  # Shoal's SAC runs on one core too.
+    torch.set_num_threads(args.torch_threads)
     env = gym.make(args.env)
     # rl-zoo3's hyperparams/sac.yml for MuJoCo: SB3's defaults (256-256 relu, batch 256,
     # lr 3e-4, tau 0.005, buffer 1M, automatic entropy) with learning_starts 10000.

@@ -233,9 +233,33 @@ fn deserialize<T: DeserializeOwned>(prefix: &str, value: toml::Value) -> Result<
     })
 }
 
-/// Removes and parses the section `[name]`, if the table has one.
-fn take_section<T: DeserializeOwned>(table: &mut toml::Table, name: &str) -> Result<Option<T>> {
-    table.remove(name).map(|value| deserialize(name, value)).transpose()
+/// Removes and parses the section `[name]`, if the table has one, written over the
+/// algorithm's defaults: a key it leaves out, at any depth, keeps the algorithm's own default.
+/// (Parsed alone, `[sac.net]` with only `threads = 2` took the generic network's 64-64 tanh
+/// for `hidden` and `activation`, silently replacing SAC's 256-256 relu.)
+fn take_section<T: DeserializeOwned + Serialize + Default>(table: &mut toml::Table, name: &str) -> Result<Option<T>> {
+    let Some(given) = table.remove(name) else {
+        return Ok(None);
+    };
+    let mut merged = toml::Value::try_from(T::default())
+        .map_err(|e| config_err(format!("[{name}]: its defaults do not serialize ({e}); this is a bug")))?;
+    overlay(&mut merged, given);
+    deserialize(name, merged).map(Some)
+}
+
+/// Writes `top` over `base`: tables merge key by key, any other value replaces.
+fn overlay(base: &mut toml::Value, top: toml::Value) {
+    match (base, top) {
+        (toml::Value::Table(base), toml::Value::Table(top)) => {
+            for (key, value) in top {
+                match base.get_mut(&key) {
+                    Some(slot) => overlay(slot, value),
+                    None => _ = base.insert(key, value),
+                }
+            }
+        }
+        (base, top) => *base = top,
+    }
 }
 
 /// The `[section]` of the chosen algorithm (always present after parsing).
@@ -317,4 +341,45 @@ fn apply_override(table: &mut toml::Table, item: &str) -> Result<()> {
     }
     node.insert(last.to_string(), value);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A section that gives some keys of a nested table keeps the algorithm's defaults for
+    /// the others, from the file and from `--set` alike; a wrong key is still an error.
+    #[test]
+    fn a_partial_section_keeps_the_algorithms_defaults() {
+        let from_file = TrainConfig::parse(
+            "algo = \"sac\"\n[env]\nid = \"Pendulum-v1\"\n[stop]\nenv_steps = 10\n[sac.net]\nthreads = 2\n",
+            &[],
+        )
+        .unwrap();
+        let from_set = TrainConfig::parse(
+            "algo = \"sac\"\n[env]\nid = \"Pendulum-v1\"\n[stop]\nenv_steps = 10\n",
+            &["sac.net.threads=2".into()],
+        )
+        .unwrap();
+        for config in [from_file, from_set] {
+            let sac = config.sac.unwrap();
+            assert_eq!((sac.net.hidden, sac.net.activation.as_str(), sac.net.threads), (vec![256, 256], "relu", 2));
+            assert_eq!(sac.batch_size, SacConfig::default().batch_size);
+        }
+        let td3 = TrainConfig::parse(
+            "algo = \"td3\"\n[env]\nid = \"Pendulum-v1\"\n[stop]\nenv_steps = 10\n",
+            &["td3.net.threads=2".into()],
+        )
+        .unwrap()
+        .td3
+        .unwrap();
+        assert_eq!(td3.net.hidden, Td3Config::default().net.hidden);
+        let err = TrainConfig::parse(
+            "algo = \"sac\"\n[env]\nid = \"Pendulum-v1\"\n[stop]\nenv_steps = 10\n",
+            &["sac.net.hiden=[8]".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sac.net") && err.contains("hiden"), "{err}");
+    }
 }

@@ -61,12 +61,15 @@ fn dqn_solves_cartpole_for_4_of_5_seeds_within_150k_steps() {
 }
 
 /// rl-zoo3's SAC table gives −202 on Pendulum-v1 at 20k steps; the config's 256-256 networks
-/// take ~3 minutes here, so CI runs 64-64 ones (same algorithm and hyperparameters otherwise),
+/// take ~3 minutes here, so CI runs 64-64 tanh ones (same algorithm and hyperparameters
+/// otherwise; tanh is what these tests always ran: a partial `net` table used to take the
+/// generic network's activation),
 /// stopping once a 10-episode deterministic evaluation every 2k steps reaches −170; the
 /// verdict is a fresh 20-episode evaluation.
 #[test]
 fn sac_balances_pendulum_for_3_of_3_seeds_within_20k_steps() {
-    let overrides = ["sac.net.hidden=[64, 64]", "stop.eval_return_mean=-170", "stop.eval_every=2000"];
+    let overrides =
+        ["sac.net.hidden=[64, 64]", "sac.net.activation=tanh", "stop.eval_return_mean=-170", "stop.eval_every=2000"];
     for seed in 1..=3 {
         let (report, steps) = train_and_eval("pendulum-sac.toml", seed, 20, &overrides);
         assert!(steps <= 20_000);
@@ -88,7 +91,8 @@ fn ppo_swings_up_pendulum_within_200k_steps() {
 /// TD3 and DDPG (TD3 with its tricks off) on Pendulum-v1, the same way as SAC above.
 #[test]
 fn td3_and_ddpg_balance_pendulum_within_20k_steps() {
-    let overrides = ["td3.net.hidden=[64, 64]", "stop.eval_return_mean=-170", "stop.eval_every=2000"];
+    let overrides =
+        ["td3.net.hidden=[64, 64]", "td3.net.activation=tanh", "stop.eval_return_mean=-170", "stop.eval_every=2000"];
     for seed in 1..=3 {
         let (report, steps) = train_and_eval("pendulum-td3.toml", seed, 20, &overrides);
         assert!(steps <= 20_000);
@@ -142,8 +146,8 @@ fn a3c_with_four_worker_threads_solves_cartpole() {
 #[test]
 fn apex_with_sac_and_td3_learners_balances_pendulum() {
     for (file, section, seeds) in [("pendulum-apex-sac.toml", "sac", 1..=2), ("pendulum-apex-td3.toml", "td3", 1..=1)] {
-        let net = format!("{section}.net.hidden=[64, 64]");
-        let overrides = [net.as_str(), "stop.eval_return_mean=-170", "stop.eval_every=2000"];
+        let (net, tanh) = (format!("{section}.net.hidden=[64, 64]"), format!("{section}.net.activation=tanh"));
+        let overrides = [net.as_str(), tanh.as_str(), "stop.eval_return_mean=-170", "stop.eval_every=2000"];
         for seed in seeds {
             let (report, steps) = train_and_eval(file, seed, 20, &overrides);
             assert!(steps <= 20_000);
@@ -160,10 +164,11 @@ fn apex_with_sac_and_td3_learners_balances_pendulum() {
 #[test]
 fn sac_and_td3_averaging_workers_balance_pendulum() {
     for (file, section, mode) in [("pendulum-sac.toml", "sac", "average"), ("pendulum-td3.toml", "td3", "easgd")] {
-        let net = format!("{section}.net.hidden=[64, 64]");
+        let (net, tanh) = (format!("{section}.net.hidden=[64, 64]"), format!("{section}.net.activation=tanh"));
         let mode = format!("cluster.mode=\"{mode}\"");
         let overrides = [
             net.as_str(),
+            tanh.as_str(),
             mode.as_str(),
             "cluster.workers=2",
             "cluster.push_every=100",

@@ -353,12 +353,14 @@ fn worker_processes_share_normalization_statistics_with_the_saved_model() {
 fn sac_as_apex_learner_and_as_averaging_workers_balances_pendulum() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let sets = ["sac.net.hidden=[64, 64]", "stop.eval_return_mean=-170", "stop.eval_every=2000"];
+    let sets =
+        ["sac.net.hidden=[64, 64]", "sac.net.activation=tanh", "stop.eval_return_mean=-170", "stop.eval_every=2000"];
     let greedy = train_processes(dir.path(), "apex-sac", "pendulum-apex-sac.toml", &sets);
     assert!(greedy >= -200.0, "apex with a SAC learner: deterministic eval {greedy} < -200");
     // SAC as 2 worker processes averaging [actor | critics] every 100 updates.
     let sets = [
         "sac.net.hidden=[64, 64]",
+        "sac.net.activation=tanh",
         "cluster.workers=2",
         "cluster.mode=\"average\"",
         "cluster.push_every=100",
