@@ -30,22 +30,26 @@ def main():
     parser.add_argument("--num-envs", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--peers", default="gymnasium_sync,envpool", help="comma-separated peers to measure")
     args = parser.parse_args()
+    peers = args.peers.split(",")
     rng = np.random.default_rng(0)
     actions = [rng.integers(0, 2, size=args.num_envs) for _ in range(64)]
 
-    envs = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1") for _ in range(args.num_envs)])
-    envs.reset(seed=0)
-    rate = measure(envs.step, actions, args.seconds) * args.num_envs
-    print(f"gymnasium_sync_steps_per_sec: {rate:.0f}", flush=True)
+    if "gymnasium_sync" in peers:
+        envs = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1") for _ in range(args.num_envs)])
+        envs.reset(seed=0)
+        rate = measure(envs.step, actions, args.seconds) * args.num_envs
+        print(f"gymnasium_sync_steps_per_sec: {rate:.0f}", flush=True)
 
-    import envpool
+    if "envpool" in peers:
+        import envpool
 
-    pool = envpool.make("CartPole-v1", env_type="gymnasium", num_envs=args.num_envs,
-                        batch_size=args.num_envs, num_threads=args.threads, seed=0)
-    pool.reset()
-    rate = measure(pool.step, actions, args.seconds) * args.num_envs
-    print(f"envpool_steps_per_sec: {rate:.0f}", flush=True)
+        pool = envpool.make("CartPole-v1", env_type="gymnasium", num_envs=args.num_envs,
+                            batch_size=args.num_envs, num_threads=args.threads, seed=0)
+        pool.reset()
+        rate = measure(pool.step, actions, args.seconds) * args.num_envs
+        print(f"envpool_steps_per_sec: {rate:.0f}", flush=True)
 
 
 if __name__ == "__main__":
