@@ -46,30 +46,23 @@ impl<'a, T> PolicyGradientBatch<'a, T> {
     pub fn split_at(&self, at: usize) -> (Self, Self) {
         let at = at.min(self.rows);
         let rows = self.rows.max(1);
-        let cut = |v: &'a [T]| v.split_at(at * (v.len() / rows));
+        let cut = |v: &'a [T]| {
+            let (head, tail) = v.split_at(at * (v.len() / rows));
+            [head, tail]
+        };
         let (obs, actions, old_log_probs) = (cut(self.obs), cut(self.actions), cut(self.old_log_probs));
         let (advantages, returns, old_values) = (cut(self.advantages), cut(self.returns), cut(self.old_values));
-        let first = PolicyGradientBatch {
-            obs: obs.0,
-            rows: at,
-            actions: actions.0,
-            old_log_probs: old_log_probs.0,
-            advantages: advantages.0,
-            returns: returns.0,
-            old_values: old_values.0,
+        let part = |i: usize, rows| PolicyGradientBatch {
+            obs: obs[i],
+            rows,
+            actions: actions[i],
+            old_log_probs: old_log_probs[i],
+            advantages: advantages[i],
+            returns: returns[i],
+            old_values: old_values[i],
             ..*self
         };
-        let second = PolicyGradientBatch {
-            obs: obs.1,
-            rows: self.rows - at,
-            actions: actions.1,
-            old_log_probs: old_log_probs.1,
-            advantages: advantages.1,
-            returns: returns.1,
-            old_values: old_values.1,
-            ..*self
-        };
-        (first, second)
+        (part(0, at), part(1, self.rows - at))
     }
 }
 

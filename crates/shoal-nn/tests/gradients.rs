@@ -103,7 +103,11 @@ fn pg_data(model: &mut ActorCritic<f64>, rng: &mut Pcg64Mcg) -> PgData {
 }
 
 fn pg_loss(d: &PgData, objective: PolicyObjective, value_clip: Option<f64>) -> Loss<'_, f64> {
-    Loss::PolicyGradient(PolicyGradientBatch {
+    Loss::PolicyGradient(pg_batch(d, objective, value_clip))
+}
+
+fn pg_batch(d: &PgData, objective: PolicyObjective, value_clip: Option<f64>) -> PolicyGradientBatch<'_, f64> {
+    PolicyGradientBatch {
         obs: &d.obs,
         rows: ROWS,
         actions: &d.actions,
@@ -115,7 +119,7 @@ fn pg_loss(d: &PgData, objective: PolicyObjective, value_clip: Option<f64>) -> L
         value_clip,
         ent_coef: 0.05,
         vf_coef: 0.7,
-    })
+    }
 }
 
 #[test]
@@ -139,17 +143,27 @@ fn ppo_loss_gradients_categorical_and_gaussian_separate_and_shared() {
     }
 }
 
+/// A model on one thread, its clone set to two, and a batch for them.
+fn one_and_two_threads(
+    head: PolicyHead,
+    shared: bool,
+    rng: &mut Pcg64Mcg,
+) -> (ActorCritic<f64>, ActorCritic<f64>, PgData) {
+    let mut one = actor_critic(head, Activation::Tanh, shared);
+    let data = pg_data(&mut one, rng);
+    let mut two = one.clone();
+    two.set_threads(2);
+    assert_eq!((one.threads(), two.threads()), (1, 2));
+    (one, two, data)
+}
+
 /// Actor and critic side by side on two threads do exactly what one thread does: the same
 /// loss and the same gradient, bit for bit (so the gradient checks above cover them too).
 #[test]
 fn two_threads_give_bit_identical_losses_and_gradients() {
     let mut rng = Pcg64Mcg::seed_from_u64(3);
     for head in [PolicyHead::Categorical { n: 4 }, PolicyHead::Gaussian { dim: 2 }] {
-        let mut one = actor_critic(head, Activation::Tanh, false);
-        let data = pg_data(&mut one, &mut rng);
-        let mut two = one.clone();
-        two.set_threads(2);
-        assert_eq!((one.threads(), two.threads()), (1, 2));
+        let (mut one, mut two, data) = one_and_two_threads(head, false, &mut rng);
         for round in 0..3 {
             let loss = pg_loss(&data, PolicyObjective::Clipped { clip: 0.2 }, Some(0.2));
             let (a, b) = (one.loss_and_grad(loss).unwrap(), two.loss_and_grad(loss).unwrap());
@@ -173,16 +187,9 @@ fn two_threads_give_bit_identical_losses_and_gradients() {
 fn a_shared_trunk_on_two_threads_averages_the_halves_of_the_minibatch() {
     let mut rng = Pcg64Mcg::seed_from_u64(5);
     for head in [PolicyHead::Categorical { n: 4 }, PolicyHead::Gaussian { dim: 2 }] {
-        let mut one = actor_critic(head, Activation::Tanh, true);
-        let data = pg_data(&mut one, &mut rng);
-        let mut two = one.clone();
-        two.set_threads(2);
-        assert_eq!(two.threads(), 2);
+        let (mut one, mut two, data) = one_and_two_threads(head, true, &mut rng);
         for rows in [ROWS, ROWS - 1] {
-            let Loss::PolicyGradient(full) = pg_loss(&data, PolicyObjective::Clipped { clip: 0.2 }, Some(0.2)) else {
-                unreachable!("pg_loss builds a policy-gradient loss")
-            };
-            let (batch, _) = full.split_at(rows);
+            let (batch, _) = pg_batch(&data, PolicyObjective::Clipped { clip: 0.2 }, Some(0.2)).split_at(rows);
             let (a, b) = (
                 one.loss_and_grad(Loss::PolicyGradient(batch)).unwrap(),
                 two.loss_and_grad(Loss::PolicyGradient(batch)).unwrap(),
