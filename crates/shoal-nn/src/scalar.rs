@@ -148,8 +148,8 @@ impl Scalar for f32 {
         bias_tanh_generic(z, bias)
     }
     fn kernel_x_wt(x: &[Self], w: &[Self], rows: usize, in_dim: usize, out_dim: usize, z: &mut [Self]) -> bool {
-        if kernel::applies(out_dim, in_dim) {
-            kernel::product_bt(rows, out_dim, in_dim, x, (in_dim, 1), w, z, kernel::Store::Overwrite);
+        if let Some(isa) = kernel::applies(out_dim, in_dim) {
+            kernel::product_bt(isa, rows, out_dim, in_dim, x, (in_dim, 1), w, z, kernel::Store::Overwrite);
         } else if kernel::applies_narrow(out_dim, in_dim) {
             kernel::narrow_product_bt(rows, out_dim, in_dim, x, w, z);
         } else {
@@ -167,19 +167,19 @@ impl Scalar for f32 {
         out_dim: usize,
         z: &mut [Self],
     ) -> bool {
-        if !kernel::applies(out_dim, in_dim) {
+        let Some(isa) = kernel::applies(out_dim, in_dim) else {
             return false;
-        }
-        kernel::product_bt(rows, out_dim, in_dim, x, (in_dim, 1), w, z, kernel::Store::Bias(bias, unit));
+        };
+        kernel::product_bt(isa, rows, out_dim, in_dim, x, (in_dim, 1), w, z, kernel::Store::Bias(bias, unit));
         true
     }
     fn kernel_acc_dzt_x(dz: &[Self], x: &[Self], rows: usize, in_dim: usize, out_dim: usize, gw: &mut [Self]) -> bool {
         // `∂Wᵀ[in, out] = Xᵀ·∂Z` (m = in, n = out, k = rows), then added into `gw` transposed.
-        if !kernel::applies_thin(in_dim, out_dim) || rows == 0 {
+        let Some(isa) = kernel::applies_thin(in_dim, out_dim).filter(|_| rows > 0) else {
             return false;
-        }
+        };
         kernel::with_scratch(in_dim * out_dim, |gwt| {
-            kernel::product(in_dim, out_dim, rows, x, (1, in_dim), dz, out_dim, gwt, kernel::Store::Overwrite);
+            kernel::product(isa, in_dim, out_dim, rows, x, (1, in_dim), dz, out_dim, gwt, kernel::Store::Overwrite);
             for (i, column) in gwt.chunks_exact(out_dim).enumerate() {
                 for (o, &g) in column.iter().enumerate() {
                     gw[o * in_dim + i] += g;
@@ -190,10 +190,10 @@ impl Scalar for f32 {
     }
     fn kernel_dz_w(dz: &[Self], w: &[Self], rows: usize, in_dim: usize, out_dim: usize, dx: &mut [Self]) -> bool {
         // m = rows, k = out, n = in; `w` is `[out, in]`, already `k×n` row-major.
-        if !kernel::applies(in_dim, out_dim) {
+        let Some(isa) = kernel::applies(in_dim, out_dim) else {
             return false;
-        }
-        kernel::product(rows, in_dim, out_dim, dz, (out_dim, 1), w, in_dim, dx, kernel::Store::Overwrite);
+        };
+        kernel::product(isa, rows, in_dim, out_dim, dz, (out_dim, 1), w, in_dim, dx, kernel::Store::Overwrite);
         true
     }
     forward_gemm!(sgemm);

@@ -1,26 +1,94 @@
-//! A register-blocked `f32` micro-kernel (AVX2 + FMA, chosen at run time) for the products
-//! whose inner dimension is small — a policy's first layer (`k` = observation size) and the
-//! 64-wide layers of CartPole-sized networks — where the GEMM crate's packing of both operands
-//! into a fresh buffer costs as much as the arithmetic.
+//! Register-blocked `f32` micro-kernels, chosen at run time for the CPU (AVX-512, else AVX2 +
+//! FMA; see [`Isa`]), for the products whose inner dimension is small — a policy's first layer
+//! (`k` = the observation's size) and the 64-wide layers of CartPole-sized networks — where
+//! the GEMM crate's packing of both operands into a fresh buffer costs as much as the
+//! arithmetic.
 //!
-//! Each 6×16 block of `C` lives in twelve `ymm` accumulators while `k` rank-1 updates stream
-//! past: a row of `B` (two loads) and six broadcasts of `A`'s column. `B` is read in place when
-//! its rows are contiguous (`∂X = ∂Z·W`); the forward product's `Wᵀ` is transposed once into a
-//! per-thread buffer. Measured against matrixmultiply 0.3 and gemm 0.18 on the update's
-//! shapes (256 rows, AMD EPYC Zen 3, one thread; µs): `X[256,4]·Wᵀ[4,64]` 2.4 vs 4.0 and 3.9;
-//! `X[256,64]·Wᵀ[64,64]` 25.0 vs 30.7 and 24.7; `∂Z[256,64]·W[64,64]` 22.8 vs 30.5 and 24.1;
-//! but `X[256,256]·Wᵀ[256,256]` 545 vs 429 and 394 — past `k` = 64 the crate's cache blocking
-//! wins, so [`MAX_K`] hands those back. (The gemm crate gains 10–20 % there, for some fifty
-//! more crates to compile; not taken.)
+//! Each block of `C` lives in accumulator registers (6×16 in twelve `ymm`, 12×32 in 24 `zmm`)
+//! while `k` rank-1 updates stream past: a row of `B`, and a broadcast of `A` per row. `B` is
+//! read in place when its rows are contiguous (`∂X = ∂Z·W`); the forward product's `Wᵀ` is
+//! transposed once into a per-thread buffer. Both builds sum every output over `k` in order
+//! with fused multiply-adds and take the same shapes, so a run gives the same bits on either.
+//!
+//! Against matrixmultiply 0.3 (and gemm 0.18) on the update's shapes, 256 rows, one thread, µs.
+//! AVX2 on an AMD EPYC (Zen 3): `X[256,4]·Wᵀ[4,64]` 2.4 vs 4.0 (3.9); `X[256,64]·Wᵀ[64,64]`
+//! 25.0 vs 30.7 (24.7); `∂Z[256,64]·W[64,64]` 22.8 vs 30.5 (24.1); but `X[256,256]·Wᵀ[256,256]`
+//! 545 vs 429 (394) — past `k` = 64 the crate's cache blocking wins, so [`MAX_K`] hands those
+//! back (the gemm crate gains 10–20 % there, for some fifty more crates to compile; not
+//! taken). On an Intel Xeon with AVX-512 (Sapphire Rapids class), where matrixmultiply 0.3.11
+//! runs its own AVX-512 kernel: `X[256,64]·Wᵀ[64,64]` 14.2 vs 17.9 (the AVX2 build 25.6),
+//! `∂Z[256,64]·W[64,64]` 12.2 vs 17.0 (AVX2 24.0), `X[256,17]·Wᵀ[17,256]` 17.0 vs 21.9 (AVX2
+//! 27.3); at `k` = 128–512 the two are even or the crate wins, so the limit is the same.
 
-/// The largest inner dimension this kernel takes (see the module's measurements).
+mod avx2;
+mod avx512;
+mod block;
+
+use std::sync::OnceLock;
+
+pub use block::Unit;
+use block::{Finish, Operands};
+
+/// Output columns per block of the narrowest build (two 8-lane registers): a product's `n`
+/// must be a multiple of it.
+const NR: usize = avx2::NR;
+
+/// The largest inner dimension the kernels take for more than [`THIN_ROWS`] rows of `C` (see
+/// the module's measurements).
 pub const MAX_K: usize = 64;
 
-/// Output columns per block (two 8-lane registers).
-const NR: usize = 16;
+/// Rows of `C` a thin product ([`applies_thin`]) may have, whichever the build.
+const THIN_ROWS: usize = avx2::MR;
 
-/// Rows per block: 6 × 2 accumulators + 2 rows of `B` + 1 broadcast = 15 of 16 registers.
-const MR: usize = 6;
+/// The instruction set the kernels run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// AVX2 with FMA: 8 lanes, 16 registers.
+    Avx2,
+    /// AVX-512F: 16 lanes, 32 registers.
+    Avx512,
+}
+
+impl Isa {
+    /// The widest set this CPU has, or none (the kernels are then never chosen). The
+    /// environment variable `SHOAL_NN_ISA` caps it — `avx2`, or `none` for the GEMM crate
+    /// alone — to measure or debug the narrower paths on a wider CPU.
+    pub fn here() -> Option<Isa> {
+        static HERE: OnceLock<Option<Isa>> = OnceLock::new();
+        *HERE.get_or_init(|| {
+            let cap = match std::env::var("SHOAL_NN_ISA").as_deref() {
+                Err(_) | Ok("avx512") => Some(Isa::Avx512),
+                Ok("avx2") => Some(Isa::Avx2),
+                Ok("none") => None,
+                Ok(other) => {
+                    eprintln!("shoal-nn: SHOAL_NN_ISA={other} is not avx512, avx2 or none; ignored");
+                    Some(Isa::Avx512)
+                }
+            };
+            Isa::ALL.into_iter().filter(|&isa| isa.runs_here() && Some(isa) <= cap).max()
+        })
+    }
+
+    /// Every set, narrowest first.
+    pub const ALL: [Isa; 2] = [Isa::Avx2, Isa::Avx512];
+
+    /// Whether this CPU runs the set (whatever `SHOAL_NN_ISA` says).
+    pub fn runs_here(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            let avx2 = has!("avx2") && has!("fma");
+            match self {
+                Isa::Avx2 => avx2,
+                Isa::Avx512 => avx2 && has!("avx512f"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+}
 
 /// What [`product`] does with each block of `A·B` on its way into `C`.
 #[derive(Clone, Copy, Debug)]
@@ -36,48 +104,34 @@ pub enum Store<'a> {
     Bias(&'a [f32], Unit),
 }
 
-/// The nonlinearity of a [`Store::Bias`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unit {
-    /// None: an output layer.
-    Identity,
-    /// [`crate::tanh::fast_tanh_fma`].
-    Tanh,
-    /// `max(x, 0)`.
-    Relu,
+/// The instruction set to compute `c[m×n] = a·b` (shapes as in [`product`]) with on this
+/// CPU, or none when the kernels do not take it.
+pub fn applies(n: usize, k: usize) -> Option<Isa> {
+    Isa::here().filter(|_| shape_fits(n, k))
 }
 
-/// Whether `c[m×n] = a·b` (shapes as in [`product`]) goes through this kernel on this CPU.
-pub fn applies(n: usize, k: usize) -> bool {
-    n.is_multiple_of(NR) && n > 0 && (1..=MAX_K).contains(&k) && has_avx2_fma()
+fn shape_fits(n: usize, k: usize) -> bool {
+    n.is_multiple_of(NR) && n > 0 && (1..=MAX_K).contains(&k)
 }
 
 /// Whether [`product`] takes `c[m×n] = a·b` over any `k`: when `C` is at most one block of
 /// rows, each 16-column panel of `B` streams past once, however long `k` is — a weight
 /// gradient `∂Wᵀ[in, out] = Xᵀ·∂Z` of a layer with few inputs (`k` = the batch's rows).
 /// `∂W[64,4]` over 256 rows: 5.5 µs through the GEMM crate.
-pub fn applies_thin(m: usize, n: usize) -> bool {
-    (1..=MR).contains(&m) && applies(n, 1)
+pub fn applies_thin(m: usize, n: usize) -> Option<Isa> {
+    applies(n, 1).filter(|_| (1..=THIN_ROWS).contains(&m))
 }
 
-fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// `c ← a·b`, finished as `store` says: `a` is `m×k` with element `(i, p)` at
-/// `a[i·ars + p·acs]`, `b` is `k×n` row-major with rows `ldb` apart, `c` is `m×n` row-major.
+/// `c ← a·b` on `isa` (as [`applies`] or [`applies_thin`] gave it), finished as `store` says:
+/// `a` is `m×k` with element `(i, p)` at `a[i·ars + p·acs]`, `b` is `k×n` row-major with rows
+/// `ldb` apart, `c` is `m×n` row-major. Any `k` is computed right; the limits of [`applies`]
+/// are about speed.
 ///
-/// Panics on out-of-bounds shapes (engine bugs: callers derive them from the model's layout)
-/// and when neither [`applies`] nor [`applies_thin`] holds.
+/// Panics on out-of-bounds shapes, `n` not a multiple of 16, and an `isa` this CPU lacks
+/// (engine bugs: callers derive shapes from the model's layout and `isa` from [`applies`]).
 #[allow(clippy::too_many_arguments)]
 pub fn product(
+    isa: Isa,
     m: usize,
     n: usize,
     k: usize,
@@ -88,27 +142,30 @@ pub fn product(
     c: &mut [f32],
     store: Store<'_>,
 ) {
-    assert!(applies(n, k) || (applies_thin(m, n) && k > 0), "kernel::product called for a shape it does not take");
+    assert!(n.is_multiple_of(NR) && n > 0 && k > 0, "kernel::product called for a shape it does not take");
+    assert!(isa.runs_here(), "kernel::product called for {isa:?}, which this CPU lacks");
     if m == 0 {
         return;
     }
     assert!((m - 1) * ars + (k - 1) * acs < a.len(), "kernel: a out of bounds");
     assert!((k - 1) * ldb + n <= b.len() && ldb >= n, "kernel: b out of bounds");
     assert!(c.len() >= m * n, "kernel: c too short");
-    if let Store::Bias(bias, _) = store {
-        assert!(bias.len() >= n, "kernel: bias shorter than a row of c");
-    }
+    let (finish, bias) = match store {
+        Store::Overwrite => (Finish::Overwrite, std::ptr::null()),
+        Store::Accumulate => (Finish::Accumulate, std::ptr::null()),
+        Store::Bias(bias, unit) => {
+            assert!(bias.len() >= n, "kernel: bias shorter than a row of c");
+            (Finish::Bias(unit), bias.as_ptr())
+        }
+    };
+    let ops = Operands { a: a.as_ptr(), ars, acs, b: b.as_ptr(), ldb, c: c.as_mut_ptr(), ldc: n, finish, bias };
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU has AVX2 and FMA (`applies`); bounds are checked above.
+    // SAFETY: the CPU has the instruction set (asserted above); bounds are checked above.
     unsafe {
-        let (finish, bias) = match store {
-            Store::Overwrite => (avx2::Finish::Overwrite, std::ptr::null()),
-            Store::Accumulate => (avx2::Finish::Accumulate, std::ptr::null()),
-            Store::Bias(bias, unit) => (avx2::Finish::Bias(unit), bias.as_ptr()),
-        };
-        let ops =
-            avx2::Operands { a: a.as_ptr(), ars, acs, b: b.as_ptr(), ldb, c: c.as_mut_ptr(), ldc: n, finish, bias };
-        avx2::product(m, n, k, ops)
+        match isa {
+            Isa::Avx512 => avx512::product(m, n, k, ops),
+            Isa::Avx2 => avx2::product(m, n, k, ops),
+        }
     }
 }
 
@@ -116,6 +173,7 @@ pub fn product(
 /// for `X·Wᵀ`), copied into a per-thread buffer in `k×n` order first.
 #[allow(clippy::too_many_arguments)]
 pub fn product_bt(
+    isa: Isa,
     m: usize,
     n: usize,
     k: usize,
@@ -132,7 +190,7 @@ pub fn product_bt(
                 b[p * n + j] = v;
             }
         }
-        product(m, n, k, a, strides, b, n, c, store);
+        product(isa, m, n, k, a, strides, b, n, c, store);
     });
 }
 
@@ -154,11 +212,12 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
 /// Whether `c[m×n] = a·btᵀ` (shapes as in [`narrow_product_bt`]) goes through the narrow
 /// kernel on this CPU: outputs narrower than one block, as a policy's or a value's last layer.
 pub fn applies_narrow(n: usize, k: usize) -> bool {
-    (1..NR).contains(&n) && k > 0 && has_avx2_fma()
+    (1..NR).contains(&n) && k > 0 && Isa::here().is_some()
 }
 
 /// `c ← a·btᵀ` for fewer than 16 outputs: `a` is `m×k` row-major, `bt` is `n×k` row-major (a
-/// layer's weight `[out, in]`), `c` is `m×n` row-major.
+/// layer's weight `[out, in]`), `c` is `m×n` row-major. One build (AVX2) on every CPU that has
+/// the kernels, so one summation order.
 ///
 /// The 6×16 block would waste most of its lanes on 1–3 outputs, and the GEMM crate packs
 /// both operands for 0.2 MFLOP of work: `X[256,64]·Wᵀ[64,2]` took 7.4 µs through the crate
@@ -172,212 +231,10 @@ pub fn narrow_product_bt(m: usize, n: usize, k: usize, a: &[f32], bt: &[f32], c:
     assert!(applies_narrow(n, k), "kernel::narrow_product_bt called for a shape it does not take");
     assert!(a.len() >= m * k && bt.len() >= n * k && c.len() >= m * n, "kernel: operand out of bounds");
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU has AVX2 and FMA (`applies_narrow`); bounds are checked above.
+    // SAFETY: every CPU with the kernels has AVX2 and FMA (`Isa::runs_here`); bounds are
+    // checked above.
     unsafe {
         avx2::narrow_product_bt(m, n, k, a.as_ptr(), bt.as_ptr(), c.as_mut_ptr())
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    use super::{Unit, MR, NR};
-    use crate::tanh::fast_tanh_fma;
-
-    /// `super::Store` without its borrow: the bias is `Operands::bias`.
-    #[derive(Clone, Copy)]
-    pub(super) enum Finish {
-        Overwrite,
-        Accumulate,
-        Bias(Unit),
-    }
-
-    /// Where one product's operands live (as `super::product` describes them), `c` with rows
-    /// `ldc` apart, and the bias of a `Finish::Bias` (else null): the pointers move together
-    /// from block to block.
-    #[derive(Clone, Copy)]
-    pub(super) struct Operands {
-        pub(super) a: *const f32,
-        pub(super) ars: usize,
-        pub(super) acs: usize,
-        pub(super) b: *const f32,
-        pub(super) ldb: usize,
-        pub(super) c: *mut f32,
-        pub(super) ldc: usize,
-        pub(super) finish: Finish,
-        pub(super) bias: *const f32,
-    }
-
-    impl Operands {
-        /// The operands of the block whose first output is row `i`, column `j` of `C`.
-        ///
-        /// # Safety
-        /// `(i, j)` lies within `C` (and so its row of `A` and column of `B` within theirs).
-        unsafe fn at(self, i: usize, j: usize) -> Self {
-            // SAFETY: in bounds by the caller's contract.
-            unsafe {
-                Operands {
-                    a: self.a.add(i * self.ars),
-                    b: self.b.add(j),
-                    c: self.c.add(i * self.ldc + j),
-                    bias: self.bias.wrapping_add(j),
-                    ..self
-                }
-            }
-        }
-    }
-
-    /// `C[m×n] (+)= A·B` over `k`, with `ops.ldc = n`.
-    ///
-    /// # Safety
-    /// AVX2 and FMA present; all addressed elements in bounds (checked by `super::product`).
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn product(m: usize, n: usize, k: usize, ops: Operands) {
-        let full = m - m % MR;
-        // SAFETY (all blocks): rows i..i+R ≤ m, columns j..j+16 ≤ n, p < k — in bounds.
-        unsafe {
-            for i in (0..full).step_by(MR) {
-                for j in (0..n).step_by(NR) {
-                    block::<MR>(k, ops.at(i, j));
-                }
-                if let Finish::Bias(unit) = ops.finish {
-                    activate(unit, ops.c.add(i * n), MR * n);
-                }
-            }
-            // The last 1–5 rows (no pointer is formed past `C` when there are none).
-            if full < m {
-                for j in (0..n).step_by(NR) {
-                    let rest = ops.at(full, j);
-                    match m - full {
-                        1 => block::<1>(k, rest),
-                        2 => block::<2>(k, rest),
-                        3 => block::<3>(k, rest),
-                        4 => block::<4>(k, rest),
-                        _ => block::<5>(k, rest),
-                    }
-                }
-                if let Finish::Bias(unit) = ops.finish {
-                    activate(unit, ops.c.add(full * n), (m - full) * n);
-                }
-            }
-        }
-    }
-
-    /// A `Finish::Bias`'s activation `unit` on `len` values of `C`: a stripe of up to 6 whole rows
-    /// just stored, still in L1, written as the separate pass writes it, so the same bits.
-    /// Per stripe rather than per block: called for each block's 16-value rows it gained
-    /// nothing over the separate pass. Per stripe (256 rows, one thread, min of 200 rounds):
-    /// `4→64` tanh 9.1–9.4 µs separate, 8.1–8.3 fused; `64→64` 32.8–34.4 vs 31.4–33.2 (the
-    /// product alone 25.7–27.1) — the pass over memory goes, the tanh's arithmetic stays.
-    ///
-    /// # Safety
-    /// AVX2 and FMA present; `c` addresses `len` elements.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline(never)]
-    unsafe fn activate(unit: Unit, c: *mut f32, len: usize) {
-        // SAFETY: by the caller's contract.
-        let out = unsafe { std::slice::from_raw_parts_mut(c, len) };
-        match unit {
-            Unit::Identity => {}
-            Unit::Tanh => out.iter_mut().for_each(|x| *x = fast_tanh_fma(*x)),
-            Unit::Relu => out.iter_mut().for_each(|x| *x = x.max(0.0)),
-        }
-    }
-
-    /// Rows summed side by side in [`narrow_product_bt`].
-    const NARROW_ROWS: usize = 8;
-
-    /// `C[m×n] = A·Btᵀ`, `n` < 16 (see `super::narrow_product_bt`).
-    ///
-    /// # Safety
-    /// AVX2 and FMA present; `a` holds `m×k`, `bt` `n×k`, `c` `m×n` elements.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn narrow_product_bt(m: usize, n: usize, k: usize, a: *const f32, bt: *const f32, c: *mut f32) {
-        let full = m - m % NARROW_ROWS;
-        let k8 = k - k % 8;
-        // SAFETY (all accesses): rows < m, outputs < n, columns < k — in bounds.
-        unsafe {
-            for i in (0..full).step_by(NARROW_ROWS) {
-                for o in 0..n {
-                    let w = bt.add(o * k);
-                    let mut acc = [_mm256_setzero_ps(); NARROW_ROWS];
-                    for p in (0..k8).step_by(8) {
-                        let wv = _mm256_loadu_ps(w.add(p));
-                        for (r, acc) in acc.iter_mut().enumerate() {
-                            *acc = _mm256_fmadd_ps(_mm256_loadu_ps(a.add((i + r) * k + p)), wv, *acc);
-                        }
-                    }
-                    let mut sums = [0.0f32; NARROW_ROWS];
-                    _mm256_storeu_ps(sums.as_mut_ptr(), sum_each(acc));
-                    for (r, sum) in sums.iter().enumerate() {
-                        *c.add((i + r) * n + o) = sum + dot(a.add((i + r) * k), w, k8..k);
-                    }
-                }
-            }
-            // The last 1–7 rows, one dot product each.
-            for i in full..m {
-                for o in 0..n {
-                    *c.add(i * n + o) = dot(a.add(i * k), bt.add(o * k), 0..k);
-                }
-            }
-        }
-    }
-
-    /// `Σ row[p]·w[p]` over `columns`, one element at a time (the narrow kernel's tails).
-    ///
-    /// # Safety
-    /// Both pointers address at least `columns.end` elements.
-    #[inline]
-    unsafe fn dot(row: *const f32, w: *const f32, columns: std::ops::Range<usize>) -> f32 {
-        // SAFETY: in bounds by the caller's contract.
-        columns.map(|p| unsafe { *row.add(p) * *w.add(p) }).sum()
-    }
-
-    /// The eight sums of `v[0]`…`v[7]`'s lanes, as lanes 0–7 of one register.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    fn sum_each(v: [__m256; 8]) -> __m256 {
-        // Pairwise adds within each 128-bit half: lane j of the half holds a partial sum of
-        // v[j] (first four) or v[4 + j]; the halves are added last.
-        let low = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
-        let high = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
-        _mm256_add_ps(_mm256_permute2f128_ps(low, high, 0x20), _mm256_permute2f128_ps(low, high, 0x31))
-    }
-
-    /// One `R×16` block of `C`: `R` rows of `A` against 16 columns of `B`, over all of `k`.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn block<const R: usize>(k: usize, ops: Operands) {
-        let Operands { a, ars, acs, b, ldb, c, ldc, finish, bias } = ops;
-        let mut lo = [_mm256_setzero_ps(); R];
-        let mut hi = [_mm256_setzero_ps(); R];
-        // SAFETY: the caller's bounds (see `product`).
-        unsafe {
-            for p in 0..k {
-                let b_lo = _mm256_loadu_ps(b.add(p * ldb));
-                let b_hi = _mm256_loadu_ps(b.add(p * ldb + 8));
-                for r in 0..R {
-                    let av = _mm256_broadcast_ss(&*a.add(r * ars + p * acs));
-                    lo[r] = _mm256_fmadd_ps(av, b_lo, lo[r]);
-                    hi[r] = _mm256_fmadd_ps(av, b_hi, hi[r]);
-                }
-            }
-            for r in 0..R {
-                let row = c.add(r * ldc);
-                let added = match finish {
-                    Finish::Overwrite => None,
-                    Finish::Accumulate => Some(row.cast_const()),
-                    Finish::Bias(_) => Some(bias),
-                };
-                if let Some(added) = added {
-                    lo[r] = _mm256_add_ps(lo[r], _mm256_loadu_ps(added));
-                    hi[r] = _mm256_add_ps(hi[r], _mm256_loadu_ps(added.add(8)));
-                }
-                _mm256_storeu_ps(row, lo[r]);
-                _mm256_storeu_ps(row.add(8), hi[r]);
-            }
-        }
     }
 }
 
@@ -385,13 +242,14 @@ mod avx2 {
 mod tests {
     use super::*;
 
-    /// Whether this CPU runs the kernels (said on stderr when not: the tests then check nothing).
-    fn kernel_here() -> bool {
-        let here = has_avx2_fma();
-        if !here {
-            eprintln!("no AVX2+FMA on this CPU: the kernel is never chosen here");
+    /// The instruction sets this CPU runs (said on stderr when none: the tests then check
+    /// nothing, and the engine never chooses the kernels here).
+    fn sets_here() -> Vec<Isa> {
+        let sets: Vec<Isa> = Isa::ALL.into_iter().filter(|isa| isa.runs_here()).collect();
+        if sets.is_empty() {
+            eprintln!("no AVX2+FMA on this CPU: the kernels are never chosen here");
         }
-        here
+        sets
     }
 
     /// Two operands of `a_len` and `b_len` small exact values, different patterns.
@@ -401,41 +259,89 @@ mod tests {
         (a, b)
     }
 
-    /// Every remainder of rows (0–5 past a multiple of 6), several column blocks, `k` from 1 to
-    /// the limit, overwrite and accumulate, strided `a` — against a naive `f64` product.
+    /// `bt` (`n×k`) as `k×n`.
+    fn transposed(bt: &[f32], n: usize, k: usize) -> Vec<f32> {
+        let mut b = vec![0.0; k * n];
+        for j in 0..n {
+            for p in 0..k {
+                b[p * n + j] = bt[j * k + p];
+            }
+        }
+        b
+    }
+
+    /// On every build: every remainder of rows past a multiple of the block's, 16-column
+    /// blocks next to 32-column ones, `k` from 1 to the build's limit, overwrite and
+    /// accumulate, `a` read row-major and column-major — against a naive `f64` product.
     #[test]
     fn matches_a_naive_product() {
-        if !kernel_here() {
-            return;
-        }
-        for m in [1, 5, 6, 7, 12, 17, 40] {
-            for n in [16, 48] {
-                for k in [1, 4, 13, 64] {
-                    let (a, bt) = operands(m * k, n * k);
-                    let want = |i: usize, j: usize, a_at: &dyn Fn(usize, usize) -> f32| -> f64 {
-                        (0..k).map(|p| a_at(i, p) as f64 * bt[j * k + p] as f64).sum()
-                    };
-                    // a row-major (X·Wᵀ), through the transposing entry.
-                    let mut c = vec![f32::NAN; m * n];
-                    product_bt(m, n, k, &a, (k, 1), &bt, &mut c, Store::Overwrite);
-                    // a read transposed (a column-major view), b in place, accumulating.
-                    let mut b = vec![0.0; k * n];
-                    for j in 0..n {
-                        for p in 0..k {
-                            b[p * n + j] = bt[j * k + p];
-                        }
-                    }
-                    let mut acc = vec![1.0f32; m * n];
-                    product(m, n, k, &a, (1, m), &b, n, &mut acc, Store::Accumulate);
-                    for i in 0..m {
-                        for j in 0..n {
-                            let row_major = want(i, j, &|i, p| a[i * k + p]);
-                            let col_major = want(i, j, &|i, p| a[p * m + i]);
-                            assert!((c[i * n + j] as f64 - row_major).abs() < 1e-4, "m {m} n {n} k {k}");
-                            assert!((acc[i * n + j] as f64 - 1.0 - col_major).abs() < 1e-4, "m {m} n {n} k {k}");
+        for isa in sets_here() {
+            for m in [1, 5, 6, 7, 11, 12, 13, 17, 40] {
+                for n in [16, 48, 64] {
+                    for k in [1, 4, 13, 64, 300] {
+                        let (a, bt) = operands(m * k, n * k);
+                        let b = transposed(&bt, n, k);
+                        let want = |i: usize, j: usize, a_at: &dyn Fn(usize, usize) -> f32| -> f64 {
+                            (0..k).map(|p| a_at(i, p) as f64 * bt[j * k + p] as f64).sum()
+                        };
+                        let mut c = vec![f32::NAN; m * n];
+                        product(isa, m, n, k, &a, (k, 1), &b, n, &mut c, Store::Overwrite);
+                        let mut acc = vec![1.0f32; m * n];
+                        product(isa, m, n, k, &a, (1, m), &b, n, &mut acc, Store::Accumulate);
+                        for i in 0..m {
+                            for j in 0..n {
+                                let row_major = want(i, j, &|i, p| a[i * k + p]);
+                                let col_major = want(i, j, &|i, p| a[p * m + i]);
+                                let shape = format!("{isa:?} m {m} n {n} k {k}");
+                                assert!((c[i * n + j] as f64 - row_major).abs() < 1e-3, "{shape}");
+                                assert!((acc[i * n + j] as f64 - 1.0 - col_major).abs() < 1e-3, "{shape}");
+                            }
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// The builds give the same bits for every store, every block remainder and long `k`
+    /// (random operands, where any change of summation order would show): a run does not
+    /// depend on which of them the CPU has.
+    #[test]
+    fn the_builds_agree_bit_for_bit() {
+        let sets = sets_here();
+        if sets.len() < 2 {
+            eprintln!("one build on this CPU ({sets:?}): nothing to compare");
+            return;
+        }
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut uniform = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        for (m, n, k) in [(256, 64, 4), (256, 64, 64), (37, 48, 200), (13, 256, 256), (6, 16, 1000)] {
+            let a: Vec<f32> = (0..m * k).map(|_| uniform()).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| uniform()).collect();
+            let bias: Vec<f32> = (0..n).map(|_| uniform()).collect();
+            let start: Vec<f32> = (0..m * n).map(|_| uniform()).collect();
+            let stores = [
+                Store::Overwrite,
+                Store::Accumulate,
+                Store::Bias(&bias, Unit::Identity),
+                Store::Bias(&bias, Unit::Tanh),
+                Store::Bias(&bias, Unit::Relu),
+            ];
+            for store in stores {
+                let results: Vec<Vec<u32>> = sets
+                    .iter()
+                    .map(|&isa| {
+                        let mut c = start.clone();
+                        product(isa, m, n, k, &a, (k, 1), &b, n, &mut c, store);
+                        c.iter().map(|x| x.to_bits()).collect()
+                    })
+                    .collect();
+                assert!(results.windows(2).all(|w| w[0] == w[1]), "m {m} n {n} k {k} {store:?}");
             }
         }
     }
@@ -444,7 +350,7 @@ mod tests {
     /// a tail past a multiple of 8 — against a naive `f64` product.
     #[test]
     fn narrow_matches_a_naive_product() {
-        if !kernel_here() {
+        if Isa::here().is_none() {
             return;
         }
         for m in [1, 7, 8, 9, 16, 23, 256] {
@@ -464,34 +370,32 @@ mod tests {
         }
     }
 
-    /// One block of rows or fewer over `k` far past [`MAX_K`], `a` read transposed as a
-    /// weight gradient reads `X`.
+    /// One block of rows or fewer over `k` far past [`MAX_K`], `a` read transposed
+    /// as a weight gradient reads `X`.
     #[test]
     fn thin_products_take_any_k() {
-        if !kernel_here() {
-            return;
-        }
-        for (m, n, k) in [(1, 16, 300), (4, 64, 256), (6, 32, 65), (5, 16, 1000)] {
-            assert!(applies_thin(m, n) && !applies(n, k));
-            let (a, b) = operands(m * k, k * n);
-            let mut c = vec![f32::NAN; m * n];
-            product(m, n, k, &a, (1, m), &b, n, &mut c, Store::Overwrite);
-            for i in 0..m {
-                for j in 0..n {
-                    let want: f64 = (0..k).map(|p| a[p * m + i] as f64 * b[p * n + j] as f64).sum();
-                    assert!((c[i * n + j] as f64 - want).abs() < 1e-3, "m {m} n {n} k {k}");
+        for isa in sets_here() {
+            for (m, n, k) in [(1, 16, 300), (4, 64, 256), (6, 32, 65), (5, 16, 1000), (6, 48, 2000)] {
+                let (a, b) = operands(m * k, k * n);
+                let mut c = vec![f32::NAN; m * n];
+                product(isa, m, n, k, &a, (1, m), &b, n, &mut c, Store::Overwrite);
+                for i in 0..m {
+                    for j in 0..n {
+                        let want: f64 = (0..k).map(|p| a[p * m + i] as f64 * b[p * n + j] as f64).sum();
+                        assert!((c[i * n + j] as f64 - want).abs() < 1e-3, "{isa:?} m {m} n {n} k {k}");
+                    }
                 }
             }
         }
-        assert!(!applies_thin(MR + 1, 16) && !applies_thin(4, 15) && !applies_thin(0, 16));
+        if Isa::here().is_some() {
+            assert!(applies_thin(THIN_ROWS, 16).is_some() && applies(16, 2000).is_none());
+        }
+        assert!([(THIN_ROWS + 1, 16), (4, 15), (0, 16)].iter().all(|&(m, n)| applies_thin(m, n).is_none()));
     }
 
     #[test]
     fn shapes_it_does_not_take_are_refused() {
         assert!(!applies_narrow(0, 4) && !applies_narrow(16, 4) && !applies_narrow(2, 0));
-        assert!(!applies(15, 4));
-        assert!(!applies(16, 0));
-        assert!(!applies(16, MAX_K + 1));
-        assert!(!applies(0, 4));
+        assert!([(15, 4), (16, 0), (16, MAX_K + 1), (0, 4)].iter().all(|&(n, k)| applies(n, k).is_none()));
     }
 }

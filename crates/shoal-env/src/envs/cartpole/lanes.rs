@@ -3,7 +3,7 @@
 //! `make_vec("CartPole-v1", …)` builds its vector env over a [`CartPoleLanes`] instead of a
 //! `Vec` of envs. Each state variable is one contiguous `f64` array, so the dynamics (the
 //! divisions, the Euler update, the termination test, the `f32` observation) run on four envs
-//! per AVX2 instruction (chosen at run time; two with the baseline SSE2). θ's sine and cosine
+//! per AVX2 instruction, eight per AVX-512 one (chosen at run time; two with the baseline SSE2). θ's sine and cosine
 //! come from [`sin_cos`]: vector series where their result is certain to be libm's, the libm
 //! that [`CartPole`] and Gymnasium's `math.sin` call elsewhere (with AVX2 + FMA; per env
 //! through libm otherwise). The arithmetic is [`advance`] itself, inlined into the loop, and
@@ -175,6 +175,17 @@ impl CartPoleLanes {
         self.step_lanes(actions, first_index, rows, true)
     }
 
+    /// [`CartPoleLanes::step_lanes`] compiled for AVX-512: eight `f64` lanes per instruction,
+    /// the same operations (no contraction), so the same bits.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, DQ, VL and BW, and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")]
+    unsafe fn step_avx512(&mut self, actions: Actions<'_>, first_index: usize, rows: Rows<'_>) -> Result<()> {
+        self.step_lanes(actions, first_index, rows, true)
+    }
+
     /// Counts the step against the time limit and marks the lanes that need the one-by-one
     /// path: a pending reset, a terminal state or the limit reached. (A lane that resets
     /// instead of stepping has its counter cleared by the reset.)
@@ -295,9 +306,16 @@ impl EnvSlice for CartPoleLanes {
 
     fn step(&mut self, actions: Actions<'_>, _per_env: usize, first_index: usize, rows: Rows<'_>) -> Result<()> {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA, checked just above.
-            return unsafe { self.step_avx2(actions, first_index, rows) };
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx512f") && has!("avx512dq") && has!("avx512vl") && has!("avx512bw") && has!("fma") {
+                // SAFETY: the CPU has these features, checked just above.
+                return unsafe { self.step_avx512(actions, first_index, rows) };
+            }
+            if has!("avx2") && has!("fma") {
+                // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                return unsafe { self.step_avx2(actions, first_index, rows) };
+            }
         }
         self.step_lanes(actions, first_index, rows, false)
     }
