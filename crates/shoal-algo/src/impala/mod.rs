@@ -173,6 +173,11 @@ pub struct Learner {
     log_rhos: Vec<f32>,
     values: Vec<f32>,
     next_values: Vec<f32>,
+    /// The rows whose next observation is not the next row's (see [`Learner::next_values`]),
+    /// those observations, and their values.
+    bootstrap_rows: Vec<usize>,
+    bootstrap_obs: Vec<f32>,
+    bootstrap_values: Vec<f32>,
     targets: Vec<f32>,
     advantages: Vec<f32>,
     grads: Vec<f32>,
@@ -197,6 +202,9 @@ impl Learner {
             log_rhos: Vec::new(),
             values: Vec::new(),
             next_values: Vec::new(),
+            bootstrap_rows: Vec::new(),
+            bootstrap_obs: Vec::new(),
+            bootstrap_values: Vec::new(),
             targets: Vec::new(),
             advantages: Vec::new(),
             grads: vec![0.0; params],
@@ -268,7 +276,7 @@ impl Learner {
             self.behaviour[i] = row[ad];
         }
         self.core.evaluate(&self.batch.obs, rows, &self.actions, &mut self.log_rhos, &mut self.values)?;
-        self.core.values(&self.batch.next_obs, rows, &mut self.next_values)?;
+        self.next_values()?;
         let mut clipped = 0usize;
         let mut rho_sum = 0.0f64;
         for (lr, &mu) in self.log_rhos.iter_mut().zip(&self.behaviour) {
@@ -319,6 +327,30 @@ impl Learner {
         };
         if let Some(link) = self.link.as_mut().filter(|_| self.stats.updates.is_multiple_of(self.cfg.publish_every)) {
             link.store.push_params(0, self.core.model.params_mut())?;
+        }
+        Ok(())
+    }
+
+    /// `V(x')` for every row of the batch, after `values` holds `V(x)`. Inside a trajectory the
+    /// next observation is the next row's (`take_batch` checked it), so its value is already
+    /// there; only the rows that end a trajectory or an episode need a forward pass of their
+    /// own — one row in `unroll_length` and the episode ends, instead of the whole batch again.
+    fn next_values(&mut self) -> Result<()> {
+        let (rows, d, t) = (self.batch.len(), self.batch.obs_dim, self.cfg.unroll_length);
+        self.bootstrap_rows.clear();
+        self.bootstrap_rows.extend((0..rows).filter(|&i| (i + 1) % t == 0 || self.batch.dones[i] != 0.0));
+        self.bootstrap_obs.clear();
+        for &i in &self.bootstrap_rows {
+            self.bootstrap_obs.extend_from_slice(&self.batch.next_obs[i * d..(i + 1) * d]);
+        }
+        let n = self.bootstrap_rows.len();
+        self.bootstrap_values.resize(n, 0.0);
+        self.core.values(&self.bootstrap_obs, n, &mut self.bootstrap_values)?;
+        if let Some(last) = rows.checked_sub(1) {
+            self.next_values[..last].copy_from_slice(&self.values[1..]);
+        }
+        for (&i, &v) in self.bootstrap_rows.iter().zip(&self.bootstrap_values) {
+            self.next_values[i] = v;
         }
         Ok(())
     }
@@ -611,4 +643,45 @@ pub fn run_learner(
         }
     }
     Ok(learner.stats())
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_dist::replay::Row;
+
+    use super::*;
+
+    /// The values the learner takes from the next row equal a forward pass over every next
+    /// observation, in a batch of two trajectories of 4 steps where the first episode ends at
+    /// row 1 (its next observation then a terminal one, not row 2's): bit for bit where taken
+    /// from the next row, to rounding where computed in their own smaller batch (a batch of
+    /// at most 4 rows takes the engine's row loops, which sum in another order).
+    #[test]
+    fn next_values_equal_a_forward_pass_over_the_next_observations() {
+        let config: CommonConfig = toml::from_str("[env]\nid = \"CartPole-v1\"\nnum_envs = 1").unwrap();
+        let cfg = ImpalaConfig { unroll_length: 4, batch_fragments: 2, ..ImpalaConfig::default() };
+        let mut learner = Learner::new(&config, &cfg).unwrap();
+        let state = |i: usize| -> Vec<f32> { (0..4).map(|j| ((i * 4 + j) as f32 * 0.37).sin()).collect() };
+        for i in 0..8 {
+            let ends_episode = i == 1;
+            let next = if ends_episode || i % 4 == 3 { state(100 + i) } else { state(i + 1) };
+            let done = if ends_episode { 1.0 } else { 0.0 };
+            let row = Row { obs: &state(i), action: &[0.0, -0.7], reward: 1.0, next_obs: &next, done, discount: 0.99 };
+            learner.batch.push(row);
+        }
+        learner.values.resize(8, 0.0);
+        learner.next_values.resize(8, 0.0);
+        learner.core.values(&learner.batch.obs, 8, &mut learner.values).unwrap();
+        learner.next_values().unwrap();
+        let mut want = vec![0.0; 8];
+        learner.core.values(&learner.batch.next_obs, 8, &mut want).unwrap();
+        assert_eq!(learner.bootstrap_rows, [1, 3, 7]);
+        for (i, (&got, &want)) in learner.next_values.iter().zip(&want).enumerate() {
+            if learner.bootstrap_rows.contains(&i) {
+                assert!((got - want).abs() <= 1e-6 * want.abs().max(1.0), "row {i}: {got} vs {want}");
+            } else {
+                assert_eq!(got.to_bits(), want.to_bits(), "row {i}");
+            }
+        }
+    }
 }
