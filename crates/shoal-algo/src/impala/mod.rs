@@ -244,10 +244,9 @@ impl Learner {
             self.batch.extend_from(&self.taken.batch);
         }
         self.batch.check().map_err(config_err)?;
-        let (d, steps) = (self.batch.obs_dim, self.cfg.unroll_length);
+        let d = self.batch.obs_dim;
         let broken = (0..self.batch.len()).find(|&i| {
-            (i + 1) % steps != 0
-                && self.batch.dones[i] == 0.0
+            self.leads_to_next_row(i)
                 && self.batch.next_obs[i * d..(i + 1) * d] != self.batch.obs[(i + 1) * d..(i + 2) * d]
         });
         match broken {
@@ -258,6 +257,12 @@ impl Learner {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// Whether row `i`'s next observation must be row `i + 1`'s: neither its trajectory nor
+    /// its episode ends there.
+    fn leads_to_next_row(&self, i: usize) -> bool {
+        !(i + 1).is_multiple_of(self.cfg.unroll_length) && self.batch.dones[i] == 0.0
     }
 
     /// One update: take a batch, V-trace it under the current networks, step, maybe publish.
@@ -336,9 +341,13 @@ impl Learner {
     /// there; only the rows that end a trajectory or an episode need a forward pass of their
     /// own — one row in `unroll_length` and the episode ends, instead of the whole batch again.
     fn next_values(&mut self) -> Result<()> {
-        let (rows, d, t) = (self.batch.len(), self.batch.obs_dim, self.cfg.unroll_length);
+        let (rows, d) = (self.batch.len(), self.batch.obs_dim);
         self.bootstrap_rows.clear();
-        self.bootstrap_rows.extend((0..rows).filter(|&i| (i + 1) % t == 0 || self.batch.dones[i] != 0.0));
+        for i in 0..rows {
+            if !self.leads_to_next_row(i) {
+                self.bootstrap_rows.push(i);
+            }
+        }
         self.bootstrap_obs.clear();
         for &i in &self.bootstrap_rows {
             self.bootstrap_obs.extend_from_slice(&self.batch.next_obs[i * d..(i + 1) * d]);

@@ -3,13 +3,13 @@
 //! `make_vec("CartPole-v1", …)` builds its vector env over a [`CartPoleLanes`] instead of a
 //! `Vec` of envs. Each state variable is one contiguous `f64` array, so the dynamics (the
 //! divisions, the Euler update, the termination test, the `f32` observation) run on four envs
-//! per AVX2 instruction, eight per AVX-512 one (chosen at run time; two with the baseline SSE2). θ's sine and cosine
-//! come from [`sin_cos`]: vector series where their result is certain to be libm's, the libm
-//! that [`CartPole`] and Gymnasium's `math.sin` call elsewhere (with AVX2 + FMA; per env
-//! through libm otherwise). The arithmetic is [`advance`] itself, inlined into the loop, and
-//! no contraction into FMA happens (Rust never fuses on its own), so every lane rounds exactly like the scalar env: the
-//! vector tests compare both bit for bit and the parity suite replays Gymnasium's episodes
-//! through the lanes.
+//! per AVX2 instruction, eight per AVX-512 one (chosen at run time; two with the baseline
+//! SSE2). θ's sine and cosine come from [`sin_cos`]: vector series where their result is
+//! certain to be libm's, the libm that [`CartPole`] and Gymnasium's `math.sin` call elsewhere
+//! (with FMA; per env through libm otherwise). The arithmetic is [`advance`] itself, inlined
+//! into the loop, and no contraction into FMA happens (Rust never fuses on its own), so every
+//! lane rounds exactly like the scalar env: the vector tests compare both bit for bit and the
+//! parity suite replays Gymnasium's episodes through the lanes.
 //!
 //! Snapshots are per env and identical to `TimeLimit<CartPole>`'s, so a checkpoint taken with
 //! one kind of vector env restores into the other.
