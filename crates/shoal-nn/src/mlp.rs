@@ -10,7 +10,9 @@ use rand::Rng;
 use crate::activation::{backprop_and_bias_grad, Activation};
 use crate::gemm::{acc_dzt_x, dz_w, x_wt_bias};
 use crate::init::orthogonal;
+use crate::kernel::ROW_SPLIT;
 use crate::layout::ParamLayout;
+use crate::parallel::{run_pair, Helper};
 use crate::scalar::Scalar;
 
 /// One fully connected layer: where its weight and bias live in the flat vector.
@@ -152,6 +154,20 @@ impl Mlp {
 
     /// Runs `rows` inputs (`x`: `[rows, in_dim]`) forward; the result is `ws.output()`.
     pub fn forward<T: Scalar>(&self, params: &[T], x: &[T], rows: usize, ws: &mut MlpWorkspace<T>) {
+        self.forward_with(None, params, x, rows, ws);
+    }
+
+    /// [`Mlp::forward`], each big enough layer's rows split between this thread and `helper`
+    /// (see [`splits`]) at a multiple of [`ROW_SPLIT`]: rows are computed independently, by
+    /// the same path either way, so the bits are those of one thread.
+    pub fn forward_with<T: Scalar>(
+        &self,
+        mut helper: Option<&mut Helper>,
+        params: &[T],
+        x: &[T],
+        rows: usize,
+        ws: &mut MlpWorkspace<T>,
+    ) {
         ws.outputs.resize_with(self.layers.len(), Vec::new);
         for (i, layer) in self.layers.iter().enumerate() {
             let (before, after) = ws.outputs.split_at_mut(i);
@@ -160,7 +176,18 @@ impl Mlp {
             resize(z, rows * layer.out_dim);
             let (weight, bias) = (layer.weight(params), layer.bias(params));
             let activation = self.activated(i).then_some(self.activation);
-            x_wt_bias(input, weight, bias, activation, rows, layer.in_dim, layer.out_dim, z);
+            let (in_dim, out_dim) = (layer.in_dim, layer.out_dim);
+            let rows_forward =
+                |x: &[T], rows: usize, z: &mut [T]| x_wt_bias(x, weight, bias, activation, rows, in_dim, out_dim, z);
+            match helper.as_deref_mut().filter(|_| rows >= SPLIT_MIN_ROWS && splits(rows, layer)) {
+                Some(helper) => {
+                    let half = rows / 2 / ROW_SPLIT * ROW_SPLIT;
+                    let (x_a, x_b) = input.split_at(half * in_dim);
+                    let (z_a, z_b) = z.split_at_mut(half * out_dim);
+                    helper.join(|| rows_forward(x_a, half, z_a), || rows_forward(x_b, rows - half, z_b));
+                }
+                None => rows_forward(input, rows, z),
+            }
         }
     }
 
@@ -175,7 +202,24 @@ impl Mlp {
         ws: &mut MlpWorkspace<T>,
         input_grad: bool,
     ) {
-        self.backprop(params, Some((grads, 0)), x, rows, ws, input_grad);
+        self.backprop(None, params, Some((grads, 0)), x, rows, ws, input_grad);
+    }
+
+    /// [`Mlp::backward`], each big enough layer's two products — its weight gradient and the
+    /// gradient it passes down, equal in work — side by side on this thread and `helper` (see
+    /// [`splits`]); each is the call one thread makes, so the bits are the same.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_with<T: Scalar>(
+        &self,
+        helper: Option<&mut Helper>,
+        params: &[T],
+        grads: &mut [T],
+        x: &[T],
+        rows: usize,
+        ws: &mut MlpWorkspace<T>,
+        input_grad: bool,
+    ) {
+        self.backprop(helper, params, Some((grads, 0)), x, rows, ws, input_grad);
     }
 
     /// [`Mlp::backward`] into `grads` holding the gradient of parameters `base..` only (a
@@ -192,7 +236,7 @@ impl Mlp {
         ws: &mut MlpWorkspace<T>,
         input_grad: bool,
     ) {
-        self.backprop(params, Some((grads, base)), x, rows, ws, input_grad);
+        self.backprop(None, params, Some((grads, base)), x, rows, ws, input_grad);
     }
 
     /// Where this network's parameters lie in the flat vector (its tensors are registered one
@@ -208,11 +252,13 @@ impl Mlp {
     /// parameters' gradients: how an actor's loss reaches its actions through a critic whose
     /// own weights it does not train — a third less work than [`Mlp::backward`].
     pub fn backward_input<T: Scalar>(&self, params: &[T], x: &[T], rows: usize, ws: &mut MlpWorkspace<T>) {
-        self.backprop(params, None, x, rows, ws, true);
+        self.backprop(None, params, None, x, rows, ws, true);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn backprop<T: Scalar>(
         &self,
+        mut helper: Option<&mut Helper>,
         params: &[T],
         mut grads: Option<(&mut [T], usize)>,
         x: &[T],
@@ -221,25 +267,60 @@ impl Mlp {
         input_grad: bool,
     ) {
         for (i, layer) in self.layers.iter().enumerate().rev() {
+            let MlpWorkspace { outputs, grad, grad_next } = &mut *ws;
             let activation = Some(self.activation).filter(|_| self.activated(i));
-            let input = if i == 0 { x } else { &ws.outputs[i - 1] };
-            let dz = &mut ws.grad[..rows * layer.out_dim];
-            if let Some((grads, base)) = grads.as_mut() {
-                let (weight, bias) = (layer.weight - *base, layer.bias - *base);
-                backprop_and_bias_grad(activation, dz, &ws.outputs[i], &mut grads[bias..bias + layer.out_dim]);
-                let gw = &mut grads[weight..weight + layer.in_dim * layer.out_dim];
-                acc_dzt_x(dz, input, rows, layer.in_dim, layer.out_dim, gw);
-            } else if let Some(activation) = activation {
-                activation.backprop(dz, &ws.outputs[i]);
+            let input = if i == 0 { x } else { &outputs[i - 1] };
+            let (in_dim, out_dim) = (layer.in_dim, layer.out_dim);
+            let dz = &mut grad[..rows * out_dim];
+            let gw = match grads.as_mut() {
+                Some((grads, base)) => {
+                    let (weight, bias) = (layer.weight - *base, layer.bias - *base);
+                    backprop_and_bias_grad(activation, dz, &outputs[i], &mut grads[bias..bias + out_dim]);
+                    Some(&mut grads[weight..weight + in_dim * out_dim])
+                }
+                None => {
+                    if let Some(activation) = activation {
+                        activation.backprop(dz, &outputs[i]);
+                    }
+                    None
+                }
+            };
+            let dz = &*dz;
+            let pass_down = i > 0 || input_grad;
+            if pass_down {
+                resize(grad_next, rows * in_dim);
             }
-            let dz = &ws.grad[..rows * layer.out_dim];
-            if i > 0 || input_grad {
-                resize(&mut ws.grad_next, rows * layer.in_dim);
-                dz_w(dz, layer.weight(params), rows, layer.in_dim, layer.out_dim, &mut ws.grad_next);
-                std::mem::swap(&mut ws.grad, &mut ws.grad_next);
+            let weight_grad = |gw: &mut [T]| acc_dzt_x(dz, input, rows, in_dim, out_dim, gw);
+            let input_grad = |dx: &mut [T]| dz_w(dz, layer.weight(params), rows, in_dim, out_dim, dx);
+            match (gw, pass_down) {
+                (Some(gw), true) => {
+                    let helper = helper.as_deref_mut().filter(|_| splits(rows, layer));
+                    run_pair(helper, || input_grad(grad_next), || weight_grad(gw));
+                }
+                (Some(gw), false) => weight_grad(gw),
+                (None, true) => input_grad(grad_next),
+                (None, false) => {}
+            }
+            if pass_down {
+                std::mem::swap(grad, grad_next);
             }
         }
     }
+}
+
+/// Products of a layer at least this big (multiply-adds) are split across a helper thread by
+/// [`Mlp::forward_with`] and [`Mlp::backward_with`]: a hand-off costs about a microsecond,
+/// this much work about two on one core.
+const SPLIT_MACS: usize = 1 << 17;
+
+/// Fewest rows [`Mlp::forward_with`] splits: each half stays above
+/// [`crate::gemm::SMALL_ROWS`], below which the product takes row loops of other arithmetic,
+/// so both halves take the path the whole batch would.
+const SPLIT_MIN_ROWS: usize = 16;
+
+/// Whether `layer` over `rows` rows is worth splitting across two threads.
+fn splits(rows: usize, layer: &Linear) -> bool {
+    rows * layer.in_dim * layer.out_dim >= SPLIT_MACS
 }
 
 /// A trunk feeding two heads (actor-critic with a shared body, dueling Q-network): runs the
@@ -268,4 +349,43 @@ pub(crate) fn backward_two_heads<T: Scalar>(
         *d = a + b;
     }
     trunk.backward(params, grads, x, rows, trunk_ws, input_grad);
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    /// Forward and backward passes with a helper thread (rows of the forward split in two, each
+    /// layer's weight gradient beside the gradient it passes down) give one thread's bits, on
+    /// layers above and below the split threshold and for an odd batch.
+    #[test]
+    fn passes_split_across_a_helper_equal_one_thread() {
+        let mut layout = ParamLayout::new();
+        let mlp = Mlp::new(&mut layout, "net", &[17, 256, 96, 6], Activation::Relu, false);
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(3);
+        let mut params = vec![0.0f32; layout.len()];
+        mlp.init(&mut params, 2f64.sqrt(), 1.0, &mut rng);
+        let mut helper = Helper::new();
+        for rows in [255, 40, 3] {
+            assert!(rows < SPLIT_MIN_ROWS || splits(rows, &mlp.layers()[1]), "{rows} rows exercise the split");
+            let x: Vec<f32> = (0..rows * 17).map(|i| ((i * 7 % 19) as f32 - 9.0) / 5.0).collect();
+            let run = |helper: Option<&mut Helper>| {
+                let mut helper = helper;
+                let mut ws = MlpWorkspace::default();
+                mlp.forward_with(helper.as_deref_mut(), &params, &x, rows, &mut ws);
+                let output = ws.output().to_vec();
+                ws.output_grad(rows, 6).iter_mut().enumerate().for_each(|(i, g)| *g = (i % 5) as f32 - 2.0);
+                let mut grads = vec![0.0f32; params.len()];
+                mlp.backward_with(helper, &params, &mut grads, &x, rows, &mut ws, true);
+                (output, grads, ws.input_grad().to_vec())
+            };
+            let (one, two) = (run(None), run(Some(&mut helper)));
+            assert!(one.1.iter().any(|&g| g != 0.0));
+            assert!(one.0 == two.0, "{rows} rows: a helper changed the output");
+            assert!(one.2 == two.2, "{rows} rows: a helper changed the input grad");
+            assert!(one.1 == two.1, "{rows} rows: a helper changed the grads");
+        }
+    }
 }

@@ -45,7 +45,7 @@ fn activate(unit: Unit, out: &mut [f32]) {
 }
 
 /// Rows summed side by side in [`narrow_product_bt`].
-const NARROW_ROWS: usize = 8;
+pub(super) const NARROW_ROWS: usize = 8;
 
 /// `C[m×n] = A·Btᵀ`, `n` < 16 (see `super::narrow_product_bt`).
 ///

@@ -40,6 +40,12 @@ const NR: usize = avx2::NR;
 /// the module's measurements).
 pub const MAX_K: usize = 64;
 
+/// The rows of a product may be computed in parts (two threads taking the halves of a batch)
+/// at multiples of this without changing a bit: every path sums each row's outputs in one
+/// order whatever the rows around it — the block kernels, the GEMM crate — except the narrow
+/// kernel, which sums the rows past its last block of 8 another way.
+pub const ROW_SPLIT: usize = avx2::NARROW_ROWS;
+
 /// Rows of `C` a thin product ([`applies_thin`]) may have, whichever the build.
 const THIN_ROWS: usize = avx2::MR;
 
