@@ -60,4 +60,5 @@ pub use config::CommonConfig;
 pub use episodes::EpisodeTracker;
 pub use error::{AlgoError, Result};
 pub use metrics::Metrics;
+pub use off_policy::{ContinuousLearner, UpdateStats};
 pub use registry::{build_agent, Algo, TrainConfig};

@@ -23,7 +23,7 @@ use crate::updater::Updater;
 
 /// What one update of a [`ContinuousLearner`] reports.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct UpdateStats {
+pub struct UpdateStats {
     pub critic_loss: f64,
     /// Mean `Q_1(s, a)` over the batch.
     pub mean_q: f64,
@@ -42,7 +42,9 @@ impl UpdateStats {
 /// The learning half of SAC or TD3, apart from where its experience comes from: its own
 /// replay buffer (the `Sac` and `Td3` agents), or Ape-X's prioritized replay (`apex.learner`),
 /// where copies of it are also the actors, acting with the parameters the learner publishes.
-pub(crate) trait ContinuousLearner: Send {
+/// Public so that a learner can be driven on batches from elsewhere (`shoal bench sac` times
+/// one update on synthetic batches).
+pub trait ContinuousLearner: Send {
     /// Actions in [−1, 1] for `rows` observations into `out` (`[rows, act_dim]`): the
     /// deterministic action without `explore`; otherwise a training action (SAC samples its
     /// policy; TD3 adds Gaussian noise of std `explore`).

@@ -181,7 +181,7 @@ impl SacLearner {
     /// The soft TD targets `y` of `batch` into `scratch.targets`.
     fn soft_targets(&mut self, batch: &Transitions, rng: &mut Pcg64Mcg) {
         let (s, rows) = (&mut self.scratch, batch.len());
-        self.policy.forward(&batch.next_obs, rows);
+        self.policy.forward(&batch.next_obs, rows, self.critic.helper());
         self.policy.sample(rows, Noise::Batch, rng);
         self.critic.target_values(&batch.next_obs, &self.policy.actions, rows, true, &mut s.targets);
         let alpha = self.log_alpha.exp();
@@ -196,14 +196,14 @@ impl SacLearner {
     fn update_actor(&mut self, obs: &[f32], rows: usize, rng: &mut Pcg64Mcg) -> (f64, f64) {
         let (alpha, scale) = (self.alpha(), 1.0 / rows as f32);
         let (s, p) = (&mut self.scratch, &mut self.policy);
-        p.forward(obs, rows);
+        p.forward(obs, rows, self.critic.helper());
         p.sample(rows, Noise::Batch, rng);
         // ∂J_π/∂ã = −(1/B)·∂Q_min/∂ã, through whichever critic is smaller per row.
         self.critic.action_gradient(obs, &p.actions, rows, true, &mut s.q_min, &mut s.d_actions);
         s.d_log_probs.clear();
         s.d_log_probs.resize(rows, alpha * scale);
-        p.backward(obs, rows, &s.d_actions, &s.d_log_probs);
-        self.actor_opt.step(&mut p.params, &p.grads, self.cfg.policy_lr as f32);
+        p.backward(obs, rows, &s.d_actions, &s.d_log_probs, self.critic.helper());
+        self.actor_opt.step_with(self.critic.helper(), &mut p.params, &p.grads, self.cfg.policy_lr as f32);
         let mean_log_prob = p.log_probs.iter().map(|&l| l as f64).sum::<f64>() / rows as f64;
         let actor_loss =
             p.log_probs.iter().zip(&s.q_min).map(|(&l, &q)| (alpha * l - q) as f64).sum::<f64>() / rows as f64;
@@ -220,7 +220,7 @@ impl SacLearner {
 impl ContinuousLearner for SacLearner {
     /// `tanh(μ)` without `explore`, a sample of the policy with it (its σ is the exploration).
     fn act(&mut self, obs: &[f32], rows: usize, explore: Option<f64>, rng: &mut Pcg64Mcg, out: &mut [f32]) {
-        self.policy.forward(obs, rows);
+        self.policy.forward(obs, rows, self.critic.helper());
         if explore.is_none() {
             self.policy.mean_actions(out);
         } else {
@@ -350,7 +350,7 @@ impl Sac {
                 policy.resample_env_noise(n, &mut rng);
                 self.noise_draw = Some(draw);
             }
-            policy.forward(&self.run.step_obs, n);
+            policy.forward(&self.run.step_obs, n, self.learner.critic.helper());
             policy.sample(n, Noise::Envs, &mut self.run.rng);
             self.run.step_actions.copy_from_slice(&policy.actions);
         }

@@ -16,6 +16,7 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 use shoal_nn::gsde::{Gsde, GsdeSamples};
 use shoal_nn::mlp::{Mlp, MlpWorkspace};
+use shoal_nn::parallel::Helper;
 use shoal_nn::squashed::{squashed_backward, squashed_mean, squashed_sample};
 use shoal_nn::ParamLayout;
 
@@ -126,9 +127,10 @@ impl SquashedPolicy {
         self.dim
     }
 
-    /// Runs the network on `rows` observations: the means (and, diagonal, the log-stds).
-    pub fn forward(&mut self, obs: &[f32], rows: usize) {
-        self.net.forward(&self.params, obs, rows, &mut self.ws);
+    /// Runs the network on `rows` observations: the means (and, diagonal, the log-stds); big
+    /// batches partly on `helper` (the same bits).
+    pub fn forward(&mut self, obs: &[f32], rows: usize, helper: Option<&mut Helper>) {
+        self.net.forward_with(helper, &self.params, obs, rows, &mut self.ws);
         let (d, out) = (self.dim, self.ws.output());
         self.mean.resize(rows * d, 0.0);
         match &mut self.exploration {
@@ -187,8 +189,16 @@ impl SquashedPolicy {
     }
 
     /// Backpropagates a loss's gradients in the last sample's actions and log-probabilities
-    /// through the policy into `grads` (overwritten), for the observations of the last forward.
-    pub fn backward(&mut self, obs: &[f32], rows: usize, d_actions: &[f32], d_log_probs: &[f32]) {
+    /// through the policy into `grads` (overwritten), for the observations of the last forward;
+    /// big layers partly on `helper` (the same bits).
+    pub fn backward(
+        &mut self,
+        obs: &[f32],
+        rows: usize,
+        d_actions: &[f32],
+        d_log_probs: &[f32],
+        helper: Option<&mut Helper>,
+    ) {
         let d = self.dim;
         self.d_mean.resize(rows * d, 0.0);
         self.grads.fill(0.0);
@@ -222,6 +232,6 @@ impl SquashedPolicy {
                 }
             }
         }
-        self.net.backward(&self.params, &mut self.grads, obs, rows, &mut self.ws, false);
+        self.net.backward_with(helper, &self.params, &mut self.grads, obs, rows, &mut self.ws, false);
     }
 }

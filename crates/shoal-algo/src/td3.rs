@@ -25,7 +25,7 @@ use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 use shoal_dist::replay::Transitions;
 use shoal_nn::mlp::{Mlp, MlpWorkspace};
-use shoal_nn::{io, Adam, Optimizer, ParamLayout};
+use shoal_nn::{io, Adam, ParamLayout};
 
 use crate::agent::Agent;
 use crate::checks::{check_positive, check_range};
@@ -157,7 +157,7 @@ impl Td3Learner {
     fn forward(&mut self, target: bool, obs: &[f32], rows: usize, noise: f64, clip: f64, rng: &mut Pcg64Mcg) {
         let params = if target { &self.actor_target } else { &self.actor };
         let s = &mut self.scratch;
-        self.actor_net.forward(params, obs, rows, &mut s.actor_ws);
+        self.actor_net.forward_with(self.critic.helper(), params, obs, rows, &mut s.actor_ws);
         s.actions.clear();
         s.actions.extend(s.actor_ws.output().iter().map(|&z| z.tanh()));
         if noise > 0.0 {
@@ -179,8 +179,14 @@ impl Td3Learner {
             *g = d * (1.0 - a * a);
         }
         self.actor_grads.fill(0.0);
-        self.actor_net.backward(&self.actor, &mut self.actor_grads, obs, rows, &mut s.actor_ws, false);
-        self.actor_opt.step(&mut self.actor, &self.actor_grads, self.cfg.learning_rate as f32);
+        let (actor, grads) = (&self.actor, &mut self.actor_grads);
+        self.actor_net.backward_with(self.critic.helper(), actor, grads, obs, rows, &mut s.actor_ws, false);
+        self.actor_opt.step_with(
+            self.critic.helper(),
+            &mut self.actor,
+            &self.actor_grads,
+            self.cfg.learning_rate as f32,
+        );
         -s.q_used.iter().map(|&q| q as f64).sum::<f64>() / rows as f64
     }
 }
@@ -206,7 +212,7 @@ impl ContinuousLearner for Td3Learner {
         let mut actor_loss = f64::NAN;
         if self.updates.is_multiple_of(self.cfg.policy_frequency) {
             actor_loss = self.update_actor(&batch.obs, rows, rng);
-            soft_update(&mut self.actor_target, &self.actor, self.cfg.tau);
+            soft_update(self.critic.helper(), &mut self.actor_target, &self.actor, self.cfg.tau);
             self.critic.soft_update(self.cfg.tau);
         }
         Ok(UpdateStats { critic_loss, mean_q, actor_loss, entropy: f64::NAN })

@@ -11,7 +11,7 @@ use shoal_dist::replay::Transitions;
 use shoal_env::Space;
 use shoal_nn::mlp::{Mlp, MlpWorkspace};
 use shoal_nn::parallel::{run_pair, Helper};
-use shoal_nn::{io, Adam, Optimizer, ParamLayout};
+use shoal_nn::{io, Adam, ParamLayout};
 
 use crate::config::NetConfig;
 use crate::error::{config_err, AlgoError, Result};
@@ -66,7 +66,8 @@ pub(crate) struct TwinCritic {
     from_q1: Vec<bool>,
     /// Next-state values of [`TwinCritic::online_td_errors`].
     scratch_values: Vec<f32>,
-    /// The second thread Q_2 runs on beside Q_1 (`net.threads = 2`).
+    /// The second thread Q_2 runs on beside Q_1 (`net.threads = 2`); the learner's actor
+    /// borrows it between critic passes ([`TwinCritic::helper`]).
     helper: Option<Helper>,
 }
 
@@ -116,6 +117,12 @@ impl TwinCritic {
             scratch_values: Vec::new(),
             helper: (threads > 1).then(Helper::new),
         })
+    }
+
+    /// The second thread, if `net.threads = 2`: the critics' passes use it most, and the
+    /// actor's forward and backward passes, which run between them, borrow it.
+    pub fn helper(&mut self) -> Option<&mut Helper> {
+        self.helper.as_mut()
     }
 
     /// The width of an action.
@@ -241,7 +248,7 @@ impl TwinCritic {
             )));
         }
         let mean_q = self.q1_ws.output().iter().map(|&v| v as f64).sum::<f64>() / rows as f64;
-        self.opt.step(&mut self.params, &self.grads, step.lr);
+        self.opt.step_with(self.helper.as_mut(), &mut self.params, &self.grads, step.lr);
         Ok((loss, mean_q))
     }
 
@@ -298,7 +305,7 @@ impl TwinCritic {
 
     /// `θ' ← τθ + (1 − τ)θ'`.
     pub fn soft_update(&mut self, tau: f64) {
-        soft_update(&mut self.target, &self.params, tau);
+        soft_update(self.helper.as_mut(), &mut self.target, &self.params, tau);
     }
 
     /// Writes `critic.safetensors` (with Adam's state) and `critic_target.safetensors`.
@@ -317,10 +324,17 @@ impl TwinCritic {
     }
 }
 
-/// `target ← τ·online + (1 − τ)·target`.
-pub(crate) fn soft_update(target: &mut [f32], online: &[f32], tau: f64) {
+/// `target ← τ·online + (1 − τ)·target`, the second half on `helper` if there is one
+/// (elementwise: the same bits).
+pub(crate) fn soft_update(helper: Option<&mut Helper>, target: &mut [f32], online: &[f32], tau: f64) {
     let tau = tau as f32;
-    target.iter_mut().zip(online).for_each(|(t, &o)| *t = tau * o + (1.0 - tau) * *t);
+    let polyak = |target: &mut [f32], online: &[f32]| {
+        target.iter_mut().zip(online).for_each(|(t, &o)| *t = tau * o + (1.0 - tau) * *t);
+    };
+    let half = target.len() / 2;
+    let (t0, t1) = target.split_at_mut(half);
+    let (o0, o1) = online.split_at(half);
+    run_pair(helper, || polyak(t0, o0), || polyak(t1, o1));
 }
 
 /// A bounded Box action space: the agent acts in [−1, 1], the env in `[low, high]`.

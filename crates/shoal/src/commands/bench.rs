@@ -17,6 +17,8 @@ pub enum Bench {
     Nn(super::bench_nn::NnArgs),
     /// A convolutional Q-network (Nature CNN or MinAtar's): TD update at batch 32, inference.
     Cnn(super::bench_cnn::CnnArgs),
+    /// One SAC or TD3 gradient step on HalfCheetah's shapes, by thread count.
+    Sac(super::bench_sac::SacArgs),
     /// Wall-clock time and env steps until a config's training return reaches a threshold.
     Solve(super::bench_learn::SolveArgs),
     /// Train the benchmark configs once each and evaluate them against their targets.
@@ -70,6 +72,7 @@ pub fn run(bench: &Bench) -> Result<()> {
         Bench::Env(args) => bench_env(args),
         Bench::Nn(args) => super::bench_nn::run(args),
         Bench::Cnn(args) => super::bench_cnn::run(args),
+        Bench::Sac(args) => super::bench_sac::run(args),
         Bench::Solve(args) => super::bench_learn::solve(args),
         Bench::Learn(args) => super::bench_learn::learn_table(args),
         Bench::Ps(args) => super::bench_ps::run(args),

@@ -10,6 +10,7 @@ pub mod bench_nn;
 pub mod bench_pipeline;
 pub mod bench_ps;
 pub mod bench_replay;
+pub mod bench_sac;
 pub mod bench_soak;
 pub mod bench_timing;
 pub mod bench_tune;
