@@ -217,7 +217,9 @@ mod tests {
     #[test]
     fn f32_paths_match_a_naive_product() {
         let rows = 256;
-        for (in_dim, out_dim) in [(4, 64), (64, 64), (64, 2), (64, 1), (64, 3), (13, 7), (3, 48), (80, 16)] {
+        for (in_dim, out_dim) in
+            [(4, 64), (64, 64), (64, 2), (64, 1), (64, 3), (13, 7), (3, 48), (80, 16), (256, 32), (32, 256)]
+        {
             let x: Vec<f32> = (0..rows * in_dim).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect();
             let w: Vec<f32> = (0..out_dim * in_dim).map(|i| ((i * 5 % 13) as f32 - 6.0) / 4.0).collect();
             let dz: Vec<f32> = (0..rows * out_dim).map(|i| ((i * 3 % 7) as f32 - 3.0) / 2.0).collect();

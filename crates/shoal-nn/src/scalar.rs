@@ -174,8 +174,17 @@ impl Scalar for f32 {
         true
     }
     fn kernel_acc_dzt_x(dz: &[Self], x: &[Self], rows: usize, in_dim: usize, out_dim: usize, gw: &mut [Self]) -> bool {
-        // `∂Wᵀ[in, out] = Xᵀ·∂Z` (m = in, n = out, k = rows), then added into `gw` transposed.
-        let Some(isa) = kernel::applies_thin(in_dim, out_dim).filter(|_| rows > 0) else {
+        if rows == 0 {
+            return false;
+        }
+        if let Some(isa) = kernel::applies(in_dim, rows) {
+            // `∂W[out, in] += ∂Zᵀ·X` directly (m = out, n = in, k = rows; `∂Z` read by columns).
+            kernel::product(isa, out_dim, in_dim, rows, dz, (1, out_dim), x, in_dim, gw, kernel::Store::Accumulate);
+            return true;
+        }
+        // A layer with few inputs: `∂Wᵀ[in, out] = Xᵀ·∂Z` (m = in, n = out, k = rows) as a thin
+        // product, then added into `gw` transposed.
+        let Some(isa) = kernel::applies_thin(in_dim, out_dim) else {
             return false;
         };
         kernel::with_scratch(in_dim * out_dim, |gwt| {

@@ -138,3 +138,49 @@ unsafe fn block<const R: usize>(k: usize, ops: Operands) {
         }
     }
 }
+
+/// `out[cols×rows] = inputᵀ` (`input` `rows×cols` row-major) in 8×8 tiles of eight `ymm`
+/// loads, three rounds of shuffles and eight stores; the edges element by element. Exact (a
+/// copy), so every build may share it.
+///
+/// # Safety
+/// AVX present; `input` holds `rows·cols` elements and `out` as many.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn transpose(input: &[f32], rows: usize, cols: usize, out: &mut [f32]) {
+    assert!(input.len() >= rows * cols && out.len() >= rows * cols, "transpose: buffers too short");
+    let (full_rows, full_cols) = (rows - rows % 8, cols - cols % 8);
+    let (src, dst) = (input.as_ptr(), out.as_mut_ptr());
+    // SAFETY (all accesses): tiles lie within rows × cols, checked above.
+    unsafe {
+        for r in (0..full_rows).step_by(8) {
+            for c in (0..full_cols).step_by(8) {
+                let row = |i: usize| _mm256_loadu_ps(src.add((r + i) * cols + c));
+                let (r0, r1, r2, r3, r4, r5, r6, r7) = (row(0), row(1), row(2), row(3), row(4), row(5), row(6), row(7));
+                // Pairs of rows interleaved, then pairs of pairs, then the 128-bit halves.
+                let (t0, t1) = (_mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1));
+                let (t2, t3) = (_mm256_unpacklo_ps(r2, r3), _mm256_unpackhi_ps(r2, r3));
+                let (t4, t5) = (_mm256_unpacklo_ps(r4, r5), _mm256_unpackhi_ps(r4, r5));
+                let (t6, t7) = (_mm256_unpacklo_ps(r6, r7), _mm256_unpackhi_ps(r6, r7));
+                let (u0, u1) = (_mm256_shuffle_ps::<0x44>(t0, t2), _mm256_shuffle_ps::<0xEE>(t0, t2));
+                let (u2, u3) = (_mm256_shuffle_ps::<0x44>(t1, t3), _mm256_shuffle_ps::<0xEE>(t1, t3));
+                let (u4, u5) = (_mm256_shuffle_ps::<0x44>(t4, t6), _mm256_shuffle_ps::<0xEE>(t4, t6));
+                let (u6, u7) = (_mm256_shuffle_ps::<0x44>(t5, t7), _mm256_shuffle_ps::<0xEE>(t5, t7));
+                let column = |i: usize, v: __m256| _mm256_storeu_ps(dst.add((c + i) * rows + r), v);
+                column(0, _mm256_permute2f128_ps::<0x20>(u0, u4));
+                column(1, _mm256_permute2f128_ps::<0x20>(u1, u5));
+                column(2, _mm256_permute2f128_ps::<0x20>(u2, u6));
+                column(3, _mm256_permute2f128_ps::<0x20>(u3, u7));
+                column(4, _mm256_permute2f128_ps::<0x31>(u0, u4));
+                column(5, _mm256_permute2f128_ps::<0x31>(u1, u5));
+                column(6, _mm256_permute2f128_ps::<0x31>(u2, u6));
+                column(7, _mm256_permute2f128_ps::<0x31>(u3, u7));
+            }
+        }
+        for r in 0..rows {
+            let edge = if r < full_rows { full_cols } else { 0 };
+            for c in edge..cols {
+                *dst.add(c * rows + r) = *src.add(r * cols + c);
+            }
+        }
+    }
+}

@@ -1,27 +1,30 @@
 //! Register-blocked `f32` micro-kernels, chosen at run time for the CPU (AVX-512, else AVX2 +
-//! FMA; see [`Isa`]), for the products whose inner dimension is small — a policy's first layer
-//! (`k` = the observation's size) and the 64-wide layers of CartPole-sized networks — where
-//! the GEMM crate's packing of both operands into a fresh buffer costs as much as the
-//! arithmetic.
+//! FMA; see [`Isa`]), for the products of the layers policies use — a first layer (`k` = the
+//! observation's size), 64-wide layers, and with AVX-512 the 256-wide layers of SAC, TD3 and
+//! DQN configs — where the GEMM crate packs both operands into a fresh buffer on every call.
 //!
 //! Each block of `C` lives in accumulator registers (6×16 in twelve `ymm`, 12×32 in 24 `zmm`)
 //! while `k` rank-1 updates stream past: a row of `B`, and a broadcast of `A` per row. `B` is
-//! read in place when its rows are contiguous (`∂X = ∂Z·W`); the forward product's `Wᵀ` is
-//! transposed once into a per-thread buffer. Both builds sum every output over `k` in order
-//! with fused multiply-adds and take the same shapes, so a run gives the same bits on either.
+//! read in place when its rows are contiguous (`∂X = ∂Z·W`, `∂W = ∂Zᵀ·X`); the forward
+//! product's `Wᵀ` is transposed once into a per-thread buffer, in 8×8 register tiles. Both
+//! builds sum every output over `k` in order with fused multiply-adds, so where both take a
+//! shape they give the same bits; past `k` = 64 only the AVX-512 build takes it ([`Isa::max_k`]),
+//! so a network with layers wider than 64 computes different last bits on AVX2 and AVX-512 CPUs
+//! (as PyTorch does from one CPU to another).
 //!
 //! Against matrixmultiply 0.3 (and gemm 0.18) on the update's shapes, 256 rows, one thread, µs.
 //! AVX2 on an AMD EPYC (Zen 3): `X[256,4]·Wᵀ[4,64]` 2.4 vs 4.0 (3.9); `X[256,64]·Wᵀ[64,64]`
 //! 25.0 vs 30.7 (24.7); `∂Z[256,64]·W[64,64]` 22.8 vs 30.5 (24.1); but `X[256,256]·Wᵀ[256,256]`
-//! 545 vs 429 (394) — past `k` = 64 the crate's cache blocking wins, so [`MAX_K`] hands those
-//! back (the gemm crate gains 10–20 % there, for some fifty more crates to compile; not
-//! taken). On an Intel Xeon with AVX-512 (Sapphire Rapids class), where matrixmultiply 0.3.11
-//! runs its own AVX-512 kernel: `X[256,64]·Wᵀ[64,64]` 14.2 vs 17.9 (the AVX2 build 25.6),
-//! `∂Z[256,64]·W[64,64]` 12.2 vs 17.0 (AVX2 24.0), `X[256,17]·Wᵀ[17,256]` 17.0 vs 21.9 (AVX2
-//! 27.3). Past `k` = 64 the gain shrinks to the backward products (`∂Z·W` at 128 and 256:
-//! 52 vs 59 and 209 vs 225) while the forward loses to the copy of `Wᵀ` (128: 84 vs 62; the
-//! strided copy of a 256×256 weight alone 367 µs), and at 512 the crate wins; so the limit is
-//! the same for both builds, which keeps their routing — and their bits — the same.
+//! 545 vs 429 (394) — past `k` = 64 the crate's cache blocking wins there. On an Intel Xeon
+//! with AVX-512 (Sapphire Rapids class), where matrixmultiply 0.3.11 runs its own AVX-512
+//! kernel: `X[256,64]·Wᵀ[64,64]` 14.2 vs 17.9 (the AVX2 build 25.6), `∂Z[256,64]·W[64,64]`
+//! 12.2 vs 17.0 (AVX2 24.0), `X[256,17]·Wᵀ[17,256]` 17.0 vs 21.9 (AVX2 27.3), `∂Z·W` at
+//! `k` = 256 209 vs 225. On an AMD EPYC with AVX-512 (Zen 4), at `k` = 256, `n` = 256, after
+//! the tiled transpose (which took the forward's copy of `Wᵀ` from ~100 µs to ~20): forward
+//! 313 vs 357 (AVX2 build 325), `∂Z·W` 291 vs 328 (AVX2 321), `∂Zᵀ·X` 292 vs 308 (AVX2 395);
+//! inside SAC's update on HalfCheetah's shapes (`shoal bench sac`) the crate did worse than
+//! alone, and routing these products to the AVX-512 build took two threads from 4.24 to 3.49
+//! ms. At 512 the crate wins again (Xeon).
 
 mod avx2;
 mod avx512;
@@ -35,10 +38,6 @@ use block::{Finish, Operands};
 /// Output columns per block of the narrowest build (two 8-lane registers): a product's `n`
 /// must be a multiple of it.
 const NR: usize = avx2::NR;
-
-/// The largest inner dimension the kernels take for more than [`THIN_ROWS`] rows of `C` (see
-/// the module's measurements).
-pub const MAX_K: usize = 64;
 
 /// The rows of a product may be computed in parts (two threads taking the halves of a batch)
 /// at multiples of this without changing a bit: every path sums each row's outputs in one
@@ -76,6 +75,15 @@ impl Isa {
             };
             Isa::ALL.into_iter().filter(|&isa| isa.runs_here() && Some(isa) <= cap).max()
         })
+    }
+
+    /// The largest inner dimension this build takes for more than [`THIN_ROWS`] rows of `C`
+    /// (see the module's measurements): past it, the GEMM crate's cache blocking wins.
+    pub fn max_k(self) -> usize {
+        match self {
+            Isa::Avx2 => 64,
+            Isa::Avx512 => 256,
+        }
     }
 
     /// Every set, narrowest first.
@@ -116,11 +124,7 @@ pub enum Store<'a> {
 /// The instruction set to compute `c[m×n] = a·b` (shapes as in [`product`]) with on this
 /// CPU, or none when the kernels do not take it.
 pub fn applies(n: usize, k: usize) -> Option<Isa> {
-    Isa::here().filter(|_| shape_fits(n, k))
-}
-
-fn shape_fits(n: usize, k: usize) -> bool {
-    n.is_multiple_of(NR) && n > 0 && (1..=MAX_K).contains(&k)
+    Isa::here().filter(|&isa| n.is_multiple_of(NR) && n > 0 && (1..=isa.max_k()).contains(&k))
 }
 
 /// Whether [`product`] takes `c[m×n] = a·b` over any `k`: when `C` is at most one block of
@@ -193,12 +197,10 @@ pub fn product_bt(
     store: Store<'_>,
 ) {
     assert!(bt.len() >= n * k, "kernel: bt out of bounds");
+    assert!(isa.runs_here(), "kernel::product_bt called for {isa:?}, which this CPU lacks");
     with_scratch(k * n, |b| {
-        for (j, row) in bt.chunks_exact(k).take(n).enumerate() {
-            for (p, &v) in row.iter().enumerate() {
-                b[p * n + j] = v;
-            }
-        }
+        // SAFETY: `isa` runs here (asserted above), and every build's CPU has AVX2.
+        unsafe { avx2::transpose(&bt[..n * k], n, k, b) };
         product(isa, m, n, k, a, strides, b, n, c, store);
     });
 }
@@ -379,7 +381,7 @@ mod tests {
         }
     }
 
-    /// One block of rows or fewer over `k` far past [`MAX_K`], `a` read transposed
+    /// One block of rows or fewer over `k` far past [`Isa::max_k`], `a` read transposed
     /// as a weight gradient reads `X`.
     #[test]
     fn thin_products_take_any_k() {
@@ -402,9 +404,29 @@ mod tests {
         assert!([(THIN_ROWS + 1, 16), (4, 15), (0, 16)].iter().all(|&(m, n)| applies_thin(m, n).is_none()));
     }
 
+    /// The 8×8-tile transpose, with edges of every width on both sides.
+    #[test]
+    fn the_tiled_transpose_transposes() {
+        if !Isa::Avx2.runs_here() {
+            return;
+        }
+        for (rows, cols) in [(1, 1), (8, 8), (16, 24), (13, 21), (7, 64), (64, 5), (256, 17)] {
+            let input: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let mut out = vec![f32::NAN; rows * cols];
+            // SAFETY: AVX2 was detected; both buffers hold rows × cols.
+            unsafe { avx2::transpose(&input, rows, cols, &mut out) };
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(out[c * rows + r], input[r * cols + c], "{rows}×{cols} at ({r}, {c})");
+                }
+            }
+        }
+    }
+
     #[test]
     fn shapes_it_does_not_take_are_refused() {
         assert!(!applies_narrow(0, 4) && !applies_narrow(16, 4) && !applies_narrow(2, 0));
-        assert!([(15, 4), (16, 0), (16, MAX_K + 1), (0, 4)].iter().all(|&(n, k)| applies(n, k).is_none()));
+        let past = Isa::here().map_or(1, |isa| isa.max_k() + 1);
+        assert!([(15, 4), (16, 0), (16, past), (0, 4)].iter().all(|&(n, k)| applies(n, k).is_none()));
     }
 }
