@@ -7,10 +7,11 @@
 //! while `k` rank-1 updates stream past: a row of `B`, and a broadcast of `A` per row. `B` is
 //! read in place when its rows are contiguous (`∂X = ∂Z·W`, `∂W = ∂Zᵀ·X`); the forward
 //! product's `Wᵀ` is transposed once into a per-thread buffer, in 8×8 register tiles. Both
-//! builds sum every output over `k` in order with fused multiply-adds, so where both take a
-//! shape they give the same bits; past `k` = 64 only the AVX-512 build takes it ([`Isa::max_k`]),
-//! so a network with layers wider than 64 computes different last bits on AVX2 and AVX-512 CPUs
-//! (as PyTorch does from one CPU to another).
+//! builds sum every output over `k` in order with fused multiply-adds from zero and add `C`
+//! after — which is also what the GEMM crate computes while `k` fits its block of 256 — so
+//! which path a product takes (past `k` = 64 only the AVX-512 build takes it, see
+//! [`Isa::max_k`]) does not change a bit: a run gives the same results on either CPU (tests
+//! compare the builds with each other and with the crate).
 //!
 //! Against matrixmultiply 0.3 (and gemm 0.18) on the update's shapes, 256 rows, one thread, µs.
 //! AVX2 on an AMD EPYC (Zen 3): `X[256,4]·Wᵀ[4,64]` 2.4 vs 4.0 (3.9); `X[256,64]·Wᵀ[64,64]`
@@ -353,6 +354,44 @@ mod tests {
                     })
                     .collect();
                 assert!(results.windows(2).all(|w| w[0] == w[1]), "m {m} n {n} k {k} {store:?}");
+            }
+        }
+    }
+
+    /// Up to the GEMM crate's `kc` (256) each build computes the crate's bits: both sum every
+    /// output over `k` in order with FMAs from zero (the crate in one pass when `k ≤ kc`) and
+    /// add `C` after, so where a product goes — kernel or crate, which differs by CPU past
+    /// `k` = 64 ([`Isa::max_k`]) — does not change a run.
+    #[test]
+    fn the_builds_compute_the_gemm_crates_bits_up_to_its_block_of_k() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut uniform = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        for (m, n, k) in [(256, 64, 4), (256, 256, 17), (100, 64, 64), (256, 32, 200), (37, 256, 256)] {
+            let a: Vec<f32> = (0..m * k).map(|_| uniform()).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| uniform()).collect();
+            let start: Vec<f32> = (0..m * n).map(|_| uniform()).collect();
+            let bits = |c: &[f32]| c.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for accumulate in [false, true] {
+                let mut want = start.clone();
+                let beta = if accumulate { 1.0 } else { 0.0 };
+                crate::gemm::gemm(
+                    1.0,
+                    crate::gemm::Mat::rows(&a, m, k),
+                    crate::gemm::Mat::rows(&b, k, n),
+                    beta,
+                    &mut want,
+                );
+                let store = if accumulate { Store::Accumulate } else { Store::Overwrite };
+                for isa in sets_here() {
+                    let mut c = start.clone();
+                    product(isa, m, n, k, &a, (k, 1), &b, n, &mut c, store);
+                    assert!(bits(&c) == bits(&want), "{isa:?}: m {m} n {n} k {k}, accumulate {accumulate}");
+                }
             }
         }
     }
