@@ -210,12 +210,12 @@ impl TwinCritic {
     ) -> Result<(f64, f64)> {
         let rows = targets.len();
         self.set_input(&batch.obs, &batch.actions, rows);
-        self.grads.fill(0.0);
         let scale = 1.0 / rows as f32;
         let weight = |i: usize| step.weights.map_or(1.0, |w| w[i]);
         let (params, input) = (&self.params, &self.input);
-        // One critic's forward pass, loss and backward pass into its own gradient range.
+        // One critic's forward pass, loss and backward pass into its own (zeroed) gradient range.
         let critic_step = |net: &Mlp, ws: &mut MlpWorkspace<f32>, grads: &mut [f32], base: usize| {
+            grads.fill(0.0);
             net.forward(params, input, rows, ws);
             let (q, grad) = ws.output_and_grad(rows, 1);
             let mut loss = 0.0f64;
@@ -236,6 +236,7 @@ impl TwinCritic {
                 || critic_step(q2, q2_ws, q2_grads, q2_start),
             )
         } else {
+            q2_grads.fill(0.0);
             (critic_step(q1, q1_ws, q1_grads, 0), 0.0)
         };
         let loss = loss1 + loss2;
