@@ -229,8 +229,8 @@ pub struct NetConfig {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub channels_first: bool,
     /// Threads the network's forward and backward passes use: 2 runs a separate actor and
-    /// critic side by side (PPO, A2C, IMPALA), or SAC's and TD3's twin critics, with results
-    /// bit-identical to 1; a shared trunk's update takes half the minibatch per thread (the
+    /// critic side by side (PPO, A2C, IMPALA), or SAC's and TD3's twin critics (and splits
+    /// their actor's passes, Adam steps and Polyak updates), with results bit-identical to 1; a shared trunk's update takes half the minibatch per thread (the
     /// same run every time, equal to 1 thread up to rounding). Leave 1 when env threads or
     /// other workers already own the cores.
     #[serde(default = "one", skip_serializing_if = "is_one")]
