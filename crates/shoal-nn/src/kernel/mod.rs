@@ -379,13 +379,25 @@ mod tests {
             for accumulate in [false, true] {
                 let mut want = start.clone();
                 let beta = if accumulate { 1.0 } else { 0.0 };
-                crate::gemm::gemm(
-                    1.0,
-                    crate::gemm::Mat::rows(&a, m, k),
-                    crate::gemm::Mat::rows(&b, k, n),
-                    beta,
-                    &mut want,
-                );
+                // SAFETY: row-major operands of the stated shapes; `want` is a buffer of its own.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        m,
+                        k,
+                        n,
+                        1.0,
+                        a.as_ptr(),
+                        k as isize,
+                        1,
+                        b.as_ptr(),
+                        n as isize,
+                        1,
+                        beta,
+                        want.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    )
+                };
                 let store = if accumulate { Store::Accumulate } else { Store::Overwrite };
                 for isa in sets_here() {
                     let mut c = start.clone();
