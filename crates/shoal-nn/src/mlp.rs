@@ -202,7 +202,7 @@ impl Mlp {
         ws: &mut MlpWorkspace<T>,
         input_grad: bool,
     ) {
-        self.backprop(None, params, Some((grads, 0)), x, rows, ws, input_grad);
+        self.backward_with(None, params, grads, x, rows, ws, input_grad);
     }
 
     /// [`Mlp::backward`], each big enough layer's two products — its weight gradient and the

@@ -325,13 +325,7 @@ mod tests {
             eprintln!("one build on this CPU ({sets:?}): nothing to compare");
             return;
         }
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut uniform = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        };
+        let mut uniform = uniform_from(0x2545_f491_4f6c_dd1d);
         for (m, n, k) in [(256, 64, 4), (256, 64, 64), (37, 48, 200), (13, 256, 256), (6, 16, 1000)] {
             let a: Vec<f32> = (0..m * k).map(|_| uniform()).collect();
             let b: Vec<f32> = (0..k * n).map(|_| uniform()).collect();
@@ -358,19 +352,25 @@ mod tests {
         }
     }
 
+    /// Uniform values in [−1, 1) from a xorshift generator seeded with `seed`: operands where
+    /// any change of summation order would show.
+    fn uniform_from(seed: u64) -> impl FnMut() -> f32 {
+        let mut state = seed;
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        }
+    }
+
     /// Up to the GEMM crate's `kc` (256) each build computes the crate's bits: both sum every
     /// output over `k` in order with FMAs from zero (the crate in one pass when `k ≤ kc`) and
     /// add `C` after, so where a product goes — kernel or crate, which differs by CPU past
     /// `k` = 64 ([`Isa::max_k`]) — does not change a run.
     #[test]
     fn the_builds_compute_the_gemm_crates_bits_up_to_its_block_of_k() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut uniform = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        };
+        let mut uniform = uniform_from(0x9e37_79b9_7f4a_7c15);
         for (m, n, k) in [(256, 64, 4), (256, 256, 17), (100, 64, 64), (256, 32, 200), (37, 256, 256)] {
             let a: Vec<f32> = (0..m * k).map(|_| uniform()).collect();
             let b: Vec<f32> = (0..k * n).map(|_| uniform()).collect();
